@@ -1,0 +1,1 @@
+"""Adapters: one module per outside system, each behind a Protocol in :mod:`controller.ports`."""

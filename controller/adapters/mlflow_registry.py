@@ -1,0 +1,303 @@
+"""The MLflow Model Registry behind :class:`controller.ports.Registry`.
+
+Observation is two paged bulk reads (``search_registered_models`` and ``search_model_versions``),
+whatever the number of agents. MLflow's own HTTP retries are turned off here by default
+(``MLFLOW_HTTP_REQUEST_MAX_RETRIES=0``, unless the user set it) so that one policy, agentctl's
+(:mod:`controller.retry`), decides how long to wait for a server that is down or slow.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, TypeVar
+
+from controller.errors import BackendError, PermanentBackendError, TemporaryBackendError
+from controller.observed import (
+    DIGEST_TAG,
+    FAILED,
+    OWNER_TAG,
+    ObservedModel,
+    ObservedVersion,
+    RegistrySnapshot,
+)
+from controller.ports import VersionSource
+
+__all__ = ["MlflowRegistry", "experiment_name"]
+
+T = TypeVar("T")
+
+_MODELS_PAGE = 1000  # MLflow's maximum for search_registered_models
+_VERSIONS_PAGE = 10000  # MLflow's default (and Databricks' maximum) for search_model_versions
+_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+
+# A request for the validation predict that log_model runs on a ResponsesAgent.
+INPUT_EXAMPLE = {"input": [{"role": "user", "content": "Hello, what can you do?"}]}
+
+
+def experiment_name(model: str) -> str:
+    """The MLflow experiment that holds an agent's logged models (and later its traces)."""
+    return f"/agentctl/{model}"
+
+
+class MlflowRegistry:
+    def __init__(self, tracking_uri: str, *, http_timeout: int = 30) -> None:
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(http_timeout))
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    # -- error translation -------------------------------------------------------------------
+
+    def _call(self, operation: str, target: str, fn: Callable[[], T]) -> T:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return fn()
+        except MlflowException as exc:
+            raise _translate(exc, operation, target, self.tracking_uri) from exc
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            raise TemporaryBackendError(
+                f"{operation} {target}: {exc}", operation=operation, target=target
+            ) from exc
+
+    # -- observation -------------------------------------------------------------------------
+
+    def observe(self) -> RegistrySnapshot:
+        raw_models: list[Any] = []
+        token = None
+        while True:
+            page = self._call(
+                "search registered models",
+                self.tracking_uri,
+                partial(
+                    self._client.search_registered_models,
+                    max_results=_MODELS_PAGE,
+                    page_token=token,
+                ),
+            )
+            raw_models.extend(page)
+            token = page.token
+            if not token:
+                break
+        versions: dict[str, dict[int, ObservedVersion]] = {}
+        token = None
+        while True:
+            vpage = self._call(
+                "search model versions",
+                self.tracking_uri,
+                partial(
+                    self._client.search_model_versions,
+                    max_results=_VERSIONS_PAGE,
+                    order_by=["name ASC", "version_number ASC"],
+                    page_token=token,
+                ),
+            )
+            for mv in vpage:
+                versions.setdefault(mv.name, {})[int(mv.version)] = _version(mv)
+            token = vpage.token
+            if not token:
+                break
+        models = {}
+        for rm in raw_models:
+            aliases = {str(k): int(v) for k, v in (rm.aliases or {}).items()}
+            models[rm.name] = ObservedModel(
+                name=rm.name,
+                description=rm.description or "",
+                tags={k: v or "" for k, v in (rm.tags or {}).items()},
+                aliases=aliases,
+                versions=versions.get(rm.name, {}),
+            )
+        return RegistrySnapshot(models)
+
+    def find_version(self, name: str, digest: str) -> int | None:
+        flt = f"name = '{_quote(name)}' AND tags.`{DIGEST_TAG}` = '{_quote(digest)}'"
+        found = self._call(
+            "search model versions",
+            name,
+            lambda: self._client.search_model_versions(filter_string=flt, max_results=100),
+        )
+        numbers = [int(mv.version) for mv in found if mv.status != FAILED]
+        return min(numbers) if numbers else None
+
+    # -- registered models -------------------------------------------------------------------
+
+    def create_model(self, name: str, description: str | None, tags: Mapping[str, str]) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._client.create_registered_model(name, tags=dict(tags), description=description)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise _translate(exc, "create registered model", name, self.tracking_uri) from exc
+            # A retry after a create that did succeed: fine if it is ours, else a conflict.
+            existing = self._call(
+                "get registered model", name, lambda: self._client.get_registered_model(name)
+            )
+            if (existing.tags or {}).get(OWNER_TAG) != tags.get(OWNER_TAG):
+                raise PermanentBackendError(
+                    f"registered model '{name}' was created by someone else since the plan",
+                    operation="create registered model",
+                    target=name,
+                ) from exc
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            raise TemporaryBackendError(
+                str(exc), operation="create registered model", target=name
+            ) from exc
+
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        self._call(
+            "set tag",
+            f"{name} {key}",
+            partial(self._client.set_registered_model_tag, name, key, value),
+        )
+
+    def delete_model_tag(self, name: str, key: str) -> None:
+        self._tolerate_missing(
+            "delete tag",
+            f"{name} {key}",
+            partial(self._client.delete_registered_model_tag, name, key),
+        )
+
+    def set_model_description(self, name: str, description: str) -> None:
+        self._call(
+            "update registered model",
+            name,
+            partial(self._client.update_registered_model, name, description=description),
+        )
+
+    def delete_model(self, name: str) -> None:
+        self._call(
+            "delete registered model", name, lambda: self._client.delete_registered_model(name)
+        )
+
+    # -- versions ----------------------------------------------------------------------------
+
+    def log_version(
+        self,
+        name: str,
+        source: VersionSource,
+        tags: Mapping[str, str],
+        description: str | None,
+    ) -> int:
+        return self._call(
+            "log model version", name, lambda: self._log(name, source, tags, description)
+        )
+
+    def _log(
+        self, name: str, source: VersionSource, tags: Mapping[str, str], description: str | None
+    ) -> int:
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        exp_name = experiment_name(name)
+        exp = self._client.get_experiment_by_name(exp_name)
+        exp_id = exp.experiment_id if exp is not None else self._create_experiment(exp_name)
+        run_tags = {DIGEST_TAG: source.digest, "agentctl.io/agent": source.agent}
+        with mlflow.start_run(
+            experiment_id=exp_id, run_name=f"log-{source.digest[7:19]}", tags=run_tags
+        ):
+            info = mlflow.pyfunc.log_model(
+                name="agent",
+                python_model=source.code_path,
+                model_config=source.config_path,
+                pip_requirements=list(source.pip_requirements),
+                input_example=INPUT_EXAMPLE,
+            )
+        # Tags go in with the version itself, so a version never exists without its digest.
+        mv = mlflow.register_model(info.model_uri, name, tags=dict(tags))
+        if description is not None:
+            self._client.update_model_version(name, mv.version, description=description)
+        return int(mv.version)
+
+    def _create_experiment(self, exp_name: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self._client.create_experiment(exp_name))
+        except MlflowException as exc:  # created concurrently: read it back
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            exp = self._client.get_experiment_by_name(exp_name)
+            assert exp is not None
+            return str(exp.experiment_id)
+
+    def set_version_tag(self, name: str, version: int, key: str, value: str) -> None:
+        self._call(
+            "set version tag",
+            f"{name}/{version} {key}",
+            partial(self._client.set_model_version_tag, name, str(version), key, value),
+        )
+
+    def delete_version_tag(self, name: str, version: int, key: str) -> None:
+        self._tolerate_missing(
+            "delete version tag",
+            f"{name}/{version} {key}",
+            partial(self._client.delete_model_version_tag, name, str(version), key),
+        )
+
+    def set_version_description(self, name: str, version: int, description: str) -> None:
+        self._call(
+            "update model version",
+            f"{name}/{version}",
+            partial(self._client.update_model_version, name, str(version), description=description),
+        )
+
+    # -- aliases -----------------------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        self._call(
+            "set alias",
+            f"{name}@{alias}",
+            lambda: self._client.set_registered_model_alias(name, alias, str(version)),
+        )
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._tolerate_missing(
+            "delete alias",
+            f"{name}@{alias}",
+            partial(self._client.delete_registered_model_alias, name, alias),
+        )
+
+    def _tolerate_missing(self, operation: str, target: str, fn: Callable[[], object]) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            fn()
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return  # already gone: the goal is reached
+            raise _translate(exc, operation, target, self.tracking_uri) from exc
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            raise TemporaryBackendError(
+                f"{operation} {target}: {exc}", operation=operation, target=target
+            ) from exc
+
+
+def _version(mv: Any) -> ObservedVersion:
+    return ObservedVersion(
+        number=int(mv.version),
+        status=str(mv.status or "READY"),
+        tags={k: v or "" for k, v in (mv.tags or {}).items()},
+        description=mv.description or "",
+        source=mv.source or "",
+        run_id=mv.run_id,
+    )
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _translate(exc: Any, operation: str, target: str, uri: str) -> BackendError:
+    status = int(exc.get_http_status_code())
+    message = f"{operation} {target}: {exc.message if hasattr(exc, 'message') else exc}"
+    if "failed with exception" in message or "timeout" in message.lower():
+        message = f"{operation} {target}: the MLflow server at {uri} did not answer ({exc})"
+    if status in _TRANSIENT_STATUS:
+        return TemporaryBackendError(message, operation=operation, target=target)
+    return PermanentBackendError(message, operation=operation, target=target)

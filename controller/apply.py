@@ -1,0 +1,169 @@
+"""The executor: carry out a plan's changes, in order, through the ports. Returns a ChangeSet.
+
+Apply does only what ``plan.changes`` says (Terraform's rule), each primitive call under the
+retry policy. Every primitive is idempotent (set, delete-if-present, create-or-find), so a run
+that stops part-way is finished by the next plan and apply. A version is logged only after a
+fresh look for its digest, so a retried or repeated apply never registers the same source twice;
+the source files are digested again first, and an apply refuses files that changed since the plan.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from controller.changeset import ChangeSet, Entry, Verb
+from controller.digest import normalize_requirement, source_digest
+from controller.errors import AgentctlError, ApplyFailed, BackendError, PlanRejected
+from controller.observed import MANAGED_ALIASES_TAG, MANAGED_TAGS_TAG
+from controller.plan import Action, Change, Kind, Plan
+from controller.ports import Registry, VersionSource
+from controller.retry import RetryPolicy
+
+__all__ = ["SourceChanged", "apply"]
+
+# Inventory tags are written after the tags they list, so a crash never loses track of a tag.
+_LAST = (MANAGED_TAGS_TAG, MANAGED_ALIASES_TAG)
+
+
+class SourceChanged(AgentctlError):
+    """The agent's files changed between plan and apply."""
+
+
+def apply(
+    plan: Plan,
+    registry: Registry,
+    *,
+    root: str,
+    policy: RetryPolicy | None = None,
+    on_entry: Callable[[Entry], None] | None = None,
+) -> ChangeSet:
+    if plan.has_errors:
+        raise PlanRejected(plan.diagnostics)
+    executor = _Executor(registry, root, policy or RetryPolicy())
+    entries: list[Entry] = []
+    for change in plan.changes:
+        try:
+            entry = executor.run(change)
+        except (BackendError, SourceChanged) as exc:
+            raise ApplyFailed(f"{change.address}: {exc}", ChangeSet(tuple(entries)), exc) from exc
+        entries.append(entry)
+        if on_entry is not None:
+            on_entry(entry)
+    return ChangeSet(tuple(entries))
+
+
+class _Executor:
+    def __init__(self, registry: Registry, root: str, policy: RetryPolicy) -> None:
+        self.registry = registry
+        self.root = root
+        self.policy = policy
+        self.created: dict[tuple[str, str], int] = {}  # (model, digest) -> version number
+
+    def run(self, change: Change) -> Entry:
+        handler = {
+            Kind.REGISTERED_MODEL: self._model,
+            Kind.MODEL_VERSION: self._version,
+            Kind.ALIAS: self._alias,
+        }[change.kind]
+        return handler(change)
+
+    def _model(self, c: Change) -> Entry:
+        r, call = self.registry, self.policy.call
+        if c.action is Action.CREATE:
+            after = c.after or {}
+            call(lambda: r.create_model(c.model, after.get("description"), after["tags"]))
+            return Entry(c.address, Verb.CREATED, c.model)
+        if c.action is Action.DELETE:
+            call(lambda: r.delete_model(c.model))
+            return Entry(c.address, Verb.DELETED, c.model)
+        before, after = c.before or {}, c.after or {}
+        set_tags, delete_tags = _tag_ops(before.get("tags", {}), after.get("tags", {}))
+        for key in delete_tags:
+            call(lambda k=key: r.delete_model_tag(c.model, k))  # type: ignore[misc]
+        for key, value in set_tags:
+            call(lambda k=key, v=value: r.set_model_tag(c.model, k, v))  # type: ignore[misc]
+        if "description" in after and after["description"] != before.get("description"):
+            call(lambda: r.set_model_description(c.model, after["description"]))
+        return Entry(c.address, Verb.CONFIGURED, c.reason)
+
+    def _version(self, c: Change) -> Entry:
+        r, call = self.registry, self.policy.call
+        after = c.after or {}
+        if c.action is Action.CREATE:
+            digest = after["digest"]
+            source = self._source(c.agent, after)
+
+            def find_or_log() -> tuple[int, bool]:
+                existing = r.find_version(c.model, digest)
+                if existing is not None:
+                    return existing, False
+                return r.log_version(c.model, source, after["tags"], after.get("description")), True
+
+            number, logged = call(find_or_log)
+            self.created[(c.model, digest)] = number
+            if not logged:
+                return Entry(c.address, Verb.UNCHANGED, f"already registered as version {number}")
+            return Entry(c.address, Verb.CREATED, f"version {number}")
+        before = c.before or {}
+        number = int(after["version"])
+        set_tags, delete_tags = _tag_ops(before.get("tags", {}), after.get("tags", {}))
+        for key in delete_tags:
+            call(lambda k=key: r.delete_version_tag(c.model, number, k))  # type: ignore[misc]
+        for key, value in set_tags:
+            call(lambda k=key, v=value: r.set_version_tag(c.model, number, k, v))  # type: ignore[misc]
+        if "description" in after and after["description"] != before.get("description"):
+            call(lambda: r.set_version_description(c.model, number, after["description"]))
+        return Entry(c.address, Verb.CONFIGURED, f"version {number}")
+
+    def _alias(self, c: Change) -> Entry:
+        r, call = self.registry, self.policy.call
+        if c.action is Action.DELETE:
+            call(lambda: r.delete_alias(c.model, c.name))
+            return Entry(c.address, Verb.DELETED, c.name)
+        after = c.after or {}
+        version = after.get("version")
+        if version is None:  # known after apply: the version created earlier in this run
+            digest = after["digest"]
+            version = self.created.get((c.model, digest))
+            if version is None:
+                version = call(lambda: r.find_version(c.model, digest))
+            if version is None:
+                raise BackendError(
+                    f"no version of '{c.model}' has digest {digest}", target=c.address
+                )
+        number = int(version)
+        call(lambda: r.set_alias(c.model, c.name, number))
+        verb = Verb.CREATED if c.action is Action.CREATE else Verb.CONFIGURED
+        return Entry(c.address, verb, f"-> version {number}")
+
+    def _source(self, agent: str, after: dict[str, Any]) -> VersionSource:
+        code = os.path.join(self.root, after["code"])
+        config = os.path.join(self.root, after["config"]) if after.get("config") else None
+        reqs = tuple(after["pip_requirements"])
+        try:
+            with open(code, "rb") as fh:
+                code_bytes = fh.read()
+            config_bytes = None
+            if config is not None:
+                with open(config, "rb") as fh:
+                    config_bytes = fh.read()
+        except OSError as exc:
+            raise SourceChanged(f"cannot read the source of {agent}: {exc}") from exc
+        digest = source_digest(code_bytes, config_bytes, [normalize_requirement(x) for x in reqs])
+        if digest != after["digest"]:
+            raise SourceChanged(
+                f"the source of {agent} changed since the plan ({after['digest'][:19]}… -> "
+                f"{digest[:19]}…); plan again"
+            )
+        return VersionSource(agent, code, config, reqs, digest)
+
+
+def _tag_ops(
+    before: dict[str, str], after: dict[str, str]
+) -> tuple[list[tuple[str, str]], list[str]]:
+    deletes = sorted(k for k in before if k not in after)
+    sets = [(k, v) for k, v in after.items() if before.get(k) != v]
+    sets.sort(key=lambda kv: (kv[0] in _LAST, kv[0]))
+    return sets, deletes

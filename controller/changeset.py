@@ -1,0 +1,38 @@
+"""What apply did, per object (Flux's ChangeSet). Pure data: no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["ChangeSet", "Entry", "Verb"]
+
+
+class Verb(StrEnum):
+    CREATED = "created"
+    CONFIGURED = "configured"
+    UNCHANGED = "unchanged"
+    DELETED = "deleted"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    address: str
+    verb: Verb
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"address": self.address, "verb": self.verb.value, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSet:
+    entries: tuple[Entry, ...] = ()
+
+    def count(self, verb: Verb) -> int:
+        return sum(e.verb is verb for e in self.entries)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"entries": [e.to_dict() for e in self.entries]}

@@ -1,0 +1,157 @@
+"""Semantic checks of one manifest, beyond its schema. Pure data: no I/O.
+
+Each problem names the path of the field that is wrong (``("spec", "aliases", "champion")``),
+so that the loader can point at its file and line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from controller.schema import (
+    ALIAS_RESERVED,
+    CURRENT,
+    RESERVED_TAG_PREFIX,
+    AgentManifest,
+    AgentSpec,
+    ShadowTarget,
+    TrafficTarget,
+    VersionRef,
+)
+
+__all__ = ["Path", "Problem", "check_manifest", "field_name"]
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: Path
+    message: str
+
+
+def field_name(path: Path) -> str:
+    """``("spec", "traffic", 0, "percent")`` -> ``spec.traffic[0].percent``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def check_manifest(m: AgentManifest) -> list[Problem]:
+    spec = m.spec
+    problems: list[Problem] = []
+
+    for where, tags in (
+        (("spec", "tags"), spec.tags),
+        *((("spec", "versions", i, "tags"), v.tags) for i, v in enumerate(spec.versions)),
+    ):
+        for key in tags:
+            if key.startswith(RESERVED_TAG_PREFIX):
+                problems.append(
+                    Problem(
+                        (*where, key),
+                        f"tag keys under '{RESERVED_TAG_PREFIX}' are reserved for agentctl",
+                    )
+                )
+
+    declared: dict[VersionRef, int] = {}
+    for i, entry in enumerate(spec.versions):
+        if entry.version in declared:
+            problems.append(
+                Problem(
+                    ("spec", "versions", i, "version"),
+                    f"version {entry.version} is declared twice "
+                    f"(first at spec.versions[{declared[entry.version]}])",
+                )
+            )
+        else:
+            declared[entry.version] = i
+        if entry.version == CURRENT and spec.source is None:
+            problems.append(
+                Problem(
+                    ("spec", "versions", i, "version"),
+                    "'current' is the version built from spec.source, but spec.source is not set",
+                )
+            )
+    known: set[VersionRef] = set(declared)
+    if spec.source is not None:
+        known.add("current")
+
+    def check_ref(path: Path, ref: VersionRef) -> None:
+        if ref not in known:
+            if ref == CURRENT:
+                problems.append(Problem(path, "'current' needs spec.source"))
+            else:
+                problems.append(
+                    Problem(
+                        path,
+                        f"version {ref} is not declared in spec.versions "
+                        f"(declared: {_listing(known)})",
+                    )
+                )
+
+    for alias, ref in spec.aliases.items():
+        path: Path = ("spec", "aliases", alias)
+        if ALIAS_RESERVED.match(alias):
+            problems.append(
+                Problem(path, f"alias '{alias}' is reserved by MLflow ('latest' and v<N>)")
+            )
+        check_ref(path, ref)
+
+    if spec.serving is not None:
+        total = 0
+        for i, target in enumerate(spec.serving.traffic):
+            total += target.percent
+            _check_target(problems, ("spec", "serving", "traffic", i), target, spec, check_ref)
+        if total != 100:
+            problems.append(
+                Problem(
+                    ("spec", "serving", "traffic"),
+                    f"traffic percents sum to {total}; they must sum to 100",
+                )
+            )
+        seen: dict[str, int] = {}
+        for i, target in enumerate(spec.serving.traffic):
+            key = target.ref
+            if key in seen:
+                problems.append(
+                    Problem(
+                        ("spec", "serving", "traffic", i),
+                        f"{key} appears twice in traffic (first at traffic[{seen[key]}])",
+                    )
+                )
+            seen.setdefault(key, i)
+        if spec.serving.shadow is not None:
+            shadow = spec.serving.shadow
+            _check_target(problems, ("spec", "serving", "shadow"), shadow, spec, check_ref)
+    return problems
+
+
+def _check_target(
+    problems: list[Problem],
+    path: Path,
+    target: TrafficTarget | ShadowTarget,
+    spec: AgentSpec,
+    check_ref: Callable[[Path, VersionRef], None],
+) -> None:
+    if target.alias is not None:
+        if target.alias not in spec.aliases:
+            problems.append(
+                Problem(
+                    (*path, "alias"),
+                    f"alias '{target.alias}' is not declared in spec.aliases "
+                    f"(declared: {_listing(spec.aliases)})",
+                )
+            )
+    elif target.version is not None:
+        check_ref((*path, "version"), target.version)
+
+
+def _listing(items: Iterable[object]) -> str:
+    names = sorted(str(x) for x in items)
+    return ", ".join(names) if names else "none"

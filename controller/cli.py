@@ -1,0 +1,242 @@
+"""The ``agentctl`` command: a thin shell over load, reconcile and render.
+
+Exit codes: 0 success; 1 error (bad input, plan errors, a backend that failed); ``plan
+--detailed-exitcode`` also returns 2 when there are changes (Terraform's convention).
+Heavy modules (mlflow) are imported only by the commands that talk to a registry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from controller.errors import AgentctlError, ApplyFailed, BackendError, InvalidInput, PlanRejected
+
+__all__ = ["app", "main"]
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+app = typer.Typer(
+    name="agentctl",
+    help="Declarative GitOps deployment of LLM agents packaged as MLflow models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Format(StrEnum):
+    text = "text"
+    markdown = "markdown"
+    json = "json"
+
+
+PathArg = Annotated[
+    Path, typer.Argument(help="A manifest file, or a directory searched for *.yaml / *.yml.")
+]
+RootOpt = Annotated[
+    Path | None,
+    typer.Option(help="Repository root; source paths may not leave it. Default: the git root."),
+]
+AllowEmptyOpt = Annotated[
+    bool, typer.Option(help="Accept a PATH with no manifests (a desired state of nothing).")
+]
+TrackingOpt = Annotated[
+    str,
+    typer.Option(
+        envvar="MLFLOW_TRACKING_URI",
+        help="MLflow tracking/registry URI. Default: the embedded sqlite:///mlflow.db.",
+    ),
+]
+OwnerOpt = Annotated[
+    str,
+    typer.Option(
+        envvar="AGENTCTL_OWNER",
+        help="Owner id written on managed models; models of other owners are never touched.",
+    ),
+]
+PruneOpt = Annotated[
+    bool,
+    typer.Option(help="Delete registered models this owner manages that no manifest declares."),
+]
+
+
+def _err(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+def _fail(exc: AgentctlError, fmt: Format = Format.text) -> typer.Exit:
+    from controller.render import render_diagnostics
+
+    if isinstance(exc, InvalidInput | PlanRejected):
+        if fmt is Format.json:
+            typer.echo(
+                json.dumps(
+                    {"valid": False, "diagnostics": [d.to_dict() for d in exc.diagnostics]},
+                    indent=2,
+                )
+            )
+        _err(render_diagnostics(exc.diagnostics))
+    elif isinstance(exc, ApplyFailed):
+        from controller.render import render_changeset
+
+        if exc.changeset.entries:
+            _err(render_changeset(exc.changeset))
+        _err(f"Error: apply stopped at {exc}")
+        _err("Nothing after that change was applied; the next apply finishes the work.")
+    elif isinstance(exc, BackendError):
+        _err(f"Error: {exc}")
+    else:
+        _err(f"Error: {exc}")
+    return typer.Exit(1)
+
+
+def _load(path: Path, root: Path | None, allow_empty: bool):  # type: ignore[no-untyped-def]
+    from controller.loader import load
+
+    return load(path, root=root, allow_empty=allow_empty)
+
+
+def _registry(tracking_uri: str):  # type: ignore[no-untyped-def]
+    from controller.adapters.mlflow_registry import MlflowRegistry
+
+    return MlflowRegistry(tracking_uri)
+
+
+@app.command()
+def validate(
+    path: PathArg,
+    root: RootOpt = None,
+    allow_empty: AllowEmptyOpt = False,
+    format: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
+) -> None:
+    """Check manifests and the files they name. Exit 0 if valid, 1 if not. Touches no server."""
+    from controller.render import render_diagnostics
+
+    try:
+        desired, diags = _load(path, root, allow_empty)
+    except InvalidInput as exc:
+        raise _fail(exc, format) from None
+    if format is Format.json:
+        typer.echo(
+            json.dumps(
+                {
+                    "valid": True,
+                    "agents": [a.name for a in desired.agents],
+                    "diagnostics": [d.to_dict() for d in diags],
+                },
+                indent=2,
+            )
+        )
+        return
+    if len(diags):
+        _err(render_diagnostics(diags))
+    typer.echo(f"Success: {len(desired.agents)} agent(s) valid.")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of an Agent manifest (for editors and yaml-language-server)."""
+    from controller.schema_json import manifest_json_schema
+
+    typer.echo(json.dumps(manifest_json_schema(), indent=2))
+
+
+@app.command()
+def plan(
+    path: PathArg,
+    format: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
+    detailed_exitcode: Annotated[
+        bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Also write the plan as JSON to this file.")
+    ] = None,
+    tracking_uri: TrackingOpt = DEFAULT_TRACKING_URI,
+    owner: OwnerOpt = "agentctl",
+    prune: PruneOpt = False,
+    root: RootOpt = None,
+    allow_empty: AllowEmptyOpt = False,
+) -> None:
+    """Show what apply would change. Never runs agent code and never writes."""
+    from controller.reconcile import reconcile
+    from controller.render import render_plan
+
+    try:
+        desired, _ = _load(path, root, allow_empty)
+        result = reconcile(desired, _registry(tracking_uri), apply=False, owner=owner, prune=prune)
+    except AgentctlError as exc:
+        raise _fail(exc, format) from None
+    typer.echo(render_plan(result.plan, format.value))
+    if out is not None:
+        out.write_text(render_plan(result.plan, "json") + "\n", encoding="utf-8")
+    if result.plan.has_errors:
+        raise typer.Exit(1)
+    if detailed_exitcode and result.plan.has_changes:
+        raise typer.Exit(2)
+
+
+@app.command("apply")
+def apply_cmd(
+    path: PathArg,
+    format: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
+    tracking_uri: TrackingOpt = DEFAULT_TRACKING_URI,
+    owner: OwnerOpt = "agentctl",
+    prune: PruneOpt = False,
+    root: RootOpt = None,
+    allow_empty: AllowEmptyOpt = False,
+) -> None:
+    """Plan, then apply the plan: log and register new versions, move aliases, set tags."""
+    from controller.reconcile import reconcile
+    from controller.render import render_changeset, render_plan
+
+    def show_plan(p) -> None:  # type: ignore[no-untyped-def]
+        if format is not Format.json:
+            typer.echo(render_plan(p, format.value))
+
+    try:
+        desired, _ = _load(path, root, allow_empty)
+        result = reconcile(
+            desired,
+            _registry(tracking_uri),
+            apply=True,
+            owner=owner,
+            prune=prune,
+            on_plan=show_plan,
+            on_entry=(lambda e: typer.echo(f"{e.address}: {e.verb.value}"))
+            if format is Format.text
+            else None,
+        )
+    except AgentctlError as exc:
+        raise _fail(exc, format) from None
+    if result.plan.has_errors:
+        if format is Format.json:
+            typer.echo(render_plan(result.plan, "json"))
+        raise typer.Exit(1)
+    if format is Format.json:
+        payload = {
+            "plan": result.plan.to_dict(),
+            "changeset": result.changeset.to_dict() if result.changeset else None,
+        }
+        typer.echo(json.dumps(payload, indent=2))
+    elif result.changeset is not None:
+        typer.echo("")
+        typer.echo(render_changeset(result.changeset).splitlines()[-1])
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        _err("Interrupted.")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""The desired state, as loaded from manifests. Pure data: no I/O.
+
+A :class:`Desired` is what the planner takes: every agent with its validated manifest, its
+resolved source (paths and content digest, computed by the loader) and where each of its fields
+stands in its file, so that plan errors can name file and line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from controller.checks import Path
+from controller.diagnostics import Location
+from controller.schema import AgentManifest
+
+__all__ = ["Desired", "DesiredAgent", "ResolvedSource"]
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedSource:
+    code_path: str  # absolute
+    config_path: str | None  # absolute
+    code_ref: str  # relative to the root, for display and tags
+    config_ref: str | None
+    pip_requirements: tuple[str, ...]  # as written (normalised for the digest)
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredAgent:
+    manifest: AgentManifest
+    file: str
+    source: ResolvedSource | None
+    locations: Mapping[Path, Location] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def model_name(self) -> str:
+        return self.manifest.model_name
+
+    def location(self, path: Path) -> Location:
+        """The location of the deepest prefix of ``path`` that the file has."""
+        for n in range(len(path), -1, -1):
+            loc = self.locations.get(path[:n])
+            if loc is not None:
+                return loc
+        return Location(self.file, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    agents: tuple[DesiredAgent, ...]
+    root: str = ""
+
+    def by_model(self) -> dict[str, DesiredAgent]:
+        return {a.model_name: a for a in self.agents}

@@ -1,0 +1,89 @@
+"""Typed errors of agentctl. Pure data: no I/O.
+
+The tree::
+
+    AgentctlError                     everything agentctl raises on purpose
+     ├── InvalidInput                 bad manifests or flags; carries Diagnostics; exit 1, nothing applied
+     ├── PlanRejected                 the planner found errors (a missing version, a foreign model)
+     ├── BackendError                 a server answered with an error or did not answer
+     │    ├── TemporaryBackendError   worth retrying (connection refused, timeout, 429, 5xx)
+     │    └── PermanentBackendError   retrying will not help (400, 403, 404 ...)
+     └── ApplyFailed                  apply stopped part-way; carries the ChangeSet of what was done
+
+A temporary error may carry ``retry_after`` (seconds), which the retry policy honours.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from controller.changeset import ChangeSet
+    from controller.diagnostics import Diagnostics
+
+__all__ = [
+    "AgentctlError",
+    "ApplyFailed",
+    "BackendError",
+    "InvalidInput",
+    "PermanentBackendError",
+    "PlanRejected",
+    "TemporaryBackendError",
+]
+
+
+class AgentctlError(Exception):
+    """Base of every error agentctl raises on purpose."""
+
+
+class InvalidInput(AgentctlError):
+    """Manifests or arguments are invalid. ``diagnostics`` holds every problem found."""
+
+    def __init__(self, diagnostics: Diagnostics) -> None:
+        self.diagnostics = diagnostics
+        super().__init__(f"{len(diagnostics.errors)} error(s) in the input")
+
+
+class PlanRejected(AgentctlError):
+    """The planner found errors; no change may be applied."""
+
+    def __init__(self, diagnostics: Diagnostics) -> None:
+        self.diagnostics = diagnostics
+        super().__init__(f"the plan has {len(diagnostics.errors)} error(s)")
+
+
+class BackendError(AgentctlError):
+    """A backend (MLflow, Kubernetes, a process) failed an operation."""
+
+    def __init__(self, message: str, *, operation: str = "", target: str = "") -> None:
+        self.operation = operation
+        self.target = target
+        super().__init__(message)
+
+
+class TemporaryBackendError(BackendError):
+    """Retrying may succeed: connection refused, timeout, HTTP 429 or 5xx."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str = "",
+        target: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, operation=operation, target=target)
+
+
+class PermanentBackendError(BackendError):
+    """Retrying will not help: the request itself is wrong or forbidden."""
+
+
+class ApplyFailed(AgentctlError):
+    """Apply stopped at a change it could not make. ``changeset`` says what was done before."""
+
+    def __init__(self, message: str, changeset: ChangeSet, cause: BaseException) -> None:
+        self.changeset = changeset
+        self.cause = cause
+        super().__init__(message)

@@ -1,0 +1,466 @@
+"""Load a directory (or file) of manifests into :class:`~controller.desired.Desired`.
+
+This module does file I/O: it reads YAML and the agents' source files (to digest them).
+Every problem is collected as a :class:`~controller.diagnostics.Diagnostic` naming file, line,
+column and field; if any is an error, :func:`load` raises :class:`~controller.errors.InvalidInput`
+and returns nothing, so nothing downstream can act on half-valid input.
+
+YAML documents that have neither ``apiVersion`` nor ``kind`` are not manifests (an agent's
+``config.yaml`` may sit beside them) and are skipped.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from controller.checks import Path, check_manifest, field_name
+from controller.desired import Desired, DesiredAgent, ResolvedSource
+from controller.diagnostics import Diagnostic, Diagnostics, Location, Severity
+from controller.digest import normalize_requirement, source_digest
+from controller.errors import InvalidInput
+from controller.schema import AgentManifest, Source
+
+__all__ = ["find_root", "load"]
+
+_SKIP_DIRS = {"node_modules", "__pycache__"}
+_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class _Doc:
+    data: Any
+    locations: dict[Path, Location]
+    file: str
+    start: Location
+
+
+@dataclass
+class _Collector:
+    items: list[Diagnostic] = field(default_factory=list)
+
+    def error(self, loc: Location | None, field_: str, message: str, agent: str = "") -> None:
+        self.items.append(Diagnostic(Severity.ERROR, message, loc, field_, agent))
+
+    def warn(self, loc: Location | None, field_: str, message: str, agent: str = "") -> None:
+        self.items.append(Diagnostic(Severity.WARNING, message, loc, field_, agent))
+
+
+def find_root(path: FsPath) -> FsPath:
+    """The repository root above ``path`` (the nearest directory with ``.git``), else its dir."""
+    start = path.resolve()
+    if start.is_file():
+        start = start.parent
+    for candidate in (start, *start.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return start
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    allow_empty: bool = False,
+) -> tuple[Desired, Diagnostics]:
+    """Load every manifest under ``path``. Raise InvalidInput if any error is found."""
+    base = FsPath(path)
+    out = _Collector()
+    if not base.exists():
+        out.error(None, "", f"{base}: no such file or directory")
+        raise InvalidInput(Diagnostics.of(out.items))
+    root_dir = FsPath(root).resolve() if root is not None else find_root(base)
+
+    agents: list[DesiredAgent] = []
+    by_name: dict[str, DesiredAgent] = {}
+    by_model: dict[str, DesiredAgent] = {}
+    for file in _manifest_files(base):
+        display = _display(file)
+        for doc in _read_documents(file, display, out):
+            agent = _build_agent(doc, root_dir, out)
+            if agent is None:
+                continue
+            first = by_name.get(agent.name)
+            if first is not None:
+                out.error(
+                    agent.location(("metadata", "name")),
+                    "metadata.name",
+                    f"agent '{agent.name}' is defined twice; first at "
+                    f"{first.location(('metadata', 'name'))}",
+                    agent.name,
+                )
+                continue
+            first = by_model.get(agent.model_name)
+            if first is not None:
+                out.error(
+                    agent.location(("spec", "registeredModel")),
+                    "spec.registeredModel",
+                    f"registered model '{agent.model_name}' is already managed by agent "
+                    f"'{first.name}' ({first.location(('metadata', 'name'))})",
+                    agent.name,
+                )
+                continue
+            by_name[agent.name] = agent
+            by_model[agent.model_name] = agent
+            agents.append(agent)
+
+    if not agents and not out.items and not allow_empty:
+        out.error(
+            None,
+            "",
+            f"{base}: no Agent manifests found (an empty desired state would prune every "
+            "managed model; pass --allow-empty if that is meant)",
+        )
+    diags = Diagnostics.of(out.items)
+    if diags.has_errors:
+        raise InvalidInput(diags)
+    agents.sort(key=lambda a: a.name)
+    return Desired(tuple(agents), str(root_dir)), diags
+
+
+def _display(file: FsPath) -> str:
+    try:
+        return os.path.relpath(file)
+    except ValueError:  # another drive on Windows
+        return str(file)
+
+
+def _manifest_files(base: FsPath) -> Iterator[FsPath]:
+    if base.is_file():
+        yield base
+        return
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _SKIP_DIRS)
+        for name in sorted(filenames):
+            if name.endswith(_SUFFIXES) and not name.startswith("."):
+                yield FsPath(dirpath) / name
+
+
+def _mark(file: str, mark: yaml.Mark | None) -> Location:
+    if mark is None:
+        return Location(file, 1, 1)
+    return Location(file, mark.line + 1, mark.column + 1)
+
+
+def _read_documents(file: FsPath, display: str, out: _Collector) -> Iterator[_Doc]:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        out.error(Location(display, 1, 1), "", f"cannot read: {exc}")
+        return
+    loader = yaml.SafeLoader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            locations: dict[Path, Location] = {}
+            data = _construct(loader, node, (), locations, display, out)
+            yield _Doc(data, locations, display, _mark(display, node.start_mark))
+    except yaml.MarkedYAMLError as exc:
+        loc = _mark(display, exc.problem_mark or exc.context_mark)
+        problem = " ".join(p for p in (exc.context, exc.problem) if p)
+        out.error(loc, "", f"invalid YAML: {problem or exc}")
+    except yaml.YAMLError as exc:
+        out.error(Location(display, 1, 1), "", f"invalid YAML: {exc}")
+    finally:
+        loader.dispose()
+
+
+def _construct(
+    loader: yaml.SafeLoader,
+    node: yaml.Node,
+    path: Path,
+    locations: dict[Path, Location],
+    file: str,
+    out: _Collector,
+) -> Any:
+    """Build Python data from a YAML node, recording where each path starts."""
+    locations.setdefault(path, _mark(file, node.start_mark))
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # resolve `<<` merge keys
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                out.error(
+                    _mark(file, key_node.start_mark), field_name(path), "keys must be scalars"
+                )
+                continue
+            child: Path = (*path, str(key))
+            if key in result:
+                out.error(
+                    _mark(file, key_node.start_mark),
+                    field_name(child),
+                    f"duplicate key '{key}' (first at line {locations[child].line})",
+                )
+                continue
+            locations[child] = _mark(file, key_node.start_mark)
+            result[key] = _construct(loader, value_node, child, locations, file, out)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _construct(loader, item, (*path, i), locations, file, out)
+            for i, item in enumerate(node.value)
+        ]
+    return loader.construct_object(node, deep=True)
+
+
+def _build_agent(doc: _Doc, root: FsPath, out: _Collector) -> DesiredAgent | None:
+    data = doc.data
+    if not isinstance(data, dict):
+        if data is not None:
+            out.error(
+                doc.start, "", "a manifest must be a mapping with apiVersion, kind, metadata, spec"
+            )
+        return None
+    if "apiVersion" not in data and "kind" not in data:
+        return None  # not a manifest: data such as an agent's config file
+    name = ""
+    if isinstance(data.get("metadata"), dict) and isinstance(data["metadata"].get("name"), str):
+        name = data["metadata"]["name"]
+    try:
+        manifest = AgentManifest.model_validate(data)
+    except ValidationError as exc:
+        _report_validation(exc, doc, name, out)
+        return None
+    agent = DesiredAgent(manifest, doc.file, None, doc.locations)
+    problems = check_manifest(manifest)
+    for p in problems:
+        out.error(agent.location(p.path), field_name(p.path), p.message, manifest.name)
+    source = None
+    if manifest.spec.source is not None:
+        source = _resolve_source(manifest.spec.source, agent, root, out)
+        if source is None:
+            return None
+    if problems:
+        return None
+    return DesiredAgent(manifest, doc.file, source, doc.locations)
+
+
+def _report_validation(exc: ValidationError, doc: _Doc, agent: str, out: _Collector) -> None:
+    grouped: dict[Path, tuple[list[str], str]] = {}
+    for err in exc.errors():
+        path = _data_path(doc.data, err["loc"])
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            msg = f"unknown field '{path[-1]}'" + _suggest(path)
+        elif kind == "missing":
+            msg = "required field is missing"
+        elif kind == "string_pattern_mismatch":
+            pattern = str((err.get("ctx") or {}).get("pattern", ""))
+            msg = _PATTERN_HELP.get(pattern, err["msg"])
+        else:
+            msg = err["msg"]
+        got = ""
+        if (
+            kind not in ("missing", "extra_forbidden")
+            and "input" in err
+            and not isinstance(err["input"], dict | list)
+        ):
+            got = f" (got {err['input']!r})"
+        msgs, _ = grouped.setdefault(path, ([], got))
+        if msg not in msgs:
+            msgs.append(msg)
+    for path, (msgs, got) in grouped.items():
+        if len(msgs) == 1:
+            message = msgs[0]
+        elif any("valid integer" in m for m in msgs) and any("'current'" in m for m in msgs):
+            message = "must be a version number (an integer >= 1) or 'current'"
+        else:
+            message = "expected one of: " + "; or ".join(msgs)
+        out.error(_deepest(doc, path), field_name(path), message + got, agent)
+
+
+_PATTERN_HELP = {
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$": (
+        "must be a DNS label: lowercase letters, digits and '-', starting and ending with a "
+        "letter or digit, at most 63 characters"
+    ),
+    r"^[^/:\s][^/:]*$": "a registered model name may not contain '/' or ':' or start with a space",
+    r"^[\w\-]+$": "an alias may contain only letters, digits, '_' and '-'",
+    r"^[/\w.\- ]+$": "a tag key may contain only letters, digits, '_', '-', '.', '/' and spaces",
+}
+
+
+def _data_path(data: Any, loc: tuple[int | str, ...]) -> Path:
+    """Keep the elements of a pydantic error location that address the data (not union tags)."""
+    path: list[str | int] = []
+    cur = data
+    for elem in loc:
+        if isinstance(cur, dict) and elem in cur:
+            path.append(str(elem))
+            cur = cur[elem]
+        elif isinstance(cur, list) and isinstance(elem, int) and 0 <= elem < len(cur):
+            path.append(elem)
+            cur = cur[elem]
+        elif isinstance(cur, dict) and isinstance(elem, str) and not _is_branch_tag(elem):
+            path.append(elem)  # a missing or unknown key: keep it so the message can name it
+            cur = None
+    return tuple(path)
+
+
+def _is_branch_tag(elem: str) -> bool:
+    return "[" in elem or elem in {"int", "str", "bool", "float", "list", "dict"}
+
+
+def _deepest(doc: _Doc, path: Path) -> Location:
+    for n in range(len(path), -1, -1):
+        loc = doc.locations.get(path[:n])
+        if loc is not None:
+            return loc
+    return doc.start
+
+
+def _suggest(path: Path) -> str:
+    allowed = _allowed_fields(path[:-1])
+    if not allowed:
+        return ""
+    close = difflib.get_close_matches(str(path[-1]), allowed, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"{hint} (allowed: {', '.join(sorted(allowed))})"
+
+
+def _allowed_fields(path: Path) -> list[str]:
+    """The YAML field names allowed at ``path`` in the schema."""
+    tp: Any = AgentManifest
+    for elem in path:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            fields = {(f.alias or n): f for n, f in tp.model_fields.items()}
+            if elem not in fields:
+                return []
+            tp = fields[str(elem)].annotation
+        elif typing.get_origin(tp) is list:
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        else:
+            return []
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [f.alias or n for n, f in tp.model_fields.items()]
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    """Optional[X] / X | None -> X; Annotated[X, ...] -> X."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            models = [
+                a for a in typing.get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)
+            ]
+            others = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = models[0] if models else (others[0] if len(others) == 1 else tp)
+            if tp not in models and len(others) != 1:
+                return tp
+        else:
+            return tp
+
+
+def _resolve_file(
+    raw: str, agent: DesiredAgent, root: FsPath, path: Path, out: _Collector
+) -> FsPath | None:
+    loc = agent.location(path)
+    where = field_name(path)
+    if os.path.isabs(raw):
+        out.error(
+            loc, where, f"'{raw}' is absolute; give a path relative to the manifest", agent.name
+        )
+        return None
+    target = (FsPath(agent.file).resolve().parent / raw).resolve()
+    if not target.is_relative_to(root):
+        out.error(
+            loc,
+            where,
+            f"'{raw}' resolves to {target}, outside the repository root {root}",
+            agent.name,
+        )
+        return None
+    if not target.is_file():
+        out.error(loc, where, f"'{raw}' ({target}) is not a file", agent.name)
+        return None
+    return target
+
+
+def _resolve_source(
+    src: Source, agent: DesiredAgent, root: FsPath, out: _Collector
+) -> ResolvedSource | None:
+    base: Path = ("spec", "source")
+    ok = True
+    code = _resolve_file(src.code, agent, root, (*base, "code"), out)
+    config = None
+    if src.config is not None:
+        config = _resolve_file(src.config, agent, root, (*base, "config"), out)
+        ok = ok and config is not None
+    ok = ok and code is not None
+
+    requirements: list[str] = []
+    normalized: list[str] = []
+    req_path: Path = (*base, "pipRequirements")
+    if isinstance(src.pip_requirements, str):
+        req_file = _resolve_file(src.pip_requirements, agent, root, req_path, out)
+        if req_file is None:
+            return None
+        display = _display(req_file)
+        for lineno, line in enumerate(req_file.read_text(encoding="utf-8").splitlines(), 1):
+            text = line.split("#", 1)[0].strip()
+            if not text:
+                continue
+            if text.startswith("-"):
+                out.error(
+                    Location(display, lineno, 1),
+                    "",
+                    f"pip options are not supported here: {text!r}",
+                    agent.name,
+                )
+                ok = False
+                continue
+            try:
+                normalized.append(normalize_requirement(text))
+                requirements.append(text)
+            except ValueError as exc:
+                out.error(Location(display, lineno, 1), "", str(exc), agent.name)
+                ok = False
+    else:
+        for i, text in enumerate(src.pip_requirements):
+            try:
+                normalized.append(normalize_requirement(text))
+                requirements.append(text)
+            except ValueError as exc:
+                out.error(
+                    agent.location((*req_path, i)), field_name((*req_path, i)), str(exc), agent.name
+                )
+                ok = False
+    if not requirements and ok:
+        out.error(
+            agent.location(req_path),
+            field_name(req_path),
+            "at least one pinned requirement is needed (e.g. mlflow==3.17.2)",
+            agent.name,
+        )
+        ok = False
+    if not ok or code is None:
+        return None
+    code_bytes = code.read_bytes()
+    config_bytes = config.read_bytes() if config is not None else None
+    return ResolvedSource(
+        code_path=str(code),
+        config_path=str(config) if config is not None else None,
+        code_ref=code.relative_to(root).as_posix(),
+        config_ref=config.relative_to(root).as_posix() if config is not None else None,
+        pip_requirements=tuple(requirements),
+        digest=source_digest(code_bytes, config_bytes, normalized),
+    )

@@ -1,0 +1,79 @@
+"""What the registry holds, as one frozen snapshot. Pure data: no I/O.
+
+Adapters build it from bulk reads (one paged search per kind), never one call per agent.
+Mappings inside are not to be mutated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = [
+    "AGENT_TAG",
+    "DIGEST_TAG",
+    "MANAGED_ALIASES_TAG",
+    "MANAGED_TAGS_TAG",
+    "OWNER_TAG",
+    "SOURCE_TAG",
+    "ObservedModel",
+    "ObservedVersion",
+    "RegistrySnapshot",
+]
+
+#: On a registered model: which agentctl instance owns it. Absent: not managed.
+OWNER_TAG = "agentctl.io/owner"
+#: On a registered model: the agent (metadata.name) it belongs to.
+AGENT_TAG = "agentctl.io/agent"
+#: On a model or version: the tag keys agentctl set from the manifest (its inventory), comma-separated.
+MANAGED_TAGS_TAG = "agentctl.io/managed-tags"
+#: On a registered model: the aliases agentctl set (its inventory), comma-separated.
+MANAGED_ALIASES_TAG = "agentctl.io/managed-aliases"
+#: On a version: the content digest of the source it was logged from.
+DIGEST_TAG = "agentctl.io/source-digest"
+#: On a version: the code file it was logged from, relative to the repository root.
+SOURCE_TAG = "agentctl.io/source-code"
+
+READY = "READY"
+FAILED = "FAILED_REGISTRATION"
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedVersion:
+    number: int
+    status: str = READY
+    tags: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+    source: str = ""
+    run_id: str | None = None
+
+    @property
+    def digest(self) -> str | None:
+        return self.tags.get(DIGEST_TAG)
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedModel:
+    name: str
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    aliases: Mapping[str, int] = field(default_factory=dict)
+    versions: Mapping[int, ObservedVersion] = field(default_factory=dict)
+
+    @property
+    def owner(self) -> str | None:
+        return self.tags.get(OWNER_TAG)
+
+    def inventory(self, key: str) -> frozenset[str]:
+        raw = self.tags.get(key, "")
+        return frozenset(x for x in raw.split(",") if x)
+
+    def version_with_digest(self, digest: str) -> ObservedVersion | None:
+        """The lowest-numbered usable version logged from the source with this digest."""
+        hits = [v for v in self.versions.values() if v.digest == digest and v.status != FAILED]
+        return min(hits, key=lambda v: v.number) if hits else None
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySnapshot:
+    models: Mapping[str, ObservedModel] = field(default_factory=dict)

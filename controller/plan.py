@@ -1,0 +1,140 @@
+"""The plan as a value: ordered changes, each with action, before, after and reason. Pure data.
+
+Borrowed from Terraform's ``internal/plans``: a plan is computed once, shown, and applied as
+shown; it serialises to JSON with a format version, and reads back with :meth:`Plan.from_dict`.
+A value that apply will only learn (the number of a version it is about to create) is written as
+``{"version": null, "digest": "sha256:…"}``: "known after apply".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from controller.diagnostics import Diagnostic, Diagnostics, Location, Severity
+
+__all__ = ["FORMAT_VERSION", "Action", "Change", "Kind", "Plan"]
+
+FORMAT_VERSION = "1"
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    REPLACE = "replace"
+    NOOP = "no-op"
+
+
+class Kind(StrEnum):
+    REGISTERED_MODEL = "registered_model"
+    MODEL_VERSION = "model_version"
+    ALIAS = "alias"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    agent: str
+    model: str
+    kind: Kind
+    name: str  # the object within the agent: "", a version ref ("current", "3"), an alias name
+    action: Action
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    reason: str
+
+    @property
+    def address(self) -> str:
+        suffix = f".{self.name}" if self.name else ""
+        return f"{self.agent}.{self.kind.value}{suffix}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "agent": self.agent,
+            "model": self.model,
+            "kind": self.kind.value,
+            "name": self.name,
+            "action": self.action.value,
+            "before": self.before,
+            "after": self.after,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Change:
+        return cls(
+            agent=data["agent"],
+            model=data["model"],
+            kind=Kind(data["kind"]),
+            name=data["name"],
+            action=Action(data["action"]),
+            before=data["before"],
+            after=data["after"],
+            reason=data["reason"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    owner: str
+    changes: tuple[Change, ...] = ()
+    diagnostics: Diagnostics = field(default_factory=Diagnostics)
+    agents: tuple[str, ...] = ()
+    unchanged: int = 0  # objects compared and found as desired
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+    @property
+    def has_errors(self) -> bool:
+        return self.diagnostics.has_errors
+
+    def summary(self) -> dict[str, int]:
+        """Terraform's "N to add, N to change, N to destroy"."""
+        add = sum(c.action in (Action.CREATE, Action.REPLACE) for c in self.changes)
+        change = sum(c.action is Action.UPDATE for c in self.changes)
+        destroy = sum(c.action in (Action.DELETE, Action.REPLACE) for c in self.changes)
+        return {"add": add, "change": change, "destroy": destroy}
+
+    def for_agent(self, agent: str) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.agent == agent)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "owner": self.owner,
+            "summary": self.summary(),
+            "unchanged": self.unchanged,
+            "agents": list(self.agents),
+            "changes": [c.to_dict() for c in self.changes],
+            "diagnostics": [d.to_dict() for d in self.diagnostics],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"plan format {data.get('format_version')!r} is not {FORMAT_VERSION!r}"
+            )
+        diags = []
+        for d in data.get("diagnostics", []):
+            loc = Location(d["file"], d["line"], d["column"] or 1) if d.get("file") else None
+            diags.append(
+                Diagnostic(
+                    Severity(d["severity"]),
+                    d["message"],
+                    loc,
+                    d.get("field") or "",
+                    d.get("agent") or "",
+                )
+            )
+        return cls(
+            owner=data["owner"],
+            changes=tuple(Change.from_dict(c) for c in data["changes"]),
+            diagnostics=Diagnostics.of(diags),
+            agents=tuple(data.get("agents", ())),
+            unchanged=int(data.get("unchanged", 0)),
+        )

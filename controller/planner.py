@@ -1,0 +1,343 @@
+"""The planner: desired + observed -> an ordered :class:`~controller.plan.Plan`.
+
+Pure data: no I/O, no clock, no randomness; the same inputs give the same plan. It never runs
+agent code: a version is identified by the content digest the loader computed.
+
+Per agent, changes come in an order that a crash at any point leaves recoverable by the next
+apply: create the model; delete aliases dropped from the manifest (before the inventory forgets
+them); update model tags and inventory; create versions; update version tags; set aliases.
+Deleting models no longer declared (``prune``) comes last, for all agents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from controller.checks import Path, field_name
+from controller.desired import Desired, DesiredAgent
+from controller.diagnostics import Diagnostic, Diagnostics, Severity
+from controller.observed import (
+    AGENT_TAG,
+    DIGEST_TAG,
+    MANAGED_ALIASES_TAG,
+    MANAGED_TAGS_TAG,
+    OWNER_TAG,
+    SOURCE_TAG,
+    ObservedModel,
+    ObservedVersion,
+    RegistrySnapshot,
+)
+from controller.plan import Action, Change, Kind, Plan
+from controller.schema import CURRENT, VersionEntry, VersionRef
+
+__all__ = ["DEFAULT_OWNER", "plan"]
+
+DEFAULT_OWNER = "agentctl"
+
+_PHASE = {
+    (Kind.REGISTERED_MODEL, Action.CREATE): 0,
+    (Kind.ALIAS, Action.DELETE): 1,
+    (Kind.REGISTERED_MODEL, Action.UPDATE): 2,
+    (Kind.MODEL_VERSION, Action.CREATE): 3,
+    (Kind.MODEL_VERSION, Action.UPDATE): 4,
+    (Kind.ALIAS, Action.CREATE): 5,
+    (Kind.ALIAS, Action.UPDATE): 5,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A version apply will create: its number is known after apply."""
+
+    digest: str
+
+
+def plan(
+    desired: Desired,
+    observed: RegistrySnapshot,
+    *,
+    owner: str = DEFAULT_OWNER,
+    prune: bool = False,
+) -> Plan:
+    changes: list[Change] = []
+    diags: list[Diagnostic] = []
+    unchanged = 0
+    for desired_agent in desired.agents:
+        agent_changes, agent_diags, same = _plan_agent(
+            desired_agent, observed.models.get(desired_agent.model_name), owner
+        )
+        agent_changes.sort(key=lambda c: _PHASE[(c.kind, c.action)])
+        changes.extend(agent_changes)
+        diags.extend(agent_diags)
+        unchanged += same
+
+    declared = {a.model_name for a in desired.agents}
+    for name in sorted(observed.models):
+        model = observed.models[name]
+        if name in declared or model.owner != owner:
+            continue
+        agent_name = model.tags.get(AGENT_TAG, name)
+        if prune:
+            changes.append(
+                Change(
+                    agent=agent_name,
+                    model=name,
+                    kind=Kind.REGISTERED_MODEL,
+                    name="",
+                    action=Action.DELETE,
+                    before=_model_state(model),
+                    after=None,
+                    reason="no manifest declares it any more (--prune)",
+                )
+            )
+        else:
+            diags.append(
+                Diagnostic(
+                    Severity.WARNING,
+                    f"registered model '{name}' is managed by '{owner}' but no manifest declares "
+                    "it any more; apply with --prune to delete it",
+                    agent=agent_name,
+                )
+            )
+    if any(a.manifest.spec.serving is not None for a in desired.agents):
+        diags.append(
+            Diagnostic(
+                Severity.WARNING,
+                "spec.serving is validated but not reconciled by the registry target; "
+                "serving targets reconcile it",
+            )
+        )
+    return Plan(
+        owner=owner,
+        changes=tuple(changes),
+        diagnostics=Diagnostics.of(diags),
+        agents=tuple(a.name for a in desired.agents),
+        unchanged=unchanged,
+    )
+
+
+def _model_state(model: ObservedModel) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "versions": sorted(model.versions),
+        "aliases": dict(sorted(model.aliases.items())),
+    }
+
+
+def _csv(keys: Iterable[str]) -> str:
+    return ",".join(sorted(keys))
+
+
+def _tag_diff(
+    current: dict[str, str], desired: dict[str, str], inventory: frozenset[str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Before/after views over the keys agentctl manages: desired keys and the old inventory."""
+    keys = set(desired) | set(inventory)
+    before = {k: current[k] for k in sorted(keys) if k in current}
+    after = dict(sorted(desired.items()))
+    return before, after
+
+
+def _plan_agent(
+    agent: DesiredAgent, model: ObservedModel | None, owner: str
+) -> tuple[list[Change], list[Diagnostic], int]:
+    spec = agent.manifest.spec
+    name = agent.model_name
+    changes: list[Change] = []
+    diags: list[Diagnostic] = []
+    unchanged = 0
+
+    def change(kind: Kind, obj: str, action: Action, before: Any, after: Any, reason: str) -> None:
+        changes.append(Change(agent.name, name, kind, obj, action, before, after, reason))
+
+    def error(path: Path, message: str) -> None:
+        diags.append(
+            Diagnostic(Severity.ERROR, message, agent.location(path), field_name(path), agent.name)
+        )
+
+    # The registered model and its tags.
+    model_tags = dict(spec.tags)
+    model_tags[OWNER_TAG] = owner
+    model_tags[AGENT_TAG] = agent.name
+    model_tags[MANAGED_TAGS_TAG] = _csv(spec.tags)
+    model_tags[MANAGED_ALIASES_TAG] = _csv(spec.aliases)
+    if model is None:
+        after: dict[str, Any] = {"name": name, "tags": dict(sorted(model_tags.items()))}
+        if spec.description is not None:
+            after["description"] = spec.description
+        change(
+            Kind.REGISTERED_MODEL, "", Action.CREATE, None, after, "registered model does not exist"
+        )
+    else:
+        if model.owner is None and not spec.adopt:
+            error(
+                ("spec", "registeredModel"),
+                f"registered model '{name}' exists but is not managed by agentctl; set "
+                "spec.adopt: true to take it over",
+            )
+            return changes, diags, unchanged
+        if model.owner is not None and model.owner != owner:
+            error(
+                ("spec", "registeredModel"),
+                f"registered model '{name}' is managed by '{model.owner}', not '{owner}'",
+            )
+            return changes, diags, unchanged
+        inventory = model.inventory(MANAGED_TAGS_TAG) | {
+            OWNER_TAG,
+            AGENT_TAG,
+            MANAGED_TAGS_TAG,
+            MANAGED_ALIASES_TAG,
+        }
+        before_tags, after_tags = _tag_diff(dict(model.tags), model_tags, inventory)
+        before: dict[str, Any] = {"tags": before_tags}
+        after = {"tags": after_tags}
+        if spec.description is not None:
+            before["description"] = model.description
+            after["description"] = spec.description
+        if before != after:
+            reason = (
+                "adopting an unmanaged model"
+                if model.owner is None
+                else _what_differs(before, after)
+            )
+            change(Kind.REGISTERED_MODEL, "", Action.UPDATE, before, after, reason)
+        else:
+            unchanged += 1
+
+    # Versions: each declared entry resolves to a registry number, or to one apply will create.
+    entries: list[tuple[Path, VersionEntry]] = [
+        (("spec", "versions", i), e) for i, e in enumerate(spec.versions)
+    ]
+    if agent.source is not None and not any(e.version == CURRENT for e in spec.versions):
+        entries.append((("spec", "source"), VersionEntry(version=CURRENT)))
+    resolved: dict[VersionRef, int | _Pending] = {}
+    versions = model.versions if model is not None else {}
+    for path, entry in entries:
+        if entry.version == CURRENT:
+            assert agent.source is not None  # checked by the loader
+            src = agent.source
+            found = model.version_with_digest(src.digest) if model is not None else None
+            if found is None:
+                tags = dict(entry.tags)
+                if entry.tags:
+                    tags[MANAGED_TAGS_TAG] = _csv(entry.tags)
+                tags[DIGEST_TAG] = src.digest
+                tags[SOURCE_TAG] = src.code_ref
+                after = {
+                    "version": None,
+                    "digest": src.digest,
+                    "code": src.code_ref,
+                    "config": src.config_ref,
+                    "pip_requirements": list(src.pip_requirements),
+                    "tags": dict(sorted(tags.items())),
+                }
+                if entry.description is not None:
+                    after["description"] = entry.description
+                change(
+                    Kind.MODEL_VERSION,
+                    CURRENT,
+                    Action.CREATE,
+                    None,
+                    after,
+                    f"no version has source digest {src.digest[:19]}…: log and register "
+                    f"{src.code_ref}",
+                )
+                resolved[CURRENT] = _Pending(src.digest)
+                continue
+            resolved[CURRENT] = found.number
+            unchanged += _plan_version_tags(entry, found, change)
+        else:
+            number = entry.version
+            assert isinstance(number, int)
+            found_v = versions.get(number)
+            if found_v is None:
+                error(
+                    (*path, "version"),
+                    f"version {number} of registered model '{name}' does not exist in the "
+                    "registry; use 'current' for the version built from spec.source",
+                )
+                continue
+            resolved[number] = number
+            unchanged += _plan_version_tags(entry, found_v, change)
+
+    # Aliases: set what the manifest says; delete only aliases agentctl set before (inventory).
+    current_aliases = dict(model.aliases) if model is not None else {}
+    for alias, ref in sorted(spec.aliases.items()):
+        target = resolved.get(ref)
+        if target is None:
+            continue  # its version is in error, reported above
+        after_alias: dict[str, Any] = (
+            {"version": None, "digest": target.digest}
+            if isinstance(target, _Pending)
+            else {"version": target}
+        )
+        have = current_aliases.get(alias)
+        if have is None:
+            change(
+                Kind.ALIAS, alias, Action.CREATE, None, after_alias, f"alias '{alias}' is not set"
+            )
+        elif isinstance(target, _Pending) or have != target:
+            change(
+                Kind.ALIAS,
+                alias,
+                Action.UPDATE,
+                {"version": have},
+                after_alias,
+                f"alias '{alias}' points to version {have}",
+            )
+        else:
+            unchanged += 1
+    if model is not None:
+        for alias in sorted(model.inventory(MANAGED_ALIASES_TAG) - set(spec.aliases)):
+            if alias in current_aliases:
+                change(
+                    Kind.ALIAS,
+                    alias,
+                    Action.DELETE,
+                    {"version": current_aliases[alias]},
+                    None,
+                    f"alias '{alias}' was removed from the manifest",
+                )
+    return changes, diags, unchanged
+
+
+_ChangeFn = Callable[[Kind, str, Action, Any, Any, str], None]
+
+
+def _plan_version_tags(entry: VersionEntry, version: ObservedVersion, change: _ChangeFn) -> int:
+    """Plan the tags and description of an existing version; return 1 if nothing differs."""
+    inventory = frozenset(x for x in version.tags.get(MANAGED_TAGS_TAG, "").split(",") if x)
+    desired = dict(entry.tags)
+    if entry.tags or inventory:
+        desired[MANAGED_TAGS_TAG] = _csv(entry.tags)
+    keys = set(inventory) | ({MANAGED_TAGS_TAG} if MANAGED_TAGS_TAG in desired else set())
+    before_tags, after_tags = _tag_diff(dict(version.tags), desired, frozenset(keys))
+    before: dict[str, Any] = {"version": version.number, "tags": before_tags}
+    after: dict[str, Any] = {"version": version.number, "tags": after_tags}
+    if entry.description is not None:
+        before["description"] = version.description
+        after["description"] = entry.description
+    if before == after:
+        return 1
+    change(
+        Kind.MODEL_VERSION,
+        str(entry.version),
+        Action.UPDATE,
+        before,
+        after,
+        f"version {version.number}: {_what_differs(before, after)}",
+    )
+    return 0
+
+
+def _what_differs(before: dict[str, Any], after: dict[str, Any]) -> str:
+    parts = []
+    if before.get("description") != after.get("description"):
+        parts.append("description differs")
+    b, a = before.get("tags", {}), after.get("tags", {})
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if changed:
+        parts.append("tags differ: " + ", ".join(changed))
+    return "; ".join(parts) or "differs"

@@ -1,0 +1,81 @@
+"""The seams between orchestration and the outside world: one small Protocol each.
+
+Adapters (``controller.adapters``) implement them; tests may pass in-memory fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from controller.observed import RegistrySnapshot
+
+__all__ = ["Clock", "Registry", "VersionSource"]
+
+
+@dataclass(frozen=True, slots=True)
+class VersionSource:
+    """What to log as a new version: absolute paths and pinned requirements."""
+
+    agent: str
+    code_path: str
+    config_path: str | None
+    pip_requirements: tuple[str, ...]
+    digest: str
+
+
+class Registry(Protocol):
+    """A model registry. Every method raises :class:`~controller.errors.BackendError` on failure."""
+
+    def observe(self) -> RegistrySnapshot:
+        """All registered models with their tags, aliases and versions, in bulk."""
+        ...
+
+    def create_model(self, name: str, description: str | None, tags: Mapping[str, str]) -> None:
+        """Create it; succeed if it already exists with the same owner tag (a retried create)."""
+        ...
+
+    def set_model_tag(self, name: str, key: str, value: str) -> None: ...
+
+    def delete_model_tag(self, name: str, key: str) -> None:
+        """Delete it; succeed if it is already gone."""
+        ...
+
+    def set_model_description(self, name: str, description: str) -> None: ...
+
+    def delete_model(self, name: str) -> None: ...
+
+    def find_version(self, name: str, digest: str) -> int | None:
+        """The number of a usable version of ``name`` logged from ``digest``, if any."""
+        ...
+
+    def log_version(
+        self,
+        name: str,
+        source: VersionSource,
+        tags: Mapping[str, str],
+        description: str | None,
+    ) -> int:
+        """Log the source as a model and register it as a new version; return its number."""
+        ...
+
+    def set_version_tag(self, name: str, version: int, key: str, value: str) -> None: ...
+
+    def delete_version_tag(self, name: str, version: int, key: str) -> None:
+        """Delete it; succeed if it is already gone."""
+        ...
+
+    def set_version_description(self, name: str, version: int, description: str) -> None: ...
+
+    def set_alias(self, name: str, alias: str, version: int) -> None: ...
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Delete it; succeed if it is already gone."""
+        ...
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...

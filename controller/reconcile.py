@@ -1,0 +1,47 @@
+"""One reconcile: observe -> plan -> apply. The CLI and (later) the controller loop call this.
+
+Reads are retried under the same policy as writes. ``apply=False`` stops after the plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from controller.apply import apply as apply_plan
+from controller.changeset import ChangeSet, Entry
+from controller.desired import Desired
+from controller.plan import Plan
+from controller.planner import DEFAULT_OWNER, plan
+from controller.ports import Registry
+from controller.retry import RetryPolicy
+
+__all__ = ["Result", "reconcile"]
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    plan: Plan
+    changeset: ChangeSet | None = None
+
+
+def reconcile(
+    desired: Desired,
+    registry: Registry,
+    *,
+    apply: bool,
+    owner: str = DEFAULT_OWNER,
+    prune: bool = False,
+    policy: RetryPolicy | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+    on_entry: Callable[[Entry], None] | None = None,
+) -> Result:
+    policy = policy or RetryPolicy()
+    observed = policy.call(registry.observe)
+    the_plan = plan(desired, observed, owner=owner, prune=prune)
+    if on_plan is not None:
+        on_plan(the_plan)
+    if not apply or the_plan.has_errors or not the_plan.has_changes:
+        return Result(the_plan)
+    changeset = apply_plan(the_plan, registry, root=desired.root, policy=policy, on_entry=on_entry)
+    return Result(the_plan, changeset)

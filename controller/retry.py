@@ -1,0 +1,68 @@
+"""Retry policy for backend calls: tenacity, exponential backoff with jitter, Retry-After honoured.
+
+Only :class:`~controller.errors.TemporaryBackendError` is retried; a permanent error surfaces at
+once. When the budget is spent, the last error is raised as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from controller.errors import TemporaryBackendError
+
+__all__ = ["RetryPolicy", "SystemClock"]
+
+T = TypeVar("T")
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 5
+    initial: float = 0.5
+    maximum: float = 8.0
+    deadline: float = 60.0  # seconds across all attempts of one call
+    sleep: Callable[[float], None] = time.sleep
+
+    def _wait(self) -> Callable[[RetryCallState], float]:
+        backoff = wait_exponential_jitter(
+            initial=self.initial, max=self.maximum, jitter=self.initial
+        )
+
+        def wait(state: RetryCallState) -> float:
+            delay = backoff(state)
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, TemporaryBackendError) and exc.retry_after is not None:
+                delay = max(delay, exc.retry_after)
+            return delay
+
+        return wait
+
+    def call(self, fn: Callable[[], T]) -> T:
+        retrying = Retrying(
+            retry=retry_if_exception_type(TemporaryBackendError),
+            stop=stop_after_attempt(self.attempts) | stop_after_delay(self.deadline),
+            wait=self._wait(),
+            sleep=self.sleep,
+            reraise=True,
+        )
+        return retrying(fn)

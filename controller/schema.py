@@ -1,0 +1,164 @@
+"""The manifest schema: ``apiVersion: agentctl.io/v1alpha1``, ``kind: Agent``. Pure data: no I/O.
+
+Field names in YAML are camelCase (``registeredModel``); Python attributes are snake_case.
+Unknown fields are errors, values are not coerced across types (``percent: "10"`` is an error),
+and every model is frozen. Rules that span fields (traffic sums to 100, references resolve) live
+in :mod:`controller.checks`, so that they can name the exact field that is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "API_VERSION",
+    "CURRENT",
+    "KIND",
+    "RESERVED_TAG_PREFIX",
+    "AgentManifest",
+    "AgentSpec",
+    "Metadata",
+    "Serving",
+    "ShadowTarget",
+    "Source",
+    "TrafficTarget",
+    "VersionEntry",
+    "VersionRef",
+]
+
+API_VERSION = "agentctl.io/v1alpha1"
+KIND = "Agent"
+#: The version built from ``spec.source``, whatever number the registry gives it.
+CURRENT = "current"
+#: Tags under this prefix are written by agentctl itself; manifests may not set them.
+RESERVED_TAG_PREFIX = "agentctl.io/"
+
+# A DNS-1123 label, so that an agent's name is also a valid Kubernetes object name and label.
+AgentName = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+]
+# MLflow accepts most names; '/' and ':' break `models:/<name>/<version>` URIs.
+ModelName = Annotated[str, StringConstraints(pattern=r"^[^/:\s][^/:]*$", max_length=256)]
+# MLflow's own alias rule (``[\w-]``), less the reserved ``latest`` and ``v<N>`` (checked in checks).
+AliasName = Annotated[str, StringConstraints(pattern=r"^[\w\-]+$", max_length=255)]
+# MLflow's tag-key rule: slashes, alphanumerics, underscores, periods, dashes and spaces.
+TagKey = Annotated[str, StringConstraints(pattern=r"^[/\w.\- ]+$", max_length=250)]
+TagValue = Annotated[str, StringConstraints(max_length=5000)]
+Percent = Annotated[int, Field(ge=0, le=100, strict=True)]
+VersionNumber = Annotated[int, Field(ge=1, strict=True)]
+#: A registry version number, or ``current``: the version whose content digest is that of spec.source.
+VersionRef = VersionNumber | Literal["current"]
+
+ALIAS_RESERVED = re.compile(r"^(latest|[vV]\d+)$", re.IGNORECASE)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        str_strip_whitespace=False,
+    )
+
+
+class Metadata(_Model):
+    name: AgentName
+    labels: dict[TagKey, TagValue] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Source(_Model):
+    """Where the agent's code lives, relative to the manifest file."""
+
+    code: Annotated[str, StringConstraints(min_length=1)] = Field(
+        description="Python file that calls mlflow.models.set_model() (MLflow models from code)."
+    )
+    config: str | None = Field(
+        default=None, description="Model config file (YAML or JSON) passed as model_config."
+    )
+    pip_requirements: list[str] | str = Field(
+        description="Pinned requirements (name==version), or the path of a requirements file."
+    )
+
+
+class VersionEntry(_Model):
+    """A version the agent keeps: a registry number, or ``current`` (built from spec.source)."""
+
+    version: VersionRef
+    description: str | None = None
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        # `- 3` and `- current` are shorthands for `- version: 3`.
+        if isinstance(data, int | str) and not isinstance(data, bool):
+            return {"version": data}
+        return data
+
+
+class _Target(_Model):
+    version: VersionRef | None = None
+    alias: AliasName | None = None
+    percent: Percent
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> _Target:
+        if (self.version is None) == (self.alias is None):
+            raise ValueError("give exactly one of 'version' or 'alias'")
+        return self
+
+    @property
+    def ref(self) -> str:
+        return f"alias {self.alias}" if self.alias is not None else f"version {self.version}"
+
+
+class TrafficTarget(_Target):
+    """One share of live traffic."""
+
+
+class ShadowTarget(_Target):
+    """A version that receives a copy of ``percent`` of requests; its answers are discarded."""
+
+
+class Serving(_Model):
+    traffic: list[TrafficTarget] = Field(min_length=1)
+    shadow: ShadowTarget | None = None
+
+
+class AgentSpec(_Model):
+    registered_model: ModelName | None = Field(
+        default=None, description="MLflow registered model name; defaults to metadata.name."
+    )
+    description: str | None = Field(
+        default=None, description="Registered model description; unset leaves it alone."
+    )
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict)
+    adopt: bool = Field(
+        default=False,
+        description="Take over a registered model that exists but is not managed by agentctl.",
+    )
+    source: Source | None = None
+    versions: list[VersionEntry] = Field(default_factory=list)
+    aliases: dict[AliasName, VersionRef] = Field(default_factory=dict)
+    serving: Serving | None = None
+
+
+class AgentManifest(_Model):
+    api_version: Literal["agentctl.io/v1alpha1"]
+    kind: Literal["Agent"]
+    metadata: Metadata
+    spec: AgentSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def model_name(self) -> str:
+        return self.spec.registered_model or self.metadata.name
