@@ -8,15 +8,27 @@ Heavy modules (mlflow) are imported only by the commands that talk to a registry
 from __future__ import annotations
 
 import json
-import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from controller.errors import AgentctlError, ApplyFailed, BackendError, InvalidInput, PlanRejected
+from controller.errors import (
+    AgentctlError,
+    ApplyFailed,
+    InvalidInput,
+    PlanRejected,
+    TemporaryBackendError,
+)
+
+if TYPE_CHECKING:
+    from controller.adapters.mlflow_registry import MlflowRegistry
+    from controller.desired import Desired
+    from controller.diagnostics import Diagnostics
+    from controller.plan import Plan
+    from controller.retry import RetryPolicy
 
 __all__ = ["app", "main"]
 
@@ -90,23 +102,32 @@ def _fail(exc: AgentctlError, fmt: Format = Format.text) -> typer.Exit:
             _err(render_changeset(exc.changeset))
         _err(f"Error: apply stopped at {exc}")
         _err("Nothing after that change was applied; the next apply finishes the work.")
-    elif isinstance(exc, BackendError):
+    elif isinstance(exc, TemporaryBackendError):
         _err(f"Error: {exc}")
+        _err(
+            "Gave up after retrying with backoff (AGENTCTL_RETRY_ATTEMPTS, AGENTCTL_RETRY_DEADLINE)."
+        )
     else:
         _err(f"Error: {exc}")
     return typer.Exit(1)
 
 
-def _load(path: Path, root: Path | None, allow_empty: bool):  # type: ignore[no-untyped-def]
+def _load(path: Path, root: Path | None, allow_empty: bool) -> tuple[Desired, Diagnostics]:
     from controller.loader import load
 
     return load(path, root=root, allow_empty=allow_empty)
 
 
-def _registry(tracking_uri: str):  # type: ignore[no-untyped-def]
+def _registry(tracking_uri: str) -> MlflowRegistry:
     from controller.adapters.mlflow_registry import MlflowRegistry
 
     return MlflowRegistry(tracking_uri)
+
+
+def _policy() -> RetryPolicy:
+    from controller.retry import RetryPolicy
+
+    return RetryPolicy.from_env()
 
 
 @app.command()
@@ -170,7 +191,14 @@ def plan(
 
     try:
         desired, _ = _load(path, root, allow_empty)
-        result = reconcile(desired, _registry(tracking_uri), apply=False, owner=owner, prune=prune)
+        result = reconcile(
+            desired,
+            _registry(tracking_uri),
+            apply=False,
+            owner=owner,
+            prune=prune,
+            policy=_policy(),
+        )
     except AgentctlError as exc:
         raise _fail(exc, format) from None
     typer.echo(render_plan(result.plan, format.value))
@@ -196,7 +224,7 @@ def apply_cmd(
     from controller.reconcile import reconcile
     from controller.render import render_changeset, render_plan
 
-    def show_plan(p) -> None:  # type: ignore[no-untyped-def]
+    def show_plan(p: Plan) -> None:
         if format is not Format.json:
             typer.echo(render_plan(p, format.value))
 
@@ -208,6 +236,7 @@ def apply_cmd(
             apply=True,
             owner=owner,
             prune=prune,
+            policy=_policy(),
             on_plan=show_plan,
             on_entry=(lambda e: typer.echo(f"{e.address}: {e.verb.value}"))
             if format is Format.text

@@ -64,7 +64,7 @@ def plan(
     changes: list[Change] = []
     diags: list[Diagnostic] = []
     unchanged = 0
-    for desired_agent in desired.agents:
+    for desired_agent in sorted(desired.agents, key=lambda a: a.name):
         agent_changes, agent_diags, same = _plan_agent(
             desired_agent, observed.models.get(desired_agent.model_name), owner
         )

@@ -6,8 +6,9 @@ once. When the budget is spent, the last error is raised as it was.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -17,7 +18,8 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from controller.errors import TemporaryBackendError
@@ -43,9 +45,19 @@ class RetryPolicy:
     deadline: float = 60.0  # seconds across all attempts of one call
     sleep: Callable[[float], None] = time.sleep
 
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RetryPolicy:
+        """``AGENTCTL_RETRY_ATTEMPTS`` and ``AGENTCTL_RETRY_DEADLINE`` (seconds) override defaults."""
+        env = os.environ if env is None else env
+        default = cls()
+        return cls(
+            attempts=int(env.get("AGENTCTL_RETRY_ATTEMPTS", default.attempts)),
+            deadline=float(env.get("AGENTCTL_RETRY_DEADLINE", default.deadline)),
+        )
+
     def _wait(self) -> Callable[[RetryCallState], float]:
-        backoff = wait_exponential_jitter(
-            initial=self.initial, max=self.maximum, jitter=self.initial
+        backoff = wait_exponential(multiplier=self.initial, max=self.maximum) + wait_random(
+            0, self.initial
         )
 
         def wait(state: RetryCallState) -> float:

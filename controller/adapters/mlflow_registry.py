@@ -295,9 +295,17 @@ def _quote(value: str) -> str:
 
 def _translate(exc: Any, operation: str, target: str, uri: str) -> BackendError:
     status = int(exc.get_http_status_code())
-    message = f"{operation} {target}: {exc.message if hasattr(exc, 'message') else exc}"
-    if "failed with exception" in message or "timeout" in message.lower():
-        message = f"{operation} {target}: the MLflow server at {uri} did not answer ({exc})"
+    text = str(getattr(exc, "message", exc))
+    message = f"{operation} {target}: {text}"
+    if "failed with exception" in text or "failed with timeout" in text:
+        lowered = text.lower()
+        if "connection refused" in lowered:
+            reason = "connection refused"
+        elif "timeout" in lowered or "timed out" in lowered:
+            reason = "timed out"
+        else:
+            reason = text
+        message = f"{operation}: the MLflow server at {uri} did not answer ({reason})"
     if status in _TRANSIENT_STATUS:
         return TemporaryBackendError(message, operation=operation, target=target)
     return PermanentBackendError(message, operation=operation, target=target)

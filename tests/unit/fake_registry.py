@@ -1,0 +1,121 @@
+"""An in-memory Registry for executor and reconcile unit tests (the real one is tested against
+a real MLflow server in tests/integration)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from controller.errors import PermanentBackendError, TemporaryBackendError
+from controller.observed import DIGEST_TAG, ObservedModel, ObservedVersion, RegistrySnapshot
+from controller.ports import VersionSource
+
+
+@dataclass
+class _Model:
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, int] = field(default_factory=dict)
+    versions: dict[int, ObservedVersion] = field(default_factory=dict)
+
+
+class FakeRegistry:
+    def __init__(self) -> None:
+        self.models: dict[str, _Model] = {}
+        self.writes: list[str] = []
+        self.faults: dict[str, list[Exception]] = {}
+
+    def fail(self, op: str, *errors: Exception) -> None:
+        self.faults.setdefault(op, []).extend(errors)
+
+    def _op(self, op: str, write: bool = True) -> None:
+        queue = self.faults.get(op)
+        if queue:
+            raise queue.pop(0)
+        if write:
+            self.writes.append(op)
+
+    def observe(self) -> RegistrySnapshot:
+        self._op("observe", write=False)
+        return RegistrySnapshot(
+            {
+                name: ObservedModel(
+                    name, m.description, dict(m.tags), dict(m.aliases), dict(m.versions)
+                )
+                for name, m in self.models.items()
+            }
+        )
+
+    def create_model(self, name: str, description: str | None, tags: Mapping[str, str]) -> None:
+        self._op("create_model")
+        if name in self.models:
+            raise PermanentBackendError("exists")
+        self.models[name] = _Model(description or "", dict(tags))
+
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        self._op("set_model_tag")
+        self.models[name].tags[key] = value
+
+    def delete_model_tag(self, name: str, key: str) -> None:
+        self._op("delete_model_tag")
+        self.models[name].tags.pop(key, None)
+
+    def set_model_description(self, name: str, description: str) -> None:
+        self._op("set_model_description")
+        self.models[name].description = description
+
+    def delete_model(self, name: str) -> None:
+        self._op("delete_model")
+        self.models.pop(name, None)
+
+    def find_version(self, name: str, digest: str) -> int | None:
+        self._op("find_version", write=False)
+        m = self.models.get(name)
+        hits = [n for n, v in (m.versions.items() if m else []) if v.tags.get(DIGEST_TAG) == digest]
+        return min(hits) if hits else None
+
+    def log_version(
+        self, name: str, source: VersionSource, tags: Mapping[str, str], description: str | None
+    ) -> int:
+        self._op("log_version")
+        m = self.models[name]
+        number = max(m.versions, default=0) + 1
+        m.versions[number] = ObservedVersion(number, tags=dict(tags), description=description or "")
+        return number
+
+    def _version(self, name: str, version: int) -> ObservedVersion:
+        return self.models[name].versions[version]
+
+    def set_version_tag(self, name: str, version: int, key: str, value: str) -> None:
+        self._op("set_version_tag")
+        v = self._version(name, version)
+        self.models[name].versions[version] = ObservedVersion(
+            v.number, v.status, {**v.tags, key: value}, v.description
+        )
+
+    def delete_version_tag(self, name: str, version: int, key: str) -> None:
+        self._op("delete_version_tag")
+        v = self._version(name, version)
+        tags = {k: x for k, x in v.tags.items() if k != key}
+        self.models[name].versions[version] = ObservedVersion(
+            v.number, v.status, tags, v.description
+        )
+
+    def set_version_description(self, name: str, version: int, description: str) -> None:
+        self._op("set_version_description")
+        v = self._version(name, version)
+        self.models[name].versions[version] = ObservedVersion(
+            v.number, v.status, v.tags, description
+        )
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        self._op("set_alias")
+        self.models[name].aliases[alias] = version
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._op("delete_alias")
+        self.models[name].aliases.pop(alias, None)
+
+
+TEMPORARY = TemporaryBackendError("injected: 503")
+PERMANENT = PermanentBackendError("injected: 403")

@@ -1,0 +1,134 @@
+"""The executor and one reconcile, against an in-memory registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.changeset import Verb
+from controller.errors import ApplyFailed, PlanRejected, TemporaryBackendError
+from controller.loader import load
+from controller.planner import plan
+from controller.reconcile import reconcile
+from controller.retry import RetryPolicy
+
+from .fake_registry import PERMANENT, TEMPORARY, FakeRegistry
+from .test_loader import GOOD, write_repo
+
+NO_WAIT = RetryPolicy(attempts=4, initial=0.0, maximum=0.0, sleep=lambda s: None)
+
+
+def test_apply_then_replan_is_empty_and_a_second_apply_writes_nothing(tmp_path: Path) -> None:
+    desired, _ = load(write_repo(tmp_path, GOOD))
+    reg = FakeRegistry()
+    first = reconcile(desired, reg, apply=True, policy=NO_WAIT)
+    assert first.changeset is not None and first.changeset.count(Verb.CREATED) == 3
+    assert reg.models["bot"].aliases == {"champion": 1}
+    writes = len(reg.writes)
+    second = reconcile(desired, reg, apply=True, policy=NO_WAIT)
+    assert second.plan.changes == () and second.changeset is None
+    assert len(reg.writes) == writes
+
+
+def test_temporary_errors_are_retried(tmp_path: Path) -> None:
+    desired, _ = load(write_repo(tmp_path, GOOD))
+    reg = FakeRegistry()
+    reg.fail("observe", TEMPORARY)
+    reg.fail("log_version", TEMPORARY, TEMPORARY)
+    reg.fail("set_alias", TEMPORARY)
+    result = reconcile(desired, reg, apply=True, policy=NO_WAIT)
+    assert result.changeset is not None
+    assert reg.models["bot"].aliases == {"champion": 1}
+    assert len(reg.models["bot"].versions) == 1
+
+
+def test_retries_give_up_with_the_last_error(tmp_path: Path) -> None:
+    desired, _ = load(write_repo(tmp_path, GOOD))
+    reg = FakeRegistry()
+    reg.fail("observe", *[TEMPORARY] * 4)
+    with pytest.raises(TemporaryBackendError):
+        reconcile(desired, reg, apply=True, policy=NO_WAIT)
+    assert reg.writes == []
+
+
+def test_a_run_that_stops_part_way_is_finished_by_the_next(tmp_path: Path) -> None:
+    desired, _ = load(write_repo(tmp_path, GOOD))
+    reg = FakeRegistry()
+    reg.fail("set_alias", PERMANENT)
+    with pytest.raises(ApplyFailed) as info:
+        reconcile(desired, reg, apply=True, policy=NO_WAIT)
+    done = [e.address for e in info.value.changeset.entries]
+    assert done == ["bot.registered_model", "bot.model_version.current"]
+    assert reg.models["bot"].aliases == {}
+    second = reconcile(desired, reg, apply=True, policy=NO_WAIT)
+    assert [c.address for c in second.plan.changes] == ["bot.alias.champion"]
+    assert second.plan.changes[0].after == {"version": 1}  # found by digest: no second log
+    assert reg.writes.count("log_version") == 1
+    assert reconcile(desired, reg, apply=False).plan.changes == ()
+
+
+def test_a_version_registered_since_the_plan_is_not_logged_twice(tmp_path: Path) -> None:
+    desired, _ = load(write_repo(tmp_path, GOOD))
+    reg = FakeRegistry()
+    the_plan = plan(desired, reg.observe())
+    # Someone (a concurrent apply) registers the same source between plan and apply.
+    from controller.apply import apply
+
+    apply(plan(desired, reg.observe()), reg, root=desired.root, policy=NO_WAIT)
+    changeset = apply(the_plan, FakeRegistryView(reg), root=desired.root, policy=NO_WAIT)
+    assert reg.writes.count("log_version") == 1
+    assert any(
+        e.verb is Verb.UNCHANGED and "already registered" in e.detail for e in changeset.entries
+    )
+
+
+class FakeRegistryView(FakeRegistry):
+    """The same registry, whose create_model tolerates an existing model (as MLflow's adapter does)."""
+
+    def __init__(self, inner: FakeRegistry) -> None:
+        self.__dict__ = inner.__dict__
+
+    def create_model(self, name: str, description: str | None, tags: object) -> None:  # type: ignore[override]
+        self._op("create_model")
+
+
+def test_apply_refuses_sources_changed_since_the_plan(tmp_path: Path) -> None:
+    desired, _ = load(write_repo(tmp_path, GOOD))
+    reg = FakeRegistry()
+    the_plan = plan(desired, reg.observe())
+    (tmp_path / "config.yaml").write_text("greeting: changed\n")
+    from controller.apply import apply
+
+    with pytest.raises(ApplyFailed) as info:
+        apply(the_plan, reg, root=desired.root, policy=NO_WAIT)
+    assert "changed since the plan" in str(info.value)
+    assert reg.writes == ["create_model"]
+
+
+def test_a_plan_with_errors_is_never_applied(tmp_path: Path) -> None:
+    desired, _ = load(write_repo(tmp_path, GOOD.replace("[current]", "[current, 5]")))
+    reg = FakeRegistry()
+    the_plan = plan(desired, reg.observe())
+    assert the_plan.has_errors
+    from controller.apply import apply
+
+    with pytest.raises(PlanRejected):
+        apply(the_plan, reg, root=desired.root, policy=NO_WAIT)
+    assert reconcile(desired, reg, apply=True, policy=NO_WAIT).changeset is None
+    assert reg.writes == []
+
+
+def test_retry_after_is_honoured() -> None:
+    slept: list[float] = []
+    policy = RetryPolicy(attempts=2, initial=0.0, maximum=0.0, sleep=slept.append)
+    calls = iter([TemporaryBackendError("slow down", retry_after=7.0)])
+
+    def flaky() -> str:
+        err = next(calls, None)
+        if err:
+            raise err
+        return "ok"
+
+    assert policy.call(flaky) == "ok"
+    assert slept == [7.0]

@@ -1,0 +1,100 @@
+"""The shape of the package: the pure core does no I/O, dependencies point down, and the
+commands that touch no server do not import mlflow."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[2] / "controller"
+
+# The pure core: these may import only the standard library's pure parts, pydantic, packaging
+# and each other.
+PURE = {
+    "checks", "changeset", "desired", "diagnostics", "digest", "errors", "observed", "plan",
+    "planner", "render", "schema", "schema_json",
+}  # fmt: skip
+ALLOWED_THIRD_PARTY = {"pydantic", "packaging", "typing_extensions"}
+FORBIDDEN_STDLIB = {
+    "os", "io", "socket", "subprocess", "time", "datetime", "random", "pathlib", "shutil",
+    "threading", "asyncio", "urllib", "http", "requests", "tempfile", "glob",
+}  # fmt: skip
+# Layers, lowest first: a module may import only from its own layer or below.
+LAYER = {
+    **dict.fromkeys(PURE, 0),
+    "ports": 1,
+    "retry": 1,
+    "loader": 2,
+    "adapters": 2,
+    "apply": 3,
+    "reconcile": 4,
+    "cli": 5,
+}
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def module_files() -> list[Path]:
+    return sorted(p for p in PKG.rglob("*.py") if p.name != "__init__.py")
+
+
+def short(path: Path) -> str:
+    rel = path.relative_to(PKG).with_suffix("")
+    return rel.parts[0]
+
+
+@pytest.mark.parametrize("name", sorted(PURE))
+def test_pure_modules_do_no_io(name: str) -> None:
+    path = PKG / f"{name}.py"
+    text = path.read_text()
+    assert "Pure" in (ast.get_docstring(ast.parse(text)) or ""), f"{name} must say it is pure"
+    for imp in imports_of(path):
+        top = imp.split(".")[0]
+        if top == "controller":
+            assert imp.split(".")[1] in PURE, f"{name} imports {imp}, which is not pure"
+        elif top not in sys.stdlib_module_names:
+            assert top in ALLOWED_THIRD_PARTY, f"{name} imports {imp}"
+        else:
+            assert top not in FORBIDDEN_STDLIB, f"{name} imports {imp}"
+    assert "open(" not in text, f"{name} opens files"
+
+
+@pytest.mark.parametrize("path", module_files(), ids=lambda p: str(p.relative_to(PKG)))
+def test_dependencies_point_down(path: Path) -> None:
+    me = short(path)
+    assert me in LAYER, f"{me} is not placed in a layer in this test"
+    for imp in imports_of(path):
+        parts = imp.split(".")
+        if parts[0] != "controller" or len(parts) < 2:
+            continue
+        other = parts[1]
+        assert LAYER[other] <= LAYER[me], (
+            f"{me} (layer {LAYER[me]}) imports {imp} (layer {LAYER[other]})"
+        )
+
+
+@pytest.mark.parametrize("argv", [["validate", "manifests"], ["schema"], ["--help"]])
+def test_light_commands_do_not_import_mlflow(argv: list[str]) -> None:
+    code = (
+        "import sys\n"
+        "from controller.cli import app\n"
+        f"try:\n    app({argv!r})\nexcept SystemExit:\n    pass\n"
+        "print('MLFLOW' if 'mlflow' in sys.modules else 'CLEAN')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=PKG.parent, check=False
+    )
+    assert out.stdout.strip().splitlines()[-1] == "CLEAN", out.stdout + out.stderr

@@ -1,0 +1,224 @@
+"""The loader: valid manifests load; each kind of bad input is one clear error with file:line."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from controller.diagnostics import Diagnostic
+from controller.errors import InvalidInput
+from controller.loader import load
+from controller.schema import CURRENT
+
+GOOD = """\
+apiVersion: agentctl.io/v1alpha1
+kind: Agent
+metadata:
+  name: bot
+spec:
+  source:
+    code: agent.py
+    config: config.yaml
+    pipRequirements: [mlflow==3.17.2]
+  versions: [current]
+  aliases:
+    champion: current
+  serving:
+    traffic:
+      - alias: champion
+        percent: 100
+"""
+
+
+def write_repo(root: Path, manifest: str, name: str = "bot.yaml") -> Path:
+    (root / ".git").mkdir(parents=True, exist_ok=True)
+    (root / "agent.py").write_text("print('never run by plan')\n")
+    (root / "config.yaml").write_text("greeting: hi\n")
+    (root / name).write_text(textwrap.dedent(manifest))
+    return root
+
+
+def errors_of(path: Path) -> list[Diagnostic]:
+    with pytest.raises(InvalidInput) as info:
+        load(path)
+    return list(info.value.diagnostics.errors)
+
+
+def test_examples_load(examples: Path) -> None:
+    desired, diags = load(examples)
+    assert [a.name for a in desired.agents] == ["summarizer", "support-bot"]
+    assert not diags.has_errors
+    for agent in desired.agents:
+        assert agent.source is not None
+        assert agent.source.digest.startswith("sha256:")
+        assert CURRENT in agent.manifest.spec.aliases.values()
+
+
+def test_good_manifest_loads_with_locations(tmp_path: Path) -> None:
+    desired, _ = load(write_repo(tmp_path, GOOD))
+    (agent,) = desired.agents
+    assert agent.location(("spec", "aliases", "champion")).line == 12
+    assert agent.location(("spec", "serving", "traffic", 0, "percent")).line == 16
+
+
+# (description, a replacement applied to GOOD, expected line, expected field, message fragment)
+BAD = [
+    ("unknown field", ("  aliases:\n", "  alias:\n"), 11, "spec.alias", "did you mean 'aliases'"),
+    ("traffic != 100", ("percent: 100", "percent: 90"), 14, "spec.serving.traffic", "sum to 90"),
+    (
+        "path traversal",
+        ("code: agent.py", "code: ../../../etc/passwd"),
+        7,
+        "spec.source.code",
+        "outside the repository root",
+    ),
+    ("absolute path", ("code: agent.py", "code: /etc/passwd"), 7, "spec.source.code", "absolute"),
+    (
+        "missing file",
+        ("config: config.yaml", "config: nope.yaml"),
+        8,
+        "spec.source.config",
+        "not a file",
+    ),
+    (
+        "unpinned requirement",
+        ("[mlflow==3.17.2]", "[mlflow>=3]"),
+        9,
+        "spec.source.pipRequirements[0]",
+        "not pinned",
+    ),
+    (
+        "alias to an undeclared version",
+        ("champion: current", "champion: 4"),
+        12,
+        "spec.aliases.champion",
+        "not declared",
+    ),
+    (
+        "wrong type",
+        ("percent: 100", 'percent: "100"'),
+        16,
+        "spec.serving.traffic[0].percent",
+        "integer",
+    ),
+    ("bad name", ("name: bot", "name: Bot_1"), 4, "metadata.name", "DNS label"),
+    ("wrong apiVersion", ("agentctl.io/v1alpha1", "agentctl.io/v2"), 1, "apiVersion", "v1alpha1"),
+    (
+        "reserved alias",
+        ("champion: current", "latest: current"),
+        12,
+        "spec.aliases.latest",
+        "reserved",
+    ),
+    (
+        "reserved tag prefix",
+        ("  versions: [current]\n", "  versions: [current]\n  tags: {agentctl.io/owner: me}\n"),
+        11,
+        "spec.tags.agentctl.io/owner",
+        "reserved",
+    ),
+    (
+        "traffic to an undeclared alias",
+        ("- alias: champion", "- alias: canary"),
+        15,
+        "spec.serving.traffic[0].alias",
+        "not declared",
+    ),
+    (
+        "duplicate key",
+        ("  name: bot\n", "  name: bot\n  name: bot2\n"),
+        5,
+        "metadata.name",
+        "duplicate key",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "edit", "line", "field", "fragment"), BAD, ids=[b[0] for b in BAD]
+)
+def test_bad_input_names_file_line_and_field(
+    tmp_path: Path, what: str, edit: tuple[str, str], line: int, field: str, fragment: str
+) -> None:
+    assert edit[0] in GOOD, what
+    write_repo(tmp_path, GOOD.replace(edit[0], edit[1], 1))
+    errors = errors_of(tmp_path)
+    match = [e for e in errors if e.field == field]
+    assert match, f"no error for {field}: {[str(e) for e in errors]}"
+    err = match[0]
+    assert err.location is not None
+    assert err.location.file.endswith("bot.yaml")
+    assert err.location.line == line, str(err)
+    assert fragment in err.message, str(err)
+
+
+def test_malformed_yaml_points_at_the_problem(tmp_path: Path) -> None:
+    write_repo(tmp_path, GOOD.replace("  aliases:\n", "  aliases: [\n"))
+    (err,) = errors_of(tmp_path)
+    assert err.location is not None and err.location.line >= 11
+    assert "invalid YAML" in err.message
+
+
+def test_duplicate_agents_name_both_places(tmp_path: Path) -> None:
+    write_repo(tmp_path, GOOD)
+    (tmp_path / "copy.yaml").write_text(GOOD)
+    (err,) = errors_of(tmp_path)
+    assert err.field == "metadata.name"
+    assert "defined twice" in err.message and "bot.yaml:4" in err.message
+
+
+def test_two_agents_one_registered_model(tmp_path: Path) -> None:
+    write_repo(tmp_path, GOOD.replace("spec:\n", "spec:\n  registeredModel: shared\n"))
+    other = GOOD.replace("name: bot", "name: bot2").replace(
+        "spec:\n", "spec:\n  registeredModel: shared\n"
+    )
+    (tmp_path / "other.yaml").write_text(other)
+    (err,) = errors_of(tmp_path)
+    assert err.field == "spec.registeredModel" and "already managed by agent 'bot'" in err.message
+
+
+def test_requirements_file_errors_name_that_file(tmp_path: Path) -> None:
+    write_repo(tmp_path, GOOD.replace("[mlflow==3.17.2]", "requirements.txt"))
+    (tmp_path / "requirements.txt").write_text("# pinned\nmlflow==3.17.2\npydantic\n")
+    (err,) = errors_of(tmp_path)
+    assert err.location is not None
+    assert err.location.file.endswith("requirements.txt") and err.location.line == 3
+
+
+def test_every_error_is_reported_not_only_the_first(tmp_path: Path) -> None:
+    write_repo(
+        tmp_path,
+        GOOD.replace("percent: 100", "percent: 90").replace("champion: current", "champion: 7"),
+    )
+    fields = {e.field for e in errors_of(tmp_path)}
+    assert {"spec.serving.traffic", "spec.aliases.champion"} <= fields
+
+
+def test_documents_without_apiversion_or_kind_are_data(tmp_path: Path) -> None:
+    write_repo(tmp_path, GOOD)
+    (tmp_path / "settings.yaml").write_text("greeting: hello\n")
+    desired, _ = load(tmp_path)
+    assert [a.name for a in desired.agents] == ["bot"]
+
+
+def test_empty_directory_is_an_error_unless_allowed(tmp_path: Path) -> None:
+    (tmp_path / "notes.yaml").write_text("a: 1\n")
+    (err,) = errors_of(tmp_path)
+    assert "no Agent manifests" in err.message
+    desired, _ = load(tmp_path, allow_empty=True)
+    assert desired.agents == ()
+
+
+def test_digest_follows_content_not_names(tmp_path: Path) -> None:
+    a = tmp_path / "a"
+    b = tmp_path / "b"
+    write_repo(a, GOOD)
+    write_repo(b, GOOD)
+    (d1,), _ = load(a)[0].agents, None
+    (d2,), _ = load(b)[0].agents, None
+    assert d1.source and d2.source and d1.source.digest == d2.source.digest
+    (b / "config.yaml").write_text("greeting: hello\n")
+    (d3,), _ = load(b)[0].agents, None
+    assert d3.source and d3.source.digest != d1.source.digest

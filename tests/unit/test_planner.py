@@ -1,0 +1,171 @@
+"""The planner, table-driven: desired + observed -> changes. No I/O, no fakes."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.plan import Action, Kind, Plan
+from controller.planner import plan
+from controller.schema import CURRENT
+
+from .builders import D1, D2, agent, desired, model, snapshot
+
+
+def kinds(p: Plan) -> list[tuple[str, str, str]]:
+    return [(c.kind.value, c.name, c.action.value) for c in p.changes]
+
+
+def test_fresh_registry_creates_model_version_and_aliases_in_order() -> None:
+    p = plan(desired(agent(aliases={"champion": CURRENT})), snapshot())
+    assert kinds(p) == [
+        ("registered_model", "", "create"),
+        ("model_version", "current", "create"),
+        ("alias", "champion", "create"),
+    ]
+    alias = p.changes[2]
+    assert alias.after == {"version": None, "digest": D1}  # known after apply
+    assert p.summary() == {"add": 3, "change": 0, "destroy": 0}
+    assert not p.has_errors
+
+
+def test_registry_as_desired_gives_an_empty_plan() -> None:
+    d = desired(agent(aliases={"champion": CURRENT}, tags={"team": "a"}))
+    obs = snapshot(model(tags={"team": "a"}, aliases={"champion": 1}, versions={1: D1}))
+    p = plan(d, obs)
+    assert p.changes == ()
+    assert p.unchanged >= 2
+
+
+def test_changed_source_logs_a_new_version_and_moves_the_alias() -> None:
+    d = desired(agent(digest=D2, aliases={"champion": CURRENT}))
+    obs = snapshot(model(aliases={"champion": 1}, versions={1: D1}))
+    p = plan(d, obs)
+    assert kinds(p) == [("model_version", "current", "create"), ("alias", "champion", "update")]
+    assert p.changes[1].before == {"version": 1}
+    assert p.changes[1].after == {"version": None, "digest": D2}
+
+
+def test_source_already_registered_is_not_logged_again() -> None:
+    d = desired(
+        agent(digest=D1, versions=[1, CURRENT], aliases={"champion": 1, "challenger": CURRENT})
+    )
+    obs = snapshot(model(aliases={"champion": 1}, versions={1: D2, 2: D1}))
+    p = plan(d, obs)
+    # No version is logged: the inventory learns the new alias, then the alias is set.
+    assert kinds(p) == [("registered_model", "", "update"), ("alias", "challenger", "create")]
+    assert p.changes[0].after and p.changes[0].after["tags"]["agentctl.io/managed-aliases"] == (
+        "challenger,champion"
+    )
+    assert p.changes[1].after == {"version": 2}
+
+
+def test_pinned_version_that_does_not_exist_is_an_error_with_its_location() -> None:
+    d = desired(agent(versions=[7], aliases={"champion": 7}))
+    p = plan(d, snapshot(model(versions={1: D1})))
+    (err,) = p.diagnostics.errors
+    assert err.field == "spec.versions[0].version"
+    assert "version 7" in err.message and "does not exist" in err.message
+
+
+def test_unmanaged_model_with_the_same_name_is_left_alone() -> None:
+    p = plan(desired(agent()), snapshot(model(owner=None, tags={"x": "y"})))
+    assert p.changes == ()
+    (err,) = p.diagnostics.errors
+    assert "not managed by agentctl" in err.message and err.field == "spec.registeredModel"
+
+
+def test_adopt_takes_over_an_unmanaged_model() -> None:
+    p = plan(desired(agent(adopt=True)), snapshot(model(owner=None, versions={1: D1})))
+    (change,) = p.changes
+    assert (change.kind, change.action) == (Kind.REGISTERED_MODEL, Action.UPDATE)
+    assert change.after and change.after["tags"]["agentctl.io/owner"] == "agentctl"
+    assert change.reason == "adopting an unmanaged model"
+
+
+def test_model_of_another_owner_is_an_error() -> None:
+    p = plan(desired(agent()), snapshot(model(owner="team-b", versions={1: D1})), owner="team-a")
+    assert p.changes == ()
+    assert "managed by 'team-b'" in p.diagnostics.errors[0].message
+
+
+def test_removed_alias_is_deleted_but_a_hand_made_alias_is_not() -> None:
+    obs = model(aliases={"champion": 1, "old": 1}, versions={1: D1})
+    hand_made = dict(obs.aliases) | {"staging": 1}  # not in agentctl's inventory
+    obs = type(obs)(obs.name, obs.description, obs.tags, hand_made, obs.versions)
+    p = plan(desired(agent(aliases={"champion": CURRENT})), snapshot(obs))
+    assert ("alias", "old", "delete") in kinds(p)
+    assert not any(c.name == "staging" for c in p.changes)
+    # The alias is deleted before the inventory that lists it is rewritten.
+    order = [(c.kind, c.action) for c in p.changes]
+    assert order.index((Kind.ALIAS, Action.DELETE)) < order.index(
+        (Kind.REGISTERED_MODEL, Action.UPDATE)
+    )
+
+
+def test_tags_removed_from_the_manifest_are_deleted_others_left() -> None:
+    obs = model(tags={"team": "a", "cost": "x"}, versions={1: D1})
+    obs_tags = dict(obs.tags) | {"someone-elses": "keep"}
+    obs = type(obs)(obs.name, obs.description, obs_tags, obs.aliases, obs.versions)
+    p = plan(desired(agent(tags={"team": "b"})), snapshot(obs))
+    (change,) = p.changes
+    assert change.before and change.after
+    assert change.before["tags"]["cost"] == "x" and "cost" not in change.after["tags"]
+    assert change.after["tags"]["team"] == "b"
+    assert "someone-elses" not in change.before["tags"]
+
+
+@pytest.mark.parametrize(
+    ("have", "want", "changes"),
+    [("", None, 0), ("old", None, 0), ("old", "new", 1), ("same", "same", 0)],
+)
+def test_description_is_managed_only_when_declared(
+    have: str, want: str | None, changes: int
+) -> None:
+    spec = {"description": want} if want is not None else {}
+    obs = model(versions={1: D1}, description=have)
+    assert len(plan(desired(agent(**spec)), snapshot(obs)).changes) == changes
+
+
+def test_version_tags_are_planned_on_the_resolved_version() -> None:
+    d = desired(agent(versions=[{"version": CURRENT, "tags": {"channel": "web"}}]))
+    p = plan(d, snapshot(model(versions={3: D1})))
+    (change,) = p.changes
+    assert (change.kind, change.name, change.action) == (
+        Kind.MODEL_VERSION,
+        "current",
+        Action.UPDATE,
+    )
+    assert (
+        change.after and change.after["version"] == 3 and change.after["tags"]["channel"] == "web"
+    )
+
+
+def test_models_no_longer_declared_are_pruned_only_when_asked() -> None:
+    obs = snapshot(model("gone", versions={1: D1}), model("bot", versions={1: D1}))
+    p = plan(desired(agent()), obs)
+    assert p.changes == ()
+    assert any("--prune" in w.message for w in p.diagnostics.warnings)
+    p = plan(desired(agent()), obs, prune=True)
+    assert kinds(p) == [("registered_model", "", "delete")]
+    assert p.changes[0].model == "gone"
+
+
+def test_prune_never_touches_other_owners_or_unmanaged_models() -> None:
+    obs = snapshot(
+        model("theirs", owner="other"), model("manual", owner=None), model("bot", versions={1: D1})
+    )
+    assert plan(desired(agent()), obs, prune=True).changes == ()
+
+
+def test_plan_is_deterministic_and_round_trips_through_json() -> None:
+    d = desired(agent("b", aliases={"x": CURRENT}), agent("a", digest=D2, aliases={"y": CURRENT}))
+    p1, p2 = plan(d, snapshot()), plan(d, snapshot())
+    assert p1 == p2
+    assert Plan.from_dict(p1.to_dict()) == p1
+    # Agents come in name order, and the changes of one agent are contiguous.
+    seen: list[str] = []
+    for c in p1.changes:
+        if not seen or seen[-1] != c.agent:
+            assert c.agent not in seen
+            seen.append(c.agent)
+    assert seen == ["a", "b"]
