@@ -112,6 +112,18 @@ def _fail(exc: AgentctlError, fmt: Format = Format.text) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _show_plan(plan: Plan, fmt: Format) -> None:
+    """The plan on stdout; in text, diagnostics go to stderr and a plan with errors shows only them."""
+    from controller.render import render_diagnostics, render_plan
+
+    if fmt is not Format.text:
+        typer.echo(render_plan(plan, fmt.value))
+    elif not plan.has_errors:
+        typer.echo(render_plan(plan, "text"))
+    if fmt is Format.text and len(plan.diagnostics):
+        _err(("\n" if not plan.has_errors else "") + render_diagnostics(plan.diagnostics))
+
+
 def _load(path: Path, root: Path | None, allow_empty: bool) -> tuple[Desired, Diagnostics]:
     from controller.loader import load
 
@@ -201,7 +213,7 @@ def plan(
         )
     except AgentctlError as exc:
         raise _fail(exc, format) from None
-    typer.echo(render_plan(result.plan, format.value))
+    _show_plan(result.plan, format)
     if out is not None:
         out.write_text(render_plan(result.plan, "json") + "\n", encoding="utf-8")
     if result.plan.has_errors:
@@ -222,11 +234,11 @@ def apply_cmd(
 ) -> None:
     """Plan, then apply the plan: log and register new versions, move aliases, set tags."""
     from controller.reconcile import reconcile
-    from controller.render import render_changeset, render_plan
+    from controller.render import render_changeset
 
     def show_plan(p: Plan) -> None:
-        if format is not Format.json:
-            typer.echo(render_plan(p, format.value))
+        if format is not Format.json or p.has_errors:
+            _show_plan(p, format)
 
     try:
         desired, _ = _load(path, root, allow_empty)
@@ -245,8 +257,6 @@ def apply_cmd(
     except AgentctlError as exc:
         raise _fail(exc, format) from None
     if result.plan.has_errors:
-        if format is Format.json:
-            typer.echo(render_plan(result.plan, "json"))
         raise typer.Exit(1)
     if format is Format.json:
         payload = {

@@ -93,6 +93,7 @@ def _title(change: Change) -> str:
 
 
 def _text(plan: Plan) -> str:
+    """The changes; diagnostics are rendered apart (the CLI writes them to stderr)."""
     out: list[str] = []
     if not plan.changes:
         out.append("No changes. The registry matches the manifests.")
@@ -106,10 +107,6 @@ def _text(plan: Plan) -> str:
                 out.append(f"      {sym} {key} = {text}")
         out.append("")
         out.append(_summary_line(plan))
-    diags = render_diagnostics(plan.diagnostics)
-    if diags:
-        out.append("")
-        out.append(diags)
     return "\n".join(out)
 
 

@@ -1,0 +1,72 @@
+"""Real servers for integration tests: one ``mlflow server`` (sqlite, 127.0.0.1, one worker)
+for the session, a clean registry per test, and a counting proxy in front of it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.mlflow_server import MlflowServer
+from tests.support.proxy import CountingProxy
+
+AGENTCTL = str(Path(sys.executable).with_name("agentctl"))
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def client(mlflow_server: MlflowServer):  # type: ignore[no-untyped-def]
+    """An MlflowClient on a registry emptied for this test."""
+    from mlflow import MlflowClient
+
+    c = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
+    for rm in c.search_registered_models(max_results=1000):
+        c.delete_registered_model(rm.name)
+    return c
+
+
+@pytest.fixture
+def proxy(mlflow_server: MlflowServer, client: object) -> Iterator[CountingProxy]:
+    with CountingProxy(mlflow_server.url) as p:
+        yield p
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def agentctl(proxy: CountingProxy, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Run the installed ``agentctl`` command against the proxied server."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Run:
+        full_env = dict(os.environ)
+        full_env.update(
+            MLFLOW_TRACKING_URI=proxy.url,
+            AGENTCTL_RETRY_ATTEMPTS="3",
+            AGENTCTL_RETRY_DEADLINE="20",
+        )
+        full_env.update(env or {})
+        p = subprocess.run(
+            [AGENTCTL, *args], capture_output=True, text=True, env=full_env, cwd=tmp_path,
+            timeout=timeout, check=False,
+        )  # fmt: skip
+        return Run(p.returncode, p.stdout, p.stderr)
+
+    return run

@@ -1,0 +1,214 @@
+"""agentctl against a real MLflow server: apply, idempotency, new versions, ownership, prune,
+bad input, a server that fails or is down. Every command is the installed `agentctl` binary."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.observed import DIGEST_TAG, OWNER_TAG
+from tests.support.proxy import CountingProxy
+
+pytestmark = pytest.mark.integration
+
+
+def test_apply_examples_then_nothing_left_to_do(
+    examples: Path, agentctl: Any, proxy: CountingProxy, client: Any
+) -> None:
+    plan = agentctl("plan", str(examples), "--detailed-exitcode")
+    assert plan.code == 2, plan.err
+    assert "Plan: 7 to add, 0 to change, 0 to destroy." in plan.out
+    assert proxy.writes() == [], "plan must not write"
+
+    applied = agentctl("apply", str(examples))
+    assert applied.code == 0, applied.err + applied.out
+
+    bot = client.get_registered_model("support-bot")
+    assert bot.description == "Answers customer questions from the support FAQ."
+    assert bot.tags["team"] == "customer-care" and bot.tags[OWNER_TAG] == "agentctl"
+    assert bot.aliases == {"champion": "1"}
+    v1 = client.get_model_version("support-bot", "1")
+    assert v1.tags[DIGEST_TAG].startswith("sha256:") and v1.tags["channel"] == "web"
+    summarizer = client.get_registered_model("summarizer")
+    assert summarizer.aliases == {"champion": "1", "challenger": "1"}
+
+    again = agentctl("plan", str(examples), "--detailed-exitcode")
+    assert again.code == 0, again.err + again.out
+    assert "No changes" in again.out
+
+    proxy.reset()
+    second = agentctl("apply", str(examples))
+    assert second.code == 0, second.err
+    assert proxy.writes() == [], [(r.method, r.path) for r in proxy.writes()]
+    # Observation is bulk: one search of models and one of versions, whatever the agent count.
+    assert len(proxy.records) == 2, [r.path for r in proxy.records]
+
+
+def test_changed_config_logs_a_new_version_and_moves_the_alias(
+    examples: Path, agentctl: Any, client: Any
+) -> None:
+    assert agentctl("apply", str(examples)).code == 0
+    summarizer_before = client.get_registered_model("summarizer").last_updated_timestamp
+    config = examples / "agents" / "support_bot" / "config.yaml"
+    config.write_text(config.read_text().replace("support bot", "support bot, v2"))
+
+    plan = agentctl("plan", str(examples), "--format", "json")
+    assert plan.code == 0, plan.err
+    data = json.loads(plan.out)
+    changed = {(c["address"], c["action"]) for c in data["changes"]}
+    assert changed == {
+        ("support-bot.model_version.current", "create"),
+        ("support-bot.alias.champion", "update"),
+    }
+    assert agentctl("apply", str(examples)).code == 0
+
+    bot = client.get_registered_model("support-bot")
+    assert bot.aliases == {"champion": "2"}
+    v1, v2 = (client.get_model_version("support-bot", n) for n in ("1", "2"))
+    assert v1.tags[DIGEST_TAG] != v2.tags[DIGEST_TAG]
+    assert client.get_registered_model("summarizer").last_updated_timestamp == summarizer_before
+
+    # An alias moved by hand is drift: the next plan shows it and apply moves it back.
+    client.set_registered_model_alias("support-bot", "champion", "1")
+    drift = agentctl("plan", str(examples), "--detailed-exitcode")
+    assert drift.code == 2 and '"version": 1 -> 2' not in drift.out
+    assert "support-bot.alias.champion will be updated" in drift.out
+    assert agentctl("apply", str(examples)).code == 0
+    assert client.get_registered_model("support-bot").aliases == {"champion": "2"}
+
+
+def test_plan_never_runs_agent_code(examples: Path, agentctl: Any, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    code = examples / "agents" / "support_bot" / "agent.py"
+    code.write_text(f"open({str(marker)!r}, 'w').write('x')\nraise SystemExit('ran')\n")
+    result = agentctl("plan", str(examples), "--detailed-exitcode")
+    assert result.code == 2, result.err
+    assert not marker.exists()
+
+
+BAD_INPUTS = [
+    ("malformed YAML", "support-bot.yaml", ("  aliases:\n", "  aliases: [\n"), "invalid YAML"),
+    ("unknown field", "support-bot.yaml", ("  tags:\n", "  tagz:\n"), "spec.tagz"),
+    ("traffic != 100", "summarizer.yaml", ("percent: 90", "percent: 80"), "spec.serving.traffic"),
+    (
+        "path traversal",
+        "summarizer.yaml",
+        ("code: agents/summarizer/agent.py", "code: ../../../../etc/hostname"),
+        "outside the repository root",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "file", "edit", "expected"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS]
+)
+@pytest.mark.parametrize("command", ["validate", "plan", "apply"])
+def test_bad_input_is_a_clear_error_and_writes_nothing(
+    examples: Path,
+    agentctl: Any,
+    proxy: CountingProxy,
+    client: Any,
+    command: str,
+    what: str,
+    file: str,
+    edit: tuple[str, str],
+    expected: str,
+) -> None:
+    path = examples / file
+    assert edit[0] in path.read_text(), what
+    path.write_text(path.read_text().replace(edit[0], edit[1], 1))
+    result = agentctl(command, str(examples))
+    assert result.code == 1, result.out + result.err
+    assert expected in result.err
+    assert f"{file}:" in result.err, result.err  # file:line:column
+    assert proxy.records == [], "nothing may reach the server"
+    assert client.search_registered_models() == []
+
+
+def test_unmanaged_model_is_left_alone_until_adopted(
+    examples: Path, agentctl: Any, client: Any, proxy: CountingProxy
+) -> None:
+    client.create_registered_model("support-bot", tags={"made-by": "hand"})
+    result = agentctl("apply", str(examples))
+    assert result.code == 1
+    assert "not managed by agentctl" in result.err and "support-bot.yaml:" in result.err
+    assert "spec.registeredModel" in result.err
+    assert proxy.writes() == []
+
+    manifest = examples / "support-bot.yaml"
+    manifest.write_text(manifest.read_text().replace("spec:\n", "spec:\n  adopt: true\n", 1))
+    assert agentctl("apply", str(examples)).code == 0
+    tags = client.get_registered_model("support-bot").tags
+    assert tags[OWNER_TAG] == "agentctl" and tags["made-by"] == "hand"
+
+
+def test_other_owners_models_are_never_touched(examples: Path, agentctl: Any, client: Any) -> None:
+    assert agentctl("apply", str(examples), env={"AGENTCTL_OWNER": "team-a"}).code == 0
+    result = agentctl("apply", str(examples), env={"AGENTCTL_OWNER": "team-b"})
+    assert result.code == 1 and "managed by 'team-a'" in result.err
+
+
+def test_prune_deletes_only_when_asked(examples: Path, agentctl: Any, client: Any) -> None:
+    assert agentctl("apply", str(examples)).code == 0
+    (examples / "summarizer.yaml").unlink()
+    plan = agentctl("plan", str(examples), "--detailed-exitcode")
+    assert plan.code == 0 and "--prune" in plan.err
+    pruned = agentctl("apply", str(examples), "--prune")
+    assert pruned.code == 0, pruned.err
+    names = {m.name for m in client.search_registered_models()}
+    assert names == {"support-bot"}
+
+
+def test_server_down_is_a_clear_error_after_bounded_retries(examples: Path, agentctl: Any) -> None:
+    start = time.monotonic()
+    result = agentctl("plan", str(examples), env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})
+    elapsed = time.monotonic() - start
+    assert result.code == 1
+    assert "did not answer (connection refused)" in result.err
+    assert "Gave up after retrying" in result.err
+    assert elapsed < 60
+
+
+def test_transient_server_errors_are_retried(
+    examples: Path, agentctl: Any, proxy: CountingProxy, client: Any
+) -> None:
+    proxy.fail("registered-models/alias", times=2, status=503)
+    proxy.fail("registered-models/search", times=1, status=503)
+    result = agentctl("apply", str(examples))
+    assert result.code == 0, result.err
+    assert sum(r.status == 503 for r in proxy.records) == 3
+    assert client.get_registered_model("summarizer").aliases == {"champion": "1", "challenger": "1"}
+
+
+def test_a_half_applied_run_is_finished_by_the_next_apply(
+    examples: Path, agentctl: Any, proxy: CountingProxy, client: Any
+) -> None:
+    proxy.fail("registered-models/alias", times=-1, status=503)
+    broken = agentctl("apply", str(examples), env={"AGENTCTL_RETRY_ATTEMPTS": "2"})
+    assert broken.code == 1
+    assert "apply stopped at" in broken.err and "next apply finishes" in broken.err
+    assert client.get_registered_model("summarizer").aliases == {}
+
+    proxy.reset()
+    plan = agentctl("plan", str(examples), "--format", "json")
+    remaining = {c["address"] for c in json.loads(plan.out)["changes"]}
+    # The versions were registered before the failure: only the aliases (and the agent that
+    # was not reached at all) remain.
+    assert "summarizer.model_version.current" not in remaining
+    assert "summarizer.alias.champion" in remaining
+    assert agentctl("apply", str(examples)).code == 0
+    assert client.get_registered_model("summarizer").aliases == {"champion": "1", "challenger": "1"}
+    assert agentctl("plan", str(examples), "--detailed-exitcode").code == 0
+    assert len(client.search_model_versions("name = 'summarizer'")) == 1
+
+
+def test_markdown_plan_has_a_summary_and_a_section_per_agent(examples: Path, agentctl: Any) -> None:
+    result = agentctl("plan", str(examples), "--format", "markdown")
+    assert result.code == 0
+    assert "**Plan: 7 to add, 0 to change, 0 to destroy.**" in result.out
+    assert result.out.count("<details>") == 2
+    assert "<code>support-bot</code>" in result.out and "<code>summarizer</code>" in result.out
