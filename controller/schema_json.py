@@ -13,9 +13,18 @@ SCHEMA_ID = "https://agentctl.io/schemas/v1alpha1/agent.json"
 
 def manifest_json_schema() -> dict[str, Any]:
     schema = AgentManifest.model_json_schema(by_alias=True, mode="validation")
+    # `versions` items also take the shorthands `- 3` and `- current` (see VersionEntry).
+    versions = schema["$defs"]["AgentSpec"]["properties"]["versions"]
+    versions["items"] = {
+        "anyOf": [
+            versions["items"],
+            {"type": "integer", "minimum": 1},
+            {"const": "current"},
+        ]
+    }
     return {
+        **schema,
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "title": f"agentctl Agent ({API_VERSION})",
-        **schema,
     }

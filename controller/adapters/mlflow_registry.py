@@ -44,6 +44,7 @@ def experiment_name(model: str) -> str:
 class MlflowRegistry:
     def __init__(self, tracking_uri: str, *, http_timeout: int = 30) -> None:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(http_timeout))
         from mlflow import MlflowClient
 
@@ -193,7 +194,6 @@ class MlflowRegistry:
         import mlflow
 
         mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
         exp_name = experiment_name(name)
         exp = self._client.get_experiment_by_name(exp_name)
         exp_id = exp.experiment_id if exp is not None else self._create_experiment(exp_name)
@@ -208,10 +208,16 @@ class MlflowRegistry:
                 pip_requirements=list(source.pip_requirements),
                 input_example=INPUT_EXAMPLE,
             )
-        # Tags go in with the version itself, so a version never exists without its digest.
-        mv = mlflow.register_model(info.model_uri, name, tags=dict(tags))
-        if description is not None:
-            self._client.update_model_version(name, mv.version, description=description)
+        # Tags and description go in with the version itself: a version never exists without
+        # its digest, so a crash here cannot lead to the same source being registered twice.
+        mv = self._client.create_model_version(
+            name=name,
+            source=info.model_uri,
+            run_id=info.run_id,
+            tags=dict(tags),
+            description=description,
+            model_id=info.model_id,
+        )
         return int(mv.version)
 
     def _create_experiment(self, exp_name: str) -> str:

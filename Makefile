@@ -1,0 +1,37 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    apply the example manifests to the embedded default (MLflow on sqlite:///mlflow.db)
+#   make test   the whole test suite (starts and stops its own MLflow server on 127.0.0.1)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TRACKING_URI ?= sqlite:///mlflow.db
+MANIFESTS ?= manifests
+
+.PHONY: run test lint schema clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/agentctl validate $(MANIFESTS)
+	$(BIN)/agentctl apply $(MANIFESTS) --tracking-uri $(TRACKING_URI)
+	@echo "--- a second plan must find nothing to do (exit 0):"
+	$(BIN)/agentctl plan $(MANIFESTS) --tracking-uri $(TRACKING_URI) --detailed-exitcode
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/python -m ruff check controller tests bench
+	$(BIN)/python -m ruff format --check controller tests bench
+	$(BIN)/python -m mypy
+
+schema: $(STAMP)
+	$(BIN)/agentctl schema > agentctl.schema.json
+
+clean:
+	rm -rf $(VENV) mlflow.db mlruns .pytest_cache .mypy_cache .ruff_cache

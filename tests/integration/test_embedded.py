@@ -1,0 +1,45 @@
+"""The embedded default: with no MLFLOW_TRACKING_URI, agentctl uses sqlite:///mlflow.db in the
+working directory, as `make run` does on a laptop."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+AGENTCTL = str(Path(sys.executable).with_name("agentctl"))
+
+
+def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run(
+        [AGENTCTL, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def test_apply_on_the_embedded_default_then_nothing_to_do(examples: Path, tmp_path: Path) -> None:
+    work = tmp_path / "laptop"
+    work.mkdir()
+    first = run(work, "apply", str(examples))
+    assert first.returncode == 0, first.stderr
+    assert (work / "mlflow.db").is_file()
+    second = run(work, "plan", str(examples), "--detailed-exitcode")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "No changes" in second.stdout
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    aliases = client.get_registered_model("support-bot").aliases
+    assert {k: int(v) for k, v in aliases.items()} == {"champion": 1}

@@ -1,0 +1,49 @@
+"""`agentctl schema`: a JSON Schema that accepts the examples, rejects bad manifests, and matches
+the committed agentctl.schema.json that editors use."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from controller.cli import app
+from controller.schema_json import manifest_json_schema
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def example_manifests() -> list[Path]:
+    return sorted((REPO / "manifests").glob("*.yaml"))
+
+
+def test_committed_schema_is_current() -> None:
+    committed = json.loads((REPO / "agentctl.schema.json").read_text())
+    assert committed == manifest_json_schema(), "run `make schema` and commit agentctl.schema.json"
+
+
+def test_schema_command_prints_the_schema() -> None:
+    result = CliRunner().invoke(app, ["schema"])
+    assert result.exit_code == 0
+    assert json.loads(result.output) == manifest_json_schema()
+
+
+@pytest.mark.parametrize("path", example_manifests(), ids=lambda p: p.name)
+def test_examples_validate_against_the_schema(path: Path) -> None:
+    jsonschema.validate(yaml.safe_load(path.read_text()), manifest_json_schema())
+    assert path.read_text().startswith("# yaml-language-server: $schema=../agentctl.schema.json")
+
+
+def test_schema_rejects_unknown_fields_and_bad_percent() -> None:
+    doc = yaml.safe_load(example_manifests()[0].read_text())
+    doc["spec"]["tagz"] = {}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, manifest_json_schema())
+    doc = yaml.safe_load(example_manifests()[0].read_text())
+    doc["spec"]["serving"]["traffic"][0]["percent"] = 101
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, manifest_json_schema())
