@@ -24,11 +24,13 @@ from controller.errors import (
 )
 
 if TYPE_CHECKING:
-    from controller.adapters.mlflow_registry import MlflowRegistry
+    from collections.abc import Callable
+
+    from controller.changeset import Entry
     from controller.desired import Desired
     from controller.diagnostics import Diagnostics
     from controller.plan import Plan
-    from controller.retry import RetryPolicy
+    from controller.reconcile import Result
 
 __all__ = ["app", "main"]
 
@@ -130,16 +132,33 @@ def _load(path: Path, root: Path | None, allow_empty: bool) -> tuple[Desired, Di
     return load(path, root=root, allow_empty=allow_empty)
 
 
-def _registry(tracking_uri: str) -> MlflowRegistry:
+def _reconcile(
+    path: Path,
+    root: Path | None,
+    allow_empty: bool,
+    tracking_uri: str,
+    owner: str,
+    prune: bool,
+    *,
+    apply: bool,
+    on_plan: Callable[[Plan], None] | None = None,
+    on_entry: Callable[[Entry], None] | None = None,
+) -> Result:
     from controller.adapters.mlflow_registry import MlflowRegistry
-
-    return MlflowRegistry(tracking_uri)
-
-
-def _policy() -> RetryPolicy:
+    from controller.reconcile import reconcile
     from controller.retry import RetryPolicy
 
-    return RetryPolicy.from_env()
+    desired, _ = _load(path, root, allow_empty)
+    return reconcile(
+        desired,
+        MlflowRegistry(tracking_uri),
+        apply=apply,
+        owner=owner,
+        prune=prune,
+        policy=RetryPolicy.from_env(),
+        on_plan=on_plan,
+        on_entry=on_entry,
+    )
 
 
 @app.command()
@@ -198,19 +217,10 @@ def plan(
     allow_empty: AllowEmptyOpt = False,
 ) -> None:
     """Show what apply would change. Never runs agent code and never writes."""
-    from controller.reconcile import reconcile
     from controller.render import render_plan
 
     try:
-        desired, _ = _load(path, root, allow_empty)
-        result = reconcile(
-            desired,
-            _registry(tracking_uri),
-            apply=False,
-            owner=owner,
-            prune=prune,
-            policy=_policy(),
-        )
+        result = _reconcile(path, root, allow_empty, tracking_uri, owner, prune, apply=False)
     except AgentctlError as exc:
         raise _fail(exc, format) from None
     _show_plan(result.plan, format)
@@ -233,27 +243,21 @@ def apply_cmd(
     allow_empty: AllowEmptyOpt = False,
 ) -> None:
     """Plan, then apply the plan: log and register new versions, move aliases, set tags."""
-    from controller.reconcile import reconcile
     from controller.render import render_changeset
 
     def show_plan(p: Plan) -> None:
         if format is not Format.json or p.has_errors:
             _show_plan(p, format)
 
+    def show_entry(e: Entry) -> None:
+        if format is Format.text:
+            typer.echo(f"{e.address}: {e.verb.value}")
+
     try:
-        desired, _ = _load(path, root, allow_empty)
-        result = reconcile(
-            desired,
-            _registry(tracking_uri),
-            apply=True,
-            owner=owner,
-            prune=prune,
-            policy=_policy(),
-            on_plan=show_plan,
-            on_entry=(lambda e: typer.echo(f"{e.address}: {e.verb.value}"))
-            if format is Format.text
-            else None,
-        )
+        result = _reconcile(
+            path, root, allow_empty, tracking_uri, owner, prune,
+            apply=True, on_plan=show_plan, on_entry=show_entry,
+        )  # fmt: skip
     except AgentctlError as exc:
         raise _fail(exc, format) from None
     if result.plan.has_errors:

@@ -89,25 +89,10 @@ def load(
             agent = _build_agent(doc, root_dir, out)
             if agent is None:
                 continue
-            first = by_name.get(agent.name)
-            if first is not None:
-                out.error(
-                    agent.location(("metadata", "name")),
-                    "metadata.name",
-                    f"agent '{agent.name}' is defined twice; first at "
-                    f"{first.location(('metadata', 'name'))}",
-                    agent.name,
-                )
-                continue
-            first = by_model.get(agent.model_name)
-            if first is not None:
-                out.error(
-                    agent.location(("spec", "registeredModel")),
-                    "spec.registeredModel",
-                    f"registered model '{agent.model_name}' is already managed by agent "
-                    f"'{first.name}' ({first.location(('metadata', 'name'))})",
-                    agent.name,
-                )
+            clash = _clash(agent, by_name, by_model)
+            if clash is not None:
+                where, message = clash
+                out.error(agent.location(where), field_name(where), message, agent.name)
                 continue
             by_name[agent.name] = agent
             by_model[agent.model_name] = agent
@@ -125,6 +110,26 @@ def load(
         raise InvalidInput(diags)
     agents.sort(key=lambda a: a.name)
     return Desired(tuple(agents), str(root_dir)), diags
+
+
+def _clash(
+    agent: DesiredAgent, by_name: dict[str, DesiredAgent], by_model: dict[str, DesiredAgent]
+) -> tuple[Path, str] | None:
+    """An agent defined twice, or a registered model claimed by two agents."""
+    name_path: Path = ("metadata", "name")
+    first = by_name.get(agent.name)
+    if first is not None:
+        return (
+            name_path,
+            f"agent '{agent.name}' is defined twice; first at {first.location(name_path)}",
+        )
+    first = by_model.get(agent.model_name)
+    if first is not None:
+        return ("spec", "registeredModel"), (
+            f"registered model '{agent.model_name}' is already managed by agent "
+            f"'{first.name}' ({first.location(name_path)})"
+        )
+    return None
 
 
 def _display(file: FsPath) -> str:

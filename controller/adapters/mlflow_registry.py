@@ -31,6 +31,7 @@ T = TypeVar("T")
 _MODELS_PAGE = 1000  # MLflow's maximum for search_registered_models
 _VERSIONS_PAGE = 10000  # MLflow's default (and Databricks' maximum) for search_model_versions
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+_GONE = ("RESOURCE_DOES_NOT_EXIST",)  # deleting what is already gone reaches the goal
 
 # A request for the validation predict that log_model runs on a ResponsesAgent.
 INPUT_EXAMPLE = {"input": [{"role": "user", "content": "Hello, what can you do?"}]}
@@ -53,55 +54,63 @@ class MlflowRegistry:
 
     # -- error translation -------------------------------------------------------------------
 
-    def _call(self, operation: str, target: str, fn: Callable[[], T]) -> T:
+    def _call(
+        self,
+        operation: str,
+        target: str,
+        fn: Callable[[], T],
+        *,
+        ok_codes: tuple[str, ...] = (),
+    ) -> T | None:
+        """Run one client call, translating its errors; an error code in ``ok_codes`` -> None."""
         from mlflow.exceptions import MlflowException
 
         try:
             return fn()
         except MlflowException as exc:
+            if exc.error_code in ok_codes:
+                return None
             raise _translate(exc, operation, target, self.tracking_uri) from exc
         except (ConnectionError, TimeoutError, OSError) as exc:
             raise TemporaryBackendError(
                 f"{operation} {target}: {exc}", operation=operation, target=target
             ) from exc
 
+    def _get(self, operation: str, target: str, fn: Callable[[], T]) -> T:
+        result = self._call(operation, target, fn)
+        assert result is not None
+        return result
+
+    def _pages(self, operation: str, search: Callable[..., Any]) -> list[Any]:
+        """Every item of a paged search."""
+        items: list[Any] = []
+        token = None
+        while True:
+            page = self._get(operation, self.tracking_uri, partial(search, page_token=token))
+            items.extend(page)
+            token = page.token
+            if not token:
+                return items
+
     # -- observation -------------------------------------------------------------------------
 
     def observe(self) -> RegistrySnapshot:
-        raw_models: list[Any] = []
-        token = None
-        while True:
-            page = self._call(
-                "search registered models",
-                self.tracking_uri,
-                partial(
-                    self._client.search_registered_models,
-                    max_results=_MODELS_PAGE,
-                    page_token=token,
-                ),
-            )
-            raw_models.extend(page)
-            token = page.token
-            if not token:
-                break
+        c = self._client
+        raw_models = self._pages(
+            "search registered models",
+            partial(c.search_registered_models, max_results=_MODELS_PAGE),
+        )
+        raw_versions = self._pages(
+            "search model versions",
+            partial(
+                c.search_model_versions,
+                max_results=_VERSIONS_PAGE,
+                order_by=["name ASC", "version_number ASC"],
+            ),
+        )
         versions: dict[str, dict[int, ObservedVersion]] = {}
-        token = None
-        while True:
-            vpage = self._call(
-                "search model versions",
-                self.tracking_uri,
-                partial(
-                    self._client.search_model_versions,
-                    max_results=_VERSIONS_PAGE,
-                    order_by=["name ASC", "version_number ASC"],
-                    page_token=token,
-                ),
-            )
-            for mv in vpage:
-                versions.setdefault(mv.name, {})[int(mv.version)] = _version(mv)
-            token = vpage.token
-            if not token:
-                break
+        for mv in raw_versions:
+            versions.setdefault(mv.name, {})[int(mv.version)] = _version(mv)
         models = {}
         for rm in raw_models:
             aliases = {str(k): int(v) for k, v in (rm.aliases or {}).items()}
@@ -116,7 +125,7 @@ class MlflowRegistry:
 
     def find_version(self, name: str, digest: str) -> int | None:
         flt = f"name = '{_quote(name)}' AND tags.`{DIGEST_TAG}` = '{_quote(digest)}'"
-        found = self._call(
+        found = self._get(
             "search model versions",
             name,
             lambda: self._client.search_model_versions(filter_string=flt, max_results=100),
@@ -127,27 +136,23 @@ class MlflowRegistry:
     # -- registered models -------------------------------------------------------------------
 
     def create_model(self, name: str, description: str | None, tags: Mapping[str, str]) -> None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            self._client.create_registered_model(name, tags=dict(tags), description=description)
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise _translate(exc, "create registered model", name, self.tracking_uri) from exc
-            # A retry after a create that did succeed: fine if it is ours, else a conflict.
-            existing = self._call(
-                "get registered model", name, lambda: self._client.get_registered_model(name)
+        c = self._client
+        created = self._call(
+            "create registered model",
+            name,
+            lambda: c.create_registered_model(name, tags=dict(tags), description=description),
+            ok_codes=("RESOURCE_ALREADY_EXISTS",),
+        )
+        if created is not None:
+            return
+        # A retry after a create that did succeed is fine if the model is ours; else a conflict.
+        existing = self._get("get registered model", name, partial(c.get_registered_model, name))
+        if (existing.tags or {}).get(OWNER_TAG) != tags.get(OWNER_TAG):
+            raise PermanentBackendError(
+                f"registered model '{name}' was created by someone else since the plan",
+                operation="create registered model",
+                target=name,
             )
-            if (existing.tags or {}).get(OWNER_TAG) != tags.get(OWNER_TAG):
-                raise PermanentBackendError(
-                    f"registered model '{name}' was created by someone else since the plan",
-                    operation="create registered model",
-                    target=name,
-                ) from exc
-        except (ConnectionError, TimeoutError, OSError) as exc:
-            raise TemporaryBackendError(
-                str(exc), operation="create registered model", target=name
-            ) from exc
 
     def set_model_tag(self, name: str, key: str, value: str) -> None:
         self._call(
@@ -157,10 +162,11 @@ class MlflowRegistry:
         )
 
     def delete_model_tag(self, name: str, key: str) -> None:
-        self._tolerate_missing(
+        self._call(
             "delete tag",
             f"{name} {key}",
             partial(self._client.delete_registered_model_tag, name, key),
+            ok_codes=_GONE,
         )
 
     def set_model_description(self, name: str, description: str) -> None:
@@ -172,7 +178,10 @@ class MlflowRegistry:
 
     def delete_model(self, name: str) -> None:
         self._call(
-            "delete registered model", name, lambda: self._client.delete_registered_model(name)
+            "delete registered model",
+            name,
+            partial(self._client.delete_registered_model, name),
+            ok_codes=_GONE,
         )
 
     # -- versions ----------------------------------------------------------------------------
@@ -184,7 +193,7 @@ class MlflowRegistry:
         tags: Mapping[str, str],
         description: str | None,
     ) -> int:
-        return self._call(
+        return self._get(
             "log model version", name, lambda: self._log(name, source, tags, description)
         )
 
@@ -240,10 +249,11 @@ class MlflowRegistry:
         )
 
     def delete_version_tag(self, name: str, version: int, key: str) -> None:
-        self._tolerate_missing(
+        self._call(
             "delete version tag",
             f"{name}/{version} {key}",
             partial(self._client.delete_model_version_tag, name, str(version), key),
+            ok_codes=_GONE,
         )
 
     def set_version_description(self, name: str, version: int, description: str) -> None:
@@ -263,25 +273,12 @@ class MlflowRegistry:
         )
 
     def delete_alias(self, name: str, alias: str) -> None:
-        self._tolerate_missing(
+        self._call(
             "delete alias",
             f"{name}@{alias}",
             partial(self._client.delete_registered_model_alias, name, alias),
+            ok_codes=_GONE,
         )
-
-    def _tolerate_missing(self, operation: str, target: str, fn: Callable[[], object]) -> None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            fn()
-        except MlflowException as exc:
-            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-                return  # already gone: the goal is reached
-            raise _translate(exc, operation, target, self.tracking_uri) from exc
-        except (ConnectionError, TimeoutError, OSError) as exc:
-            raise TemporaryBackendError(
-                f"{operation} {target}: {exc}", operation=operation, target=target
-            ) from exc
 
 
 def _version(mv: Any) -> ObservedVersion:
