@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.checks import Path, field_name
-from controller.desired import Desired, DesiredAgent
+from controller.desired import Desired, DesiredAgent, ResolvedSource
 from controller.diagnostics import Diagnostic, Diagnostics, Severity
 from controller.observed import (
     AGENT_TAG,
@@ -207,52 +207,30 @@ def _plan_agent(
             unchanged += 1
 
     # Versions: each declared entry resolves to a registry number, or to one apply will create.
+    # Entries that land on the same existing version are planned once (see _one_entry_per_version).
     entries: list[tuple[Path, VersionEntry]] = [
         (("spec", "versions", i), e) for i, e in enumerate(spec.versions)
     ]
-    if agent.source is not None and not any(e.version == CURRENT for e in spec.versions):
+    implicit = agent.source is not None and not any(e.version == CURRENT for e in spec.versions)
+    if implicit:
         entries.append((("spec", "source"), VersionEntry(version=CURRENT)))
     resolved: dict[VersionRef, int | _Pending] = {}
+    on_version: dict[int, list[tuple[Path, VersionEntry]]] = {}
     versions = model.versions if model is not None else {}
     for path, entry in entries:
         if entry.version == CURRENT:
             assert agent.source is not None  # checked by the loader
-            src = agent.source
-            found = model.version_with_digest(src.digest) if model is not None else None
+            found = model.version_with_digest(agent.source.digest) if model is not None else None
             if found is None:
-                tags = dict(entry.tags)
-                if entry.tags:
-                    tags[MANAGED_TAGS_TAG] = _csv(entry.tags)
-                tags[DIGEST_TAG] = src.digest
-                tags[SOURCE_TAG] = src.code_ref
-                after = {
-                    "version": None,
-                    "digest": src.digest,
-                    "code": src.code_ref,
-                    "config": src.config_ref,
-                    "pip_requirements": list(src.pip_requirements),
-                    "tags": dict(sorted(tags.items())),
-                }
-                if entry.description is not None:
-                    after["description"] = entry.description
-                change(
-                    Kind.MODEL_VERSION,
-                    CURRENT,
-                    Action.CREATE,
-                    None,
-                    after,
-                    f"no version has source digest {src.digest[:19]}…: log and register "
-                    f"{src.code_ref}",
-                )
-                resolved[CURRENT] = _Pending(src.digest)
+                _plan_new_version(entry, agent.source, change)
+                resolved[CURRENT] = _Pending(agent.source.digest)
                 continue
             resolved[CURRENT] = found.number
-            unchanged += _plan_version_tags(entry, found, change)
+            on_version.setdefault(found.number, []).append((path, entry))
         else:
             number = entry.version
             assert isinstance(number, int)
-            found_v = versions.get(number)
-            if found_v is None:
+            if number not in versions:
                 error(
                     (*path, "version"),
                     f"version {number} of registered model '{name}' does not exist in the "
@@ -260,7 +238,11 @@ def _plan_agent(
                 )
                 continue
             resolved[number] = number
-            unchanged += _plan_version_tags(entry, found_v, change)
+            on_version.setdefault(number, []).append((path, entry))
+    for number, claims in sorted(on_version.items()):
+        governing = _one_entry_per_version(number, claims, implicit, error)
+        if governing is not None:
+            unchanged += _plan_version_tags(governing, versions[number], change)
 
     # Aliases: set what the manifest says; delete only aliases agentctl set before (inventory).
     current_aliases = dict(model.aliases) if model is not None else {}
@@ -304,6 +286,59 @@ def _plan_agent(
 
 
 _ChangeFn = Callable[[Kind, str, Action, Any, Any, str], None]
+
+
+def _plan_new_version(entry: VersionEntry, src: ResolvedSource, change: _ChangeFn) -> None:
+    tags = dict(entry.tags)
+    if entry.tags:
+        tags[MANAGED_TAGS_TAG] = _csv(entry.tags)
+    tags[DIGEST_TAG] = src.digest
+    tags[SOURCE_TAG] = src.code_ref
+    after: dict[str, Any] = {
+        "version": None,
+        "digest": src.digest,
+        "code": src.code_ref,
+        "config": src.config_ref,
+        "pip_requirements": list(src.pip_requirements),
+        "tags": dict(sorted(tags.items())),
+    }
+    if entry.description is not None:
+        after["description"] = entry.description
+    change(
+        Kind.MODEL_VERSION,
+        CURRENT,
+        Action.CREATE,
+        None,
+        after,
+        f"no version has source digest {src.digest[:19]}…: log and register {src.code_ref}",
+    )
+
+
+def _one_entry_per_version(
+    number: int,
+    claims: list[tuple[Path, VersionEntry]],
+    implicit: bool,
+    error: Callable[[Path, str], None],
+) -> VersionEntry | None:
+    """The one entry that governs version ``number``'s tags and description.
+
+    ``current`` can resolve to a number the manifest also pins (the source is unchanged since
+    that version). The implied ``current`` entry then yields to the explicit one; two explicit
+    entries must agree, or each apply would undo the other.
+    """
+    if implicit and len(claims) > 1:
+        claims = [c for c in claims if c[0] != ("spec", "source")]
+    first_path, first = claims[0]
+    for path, other in claims[1:]:
+        if (other.tags, other.description) != (first.tags, first.description):
+            error(
+                (*path, "version"),
+                f"resolves to version {number}, as {field_name(first_path)} does ('current' is "
+                f"version {number}: the source is unchanged), with other tags or description; "
+                "declare the version once",
+            )
+            return None
+    return first
 
 
 def _plan_version_tags(entry: VersionEntry, version: ObservedVersion, change: _ChangeFn) -> int:

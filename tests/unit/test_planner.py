@@ -169,3 +169,34 @@ def test_plan_is_deterministic_and_round_trips_through_json() -> None:
             assert c.agent not in seen
             seen.append(c.agent)
     assert seen == ["a", "b"]
+
+
+def test_current_resolving_to_a_pinned_version_is_planned_once_and_settles() -> None:
+    # The source is unchanged since version 1, which the manifest also pins with tags.
+    d = desired(agent(versions=[{"version": 1, "tags": {"stage": "prod"}}]))
+    obs = model(versions={1: D1})
+    p = plan(d, snapshot(obs))
+    (change,) = p.changes
+    assert change.after and change.after["tags"]["stage"] == "prod"
+    # Once applied, nothing is left to do (the implied `current` entry must not undo it).
+    v1 = obs.versions[1]
+    tags = {**v1.tags, **change.after["tags"]}
+    applied = type(obs)(
+        obs.name, obs.description, obs.tags, obs.aliases, {1: type(v1)(1, tags=tags)}
+    )
+    assert plan(d, snapshot(applied)).changes == ()
+
+
+def test_two_explicit_entries_on_one_version_that_disagree_are_an_error() -> None:
+    d = desired(
+        agent(
+            versions=[
+                {"version": 1, "tags": {"stage": "prod"}},
+                {"version": CURRENT, "tags": {"stage": "dev"}},
+            ]
+        )
+    )
+    p = plan(d, snapshot(model(versions={1: D1})))
+    (err,) = p.diagnostics.errors
+    assert err.field == "spec.versions[1].version" and "resolves to version 1" in err.message
+    assert not any(c.kind is Kind.MODEL_VERSION for c in p.changes)
