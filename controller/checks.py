@@ -6,6 +6,7 @@ so that the loader can point at its file and line.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -42,15 +43,38 @@ def field_name(path: Path) -> str:
     return out
 
 
+def _not_a_unique_path(name: str) -> bool:
+    """MLflow's own rule for model names and tag keys (``path_not_unique``): they are used as
+    paths, so ``a//b``, ``a/``, ``./a`` or ``..`` are refused by the server."""
+    norm = posixpath.normpath(name)
+    return norm != name or norm == "." or norm.startswith("..") or norm.startswith("/")
+
+
 def check_manifest(m: AgentManifest) -> list[Problem]:
     spec = m.spec
     problems: list[Problem] = []
+
+    if _not_a_unique_path(m.model_name):
+        problems.append(
+            Problem(
+                ("spec", "registeredModel") if spec.registered_model else ("metadata", "name"),
+                f"'{m.model_name}' is not a usable model name: MLflow refuses names that are not "
+                "a normalised path ('..', 'a/', './a')",
+            )
+        )
 
     for where, tags in (
         (("spec", "tags"), spec.tags),
         *((("spec", "versions", i, "tags"), v.tags) for i, v in enumerate(spec.versions)),
     ):
         for key in tags:
+            if _not_a_unique_path(key):
+                problems.append(
+                    Problem(
+                        (*where, key),
+                        "MLflow refuses tag keys that are not a normalised path ('a//b', 'a/', '..')",
+                    )
+                )
             if key.startswith(RESERVED_TAG_PREFIX):
                 problems.append(
                     Problem(

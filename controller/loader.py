@@ -168,66 +168,121 @@ def _read_documents(file: FsPath, display: str, out: _Collector) -> Iterator[_Do
             node = loader.get_node()
             if node is None:
                 continue
-            locations: dict[Path, Location] = {}
-            data = _construct(loader, node, (), locations, display, out)
-            yield _Doc(data, locations, display, _mark(display, node.start_mark))
+            builder = _Builder(loader, display, out)
+            try:
+                data = builder.build(node, ())
+            except _Refused as exc:
+                out.error(_mark(display, exc.node.start_mark), "", exc.message)
+                continue
+            yield _Doc(data, builder.locations, display, _mark(display, node.start_mark))
     except yaml.MarkedYAMLError as exc:
         loc = _mark(display, exc.problem_mark or exc.context_mark)
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
         out.error(loc, "", f"invalid YAML: {problem or exc}")
     except yaml.YAMLError as exc:
         out.error(Location(display, 1, 1), "", f"invalid YAML: {exc}")
+    except RecursionError:
+        out.error(Location(display, 1, 1), "", "invalid YAML: nested too deeply")
     finally:
         loader.dispose()
 
 
-def _construct(
-    loader: yaml.SafeLoader,
-    node: yaml.Node,
-    path: Path,
-    locations: dict[Path, Location],
-    file: str,
-    out: _Collector,
-) -> Any:
-    """Build Python data from a YAML node, recording where each path starts."""
-    locations.setdefault(path, _mark(file, node.start_mark))
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # resolve `<<` merge keys
+#: At most this many nodes per document, counting each use of an alias in full (so a small file
+#: of nested aliases, a "billion laughs", is refused instead of expanded).
+MAX_NODES = 100_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Refused(Exception):
+    def __init__(self, node: yaml.Node, message: str) -> None:
+        self.node = node
+        self.message = message
+        super().__init__(message)
+
+
+class _Builder:
+    """Build Python data from one YAML document, recording where each path starts.
+
+    Each node is built once (an alias reuses the value), recursive aliases are refused, and the
+    expanded size is counted against MAX_NODES. Merge keys (``<<``) follow YAML: explicit keys
+    override merged ones, and only two explicit keys that are equal are a duplicate.
+    """
+
+    def __init__(self, loader: yaml.SafeLoader, file: str, out: _Collector) -> None:
+        self.loader = loader
+        self.file = file
+        self.out = out
+        self.locations: dict[Path, Location] = {}
+        self._built: dict[int, tuple[Any, int]] = {}  # id(node) -> (value, expanded size)
+        self._active: set[int] = set()
+        self._count = 0
+
+    def _grow(self, node: yaml.Node, n: int) -> None:
+        self._count += n
+        if self._count > MAX_NODES:
+            raise _Refused(node, f"document has more than {MAX_NODES} nodes once aliases expand")
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.locations.setdefault(path, _mark(self.file, node.start_mark))
+        key = id(node)
+        if key in self._active:
+            raise _Refused(node, "invalid YAML: an alias refers to a node that contains it")
+        if key in self._built:
+            value, size = self._built[key]
+            self._grow(node, size)
+            return value
+        self._active.add(key)
+        start = self._count
+        self._grow(node, 1)
+        if isinstance(node, yaml.MappingNode):
+            value = self._mapping(node, path)
+        elif isinstance(node, yaml.SequenceNode):
+            value = [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        else:
+            value = self._scalar(node)
+        self._active.discard(key)
+        self._built[key] = (value, self._count - start)
+        return value
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, OverflowError) as exc:
+            raise _Refused(node, f"invalid YAML value: {exc}") from None
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
+        explicit = sum(1 for k, _ in node.value if k.tag != _MERGE_TAG)
+        self.loader.flatten_mapping(node)
+        merged = len(node.value) - explicit  # flatten_mapping puts merged pairs first
         result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+        first_explicit: dict[Any, Location] = {}
+        for i, (key_node, value_node) in enumerate(node.value):
+            key = self._scalar(key_node)
+            where = _mark(self.file, key_node.start_mark)
             if not isinstance(key, str | int | float | bool) and key is not None:
-                out.error(
-                    _mark(file, key_node.start_mark), field_name(path), "keys must be scalars"
-                )
+                self.out.error(where, field_name(path), "keys must be scalars")
                 continue
             child: Path = (*path, str(key))
-            if key in result:
-                out.error(
-                    _mark(file, key_node.start_mark),
-                    field_name(child),
-                    f"duplicate key '{key}' (first at line {locations[child].line})",
-                )
-                continue
-            locations[child] = _mark(file, key_node.start_mark)
-            result[key] = _construct(loader, value_node, child, locations, file, out)
+            if i >= merged:
+                if key in first_explicit:
+                    line = first_explicit[key].line
+                    self.out.error(
+                        where, field_name(child), f"duplicate key '{key}' (first at line {line})"
+                    )
+                    continue
+                first_explicit[key] = where
+            self.locations[child] = where
+            result[key] = self.build(value_node, child)
         return result
-    if isinstance(node, yaml.SequenceNode):
-        return [
-            _construct(loader, item, (*path, i), locations, file, out)
-            for i, item in enumerate(node.value)
-        ]
-    return loader.construct_object(node, deep=True)
 
 
 def _build_agent(doc: _Doc, root: FsPath, out: _Collector) -> DesiredAgent | None:
     data = doc.data
-    if not isinstance(data, dict):
-        if data is not None:
-            out.error(
-                doc.start, "", "a manifest must be a mapping with apiVersion, kind, metadata, spec"
-            )
+    if isinstance(data, list) and any(isinstance(x, dict) and "apiVersion" in x for x in data):
+        out.error(doc.start, "", "one manifest per YAML document: separate them with '---'")
         return None
+    if not isinstance(data, dict):
+        return None  # data, not a manifest
     if "apiVersion" not in data and "kind" not in data:
         return None  # not a manifest: data such as an agent's config file
     name = ""
@@ -420,7 +475,12 @@ def _resolve_source(
         if req_file is None:
             return None
         display = _display(req_file)
-        for lineno, line in enumerate(req_file.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            lines = req_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            out.error(Location(display, 1, 1), "", f"cannot read: {exc}", agent.name)
+            return None
+        for lineno, line in enumerate(lines, 1):
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue
@@ -459,8 +519,12 @@ def _resolve_source(
         ok = False
     if not ok or code is None:
         return None
-    code_bytes = code.read_bytes()
-    config_bytes = config.read_bytes() if config is not None else None
+    try:
+        code_bytes = code.read_bytes()
+        config_bytes = config.read_bytes() if config is not None else None
+    except OSError as exc:
+        out.error(agent.location(base), field_name(base), f"cannot read: {exc}", agent.name)
+        return None
     return ResolvedSource(
         code_path=str(code),
         config_path=str(config) if config is not None else None,

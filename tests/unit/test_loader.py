@@ -222,3 +222,78 @@ def test_digest_follows_content_not_names(tmp_path: Path) -> None:
     (b / "config.yaml").write_text("greeting: hello\n")
     (d3,), _ = load(b)[0].agents, None
     assert d3.source and d3.source.digest != d1.source.digest
+
+
+# Hostile or odd YAML: each is a diagnostic (or loads), never a traceback or a hang.
+NASTY = [
+    ("recursive alias", "a: &a [*a]\n", "refers to a node that contains it"),
+    (
+        "billion laughs",
+        "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(
+            f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n"
+            for p, c in zip("abcdefgh", "bcdefghi", strict=False)
+        ),
+        "nodes once aliases expand",
+    ),
+    ("keys equal in Python", "tags: {1: a, true: b}\n", "duplicate key"),
+    ("a huge integer", "n: " + "9" * 5000 + "\n", "invalid YAML value"),
+    ("nested too deeply", "[" * 3000 + "]" * 3000 + "\n", "nested too deeply"),
+]
+
+
+@pytest.mark.parametrize(("what", "text", "fragment"), NASTY, ids=[n[0] for n in NASTY])
+def test_hostile_yaml_is_a_diagnostic(tmp_path: Path, what: str, text: str, fragment: str) -> None:
+    write_repo(tmp_path, GOOD)
+    (tmp_path / "data.yaml").write_text(text)
+    errors = errors_of(tmp_path)
+    assert any(fragment in e.message for e in errors), [str(e) for e in errors]
+    assert all(e.location and e.location.file.endswith("data.yaml") for e in errors)
+
+
+def test_merge_keys_follow_yaml_explicit_keys_override(tmp_path: Path) -> None:
+    doc = GOOD.replace(
+        "metadata:\n  name: bot\n",
+        "metadata:\n  <<: &base {name: base, labels: {team: a}}\n  name: bot\n",
+    )
+    desired, _ = load(write_repo(tmp_path, doc))
+    (agent,) = desired.agents
+    assert agent.name == "bot" and agent.manifest.metadata.labels == {"team": "a"}
+
+
+def test_data_files_that_are_lists_are_skipped(tmp_path: Path) -> None:
+    write_repo(tmp_path, GOOD)
+    (tmp_path / "eval.yaml").write_text("- question: hi\n  answer: hello\n")
+    desired, _ = load(tmp_path)
+    assert [a.name for a in desired.agents] == ["bot"]
+
+
+def test_a_list_of_manifests_is_told_to_use_documents(tmp_path: Path) -> None:
+    write_repo(tmp_path, "- " + GOOD.replace("\n", "\n  ").rstrip() + "\n")
+    (err,) = errors_of(tmp_path)
+    assert "separate them with '---'" in err.message
+
+
+def test_non_utf8_requirements_file_is_a_diagnostic(tmp_path: Path) -> None:
+    write_repo(tmp_path, GOOD.replace("[mlflow==3.17.2]", "requirements.txt"))
+    (tmp_path / "requirements.txt").write_bytes(b"mlflow==3.17.2\n\xff\xfe\n")
+    (err,) = errors_of(tmp_path)
+    assert err.location and err.location.file.endswith("requirements.txt")
+    assert "cannot read" in err.message
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (("spec:\n", "spec:\n  registeredModel: '..'\n"), "spec.registeredModel"),
+        (("spec:\n", "spec:\n  tags: {a//b: x}\n"), "spec.tags.a//b"),
+        (("spec:\n", "spec:\n  tags: {team/: x}\n"), "spec.tags.team/"),
+    ],
+)
+def test_names_mlflow_would_refuse_fail_validation(
+    tmp_path: Path, edit: tuple[str, str], field: str
+) -> None:
+    write_repo(tmp_path, GOOD.replace(*edit, 1))
+    errors = errors_of(tmp_path)
+    assert [e.field for e in errors] == [field], [str(e) for e in errors]
+    assert "normalised path" in errors[0].message
