@@ -43,6 +43,13 @@ def apply(
         raise PlanRejected(plan.diagnostics)
     executor = _Executor(registry, root, policy or RetryPolicy())
     entries: list[Entry] = []
+    # Every source is digested again before the first write: a plan whose files changed is
+    # refused whole, not half-way.
+    try:
+        for change in plan.changes:
+            executor.check_source(change)
+    except SourceChanged as exc:
+        raise ApplyFailed(str(exc), ChangeSet(), exc) from exc
     for change in plan.changes:
         try:
             entry = executor.run(change)
@@ -60,6 +67,11 @@ class _Executor:
         self.root = root
         self.policy = policy
         self.created: dict[tuple[str, str], int] = {}  # (model, digest) -> version number
+        self.sources: dict[str, VersionSource] = {}  # address -> checked source
+
+    def check_source(self, change: Change) -> None:
+        if change.kind is Kind.MODEL_VERSION and change.action is Action.CREATE:
+            self.sources[change.address] = self._source(change.agent, change.after or {})
 
     def run(self, change: Change) -> Entry:
         handler = {
@@ -93,7 +105,7 @@ class _Executor:
         after = c.after or {}
         if c.action is Action.CREATE:
             digest = after["digest"]
-            source = self._source(c.agent, after)
+            source = self.sources[c.address]
 
             def find_or_log() -> tuple[int, bool]:
                 existing = r.find_version(c.model, digest)

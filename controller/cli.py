@@ -102,8 +102,11 @@ def _fail(exc: AgentctlError, fmt: Format = Format.text) -> typer.Exit:
 
         if exc.changeset.entries:
             _err(render_changeset(exc.changeset))
-        _err(f"Error: apply stopped at {exc}")
-        _err("Nothing after that change was applied; the next apply finishes the work.")
+            _err(f"Error: apply stopped at {exc}")
+            _err("Nothing after that change was applied; the next apply finishes the work.")
+        else:
+            _err(f"Error: {exc}")
+            _err("Nothing was applied.")
     elif isinstance(exc, TemporaryBackendError):
         _err(f"Error: {exc}")
         _err(

@@ -22,7 +22,8 @@ from tenacity import (
     wait_random,
 )
 
-from controller.errors import TemporaryBackendError
+from controller.diagnostics import Diagnostic, Diagnostics, Severity
+from controller.errors import InvalidInput, TemporaryBackendError
 
 __all__ = ["RetryPolicy", "SystemClock"]
 
@@ -50,10 +51,29 @@ class RetryPolicy:
         """``AGENTCTL_RETRY_ATTEMPTS`` and ``AGENTCTL_RETRY_DEADLINE`` (seconds) override defaults."""
         env = os.environ if env is None else env
         default = cls()
-        return cls(
-            attempts=int(env.get("AGENTCTL_RETRY_ATTEMPTS", default.attempts)),
-            deadline=float(env.get("AGENTCTL_RETRY_DEADLINE", default.deadline)),
-        )
+        problems = []
+        attempts, deadline = default.attempts, default.deadline
+        raw = env.get("AGENTCTL_RETRY_ATTEMPTS")
+        if raw is not None:
+            try:
+                attempts = int(raw)
+                if attempts < 1:
+                    raise ValueError
+            except ValueError:
+                problems.append(f"AGENTCTL_RETRY_ATTEMPTS must be an integer >= 1, not {raw!r}")
+        raw = env.get("AGENTCTL_RETRY_DEADLINE")
+        if raw is not None:
+            try:
+                deadline = float(raw)
+                if not deadline > 0:
+                    raise ValueError
+            except ValueError:
+                problems.append(f"AGENTCTL_RETRY_DEADLINE must be seconds > 0, not {raw!r}")
+        if problems:
+            raise InvalidInput(
+                Diagnostics.of(Diagnostic(Severity.ERROR, p, field="environment") for p in problems)
+            )
+        return cls(attempts=attempts, deadline=deadline)
 
     def _wait(self) -> Callable[[RetryCallState], float]:
         backoff = wait_exponential(multiplier=self.initial, max=self.maximum) + wait_random(

@@ -47,10 +47,36 @@ class MlflowRegistry:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(http_timeout))
-        from mlflow import MlflowClient
-
         self.tracking_uri = tracking_uri
-        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self._lazy_client: Any = None
+
+    @property
+    def _client(self) -> Any:
+        """The MlflowClient, built on first use so that a bad URI is a clear error."""
+        if self._lazy_client is None:
+            from mlflow import MlflowClient
+            from mlflow.exceptions import MlflowException
+
+            try:
+                client = MlflowClient(
+                    tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
+                )
+            except MlflowException as exc:
+                raise PermanentBackendError(
+                    f"cannot use the tracking URI {self.tracking_uri!r}: {exc.message}",
+                    operation="connect",
+                    target=self.tracking_uri,
+                ) from exc
+            self._lazy_client = client
+        return self._lazy_client
+
+    def _sqlite_file_missing(self) -> bool:
+        """An embedded sqlite registry that does not exist yet: observing it must not create it."""
+        prefix = "sqlite:///"
+        if not self.tracking_uri.startswith(prefix):
+            return False
+        path = self.tracking_uri[len(prefix) :].split("?", 1)[0]
+        return path not in ("", ":memory:") and not os.path.exists(path)
 
     # -- error translation -------------------------------------------------------------------
 
@@ -95,6 +121,8 @@ class MlflowRegistry:
     # -- observation -------------------------------------------------------------------------
 
     def observe(self) -> RegistrySnapshot:
+        if self._sqlite_file_missing():
+            return RegistrySnapshot()
         c = self._client
         raw_models = self._pages(
             "search registered models",
@@ -124,13 +152,15 @@ class MlflowRegistry:
         return RegistrySnapshot(models)
 
     def find_version(self, name: str, digest: str) -> int | None:
-        flt = f"name = '{_quote(name)}' AND tags.`{DIGEST_TAG}` = '{_quote(digest)}'"
+        # Filter on the digest alone (hex, safe to quote) and match the name here: MLflow's
+        # filter parser does not unescape quotes, so names with ' or \\ would never match.
+        flt = f"tags.`{DIGEST_TAG}` = '{digest}'"
         found = self._get(
             "search model versions",
             name,
-            lambda: self._client.search_model_versions(filter_string=flt, max_results=100),
+            lambda: self._client.search_model_versions(filter_string=flt, max_results=1000),
         )
-        numbers = [int(mv.version) for mv in found if mv.status != FAILED]
+        numbers = [int(mv.version) for mv in found if mv.name == name and mv.status != FAILED]
         return min(numbers) if numbers else None
 
     # -- registered models -------------------------------------------------------------------
@@ -207,16 +237,27 @@ class MlflowRegistry:
         exp = self._client.get_experiment_by_name(exp_name)
         exp_id = exp.experiment_id if exp is not None else self._create_experiment(exp_name)
         run_tags = {DIGEST_TAG: source.digest, "agentctl.io/agent": source.agent}
-        with mlflow.start_run(
-            experiment_id=exp_id, run_name=f"log-{source.digest[7:19]}", tags=run_tags
-        ):
-            info = mlflow.pyfunc.log_model(
-                name="agent",
-                python_model=source.code_path,
-                model_config=source.config_path,
-                pip_requirements=list(source.pip_requirements),
-                input_example=INPUT_EXAMPLE,
-            )
+        try:
+            with mlflow.start_run(
+                experiment_id=exp_id, run_name=f"log-{source.digest[7:19]}", tags=run_tags
+            ):
+                info = mlflow.pyfunc.log_model(
+                    name="agent",
+                    python_model=source.code_path,
+                    model_config=source.config_path,
+                    pip_requirements=list(source.pip_requirements),
+                    input_example=INPUT_EXAMPLE,
+                )
+        except Exception as exc:
+            if _is_transport(exc):
+                raise  # the server: translated (and maybe retried) by the caller
+            # The agent's own code failed to import or to answer the validation request:
+            # retrying cannot help.
+            raise PermanentBackendError(
+                f"logging {source.code_path} failed: {getattr(exc, 'message', exc)}",
+                operation="log model version",
+                target=name,
+            ) from exc
         # Tags and description go in with the version itself: a version never exists without
         # its digest, so a crash here cannot lead to the same source being registered twice.
         mv = self._client.create_model_version(
@@ -292,8 +333,14 @@ def _version(mv: Any) -> ObservedVersion:
     )
 
 
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("'", "\\'")
+def _is_transport(exc: BaseException) -> bool:
+    """Did the MLflow server (or the way to it) fail, rather than the code being logged?"""
+    from mlflow.exceptions import MlflowException, RestException
+
+    if isinstance(exc, RestException):
+        return True
+    text = str(exc)
+    return isinstance(exc, MlflowException) and text.startswith("API request to")
 
 
 def _translate(exc: Any, operation: str, target: str, uri: str) -> BackendError:

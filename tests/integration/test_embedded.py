@@ -43,3 +43,19 @@ def test_apply_on_the_embedded_default_then_nothing_to_do(examples: Path, tmp_pa
     client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
     aliases = client.get_registered_model("support-bot").aliases
     assert {k: int(v) for k, v in aliases.items()} == {"champion": 1}
+
+
+def test_plan_does_not_create_the_embedded_database(examples: Path, tmp_path: Path) -> None:
+    work = tmp_path / "fresh"
+    work.mkdir()
+    result = run(work, "plan", str(examples), "--detailed-exitcode")
+    assert result.returncode == 2, result.stderr
+    assert "Plan: 7 to add" in result.stdout
+    assert not (work / "mlflow.db").exists()
+
+
+def test_an_unsupported_tracking_uri_is_a_clear_error(examples: Path, tmp_path: Path) -> None:
+    result = run(tmp_path, "plan", str(examples), "--tracking-uri", "foo://bar")
+    assert result.returncode == 1
+    assert "cannot use the tracking URI 'foo://bar'" in result.stderr
+    assert "Traceback" not in result.stderr

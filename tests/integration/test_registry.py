@@ -75,8 +75,9 @@ def test_changed_config_logs_a_new_version_and_moves_the_alias(
     # An alias moved by hand is drift: the next plan shows it and apply moves it back.
     client.set_registered_model_alias("support-bot", "champion", "1")
     drift = agentctl("plan", str(examples), "--detailed-exitcode")
-    assert drift.code == 2 and '"version": 1 -> 2' not in drift.out
+    assert drift.code == 2
     assert "support-bot.alias.champion will be updated" in drift.out
+    assert "~ version = 1 -> 2" in drift.out
     assert agentctl("apply", str(examples)).code == 0
     assert client.get_registered_model("support-bot").aliases == {"champion": "2"}
 
@@ -212,3 +213,40 @@ def test_markdown_plan_has_a_summary_and_a_section_per_agent(examples: Path, age
     assert "**Plan: 7 to add, 0 to change, 0 to destroy.**" in result.out
     assert result.out.count("<details>") == 2
     assert "<code>support-bot</code>" in result.out and "<code>summarizer</code>" in result.out
+
+
+def test_agent_code_that_fails_to_log_is_not_retried(
+    examples: Path, agentctl: Any, client: Any, proxy: CountingProxy
+) -> None:
+    code = examples / "agents" / "summarizer" / "agent.py"
+    code.write_text(
+        code.read_text().replace("set_model(Summarizer())", "raise RuntimeError('broken agent')")
+    )
+    result = agentctl("apply", str(examples), env={"AGENTCTL_RETRY_ATTEMPTS": "5"})
+    assert result.code == 1
+    assert "logging" in result.err and "broken agent" in result.err
+    assert "Gave up after retrying" not in result.err
+    # One attempt: one run was created for it, not one per retry.
+    experiment = client.get_experiment_by_name("/agentctl/summarizer")
+    failed = client.search_runs([experiment.experiment_id], "attributes.status = 'FAILED'")
+    assert len(failed) == 1
+    assert client.search_model_versions("name = 'summarizer'") == []
+
+
+def test_a_model_name_with_quotes_is_found_by_digest(
+    examples: Path, agentctl: Any, mlflow_server: Any, client: Any
+) -> None:
+    from controller.adapters.mlflow_registry import MlflowRegistry
+    from controller.loader import load
+
+    manifest = examples / "support-bot.yaml"
+    manifest.write_text(
+        manifest.read_text().replace("registeredModel: support-bot", "registeredModel: it's-a-bot")
+    )
+    assert agentctl("apply", str(examples)).code == 0
+    desired, _ = load(examples)
+    (bot,) = [a for a in desired.agents if a.name == "support-bot"]
+    assert bot.source is not None
+    registry = MlflowRegistry(mlflow_server.url)
+    assert registry.find_version("it's-a-bot", bot.source.digest) == 1
+    assert registry.find_version("summarizer", bot.source.digest) is None

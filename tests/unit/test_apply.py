@@ -103,7 +103,7 @@ def test_apply_refuses_sources_changed_since_the_plan(tmp_path: Path) -> None:
     with pytest.raises(ApplyFailed) as info:
         apply(the_plan, reg, root=desired.root, policy=NO_WAIT)
     assert "changed since the plan" in str(info.value)
-    assert reg.writes == ["create_model"]
+    assert reg.writes == [], "a plan whose sources changed is refused before the first write"
 
 
 def test_a_plan_with_errors_is_never_applied(tmp_path: Path) -> None:
@@ -132,3 +132,26 @@ def test_retry_after_is_honoured() -> None:
 
     assert policy.call(flaky) == "ok"
     assert slept == [7.0]
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"AGENTCTL_RETRY_ATTEMPTS": "many"},
+        {"AGENTCTL_RETRY_ATTEMPTS": "0"},
+        {"AGENTCTL_RETRY_DEADLINE": "-1"},
+    ],
+)
+def test_bad_retry_settings_are_invalid_input(env: dict[str, str]) -> None:
+    from controller.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as info:
+        RetryPolicy.from_env(env)
+    assert next(iter(env)) in info.value.diagnostics.errors[0].message
+
+
+def test_retry_settings_from_the_environment() -> None:
+    policy = RetryPolicy.from_env(
+        {"AGENTCTL_RETRY_ATTEMPTS": "2", "AGENTCTL_RETRY_DEADLINE": "1.5"}
+    )
+    assert (policy.attempts, policy.deadline) == (2, 1.5)
