@@ -12,7 +12,7 @@ from typing import Any
 
 from controller.changeset import ChangeSet, Verb
 from controller.diagnostics import Diagnostics, Severity
-from controller.plan import Action, Change, Plan
+from controller.plan import Action, Change, Kind, Plan
 
 __all__ = ["FORMATS", "render_changeset", "render_diagnostics", "render_plan"]
 
@@ -71,6 +71,8 @@ def _attribute_lines(change: Change) -> list[tuple[str, str, str]]:
     after = _flatten(change.after or {})
     if change.after and change.after.get("version", 0) is None and "digest" in change.after:
         after["version"] = None
+        if change.kind is Kind.ALIAS:
+            after.pop("digest")  # the version's own change shows it
     lines = []
     for key in sorted(set(before) | set(after)):
         if key in before and key in after:
@@ -144,7 +146,9 @@ def _markdown(plan: Plan) -> str:
     if len(plan.diagnostics):
         out += ["", "#### Diagnostics", ""]
         for d in plan.diagnostics:
-            out.append(f"- **{d.severity.value}**: `{_md_escape(str(d))}`")
+            where = f"`{d.location}` " if d.location else ""
+            field = f"`{_md_escape(d.field)}`: " if d.field else ""
+            out.append(f"- **{d.severity.value}**: {where}{field}{_md_escape(d.message)}")
     return "\n".join(out)
 
 

@@ -1,0 +1,45 @@
+"""Renderers: text reads like terraform's, markdown has a summary and a section per agent, and
+JSON round-trips to the same plan."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from controller.plan import Plan
+from controller.planner import plan
+from controller.render import render_plan
+from controller.schema import CURRENT
+
+from .builders import D2, agent, desired, model, snapshot
+
+
+def sample() -> Plan:
+    d = desired(agent("a", digest=D2, aliases={"champion": CURRENT}), agent("b"))
+    return plan(d, snapshot(model("a", aliases={"champion": 1}, versions={1: "sha256:old"})))
+
+
+def test_text_shows_each_change_and_the_summary() -> None:
+    text = render_plan(sample(), "text")
+    assert text.rstrip().endswith("Plan: 3 to add, 1 to change, 0 to destroy.")
+    alias_block = text.split("# a.alias.champion", 1)[1].split("\n\n", 1)[0]
+    assert "~ version = 1 -> (known after apply)" in alias_block
+    assert "digest" not in alias_block
+    assert "agentctl.io/managed-" not in text  # bookkeeping tags are not shown
+
+
+def test_markdown_has_one_details_section_per_agent() -> None:
+    md = render_plan(sample(), "markdown")
+    sections = re.findall(r"<details>\s*<summary><code>([^<]+)</code>: ([^<]+)</summary>", md)
+    assert [name for name, _ in sections] == ["a", "b"]
+    assert sections[0][1] == "1 create, 1 update"
+    assert md.count("</details>") == 2
+    assert "**Plan: 3 to add, 1 to change, 0 to destroy.**" in md
+
+
+def test_json_round_trips() -> None:
+    p = sample()
+    data = json.loads(render_plan(p, "json"))
+    assert data["format_version"] == "1"
+    assert data["summary"] == {"add": 3, "change": 1, "destroy": 0}
+    assert Plan.from_dict(data) == p
