@@ -17,6 +17,11 @@ from tests.support.proxy import CountingProxy
 
 AGENTCTL = str(Path(sys.executable).with_name("agentctl"))
 
+# MLflow's client retries a failed request 7 times with backoff (minutes). In this process that
+# only ever hides a bug, and a request still queued when the session's server stops (an async
+# trace export) would hold up the interpreter's exit; fail fast instead.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:

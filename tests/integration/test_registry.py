@@ -250,3 +250,29 @@ def test_a_model_name_with_quotes_is_found_by_digest(
     registry = MlflowRegistry(mlflow_server.url)
     assert registry.find_version("it's-a-bot", bot.source.digest) == 1
     assert registry.find_version("summarizer", bot.source.digest) is None
+
+
+def test_registered_example_agents_answer_deterministically(
+    examples: Path, agentctl: Any, mlflow_server: Any
+) -> None:
+    import mlflow
+
+    assert agentctl("apply", str(examples)).code == 0
+    mlflow.set_tracking_uri(mlflow_server.url)
+    # A ResponsesAgent traces each predict to the tracking server asynchronously; this test is
+    # about answers, and a trace still queued when the session's server stops makes the
+    # interpreter's exit wait on MLflow's retries.
+    mlflow.tracing.disable()
+    bot = mlflow.pyfunc.load_model("models:/support-bot@champion")
+    request = {"input": [{"role": "user", "content": "How do I get a refund?"}]}
+    first = bot.predict(request)
+    assert first == bot.predict(request)
+    text = first["output"][0]["content"][0]["text"]
+    assert text == "Hi, this is the support bot. Refunds are issued within 5 business days."
+    summarizer = mlflow.pyfunc.load_model("models:/summarizer@challenger")
+    long = "First sentence here. " + "Second sentence is much longer than the first one. " * 5
+    out = summarizer.predict({"input": [{"role": "user", "content": long}]})
+    # max_words is 30: the 3-word first sentence and three 9-word ones fit, a fourth does not.
+    kept = "First sentence here. " + "Second sentence is much longer than the first one. " * 3
+    assert out["output"][0]["content"][0]["text"] == "Summary: " + kept.strip()
+    mlflow.tracing.enable()
