@@ -8,6 +8,7 @@ Heavy modules (mlflow) are imported only by the commands that talk to a registry
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -24,11 +25,11 @@ from controller.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from controller.changeset import Entry
     from controller.desired import Desired
-    from controller.diagnostics import Diagnostics
+    from controller.diagnostics import Diagnostic, Diagnostics
     from controller.plan import Plan
     from controller.reconcile import Result
 
@@ -85,10 +86,29 @@ def _err(text: str) -> None:
     typer.echo(text, err=True)
 
 
+def _annotate(diagnostics: Iterable[Diagnostic]) -> None:
+    """Inside GitHub Actions, also print each diagnostic as a workflow command (an annotation
+    on the PR's diff). Paths are made relative to GITHUB_WORKSPACE, the repository root."""
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        return
+    from controller.annotations import workflow_commands
+
+    workspace = os.environ.get("GITHUB_WORKSPACE") or os.getcwd()
+
+    def repo_path(file: str) -> str:
+        rel = os.path.relpath(os.path.abspath(file), workspace)
+        return Path(rel).as_posix() if not rel.startswith("..") else file
+
+    for line in workflow_commands(diagnostics, repo_path):
+        typer.echo(line)
+
+
 def _fail(exc: AgentctlError, fmt: Format = Format.text) -> typer.Exit:
     from controller.render import render_diagnostics
 
     if isinstance(exc, InvalidInput | PlanRejected):
+        if fmt is Format.text:
+            _annotate(exc.diagnostics)
         if fmt is Format.json:
             typer.echo(
                 json.dumps(
@@ -126,6 +146,7 @@ def _show_plan(plan: Plan, fmt: Format) -> None:
     elif not plan.has_errors:
         typer.echo(render_plan(plan, "text"))
     if fmt is Format.text and len(plan.diagnostics):
+        _annotate(plan.diagnostics)
         _err(("\n" if not plan.has_errors else "") + render_diagnostics(plan.diagnostics))
 
 
@@ -146,12 +167,16 @@ def _reconcile(
     apply: bool,
     on_plan: Callable[[Plan], None] | None = None,
     on_entry: Callable[[Entry], None] | None = None,
+    changed_since: str | None = None,
 ) -> Result:
     from controller.adapters.mlflow_registry import MlflowRegistry
     from controller.reconcile import reconcile
     from controller.retry import RetryPolicy
 
     desired, _ = _load(path, root, allow_empty)
+    changed, baseline = None, None
+    if changed_since is not None:
+        changed, baseline = _changes_since(path, Path(desired.root), changed_since)
     return reconcile(
         desired,
         MlflowRegistry(tracking_uri),
@@ -161,7 +186,32 @@ def _reconcile(
         policy=RetryPolicy.from_env(),
         on_plan=on_plan,
         on_entry=on_entry,
+        changed=changed,
+        baseline=baseline,
     )
+
+
+def _changes_since(path: Path, root: Path, ref: str) -> tuple[frozenset[str], Desired | None]:
+    """Files changed since ``ref`` (relative to ``root``) and the desired state at ``ref``."""
+    import tempfile
+
+    from controller import gitdiff
+    from controller.loader import load
+
+    top = gitdiff.repo_root(root)
+    changed = gitdiff.changed_paths(top, ref)
+    if top.resolve() != root.resolve():  # --root inside the repository: re-base the paths
+        prefix = root.resolve().relative_to(top.resolve()).as_posix() + "/"
+        changed = frozenset(p[len(prefix) :] for p in changed if p.startswith(prefix))
+    with tempfile.TemporaryDirectory(prefix="agentctl-base-") as tmp:
+        gitdiff.export_tree(top, ref, Path(tmp))
+        base_root = Path(tmp) / root.resolve().relative_to(top.resolve())
+        base_path = base_root / path.resolve().relative_to(root.resolve())
+        try:
+            baseline, _ = load(base_path, root=base_root, allow_empty=True)
+        except InvalidInput:
+            baseline = None  # the base revision did not validate: no "before" to show
+    return changed, baseline
 
 
 @app.command()
@@ -191,6 +241,7 @@ def validate(
         )
         return
     if len(diags):
+        _annotate(diags)
         _err(render_diagnostics(diags))
     typer.echo(f"Success: {len(desired.agents)} agent(s) valid.")
 
@@ -207,6 +258,15 @@ def schema() -> None:
 def plan(
     path: PathArg,
     format: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
+    changed_since: Annotated[
+        str | None,
+        typer.Option(
+            "--changed-since",
+            metavar="GIT_REF",
+            help="Plan only agents whose manifest or source changed since GIT_REF, and those "
+            "whose source is not registered yet.",
+        ),
+    ] = None,
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes.")
     ] = False,
@@ -223,7 +283,10 @@ def plan(
     from controller.render import render_plan
 
     try:
-        result = _reconcile(path, root, allow_empty, tracking_uri, owner, prune, apply=False)
+        result = _reconcile(
+            path, root, allow_empty, tracking_uri, owner, prune,
+            apply=False, changed_since=changed_since,
+        )  # fmt: skip
     except AgentctlError as exc:
         raise _fail(exc, format) from None
     _show_plan(result.plan, format)

@@ -25,6 +25,12 @@ class ResolvedSource:
     config_ref: str | None
     pip_requirements: tuple[str, ...]  # as written (normalised for the digest)
     digest: str
+    requirements_ref: str | None = None  # the requirements file, relative to the root
+
+    @property
+    def refs(self) -> tuple[str, ...]:
+        """Every file the source is made of, relative to the root."""
+        return tuple(r for r in (self.code_ref, self.config_ref, self.requirements_ref) if r)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +39,7 @@ class DesiredAgent:
     file: str
     source: ResolvedSource | None
     locations: Mapping[Path, Location] = field(default_factory=dict)
+    manifest_ref: str = ""  # the manifest file, relative to the root
 
     @property
     def name(self) -> str:

@@ -293,7 +293,9 @@ def _build_agent(doc: _Doc, root: FsPath, out: _Collector) -> DesiredAgent | Non
     except ValidationError as exc:
         _report_validation(exc, doc, name, out)
         return None
-    agent = DesiredAgent(manifest, doc.file, None, doc.locations)
+    ref = FsPath(doc.file).resolve()
+    manifest_ref = ref.relative_to(root).as_posix() if ref.is_relative_to(root) else doc.file
+    agent = DesiredAgent(manifest, doc.file, None, doc.locations, manifest_ref)
     problems = check_manifest(manifest)
     for p in problems:
         out.error(agent.location(p.path), field_name(p.path), p.message, manifest.name)
@@ -304,7 +306,7 @@ def _build_agent(doc: _Doc, root: FsPath, out: _Collector) -> DesiredAgent | Non
             return None
     if problems:
         return None
-    return DesiredAgent(manifest, doc.file, source, doc.locations)
+    return DesiredAgent(manifest, doc.file, source, doc.locations, manifest_ref)
 
 
 def _report_validation(exc: ValidationError, doc: _Doc, agent: str, out: _Collector) -> None:
@@ -470,10 +472,12 @@ def _resolve_source(
     requirements: list[str] = []
     normalized: list[str] = []
     req_path: Path = (*base, "pipRequirements")
+    requirements_ref = None
     if isinstance(src.pip_requirements, str):
         req_file = _resolve_file(src.pip_requirements, agent, root, req_path, out)
         if req_file is None:
             return None
+        requirements_ref = req_file.relative_to(root).as_posix()
         display = _display(req_file)
         try:
             lines = req_file.read_text(encoding="utf-8").splitlines()
@@ -532,4 +536,5 @@ def _resolve_source(
         config_ref=config.relative_to(root).as_posix() if config is not None else None,
         pip_requirements=tuple(requirements),
         digest=source_digest(code_bytes, config_bytes, normalized),
+        requirements_ref=requirements_ref,
     )

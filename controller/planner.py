@@ -11,7 +11,7 @@ Deleting models no longer declared (``prune``) comes last, for all agents.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +29,8 @@ from controller.observed import (
     ObservedVersion,
     RegistrySnapshot,
 )
-from controller.plan import Action, Change, Kind, Plan
-from controller.schema import CURRENT, VersionEntry, VersionRef
+from controller.plan import Action, AgentView, Change, Kind, Plan, Share
+from controller.schema import CURRENT, ShadowTarget, TrafficTarget, VersionEntry, VersionRef
 
 __all__ = ["DEFAULT_OWNER", "plan"]
 
@@ -60,18 +60,39 @@ def plan(
     *,
     owner: str = DEFAULT_OWNER,
     prune: bool = False,
+    scope: Mapping[str, str] | None = None,
+    baseline: Desired | None = None,
 ) -> Plan:
+    """Plan every agent, or with ``scope`` (agent -> why) only those; ``baseline`` is the desired
+    state of the base revision, whose traffic the views show as "before"."""
     changes: list[Change] = []
     diags: list[Diagnostic] = []
+    views: list[AgentView] = []
     unchanged = 0
+    base = {a.name: a for a in baseline.agents} if baseline is not None else None
     for desired_agent in sorted(desired.agents, key=lambda a: a.name):
-        agent_changes, agent_diags, same = _plan_agent(
+        if scope is not None and desired_agent.name not in scope:
+            continue
+        agent_changes, agent_diags, same, aliases = _plan_agent(
             desired_agent, observed.models.get(desired_agent.model_name), owner
         )
         agent_changes.sort(key=lambda c: _PHASE[(c.kind, c.action)])
         changes.extend(agent_changes)
         diags.extend(agent_diags)
         unchanged += same
+        before = base.get(desired_agent.name) if base is not None else None
+        views.append(
+            AgentView(
+                agent=desired_agent.name,
+                model=desired_agent.model_name,
+                scope=scope.get(desired_agent.name, "") if scope is not None else "",
+                aliases=aliases,
+                traffic_before=_traffic(before) if base is not None else None,
+                traffic_after=_traffic(desired_agent) or (),
+                shadow_before=_shadow(before),
+                shadow_after=_shadow(desired_agent),
+            )
+        )
 
     declared = {a.model_name for a in desired.agents}
     for name in sorted(observed.models):
@@ -113,9 +134,28 @@ def plan(
         owner=owner,
         changes=tuple(changes),
         diagnostics=Diagnostics.of(diags),
-        agents=tuple(a.name for a in desired.agents),
+        agents=tuple(v.agent for v in views),
         unchanged=unchanged,
+        views=tuple(views),
     )
+
+
+def _label(target: TrafficTarget | ShadowTarget) -> str:
+    return f"alias {target.alias}" if target.alias is not None else f"version {target.version}"
+
+
+def _traffic(agent: DesiredAgent | None) -> tuple[Share, ...]:
+    serving = agent.manifest.spec.serving if agent is not None else None
+    if serving is None:
+        return ()
+    return tuple((_label(t), t.percent) for t in serving.traffic)
+
+
+def _shadow(agent: DesiredAgent | None) -> Share | None:
+    serving = agent.manifest.spec.serving if agent is not None else None
+    if serving is None or serving.shadow is None:
+        return None
+    return (_label(serving.shadow), serving.shadow.percent)
 
 
 def _model_state(model: ObservedModel) -> dict[str, Any]:
@@ -140,9 +180,12 @@ def _tag_diff(
     return before, after
 
 
+_AliasView = tuple[str, int | None, int | str | None]
+
+
 def _plan_agent(
     agent: DesiredAgent, model: ObservedModel | None, owner: str
-) -> tuple[list[Change], list[Diagnostic], int]:
+) -> tuple[list[Change], list[Diagnostic], int, tuple[_AliasView, ...]]:
     spec = agent.manifest.spec
     name = agent.model_name
     changes: list[Change] = []
@@ -177,13 +220,13 @@ def _plan_agent(
                 f"registered model '{name}' exists but is not managed by agentctl; set "
                 "spec.adopt: true to take it over",
             )
-            return changes, diags, unchanged
+            return changes, diags, unchanged, ()
         if model.owner is not None and model.owner != owner:
             error(
                 ("spec", "registeredModel"),
                 f"registered model '{name}' is managed by '{model.owner}', not '{owner}'",
             )
-            return changes, diags, unchanged
+            return changes, diags, unchanged, ()
         inventory = model.inventory(MANAGED_TAGS_TAG) | {
             OWNER_TAG,
             AGENT_TAG,
@@ -246,10 +289,14 @@ def _plan_agent(
 
     # Aliases: set what the manifest says; delete only aliases agentctl set before (inventory).
     current_aliases = dict(model.aliases) if model is not None else {}
+    alias_views: list[_AliasView] = []
     for alias, ref in sorted(spec.aliases.items()):
         target = resolved.get(ref)
         if target is None:
             continue  # its version is in error, reported above
+        alias_views.append(
+            (alias, current_aliases.get(alias), "new" if isinstance(target, _Pending) else target)
+        )
         after_alias: dict[str, Any] = (
             {"version": None, "digest": target.digest}
             if isinstance(target, _Pending)
@@ -274,6 +321,7 @@ def _plan_agent(
     if model is not None:
         for alias in sorted(model.inventory(MANAGED_ALIASES_TAG) - set(spec.aliases)):
             if alias in current_aliases:
+                alias_views.append((alias, current_aliases[alias], None))
                 change(
                     Kind.ALIAS,
                     alias,
@@ -282,7 +330,7 @@ def _plan_agent(
                     None,
                     f"alias '{alias}' was removed from the manifest",
                 )
-    return changes, diags, unchanged
+    return changes, diags, unchanged, tuple(alias_views)
 
 
 _ChangeFn = Callable[[Kind, str, Action, Any, Any, str], None]
@@ -373,6 +421,9 @@ def _what_differs(before: dict[str, Any], after: dict[str, Any]) -> str:
         parts.append("description differs")
     b, a = before.get("tags", {}), after.get("tags", {})
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    if changed:
-        parts.append("tags differ: " + ", ".join(changed))
+    shown = [k for k in changed if k not in (MANAGED_TAGS_TAG, MANAGED_ALIASES_TAG)]
+    if shown:
+        parts.append("tags differ: " + ", ".join(shown))
+    elif changed:
+        parts.append("the record of the tags and aliases agentctl manages changes")
     return "; ".join(parts) or "differs"

@@ -5,7 +5,7 @@ Reads are retried under the same policy as writes. ``apply=False`` stops after t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from dataclasses import dataclass
 
 from controller.apply import apply as apply_plan
@@ -15,6 +15,7 @@ from controller.plan import Plan
 from controller.planner import DEFAULT_OWNER, plan
 from controller.ports import Registry
 from controller.retry import RetryPolicy
+from controller.scope import select
 
 __all__ = ["Result", "reconcile"]
 
@@ -35,10 +36,15 @@ def reconcile(
     policy: RetryPolicy | None = None,
     on_plan: Callable[[Plan], None] | None = None,
     on_entry: Callable[[Entry], None] | None = None,
+    changed: Set[str] | None = None,
+    baseline: Desired | None = None,
 ) -> Result:
+    """``changed`` (paths relative to the root) limits the plan to the agents they touch, plus
+    those whose source is not registered; ``baseline`` is the desired state before the change."""
     policy = policy or RetryPolicy()
     observed = policy.call(registry.observe)
-    the_plan = plan(desired, observed, owner=owner, prune=prune)
+    scope = select(desired, changed, observed) if changed is not None else None
+    the_plan = plan(desired, observed, owner=owner, prune=prune, scope=scope, baseline=baseline)
     if on_plan is not None:
         on_plan(the_plan)
     if not apply or the_plan.has_errors or not the_plan.has_changes:

@@ -7,14 +7,24 @@ tags (``agentctl.io/managed-*``) are left out of the human formats, kept in JSON
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
+from html import escape
 from typing import Any
 
 from controller.changeset import ChangeSet, Verb
 from controller.diagnostics import Diagnostics, Severity
-from controller.plan import Action, Change, Kind, Plan
+from controller.plan import Action, AgentView, Change, Kind, Plan
 
-__all__ = ["FORMATS", "render_changeset", "render_diagnostics", "render_plan"]
+__all__ = [
+    "FORMATS",
+    "MARKER",
+    "REDACTED",
+    "redact",
+    "render_changeset",
+    "render_diagnostics",
+    "render_plan",
+]
 
 FORMATS = ("text", "markdown", "json")
 _SYMBOL = {
@@ -56,7 +66,25 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
                 continue
             out.update(_flatten(v, key))
         return out
-    return {prefix: value}
+    return {prefix: redact(prefix, value)}
+
+
+_SECRET_KEY = re.compile(r"(secret|token|passw(or)?d|api[-_]?key|credential|private[-_]?key)", re.I)
+_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+(:[^/@\s]*)?@", re.I)
+_TOKEN = re.compile(r"\b(ghp_|gho_|ghs_|github_pat_|sk-|xox[abp]-|AKIA)[A-Za-z0-9_\-]{8,}")
+REDACTED = "(redacted)"
+
+
+def redact(key: str, value: Any) -> Any:
+    """Hide what looks like a secret: values of secret-sounding keys, URL credentials, tokens."""
+    if isinstance(value, str):
+        if _SECRET_KEY.search(key.rsplit(".", 1)[-1]):
+            return REDACTED
+        value = _USERINFO.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", value)
+        return _TOKEN.sub(REDACTED, value)
+    if isinstance(value, list):
+        return [redact(key, v) for v in value]
+    return value
 
 
 def _show(value: Any) -> str:
@@ -116,33 +144,26 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+#: The first line of every markdown plan: lets a CI job find and update its one sticky comment.
+MARKER = "<!-- agentctl-plan -->"
+
+
 def _markdown(plan: Plan) -> str:
-    out = ["### agentctl plan", ""]
+    out = [MARKER, "### agentctl plan", ""]
     if not plan.changes:
         out.append("**No changes.** The registry matches the manifests.")
     else:
         out.append(f"**{_summary_line(plan)}**")
-    agents: dict[str, list[Change]] = {}
+    views = {v.agent: v for v in plan.views}
+    agents: dict[str, list[Change]] = {a: [] for a in plan.agents}
     for change in plan.changes:
         agents.setdefault(change.agent, []).append(change)
+    quiet = [a for a, changes in agents.items() if not changes]
     for agent, changes in agents.items():
-        counts = ", ".join(
-            f"{sum(c.action is a for c in changes)} {a.value}"
-            for a in Action
-            if any(c.action is a for c in changes)
-        )
-        out += ["", "<details>", f"<summary><code>{agent}</code>: {counts}</summary>", ""]
-        out += ["| | object | change | reason |", "|---|---|---|---|"]
-        for c in changes:
-            detail = "<br>".join(
-                f"`{sym} {_md_escape(key)} = {_md_escape(text)}`"
-                for sym, key, text in _attribute_lines(c)
-            )
-            out.append(
-                f"| {_SYMBOL[c.action]} | `{_md_escape(_title(c))}` | {detail} | "
-                f"{_md_escape(c.reason)} |"
-            )
-        out += ["", "</details>"]
+        if changes:
+            out += _md_agent(agent, changes, views.get(agent))
+    if quiet:
+        out += ["", "No changes for: " + ", ".join(f"`{a}`" for a in quiet) + "."]
     if len(plan.diagnostics):
         out += ["", "#### Diagnostics", ""]
         for d in plan.diagnostics:
@@ -150,6 +171,72 @@ def _markdown(plan: Plan) -> str:
             field = f"`{_md_escape(d.field)}`: " if d.field else ""
             out.append(f"- **{d.severity.value}**: {where}{field}{_md_escape(d.message)}")
     return "\n".join(out)
+
+
+def _md_agent(agent: str, changes: list[Change], view: AgentView | None) -> list[str]:
+    counts = ", ".join(
+        f"{sum(c.action is a for c in changes)} to {_MD_VERB[a]}"
+        for a in Action
+        if any(c.action is a for c in changes)
+    )
+    model = f" (registered model <code>{escape(changes[0].model)}</code>)"
+    out = ["", "<details>", f"<summary><b>{escape(agent)}</b>{model}: {counts}</summary>", ""]
+    if view is not None and view.scope:
+        out += [f"_Planned because {_md_escape(view.scope)}._", ""]
+    if view is not None and view.aliases:
+        out += ["**Aliases**", "", "| alias | before | after |", "|---|---|---|"]
+        for alias, before, after in view.aliases:
+            out.append(f"| `{alias}` | {_version(before)} | {_version(after)} |")
+        out.append("")
+    if view is not None and (view.traffic_after or view.traffic_before):
+        out += _md_traffic(view)
+    out += ["**Changes**", "", "| | object | change | reason |", "|---|---|---|---|"]
+    for c in changes:
+        detail = "<br>".join(
+            f"`{sym} {_md_escape(key)} = {_md_escape(text)}`"
+            for sym, key, text in _attribute_lines(c)
+        )
+        out.append(
+            f"| {_SYMBOL[c.action]} | `{_md_escape(_title(c))}` | {detail} | {_md_escape(c.reason)} |"
+        )
+    out += ["", "</details>"]
+    return out
+
+
+def _md_traffic(view: AgentView) -> list[str]:
+    known = view.traffic_before is not None
+    rows: dict[str, list[str]] = {}
+    for target, percent in view.traffic_before or ():
+        rows.setdefault(target, ["—", "—"])[0] = f"{percent}%"
+    for target, percent in view.traffic_after:
+        rows.setdefault(target, ["—", "—"])[1] = f"{percent}%"
+    for i, share in enumerate((view.shadow_before, view.shadow_after)):
+        if share is not None:
+            rows.setdefault(f"shadow: {share[0]}", ["—", "—"])[i] = f"{share[1]}% (copy)"
+    if known:
+        out = ["**Traffic** (as declared)", "", "| target | before | after |", "|---|---|---|"]
+        out += [f"| {_md_escape(t)} | {b} | {a} |" for t, (b, a) in rows.items()]
+    else:
+        out = ["**Traffic** (as declared)", "", "| target | share |", "|---|---|"]
+        out += [f"| {_md_escape(t)} | {a} |" for t, (_, a) in rows.items()]
+    return [*out, ""]
+
+
+def _version(value: int | str | None) -> str:
+    if value is None:
+        return "—"
+    if value == "new":
+        return "new version (known after apply)"
+    return f"version {value}"
+
+
+_MD_VERB = {
+    Action.CREATE: "add",
+    Action.UPDATE: "change",
+    Action.DELETE: "destroy",
+    Action.REPLACE: "replace",
+    Action.NOOP: "keep",
+}
 
 
 def render_diagnostics(diags: Diagnostics | Iterable[Any]) -> str:

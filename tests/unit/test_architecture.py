@@ -16,7 +16,7 @@ PKG = Path(__file__).resolve().parents[2] / "controller"
 # and each other.
 PURE = {
     "checks", "changeset", "desired", "diagnostics", "digest", "errors", "observed", "plan",
-    "planner", "render", "schema", "schema_json",
+    "planner", "render", "schema", "schema_json", "scope", "annotations",
 }  # fmt: skip
 ALLOWED_THIRD_PARTY = {"pydantic", "packaging", "typing_extensions"}
 FORBIDDEN_STDLIB = {
@@ -29,6 +29,7 @@ LAYER = {
     "ports": 1,
     "retry": 1,
     "loader": 2,
+    "gitdiff": 2,
     "adapters": 2,
     "apply": 3,
     "reconcile": 4,

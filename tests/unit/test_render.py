@@ -8,7 +8,7 @@ import re
 
 from controller.plan import Plan
 from controller.planner import plan
-from controller.render import render_plan
+from controller.render import MARKER, render_plan
 from controller.schema import CURRENT
 
 from .builders import D2, agent, desired, model, snapshot
@@ -30,9 +30,9 @@ def test_text_shows_each_change_and_the_summary() -> None:
 
 def test_markdown_has_one_details_section_per_agent() -> None:
     md = render_plan(sample(), "markdown")
-    sections = re.findall(r"<details>\s*<summary><code>([^<]+)</code>: ([^<]+)</summary>", md)
-    assert [name for name, _ in sections] == ["a", "b"]
-    assert sections[0][1] == "1 create, 1 update"
+    assert md.splitlines()[0] == MARKER
+    sections = re.findall(r"<details>\s*<summary><b>([^<]+)</b>[^:]*: ([^<]+)</summary>", md)
+    assert sections == [("a", "1 to add, 1 to change"), ("b", "2 to add")]
     assert md.count("</details>") == 2
     assert "**Plan: 3 to add, 1 to change, 0 to destroy.**" in md
 

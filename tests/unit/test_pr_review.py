@@ -1,0 +1,156 @@
+"""What a pull request sees: the agents a change touches, aliases and traffic before -> after in
+the markdown comment (parsed, not compared to a frozen string), annotations, no secrets."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+from controller.annotations import escape_data, escape_property, workflow_commands
+from controller.diagnostics import Diagnostic, Location, Severity
+from controller.planner import plan
+from controller.render import REDACTED, redact, render_plan
+from controller.schema import CURRENT
+from controller.scope import select
+
+from .builders import D1, D2, agent, desired, model, snapshot
+
+
+def in_repo(a, manifest: str, code: str = "agents/x/agent.py"):  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    source = replace(a.source, code_ref=code) if a.source else None
+    return replace(a, manifest_ref=manifest, source=source)
+
+
+def test_scope_is_the_agents_a_change_touches_plus_unregistered_sources() -> None:
+    a = in_repo(agent("a"), "a.yaml", "agents/a/agent.py")
+    b = in_repo(agent("b"), "b.yaml", "agents/b/agent.py")
+    c = in_repo(agent("c", digest=D2), "c.yaml", "agents/c/agent.py")
+    registered = snapshot(
+        model("a", versions={1: D1}), model("b", versions={1: D1}), model("c", versions={1: D1})
+    )
+    scope = select(desired(a, b, c), {"b.yaml", "agents/a/agent.py", "README.md"}, registered)
+    assert scope == {
+        "a": "agents/a/agent.py changed",
+        "b": "b.yaml changed",
+        "c": "its source digest is not registered yet",
+    }
+    assert select(desired(a, b), {"README.md"}, registered) == {}
+
+
+def test_plan_in_scope_only_plans_those_agents() -> None:
+    d = desired(
+        agent("a", aliases={"champion": CURRENT}), agent("b", aliases={"champion": CURRENT})
+    )
+    p = plan(d, snapshot(), scope={"b": "b.yaml changed"})
+    assert p.agents == ("b",)
+    assert {c.agent for c in p.changes} == {"b"}
+    assert p.views[0].scope == "b.yaml changed"
+
+
+class _Sections(HTMLParser):
+    """Collects the text of each <details> section of a markdown comment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: list[str] = []
+        self._depth = 0
+
+    def handle_starttag(self, tag: str, attrs: object) -> None:
+        if tag == "details":
+            self._depth += 1
+            self.sections.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "details":
+            self._depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        if self._depth:
+            self.sections[-1] += data
+
+
+def table(section: str, heading: str) -> dict[str, list[str]]:
+    """The rows of the markdown table under **heading**, keyed by first cell."""
+    lines = section.split(f"**{heading}**", 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[start + 2 :]:  # past the header and |---| rows
+        if not line.startswith("|"):
+            break
+        rows.append(line.strip("|").split("|"))
+    return {cells[0].strip().strip("`"): [c.strip() for c in cells[1:]] for cells in rows}
+
+
+def test_markdown_shows_aliases_and_traffic_before_and_after() -> None:
+    base = agent(
+        "a",
+        digest=D1,
+        versions=[CURRENT],
+        aliases={"champion": CURRENT},
+        serving={"traffic": [{"alias": "champion", "percent": 100}]},
+    )
+    head = agent(
+        "a",
+        digest=D2,
+        versions=[1, CURRENT],
+        aliases={"champion": 1, "challenger": CURRENT},
+        serving={
+            "traffic": [
+                {"alias": "champion", "percent": 80},
+                {"alias": "challenger", "percent": 20},
+            ],
+            "shadow": {"version": CURRENT, "percent": 5},
+        },
+    )
+    obs = snapshot(model("a", aliases={"champion": 1}, versions={1: D1}))
+    md = render_plan(plan(desired(head), obs, baseline=desired(base)), "markdown")
+    parser = _Sections()
+    parser.feed(md)
+    (section,) = parser.sections
+    assert table(section, "Aliases") == {
+        "challenger": ["—", "new version (known after apply)"],
+        "champion": ["version 1", "version 1"],
+    }
+    assert table(section, "Traffic") == {
+        "alias champion": ["100%", "80%"],
+        "alias challenger": ["—", "20%"],
+        "shadow: version current": ["—", "5% (copy)"],
+    }
+    assert re.search(r"^\*\*Plan: 2 to add, 1 to change, 0 to destroy\.\*\*$", md, re.M)
+
+
+def test_no_secrets_in_the_comment() -> None:
+    d = desired(
+        agent(
+            "a",
+            tags={"api_token": "t0p-secret", "owner_url": "https://bob:hunter2@example.test/x"},
+            description="uses ghp_abcdefghijklmnopqrstuvwx for pulls",
+        )
+    )
+    md = render_plan(plan(d, snapshot()), "markdown")
+    text = render_plan(plan(d, snapshot()), "text")
+    for out in (md, text):
+        assert "t0p-secret" not in out and "hunter2" not in out and "ghp_abcdef" not in out
+        assert REDACTED in out
+    assert redact("tags.team", "search") == "search"
+
+
+def test_annotations_name_file_line_and_column_escaped() -> None:
+    diags = [
+        Diagnostic(
+            Severity.ERROR,
+            "sum is 90,\nnot 100 (50%)",
+            Location("m/a.yaml", 12, 5),
+            "spec.serving.traffic",
+        ),
+        Diagnostic(Severity.WARNING, "managed model gone"),
+    ]
+    error, warning = workflow_commands(diags, lambda f: "repo/" + f)
+    assert error == (
+        "::error file=repo/m/a.yaml,line=12,col=5,title=agentctl%3A spec.serving.traffic"
+        "::spec.serving.traffic: sum is 90,%0Anot 100 (50%25)"
+    )
+    assert warning == "::warning title=agentctl::managed model gone"
+    assert escape_property("a:b,c%") == "a%3Ab%2Cc%25" and escape_data("a:b,c") == "a:b,c"
