@@ -1,0 +1,149 @@
+"""The pull-request path against real git and a real MLflow server: plan --changed-since plans
+only what a change touches, the markdown comment has the right shape, validate annotates."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import EXAMPLES
+
+pytestmark = pytest.mark.integration
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {
+        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.test",
+        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.test",
+        "PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(repo),
+    }  # fmt: skip
+    done = subprocess.run(
+        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A real git repository holding the examples, one commit."""
+    root = tmp_path / "gitrepo"
+    shutil.copytree(EXAMPLES, root / "manifests")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "agents")
+    return root
+
+
+def line_col(path: Path, line_start: str) -> tuple[int, int]:
+    """1-based line and column of the key on the first line that starts with ``line_start``."""
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.startswith(line_start):
+            return number, len(line) - len(line.lstrip()) + 1
+    raise AssertionError(f"{line_start!r} not in {path}")
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, (path, old)
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_only_the_changed_agent_is_planned(repo: Path, agentctl: Any) -> None:
+    manifests = repo / "manifests"
+    assert agentctl("apply", str(manifests)).code == 0
+    edit(manifests / "summarizer.yaml", "percent: 90", "percent: 80")
+    edit(manifests / "summarizer.yaml", "percent: 10", "percent: 20")
+    edit(manifests / "summarizer.yaml", "team: knowledge", "team: search")
+    git(repo, "commit", "-q", "-am", "summarizer: 80/20")
+
+    result = agentctl("plan", str(manifests), "--changed-since", "HEAD~1", "-f", "json")
+    assert result.code == 0, result.err
+    plan = json.loads(result.out)
+    assert plan["agents"] == ["summarizer"]
+    assert {c["agent"] for c in plan["changes"]} == {"summarizer"}
+    (view,) = plan["views"]
+    assert view["scope"] == "manifests/summarizer.yaml changed"
+    assert view["traffic_before"] == [
+        {"target": "alias champion", "percent": 90},
+        {"target": "alias challenger", "percent": 10},
+    ]
+    assert view["traffic_after"][0] == {"target": "alias champion", "percent": 80}
+
+    md = agentctl("plan", str(manifests), "--changed-since", "HEAD~1", "-f", "markdown").out
+    assert md.startswith("<!-- agentctl-plan -->")
+    summaries = re.findall(r"<summary><b>([^<]+)</b>", md)
+    assert summaries == ["summarizer"]
+    assert re.search(r"^\| alias champion \| 90% \| 80% \|$", md, re.M)
+    assert "**Plan: 0 to add, 1 to change, 0 to destroy.**" in md
+
+    # Without --changed-since every agent is compared (and support-bot has nothing to do).
+    full = json.loads(agentctl("plan", str(manifests), "-f", "json").out)
+    assert full["agents"] == ["summarizer", "support-bot"]
+
+
+def test_unregistered_sources_are_planned_even_when_untouched(repo: Path, agentctl: Any) -> None:
+    manifests = repo / "manifests"
+    edit(manifests / "support-bot.yaml", 'tier: "1"', 'tier: "2"')
+    git(repo, "commit", "-q", "-am", "support-bot: tier 2")
+    plan = json.loads(
+        agentctl("plan", str(manifests), "--changed-since", "HEAD~1", "-f", "json").out
+    )
+    scopes = {v["agent"]: v["scope"] for v in plan["views"]}
+    assert scopes == {
+        "summarizer": "its source digest is not registered yet",
+        "support-bot": "manifests/support-bot.yaml changed",
+    }
+
+
+def test_uncommitted_and_untracked_changes_count(repo: Path, agentctl: Any) -> None:
+    manifests = repo / "manifests"
+    assert agentctl("apply", str(manifests)).code == 0
+    edit(manifests / "agents" / "summarizer" / "config.yaml", "max_words: 30", "max_words: 40")
+    plan = json.loads(agentctl("plan", str(manifests), "--changed-since", "HEAD", "-f", "json").out)
+    assert plan["agents"] == ["summarizer"]
+    assert plan["views"][0]["scope"] == "manifests/agents/summarizer/config.yaml changed"
+
+    new_agent = (
+        (manifests / "support-bot.yaml").read_text().replace("name: support-bot", "name: helper")
+    )
+    (manifests / "helper.yaml").write_text(
+        new_agent.replace("registeredModel: support-bot", "registeredModel: helper")
+    )
+    plan = json.loads(agentctl("plan", str(manifests), "--changed-since", "HEAD", "-f", "json").out)
+    assert plan["agents"] == ["helper", "summarizer"]
+
+
+def test_an_unknown_ref_is_a_clear_error(repo: Path, agentctl: Any) -> None:
+    result = agentctl("plan", str(repo / "manifests"), "--changed-since", "no-such-branch")
+    assert result.code == 1
+    assert "'no-such-branch' is not a commit" in result.err
+
+
+def test_validate_annotates_each_error_with_file_line_and_column(repo: Path, agentctl: Any) -> None:
+    manifests = repo / "manifests"
+    edit(manifests / "summarizer.yaml", "percent: 10", "percent: 15")  # traffic sums to 105
+    edit(manifests / "support-bot.yaml", "  tags:\n", "  tagz:\n")  # an unknown field
+    result = agentctl(
+        "validate", str(manifests), env={"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(repo)}
+    )
+    assert result.code == 1
+    found = set(
+        re.findall(
+            r"^::error file=([^,]+),line=(\d+),col=(\d+),title=[^:]+::(.*)$", result.out, re.M
+        )
+    )
+    where = {(f, int(line), int(col)) for f, line, col, _ in found}
+    assert where == {
+        ("manifests/summarizer.yaml", *line_col(manifests / "summarizer.yaml", "    traffic:")),
+        ("manifests/support-bot.yaml", *line_col(manifests / "support-bot.yaml", "  tagz:")),
+    }
+    messages = " ".join(m for *_, m in found)
+    assert "sum to 105" in messages and "unknown field 'tagz'" in messages
+    # Outside GitHub Actions, no workflow commands.
+    assert "::error" not in agentctl("validate", str(manifests)).out
