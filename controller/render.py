@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Iterable
 from html import escape
+from itertools import pairwise
 from typing import Any
 
 from controller.changeset import ChangeSet, Verb
@@ -69,18 +70,39 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: redact(prefix, value)}
 
 
-_SECRET_KEY = re.compile(r"(secret|token|passw(or)?d|api[-_]?key|credential|private[-_]?key)", re.I)
-_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+(:[^/@\s]*)?@", re.I)
+_SECRET_WORDS = {
+    "secret", "secrets", "token", "tokens", "password", "passwd", "pwd", "passphrase", "auth",
+    "authorization", "bearer", "credential", "credentials", "dsn", "cookie", "session", "apikey",
+    "signature",
+}  # fmt: skip
+_SECRET_PAIRS = {("api", "key"), ("access", "key"), ("private", "key"), ("client", "secret")}
+_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
 _TOKEN = re.compile(r"\b(ghp_|gho_|ghs_|github_pat_|sk-|xox[abp]-|AKIA)[A-Za-z0-9_\-]{8,}")
+_BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=\-]+", re.I)
+_KV = re.compile(
+    r"\b(password|passwd|pwd|token|secret|api[-_]?key|access[-_]?key|auth)=([^&\s;,]+)", re.I
+)
 REDACTED = "(redacted)"
 
 
+def _secret_key(key: str) -> bool:
+    last = key.rsplit(".", 1)[-1] if not key.startswith("tags.") else key[len("tags.") :]
+    snake = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", last).lower()
+    words = [w for w in re.split(r"[^a-z0-9]+", snake) if w]
+    return any(w in _SECRET_WORDS for w in words) or any(
+        pair in _SECRET_PAIRS for pair in pairwise(words)
+    )
+
+
 def redact(key: str, value: Any) -> Any:
-    """Hide what looks like a secret: values of secret-sounding keys, URL credentials, tokens."""
+    """Hide what looks like a secret: values of secret-sounding keys (``api_token``, ``dbDsn``),
+    URL credentials, bearer tokens, ``password=`` pairs and well-known token shapes."""
     if isinstance(value, str):
-        if _SECRET_KEY.search(key.rsplit(".", 1)[-1]):
+        if _secret_key(key):
             return REDACTED
         value = _USERINFO.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", value)
+        value = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
+        value = _KV.sub(lambda m: f"{m.group(1)}={REDACTED}", value)
         return _TOKEN.sub(REDACTED, value)
     if isinstance(value, list):
         return [redact(key, v) for v in value]
@@ -140,12 +162,24 @@ def _text(plan: Plan) -> str:
     return "\n".join(out)
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 #: The first line of every markdown plan: lets a CI job find and update its one sticky comment.
 MARKER = "<!-- agentctl-plan -->"
+
+
+def _md(text: str) -> str:
+    """Text safe in a markdown table cell: HTML escaped, no pipes, backticks or newlines, so no
+    value (a tag, a description, a name) can end a cell, a code span or a <details> early."""
+    return (
+        escape(text, quote=True)
+        .replace("|", "&#124;")
+        .replace("`", "&#96;")
+        .replace("\r", " ")
+        .replace("\n", " ")
+    )
+
+
+def _code(text: str) -> str:
+    return f"<code>{_md(text)}</code>"
 
 
 def _markdown(plan: Plan) -> str:
@@ -158,47 +192,61 @@ def _markdown(plan: Plan) -> str:
     agents: dict[str, list[Change]] = {a: [] for a in plan.agents}
     for change in plan.changes:
         agents.setdefault(change.agent, []).append(change)
-    quiet = [a for a, changes in agents.items() if not changes]
+    quiet = []
     for agent, changes in agents.items():
-        if changes:
-            out += _md_agent(agent, changes, views.get(agent))
+        view = views.get(agent)
+        if changes or (view is not None and _view_differs(view)):
+            out += _md_agent(agent, changes, view)
+        else:
+            quiet.append(agent)
     if quiet:
-        out += ["", "No changes for: " + ", ".join(f"`{a}`" for a in quiet) + "."]
+        out += ["", "No changes for: " + ", ".join(_code(a) for a in quiet) + "."]
     if len(plan.diagnostics):
         out += ["", "#### Diagnostics", ""]
         for d in plan.diagnostics:
-            where = f"`{d.location}` " if d.location else ""
-            field = f"`{_md_escape(d.field)}`: " if d.field else ""
-            out.append(f"- **{d.severity.value}**: {where}{field}{_md_escape(d.message)}")
+            where = f"{_code(str(d.location))} " if d.location else ""
+            field = f"{_code(d.field)}: " if d.field else ""
+            out.append(f"- **{d.severity.value}**: {where}{field}{_md(d.message)}")
     return "\n".join(out)
 
 
+def _view_differs(view: AgentView) -> bool:
+    """Aliases, traffic or shadow that a reviewer should see move, even with no registry change."""
+    if any(before != after for _, before, after in view.aliases):
+        return True
+    if view.traffic_before is not None and view.traffic_before != view.traffic_after:
+        return True
+    return view.traffic_before is not None and view.shadow_before != view.shadow_after
+
+
 def _md_agent(agent: str, changes: list[Change], view: AgentView | None) -> list[str]:
-    counts = ", ".join(
-        f"{sum(c.action is a for c in changes)} to {_MD_VERB[a]}"
-        for a in Action
-        if any(c.action is a for c in changes)
+    counts = (
+        ", ".join(
+            f"{sum(c.action is a for c in changes)} to {_MD_VERB[a]}"
+            for a in Action
+            if any(c.action is a for c in changes)
+        )
+        or "no registry changes"
     )
-    model = f" (registered model <code>{escape(changes[0].model)}</code>)"
-    out = ["", "<details>", f"<summary><b>{escape(agent)}</b>{model}: {counts}</summary>", ""]
+    model_name = changes[0].model if changes else (view.model if view else agent)
+    model = f" (registered model {_code(model_name)})"
+    out = ["", "<details>", f"<summary><b>{_md(agent)}</b>{model}: {counts}</summary>", ""]
     if view is not None and view.scope:
-        out += [f"_Planned because {_md_escape(view.scope)}._", ""]
+        out += [f"<i>Planned because {_md(view.scope)}.</i>", ""]
     if view is not None and view.aliases:
         out += ["**Aliases**", "", "| alias | before | after |", "|---|---|---|"]
         for alias, before, after in view.aliases:
-            out.append(f"| `{alias}` | {_version(before)} | {_version(after)} |")
+            out.append(f"| {_code(alias)} | {_version(before)} | {_version(after)} |")
         out.append("")
     if view is not None and (view.traffic_after or view.traffic_before):
         out += _md_traffic(view)
-    out += ["**Changes**", "", "| | object | change | reason |", "|---|---|---|---|"]
-    for c in changes:
-        detail = "<br>".join(
-            f"`{sym} {_md_escape(key)} = {_md_escape(text)}`"
-            for sym, key, text in _attribute_lines(c)
-        )
-        out.append(
-            f"| {_SYMBOL[c.action]} | `{_md_escape(_title(c))}` | {detail} | {_md_escape(c.reason)} |"
-        )
+    if changes:
+        out += ["**Changes**", "", "| | object | change | reason |", "|---|---|---|---|"]
+        for c in changes:
+            detail = "<br>".join(
+                _code(f"{sym} {key} = {text}") for sym, key, text in _attribute_lines(c)
+            )
+            out.append(f"| {_SYMBOL[c.action]} | {_code(_title(c))} | {detail} | {_md(c.reason)} |")
     out += ["", "</details>"]
     return out
 
@@ -215,10 +263,10 @@ def _md_traffic(view: AgentView) -> list[str]:
             rows.setdefault(f"shadow: {share[0]}", ["—", "—"])[i] = f"{share[1]}% (copy)"
     if known:
         out = ["**Traffic** (as declared)", "", "| target | before | after |", "|---|---|---|"]
-        out += [f"| {_md_escape(t)} | {b} | {a} |" for t, (b, a) in rows.items()]
+        out += [f"| {_md(t)} | {b} | {a} |" for t, (b, a) in rows.items()]
     else:
         out = ["**Traffic** (as declared)", "", "| target | share |", "|---|---|"]
-        out += [f"| {_md_escape(t)} | {a} |" for t, (_, a) in rows.items()]
+        out += [f"| {_md(t)} | {a} |" for t, (_, a) in rows.items()]
     return [*out, ""]
 
 

@@ -154,3 +154,55 @@ def test_annotations_name_file_line_and_column_escaped() -> None:
     )
     assert warning == "::warning title=agentctl::managed model gone"
     assert escape_property("a:b,c%") == "a%3Ab%2Cc%25" and escape_data("a:b,c") == "a:b,c"
+
+
+def test_values_cannot_inject_markup_into_the_comment() -> None:
+    hostile = "x` </details><details open><summary>All good</summary> `y|z <img src=x>"
+    d = desired(agent("a", description=hostile, tags={"team": hostile}))
+    md = render_plan(plan(d, snapshot()), "markdown")
+    assert (
+        "<img" not in md and "</details><details open>" not in md and "<summary>All good" not in md
+    )
+    assert md.count("<details>") == md.count("</details>") == 1
+    # Every table row still has its four cells.
+    rows = [line for line in md.splitlines() if line.startswith("| + |")]
+    assert rows and all(line.count(" | ") == 3 for line in rows)
+
+
+def test_more_secret_shapes_are_redacted() -> None:
+    cases = {
+        ("tags.auth", "Bearer abcdef123"): REDACTED,
+        ("tags.dbDsn", "postgres://h/db"): REDACTED,
+        ("tags.access_key", "AKIA..."): REDACTED,
+        ("tags.author", "alice"): "alice",
+        (
+            "description",
+            "call with Bearer abc.def-123 please",
+        ): f"call with Bearer {REDACTED} please",
+        (
+            "tags.url",
+            "mysql://root@h?password=hunter2&x=1",
+        ): f"mysql://{REDACTED}@h?password={REDACTED}&x=1",
+    }
+    for (key, value), expected in cases.items():
+        assert redact(key, value) == expected, (key, value)
+
+
+def test_a_traffic_only_change_still_gets_a_section() -> None:
+    def serving(a: int, b: int) -> dict[str, object]:
+        return {"traffic": [{"version": 1, "percent": a}, {"version": CURRENT, "percent": b}]}
+
+    head = agent("a", versions=[1, CURRENT], serving=serving(80, 20))
+    base = agent("a", versions=[1, CURRENT], serving=serving(90, 10))
+    obs = snapshot(model("a", versions={1: "sha256:old", 2: D1}))
+    p = plan(desired(head), obs, baseline=desired(base))
+    assert p.changes == ()
+    md = render_plan(p, "markdown")
+    parser = _Sections()
+    parser.feed(md)
+    (section,) = parser.sections
+    assert table(section, "Traffic") == {
+        "version 1": ["90%", "80%"],
+        "version current": ["10%", "20%"],
+    }
+    assert "no registry changes" in md
