@@ -22,17 +22,18 @@ def escape_property(text: str) -> str:
 
 
 def workflow_commands(
-    diagnostics: Iterable[Diagnostic], repo_path: Callable[[str], str] = str
+    diagnostics: Iterable[Diagnostic], repo_path: Callable[[str], str | None] = str
 ) -> list[str]:
     """One command per diagnostic; ``repo_path`` turns a diagnostic's file into a path relative
-    to the repository root (what GitHub matches against the diff)."""
+    to the repository root (what GitHub matches against the diff), or None to leave it out."""
     lines = []
     for d in diagnostics:
         command = "error" if d.severity is Severity.ERROR else "warning"
         props = []
-        if d.location is not None:
+        file = repo_path(d.location.file) if d.location is not None else None
+        if d.location is not None and file is not None:
             props += [
-                f"file={escape_property(repo_path(d.location.file))}",
+                f"file={escape_property(file)}",
                 f"line={d.location.line}",
                 f"col={d.location.column}",
             ]

@@ -88,16 +88,18 @@ def _err(text: str) -> None:
 
 def _annotate(diagnostics: Iterable[Diagnostic]) -> None:
     """Inside GitHub Actions, also print each diagnostic as a workflow command (an annotation
-    on the PR's diff). Paths are made relative to GITHUB_WORKSPACE, the repository root."""
+    on the PR's diff). GitHub matches paths relative to the repository root, so each file is
+    made relative to the git work tree that holds it; a file in none gets no file property."""
     if os.environ.get("GITHUB_ACTIONS") != "true":
         return
     from controller.annotations import workflow_commands
 
-    workspace = os.environ.get("GITHUB_WORKSPACE") or os.getcwd()
-
-    def repo_path(file: str) -> str:
-        rel = os.path.relpath(os.path.abspath(file), workspace)
-        return Path(rel).as_posix() if not rel.startswith("..") else file
+    def repo_path(file: str) -> str | None:
+        path = Path(file).resolve()
+        for parent in path.parents:
+            if (parent / ".git").exists():
+                return path.relative_to(parent).as_posix()
+        return None
 
     for line in workflow_commands(diagnostics, repo_path):
         typer.echo(line)
@@ -173,6 +175,20 @@ def _reconcile(
     from controller.reconcile import reconcile
     from controller.retry import RetryPolicy
 
+    if not tracking_uri.strip():
+        from controller.diagnostics import Diagnostic, Diagnostics, Severity
+
+        raise InvalidInput(
+            Diagnostics.of(
+                [
+                    Diagnostic(
+                        Severity.ERROR,
+                        "the tracking URI is empty (is the secret that should hold it missing?)",
+                        field="--tracking-uri",
+                    )
+                ]
+            )
+        )
     desired, _ = _load(path, root, allow_empty)
     changed, baseline = None, None
     if changed_since is not None:
@@ -191,26 +207,64 @@ def _reconcile(
     )
 
 
-def _changes_since(path: Path, root: Path, ref: str) -> tuple[frozenset[str], Desired | None]:
-    """Files changed since ``ref`` (relative to ``root``) and the desired state at ``ref``."""
+def _changes_since(path: Path, root: Path, ref: str) -> tuple[frozenset[str], Desired]:
+    """Files changed since ``ref`` (relative to ``root``) and the desired state at ``ref``.
+
+    The "before" is loaded from the revision's tree; an agent that did not validate there (or a
+    PATH that did not exist there) simply has no "before".
+    """
     import tempfile
 
     from controller import gitdiff
+    from controller.desired import Desired
+    from controller.diagnostics import Diagnostic, Diagnostics, Severity
     from controller.loader import load
 
     top = gitdiff.repo_root(root)
+    root_abs, path_abs = root.resolve(), path.resolve()
+    for what, p in (("the root", root_abs), ("PATH", path_abs)):
+        if not p.is_relative_to(top):
+            raise InvalidInput(
+                Diagnostics.of(
+                    [
+                        Diagnostic(
+                            Severity.ERROR,
+                            f"{what} {p} is outside the git repository {top}",
+                            field="--changed-since",
+                        )
+                    ]
+                )
+            )
+    if not path_abs.is_relative_to(root_abs):
+        raise InvalidInput(
+            Diagnostics.of(
+                [
+                    Diagnostic(
+                        Severity.ERROR,
+                        f"PATH {path_abs} is outside the root {root_abs}",
+                        field="--changed-since",
+                    )
+                ]
+            )
+        )
+    root_rel = root_abs.relative_to(top).as_posix()
+    path_rel = path_abs.relative_to(top).as_posix()
     changed = gitdiff.changed_paths(top, ref)
-    if top.resolve() != root.resolve():  # --root inside the repository: re-base the paths
-        prefix = root.resolve().relative_to(top.resolve()).as_posix() + "/"
+    if root_rel != ".":  # paths relative to the root, as the loader records them
+        prefix = root_rel + "/"
         changed = frozenset(p[len(prefix) :] for p in changed if p.startswith(prefix))
+    if not gitdiff.path_exists(top, ref, "" if path_rel == "." else path_rel):
+        return changed, Desired(())
     with tempfile.TemporaryDirectory(prefix="agentctl-base-") as tmp:
-        gitdiff.export_tree(top, ref, Path(tmp))
-        base_root = Path(tmp) / root.resolve().relative_to(top.resolve())
-        base_path = base_root / path.resolve().relative_to(root.resolve())
-        try:
-            baseline, _ = load(base_path, root=base_root, allow_empty=True)
-        except InvalidInput:
-            baseline = None  # the base revision did not validate: no "before" to show
+        subdir = "" if root_rel == "." else root_rel
+        gitdiff.export_tree(top, ref, Path(tmp), subdir)
+        base_root = Path(tmp) / subdir
+        baseline, _ = load(
+            base_root / path_abs.relative_to(root_abs),
+            root=base_root,
+            allow_empty=True,
+            partial=True,
+        )
     return changed, baseline
 
 

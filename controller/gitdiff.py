@@ -37,7 +37,13 @@ def _invalid(message: str) -> InvalidInput:
 
 def repo_root(path: Path) -> Path:
     start = path if path.is_dir() else path.parent
-    return Path(_git(start, "rev-parse", "--show-toplevel").decode().strip())
+    return Path(_git(start, "rev-parse", "--show-toplevel").decode().strip()).resolve()
+
+
+def path_exists(root: Path, ref: str, path: str) -> bool:
+    """Whether ``path`` (relative to the repository root) exists in ``ref``."""
+    commit = _verify(root, ref)
+    return bool(_git(root, "ls-tree", "--name-only", commit, "--", path or ".").strip())
 
 
 def _verify(root: Path, ref: str) -> str:
@@ -56,14 +62,30 @@ def changed_paths(root: Path, ref: str) -> frozenset[str]:
     return frozenset(n.decode() for n in names if n)
 
 
-def export_tree(root: Path, ref: str, dest: Path) -> None:
-    """Write the tree of ``ref`` into ``dest`` (like a checkout, without touching the repo)."""
+def export_tree(root: Path, ref: str, dest: Path, subdir: str = "") -> None:
+    """Write the tree of ``ref`` (only ``subdir`` of it, if given) into ``dest``, without touching
+    the repository. Links are skipped: a manifest or source file is never a link worth following
+    out of the tree, and tarfile's data filter would refuse one that leaves it."""
     commit = _verify(root, ref)
+    pathspec = ["--", subdir] if subdir else []
     with subprocess.Popen(
-        ["git", "-C", str(root), "archive", "--format=tar", commit], stdout=subprocess.PIPE
+        ["git", "-C", str(root), "archive", "--format=tar", commit, *pathspec],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     ) as proc:
         assert proc.stdout is not None
-        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-            tar.extractall(dest, filter="data")
+        try:
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+                tar.extractall(dest, filter=_regular_files)
+        except tarfile.TarError as exc:
+            proc.kill()
+            raise _invalid(f"cannot read the tree of {ref}: {exc}") from None
+        stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.returncode != 0:
-        raise _invalid(f"git archive {ref} failed")
+        raise _invalid(f"git archive {ref}: {stderr.strip()}")
+
+
+def _regular_files(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+    if member.issym() or member.islnk() or not (member.isfile() or member.isdir()):
+        return None
+    return tarfile.data_filter(member, path)

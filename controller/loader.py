@@ -71,8 +71,10 @@ def load(
     *,
     root: str | os.PathLike[str] | None = None,
     allow_empty: bool = False,
+    partial: bool = False,
 ) -> tuple[Desired, Diagnostics]:
-    """Load every manifest under ``path``. Raise InvalidInput if any error is found."""
+    """Load every manifest under ``path``. Raise InvalidInput if any error is found, unless
+    ``partial``: then return the agents that are valid, with the diagnostics of the rest."""
     base = FsPath(path)
     out = _Collector()
     if not base.exists():
@@ -106,7 +108,7 @@ def load(
             "managed model; pass --allow-empty if that is meant)",
         )
     diags = Diagnostics.of(out.items)
-    if diags.has_errors:
+    if diags.has_errors and not partial:
         raise InvalidInput(diags)
     agents.sort(key=lambda a: a.name)
     return Desired(tuple(agents), str(root_dir)), diags

@@ -59,10 +59,18 @@ def test_only_the_changed_agent_is_planned(repo: Path, agentctl: Any) -> None:
     assert agentctl("apply", str(manifests)).code == 0
     edit(manifests / "summarizer.yaml", "percent: 90", "percent: 80")
     edit(manifests / "summarizer.yaml", "percent: 10", "percent: 20")
-    edit(manifests / "summarizer.yaml", "team: knowledge", "team: search")
     git(repo, "commit", "-q", "-am", "summarizer: 80/20")
 
-    result = agentctl("plan", str(manifests), "--changed-since", "HEAD~1", "-f", "json")
+    # A traffic-only change: nothing for the registry, but the comment shows the move.
+    md = agentctl("plan", str(manifests), "--changed-since", "HEAD~1", "-f", "markdown").out
+    assert re.findall(r"<summary><b>([^<]+)</b>", md) == ["summarizer"]
+    assert re.search(r"^\| alias champion \| 90% \| 80% \|$", md, re.M)
+    assert "no registry changes" in md
+
+    edit(manifests / "summarizer.yaml", "team: knowledge", "team: search")
+    git(repo, "commit", "-q", "-am", "summarizer: team")
+
+    result = agentctl("plan", str(manifests), "--changed-since", "HEAD~2", "-f", "json")
     assert result.code == 0, result.err
     plan = json.loads(result.out)
     assert plan["agents"] == ["summarizer"]
@@ -75,7 +83,7 @@ def test_only_the_changed_agent_is_planned(repo: Path, agentctl: Any) -> None:
     ]
     assert view["traffic_after"][0] == {"target": "alias champion", "percent": 80}
 
-    md = agentctl("plan", str(manifests), "--changed-since", "HEAD~1", "-f", "markdown").out
+    md = agentctl("plan", str(manifests), "--changed-since", "HEAD~2", "-f", "markdown").out
     assert md.startswith("<!-- agentctl-plan -->")
     summaries = re.findall(r"<summary><b>([^<]+)</b>", md)
     assert summaries == ["summarizer"]
@@ -129,8 +137,12 @@ def test_validate_annotates_each_error_with_file_line_and_column(repo: Path, age
     manifests = repo / "manifests"
     edit(manifests / "summarizer.yaml", "percent: 10", "percent: 15")  # traffic sums to 105
     edit(manifests / "support-bot.yaml", "  tags:\n", "  tagz:\n")  # an unknown field
+    # The workspace is above the repository (actions/checkout with `path:`): paths must still
+    # be relative to the repository root, which is what GitHub matches against the diff.
     result = agentctl(
-        "validate", str(manifests), env={"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(repo)}
+        "validate",
+        str(manifests),
+        env={"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(repo.parent)},
     )
     assert result.code == 1
     found = set(
@@ -147,3 +159,47 @@ def test_validate_annotates_each_error_with_file_line_and_column(repo: Path, age
     assert "sum to 105" in messages and "unknown field 'tagz'" in messages
     # Outside GitHub Actions, no workflow commands.
     assert "::error" not in agentctl("validate", str(manifests)).out
+
+
+def test_a_deleted_manifest_shows_the_prune(repo: Path, agentctl: Any) -> None:
+    manifests = repo / "manifests"
+    assert agentctl("apply", str(manifests)).code == 0
+    git(repo, "rm", "-q", "manifests/summarizer.yaml")
+    git(repo, "commit", "-q", "-m", "retire the summarizer")
+    warned = agentctl("plan", str(manifests), "--changed-since", "HEAD~1", "-f", "markdown")
+    assert "no manifest declares it any more" in warned.out
+    pruned = agentctl(
+        "plan", str(manifests), "--changed-since", "HEAD~1", "--prune", "-f", "markdown"
+    )
+    assert "**Plan: 0 to add, 0 to change, 1 to destroy.**" in pruned.out
+    assert re.findall(r"<summary><b>([^<]+)</b>", pruned.out) == ["summarizer"]
+
+
+def test_symlinks_and_a_new_manifests_directory(repo: Path, agentctl: Any) -> None:
+    (repo / "tools").symlink_to("/usr/bin")
+    git(repo, "add", "tools")
+    git(repo, "commit", "-q", "-m", "a link out of the repository")
+    shutil.move(repo / "manifests", repo / "deploy")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "manifests move to deploy/")
+    result = agentctl("plan", str(repo / "deploy"), "--changed-since", "HEAD~1", "-f", "json")
+    assert result.code == 0, result.err
+    plan = json.loads(result.out)
+    assert plan["agents"] == ["summarizer", "support-bot"]
+    # deploy/ did not exist at the base: every agent is new, and had no traffic before.
+    assert all(v["traffic_before"] == [] for v in plan["views"])
+
+
+def test_path_outside_the_root_is_a_clear_error(repo: Path, agentctl: Any) -> None:
+    manifests = repo / "manifests"
+    result = agentctl(
+        "plan", str(manifests), "--root", str(manifests / "agents"), "--changed-since", "HEAD"
+    )
+    assert result.code == 1
+    assert "Traceback" not in result.err
+    assert "is outside the root" in result.err
+
+
+def test_an_empty_tracking_uri_is_refused(repo: Path, agentctl: Any) -> None:
+    result = agentctl("plan", str(repo / "manifests"), "--tracking-uri", " ")
+    assert result.code == 1 and "tracking URI is empty" in result.err
