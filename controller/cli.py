@@ -176,18 +176,9 @@ def _reconcile(
     from controller.retry import RetryPolicy
 
     if not tracking_uri.strip():
-        from controller.diagnostics import Diagnostic, Diagnostics, Severity
-
-        raise InvalidInput(
-            Diagnostics.of(
-                [
-                    Diagnostic(
-                        Severity.ERROR,
-                        "the tracking URI is empty (is the secret that should hold it missing?)",
-                        field="--tracking-uri",
-                    )
-                ]
-            )
+        raise InvalidInput.of(
+            "the tracking URI is empty (is the secret that should hold it missing?)",
+            field="--tracking-uri",
         )
     desired, _ = _load(path, root, allow_empty)
     changed, baseline = None, None
@@ -217,35 +208,18 @@ def _changes_since(path: Path, root: Path, ref: str) -> tuple[frozenset[str], De
 
     from controller import gitdiff
     from controller.desired import Desired
-    from controller.diagnostics import Diagnostic, Diagnostics, Severity
     from controller.loader import load
 
     top = gitdiff.repo_root(root)
     root_abs, path_abs = root.resolve(), path.resolve()
     for what, p in (("the root", root_abs), ("PATH", path_abs)):
         if not p.is_relative_to(top):
-            raise InvalidInput(
-                Diagnostics.of(
-                    [
-                        Diagnostic(
-                            Severity.ERROR,
-                            f"{what} {p} is outside the git repository {top}",
-                            field="--changed-since",
-                        )
-                    ]
-                )
+            raise InvalidInput.of(
+                f"{what} {p} is outside the git repository {top}", field="--changed-since"
             )
     if not path_abs.is_relative_to(root_abs):
-        raise InvalidInput(
-            Diagnostics.of(
-                [
-                    Diagnostic(
-                        Severity.ERROR,
-                        f"PATH {path_abs} is outside the root {root_abs}",
-                        field="--changed-since",
-                    )
-                ]
-            )
+        raise InvalidInput.of(
+            f"PATH {path_abs} is outside the root {root_abs}", field="--changed-since"
         )
     root_rel = root_abs.relative_to(top).as_posix()
     path_rel = path_abs.relative_to(top).as_posix()

@@ -43,6 +43,13 @@ class InvalidInput(AgentctlError):
         self.diagnostics = diagnostics
         super().__init__(f"{len(diagnostics.errors)} error(s) in the input")
 
+    @classmethod
+    def of(cls, *messages: str, field: str = "") -> InvalidInput:
+        """Errors that belong to no file: a flag, an environment variable, a git revision."""
+        from controller.diagnostics import Diagnostic, Diagnostics, Severity
+
+        return cls(Diagnostics.of(Diagnostic(Severity.ERROR, m, field=field) for m in messages))
+
 
 class PlanRejected(AgentctlError):
     """The planner found errors; no change may be applied."""

@@ -11,7 +11,6 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from controller.diagnostics import Diagnostic, Diagnostics, Severity
 from controller.errors import InvalidInput
 
 __all__ = ["changed_paths", "export_tree", "repo_root"]
@@ -30,9 +29,7 @@ def _git(root: Path, *args: str) -> bytes:
 
 
 def _invalid(message: str) -> InvalidInput:
-    return InvalidInput(
-        Diagnostics.of([Diagnostic(Severity.ERROR, message, field="--changed-since")])
-    )
+    return InvalidInput.of(message, field="--changed-since")
 
 
 def repo_root(path: Path) -> Path:

@@ -22,7 +22,6 @@ from tenacity import (
     wait_random,
 )
 
-from controller.diagnostics import Diagnostic, Diagnostics, Severity
 from controller.errors import InvalidInput, TemporaryBackendError
 
 __all__ = ["RetryPolicy", "SystemClock"]
@@ -70,9 +69,7 @@ class RetryPolicy:
             except ValueError:
                 problems.append(f"AGENTCTL_RETRY_DEADLINE must be seconds > 0, not {raw!r}")
         if problems:
-            raise InvalidInput(
-                Diagnostics.of(Diagnostic(Severity.ERROR, p, field="environment") for p in problems)
-            )
+            raise InvalidInput.of(*problems, field="environment")
         return cls(attempts=attempts, deadline=deadline)
 
     def _wait(self) -> Callable[[RetryCallState], float]:
