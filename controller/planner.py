@@ -100,6 +100,23 @@ def plan(
         if name in declared or model.owner != owner:
             continue
         agent_name = model.tags.get(AGENT_TAG, name)
+        gone = base.get(agent_name) if base is not None else None
+        if gone is not None and gone.model_name == name:
+            # Removed by this change: show what goes away (traffic; aliases only when pruned).
+            managed = sorted(model.inventory(MANAGED_ALIASES_TAG) & set(model.aliases))
+            views.append(
+                AgentView(
+                    agent=agent_name,
+                    model=name,
+                    scope=f"{gone.manifest_ref} was removed",
+                    aliases=tuple(
+                        (a, model.aliases[a], None if prune else model.aliases[a]) for a in managed
+                    ),
+                    traffic_before=_traffic(gone),
+                    traffic_after=(),
+                    shadow_before=_shadow(gone),
+                )
+            )
         if prune:
             changes.append(
                 Change(

@@ -206,3 +206,24 @@ def test_a_traffic_only_change_still_gets_a_section() -> None:
         "version current": ["10%", "20%"],
     }
     assert "no registry changes" in md
+
+
+def test_a_removed_agent_shows_what_goes_away() -> None:
+    from dataclasses import replace
+
+    gone = replace(
+        agent("old", serving={"traffic": [{"version": CURRENT, "percent": 100}]}),
+        manifest_ref="old.yaml",
+    )
+    obs = snapshot(
+        model("old", aliases={"champion": 1}, versions={1: D1}), model("a", versions={1: D1})
+    )
+    for prune, alias_after in ((False, "version 1"), (True, "—")):
+        p = plan(desired(agent("a")), obs, prune=prune, baseline=desired(gone, agent("a")))
+        md = render_plan(p, "markdown")
+        parser = _Sections()
+        parser.feed(md)
+        (section,) = parser.sections
+        assert "old.yaml was removed" in section
+        assert table(section, "Traffic") == {"version current": ["100%", "—"]}
+        assert table(section, "Aliases") == {"champion": ["version 1", alias_after]}
