@@ -223,15 +223,16 @@ def _changes_since(path: Path, root: Path, ref: str) -> tuple[frozenset[str], De
         )
     root_rel = root_abs.relative_to(top).as_posix()
     path_rel = path_abs.relative_to(top).as_posix()
-    changed = gitdiff.changed_paths(top, ref)
+    commit = gitdiff.resolve(top, ref)
+    changed = gitdiff.changed_paths(top, commit)
     if root_rel != ".":  # paths relative to the root, as the loader records them
         prefix = root_rel + "/"
         changed = frozenset(p[len(prefix) :] for p in changed if p.startswith(prefix))
-    if not gitdiff.path_exists(top, ref, "" if path_rel == "." else path_rel):
+    if not gitdiff.path_exists(top, commit, "" if path_rel == "." else path_rel):
         return changed, Desired(())
     with tempfile.TemporaryDirectory(prefix="agentctl-base-") as tmp:
         subdir = "" if root_rel == "." else root_rel
-        gitdiff.export_tree(top, ref, Path(tmp), subdir)
+        gitdiff.export_tree(top, commit, Path(tmp), subdir)
         base_root = Path(tmp) / subdir
         baseline, _ = load(
             base_root / path_abs.relative_to(root_abs),

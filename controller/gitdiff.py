@@ -13,7 +13,7 @@ from pathlib import Path
 
 from controller.errors import InvalidInput
 
-__all__ = ["changed_paths", "export_tree", "repo_root"]
+__all__ = ["changed_paths", "export_tree", "path_exists", "repo_root", "resolve"]
 
 
 def _git(root: Path, *args: str) -> bytes:
@@ -37,33 +37,31 @@ def repo_root(path: Path) -> Path:
     return Path(_git(start, "rev-parse", "--show-toplevel").decode().strip()).resolve()
 
 
-def path_exists(root: Path, ref: str, path: str) -> bool:
-    """Whether ``path`` (relative to the repository root) exists in ``ref``."""
-    commit = _verify(root, ref)
+def path_exists(root: Path, commit: str, path: str) -> bool:
+    """Whether ``path`` (relative to the repository root) exists in ``commit``."""
     return bool(_git(root, "ls-tree", "--name-only", commit, "--", path or ".").strip())
 
 
-def _verify(root: Path, ref: str) -> str:
+def resolve(root: Path, ref: str) -> str:
+    """The commit ``ref`` names; an InvalidInput if it names none."""
     try:
         return _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
     except InvalidInput:
         raise _invalid(f"'{ref}' is not a commit in {root}") from None
 
 
-def changed_paths(root: Path, ref: str) -> frozenset[str]:
-    """Paths (relative to ``root``, POSIX) that differ between ``ref`` and the working tree."""
-    commit = _verify(root, ref)
+def changed_paths(root: Path, commit: str) -> frozenset[str]:
+    """Paths (relative to ``root``, POSIX) that differ between ``commit`` and the working tree."""
     diff = _git(root, "diff", "--name-only", "--no-renames", "-z", commit, "--")
     untracked = _git(root, "ls-files", "--others", "--exclude-standard", "-z")
     names = (diff + untracked).split(b"\0")
     return frozenset(n.decode() for n in names if n)
 
 
-def export_tree(root: Path, ref: str, dest: Path, subdir: str = "") -> None:
+def export_tree(root: Path, commit: str, dest: Path, subdir: str = "") -> None:
     """Write the tree of ``ref`` (only ``subdir`` of it, if given) into ``dest``, without touching
     the repository. Links are skipped: a manifest or source file is never a link worth following
     out of the tree, and tarfile's data filter would refuse one that leaves it."""
-    commit = _verify(root, ref)
     pathspec = ["--", subdir] if subdir else []
     with subprocess.Popen(
         ["git", "-C", str(root), "archive", "--format=tar", commit, *pathspec],
@@ -76,10 +74,10 @@ def export_tree(root: Path, ref: str, dest: Path, subdir: str = "") -> None:
                 tar.extractall(dest, filter=_regular_files)
         except tarfile.TarError as exc:
             proc.kill()
-            raise _invalid(f"cannot read the tree of {ref}: {exc}") from None
+            raise _invalid(f"cannot read the tree of {commit}: {exc}") from None
         stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.returncode != 0:
-        raise _invalid(f"git archive {ref}: {stderr.strip()}")
+        raise _invalid(f"git archive {commit}: {stderr.strip()}")
 
 
 def _regular_files(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:

@@ -71,6 +71,14 @@ class _Sections(HTMLParser):
             self.sections[-1] += data
 
 
+def only_section(md: str) -> str:
+    """The text of the one <details> section of a markdown comment."""
+    parser = _Sections()
+    parser.feed(md)
+    (section,) = parser.sections
+    return section
+
+
 def table(section: str, heading: str) -> dict[str, list[str]]:
     """The rows of the markdown table under **heading**, keyed by first cell."""
     lines = section.split(f"**{heading}**", 1)[1].splitlines()
@@ -106,9 +114,7 @@ def test_markdown_shows_aliases_and_traffic_before_and_after() -> None:
     )
     obs = snapshot(model("a", aliases={"champion": 1}, versions={1: D1}))
     md = render_plan(plan(desired(head), obs, baseline=desired(base)), "markdown")
-    parser = _Sections()
-    parser.feed(md)
-    (section,) = parser.sections
+    section = only_section(md)
     assert table(section, "Aliases") == {
         "challenger": ["—", "new version (known after apply)"],
         "champion": ["version 1", "version 1"],
@@ -198,9 +204,7 @@ def test_a_traffic_only_change_still_gets_a_section() -> None:
     p = plan(desired(head), obs, baseline=desired(base))
     assert p.changes == ()
     md = render_plan(p, "markdown")
-    parser = _Sections()
-    parser.feed(md)
-    (section,) = parser.sections
+    section = only_section(md)
     assert table(section, "Traffic") == {
         "version 1": ["90%", "80%"],
         "version current": ["10%", "20%"],
@@ -220,10 +224,7 @@ def test_a_removed_agent_shows_what_goes_away() -> None:
     )
     for prune, alias_after in ((False, "version 1"), (True, "—")):
         p = plan(desired(agent("a")), obs, prune=prune, baseline=desired(gone, agent("a")))
-        md = render_plan(p, "markdown")
-        parser = _Sections()
-        parser.feed(md)
-        (section,) = parser.sections
+        section = only_section(render_plan(p, "markdown"))
         assert "old.yaml was removed" in section
         assert table(section, "Traffic") == {"version current": ["100%", "—"]}
         assert table(section, "Aliases") == {"champion": ["version 1", alias_after]}
