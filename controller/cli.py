@@ -93,13 +93,12 @@ def _annotate(diagnostics: Iterable[Diagnostic]) -> None:
     if os.environ.get("GITHUB_ACTIONS") != "true":
         return
     from controller.annotations import workflow_commands
+    from controller.loader import git_work_tree
 
     def repo_path(file: str) -> str | None:
         path = Path(file).resolve()
-        for parent in path.parents:
-            if (parent / ".git").exists():
-                return path.relative_to(parent).as_posix()
-        return None
+        top = git_work_tree(path)
+        return path.relative_to(top).as_posix() if top is not None else None
 
     for line in workflow_commands(diagnostics, repo_path):
         typer.echo(line)

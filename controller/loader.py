@@ -30,7 +30,7 @@ from controller.digest import normalize_requirement, source_digest
 from controller.errors import InvalidInput
 from controller.schema import AgentManifest, Source
 
-__all__ = ["find_root", "load"]
+__all__ = ["find_root", "git_work_tree", "load"]
 
 _SKIP_DIRS = {"node_modules", "__pycache__"}
 _SUFFIXES = (".yaml", ".yml")
@@ -55,15 +55,21 @@ class _Collector:
         self.items.append(Diagnostic(Severity.WARNING, message, loc, field_, agent))
 
 
-def find_root(path: FsPath) -> FsPath:
-    """The repository root above ``path`` (the nearest directory with ``.git``), else its dir."""
+def git_work_tree(path: FsPath) -> FsPath | None:
+    """The nearest directory at or above ``path`` that holds ``.git``, if any."""
     start = path.resolve()
     if start.is_file():
         start = start.parent
     for candidate in (start, *start.parents):
         if (candidate / ".git").exists():
             return candidate
-    return start
+    return None
+
+
+def find_root(path: FsPath) -> FsPath:
+    """The repository root above ``path`` (the nearest directory with ``.git``), else its dir."""
+    start = path.resolve()
+    return git_work_tree(start) or (start.parent if start.is_file() else start)
 
 
 def load(

@@ -34,6 +34,12 @@ DIGEST_TAG = "agentctl.io/source-digest"
 #: On a version: the code file it was logged from, relative to the repository root.
 SOURCE_TAG = "agentctl.io/source-code"
 
+
+def _inventory(tags: Mapping[str, str], key: str) -> frozenset[str]:
+    """The names listed, comma-separated, in an inventory tag (MANAGED_TAGS_TAG and the like)."""
+    return frozenset(x for x in tags.get(key, "").split(",") if x)
+
+
 READY = "READY"
 FAILED = "FAILED_REGISTRATION"
 
@@ -51,6 +57,9 @@ class ObservedVersion:
     def digest(self) -> str | None:
         return self.tags.get(DIGEST_TAG)
 
+    def inventory(self, key: str) -> frozenset[str]:
+        return _inventory(self.tags, key)
+
 
 @dataclass(frozen=True, slots=True)
 class ObservedModel:
@@ -65,8 +74,7 @@ class ObservedModel:
         return self.tags.get(OWNER_TAG)
 
     def inventory(self, key: str) -> frozenset[str]:
-        raw = self.tags.get(key, "")
-        return frozenset(x for x in raw.split(",") if x)
+        return _inventory(self.tags, key)
 
     def version_with_digest(self, digest: str) -> ObservedVersion | None:
         """The lowest-numbered usable version logged from the source with this digest."""

@@ -30,7 +30,7 @@ from controller.observed import (
     RegistrySnapshot,
 )
 from controller.plan import Action, AgentView, Change, Kind, Plan, Share
-from controller.schema import CURRENT, ShadowTarget, TrafficTarget, VersionEntry, VersionRef
+from controller.schema import CURRENT, VersionEntry, VersionRef
 
 __all__ = ["DEFAULT_OWNER", "plan"]
 
@@ -88,7 +88,7 @@ def plan(
                 scope=scope.get(desired_agent.name, "") if scope is not None else "",
                 aliases=aliases,
                 traffic_before=_traffic(before) if base is not None else None,
-                traffic_after=_traffic(desired_agent) or (),
+                traffic_after=_traffic(desired_agent),
                 shadow_before=_shadow(before),
                 shadow_after=_shadow(desired_agent),
             )
@@ -157,22 +157,18 @@ def plan(
     )
 
 
-def _label(target: TrafficTarget | ShadowTarget) -> str:
-    return f"alias {target.alias}" if target.alias is not None else f"version {target.version}"
-
-
 def _traffic(agent: DesiredAgent | None) -> tuple[Share, ...]:
     serving = agent.manifest.spec.serving if agent is not None else None
     if serving is None:
         return ()
-    return tuple((_label(t), t.percent) for t in serving.traffic)
+    return tuple((t.ref, t.percent) for t in serving.traffic)
 
 
 def _shadow(agent: DesiredAgent | None) -> Share | None:
     serving = agent.manifest.spec.serving if agent is not None else None
     if serving is None or serving.shadow is None:
         return None
-    return (_label(serving.shadow), serving.shadow.percent)
+    return (serving.shadow.ref, serving.shadow.percent)
 
 
 def _model_state(model: ObservedModel) -> dict[str, Any]:
@@ -408,7 +404,7 @@ def _one_entry_per_version(
 
 def _plan_version_tags(entry: VersionEntry, version: ObservedVersion, change: _ChangeFn) -> int:
     """Plan the tags and description of an existing version; return 1 if nothing differs."""
-    inventory = frozenset(x for x in version.tags.get(MANAGED_TAGS_TAG, "").split(",") if x)
+    inventory = version.inventory(MANAGED_TAGS_TAG)
     desired = dict(entry.tags)
     if entry.tags or inventory:
         desired[MANAGED_TAGS_TAG] = _csv(entry.tags)
