@@ -18,10 +18,12 @@ from controller.digest import normalize_requirement, source_digest
 from controller.errors import AgentctlError, ApplyFailed, BackendError, PlanRejected
 from controller.observed import MANAGED_ALIASES_TAG, MANAGED_TAGS_TAG
 from controller.plan import Action, Change, Kind, Plan
-from controller.ports import Registry, VersionSource
+from controller.ports import Registry, ServingTarget, VersionSource
 from controller.retry import RetryPolicy
 
 __all__ = ["SourceChanged", "apply"]
+
+_SERVING = (Kind.SERVED_VERSION, Kind.TRAFFIC, Kind.SHADOW)
 
 # Inventory tags are written after the tags they list, so a crash never loses track of a tag.
 _LAST = (MANAGED_TAGS_TAG, MANAGED_ALIASES_TAG)
@@ -38,10 +40,13 @@ def apply(
     root: str,
     policy: RetryPolicy | None = None,
     on_entry: Callable[[Entry], None] | None = None,
+    serving: ServingTarget | None = None,
 ) -> ChangeSet:
     if plan.has_errors:
         raise PlanRejected(plan.diagnostics)
-    executor = _Executor(registry, root, policy or RetryPolicy())
+    if serving is None and any(c.kind in _SERVING for c in plan.changes):
+        raise ValueError("the plan changes serving, but no serving target was given")
+    executor = _Executor(registry, root, policy or RetryPolicy(), serving)
     entries: list[Entry] = []
     # Every source is digested again before the first write: a plan whose files changed is
     # refused whole, not half-way.
@@ -62,8 +67,11 @@ def apply(
 
 
 class _Executor:
-    def __init__(self, registry: Registry, root: str, policy: RetryPolicy) -> None:
+    def __init__(
+        self, registry: Registry, root: str, policy: RetryPolicy, serving: ServingTarget | None
+    ) -> None:
         self.registry = registry
+        self.serving = serving
         self.root = root
         self.policy = policy
         self.created: dict[tuple[str, str], int] = {}  # (model, digest) -> version number
@@ -78,6 +86,9 @@ class _Executor:
             Kind.REGISTERED_MODEL: self._model,
             Kind.MODEL_VERSION: self._version,
             Kind.ALIAS: self._alias,
+            Kind.SERVED_VERSION: self._served,
+            Kind.TRAFFIC: self._traffic,
+            Kind.SHADOW: self._shadow,
         }[change.kind]
         return handler(change)
 
@@ -134,21 +145,62 @@ class _Executor:
         if c.action is Action.DELETE:
             call(lambda: r.delete_alias(c.model, c.name))
             return Entry(c.address, Verb.DELETED, c.name)
-        after = c.after or {}
-        version = after.get("version")
-        if version is None:  # known after apply: the version created earlier in this run
-            digest = after["digest"]
-            version = self.created.get((c.model, digest))
-            if version is None:
-                version = call(lambda: r.find_version(c.model, digest))
-            if version is None:
-                raise BackendError(
-                    f"no version of '{c.model}' has digest {digest}", target=c.address
-                )
-        number = int(version)
+        number = self._number(c, c.after or {})
         call(lambda: r.set_alias(c.model, c.name, number))
         verb = Verb.CREATED if c.action is Action.CREATE else Verb.CONFIGURED
         return Entry(c.address, verb, f"-> version {number}")
+
+    def _number(self, c: Change, ref: dict[str, Any]) -> int:
+        """The version a plan value names: its number, or (known after apply) the version with
+        its digest, created earlier in this run or found in the registry."""
+        version = ref.get("version")
+        if version is not None:
+            return int(version)
+        digest = ref["digest"]
+        found = self.created.get((c.model, digest))
+        if found is None:
+            found = self.policy.call(lambda: self.registry.find_version(c.model, digest))
+        if found is None:
+            raise BackendError(f"no version of '{c.model}' has digest {digest}", target=c.address)
+        return found
+
+    def _served(self, c: Change) -> Entry:
+        s, call = self.serving, self.policy.call
+        assert s is not None
+        if c.action is Action.DELETE:
+            number = int((c.before or {})["version"])
+            call(lambda: s.stop_version(c.agent, number))
+            return Entry(c.address, Verb.DELETED, f"version {number}")
+        number = self._number(c, c.after or {})
+        url = call(lambda: s.start_version(c.agent, c.model, number))
+        verb = {Action.CREATE: Verb.CREATED, Action.REPLACE: Verb.CREATED}.get(
+            c.action, Verb.CONFIGURED
+        )
+        return Entry(c.address, verb, f"version {number} ready at {url}")
+
+    def _traffic(self, c: Change) -> Entry:
+        s, call = self.serving, self.policy.call
+        assert s is not None
+        if c.action is Action.DELETE:
+            call(lambda: s.remove_route(c.agent))
+            return Entry(c.address, Verb.DELETED, "route removed")
+        weights = {self._number(c, w): int(w["percent"]) for w in (c.after or {})["weights"]}
+        call(lambda: s.set_weights(c.agent, c.model, weights))
+        split = ", ".join(f"v{v} {p}%" for v, p in sorted(weights.items()))
+        verb = Verb.CREATED if c.action is Action.CREATE else Verb.CONFIGURED
+        return Entry(c.address, verb, split)
+
+    def _shadow(self, c: Change) -> Entry:
+        s, call = self.serving, self.policy.call
+        assert s is not None
+        if c.action is Action.DELETE:
+            call(lambda: s.set_mirror(c.agent, None))
+            return Entry(c.address, Verb.DELETED, "no shadow")
+        after = c.after or {}
+        mirror = (self._number(c, after), int(after["percent"]))
+        call(lambda: s.set_mirror(c.agent, mirror))
+        verb = Verb.CREATED if c.action is Action.CREATE else Verb.CONFIGURED
+        return Entry(c.address, verb, f"v{mirror[0]} {mirror[1]}%")
 
     def _source(self, agent: str, after: dict[str, Any]) -> VersionSource:
         code = os.path.join(self.root, after["code"])

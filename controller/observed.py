@@ -1,4 +1,4 @@
-"""What the registry holds, as one frozen snapshot. Pure data: no I/O.
+"""What the registry holds, and what is being served, as frozen snapshots. Pure data: no I/O.
 
 Adapters build it from bulk reads (one paged search per kind), never one call per agent.
 Mappings inside are not to be mutated.
@@ -16,9 +16,12 @@ __all__ = [
     "MANAGED_TAGS_TAG",
     "OWNER_TAG",
     "SOURCE_TAG",
+    "AgentServing",
     "ObservedModel",
     "ObservedVersion",
     "RegistrySnapshot",
+    "ServedVersion",
+    "ServingSnapshot",
 ]
 
 #: On a registered model: which agentctl instance owns it. Absent: not managed.
@@ -85,3 +88,37 @@ class ObservedModel:
 @dataclass(frozen=True, slots=True)
 class RegistrySnapshot:
     models: Mapping[str, ObservedModel] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ServedVersion:
+    """One running model server: ``models:/<model>/<version>``."""
+
+    version: int
+    model: str
+    ready: bool = True
+    restarts: int = 0
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentServing:
+    """An agent's serving as the target reports it: its servers and its route.
+
+    ``weights`` maps version -> percent of live traffic (empty: no route); ``shadow`` is the
+    (version, percent) that receives copies of requests, if any.
+    """
+
+    agent: str
+    model: str
+    versions: Mapping[int, ServedVersion] = field(default_factory=dict)
+    weights: Mapping[int, int] = field(default_factory=dict)
+    shadow: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServingSnapshot:
+    """Every agent a serving target serves, from one read. ``endpoint`` is where callers go."""
+
+    agents: Mapping[str, AgentServing] = field(default_factory=dict)
+    endpoint: str = ""

@@ -14,7 +14,7 @@ from typing import Any
 
 from controller.diagnostics import Diagnostic, Diagnostics, Location, Severity
 
-__all__ = ["FORMAT_VERSION", "Action", "AgentView", "Change", "Kind", "Plan", "Share"]
+__all__ = ["FORMAT_VERSION", "Action", "AgentView", "Change", "Kind", "Pending", "Plan", "Share"]
 
 FORMAT_VERSION = "1"
 
@@ -31,6 +31,16 @@ class Kind(StrEnum):
     REGISTERED_MODEL = "registered_model"
     MODEL_VERSION = "model_version"
     ALIAS = "alias"
+    SERVED_VERSION = "served_version"  # a model server for one version
+    TRAFFIC = "traffic"  # the agent's route: version -> percent of live traffic
+    SHADOW = "shadow"  # the version that receives copies of requests
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A version apply will create: its number is known after apply, its digest now."""
+
+    digest: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,6 @@ Deleting models no longer declared (``prune``) comes last, for all agents.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from controller.checks import Path, field_name
@@ -25,12 +24,15 @@ from controller.observed import (
     MANAGED_TAGS_TAG,
     OWNER_TAG,
     SOURCE_TAG,
+    AgentServing,
     ObservedModel,
     ObservedVersion,
     RegistrySnapshot,
+    ServingSnapshot,
 )
-from controller.plan import Action, AgentView, Change, Kind, Plan, Share
-from controller.schema import CURRENT, VersionEntry, VersionRef
+from controller.plan import Action, AgentView, Change, Kind, Pending, Plan, Share
+from controller.schema import CURRENT, ShadowTarget, TrafficTarget, VersionEntry, VersionRef
+from controller.serving_plan import DesiredServing, Target, plan_serving, remove_serving
 
 __all__ = ["DEFAULT_OWNER", "plan"]
 
@@ -44,14 +46,18 @@ _PHASE = {
     (Kind.MODEL_VERSION, Action.UPDATE): 4,
     (Kind.ALIAS, Action.CREATE): 5,
     (Kind.ALIAS, Action.UPDATE): 5,
+    # Serving: start servers, then move traffic and shadow to them, then stop what is left.
+    (Kind.SERVED_VERSION, Action.CREATE): 6,
+    (Kind.SERVED_VERSION, Action.REPLACE): 6,
+    (Kind.SERVED_VERSION, Action.UPDATE): 6,
+    (Kind.TRAFFIC, Action.CREATE): 7,
+    (Kind.TRAFFIC, Action.UPDATE): 7,
+    (Kind.TRAFFIC, Action.DELETE): 7,
+    (Kind.SHADOW, Action.CREATE): 7,
+    (Kind.SHADOW, Action.UPDATE): 7,
+    (Kind.SHADOW, Action.DELETE): 7,
+    (Kind.SERVED_VERSION, Action.DELETE): 8,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    """A version apply will create: its number is known after apply."""
-
-    digest: str
 
 
 def plan(
@@ -62,9 +68,11 @@ def plan(
     prune: bool = False,
     scope: Mapping[str, str] | None = None,
     baseline: Desired | None = None,
+    serving: ServingSnapshot | None = None,
 ) -> Plan:
     """Plan every agent, or with ``scope`` (agent -> why) only those; ``baseline`` is the desired
-    state of the base revision, whose traffic the views show as "before"."""
+    state of the base revision, whose traffic the views show as "before". ``serving`` is what a
+    serving target runs; without it, ``spec.serving`` is validated but not planned."""
     changes: list[Change] = []
     diags: list[Diagnostic] = []
     views: list[AgentView] = []
@@ -74,7 +82,11 @@ def plan(
         if scope is not None and desired_agent.name not in scope:
             continue
         agent_changes, agent_diags, same, aliases = _plan_agent(
-            desired_agent, observed.models.get(desired_agent.model_name), owner
+            desired_agent,
+            observed.models.get(desired_agent.model_name),
+            owner,
+            serving.agents.get(desired_agent.name) if serving is not None else None,
+            serving is not None,
         )
         agent_changes.sort(key=lambda c: _PHASE[(c.kind, c.action)])
         changes.extend(agent_changes)
@@ -93,6 +105,31 @@ def plan(
                 shadow_after=_shadow(desired_agent),
             )
         )
+
+    if serving is not None:
+        names = {a.name for a in desired.agents}
+        for agent_name in sorted(set(serving.agents) - names):
+            served = serving.agents[agent_name]
+            if prune:
+
+                def add(
+                    kind: Kind, obj: str, action: Action, before: Any, after: Any, reason: str,
+                    s: AgentServing = served,
+                ) -> None:  # fmt: skip
+                    changes.append(
+                        Change(s.agent, s.model, kind, obj, action, before, after, reason)
+                    )
+
+                remove_serving(served, "no manifest declares the agent any more (--prune)", add)
+            else:
+                diags.append(
+                    Diagnostic(
+                        Severity.WARNING,
+                        f"agent '{agent_name}' is served but no manifest declares it any more; "
+                        "apply with --prune to stop serving it",
+                        agent=agent_name,
+                    )
+                )
 
     declared = {a.model_name for a in desired.agents}
     for name in sorted(observed.models):
@@ -139,12 +176,12 @@ def plan(
                     agent=agent_name,
                 )
             )
-    if any(a.manifest.spec.serving is not None for a in desired.agents):
+    if serving is None and any(a.manifest.spec.serving is not None for a in desired.agents):
         diags.append(
             Diagnostic(
                 Severity.WARNING,
-                "spec.serving is validated but not reconciled by the registry target; "
-                "serving targets reconcile it",
+                "spec.serving is validated but not reconciled with --target registry; "
+                "a serving target (--target local) reconciles it",
             )
         )
     return Plan(
@@ -197,7 +234,11 @@ _AliasView = tuple[str, int | None, int | str | None]
 
 
 def _plan_agent(
-    agent: DesiredAgent, model: ObservedModel | None, owner: str
+    agent: DesiredAgent,
+    model: ObservedModel | None,
+    owner: str,
+    served: AgentServing | None,
+    plan_serving_too: bool,
 ) -> tuple[list[Change], list[Diagnostic], int, tuple[_AliasView, ...]]:
     spec = agent.manifest.spec
     name = agent.model_name
@@ -270,7 +311,7 @@ def _plan_agent(
     implicit = agent.source is not None and not any(e.version == CURRENT for e in spec.versions)
     if implicit:
         entries.append((("spec", "source"), VersionEntry(version=CURRENT)))
-    resolved: dict[VersionRef, int | _Pending] = {}
+    resolved: dict[VersionRef, int | Pending] = {}
     on_version: dict[int, list[tuple[Path, VersionEntry]]] = {}
     versions = model.versions if model is not None else {}
     for path, entry in entries:
@@ -279,7 +320,7 @@ def _plan_agent(
             found = model.version_with_digest(agent.source.digest) if model is not None else None
             if found is None:
                 _plan_new_version(entry, agent.source, change)
-                resolved[CURRENT] = _Pending(agent.source.digest)
+                resolved[CURRENT] = Pending(agent.source.digest)
                 continue
             resolved[CURRENT] = found.number
             on_version.setdefault(found.number, []).append((path, entry))
@@ -308,11 +349,11 @@ def _plan_agent(
         if target is None:
             continue  # its version is in error, reported above
         alias_views.append(
-            (alias, current_aliases.get(alias), "new" if isinstance(target, _Pending) else target)
+            (alias, current_aliases.get(alias), "new" if isinstance(target, Pending) else target)
         )
         after_alias: dict[str, Any] = (
             {"version": None, "digest": target.digest}
-            if isinstance(target, _Pending)
+            if isinstance(target, Pending)
             else {"version": target}
         )
         have = current_aliases.get(alias)
@@ -320,7 +361,7 @@ def _plan_agent(
             change(
                 Kind.ALIAS, alias, Action.CREATE, None, after_alias, f"alias '{alias}' is not set"
             )
-        elif isinstance(target, _Pending) or have != target:
+        elif isinstance(target, Pending) or have != target:
             change(
                 Kind.ALIAS,
                 alias,
@@ -343,7 +384,56 @@ def _plan_agent(
                     None,
                     f"alias '{alias}' was removed from the manifest",
                 )
+    if plan_serving_too:
+        unchanged += _plan_agent_serving(agent, resolved, served, change, error)
     return changes, diags, unchanged, tuple(alias_views)
+
+
+def _plan_agent_serving(
+    agent: DesiredAgent,
+    resolved: Mapping[VersionRef, int | Pending],
+    served: AgentServing | None,
+    change: _ChangeFn,
+    error: Callable[[Path, str], None],
+) -> int:
+    """Resolve spec.serving's targets to versions, then plan servers, traffic and shadow."""
+    spec = agent.manifest.spec
+    if spec.serving is None:
+        if served is not None:
+            remove_serving(served, "the manifest declares no spec.serving", change)
+        return 0
+
+    def resolve(path: Path, target: TrafficTarget | ShadowTarget) -> Target | None:
+        ref = spec.aliases[target.alias] if target.alias is not None else target.version
+        assert ref is not None  # exactly one of alias / version, checked by the schema
+        found = resolved.get(ref)
+        if found is None:
+            field = "alias" if target.alias is not None else "version"
+            error(
+                (*path, field),
+                f"{target.ref} is version {ref}, which does not exist in the registry of "
+                f"'{agent.model_name}'; nothing is served",
+            )
+        return found
+
+    weights: dict[Target, int] = {}
+    failed = False
+    for i, target in enumerate(spec.serving.traffic):
+        found = resolve(("spec", "serving", "traffic", i), target)
+        if found is None:
+            failed = True
+            continue
+        weights[found] = weights.get(found, 0) + target.percent
+    shadow: tuple[Target, int] | None = None
+    if spec.serving.shadow is not None:
+        found = resolve(("spec", "serving", "shadow"), spec.serving.shadow)
+        if found is None:
+            failed = True
+        else:
+            shadow = (found, spec.serving.shadow.percent)
+    if failed:
+        return 0
+    return plan_serving(agent.model_name, DesiredServing(weights, shadow), served, change)
 
 
 _ChangeFn = Callable[[Kind, str, Action, Any, Any, str], None]

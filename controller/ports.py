@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from controller.observed import RegistrySnapshot
+from controller.observed import RegistrySnapshot, ServingSnapshot
 
-__all__ = ["Clock", "Registry", "VersionSource"]
+__all__ = ["Clock", "Registry", "ServingBackend", "ServingTarget", "TrafficRouter", "VersionSource"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +73,44 @@ class Registry(Protocol):
     def delete_alias(self, name: str, alias: str) -> None:
         """Delete it; succeed if it is already gone."""
         ...
+
+
+class ServingBackend(Protocol):
+    """Where served versions run (local processes, a cluster). Raises BackendError on failure."""
+
+    def observe(self) -> ServingSnapshot:
+        """Every served agent: its servers (ready or not) and its route, in one read. Reading
+        starts nothing: with nothing running, the snapshot is empty."""
+        ...
+
+    def start_version(self, agent: str, model: str, version: int) -> str:
+        """Serve ``models:/<model>/<version>`` for ``agent`` and return once it is ready; return
+        its address. Leave a ready server of that version alone; replace one of another model."""
+        ...
+
+    def stop_version(self, agent: str, version: int) -> None:
+        """Let requests in flight finish, then stop it; succeed if it is already gone."""
+        ...
+
+
+class TrafficRouter(Protocol):
+    """Argo Rollouts' traffic-router protocol, one implementation per serving target."""
+
+    def set_weights(self, agent: str, model: str, weights: Mapping[int, int]) -> None:
+        """Route live traffic by version -> percent. Requests in flight are not dropped."""
+        ...
+
+    def set_mirror(self, agent: str, shadow: tuple[int, int] | None) -> None:
+        """Copy ``percent`` of requests to ``version`` (answers discarded); None stops it."""
+        ...
+
+    def remove_route(self, agent: str) -> None:
+        """Stop routing to the agent; succeed if it has no route."""
+        ...
+
+
+class ServingTarget(ServingBackend, TrafficRouter, Protocol):
+    """A serving backend with its traffic router: what ``apply`` drives for ``spec.serving``."""
 
 
 class Clock(Protocol):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.apply import apply
 from controller.changeset import Verb
 from controller.errors import ApplyFailed, PlanRejected, TemporaryBackendError
 from controller.loader import load
@@ -14,6 +15,7 @@ from controller.reconcile import reconcile
 from controller.retry import RetryPolicy
 
 from .fake_registry import PERMANENT, TEMPORARY, FakeRegistry
+from .fake_serving import FakeServing
 from .test_loader import GOOD, write_repo
 
 NO_WAIT = RetryPolicy(attempts=4, initial=0.0, maximum=0.0, sleep=lambda s: None)
@@ -155,3 +157,36 @@ def test_retry_settings_from_the_environment() -> None:
         {"AGENTCTL_RETRY_ATTEMPTS": "2", "AGENTCTL_RETRY_DEADLINE": "1.5"}
     )
     assert (policy.attempts, policy.deadline) == (2, 1.5)
+
+
+def test_serving_is_applied_after_the_registry_and_a_second_reconcile_starts_nothing(
+    tmp_path: Path,
+) -> None:
+    desired, _ = load(write_repo(tmp_path, GOOD))
+    reg, srv = FakeRegistry(), FakeServing()
+    first = reconcile(desired, reg, apply=True, policy=NO_WAIT, serving=srv)
+    assert first.changeset is not None
+    assert srv.calls == [("start", "bot", 1), ("weights", "bot", {1: 100})]
+    second = reconcile(desired, reg, apply=True, policy=NO_WAIT, serving=srv)
+    assert second.plan.changes == () and srv.starts == 1
+
+
+def test_a_new_version_takes_the_traffic_and_the_old_one_stops_last(tmp_path: Path) -> None:
+    desired, _ = load(write_repo(tmp_path, GOOD))
+    reg, srv = FakeRegistry(), FakeServing()
+    reconcile(desired, reg, apply=True, policy=NO_WAIT, serving=srv)
+    (tmp_path / "config.yaml").write_text("greeting: hello\n")
+    desired, _ = load(tmp_path)
+    srv.calls.clear()
+    reconcile(desired, reg, apply=True, policy=NO_WAIT, serving=srv)
+    # FakeServing refuses to stop a version that still takes traffic, or to route to none.
+    assert srv.calls == [("start", "bot", 2), ("weights", "bot", {2: 100}), ("stop", "bot", 1)]
+
+
+def test_serving_changes_need_a_serving_target(tmp_path: Path) -> None:
+    desired, _ = load(write_repo(tmp_path, GOOD))
+    reg, srv = FakeRegistry(), FakeServing()
+    the_plan = plan(desired, reg.observe(), serving=srv.observe())
+    with pytest.raises(ValueError, match="serving target"):
+        apply(the_plan, reg, root=str(tmp_path), policy=NO_WAIT)
+    assert reg.writes == []

@@ -16,7 +16,7 @@ PKG = Path(__file__).resolve().parents[2] / "controller"
 # and each other.
 PURE = {
     "checks", "changeset", "desired", "diagnostics", "digest", "errors", "observed", "plan",
-    "planner", "render", "schema", "schema_json", "scope", "annotations",
+    "planner", "render", "schema", "schema_json", "scope", "annotations", "serving_plan", "routing",
 }  # fmt: skip
 ALLOWED_THIRD_PARTY = {"pydantic", "packaging", "typing_extensions"}
 FORBIDDEN_STDLIB = {

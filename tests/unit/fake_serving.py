@@ -1,0 +1,66 @@
+"""An in-memory serving target for executor and loop tests: records every call, can fail."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from controller.observed import AgentServing, ServedVersion, ServingSnapshot
+
+
+class FakeServing:
+    def __init__(self) -> None:
+        self.servers: dict[str, dict[int, ServedVersion]] = {}
+        self.weights: dict[str, dict[int, int]] = {}
+        self.mirrors: dict[str, tuple[int, int]] = {}
+        self.models: dict[str, str] = {}
+        self.calls: list[tuple[object, ...]] = []
+        self.starts = 0
+
+    def observe(self) -> ServingSnapshot:
+        agents = {}
+        for agent in sorted(set(self.servers) | set(self.weights)):
+            agents[agent] = AgentServing(
+                agent,
+                self.models.get(agent, agent),
+                dict(self.servers.get(agent, {})),
+                dict(self.weights.get(agent, {})),
+                self.mirrors.get(agent),
+            )
+        return ServingSnapshot(agents, "http://127.0.0.1:1")
+
+    def start_version(self, agent: str, model: str, version: int) -> str:
+        self.calls.append(("start", agent, version))
+        have = self.servers.setdefault(agent, {}).get(version)
+        if have is None or have.model != model or not have.ready:
+            self.starts += 1
+        self.servers[agent][version] = ServedVersion(version, model)
+        self.models[agent] = model
+        return f"http://127.0.0.1:{1000 + version}"
+
+    def stop_version(self, agent: str, version: int) -> None:
+        self.calls.append(("stop", agent, version))
+        if any(version == v for v, p in self.weights.get(agent, {}).items() if p > 0):
+            raise AssertionError(f"stopped version {version} while it takes traffic")
+        self.servers.get(agent, {}).pop(version, None)
+        if agent in self.servers and not self.servers[agent]:
+            del self.servers[agent]
+
+    def set_weights(self, agent: str, model: str, weights: Mapping[int, int]) -> None:
+        self.calls.append(("weights", agent, dict(weights)))
+        missing = set(weights) - set(self.servers.get(agent, {}))
+        if missing:
+            raise AssertionError(f"traffic to versions that are not served: {missing}")
+        self.weights[agent] = dict(weights)
+        self.models[agent] = model
+
+    def set_mirror(self, agent: str, shadow: tuple[int, int] | None) -> None:
+        self.calls.append(("mirror", agent, shadow))
+        if shadow is None:
+            self.mirrors.pop(agent, None)
+        else:
+            self.mirrors[agent] = shadow
+
+    def remove_route(self, agent: str) -> None:
+        self.calls.append(("unroute", agent))
+        self.weights.pop(agent, None)
+        self.mirrors.pop(agent, None)
