@@ -27,10 +27,13 @@ from controller.errors import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
+    from controller.adapters.local import LocalServing
+    from controller.adapters.mlflow_registry import MlflowRegistry
     from controller.changeset import Entry
     from controller.desired import Desired
     from controller.diagnostics import Diagnostic, Diagnostics
     from controller.plan import Plan
+    from controller.ports import ServingTarget
     from controller.reconcile import Result
 
 __all__ = ["app", "main"]
@@ -44,6 +47,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+class Target(StrEnum):
+    local = "local"
+    registry = "registry"
 
 
 class Format(StrEnum):
@@ -78,8 +86,37 @@ OwnerOpt = Annotated[
 ]
 PruneOpt = Annotated[
     bool,
-    typer.Option(help="Delete registered models this owner manages that no manifest declares."),
+    typer.Option(
+        help="Delete registered models this owner manages, and stop serving agents, that no "
+        "manifest declares."
+    ),
 ]
+TargetOpt = Annotated[
+    Target,
+    typer.Option(
+        "--target",
+        envvar="AGENTCTL_TARGET",
+        help="Where spec.serving runs: local (model servers and a router on 127.0.0.1), or "
+        "registry (the registry only; spec.serving is validated, not served).",
+    ),
+]
+RunDirOpt = Annotated[
+    Path,
+    typer.Option(
+        "--run-dir",
+        envvar="AGENTCTL_RUN_DIR",
+        help="State of local serving: the daemon, its servers' logs.",
+    ),
+]
+RouterPortOpt = Annotated[
+    int,
+    typer.Option(
+        "--router-port",
+        envvar="AGENTCTL_ROUTER_PORT",
+        help="Port of the local router on 127.0.0.1, when local serving starts (0: any free).",
+    ),
+]
+DEFAULT_RUN_DIR = Path(".agentctl")
 
 
 def _err(text: str) -> None:
@@ -169,23 +206,19 @@ def _reconcile(
     on_plan: Callable[[Plan], None] | None = None,
     on_entry: Callable[[Entry], None] | None = None,
     changed_since: str | None = None,
+    serving: Callable[[MlflowRegistry], ServingTarget] | None = None,
 ) -> Result:
-    from controller.adapters.mlflow_registry import MlflowRegistry
     from controller.reconcile import reconcile
     from controller.retry import RetryPolicy
 
-    if not tracking_uri.strip():
-        raise InvalidInput.of(
-            "the tracking URI is empty (is the secret that should hold it missing?)",
-            field="--tracking-uri",
-        )
     desired, _ = _load(path, root, allow_empty)
+    registry = _registry(tracking_uri)
     changed, baseline = None, None
     if changed_since is not None:
         changed, baseline = _changes_since(path, Path(desired.root), changed_since)
     return reconcile(
         desired,
-        MlflowRegistry(tracking_uri),
+        registry,
         apply=apply,
         owner=owner,
         prune=prune,
@@ -194,7 +227,40 @@ def _reconcile(
         on_entry=on_entry,
         changed=changed,
         baseline=baseline,
+        serving=serving(registry) if serving is not None else None,
     )
+
+
+def _registry(tracking_uri: str) -> MlflowRegistry:
+    from controller.adapters.mlflow_registry import MlflowRegistry
+
+    if not tracking_uri.strip():
+        raise InvalidInput.of(
+            "the tracking URI is empty (is the secret that should hold it missing?)",
+            field="--tracking-uri",
+        )
+    return MlflowRegistry(tracking_uri)
+
+
+def _local(
+    target: Target, run_dir: Path, router_port: int, *, attach: bool = False
+) -> Callable[[MlflowRegistry], ServingTarget] | None:
+    """How to build the serving target for ``--target`` once the registry exists."""
+    if target is not Target.local:
+        return None
+
+    def build(registry: MlflowRegistry) -> LocalServing:
+        from controller.adapters.local import LocalServing
+
+        return LocalServing(
+            run_dir,
+            registry.tracking_uri,
+            experiment_of=registry.experiment_id,
+            router_port=router_port,
+            attach=attach,
+        )
+
+    return build
 
 
 def _changes_since(path: Path, root: Path, ref: str) -> tuple[frozenset[str], Desired]:
@@ -306,14 +372,18 @@ def plan(
     prune: PruneOpt = False,
     root: RootOpt = None,
     allow_empty: AllowEmptyOpt = False,
+    target: TargetOpt = Target.local,
+    run_dir: RunDirOpt = DEFAULT_RUN_DIR,
+    router_port: RouterPortOpt = 8765,
 ) -> None:
-    """Show what apply would change. Never runs agent code and never writes."""
+    """Show what apply would change. Never runs agent code, never writes, never starts a server."""
     from controller.render import render_plan
 
     try:
         result = _reconcile(
             path, root, allow_empty, tracking_uri, owner, prune,
             apply=False, changed_since=changed_since,
+            serving=_local(target, run_dir, router_port),
         )  # fmt: skip
     except AgentctlError as exc:
         raise _fail(exc, format) from None
@@ -335,8 +405,13 @@ def apply_cmd(
     prune: PruneOpt = False,
     root: RootOpt = None,
     allow_empty: AllowEmptyOpt = False,
+    target: TargetOpt = Target.local,
+    run_dir: RunDirOpt = DEFAULT_RUN_DIR,
+    router_port: RouterPortOpt = 8765,
 ) -> None:
-    """Plan, then apply the plan: log and register new versions, move aliases, set tags."""
+    """Plan, then apply the plan: register versions, move aliases, set tags; start and stop model
+    servers and set their traffic (with --target local they keep running after this command;
+    `agentctl down` stops them)."""
     from controller.render import render_changeset
 
     def show_plan(p: Plan) -> None:
@@ -345,12 +420,13 @@ def apply_cmd(
 
     def show_entry(e: Entry) -> None:
         if format is Format.text:
-            typer.echo(f"{e.address}: {e.verb.value}")
+            typer.echo(f"{e.address}: {e.verb.value}" + (f" ({e.detail})" if e.detail else ""))
 
     try:
         result = _reconcile(
             path, root, allow_empty, tracking_uri, owner, prune,
             apply=True, on_plan=show_plan, on_entry=show_entry,
+            serving=_local(target, run_dir, router_port),
         )  # fmt: skip
     except AgentctlError as exc:
         raise _fail(exc, format) from None
@@ -365,6 +441,190 @@ def apply_cmd(
     elif result.changeset is not None:
         typer.echo("")
         typer.echo(render_changeset(result.changeset).splitlines()[-1])
+    if format is Format.text and target is Target.local:
+        _show_endpoint(run_dir)
+
+
+def _show_endpoint(run_dir: Path) -> None:
+    from controller.adapters.local.rundir import RunDir
+
+    info = RunDir.read(RunDir(run_dir).daemon_file)
+    if info is not None:
+        typer.echo(f"Serving at {info['router']}/agents/<agent>/invocations")
+
+
+@app.command()
+def up(
+    path: PathArg,
+    tracking_uri: TrackingOpt = DEFAULT_TRACKING_URI,
+    owner: OwnerOpt = "agentctl",
+    prune: PruneOpt = False,
+    root: RootOpt = None,
+    allow_empty: AllowEmptyOpt = False,
+    run_dir: RunDirOpt = DEFAULT_RUN_DIR,
+    router_port: RouterPortOpt = 8765,
+    debounce: Annotated[
+        int, typer.Option(help="Milliseconds of quiet after a change before re-planning.")
+    ] = 400,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            help="Apply, leave the servers running in the background and return, without "
+            "watching; `agentctl down` stops them."
+        ),
+    ] = False,
+) -> None:
+    """Apply PATH (registry and local serving), then watch it and apply every change, printing
+    each plan, until Ctrl-C or SIGTERM, which stop every process it started."""
+    import signal
+
+    from controller.loader import load
+
+    build = _local(Target.local, run_dir, router_port, attach=not detach)
+    assert build is not None
+    holder: list[LocalServing] = []
+
+    def serving(registry: MlflowRegistry) -> ServingTarget:
+        if not holder:
+            holder.append(build(registry))  # type: ignore[arg-type]
+        return holder[0]
+
+    def once() -> bool:
+        def show_entry(e: Entry) -> None:
+            typer.echo(f"{e.address}: {e.verb.value}" + (f" ({e.detail})" if e.detail else ""))
+
+        try:
+            result = _reconcile(
+                path, root, allow_empty, tracking_uri, owner, prune,
+                apply=True, on_plan=lambda p: _show_plan(p, Format.text), on_entry=show_entry,
+                serving=serving,
+            )  # fmt: skip
+        except AgentctlError as exc:
+            _fail(exc)
+            return False
+        if result.changeset is not None:
+            from controller.render import render_changeset
+
+            typer.echo(render_changeset(result.changeset).splitlines()[-1])
+        _show_endpoint(run_dir)
+        return not result.plan.has_errors
+
+    def terminate(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        ok = once()
+        if detach:
+            if not ok:
+                raise typer.Exit(1)
+            return
+        watched = _watched(path, run_dir, load, root, allow_empty)
+        typer.echo(f"Watching {', '.join(str(p) for p in watched)} (Ctrl-C stops everything).")
+        import watchfiles
+
+        for changes in watchfiles.watch(
+            *watched,
+            watch_filter=watchfiles.DefaultFilter(ignore_paths=[str(run_dir.resolve())]),
+            debounce=debounce,
+            step=50,
+        ):
+            names = sorted({Path(p).name for _, p in changes})
+            typer.echo(f"\n--- changed: {', '.join(names)}")
+            once()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if not detach:
+            signal.signal(
+                signal.SIGTERM, signal.SIG_IGN
+            )  # a second SIGTERM must not cut this short
+            stopped = holder[0].shutdown() if holder else _stop(run_dir)
+            if stopped:
+                typer.echo("Stopped the router and every model server.")
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _watched(
+    path: Path, run_dir: Path, load: Callable[..., tuple[Desired, Diagnostics]],
+    root: Path | None, allow_empty: bool,
+) -> list[Path]:  # fmt: skip
+    """PATH, and the directories of the agents' source files that lie outside it."""
+    watched = [path.resolve()]
+    try:
+        desired, _ = load(path, root=root, allow_empty=allow_empty)
+    except AgentctlError:
+        return watched
+    for agent in desired.agents:
+        if agent.source is None:
+            continue
+        for ref in agent.source.refs:
+            folder = (Path(desired.root) / ref).parent.resolve()
+            if not any(folder.is_relative_to(w) for w in watched):
+                watched.append(folder)
+    return watched
+
+
+def _stop(run_dir: Path) -> bool:
+    from controller.adapters.local import LocalServing
+
+    return LocalServing(run_dir, "", experiment_of=lambda m: "").shutdown()
+
+
+@app.command()
+def down(run_dir: RunDirOpt = DEFAULT_RUN_DIR) -> None:
+    """Stop local serving in the run directory: the router and every model server."""
+    if _stop(run_dir):
+        typer.echo("Stopped the router and every model server.")
+    else:
+        typer.echo(f"Nothing is running in {run_dir}.")
+
+
+@app.command()
+def status(
+    run_dir: RunDirOpt = DEFAULT_RUN_DIR,
+    format: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
+) -> None:
+    """What local serving runs: each agent's versions (ready, restarts), weights and shadow."""
+    from controller.adapters.local import LocalServing
+
+    try:
+        snapshot = LocalServing(run_dir, "", experiment_of=lambda m: "").observe()
+    except AgentctlError as exc:
+        raise _fail(exc) from None
+    if format is Format.json:
+        payload = {
+            "endpoint": snapshot.endpoint,
+            "agents": {
+                name: {
+                    "model": a.model,
+                    "versions": {
+                        str(v): {"ready": s.ready, "restarts": s.restarts, "url": s.url}
+                        for v, s in sorted(a.versions.items())
+                    },
+                    "weights": {str(v): p for v, p in sorted(a.weights.items())},
+                    "shadow": list(a.shadow) if a.shadow else None,
+                }
+                for name, a in sorted(snapshot.agents.items())
+            },
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    if not snapshot.agents:
+        typer.echo(f"Nothing is served from {run_dir}.")
+        return
+    typer.echo(f"Router: {snapshot.endpoint}/<agent>/invocations")
+    for name, a in sorted(snapshot.agents.items()):
+        typer.echo(f"{name} ({a.model}):")
+        for v, s in sorted(a.versions.items()):
+            share = a.weights.get(v)
+            role = f"{share}% of traffic" if share is not None else ""
+            if a.shadow and a.shadow[0] == v:
+                role = (role + ", " if role else "") + f"shadow {a.shadow[1]}%"
+            state = "ready" if s.ready else "NOT READY"
+            typer.echo(
+                f"  version {v}: {state}, {role or 'no traffic'}, restarts {s.restarts}, {s.url}"
+            )
 
 
 def main() -> None:

@@ -148,7 +148,7 @@ def _text(plan: Plan) -> str:
     """The changes; diagnostics are rendered apart (the CLI writes them to stderr)."""
     out: list[str] = []
     if not plan.changes:
-        out.append("No changes. The registry matches the manifests.")
+        out.append("No changes. The registry and serving match the manifests.")
     else:
         out.append("agentctl will perform the following actions:")
         for change in plan.changes:
@@ -185,7 +185,7 @@ def _code(text: str) -> str:
 def _markdown(plan: Plan) -> str:
     out = [MARKER, "### agentctl plan", ""]
     if not plan.changes:
-        out.append("**No changes.** The registry matches the manifests.")
+        out.append("**No changes.** The registry and serving match the manifests.")
     else:
         out.append(f"**{_summary_line(plan)}**")
     views = {v.agent: v for v in plan.views}

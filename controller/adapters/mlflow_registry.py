@@ -233,9 +233,7 @@ class MlflowRegistry:
         import mlflow
 
         mlflow.set_tracking_uri(self.tracking_uri)
-        exp_name = experiment_name(name)
-        exp = self._client.get_experiment_by_name(exp_name)
-        exp_id = exp.experiment_id if exp is not None else self._create_experiment(exp_name)
+        exp_id = self._experiment_id(name)
         run_tags = {DIGEST_TAG: source.digest, "agentctl.io/agent": source.agent}
         try:
             with mlflow.start_run(
@@ -269,6 +267,17 @@ class MlflowRegistry:
             model_id=info.model_id,
         )
         return int(mv.version)
+
+    def experiment_id(self, model: str) -> str:
+        """The id of the experiment of ``model``'s logged models and traces; created if missing."""
+        return self._get(
+            "get experiment", experiment_name(model), lambda: self._experiment_id(model)
+        )
+
+    def _experiment_id(self, model: str) -> str:
+        exp_name = experiment_name(model)
+        exp = self._client.get_experiment_by_name(exp_name)
+        return str(exp.experiment_id) if exp is not None else self._create_experiment(exp_name)
 
     def _create_experiment(self, exp_name: str) -> str:
         from mlflow.exceptions import MlflowException

@@ -58,7 +58,8 @@ class Run:
 
 @pytest.fixture
 def agentctl(proxy: CountingProxy, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """Run the installed ``agentctl`` command against the proxied server."""
+    """Run the installed ``agentctl`` command against the proxied server. The registry target,
+    unless ``env`` says ``AGENTCTL_TARGET=local``: model servers are for the serving tests."""
 
     def run(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Run:
         full_env = dict(os.environ)
@@ -66,6 +67,7 @@ def agentctl(proxy: CountingProxy, tmp_path: Path):  # type: ignore[no-untyped-d
             MLFLOW_TRACKING_URI=proxy.url,
             AGENTCTL_RETRY_ATTEMPTS="3",
             AGENTCTL_RETRY_DEADLINE="20",
+            AGENTCTL_TARGET="registry",
         )
         full_env.update(env or {})
         p = subprocess.run(

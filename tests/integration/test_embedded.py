@@ -17,6 +17,7 @@ AGENTCTL = str(Path(sys.executable).with_name("agentctl"))
 
 def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["AGENTCTL_TARGET"] = "registry"  # serving on the embedded default: test_local_serving
     return subprocess.run(
         [AGENTCTL, *args],
         cwd=cwd,

@@ -7,6 +7,7 @@ to make the server fail on cue (503 for the next N matching requests, or refuse 
 from __future__ import annotations
 
 import http.client
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,6 +37,16 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that hung up (a model server stopped mid-export) is not an error of the proxy.
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 class CountingProxy:
     def __init__(self, upstream: str) -> None:
         parts = urlsplit(upstream)
@@ -43,8 +54,7 @@ class CountingProxy:
         self.upstream_port = parts.port or 80
         self.state = _State()
         handler = self._handler()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

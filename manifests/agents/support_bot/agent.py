@@ -49,7 +49,11 @@ class SupportBot(ResponsesAgent):
         return f"{self.greeting} {self.fallback}"
 
     def predict(self, request: ResponsesAgentRequest) -> ResponsesAgentResponse:
-        text = self.answer(last_user_text(request))
+        question = last_user_text(request)
+        if not question.strip():
+            # The model server answers an exception from predict with HTTP 400.
+            raise ValueError("the request has no user message to answer")
+        text = self.answer(question)
         return ResponsesAgentResponse(output=[self.create_text_output_item(text=text, id="msg-1")])
 
     def predict_stream(

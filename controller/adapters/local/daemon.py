@@ -1,0 +1,339 @@
+"""The local serving daemon: model servers, their supervisor and the router, in one process.
+
+``python -m controller.adapters.local.daemon --run-dir .agentctl --router-port 8765`` is started
+by :class:`controller.adapters.local.client.LocalServing` when the first serving change is
+applied; it outlives that ``agentctl`` process, so that the next one observes what runs. With
+``--parent-pid`` (``agentctl up``) it also stops when that process is gone.
+
+Its admin API is HTTP on the run directory's Unix socket (only this user can reach it):
+
+    GET    /state                           servers (ready, restarts, port, pid) and routes
+    PUT    /agents/{agent}/versions/{v}     {"model", "env", "timeout"}: start, wait until ready
+    DELETE /agents/{agent}/versions/{v}     drain, then stop
+    PUT    /agents/{agent}/route            {"model", "weights": {"<v>": percent}}
+    PUT    /agents/{agent}/mirror           {"shadow": [v, percent] | null}
+    DELETE /agents/{agent}/route
+    POST   /shutdown                        stop every server, then exit
+
+SIGTERM and SIGINT stop every server, then exit. One daemon per run directory (``daemon.lock``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from controller.adapters.local.router import Router
+from controller.adapters.local.rundir import ENV_MARKER, RunDir, alive
+from controller.adapters.local.supervisor import ModelServer, ServerFailed
+from controller.routing import Route
+
+__all__ = ["Daemon", "main"]
+
+log = logging.getLogger("agentctl.local")
+
+# Only these variables may be passed to a model server through the admin API.
+_ENV_ALLOWED = ("MLFLOW_",)
+
+
+class Conflict(Exception):
+    pass
+
+
+class Daemon:
+    def __init__(self, run_dir: RunDir, router_port: int, parent_pid: int | None) -> None:
+        self.run_dir = run_dir
+        self.router_port = router_port
+        self.parent_pid = parent_pid
+        self.servers: dict[str, dict[int, ModelServer]] = {}
+        self.models: dict[str, str] = {}
+        self.router = Router(self.servers)
+        self.stopped = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._session: aiohttp.ClientSession | None = None
+        self.router_url = ""
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        agents: dict[str, Any] = {}
+        for agent in sorted(set(self.servers) | set(self.router.routes)):
+            route = self.router.routes.get(agent)
+            agents[agent] = {
+                "model": self.models.get(agent, agent),
+                "versions": {
+                    str(v): s.describe() for v, s in sorted(self.servers.get(agent, {}).items())
+                },
+                "weights": {str(v): p for v, p in route.weights} if route else {},
+                "shadow": list(route.shadow) if route and route.shadow else None,
+            }
+        return {"pid": os.getpid(), "router": self.router_url, "agents": agents}
+
+    def _save(self) -> None:
+        RunDir.write(self.run_dir.state_file, self.state())
+
+    def _reap_leftovers(self) -> None:
+        """Stop the model servers a daemon that died without cleaning up left running."""
+        old = RunDir.read(self.run_dir.state_file) or {}
+        for agent in (old.get("agents") or {}).values():
+            for server in (agent.get("versions") or {}).values():
+                pid = server.get("pid")
+                if isinstance(pid, int) and _ours(pid, self.run_dir):
+                    log.warning("stopping leftover model server (pid %s)", pid)
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(pid, signal.SIGKILL)
+
+    # -- admin operations ----------------------------------------------------------------------
+
+    async def start_version(
+        self, agent: str, version: int, model: str, env: dict[str, str], timeout: float
+    ) -> ModelServer:
+        assert self._session is not None
+        async with self._lock:
+            have = self.servers.get(agent, {}).get(version)
+            if have is not None and have.model != model:
+                if self._takes_traffic(agent, version):
+                    raise Conflict(f"version {version} of {agent} takes traffic; route it away")
+                await have.stop()
+                del self.servers[agent][version]
+                have = None
+            if have is None:
+                server_env = {k: v for k, v in env.items() if k.startswith(_ENV_ALLOWED)}
+                server_env[ENV_MARKER] = str(self.run_dir.path)
+                have = ModelServer(
+                    agent,
+                    model,
+                    version,
+                    env=server_env,
+                    log_path=self.run_dir.server_log(agent, version),
+                    session=self._session,
+                    on_change=self._save,
+                )
+                self.servers.setdefault(agent, {})[version] = have
+                self.models[agent] = model
+                have.start()
+                self._save()
+        await have.wait_ready(timeout)
+        self._save()
+        return have
+
+    def _takes_traffic(self, agent: str, version: int) -> bool:
+        route = self.router.routes.get(agent)
+        return route is not None and version in route.versions()
+
+    async def stop_version(self, agent: str, version: int) -> None:
+        async with self._lock:
+            if self._takes_traffic(agent, version):
+                raise Conflict(
+                    f"version {version} of {agent} is still in its route; route it away first"
+                )
+            server = self.servers.get(agent, {}).pop(version, None)
+            if not self.servers.get(agent):
+                self.servers.pop(agent, None)
+            self._save()
+        if server is not None:
+            await server.stop()
+
+    def set_route(self, agent: str, model: str, weights: dict[int, int]) -> None:
+        missing = sorted(set(weights) - set(self.servers.get(agent, {})))
+        if missing:
+            raise Conflict(f"versions {missing} of {agent} are not served; start them first")
+        old = self.router.routes.get(agent)
+        self.router.set_route(agent, Route.of(weights, old.shadow if old else None))
+        self.models[agent] = model
+        self._save()
+
+    def set_mirror(self, agent: str, shadow: tuple[int, int] | None) -> None:
+        old = self.router.routes.get(agent)
+        if old is None:
+            raise Conflict(f"agent {agent} has no route; set its weights first")
+        if shadow is not None and shadow[0] not in self.servers.get(agent, {}):
+            raise Conflict(f"version {shadow[0]} of {agent} is not served; start it first")
+        self.router.set_route(agent, Route(old.weights, shadow))
+        self._save()
+
+    def remove_route(self, agent: str) -> None:
+        self.router.set_route(agent, None)
+        self._save()
+
+    async def stop_all(self) -> None:
+        for agent in list(self.router.routes):
+            self.router.set_route(agent, None)
+        servers = [s for versions in self.servers.values() for s in versions.values()]
+        self.servers.clear()
+        await asyncio.gather(*(s.stop(drain=5.0) for s in servers), return_exceptions=True)
+        self._save()
+
+    # -- admin API -----------------------------------------------------------------------------
+
+    def admin_app(self) -> web.Application:
+        app = web.Application(middlewares=[_errors])
+        app.router.add_get("/state", self._get_state)
+        app.router.add_put("/agents/{agent}/versions/{version}", self._put_version)
+        app.router.add_delete("/agents/{agent}/versions/{version}", self._delete_version)
+        app.router.add_put("/agents/{agent}/route", self._put_route)
+        app.router.add_delete("/agents/{agent}/route", self._delete_route)
+        app.router.add_put("/agents/{agent}/mirror", self._put_mirror)
+        app.router.add_post("/shutdown", self._shutdown)
+        return app
+
+    async def _get_state(self, _request: web.Request) -> web.Response:
+        return web.json_response(self.state())
+
+    async def _put_version(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        server = await self.start_version(
+            request.match_info["agent"],
+            int(request.match_info["version"]),
+            str(body["model"]),
+            {str(k): str(v) for k, v in (body.get("env") or {}).items()},
+            float(body.get("timeout", 300)),
+        )
+        return web.json_response(server.describe())
+
+    async def _delete_version(self, request: web.Request) -> web.Response:
+        await self.stop_version(request.match_info["agent"], int(request.match_info["version"]))
+        return web.json_response({})
+
+    async def _put_route(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        weights = {int(v): int(p) for v, p in body["weights"].items()}
+        self.set_route(request.match_info["agent"], str(body["model"]), weights)
+        return web.json_response({})
+
+    async def _delete_route(self, request: web.Request) -> web.Response:
+        self.remove_route(request.match_info["agent"])
+        return web.json_response({})
+
+    async def _put_mirror(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        raw = body.get("shadow")
+        shadow = (int(raw[0]), int(raw[1])) if raw else None
+        self.set_mirror(request.match_info["agent"], shadow)
+        return web.json_response({})
+
+    async def _shutdown(self, _request: web.Request) -> web.Response:
+        asyncio.get_running_loop().call_soon(self.stopped.set)
+        return web.json_response({})
+
+    # -- main ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._reap_leftovers()
+        self._session = aiohttp.ClientSession()
+        router = web.AppRunner(self.router.app(), access_log=None, handle_signals=False)
+        admin = web.AppRunner(self.admin_app(), access_log=None, handle_signals=False)
+        await router.setup()
+        await admin.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.router_port))
+        self.router_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        await web.SockSite(router, sock).start()
+        with contextlib.suppress(FileNotFoundError):
+            self.run_dir.socket.unlink()
+        await web.UnixSite(admin, str(self.run_dir.socket)).start()
+        os.chmod(self.run_dir.socket, 0o600)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopped.set)
+        self._save()
+        RunDir.write(
+            self.run_dir.daemon_file,
+            {
+                "pid": os.getpid(),
+                "router": self.router_url,
+                "socket": str(self.run_dir.socket),
+                "started": time.time(),
+            },
+        )
+        log.info("router on %s, admin on %s", self.router_url, self.run_dir.socket)
+        watch = asyncio.create_task(self._watch_parent())
+        try:
+            await self.stopped.wait()
+        finally:
+            watch.cancel()
+            log.info("stopping every model server")
+            await self.stop_all()
+            with contextlib.suppress(FileNotFoundError):
+                self.run_dir.daemon_file.unlink()
+            await admin.cleanup()
+            await router.cleanup()
+            await self._session.close()
+            with contextlib.suppress(FileNotFoundError):
+                self.run_dir.socket.unlink()
+            log.info("stopped")
+
+    async def _watch_parent(self) -> None:
+        if self.parent_pid is None:
+            return
+        while True:
+            await asyncio.sleep(0.5)
+            if not alive(self.parent_pid):
+                log.warning("process %s that started this daemon is gone", self.parent_pid)
+                self.stopped.set()
+                return
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except Conflict as exc:
+        return web.json_response({"message": str(exc)}, status=409)
+    except ServerFailed as exc:
+        return web.json_response({"message": str(exc)}, status=422)
+    except (KeyError, ValueError, TypeError) as exc:
+        return web.json_response({"message": f"bad request: {exc!r}"}, status=400)
+
+
+def _ours(pid: int, run_dir: RunDir) -> bool:
+    """Whether ``pid`` is alive and was started by local serving of this run directory."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False  # gone, or no /proc to prove it is ours: leave it alone
+    return f"{ENV_MARKER}={run_dir.path}".encode() in environ.split(b"\0")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="agentctl-local-daemon")
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--router-port", type=int, default=0)
+    parser.add_argument("--parent-pid", type=int, default=None)
+    args = parser.parse_args(argv)
+    run_dir = RunDir(args.run_dir)
+    run_dir.prepare()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    lock = open(run_dir.lock_file, "a+")  # noqa: SIM115 - held for the life of the process
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        print(f"another daemon already serves {run_dir.path}", file=sys.stderr)
+        return 3
+    try:
+        asyncio.run(Daemon(run_dir, args.router_port, args.parent_pid).run())
+    except OSError as exc:
+        print(f"cannot start local serving: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""The local traffic router: one port on 127.0.0.1 in front of every agent's model servers.
+
+- ``POST /agents/<agent>/invocations``: forwarded to one ready version, chosen by the route's
+  weights (:class:`controller.routing.Route`); the answer carries ``X-Agentctl-Version``. A
+  response without a length (a stream) is passed on chunk by chunk as it arrives.
+- A refused connection marks that server down and the request goes to another ready version:
+  the request never reached the first, so sending it again is safe.
+- ``shadow`` percent of requests are also sent to the shadow version in the background; the
+  caller never waits for that copy nor sees its answer. At most ``MAX_MIRRORS`` copies are in
+  flight; beyond that copies are dropped (and counted), never queued.
+- ``GET /agents/<agent>/ping``: 200 when a weighted version is ready, else 503.
+- ``GET /metrics``: Prometheus metrics per agent, version and role (primary / shadow).
+
+A route is replaced as a whole (one assignment): requests in flight keep the server they chose,
+and servers are stopped only after the route has left them and their requests have finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+
+from controller.adapters.local.supervisor import ModelServer
+from controller.routing import Route
+
+__all__ = ["MAX_MIRRORS", "VERSION_HEADER", "Router"]
+
+VERSION_HEADER = "X-Agentctl-Version"
+MAX_MIRRORS = 256
+# Hop-by-hop headers (RFC 9110 7.6.1) and those aiohttp sets itself.
+_SKIP_REQUEST = {"host", "connection", "keep-alive", "transfer-encoding", "te", "upgrade",
+                 "proxy-connection", "content-length"}  # fmt: skip
+_SKIP_RESPONSE = _SKIP_REQUEST | {"date", "server"}
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Router:
+    def __init__(
+        self,
+        servers: Mapping[str, Mapping[int, ModelServer]],
+        *,
+        timeout: float = 120.0,
+    ) -> None:
+        self.servers = servers  # agent -> version -> server, owned by the daemon
+        self.routes: dict[str, Route] = {}
+        self.timeout = timeout
+        self.metrics = CollectorRegistry()
+        labels = ("agent", "version", "role")
+        self._requests = Counter(
+            "agentctl_router_requests",
+            "Requests answered, by agent, version, role (primary/shadow) and HTTP status.",
+            (*labels, "code"),
+            registry=self.metrics,
+        )
+        self._errors = Counter(
+            "agentctl_router_request_errors",
+            "Requests that failed: HTTP status >= 400 (an agent that raises answers 400) or no "
+            "answer at all.",
+            labels,
+            registry=self.metrics,
+        )
+        self._latency = Histogram(
+            "agentctl_router_request_duration_seconds",
+            "Time from forwarding a request to the last byte of its answer.",
+            labels,
+            buckets=_BUCKETS,
+            registry=self.metrics,
+        )
+        self._dropped = Counter(
+            "agentctl_router_shadow_dropped",
+            "Shadow copies not sent because MAX_MIRRORS were already in flight.",
+            ("agent",),
+            registry=self.metrics,
+        )
+        self._mirrors: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._children: dict[tuple[str, int, str], tuple[Any, Any]] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/agents/{agent}/invocations", self.invocations)
+        app.router.add_get("/agents/{agent}/ping", self.ping)
+        app.router.add_get("/metrics", self.prometheus)
+        app.router.add_get("/healthz", self.healthz)
+        app.on_startup.append(self._open)
+        app.on_cleanup.append(self._close)
+        return app
+
+    async def _open(self, _app: web.Application) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=1024, limit_per_host=256),
+            timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=5),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        )
+
+    async def _close(self, _app: web.Application) -> None:
+        for task in list(self._mirrors):
+            task.cancel()
+        if self._session is not None:
+            await self._session.close()
+
+    # -- routes --------------------------------------------------------------------------------
+
+    def set_route(self, agent: str, route: Route | None) -> None:
+        if route is None:
+            self.routes.pop(agent, None)
+        else:
+            self.routes[agent] = route
+
+    def _ready(self, agent: str) -> set[int]:
+        return {v for v, s in self.servers.get(agent, {}).items() if s.ready}
+
+    # -- handlers ------------------------------------------------------------------------------
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def prometheus(self, _request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(self.metrics), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def ping(self, request: web.Request) -> web.Response:
+        agent = request.match_info["agent"]
+        route = self.routes.get(agent)
+        if route is None:
+            return _error(404, f"agent '{agent}' is not served")
+        ready = self._ready(agent)
+        if route.choose(0.0, ready) is None:
+            return _error(503, f"no version of agent '{agent}' that takes traffic is ready")
+        return web.json_response({"status": "ok", "ready": sorted(ready)})
+
+    async def invocations(self, request: web.Request) -> web.StreamResponse:
+        agent = request.match_info["agent"]
+        route = self.routes.get(agent)
+        if route is None:
+            return _error(404, f"agent '{agent}' is not served")
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _SKIP_REQUEST}
+        servers = self.servers.get(agent, {})
+        ready = self._ready(agent)
+        mirror = route.mirror(random.random(), ready)
+        if mirror is not None:
+            self._mirror(agent, servers[mirror], body, headers)
+        tried: set[int] = set()
+        while True:
+            version = route.choose(random.random(), ready - tried)
+            if version is None:
+                return _error(503, f"no version of agent '{agent}' that takes traffic is ready")
+            server = servers[version]
+            try:
+                return await self._forward(request, agent, server, body, headers)
+            except aiohttp.ClientConnectorError:
+                # Never reached the server: mark it down and try another ready version.
+                server.mark_down()
+                tried.add(version)
+
+    async def _forward(
+        self,
+        request: web.Request,
+        agent: str,
+        server: ModelServer,
+        body: bytes,
+        headers: Mapping[str, str],
+    ) -> web.StreamResponse:
+        assert self._session is not None
+        latency, errors = self._child(agent, server.version, "primary")
+        server.in_flight += 1
+        start = time.perf_counter()
+        code = "502"
+        try:
+            async with self._session.post(
+                f"{server.url}/invocations", data=body, headers=headers
+            ) as upstream:
+                code = str(upstream.status)
+                out = {k: v for k, v in upstream.headers.items() if k.lower() not in _SKIP_RESPONSE}
+                out[VERSION_HEADER] = str(server.version)
+                if upstream.content_length is not None:
+                    data = await upstream.read()
+                    return web.Response(status=upstream.status, body=data, headers=out)
+                # A stream: pass each chunk on as it comes.
+                response = web.StreamResponse(status=upstream.status, headers=out)
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+                await response.write_eof()
+                return response
+        except aiohttp.ClientConnectorError:
+            code = ""
+            raise
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            code = "504" if isinstance(exc, TimeoutError) else "502"
+            return _error(
+                int(code), f"version {server.version} of '{agent}' failed to answer: {exc}"
+            )
+        finally:
+            server.in_flight -= 1
+            if code:
+                latency.observe(time.perf_counter() - start)
+                self._requests.labels(agent, str(server.version), "primary", code).inc()
+                if code[0] in "45":
+                    errors.inc()
+
+    def _child(self, agent: str, version: int, role: str) -> tuple[Any, Any]:
+        key = (agent, version, role)
+        found = self._children.get(key)
+        if found is None:
+            labels = (agent, str(version), role)
+            found = (self._latency.labels(*labels), self._errors.labels(*labels))
+            self._children[key] = found
+        return found
+
+    def _mirror(
+        self, agent: str, server: ModelServer, body: bytes, headers: Mapping[str, str]
+    ) -> None:
+        if len(self._mirrors) >= MAX_MIRRORS:
+            self._dropped.labels(agent).inc()
+            return
+        task = asyncio.create_task(self._shadow(agent, server, body, dict(headers)))
+        self._mirrors.add(task)
+        task.add_done_callback(self._mirrors.discard)
+
+    async def _shadow(
+        self, agent: str, server: ModelServer, body: bytes, headers: dict[str, str]
+    ) -> None:
+        assert self._session is not None
+        latency, errors = self._child(agent, server.version, "shadow")
+        server.in_flight += 1
+        start = time.perf_counter()
+        code = "502"
+        try:
+            async with self._session.post(
+                f"{server.url}/invocations", data=body, headers=headers
+            ) as upstream:
+                await upstream.read()
+                code = str(upstream.status)
+        except aiohttp.ClientConnectorError:
+            server.mark_down()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            code = "504" if isinstance(exc, TimeoutError) else "502"
+        finally:
+            server.in_flight -= 1
+            latency.observe(time.perf_counter() - start)
+            self._requests.labels(agent, str(server.version), "shadow", code).inc()
+            if code[0] in "45":
+                errors.inc()
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error_code": status, "message": message}, status=status)

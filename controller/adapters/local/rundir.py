@@ -1,0 +1,102 @@
+"""The run directory (default ``.agentctl/``): where local serving keeps its state.
+
+- ``daemon.json``: the running daemon (pid, router URL, admin socket); present only while it runs.
+- ``admin.sock``: the daemon's admin API (HTTP over a Unix socket: only this user reaches it).
+- ``state.json``: the servers the daemon started (agent, version, port, process group) and the
+  routes, rewritten on every change; a daemon that starts after a crash stops what it lists.
+- ``daemon.lock``: held by the daemon while it runs, so that one run directory has one daemon.
+- ``logs/``: one log file per model server, and ``daemon.log``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ENV_MARKER", "RunDir", "alive"]
+
+#: Set in the environment of every process local serving starts: the absolute run directory.
+ENV_MARKER = "AGENTCTL_RUN_DIR"
+
+# sockaddr_un.sun_path is 108 bytes on Linux, 104 on macOS.
+_MAX_SOCKET_PATH = 103
+
+
+class RunDir:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).resolve()
+
+    @property
+    def daemon_file(self) -> Path:
+        return self.path / "daemon.json"
+
+    @property
+    def socket(self) -> Path:
+        return self.path / "admin.sock"
+
+    @property
+    def state_file(self) -> Path:
+        return self.path / "state.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / "daemon.lock"
+
+    @property
+    def logs(self) -> Path:
+        return self.path / "logs"
+
+    @property
+    def daemon_log(self) -> Path:
+        return self.logs / "daemon.log"
+
+    def server_log(self, agent: str, version: int) -> Path:
+        return self.logs / f"{agent}-v{version}.log"
+
+    def prepare(self) -> None:
+        """Create the directory (and logs/); refuse a path too long for the admin socket."""
+        if len(os.fsencode(self.socket)) > _MAX_SOCKET_PATH:
+            raise ValueError(
+                f"the run directory {self.path} is too deep for a Unix socket "
+                f"({len(os.fsencode(self.socket))} > {_MAX_SOCKET_PATH} bytes); "
+                "pass a shorter --run-dir"
+            )
+        self.logs.mkdir(parents=True, exist_ok=True)
+        gitignore = self.path / ".gitignore"
+        if not gitignore.exists():
+            gitignore.write_text("*\n", encoding="utf-8")
+
+    @staticmethod
+    def read(path: Path) -> dict[str, Any] | None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    @staticmethod
+    def write(path: Path, data: dict[str, Any]) -> None:
+        """Write atomically: readers see the old file or the new one, never half of one."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this pid runs (it may belong to another user). A child of this
+    process that has exited is reaped here, so that it does not linger as a zombie."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: ask the kernel whether it exists
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

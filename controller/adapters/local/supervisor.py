@@ -1,0 +1,235 @@
+"""One supervised model server: ``mlflow models serve`` for one registered model version.
+
+The process runs in a session (process group) of its own, so that stopping it also stops the
+uvicorn it starts. The supervisor checks it every ``interval`` seconds: a process that exits is
+restarted with exponential backoff (1 s doubling to 30 s, back to 1 s after a minute of health);
+``/ping`` decides readiness, and three failed pings in a row make a ready server unready. The
+router never sends a request to a server that is not ready, and tells the supervisor at once
+when a connection to it is refused (:meth:`ModelServer.mark_down`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+__all__ = ["ModelServer", "ServerFailed", "free_port"]
+
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 30.0
+HEALTHY_RESET = 60.0  # seconds up after which the backoff starts again from BACKOFF_FIRST
+PING_FAILURES = 3
+
+
+class ServerFailed(Exception):
+    """A model server did not become ready."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+class ModelServer:
+    def __init__(
+        self,
+        agent: str,
+        model: str,
+        version: int,
+        *,
+        env: Mapping[str, str],
+        log_path: Path,
+        session: aiohttp.ClientSession,
+        port: int | None = None,
+        interval: float = 0.25,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.agent = agent
+        self.model = model
+        self.version = version
+        self.port = port or free_port()
+        self.env = dict(env)
+        self.log_path = log_path
+        self.session = session
+        self.interval = interval
+        self.on_change = on_change  # called when the process or its readiness changes
+        self.ready = False
+        self.restarts = 0
+        self.in_flight = 0
+        self.failures_before_ready = 0  # exits before the first ready: a model that cannot load
+        self.ever_ready = False
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent,
+            "model": self.model,
+            "version": self.version,
+            "port": self.port,
+            "pid": self.pid,
+            "url": self.url,
+            "ready": self.ready,
+            "restarts": self.restarts,
+            "log": str(self.log_path),
+        }
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"serve {self.agent} v{self.version}")
+
+    def mark_down(self) -> None:
+        """The router could not connect: stop routing here, and check the process now."""
+        self.ready = False
+        self._wake.set()
+
+    async def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.ready:
+            if self.failures_before_ready >= 2:
+                raise ServerFailed(
+                    f"the model server for {self.agent} version {self.version} exited "
+                    f"{self.failures_before_ready} times before it was ready; "
+                    f"its log ({self.log_path}) ends:\n{self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise ServerFailed(
+                    f"the model server for {self.agent} version {self.version} was not ready "
+                    f"after {timeout:.0f} s; its log ({self.log_path}) ends:\n{self.log_tail()}"
+                )
+            await asyncio.sleep(0.05)
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - 8192))
+                text = fh.read().decode("utf-8", "replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    async def stop(self, drain: float = 30.0, grace: float = 10.0) -> None:
+        """Let requests in flight finish (up to ``drain`` s), then SIGTERM, then SIGKILL."""
+        self._stopping = True
+        self.ready = False
+        self._wake.set()
+        deadline = time.monotonic() + drain
+        while self.in_flight > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._terminate(grace)
+
+    async def _terminate(self, grace: float) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        _kill_group(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        # The leader is gone (or will be now); whatever is left in its group goes with it.
+        _kill_group(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+
+    def _spawn(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        bindir = os.path.dirname(sys.executable)  # `mlflow models serve` runs `uvicorn` by name
+        env = {**os.environ, **self.env}
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+        command = [
+            sys.executable, "-m", "mlflow", "models", "serve",
+            "-m", f"models:/{self.model}/{self.version}",
+            "--env-manager", "local", "-h", "127.0.0.1", "-p", str(self.port),
+        ]  # fmt: skip
+        with open(self.log_path, "ab") as log:
+            log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(command)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                command,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    async def _ping(self) -> bool:
+        try:
+            async with self.session.get(
+                f"{self.url}/ping", timeout=aiohttp.ClientTimeout(total=2)
+            ) as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    async def _run(self) -> None:
+        backoff = BACKOFF_FIRST
+        while not self._stopping:
+            self._spawn()
+            self.on_change()
+            assert self.proc is not None
+            started = time.monotonic()
+            failures = 0
+            while not self._stopping and self.proc.poll() is None:
+                if await self._ping():
+                    failures = 0
+                    if not self.ready:
+                        self.ready = self.ever_ready = True
+                        self.on_change()
+                elif self.ready:
+                    failures += 1
+                    if failures >= PING_FAILURES:
+                        self.ready = False
+                        self.on_change()
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.interval)
+            self.ready = False
+            if self._stopping:
+                return
+            # It died: clean up its group, then restart it after the backoff.
+            await self._terminate(grace=2.0)
+            self.restarts += 1
+            self.on_change()
+            if not self.ever_ready:
+                self.failures_before_ready += 1
+            if time.monotonic() - started > HEALTHY_RESET:
+                backoff = BACKOFF_FIRST
+            with open(self.log_path, "ab") as log:
+                log.write(
+                    f"--- exited with {self.proc.returncode}; restart {self.restarts} "
+                    f"in {backoff:.0f} s\n".encode()
+                )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)

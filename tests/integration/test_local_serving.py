@@ -1,0 +1,386 @@
+"""Local serving with real model servers (`mlflow models serve`) of the example support bot,
+behind the real router, driven by the installed `agentctl` against the real MLflow server.
+
+Three versions of the support bot differ only in their greeting ("v1 says", "v2 says", ...), so
+both the answer and the X-Agentctl-Version header tell which version answered.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import textwrap
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.integration.conftest import AGENTCTL
+from tests.support.proxy import CountingProxy
+
+pytestmark = pytest.mark.integration
+
+LOCAL = {"AGENTCTL_TARGET": "local", "AGENTCTL_ROUTER_PORT": "0"}
+QUESTION = {"input": [{"role": "user", "content": "how do I get a refund?"}]}
+
+MANIFEST = """\
+apiVersion: agentctl.io/v1alpha1
+kind: Agent
+metadata:
+  name: support-bot
+spec:
+  source:
+    code: agents/support_bot/agent.py
+    config: agents/support_bot/config.yaml
+    pipRequirements: [mlflow==3.17.2]
+  versions: [1, 2, 3]
+  aliases:
+    champion: 1
+    challenger: 2
+    candidate: 3
+  serving:
+{serving}
+"""
+
+
+def write_manifest(manifests: Path, serving: str) -> None:
+    body = MANIFEST.format(serving=textwrap.indent(textwrap.dedent(serving).strip(), "    "))
+    (manifests / "support-bot.yaml").write_text(body)
+
+
+def processes_of(run_dir: Path) -> list[int]:
+    """Every live process that local serving of ``run_dir`` started (they carry its path)."""
+    marker = f"AGENTCTL_RUN_DIR={run_dir.resolve()}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def binomial_ok(hits: int, n: int, p: float, sigmas: float = 4.0) -> bool:
+    """``hits`` out of ``n`` is within ``sigmas`` standard deviations of n*p (4 sigma: a correct
+    router fails this about once in 16,000 runs)."""
+    return abs(hits - n * p) <= sigmas * math.sqrt(n * p * (1 - p))
+
+
+@dataclass
+class Serving:
+    root: Path
+    manifests: Path
+    run_dir: Path
+    agentctl: Any
+    client: Any
+    tracking_uri: str
+
+    @property
+    def router(self) -> str:
+        info = json.loads((self.run_dir / "daemon.json").read_text())
+        return str(info["router"])
+
+    def state(self) -> dict[str, Any]:
+        return dict(json.loads((self.run_dir / "state.json").read_text()))
+
+    def ask(self, session: requests.Session, body: Any = QUESTION) -> requests.Response:
+        return session.post(f"{self.router}/agents/support-bot/invocations", json=body, timeout=60)
+
+
+@pytest.fixture
+def serving(examples: Path, agentctl: Any, client: Any, proxy: CountingProxy) -> Iterator[Serving]:
+    """Versions 1-3 of the support bot, registered by `agentctl apply`; `agentctl down` and a
+    check that no process is left behind after the test."""
+    root = examples.parent
+    (examples / "summarizer.yaml").unlink()
+    config = examples / "agents" / "support_bot" / "config.yaml"
+    template = config.read_text()
+    for v in (1, 2, 3):
+        config.write_text(template.replace("Hi, this is the support bot.", f"v{v} says hi."))
+        result = agentctl("apply", str(examples))  # the registry target: one new version each
+        assert result.code == 0, result.err
+        assert f"version {v}" in result.out, result.out
+    run_dir = examples.parent.parent / ".agentctl"  # agentctl runs in tmp_path
+    s = Serving(root, examples, run_dir, agentctl, client, proxy.url)
+    try:
+        yield s
+    finally:
+        down = agentctl("down", env=LOCAL)
+        assert down.code == 0, down.err
+        deadline = time.monotonic() + 15
+        while processes_of(run_dir) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert processes_of(run_dir) == [], "agentctl down left processes behind"
+
+
+def test_split_shadow_metrics_traces_and_a_second_apply_that_touches_nothing(
+    serving: Serving, proxy: CountingProxy
+) -> None:
+    write_manifest(
+        serving.manifests,
+        """
+        traffic:
+          - alias: champion
+            percent: 80
+          - alias: challenger
+            percent: 20
+        shadow:
+          alias: candidate
+          percent: 30
+        """,
+    )
+    applied = serving.agentctl("apply", str(serving.manifests), env=LOCAL)
+    assert applied.code == 0, applied.err + applied.out
+    assert "support-bot.traffic: created (v1 80%, v2 20%)" in applied.out
+    assert "support-bot.shadow: created (v3 30%)" in applied.out
+
+    n = 1000
+    with requests.Session() as http, ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: serving.ask(http), range(n)))
+    assert all(a.status_code == 200 for a in answers)
+    by_header = Counter(a.headers["X-Agentctl-Version"] for a in answers)
+    by_text = Counter(a.json()["output"][0]["content"][0]["text"].split(" ")[0] for a in answers)
+    assert by_header.keys() <= {"1", "2"}, "callers saw the shadow's answers"
+    assert by_text == {"v1": by_header["1"], "v2": by_header["2"]}
+    assert binomial_ok(by_header["2"], n, 0.20), by_header
+
+    # The shadow got about 30 % of the requests as copies: counted by the router and seen by
+    # the shadow's own model server, whose traces reach the tracking server.
+    metrics = requests.get(f"{serving.router}/metrics", timeout=10).text
+    shadow = _sample(metrics, "agentctl_router_requests_total", version="3", role="shadow")
+    assert binomial_ok(int(shadow), n, 0.30), shadow
+    primary = sum(
+        _sample(metrics, "agentctl_router_requests_total", version=v, role="primary")
+        for v in ("1", "2")
+    )
+    assert primary == n
+    v3 = serving.client.get_model_version("support-bot", "3")
+    v3_model_id = v3.model_id or v3.source.removeprefix("models:/")  # REST leaves model_id out
+    exp = serving.client.get_experiment_by_name("/agentctl/support-bot")
+    # The single-worker tracking server ingests ~30 traces/s: all 1,000+ arrive in about 40 s.
+    deadline = time.monotonic() + 120
+    while True:
+        traced = _count_traces(serving.client, exp.experiment_id, v3_model_id)
+        if traced >= shadow or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert traced == shadow, "every shadow copy was answered by version 3's server"
+
+    # An agent that raises is answered with 400, and the router counts it as an error.
+    bad = serving.ask(requests.Session(), {"input": [{"role": "assistant", "content": "?"}]})
+    assert bad.status_code == 400, bad.text
+    metrics = requests.get(f"{serving.router}/metrics", timeout=10).text
+    errors = sum(
+        _sample(metrics, "agentctl_router_request_errors_total", version=v, role="primary")
+        for v in ("1", "2")
+    )
+    assert errors == 1
+
+    # A second apply, from a new process, changes nothing and restarts nothing.
+    pids = {v: s["pid"] for v, s in serving.state()["agents"]["support-bot"]["versions"].items()}
+    writes = len(_registry_writes(proxy))
+    again = serving.agentctl("apply", str(serving.manifests), env=LOCAL)
+    assert again.code == 0, again.err
+    assert "No changes." in again.out
+    after = serving.state()["agents"]["support-bot"]["versions"]
+    assert {v: s["pid"] for v, s in after.items()} == pids
+    assert all(s["restarts"] == 0 for s in after.values())
+    assert len(_registry_writes(proxy)) == writes
+    plan = serving.agentctl("plan", str(serving.manifests), "--detailed-exitcode", env=LOCAL)
+    assert plan.code == 0, plan.out + plan.err
+
+
+def _registry_writes(proxy: CountingProxy) -> list[Any]:
+    """Writes to the registry (model servers also write their traces through the proxy)."""
+    return [
+        w for w in proxy.writes() if "registered-models" in w.path or "model-versions" in w.path
+    ]
+
+
+def _count_traces(client: Any, experiment_id: str, model_id: str) -> int:
+    count, token = 0, None
+    while True:
+        page = client.search_traces(
+            locations=[experiment_id],
+            filter_string=f"metadata.`mlflow.modelId` = '{model_id}'",
+            max_results=500,
+            page_token=token,
+            include_spans=False,
+        )
+        count += len(page)
+        token = page.token
+        if not token:
+            return count
+
+
+def _sample(metrics: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in metrics.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        head, value = line.rsplit(" ", 1)
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+@dataclass
+class Stream:
+    """Requests in a loop from 4 threads, recording (time, status, version) of each."""
+
+    serving: Serving
+    results: list[tuple[float, int, str]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> Stream:
+        self.threads = [threading.Thread(target=self._run) for _ in range(4)]
+        for t in self.threads:
+            t.start()
+        return self
+
+    def _run(self) -> None:
+        with requests.Session() as http:
+            while not self.stop.is_set():
+                try:
+                    r = self.serving.ask(http)
+                    self.results.append(
+                        (time.monotonic(), r.status_code, r.headers.get("X-Agentctl-Version", ""))
+                    )
+                except requests.RequestException:
+                    self.results.append((time.monotonic(), 0, ""))
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+
+def _ready(serving: Serving) -> list[int]:
+    r = requests.get(f"{serving.router}/agents/support-bot/ping", timeout=5)
+    return list(r.json().get("ready", [])) if r.status_code == 200 else []
+
+
+def test_up_live_edit_without_failures_restart_after_kill_and_no_orphans(
+    serving: Serving,
+) -> None:
+    write_manifest(
+        serving.manifests,
+        """
+        traffic:
+          - alias: champion
+            percent: 80
+          - alias: challenger
+            percent: 20
+        """,
+    )
+    env = {**os.environ, **LOCAL, "MLFLOW_TRACKING_URI": serving.tracking_uri}
+    log = (serving.root / "up.log").open("w")
+    up = subprocess.Popen(
+        [AGENTCTL, "up", str(serving.manifests), "--debounce", "200"],
+        cwd=serving.run_dir.parent, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        _wait_for(lambda: "Watching" in (serving.root / "up.log").read_text(), 180, "up")
+        assert sorted(_ready(serving)) == [1, 2]
+
+        # Kill version 2's model server (its whole process group), then ask at once: the router
+        # finds it refused, marks it down and answers from version 1; nothing fails.
+        pid = serving.state()["agents"]["support-bot"]["versions"]["2"]["pid"]
+        os.killpg(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        time.sleep(0.1)  # let the kernel close its socket: a request mid-kill would be cut off
+        with requests.Session() as http:
+            during = [serving.ask(http) for _ in range(100)]
+        assert [r.status_code for r in during] == [200] * 100
+        assert {r.headers["X-Agentctl-Version"] for r in during} == {"1"}
+        _wait_for(lambda: 2 in _ready(serving), 120, "version 2 restarted")
+        back = time.monotonic()
+        v2 = serving.state()["agents"]["support-bot"]["versions"]["2"]
+        assert v2["restarts"] == 1 and v2["pid"] != pid
+        with Stream(serving) as stream:
+            time.sleep(2)
+        assert all(code == 200 for _, code, _ in stream.results)
+        assert "2" in {v for _, _, v in stream.results}, "the restarted server takes traffic again"
+        assert killed < back
+
+        # Edit the split to 0/100 under a steady stream of requests: zero failures.
+        with Stream(serving) as stream:
+            time.sleep(1)
+            write_manifest(
+                serving.manifests,
+                """
+                traffic:
+                  - alias: champion
+                    percent: 0
+                  - alias: challenger
+                    percent: 100
+                """,
+            )
+            _wait_for(
+                lambda: serving.state()["agents"]["support-bot"]["weights"] == {"1": 0, "2": 100},
+                60,
+                "the new split",
+            )
+            switched = time.monotonic()
+            time.sleep(2)
+        assert len(stream.results) > 50
+        assert [r for r in stream.results if r[1] != 200] == []
+        late = [v for t, _, v in stream.results if t > switched + 0.5]
+        assert late and set(late) == {"2"}
+    finally:
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(timeout=60)
+        log.close()
+    output = (serving.root / "up.log").read_text()
+    assert code == 0, output
+    assert "Stopped the router and every model server." in output
+    assert processes_of(serving.run_dir) == [], "agentctl up left processes behind"
+
+
+def _wait_for(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (OSError, ValueError, KeyError, requests.RequestException):
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_served_version_missing_from_the_registry_starts_nothing(
+    serving: Serving,
+) -> None:
+    manifest = serving.manifests / "support-bot.yaml"
+    write_manifest(
+        serving.manifests,
+        """
+        traffic:
+          - version: 1
+            percent: 50
+          - version: 9
+            percent: 50
+        """,
+    )
+    manifest.write_text(manifest.read_text().replace("[1, 2, 3]", "[1, 2, 3, 9]"))
+    result = serving.agentctl("apply", str(serving.manifests), env=LOCAL)
+    assert result.code == 1
+    assert "support-bot.yaml:" in result.err
+    assert "spec.serving.traffic[1].version" in result.err, result.err
+    assert "version 9" in result.err
+    assert not (serving.run_dir / "daemon.json").exists()
+    assert processes_of(serving.run_dir) == []
