@@ -1,0 +1,188 @@
+"""The local router in front of small real HTTP upstreams on 127.0.0.1 (aiohttp servers that
+stand in for model servers): streaming pass-through, a weight change with requests in flight, a
+refused connection, shadow copies and error metrics. Real model servers: test_local_serving."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from controller.adapters.local.router import VERSION_HEADER, Router
+from controller.adapters.local.supervisor import ModelServer, free_port
+from controller.routing import Route
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def _upstream(handler: Handler) -> TestServer:
+    app = web.Application()
+    app.router.add_post("/invocations", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+def _served(session: aiohttp.ClientSession, version: int, port: int) -> ModelServer:
+    server = ModelServer("bot", "bot", version, env={}, log_path=None, session=session, port=port)  # type: ignore[arg-type]
+    server.ready = True
+    return server
+
+
+def _run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(), 30))
+
+
+async def _with_router(
+    upstreams: dict[int, int], route: Route, body: Callable[[Router, str], Awaitable[None]]
+) -> Router:
+    async with aiohttp.ClientSession() as session:
+        servers = {"bot": {v: _served(session, v, port) for v, port in upstreams.items()}}
+        router = Router(servers)
+        router.set_route("bot", route)
+        front = TestServer(router.app(), host="127.0.0.1")
+        await front.start_server()
+        try:
+            await body(router, f"http://127.0.0.1:{front.port}/agents/bot")
+        finally:
+            await front.close()
+        return router
+
+
+def test_a_stream_is_passed_on_chunk_by_chunk() -> None:
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: one\n\n")
+        await asyncio.sleep(0.5)
+        await response.write(b"data: two\n\n")
+        await response.write_eof()
+        return response
+
+    async def test() -> None:
+        up = await _upstream(stream)
+
+        async def check(_router: Router, base: str) -> None:
+            async with aiohttp.ClientSession() as http:
+                start = time.monotonic()
+                async with http.post(f"{base}/invocations", json={"stream": True}) as resp:
+                    assert resp.headers[VERSION_HEADER] == "1"
+                    assert resp.headers["Content-Type"] == "text/event-stream"
+                    first = await resp.content.readuntil(b"\n\n")
+                    first_at = time.monotonic() - start
+                    rest = await resp.content.read()
+            assert first == b"data: one\n\n" and rest == b"data: two\n\n"
+            assert first_at < 0.4, f"the first chunk waited for the whole stream ({first_at:.2f} s)"
+
+        await _with_router({1: up.port}, Route.of({1: 100}), check)
+        await up.close()
+
+    _run(test)
+
+
+def test_a_weight_change_does_not_drop_requests_in_flight() -> None:
+    def slow(version: int) -> Handler:
+        async def handler(_request: web.Request) -> web.Response:
+            await asyncio.sleep(0.5)
+            return web.json_response({"version": version})
+
+        return handler
+
+    async def test() -> None:
+        one, two = await _upstream(slow(1)), await _upstream(slow(2))
+
+        async def check(router: Router, base: str) -> None:
+            async with aiohttp.ClientSession() as http:
+
+                async def ask() -> tuple[int, str]:
+                    async with http.post(f"{base}/invocations", json={}) as resp:
+                        return resp.status, resp.headers[VERSION_HEADER]
+
+                before = [asyncio.create_task(ask()) for _ in range(20)]
+                await asyncio.sleep(0.2)  # all 20 are in flight on version 1
+                router.set_route("bot", Route.of({1: 0, 2: 100}))
+                after = [asyncio.create_task(ask()) for _ in range(20)]
+                assert await asyncio.gather(*before) == [(200, "1")] * 20
+                assert await asyncio.gather(*after) == [(200, "2")] * 20
+
+        await _with_router({1: one.port, 2: two.port}, Route.of({1: 100, 2: 0}), check)
+        await one.close()
+        await two.close()
+
+    _run(test)
+
+
+def test_a_refused_connection_goes_to_another_ready_version() -> None:
+    async def ok(_request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    async def test() -> None:
+        live = await _upstream(ok)
+        dead_port = free_port()  # nothing listens there
+
+        async def check(router: Router, base: str) -> None:
+            async with aiohttp.ClientSession() as http:
+                codes = []
+                for _ in range(50):
+                    async with http.post(f"{base}/invocations", json={}) as resp:
+                        codes.append((resp.status, resp.headers.get(VERSION_HEADER)))
+            assert codes == [(200, "1")] * 50
+            assert not router.servers["bot"][2].ready
+            async with aiohttp.ClientSession() as http, http.get(f"{base}/ping") as resp:
+                assert resp.status == 200 and (await resp.json())["ready"] == [1]
+
+        await _with_router({1: live.port, 2: dead_port}, Route.of({1: 50, 2: 50}), check)
+        await live.close()
+
+    _run(test)
+
+
+def test_shadow_copies_are_not_waited_for_and_errors_are_counted() -> None:
+    seen: list[Any] = []
+
+    async def primary(request: web.Request) -> web.Response:
+        body = await request.json()
+        status = 400 if body.get("raise") else 200
+        return web.json_response({"from": "primary"}, status=status)
+
+    async def shadow(request: web.Request) -> web.Response:
+        seen.append(await request.json())
+        await asyncio.sleep(1.0)
+        return web.json_response({"from": "shadow"})
+
+    async def test() -> None:
+        p, s = await _upstream(primary), await _upstream(shadow)
+
+        async def check(router: Router, base: str) -> None:
+            async with aiohttp.ClientSession() as http:
+                start = time.monotonic()
+                for i in range(10):
+                    async with http.post(f"{base}/invocations", json={"i": i}) as resp:
+                        assert (await resp.json()) == {"from": "primary"}
+                        assert resp.headers[VERSION_HEADER] == "1"
+                assert time.monotonic() - start < 1.0, "the caller waited for the shadow"
+                async with http.post(f"{base}/invocations", json={"raise": True}) as resp:
+                    assert resp.status == 400
+                await asyncio.sleep(1.2)
+                async with http.get(base.replace("/agents/bot", "/metrics")) as resp:
+                    metrics = await resp.text()
+            assert [x["i"] for x in seen[:10]] == list(range(10))
+            assert (
+                'agentctl_router_request_errors_total{agent="bot",role="primary",version="1"} 1.0'
+                in metrics
+            )
+            assert (
+                'agentctl_router_requests_total{agent="bot",code="200",role="shadow",version="2"} 11.0'
+                in metrics
+            )
+
+        await _with_router({1: p.port, 2: s.port}, Route.of({1: 100}, shadow=(2, 100)), check)
+        await p.close()
+        await s.close()
+
+    _run(test)
