@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make run    apply the example manifests to the embedded default (MLflow on sqlite:///mlflow.db)
+#   make run    apply the example manifests to the embedded default (MLflow on sqlite:///mlflow.db,
+#               model servers and the router on 127.0.0.1:8765; `make down` stops them)
 #   make test   the whole test suite (starts and stops its own MLflow server on 127.0.0.1)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 TRACKING_URI ?= sqlite:///mlflow.db
 MANIFESTS ?= manifests
 
-.PHONY: run test lint schema clean
+.PHONY: run down test lint schema bench-router clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,12 @@ run: $(STAMP)
 	$(BIN)/agentctl apply $(MANIFESTS) --tracking-uri $(TRACKING_URI)
 	@echo "--- a second plan must find nothing to do (exit 0):"
 	$(BIN)/agentctl plan $(MANIFESTS) --tracking-uri $(TRACKING_URI) --detailed-exitcode
+	$(BIN)/agentctl status
+	@echo "--- still serving; try: curl -s localhost:8765/agents/support-bot/invocations -d '{\"input\":[{\"role\":\"user\",\"content\":\"refund?\"}]}'"
+	@echo "--- stop with: make down"
+
+down: $(STAMP)
+	$(BIN)/agentctl down
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -30,8 +37,12 @@ lint: $(STAMP)
 	$(BIN)/python -m ruff format --check controller tests bench
 	$(BIN)/python -m mypy
 
+bench-router: $(STAMP)
+	$(BIN)/python bench/router.py
+
 schema: $(STAMP)
 	$(BIN)/agentctl schema > agentctl.schema.json
 
 clean:
-	rm -rf $(VENV) mlflow.db mlruns .pytest_cache .mypy_cache .ruff_cache
+	-$(BIN)/agentctl down
+	rm -rf $(VENV) mlflow.db mlruns .agentctl .pytest_cache .mypy_cache .ruff_cache

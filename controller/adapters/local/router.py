@@ -83,6 +83,7 @@ class Router:
         self._mirrors: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._children: dict[tuple[str, int, str], tuple[Any, Any]] = {}
+        self._counts: dict[tuple[str, int, str, str], Any] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -208,7 +209,7 @@ class Router:
             server.in_flight -= 1
             if code:
                 latency.observe(time.perf_counter() - start)
-                self._requests.labels(agent, str(server.version), "primary", code).inc()
+                self._count(agent, server.version, "primary", code)
                 if code[0] in "45":
                     errors.inc()
 
@@ -220,6 +221,13 @@ class Router:
             found = (self._latency.labels(*labels), self._errors.labels(*labels))
             self._children[key] = found
         return found
+
+    def _count(self, agent: str, version: int, role: str, code: str) -> None:
+        key = (agent, version, role, code)
+        child = self._counts.get(key)
+        if child is None:
+            child = self._counts[key] = self._requests.labels(agent, str(version), role, code)
+        child.inc()
 
     def _mirror(
         self, agent: str, server: ModelServer, body: bytes, headers: Mapping[str, str]
@@ -252,7 +260,7 @@ class Router:
         finally:
             server.in_flight -= 1
             latency.observe(time.perf_counter() - start)
-            self._requests.labels(agent, str(server.version), "shadow", code).inc()
+            self._count(agent, server.version, "shadow", code)
             if code[0] in "45":
                 errors.inc()
 
