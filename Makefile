@@ -23,7 +23,7 @@ run: $(STAMP)
 	@echo "--- a second plan must find nothing to do (exit 0):"
 	$(BIN)/agentctl plan $(MANIFESTS) --tracking-uri $(TRACKING_URI) --detailed-exitcode
 	$(BIN)/agentctl status
-	@echo "--- still serving; try: curl -s localhost:8765/agents/support-bot/invocations -d '{\"input\":[{\"role\":\"user\",\"content\":\"refund?\"}]}'"
+	@echo "--- still serving; try: curl -s localhost:8765/agents/support-bot/invocations -H 'content-type: application/json' -d '{\"input\":[{\"role\":\"user\",\"content\":\"refund?\"}]}'"
 	@echo "--- stop with: make down"
 
 down: $(STAMP)

@@ -512,7 +512,9 @@ def up(
     def terminate(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
+    # Ctrl-C too: a shell starts background jobs with SIGINT ignored, which Python keeps.
     previous = signal.signal(signal.SIGTERM, terminate)
+    previous_int = signal.signal(signal.SIGINT, terminate)
     try:
         ok = once()
         if detach:
@@ -543,6 +545,7 @@ def up(
             if stopped:
                 typer.echo("Stopped the router and every model server.")
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _watched(

@@ -141,6 +141,8 @@ def _title(change: Change) -> str:
         return f'{kind} "{change.model}"'
     if change.kind.value == "alias":
         return f'{kind} "{change.model}@{change.name}"'
+    if not change.name:  # traffic, shadow: one per agent
+        return f'{kind} "{change.agent}"'
     return f'{kind} "{change.model}" ({change.name})'
 
 
