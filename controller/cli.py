@@ -12,7 +12,7 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 __all__ = ["app", "main"]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+#: The environment as the user gave it, before the registry adapter sets its MLflow defaults
+#: (no HTTP retries of MLflow's own, for one): what model servers start from.
+_USER_ENV = dict(os.environ)
 
 app = typer.Typer(
     name="agentctl",
@@ -258,6 +261,7 @@ def _local(
             experiment_of=registry.experiment_id,
             router_port=router_port,
             attach=attach,
+            env=_USER_ENV,
         )
 
     return build
@@ -527,7 +531,7 @@ def up(
 
         for changes in watchfiles.watch(
             *watched,
-            watch_filter=watchfiles.DefaultFilter(ignore_paths=[str(run_dir.resolve())]),
+            watch_filter=_watch_filter(run_dir),
             debounce=debounce,
             step=50,
         ):
@@ -546,6 +550,21 @@ def up(
                 typer.echo("Stopped the router and every model server.")
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
+
+
+def _watch_filter(run_dir: Path) -> Callable[[Any, str], bool]:
+    """What `up` reacts to: not the run directory, the sqlite registry, nor MLflow's artifact
+    folders, which apply and the model servers' traces write to all the time."""
+    import watchfiles
+
+    class WatchFilter(watchfiles.DefaultFilter):
+        ignore_dirs = (*watchfiles.DefaultFilter.ignore_dirs, "mlruns", "mlartifacts", ".agentctl")
+        ignore_entity_patterns = (
+            *watchfiles.DefaultFilter.ignore_entity_patterns,
+            r"\.db(-journal|-wal|-shm)?$",
+        )
+
+    return WatchFilter(ignore_paths=[run_dir.resolve()])
 
 
 def _watched(

@@ -170,22 +170,22 @@ def plan_serving(
 
 
 def remove_serving(observed: AgentServing, why: str, change: _ChangeFn) -> None:
-    """Stop serving an agent: route and shadow first, then every server."""
-    if observed.weights:
-        change(
-            Kind.TRAFFIC,
-            "",
-            Action.DELETE,
-            {"weights": _observed_weights(observed.weights)},
-            None,
-            why,
-        )
+    """Stop serving an agent: shadow, then route, then every server."""
     if observed.shadow is not None:
         change(
             Kind.SHADOW,
             "",
             Action.DELETE,
             {"version": observed.shadow[0], "percent": observed.shadow[1]},
+            None,
+            why,
+        )
+    if observed.weights:
+        change(
+            Kind.TRAFFIC,
+            "",
+            Action.DELETE,
+            {"weights": _observed_weights(observed.weights)},
             None,
             why,
         )

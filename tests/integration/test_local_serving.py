@@ -30,7 +30,13 @@ from tests.support.proxy import CountingProxy
 
 pytestmark = pytest.mark.integration
 
-LOCAL = {"AGENTCTL_TARGET": "local", "AGENTCTL_ROUTER_PORT": "0"}
+# Model servers inherit agentctl's environment: let them retry trace exports, as MLflow does by
+# default (the suite turns MLflow's retries off for itself).
+LOCAL = {
+    "AGENTCTL_TARGET": "local",
+    "AGENTCTL_ROUTER_PORT": "0",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+}
 QUESTION = {"input": [{"role": "user", "content": "how do I get a refund?"}]}
 
 MANIFEST = """\
@@ -157,8 +163,8 @@ def test_split_shadow_metrics_traces_and_a_second_apply_that_touches_nothing(
     assert by_text == {"v1": by_header["1"], "v2": by_header["2"]}
     assert binomial_ok(by_header["2"], n, 0.20), by_header
 
-    # The shadow got about 30 % of the requests as copies: counted by the router and seen by
-    # the shadow's own model server, whose traces reach the tracking server.
+    # The shadow got about 30 % of the requests as copies: counted by the router, and each one
+    # received by version 3's own model server (its access log).
     metrics = requests.get(f"{serving.router}/metrics", timeout=10).text
     shadow = _sample(metrics, "agentctl_router_requests_total", version="3", role="shadow")
     assert binomial_ok(int(shadow), n, 0.30), shadow
@@ -167,17 +173,25 @@ def test_split_shadow_metrics_traces_and_a_second_apply_that_touches_nothing(
         for v in ("1", "2")
     )
     assert primary == n
+    received = {
+        v: (serving.run_dir / "logs" / f"support-bot-v{v}.log")
+        .read_text()
+        .count('"POST /invocations HTTP/1.1" 200')
+        for v in ("1", "2", "3")
+    }
+    assert received == {"1": by_header["1"], "2": by_header["2"], "3": shadow}
+
+    # Their traces reach the tracking server, in the agent's experiment. (A single-worker sqlite
+    # tracking server flooded with 1,300 traces in seconds may drop a few: MLflow logs each.)
     v3 = serving.client.get_model_version("support-bot", "3")
     v3_model_id = v3.model_id or v3.source.removeprefix("models:/")  # REST leaves model_id out
     exp = serving.client.get_experiment_by_name("/agentctl/support-bot")
-    # The single-worker tracking server ingests ~30 traces/s: all 1,000+ arrive in about 40 s.
-    deadline = time.monotonic() + 120
-    while True:
+    deadline, traced, last = time.monotonic() + 120, 0, -1
+    while traced < shadow and time.monotonic() < deadline and traced != last:
+        last = traced
+        time.sleep(3)
         traced = _count_traces(serving.client, exp.experiment_id, v3_model_id)
-        if traced >= shadow or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert traced == shadow, "every shadow copy was answered by version 3's server"
+    assert traced >= 0.9 * shadow, (traced, shadow)
 
     # An agent that raises is answered with 400, and the router counts it as an error.
     bad = serving.ask(requests.Session(), {"input": [{"role": "assistant", "content": "?"}]})
@@ -201,6 +215,12 @@ def test_split_shadow_metrics_traces_and_a_second_apply_that_touches_nothing(
     assert len(_registry_writes(proxy)) == writes
     plan = serving.agentctl("plan", str(serving.manifests), "--detailed-exitcode", env=LOCAL)
     assert plan.code == 0, plan.out + plan.err
+
+    # The daemon dies without cleaning up (SIGKILL): its servers run on, and `agentctl down`
+    # (in the fixture's teardown, which checks that nothing is left) still finds and stops them.
+    daemon = json.loads((serving.run_dir / "daemon.json").read_text())["pid"]
+    os.kill(daemon, signal.SIGKILL)
+    _wait_for(lambda: len(processes_of(serving.run_dir)) == 6, 10, "the daemon's death")
 
 
 def _registry_writes(proxy: CountingProxy) -> list[Any]:

@@ -1,4 +1,6 @@
-"""An in-memory serving target for executor and loop tests: records every call, can fail."""
+"""An in-memory serving target for executor and loop tests: records every call, and refuses
+what the local daemon refuses (stopping a version in the route, routing to a version that is not
+served, a mirror without a route)."""
 
 from __future__ import annotations
 
@@ -39,8 +41,8 @@ class FakeServing:
 
     def stop_version(self, agent: str, version: int) -> None:
         self.calls.append(("stop", agent, version))
-        if any(version == v for v, p in self.weights.get(agent, {}).items() if p > 0):
-            raise AssertionError(f"stopped version {version} while it takes traffic")
+        if version in self.weights.get(agent, {}) or self.mirrors.get(agent, (0, 0))[0] == version:
+            raise AssertionError(f"stopped version {version} while it is in the route")
         self.servers.get(agent, {}).pop(version, None)
         if agent in self.servers and not self.servers[agent]:
             del self.servers[agent]
@@ -55,6 +57,10 @@ class FakeServing:
 
     def set_mirror(self, agent: str, shadow: tuple[int, int] | None) -> None:
         self.calls.append(("mirror", agent, shadow))
+        if agent not in self.weights and shadow is not None:
+            raise AssertionError("a mirror without a route")
+        if shadow is not None and shadow[0] not in self.servers.get(agent, {}):
+            raise AssertionError(f"mirror to version {shadow[0]}, which is not served")
         if shadow is None:
             self.mirrors.pop(agent, None)
         else:

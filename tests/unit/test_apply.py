@@ -190,3 +190,29 @@ def test_serving_changes_need_a_serving_target(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="serving target"):
         apply(the_plan, reg, root=str(tmp_path), policy=NO_WAIT)
     assert reg.writes == []
+
+
+SHADOWED = GOOD.replace(
+    """      - alias: champion
+        percent: 100
+""",
+    """      - alias: champion
+        percent: 100
+    shadow:
+      alias: champion
+      percent: 10
+""",
+)
+
+
+def test_serving_with_a_shadow_is_removed_in_one_apply(tmp_path: Path) -> None:
+    desired, _ = load(write_repo(tmp_path, SHADOWED))
+    reg, srv = FakeRegistry(), FakeServing()
+    reconcile(desired, reg, apply=True, policy=NO_WAIT, serving=srv)
+    assert srv.mirrors == {"bot": (1, 10)}
+    desired, _ = load(write_repo(tmp_path, GOOD.split("  serving:")[0]))
+    srv.calls.clear()
+    result = reconcile(desired, reg, apply=True, policy=NO_WAIT, serving=srv)
+    assert result.changeset is not None
+    assert srv.calls == [("mirror", "bot", None), ("unroute", "bot"), ("stop", "bot", 1)]
+    assert srv.observe().agents == {}

@@ -85,6 +85,38 @@ def test_a_stream_is_passed_on_chunk_by_chunk() -> None:
     _run(test)
 
 
+def test_a_stream_cut_by_the_model_server_is_cut_for_the_caller_too() -> None:
+    async def broken(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: one\n\n")
+        assert request.transport is not None
+        request.transport.close()  # dies mid-answer
+        return response
+
+    async def test() -> None:
+        up = await _upstream(broken)
+
+        async def check(router: Router, base: str) -> None:
+            async with aiohttp.ClientSession() as http:
+                async with http.post(f"{base}/invocations", json={}) as resp:
+                    assert resp.status == 200  # the status line went out before the cut
+                    try:
+                        await resp.read()
+                    except aiohttp.ClientPayloadError:
+                        pass
+                    else:
+                        raise AssertionError("a cut stream was passed on as a complete answer")
+                async with http.get(base.replace("/agents/bot", "/metrics")) as resp:
+                    metrics = await resp.text()
+            assert 'request_errors_total{agent="bot",role="primary",version="1"} 1.0' in metrics
+
+        await _with_router({1: up.port}, Route.of({1: 100}), check)
+        await up.close()
+
+    _run(test)
+
+
 def test_a_weight_change_does_not_drop_requests_in_flight() -> None:
     def slow(version: int) -> Handler:
         async def handler(_request: web.Request) -> web.Response:

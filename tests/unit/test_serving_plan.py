@@ -148,8 +148,8 @@ def test_agent_without_serving_is_unrouted_then_stopped() -> None:
     d = desired(canary())
     p = plan(d, REGISTRY, serving=served({1: True, 2: True}, {1: 80, 2: 20}, (2, 5)))
     assert kinds(p) == [
-        ("traffic", "", "delete"),
         ("shadow", "", "delete"),
+        ("traffic", "", "delete"),
         ("served_version", "1", "delete"),
         ("served_version", "2", "delete"),
     ]

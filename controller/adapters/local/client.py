@@ -12,6 +12,7 @@ that their traces reach the registry's tracking server, and
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -24,7 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from controller.adapters.local.rundir import ENV_MARKER, RunDir, alive
+from controller.adapters.local.rundir import ENV_MARKER, RunDir, alive, ours, reap_leftovers
 from controller.errors import PermanentBackendError, TemporaryBackendError
 from controller.observed import AgentServing, ServedVersion, ServingSnapshot
 
@@ -68,6 +69,7 @@ class LocalServing:
         attach: bool = False,
         ready_timeout: float = 300.0,
         start_timeout: float = 30.0,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.run_dir = RunDir(run_dir)
         self.tracking_uri = absolute_tracking_uri(tracking_uri)
@@ -76,14 +78,18 @@ class LocalServing:
         self.attach = attach
         self.ready_timeout = ready_timeout
         self.start_timeout = start_timeout
+        # The environment model servers start from: by default this process's.
+        self.env = dict(env if env is not None else os.environ)
 
     # -- the daemon ----------------------------------------------------------------------------
 
     def daemon(self) -> dict[str, Any] | None:
         """The running daemon's record (pid, router, socket), or None when none runs."""
         info = RunDir.read(self.run_dir.daemon_file)
-        if info is None or not isinstance(info.get("pid"), int) or not alive(info["pid"]):
+        if info is None or not isinstance(info.get("pid"), int):
             return None
+        if not alive(info["pid"]) or ours(info["pid"], self.run_dir) is False:
+            return None  # gone, or its pid now belongs to another process
         return info
 
     def ensure_daemon(self) -> dict[str, Any]:
@@ -113,14 +119,10 @@ class LocalServing:
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             info = self.daemon()
-            if info is not None and info["pid"] == proc.pid:
+            if info is not None:
                 return info
-            if proc.poll() is not None:
-                if proc.returncode == 3:  # another daemon won the race for this run directory
-                    time.sleep(0.2)
-                    info = self.daemon()
-                    if info is not None:
-                        return info
+            if proc.poll() is not None and proc.returncode != 3:
+                # (3: another daemon won the race for this run directory; wait for its record)
                 raise PermanentBackendError(
                     f"local serving did not start (exit {proc.returncode}); "
                     f"see {self.run_dir.daemon_log}:\n{_tail(self.run_dir.daemon_log)}",
@@ -135,19 +137,24 @@ class LocalServing:
         )
 
     def shutdown(self, timeout: float = 60.0) -> bool:
-        """Stop the daemon and every server it runs; False if none was running."""
+        """Stop the daemon and every server it runs, or, if the daemon died, the servers it
+        left behind; False if nothing was running."""
         info = self.daemon()
         if info is None:
-            return False
+            return bool(reap_leftovers(self.run_dir))
+        pid = info["pid"]
         try:
             self._request("POST", "/shutdown", timeout=5)
-        except TemporaryBackendError:
-            os.kill(info["pid"], signal.SIGTERM)
+        except (TemporaryBackendError, PermanentBackendError):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while alive(info["pid"]) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if alive(info["pid"]):
-            os.kill(info["pid"], signal.SIGKILL)
+        if alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            reap_leftovers(self.run_dir)
         return True
 
     def _request(self, method: str, path: str, body: Any = None, *, timeout: float = 30.0) -> Any:
@@ -207,7 +214,10 @@ class LocalServing:
 
     def start_version(self, agent: str, model: str, version: int) -> str:
         self.ensure_daemon()
+        # The server's whole environment: this process's (an agent may need an API key from
+        # it), and where its registry and traces are.
         env = {
+            **self.env,
             "MLFLOW_TRACKING_URI": self.tracking_uri,
             "MLFLOW_REGISTRY_URI": self.tracking_uri,
             "MLFLOW_TRACING_DESTINATION": self.experiment_of(model),

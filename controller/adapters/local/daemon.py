@@ -9,6 +9,7 @@ Its admin API is HTTP on the run directory's Unix socket (only this user can rea
 
     GET    /state                           servers (ready, restarts, port, pid) and routes
     PUT    /agents/{agent}/versions/{v}     {"model", "env", "timeout"}: start, wait until ready
+                                            (``env``: the server's whole environment)
     DELETE /agents/{agent}/versions/{v}     drain, then stop
     PUT    /agents/{agent}/route            {"model", "weights": {"<v>": percent}}
     PUT    /agents/{agent}/mirror           {"shadow": [v, percent] | null}
@@ -30,14 +31,13 @@ import signal
 import socket
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from controller.adapters.local.router import Router
-from controller.adapters.local.rundir import ENV_MARKER, RunDir, alive
+from controller.adapters.local.rundir import ENV_MARKER, RunDir, alive, reap_leftovers
 from controller.adapters.local.supervisor import ModelServer, ServerFailed
 from controller.routing import Route
 
@@ -45,12 +45,13 @@ __all__ = ["Daemon", "main"]
 
 log = logging.getLogger("agentctl.local")
 
-# Only these variables may be passed to a model server through the admin API.
-_ENV_ALLOWED = ("MLFLOW_",)
-
 
 class Conflict(Exception):
-    pass
+    """The request contradicts the current state (HTTP 409)."""
+
+
+class Closing(Exception):
+    """The daemon is shutting down (HTTP 503)."""
 
 
 class Daemon:
@@ -87,48 +88,68 @@ class Daemon:
 
     def _reap_leftovers(self) -> None:
         """Stop the model servers a daemon that died without cleaning up left running."""
-        old = RunDir.read(self.run_dir.state_file) or {}
-        for agent in (old.get("agents") or {}).values():
-            for server in (agent.get("versions") or {}).values():
-                pid = server.get("pid")
-                if isinstance(pid, int) and _ours(pid, self.run_dir):
-                    log.warning("stopping leftover model server (pid %s)", pid)
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(pid, signal.SIGKILL)
+        for pid in reap_leftovers(self.run_dir):
+            log.warning("stopped a leftover model server (pid %s)", pid)
 
     # -- admin operations ----------------------------------------------------------------------
 
     async def start_version(
         self, agent: str, version: int, model: str, env: dict[str, str], timeout: float
     ) -> ModelServer:
+        """Start ``models:/<model>/<version>`` for ``agent`` and wait until it is ready.
+
+        A ready server of that model is left alone. One of another model is replaced without a
+        gap: the new one starts beside it, takes its place in the route once ready, and the old
+        one stops after its requests in flight. A server that never gets ready is removed.
+        """
         assert self._session is not None
         async with self._lock:
+            self._check_open()
             have = self.servers.get(agent, {}).get(version)
-            if have is not None and have.model != model:
-                if self._takes_traffic(agent, version):
-                    raise Conflict(f"version {version} of {agent} takes traffic; route it away")
-                await have.stop()
-                del self.servers[agent][version]
-                have = None
-            if have is None:
-                server_env = {k: v for k, v in env.items() if k.startswith(_ENV_ALLOWED)}
-                server_env[ENV_MARKER] = str(self.run_dir.path)
-                have = ModelServer(
+            new: ModelServer | None = None
+            if have is None or have.model != model:
+                new = ModelServer(
                     agent,
                     model,
                     version,
-                    env=server_env,
+                    env={**env, ENV_MARKER: str(self.run_dir.path)},
                     log_path=self.run_dir.server_log(agent, version),
                     session=self._session,
                     on_change=self._save,
                 )
-                self.servers.setdefault(agent, {})[version] = have
-                self.models[agent] = model
-                have.start()
+                new.start()
+                if have is None:
+                    self.servers.setdefault(agent, {})[version] = new
+                    self.models[agent] = model
                 self._save()
-        await have.wait_ready(timeout)
-        self._save()
-        return have
+        server = new or have
+        assert server is not None
+        try:
+            await server.wait_ready(timeout)
+        except ServerFailed:
+            async with self._lock:
+                if self.servers.get(agent, {}).get(version) is server:
+                    self._forget(agent, version)
+                self._save()
+            await server.stop(drain=0)
+            raise
+        if new is not None and have is not None:
+            async with self._lock:
+                self.servers[agent][version] = new
+                self.models[agent] = model
+                self._save()
+            await have.stop()
+        return server
+
+    def _check_open(self) -> None:
+        if self.stopped.is_set():
+            raise Closing("local serving is shutting down")
+
+    def _forget(self, agent: str, version: int) -> ModelServer | None:
+        server = self.servers.get(agent, {}).pop(version, None)
+        if agent in self.servers and not self.servers[agent]:
+            del self.servers[agent]
+        return server
 
     def _takes_traffic(self, agent: str, version: int) -> bool:
         route = self.router.routes.get(agent)
@@ -136,18 +157,18 @@ class Daemon:
 
     async def stop_version(self, agent: str, version: int) -> None:
         async with self._lock:
+            self._check_open()
             if self._takes_traffic(agent, version):
                 raise Conflict(
                     f"version {version} of {agent} is still in its route; route it away first"
                 )
-            server = self.servers.get(agent, {}).pop(version, None)
-            if not self.servers.get(agent):
-                self.servers.pop(agent, None)
+            server = self._forget(agent, version)
             self._save()
         if server is not None:
             await server.stop()
 
     def set_route(self, agent: str, model: str, weights: dict[int, int]) -> None:
+        self._check_open()
         missing = sorted(set(weights) - set(self.servers.get(agent, {})))
         if missing:
             raise Conflict(f"versions {missing} of {agent} are not served; start them first")
@@ -158,6 +179,8 @@ class Daemon:
 
     def set_mirror(self, agent: str, shadow: tuple[int, int] | None) -> None:
         old = self.router.routes.get(agent)
+        if old is None and shadow is None:
+            return  # no route, so no mirror either
         if old is None:
             raise Conflict(f"agent {agent} has no route; set its weights first")
         if shadow is not None and shadow[0] not in self.servers.get(agent, {}):
@@ -170,12 +193,14 @@ class Daemon:
         self._save()
 
     async def stop_all(self) -> None:
-        for agent in list(self.router.routes):
-            self.router.set_route(agent, None)
-        servers = [s for versions in self.servers.values() for s in versions.values()]
-        self.servers.clear()
-        await asyncio.gather(*(s.stop(drain=5.0) for s in servers), return_exceptions=True)
-        self._save()
+        """Called once ``stopped`` is set: admin writes are refused from then on."""
+        async with self._lock:
+            for agent in list(self.router.routes):
+                self.router.set_route(agent, None)
+            servers = [s for versions in self.servers.values() for s in versions.values()]
+            self.servers.clear()
+            await asyncio.gather(*(s.stop(drain=5.0) for s in servers), return_exceptions=True)
+            self._save()
 
     # -- admin API -----------------------------------------------------------------------------
 
@@ -199,7 +224,7 @@ class Daemon:
             request.match_info["agent"],
             int(request.match_info["version"]),
             str(body["model"]),
-            {str(k): str(v) for k, v in (body.get("env") or {}).items()},
+            {str(k): str(v) for k, v in (body.get("env") or os.environ).items()},
             float(body.get("timeout", 300)),
         )
         return web.json_response(server.describe())
@@ -245,8 +270,11 @@ class Daemon:
         await web.SockSite(router, sock).start()
         with contextlib.suppress(FileNotFoundError):
             self.run_dir.socket.unlink()
-        await web.UnixSite(admin, str(self.run_dir.socket)).start()
-        os.chmod(self.run_dir.socket, 0o600)
+        umask = os.umask(0o177)  # the socket is created 0600: only this user can reach it
+        try:
+            await web.UnixSite(admin, str(self.run_dir.socket)).start()
+        finally:
+            os.umask(umask)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopped.set)
@@ -295,19 +323,12 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return response
     except Conflict as exc:
         return web.json_response({"message": str(exc)}, status=409)
+    except Closing as exc:
+        return web.json_response({"message": str(exc)}, status=503)
     except ServerFailed as exc:
         return web.json_response({"message": str(exc)}, status=422)
     except (KeyError, ValueError, TypeError) as exc:
         return web.json_response({"message": f"bad request: {exc!r}"}, status=400)
-
-
-def _ours(pid: int, run_dir: RunDir) -> bool:
-    """Whether ``pid`` is alive and was started by local serving of this run directory."""
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False  # gone, or no /proc to prove it is ours: leave it alone
-    return f"{ENV_MARKER}={run_dir.path}".encode() in environ.split(b"\0")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,8 @@ from controller.routing import Route
 __all__ = ["MAX_MIRRORS", "VERSION_HEADER", "Router"]
 
 VERSION_HEADER = "X-Agentctl-Version"
+#: The code recorded when the caller hung up before the answer was through (nginx's 499).
+CLIENT_GONE = "499"
 MAX_MIRRORS = 256
 # Hop-by-hop headers (RFC 9110 7.6.1) and those aiohttp sets itself.
 _SKIP_REQUEST = {"host", "connection", "keep-alive", "transfer-encoding", "te", "upgrade",
@@ -47,7 +49,7 @@ class Router:
         self,
         servers: Mapping[str, Mapping[int, ModelServer]],
         *,
-        timeout: float = 120.0,
+        timeout: float = 120.0,  # the longest silence from a model server
     ) -> None:
         self.servers = servers  # agent -> version -> server, owned by the daemon
         self.routes: dict[str, Route] = {}
@@ -100,7 +102,8 @@ class Router:
     async def _open(self, _app: web.Application) -> None:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=1024, limit_per_host=256),
-            timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=5),
+            # No total: a stream may run long. An upstream silent for `timeout` s is given up.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=self.timeout),
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
         )
@@ -144,10 +147,14 @@ class Router:
 
     async def invocations(self, request: web.Request) -> web.StreamResponse:
         agent = request.match_info["agent"]
+        if agent not in self.routes:
+            return _error(404, f"agent '{agent}' is not served")
+        body = await request.read()
+        # The route and readiness as they are once the body is in, not as they were when the
+        # request began: a weight change during a slow upload must not send it to a stopped server.
         route = self.routes.get(agent)
         if route is None:
             return _error(404, f"agent '{agent}' is not served")
-        body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _SKIP_REQUEST}
         servers = self.servers.get(agent, {})
         ready = self._ready(agent)
@@ -180,6 +187,7 @@ class Router:
         server.in_flight += 1
         start = time.perf_counter()
         code = "502"
+        prepared = False
         try:
             async with self._session.post(
                 f"{server.url}/invocations", data=body, headers=headers
@@ -193,14 +201,25 @@ class Router:
                 # A stream: pass each chunk on as it comes.
                 response = web.StreamResponse(status=upstream.status, headers=out)
                 await response.prepare(request)
+                prepared = True
                 async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
+                    try:
+                        await response.write(chunk)
+                    except ConnectionError:
+                        code = CLIENT_GONE
+                        raise
                 await response.write_eof()
                 return response
         except aiohttp.ClientConnectorError:
             code = ""
             raise
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+            if prepared:
+                # The status line is sent: the only honest signal left is to cut the connection,
+                # which aiohttp does when the handler raises.
+                if code != CLIENT_GONE:
+                    code = "504" if isinstance(exc, TimeoutError) else "502"
+                raise
             code = "504" if isinstance(exc, TimeoutError) else "502"
             return _error(
                 int(code), f"version {server.version} of '{agent}' failed to answer: {exc}"
@@ -210,7 +229,7 @@ class Router:
             if code:
                 latency.observe(time.perf_counter() - start)
                 self._count(agent, server.version, "primary", code)
-                if code[0] in "45":
+                if code[0] in "45" and code != CLIENT_GONE:
                     errors.inc()
 
     def _child(self, agent: str, version: int, role: str) -> tuple[Any, Any]:

@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENV_MARKER", "RunDir", "alive"]
+__all__ = ["ENV_MARKER", "RunDir", "alive", "ours", "reap_leftovers"]
 
 #: Set in the environment of every process local serving starts: the absolute run directory.
 ENV_MARKER = "AGENTCTL_RUN_DIR"
@@ -100,3 +102,30 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def ours(pid: int, run_dir: RunDir) -> bool | None:
+    """Whether ``pid`` runs and was started by local serving of ``run_dir`` (its environment
+    carries ENV_MARKER); None where there is no /proc to tell (macOS)."""
+    if not Path("/proc/self/environ").exists():
+        return None if alive(pid) else False
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"{ENV_MARKER}={run_dir.path}".encode() in environ.split(b"\0")
+
+
+def reap_leftovers(run_dir: RunDir) -> list[int]:
+    """Kill the model servers (process groups) ``state.json`` lists that are still ours: what a
+    daemon that died without cleaning up left behind. Returns the pids it killed."""
+    state = RunDir.read(run_dir.state_file) or {}
+    killed = []
+    for agent in (state.get("agents") or {}).values():
+        for server in (agent.get("versions") or {}).values():
+            pid = server.get("pid")
+            if isinstance(pid, int) and ours(pid, run_dir):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+                    killed.append(pid)
+    return killed

@@ -112,6 +112,11 @@ class ModelServer:
     async def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not self.ready:
+            if self._stopping:
+                raise ServerFailed(
+                    f"the model server for {self.agent} version {self.version} was stopped "
+                    "before it was ready"
+                )
             if self.failures_before_ready >= 2:
                 raise ServerFailed(
                     f"the model server for {self.agent} version {self.version} exited "
@@ -159,13 +164,14 @@ class ModelServer:
             await asyncio.sleep(0.05)
         # The leader is gone (or will be now); whatever is left in its group goes with it.
         _kill_group(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
+        deadline = time.monotonic() + 5
+        while proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
 
     def _spawn(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         bindir = os.path.dirname(sys.executable)  # `mlflow models serve` runs `uvicorn` by name
-        env = {**os.environ, **self.env}
+        env = dict(self.env)  # the environment of the apply that started it, not the daemon's
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
         command = [
             sys.executable, "-m", "mlflow", "models", "serve",
@@ -202,6 +208,7 @@ class ModelServer:
             started = time.monotonic()
             failures = 0
             while not self._stopping and self.proc.poll() is None:
+                self._wake.clear()  # before the ping: a mark_down during it is not lost
                 if await self._ping():
                     failures = 0
                     if not self.ready:
@@ -212,7 +219,6 @@ class ModelServer:
                     if failures >= PING_FAILURES:
                         self.ready = False
                         self.on_change()
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.interval)
             self.ready = False
