@@ -532,8 +532,8 @@ def up(
         for changes in watchfiles.watch(
             *watched,
             watch_filter=_watch_filter(run_dir),
-            debounce=debounce,
-            step=50,
+            step=debounce,  # watchfiles yields after `step` ms without a new change
+            debounce=max(1600, 4 * debounce),  # and after this long of changes without a pause
         ):
             names = sorted({Path(p).name for _, p in changes})
             typer.echo(f"\n--- changed: {', '.join(names)}")
@@ -545,7 +545,11 @@ def up(
             signal.signal(
                 signal.SIGTERM, signal.SIG_IGN
             )  # a second SIGTERM must not cut this short
-            stopped = holder[0].shutdown() if holder else _stop(run_dir)
+            try:
+                stopped = holder[0].shutdown() if holder else _stop(run_dir)
+            except AgentctlError as exc:
+                _fail(exc)
+                stopped = False
             if stopped:
                 typer.echo("Stopped the router and every model server.")
         signal.signal(signal.SIGTERM, previous)
@@ -596,7 +600,11 @@ def _stop(run_dir: Path) -> bool:
 @app.command()
 def down(run_dir: RunDirOpt = DEFAULT_RUN_DIR) -> None:
     """Stop local serving in the run directory: the router and every model server."""
-    if _stop(run_dir):
+    try:
+        stopped = _stop(run_dir)
+    except AgentctlError as exc:
+        raise _fail(exc) from None
+    if stopped:
         typer.echo("Stopped the router and every model server.")
     else:
         typer.echo(f"Nothing is running in {run_dir}.")

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import requests
 
+from controller.adapters.local.rundir import ENV_MARKER
 from tests.integration.conftest import AGENTCTL
 from tests.support.proxy import CountingProxy
 
@@ -66,7 +67,7 @@ def write_manifest(manifests: Path, serving: str) -> None:
 
 def processes_of(run_dir: Path) -> list[int]:
     """Every live process that local serving of ``run_dir`` started (they carry its path)."""
-    marker = f"AGENTCTL_RUN_DIR={run_dir.resolve()}".encode()
+    marker = f"{ENV_MARKER}={run_dir.resolve()}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -187,7 +188,9 @@ def test_split_shadow_metrics_traces_and_a_second_apply_that_touches_nothing(
     v3_model_id = v3.model_id or v3.source.removeprefix("models:/")  # REST leaves model_id out
     exp = serving.client.get_experiment_by_name("/agentctl/support-bot")
     deadline, traced, last = time.monotonic() + 120, 0, -1
-    while traced < shadow and time.monotonic() < deadline and traced != last:
+    while traced < shadow and time.monotonic() < deadline:
+        if traced >= 0.9 * shadow and traced == last:
+            break  # the rest were dropped, not late
         last = traced
         time.sleep(3)
         traced = _count_traces(serving.client, exp.experiment_id, v3_model_id)
@@ -220,7 +223,8 @@ def test_split_shadow_metrics_traces_and_a_second_apply_that_touches_nothing(
     # (in the fixture's teardown, which checks that nothing is left) still finds and stops them.
     daemon = json.loads((serving.run_dir / "daemon.json").read_text())["pid"]
     os.kill(daemon, signal.SIGKILL)
-    _wait_for(lambda: len(processes_of(serving.run_dir)) == 6, 10, "the daemon's death")
+    _wait_for(lambda: daemon not in processes_of(serving.run_dir), 10, "the daemon's death")
+    assert processes_of(serving.run_dir), "its model servers outlive it"
 
 
 def _registry_writes(proxy: CountingProxy) -> list[Any]:
@@ -320,21 +324,18 @@ def test_up_live_edit_without_failures_restart_after_kill_and_no_orphans(
         # finds it refused, marks it down and answers from version 1; nothing fails.
         pid = serving.state()["agents"]["support-bot"]["versions"]["2"]["pid"]
         os.killpg(pid, signal.SIGKILL)
-        killed = time.monotonic()
         time.sleep(0.1)  # let the kernel close its socket: a request mid-kill would be cut off
         with requests.Session() as http:
             during = [serving.ask(http) for _ in range(100)]
         assert [r.status_code for r in during] == [200] * 100
         assert {r.headers["X-Agentctl-Version"] for r in during} == {"1"}
         _wait_for(lambda: 2 in _ready(serving), 120, "version 2 restarted")
-        back = time.monotonic()
         v2 = serving.state()["agents"]["support-bot"]["versions"]["2"]
         assert v2["restarts"] == 1 and v2["pid"] != pid
         with Stream(serving) as stream:
             time.sleep(2)
         assert all(code == 200 for _, code, _ in stream.results)
         assert "2" in {v for _, _, v in stream.results}, "the restarted server takes traffic again"
-        assert killed < back
 
         # Edit the split to 0/100 under a steady stream of requests: zero failures.
         with Stream(serving) as stream:

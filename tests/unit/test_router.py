@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -45,12 +45,16 @@ async def _with_router(
         servers = {"bot": {v: _served(session, v, port) for v, port in upstreams.items()}}
         router = Router(servers)
         router.set_route("bot", route)
-        front = TestServer(router.app(), host="127.0.0.1")
-        await front.start_server()
+        # As the daemon runs it (aiohttp's TestServer would cancel handlers on hang-ups).
+        runner = web.AppRunner(router.app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
         try:
-            await body(router, f"http://127.0.0.1:{front.port}/agents/bot")
+            await body(router, f"http://127.0.0.1:{port}/agents/bot")
         finally:
-            await front.close()
+            await runner.cleanup()
         return router
 
 
@@ -216,5 +220,81 @@ def test_shadow_copies_are_not_waited_for_and_errors_are_counted() -> None:
         await _with_router({1: p.port, 2: s.port}, Route.of({1: 100}, shadow=(2, 100)), check)
         await p.close()
         await s.close()
+
+    _run(test)
+
+
+def test_the_route_is_read_once_the_body_is_in() -> None:
+    def named(version: int) -> Handler:
+        async def handler(_request: web.Request) -> web.Response:
+            return web.json_response({"version": version})
+
+        return handler
+
+    async def test() -> None:
+        one, two = await _upstream(named(1)), await _upstream(named(2))
+
+        async def check(router: Router, base: str) -> None:
+            async def slow_body() -> AsyncIterator[bytes]:
+                yield b'{"input": '
+                await asyncio.sleep(0.5)
+                yield b"[]}"
+
+            async with aiohttp.ClientSession() as http:
+                upload = asyncio.create_task(http.post(f"{base}/invocations", data=slow_body()))
+                await asyncio.sleep(0.2)  # the upload has begun on the old route
+                router.set_route("bot", Route.of({2: 100}))
+                del router.servers["bot"][1]  # type: ignore[attr-defined]  # and v1 is stopped
+                resp = await upload
+                assert resp.status == 200 and resp.headers[VERSION_HEADER] == "2"
+                resp.release()
+
+        await _with_router({1: one.port, 2: two.port}, Route.of({1: 100}), check)
+        await one.close()
+        await two.close()
+
+    _run(test)
+
+
+def test_refusals_and_hang_ups_are_counted_apart_from_answers() -> None:
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for _ in range(50):
+            await response.write(b"data: more\n\n")
+            await asyncio.sleep(0.05)
+        return response
+
+    async def test() -> None:
+        up = await _upstream(endless)
+
+        async def check(router: Router, base: str) -> None:
+            async with aiohttp.ClientSession() as http:
+                async with http.post(f"{base}/invocations", json={}) as resp:
+                    await resp.content.readuntil(b"\n\n")
+                # The caller hung up mid-stream.
+                router.servers["bot"][1].ready = False
+                async with http.post(f"{base}/invocations", json={}) as resp:
+                    assert resp.status == 503
+                async with http.post(base.replace("/bot", "/nobody") + "/invocations") as resp:
+                    assert resp.status == 404
+                await asyncio.sleep(0.5)
+                async with http.get(base.replace("/agents/bot", "/metrics")) as resp:
+                    metrics = await resp.text()
+            assert (
+                'requests_total{agent="bot",code="499",role="primary",version="1"} 1.0' in metrics
+            )
+            assert 'errors_total{agent="bot",role="primary",version="1"} 0.0' in metrics
+            assert (
+                'requests_total{agent="bot",code="503",role="primary",version="none"} 1.0'
+                in metrics
+            )
+            assert (
+                'requests_total{agent="nobody",code="404",role="primary",version="none"} 1.0'
+                in metrics
+            )
+
+        await _with_router({1: up.port}, Route.of({1: 100}), check)
+        await up.close()
 
     _run(test)

@@ -88,9 +88,14 @@ class LocalServing:
         info = RunDir.read(self.run_dir.daemon_file)
         if info is None or not isinstance(info.get("pid"), int):
             return None
-        if not alive(info["pid"]) or ours(info["pid"], self.run_dir) is False:
-            return None  # gone, or its pid now belongs to another process
-        return info
+        pid = info["pid"]
+        owned = ours(pid, self.run_dir) if alive(pid) else False
+        if owned is None:  # no /proc to tell: ask the socket whose it is
+            try:
+                owned = self._request("GET", "/state", timeout=5).get("pid") == pid
+            except (TemporaryBackendError, PermanentBackendError):
+                owned = False
+        return info if owned else None  # gone, or its pid now belongs to another process
 
     def ensure_daemon(self) -> dict[str, Any]:
         info = self.daemon()
@@ -146,12 +151,14 @@ class LocalServing:
         try:
             self._request("POST", "/shutdown", timeout=5)
         except (TemporaryBackendError, PermanentBackendError):
+            if ours(pid, self.run_dir) is not True:
+                raise  # it does not answer, and nothing proves the pid is ours: kill nothing
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if alive(pid):
+        if alive(pid) and ours(pid, self.run_dir):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             reap_leftovers(self.run_dir)

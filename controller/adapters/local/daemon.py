@@ -38,7 +38,7 @@ from aiohttp import web
 
 from controller.adapters.local.router import Router
 from controller.adapters.local.rundir import ENV_MARKER, RunDir, alive, reap_leftovers
-from controller.adapters.local.supervisor import ModelServer, ServerFailed
+from controller.adapters.local.supervisor import Command, ModelServer, ServerFailed, mlflow_serve
 from controller.routing import Route
 
 __all__ = ["Daemon", "main"]
@@ -55,12 +55,20 @@ class Closing(Exception):
 
 
 class Daemon:
-    def __init__(self, run_dir: RunDir, router_port: int, parent_pid: int | None) -> None:
+    def __init__(
+        self,
+        run_dir: RunDir,
+        router_port: int,
+        parent_pid: int | None,
+        command: Command = mlflow_serve,
+    ) -> None:
         self.run_dir = run_dir
         self.router_port = router_port
         self.parent_pid = parent_pid
         self.servers: dict[str, dict[int, ModelServer]] = {}
+        self.pending: dict[tuple[str, int], ModelServer] = {}  # replacements getting ready
         self.models: dict[str, str] = {}
+        self.command = command
         self.router = Router(self.servers)
         self.stopped = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -81,7 +89,12 @@ class Daemon:
                 "weights": {str(v): p for v, p in route.weights} if route else {},
                 "shadow": list(route.shadow) if route and route.shadow else None,
             }
-        return {"pid": os.getpid(), "router": self.router_url, "agents": agents}
+        return {
+            "pid": os.getpid(),
+            "router": self.router_url,
+            "agents": agents,
+            "pending": [s.describe() for s in self.pending.values()],
+        }
 
     def _save(self) -> None:
         RunDir.write(self.run_dir.state_file, self.state())
@@ -98,17 +111,28 @@ class Daemon:
     ) -> ModelServer:
         """Start ``models:/<model>/<version>`` for ``agent`` and wait until it is ready.
 
-        A ready server of that model is left alone. One of another model is replaced without a
-        gap: the new one starts beside it, takes its place in the route once ready, and the old
-        one stops after its requests in flight. A server that never gets ready is removed.
+        A server of that model is left alone (and waited for). One of another model is replaced
+        without a gap: the new one starts beside it (``pending``), takes its place once ready,
+        and the old one stops after its requests in flight. A server this call started that
+        never gets ready is stopped and forgotten; one it found is left to its supervisor.
         """
         assert self._session is not None
+        key = (agent, version)
         async with self._lock:
             self._check_open()
             have = self.servers.get(agent, {}).get(version)
-            new: ModelServer | None = None
-            if have is None or have.model != model:
-                new = ModelServer(
+            pending = self.pending.get(key)
+            created = False
+            if have is not None and have.model == model:
+                server = have
+            elif pending is not None and pending.model == model:
+                server = pending
+            elif pending is not None:
+                raise Conflict(
+                    f"{agent} version {version} is being replaced by model '{pending.model}'"
+                )
+            else:
+                server = ModelServer(
                     agent,
                     model,
                     version,
@@ -116,29 +140,46 @@ class Daemon:
                     log_path=self.run_dir.server_log(agent, version),
                     session=self._session,
                     on_change=self._save,
+                    command=self.command,
                 )
-                new.start()
+                server.start()
+                created = True
                 if have is None:
-                    self.servers.setdefault(agent, {})[version] = new
+                    self.servers.setdefault(agent, {})[version] = server
                     self.models[agent] = model
+                else:
+                    self.pending[key] = server
                 self._save()
-        server = new or have
-        assert server is not None
         try:
             await server.wait_ready(timeout)
         except ServerFailed:
             async with self._lock:
-                if self.servers.get(agent, {}).get(version) is server:
-                    self._forget(agent, version)
-                self._save()
-            await server.stop(drain=0)
+                if created:
+                    if self.servers.get(agent, {}).get(version) is server:
+                        self._forget(agent, version)
+                    if self.pending.get(key) is server:
+                        del self.pending[key]
+                    self._save()
+            if created:
+                await server.stop(drain=0)
+            self._check_open()
             raise
-        if new is not None and have is not None:
-            async with self._lock:
-                self.servers[agent][version] = new
+        if self.pending.get(key) is not server:
+            return server
+        async with self._lock:
+            del self.pending[key]
+            current = self.servers.get(agent, {}).get(version)
+            swap = not self.stopped.is_set() and current is have and have is not None
+            if swap:
+                self.servers[agent][version] = server
                 self.models[agent] = model
-                self._save()
-            await have.stop()
+            self._save()
+        if not swap:  # shut down, or the version was stopped meanwhile
+            await server.stop(drain=0)
+            self._check_open()
+            raise Conflict(f"{agent} version {version} was stopped while it was being replaced")
+        assert have is not None
+        await have.stop()
         return server
 
     def _check_open(self) -> None:
@@ -178,6 +219,7 @@ class Daemon:
         self._save()
 
     def set_mirror(self, agent: str, shadow: tuple[int, int] | None) -> None:
+        self._check_open()
         old = self.router.routes.get(agent)
         if old is None and shadow is None:
             return  # no route, so no mirror either
@@ -189,6 +231,7 @@ class Daemon:
         self._save()
 
     def remove_route(self, agent: str) -> None:
+        self._check_open()
         self.router.set_route(agent, None)
         self._save()
 
@@ -198,7 +241,9 @@ class Daemon:
             for agent in list(self.router.routes):
                 self.router.set_route(agent, None)
             servers = [s for versions in self.servers.values() for s in versions.values()]
+            servers += self.pending.values()
             self.servers.clear()
+            self.pending.clear()
             await asyncio.gather(*(s.stop(drain=5.0) for s in servers), return_exceptions=True)
             self._save()
 

@@ -36,6 +36,8 @@ __all__ = ["MAX_MIRRORS", "VERSION_HEADER", "Router"]
 VERSION_HEADER = "X-Agentctl-Version"
 #: The code recorded when the caller hung up before the answer was through (nginx's 499).
 CLIENT_GONE = "499"
+#: The version label of requests the router refused itself (no route, no ready version).
+NO_VERSION = 0
 MAX_MIRRORS = 256
 # Hop-by-hop headers (RFC 9110 7.6.1) and those aiohttp sets itself.
 _SKIP_REQUEST = {"host", "connection", "keep-alive", "transfer-encoding", "te", "upgrade",
@@ -145,16 +147,22 @@ class Router:
             return _error(503, f"no version of agent '{agent}' that takes traffic is ready")
         return web.json_response({"status": "ok", "ready": sorted(ready)})
 
+    def _unrouted(self, agent: str, status: int, message: str) -> web.Response:
+        """The router's own refusal (no route, no ready version): counted as version "none"."""
+        self._count(agent, NO_VERSION, "primary", str(status))
+        self._child(agent, NO_VERSION, "primary")[1].inc()
+        return _error(status, message)
+
     async def invocations(self, request: web.Request) -> web.StreamResponse:
         agent = request.match_info["agent"]
         if agent not in self.routes:
-            return _error(404, f"agent '{agent}' is not served")
+            return self._unrouted(agent, 404, f"agent '{agent}' is not served")
         body = await request.read()
         # The route and readiness as they are once the body is in, not as they were when the
         # request began: a weight change during a slow upload must not send it to a stopped server.
         route = self.routes.get(agent)
         if route is None:
-            return _error(404, f"agent '{agent}' is not served")
+            return self._unrouted(agent, 404, f"agent '{agent}' is not served")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _SKIP_REQUEST}
         servers = self.servers.get(agent, {})
         ready = self._ready(agent)
@@ -164,15 +172,17 @@ class Router:
         tried: set[int] = set()
         while True:
             version = route.choose(random.random(), ready - tried)
-            if version is None:
-                return _error(503, f"no version of agent '{agent}' that takes traffic is ready")
-            server = servers[version]
+            server = servers.get(version) if version is not None else None
+            if server is None:
+                return self._unrouted(
+                    agent, 503, f"no version of agent '{agent}' that takes traffic is ready"
+                )
             try:
                 return await self._forward(request, agent, server, body, headers)
             except aiohttp.ClientConnectorError:
                 # Never reached the server: mark it down and try another ready version.
                 server.mark_down()
-                tried.add(version)
+                tried.add(server.version)
 
     async def _forward(
         self,
@@ -200,25 +210,32 @@ class Router:
                     return web.Response(status=upstream.status, body=data, headers=out)
                 # A stream: pass each chunk on as it comes.
                 response = web.StreamResponse(status=upstream.status, headers=out)
-                await response.prepare(request)
+                # A ConnectionError while writing: the caller hung up, nobody is left to answer.
+                try:
+                    await response.prepare(request)
+                except ConnectionError:
+                    code = CLIENT_GONE
+                    return response
                 prepared = True
                 async for chunk in upstream.content.iter_any():
                     try:
                         await response.write(chunk)
                     except ConnectionError:
                         code = CLIENT_GONE
-                        raise
-                await response.write_eof()
+                        return response
+                try:
+                    await response.write_eof()
+                except ConnectionError:
+                    code = CLIENT_GONE
                 return response
         except aiohttp.ClientConnectorError:
             code = ""
             raise
-        except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             if prepared:
                 # The status line is sent: the only honest signal left is to cut the connection,
                 # which aiohttp does when the handler raises.
-                if code != CLIENT_GONE:
-                    code = "504" if isinstance(exc, TimeoutError) else "502"
+                code = "504" if isinstance(exc, TimeoutError) else "502"
                 raise
             code = "504" if isinstance(exc, TimeoutError) else "502"
             return _error(
@@ -236,7 +253,7 @@ class Router:
         key = (agent, version, role)
         found = self._children.get(key)
         if found is None:
-            labels = (agent, str(version), role)
+            labels = (agent, _label(version), role)
             found = (self._latency.labels(*labels), self._errors.labels(*labels))
             self._children[key] = found
         return found
@@ -245,7 +262,7 @@ class Router:
         key = (agent, version, role, code)
         child = self._counts.get(key)
         if child is None:
-            child = self._counts[key] = self._requests.labels(agent, str(version), role, code)
+            child = self._counts[key] = self._requests.labels(agent, _label(version), role, code)
         child.inc()
 
     def _mirror(
@@ -282,6 +299,10 @@ class Router:
             self._count(agent, server.version, "shadow", code)
             if code[0] in "45":
                 errors.inc()
+
+
+def _label(version: int) -> str:
+    return "none" if version == NO_VERSION else str(version)
 
 
 def _error(status: int, message: str) -> web.Response:

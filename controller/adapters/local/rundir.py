@@ -20,7 +20,8 @@ from typing import Any
 __all__ = ["ENV_MARKER", "RunDir", "alive", "ours", "reap_leftovers"]
 
 #: Set in the environment of every process local serving starts: the absolute run directory.
-ENV_MARKER = "AGENTCTL_RUN_DIR"
+#: (Not AGENTCTL_RUN_DIR, the --run-dir setting, which a user may export in their shell.)
+ENV_MARKER = "AGENTCTL_SERVING_RUN_DIR"
 
 # sockaddr_un.sun_path is 108 bytes on Linux, 104 on macOS.
 _MAX_SOCKET_PATH = 103
@@ -120,12 +121,13 @@ def reap_leftovers(run_dir: RunDir) -> list[int]:
     """Kill the model servers (process groups) ``state.json`` lists that are still ours: what a
     daemon that died without cleaning up left behind. Returns the pids it killed."""
     state = RunDir.read(run_dir.state_file) or {}
+    servers = [s for a in (state.get("agents") or {}).values() for s in a["versions"].values()]
+    servers += state.get("pending") or []
     killed = []
-    for agent in (state.get("agents") or {}).values():
-        for server in (agent.get("versions") or {}).values():
-            pid = server.get("pid")
-            if isinstance(pid, int) and ours(pid, run_dir):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)
-                    killed.append(pid)
+    for server in servers:
+        pid = server.get("pid")
+        if isinstance(pid, int) and ours(pid, run_dir):  # never when unknown (no /proc)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+                killed.append(pid)
     return killed

@@ -24,7 +24,19 @@ from typing import Any
 
 import aiohttp
 
-__all__ = ["ModelServer", "ServerFailed", "free_port"]
+__all__ = ["Command", "ModelServer", "ServerFailed", "free_port", "mlflow_serve"]
+
+#: Builds the command line of a model server: (model, version, port) -> argv.
+Command = Callable[[str, int, int], list[str]]
+
+
+def mlflow_serve(model: str, version: int, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "mlflow", "models", "serve",
+        "-m", f"models:/{model}/{version}",
+        "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port),
+    ]  # fmt: skip
+
 
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
@@ -60,6 +72,7 @@ class ModelServer:
         port: int | None = None,
         interval: float = 0.25,
         on_change: Callable[[], None] = lambda: None,
+        command: Command = mlflow_serve,
     ) -> None:
         self.agent = agent
         self.model = model
@@ -70,6 +83,7 @@ class ModelServer:
         self.session = session
         self.interval = interval
         self.on_change = on_change  # called when the process or its readiness changes
+        self.command = command
         self.ready = False
         self.restarts = 0
         self.in_flight = 0
@@ -173,11 +187,7 @@ class ModelServer:
         bindir = os.path.dirname(sys.executable)  # `mlflow models serve` runs `uvicorn` by name
         env = dict(self.env)  # the environment of the apply that started it, not the daemon's
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-        command = [
-            sys.executable, "-m", "mlflow", "models", "serve",
-            "-m", f"models:/{self.model}/{self.version}",
-            "--env-manager", "local", "-h", "127.0.0.1", "-p", str(self.port),
-        ]  # fmt: skip
+        command = self.command(self.model, self.version, self.port)
         with open(self.log_path, "ab") as log:
             log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(command)}\n".encode())
             log.flush()
