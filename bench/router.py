@@ -171,6 +171,13 @@ def main() -> None:
         print(
             f"{name:24} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['rps']:8.1f} {r['failures']:7.0f}"
         )
+    print(f"\n{'router / direct':24} {'p50':>8} {'p99':>8} {'req/s':>8}")
+    for name, d, r in (("1 client", one_direct, one_router),
+                       (f"{args.clients} clients", many_direct, many_router)):  # fmt: skip
+        print(
+            f"{name:24} {r['p50_ms'] / d['p50_ms']:8.3f} {r['p99_ms'] / d['p99_ms']:8.3f} "
+            f"{r['rps'] / d['rps']:8.3f}"
+        )
     added = one_router["p50_ms"] - one_direct["p50_ms"]
     share = many_router["rps"] / many_direct["rps"]
     added_32 = many_router["p50_ms"] - many_direct["p50_ms"]

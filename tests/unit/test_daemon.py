@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from controller.adapters.local.daemon import Closing, Daemon
 from controller.adapters.local.rundir import RunDir, alive
-from controller.adapters.local.supervisor import ServerFailed
+from controller.adapters.local.supervisor import ModelServer, ServerFailed
 
 STAND_IN = str(Path(__file__).resolve().parents[1] / "support" / "stand_in_server.py")
 
@@ -134,3 +135,25 @@ def test_shutting_down_stops_a_replacement_that_is_getting_ready(tmp_path: Path)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
     assert not any(alive(p) for p in seen.values())
+
+
+def test_a_server_whose_port_was_taken_restarts_on_another(tmp_path: Path) -> None:
+    async def test() -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            async with aiohttp.ClientSession() as session:
+                server = ModelServer(
+                    "bot", "m", 1, env=ENV, log_path=tmp_path / "bot.log", session=session,
+                    port=port, command=command(),
+                )  # fmt: skip
+                server.start()
+                try:
+                    await server.wait_ready(30)
+                    assert server.port != port and server.restarts == 1
+                    assert await ask(session, server.url) == {"model": "m", "version": 1}
+                finally:
+                    await server.stop(drain=0)
+
+    asyncio.run(asyncio.wait_for(test(), 60))

@@ -217,12 +217,13 @@ class ModelServer:
             assert self.proc is not None
             started = time.monotonic()
             failures = 0
+            ready_this_time = False
             while not self._stopping and self.proc.poll() is None:
                 self._wake.clear()  # before the ping: a mark_down during it is not lost
                 if await self._ping():
                     failures = 0
                     if not self.ready:
-                        self.ready = self.ever_ready = True
+                        self.ready = self.ever_ready = ready_this_time = True
                         self.on_change()
                 elif self.ready:
                     failures += 1
@@ -237,9 +238,13 @@ class ModelServer:
             # It died: clean up its group, then restart it after the backoff.
             await self._terminate(grace=2.0)
             self.restarts += 1
-            self.on_change()
             if not self.ever_ready:
                 self.failures_before_ready += 1
+            if not ready_this_time:
+                # It never listened: its port may have been taken between free_port() and its
+                # bind. The router reads the URL per request, so a new port is safe.
+                self.port = free_port()
+            self.on_change()
             if time.monotonic() - started > HEALTHY_RESET:
                 backoff = BACKOFF_FIRST
             with open(self.log_path, "ab") as log:
