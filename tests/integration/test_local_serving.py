@@ -60,6 +60,15 @@ spec:
 """
 
 
+SPLIT_80_20 = """
+traffic:
+  - alias: champion
+    percent: 80
+  - alias: challenger
+    percent: 20
+"""
+
+
 def write_manifest(manifests: Path, serving: str) -> None:
     body = MANIFEST.format(serving=textwrap.indent(textwrap.dedent(serving).strip(), "    "))
     (manifests / "support-bot.yaml").write_text(body)
@@ -136,19 +145,7 @@ def serving(examples: Path, agentctl: Any, client: Any, proxy: CountingProxy) ->
 def test_split_shadow_metrics_traces_and_a_second_apply_that_touches_nothing(
     serving: Serving, proxy: CountingProxy
 ) -> None:
-    write_manifest(
-        serving.manifests,
-        """
-        traffic:
-          - alias: champion
-            percent: 80
-          - alias: challenger
-            percent: 20
-        shadow:
-          alias: candidate
-          percent: 30
-        """,
-    )
+    write_manifest(serving.manifests, SPLIT_80_20 + "shadow:\n  alias: candidate\n  percent: 30\n")
     applied = serving.agentctl("apply", str(serving.manifests), env=LOCAL)
     assert applied.code == 0, applied.err + applied.out
     assert "support-bot.traffic: created (v1 80%, v2 20%)" in applied.out
@@ -300,16 +297,7 @@ def _ready(serving: Serving) -> list[int]:
 def test_up_live_edit_without_failures_restart_after_kill_and_no_orphans(
     serving: Serving,
 ) -> None:
-    write_manifest(
-        serving.manifests,
-        """
-        traffic:
-          - alias: champion
-            percent: 80
-          - alias: challenger
-            percent: 20
-        """,
-    )
+    write_manifest(serving.manifests, SPLIT_80_20)
     env = {**os.environ, **LOCAL, "MLFLOW_TRACKING_URI": serving.tracking_uri}
     log = (serving.root / "up.log").open("w")
     up = subprocess.Popen(

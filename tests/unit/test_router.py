@@ -28,21 +28,37 @@ async def _upstream(handler: Handler) -> TestServer:
     return server
 
 
+def answering(version: int, delay: float = 0.0) -> Handler:
+    """An upstream that answers ``{"version": version}`` after ``delay`` seconds."""
+
+    async def handler(_request: web.Request) -> web.Response:
+        await asyncio.sleep(delay)
+        return web.json_response({"version": version})
+
+    return handler
+
+
 def _served(session: aiohttp.ClientSession, version: int, port: int) -> ModelServer:
     server = ModelServer("bot", "bot", version, env={}, log_path=None, session=session, port=port)  # type: ignore[arg-type]
     server.ready = True
     return server
 
 
-def _run(test: Callable[[], Awaitable[None]]) -> None:
+def _run(test: Callable[[], Awaitable[object]]) -> None:
     asyncio.run(asyncio.wait_for(test(), 30))
 
 
 async def _with_router(
-    upstreams: dict[int, int], route: Route, body: Callable[[Router, str], Awaitable[None]]
+    upstreams: dict[int, Handler | None],
+    route: Route,
+    body: Callable[[Router, str], Awaitable[None]],
 ) -> Router:
+    """Serve each version's handler on its own port (None: a port nothing listens on), put the
+    router in front of them as the daemon runs it, and call ``body(router, base_url)``."""
+    servers_up = {v: await _upstream(h) for v, h in upstreams.items() if h is not None}
+    ports = {v: servers_up[v].port if v in servers_up else free_port() for v in upstreams}
     async with aiohttp.ClientSession() as session:
-        servers = {"bot": {v: _served(session, v, port) for v, port in upstreams.items()}}
+        servers = {"bot": {v: _served(session, v, port) for v, port in ports.items()}}
         router = Router(servers)
         router.set_route("bot", route)
         # As the daemon runs it (aiohttp's TestServer would cancel handlers on hang-ups).
@@ -55,6 +71,8 @@ async def _with_router(
             await body(router, f"http://127.0.0.1:{port}/agents/bot")
         finally:
             await runner.cleanup()
+            for up in servers_up.values():
+                await up.close()
         return router
 
 
@@ -68,25 +86,19 @@ def test_a_stream_is_passed_on_chunk_by_chunk() -> None:
         await response.write_eof()
         return response
 
-    async def test() -> None:
-        up = await _upstream(stream)
+    async def check(_router: Router, base: str) -> None:
+        async with aiohttp.ClientSession() as http:
+            start = time.monotonic()
+            async with http.post(f"{base}/invocations", json={"stream": True}) as resp:
+                assert resp.headers[VERSION_HEADER] == "1"
+                assert resp.headers["Content-Type"] == "text/event-stream"
+                first = await resp.content.readuntil(b"\n\n")
+                first_at = time.monotonic() - start
+                rest = await resp.content.read()
+        assert first == b"data: one\n\n" and rest == b"data: two\n\n"
+        assert first_at < 0.4, f"the first chunk waited for the whole stream ({first_at:.2f} s)"
 
-        async def check(_router: Router, base: str) -> None:
-            async with aiohttp.ClientSession() as http:
-                start = time.monotonic()
-                async with http.post(f"{base}/invocations", json={"stream": True}) as resp:
-                    assert resp.headers[VERSION_HEADER] == "1"
-                    assert resp.headers["Content-Type"] == "text/event-stream"
-                    first = await resp.content.readuntil(b"\n\n")
-                    first_at = time.monotonic() - start
-                    rest = await resp.content.read()
-            assert first == b"data: one\n\n" and rest == b"data: two\n\n"
-            assert first_at < 0.4, f"the first chunk waited for the whole stream ({first_at:.2f} s)"
-
-        await _with_router({1: up.port}, Route.of({1: 100}), check)
-        await up.close()
-
-    _run(test)
+    _run(lambda: _with_router({1: stream}, Route.of({1: 100}), check))
 
 
 def test_a_stream_cut_by_the_model_server_is_cut_for_the_caller_too() -> None:
@@ -98,84 +110,61 @@ def test_a_stream_cut_by_the_model_server_is_cut_for_the_caller_too() -> None:
         request.transport.close()  # dies mid-answer
         return response
 
-    async def test() -> None:
-        up = await _upstream(broken)
+    async def check(router: Router, base: str) -> None:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{base}/invocations", json={}) as resp:
+                assert resp.status == 200  # the status line went out before the cut
+                try:
+                    await resp.read()
+                except aiohttp.ClientPayloadError:
+                    pass
+                else:
+                    raise AssertionError("a cut stream was passed on as a complete answer")
+            async with http.get(base.replace("/agents/bot", "/metrics")) as resp:
+                metrics = await resp.text()
+        assert 'request_errors_total{agent="bot",role="primary",version="1"} 1.0' in metrics
 
-        async def check(router: Router, base: str) -> None:
-            async with aiohttp.ClientSession() as http:
-                async with http.post(f"{base}/invocations", json={}) as resp:
-                    assert resp.status == 200  # the status line went out before the cut
-                    try:
-                        await resp.read()
-                    except aiohttp.ClientPayloadError:
-                        pass
-                    else:
-                        raise AssertionError("a cut stream was passed on as a complete answer")
-                async with http.get(base.replace("/agents/bot", "/metrics")) as resp:
-                    metrics = await resp.text()
-            assert 'request_errors_total{agent="bot",role="primary",version="1"} 1.0' in metrics
-
-        await _with_router({1: up.port}, Route.of({1: 100}), check)
-        await up.close()
-
-    _run(test)
+    _run(lambda: _with_router({1: broken}, Route.of({1: 100}), check))
 
 
 def test_a_weight_change_does_not_drop_requests_in_flight() -> None:
-    def slow(version: int) -> Handler:
-        async def handler(_request: web.Request) -> web.Response:
-            await asyncio.sleep(0.5)
-            return web.json_response({"version": version})
+    async def check(router: Router, base: str) -> None:
+        async with aiohttp.ClientSession() as http:
 
-        return handler
+            async def ask() -> tuple[int, str]:
+                async with http.post(f"{base}/invocations", json={}) as resp:
+                    return resp.status, resp.headers[VERSION_HEADER]
 
-    async def test() -> None:
-        one, two = await _upstream(slow(1)), await _upstream(slow(2))
+            before = [asyncio.create_task(ask()) for _ in range(20)]
+            await asyncio.sleep(0.2)  # all 20 are in flight on version 1
+            router.set_route("bot", Route.of({1: 0, 2: 100}))
+            after = [asyncio.create_task(ask()) for _ in range(20)]
+            assert await asyncio.gather(*before) == [(200, "1")] * 20
+            assert await asyncio.gather(*after) == [(200, "2")] * 20
 
-        async def check(router: Router, base: str) -> None:
-            async with aiohttp.ClientSession() as http:
-
-                async def ask() -> tuple[int, str]:
-                    async with http.post(f"{base}/invocations", json={}) as resp:
-                        return resp.status, resp.headers[VERSION_HEADER]
-
-                before = [asyncio.create_task(ask()) for _ in range(20)]
-                await asyncio.sleep(0.2)  # all 20 are in flight on version 1
-                router.set_route("bot", Route.of({1: 0, 2: 100}))
-                after = [asyncio.create_task(ask()) for _ in range(20)]
-                assert await asyncio.gather(*before) == [(200, "1")] * 20
-                assert await asyncio.gather(*after) == [(200, "2")] * 20
-
-        await _with_router({1: one.port, 2: two.port}, Route.of({1: 100, 2: 0}), check)
-        await one.close()
-        await two.close()
-
-    _run(test)
+    _run(
+        lambda: _with_router(
+            {1: answering(1, 0.5), 2: answering(2, 0.5)}, Route.of({1: 100, 2: 0}), check
+        )
+    )
 
 
 def test_a_refused_connection_goes_to_another_ready_version() -> None:
     async def ok(_request: web.Request) -> web.Response:
         return web.json_response({})
 
-    async def test() -> None:
-        live = await _upstream(ok)
-        dead_port = free_port()  # nothing listens there
+    async def check(router: Router, base: str) -> None:
+        async with aiohttp.ClientSession() as http:
+            codes = []
+            for _ in range(50):
+                async with http.post(f"{base}/invocations", json={}) as resp:
+                    codes.append((resp.status, resp.headers.get(VERSION_HEADER)))
+        assert codes == [(200, "1")] * 50
+        assert not router.servers["bot"][2].ready
+        async with aiohttp.ClientSession() as http, http.get(f"{base}/ping") as resp:
+            assert resp.status == 200 and (await resp.json())["ready"] == [1]
 
-        async def check(router: Router, base: str) -> None:
-            async with aiohttp.ClientSession() as http:
-                codes = []
-                for _ in range(50):
-                    async with http.post(f"{base}/invocations", json={}) as resp:
-                        codes.append((resp.status, resp.headers.get(VERSION_HEADER)))
-            assert codes == [(200, "1")] * 50
-            assert not router.servers["bot"][2].ready
-            async with aiohttp.ClientSession() as http, http.get(f"{base}/ping") as resp:
-                assert resp.status == 200 and (await resp.json())["ready"] == [1]
-
-        await _with_router({1: live.port, 2: dead_port}, Route.of({1: 50, 2: 50}), check)
-        await live.close()
-
-    _run(test)
+    _run(lambda: _with_router({1: ok, 2: None}, Route.of({1: 50, 2: 50}), check))
 
 
 def test_shadow_copies_are_not_waited_for_and_errors_are_counted() -> None:
@@ -191,69 +180,49 @@ def test_shadow_copies_are_not_waited_for_and_errors_are_counted() -> None:
         await asyncio.sleep(1.0)
         return web.json_response({"from": "shadow"})
 
-    async def test() -> None:
-        p, s = await _upstream(primary), await _upstream(shadow)
+    async def check(router: Router, base: str) -> None:
+        async with aiohttp.ClientSession() as http:
+            start = time.monotonic()
+            for i in range(10):
+                async with http.post(f"{base}/invocations", json={"i": i}) as resp:
+                    assert (await resp.json()) == {"from": "primary"}
+                    assert resp.headers[VERSION_HEADER] == "1"
+            assert time.monotonic() - start < 1.0, "the caller waited for the shadow"
+            async with http.post(f"{base}/invocations", json={"raise": True}) as resp:
+                assert resp.status == 400
+            await asyncio.sleep(1.2)
+            async with http.get(base.replace("/agents/bot", "/metrics")) as resp:
+                metrics = await resp.text()
+        assert [x["i"] for x in seen[:10]] == list(range(10))
+        assert (
+            'agentctl_router_request_errors_total{agent="bot",role="primary",version="1"} 1.0'
+            in metrics
+        )
+        assert (
+            'agentctl_router_requests_total{agent="bot",code="200",role="shadow",version="2"} 11.0'
+            in metrics
+        )
 
-        async def check(router: Router, base: str) -> None:
-            async with aiohttp.ClientSession() as http:
-                start = time.monotonic()
-                for i in range(10):
-                    async with http.post(f"{base}/invocations", json={"i": i}) as resp:
-                        assert (await resp.json()) == {"from": "primary"}
-                        assert resp.headers[VERSION_HEADER] == "1"
-                assert time.monotonic() - start < 1.0, "the caller waited for the shadow"
-                async with http.post(f"{base}/invocations", json={"raise": True}) as resp:
-                    assert resp.status == 400
-                await asyncio.sleep(1.2)
-                async with http.get(base.replace("/agents/bot", "/metrics")) as resp:
-                    metrics = await resp.text()
-            assert [x["i"] for x in seen[:10]] == list(range(10))
-            assert (
-                'agentctl_router_request_errors_total{agent="bot",role="primary",version="1"} 1.0'
-                in metrics
-            )
-            assert (
-                'agentctl_router_requests_total{agent="bot",code="200",role="shadow",version="2"} 11.0'
-                in metrics
-            )
-
-        await _with_router({1: p.port, 2: s.port}, Route.of({1: 100}, shadow=(2, 100)), check)
-        await p.close()
-        await s.close()
-
-    _run(test)
+    _run(lambda: _with_router({1: primary, 2: shadow}, Route.of({1: 100}, shadow=(2, 100)), check))
 
 
 def test_the_route_is_read_once_the_body_is_in() -> None:
-    def named(version: int) -> Handler:
-        async def handler(_request: web.Request) -> web.Response:
-            return web.json_response({"version": version})
+    async def check(router: Router, base: str) -> None:
+        async def slow_body() -> AsyncIterator[bytes]:
+            yield b'{"input": '
+            await asyncio.sleep(0.5)
+            yield b"[]}"
 
-        return handler
+        async with aiohttp.ClientSession() as http:
+            upload = asyncio.create_task(http.post(f"{base}/invocations", data=slow_body()))
+            await asyncio.sleep(0.2)  # the upload has begun on the old route
+            router.set_route("bot", Route.of({2: 100}))
+            del router.servers["bot"][1]  # type: ignore[attr-defined]  # and v1 is stopped
+            resp = await upload
+            assert resp.status == 200 and resp.headers[VERSION_HEADER] == "2"
+            resp.release()
 
-    async def test() -> None:
-        one, two = await _upstream(named(1)), await _upstream(named(2))
-
-        async def check(router: Router, base: str) -> None:
-            async def slow_body() -> AsyncIterator[bytes]:
-                yield b'{"input": '
-                await asyncio.sleep(0.5)
-                yield b"[]}"
-
-            async with aiohttp.ClientSession() as http:
-                upload = asyncio.create_task(http.post(f"{base}/invocations", data=slow_body()))
-                await asyncio.sleep(0.2)  # the upload has begun on the old route
-                router.set_route("bot", Route.of({2: 100}))
-                del router.servers["bot"][1]  # type: ignore[attr-defined]  # and v1 is stopped
-                resp = await upload
-                assert resp.status == 200 and resp.headers[VERSION_HEADER] == "2"
-                resp.release()
-
-        await _with_router({1: one.port, 2: two.port}, Route.of({1: 100}), check)
-        await one.close()
-        await two.close()
-
-    _run(test)
+    _run(lambda: _with_router({1: answering(1), 2: answering(2)}, Route.of({1: 100}), check))
 
 
 def test_refusals_and_hang_ups_are_counted_apart_from_answers() -> None:
@@ -265,36 +234,24 @@ def test_refusals_and_hang_ups_are_counted_apart_from_answers() -> None:
             await asyncio.sleep(0.05)
         return response
 
-    async def test() -> None:
-        up = await _upstream(endless)
+    async def check(router: Router, base: str) -> None:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{base}/invocations", json={}) as resp:
+                await resp.content.readuntil(b"\n\n")
+            # The caller hung up mid-stream.
+            router.servers["bot"][1].ready = False
+            async with http.post(f"{base}/invocations", json={}) as resp:
+                assert resp.status == 503
+            async with http.post(base.replace("/bot", "/nobody") + "/invocations") as resp:
+                assert resp.status == 404
+            await asyncio.sleep(0.5)
+            async with http.get(base.replace("/agents/bot", "/metrics")) as resp:
+                metrics = await resp.text()
+        assert 'requests_total{agent="bot",code="499",role="primary",version="1"} 1.0' in metrics
+        assert 'errors_total{agent="bot",role="primary",version="1"} 0.0' in metrics
+        assert 'requests_total{agent="bot",code="503",role="primary",version="none"} 1.0' in metrics
+        assert (
+            'requests_total{agent="nobody",code="404",role="primary",version="none"} 1.0' in metrics
+        )
 
-        async def check(router: Router, base: str) -> None:
-            async with aiohttp.ClientSession() as http:
-                async with http.post(f"{base}/invocations", json={}) as resp:
-                    await resp.content.readuntil(b"\n\n")
-                # The caller hung up mid-stream.
-                router.servers["bot"][1].ready = False
-                async with http.post(f"{base}/invocations", json={}) as resp:
-                    assert resp.status == 503
-                async with http.post(base.replace("/bot", "/nobody") + "/invocations") as resp:
-                    assert resp.status == 404
-                await asyncio.sleep(0.5)
-                async with http.get(base.replace("/agents/bot", "/metrics")) as resp:
-                    metrics = await resp.text()
-            assert (
-                'requests_total{agent="bot",code="499",role="primary",version="1"} 1.0' in metrics
-            )
-            assert 'errors_total{agent="bot",role="primary",version="1"} 0.0' in metrics
-            assert (
-                'requests_total{agent="bot",code="503",role="primary",version="none"} 1.0'
-                in metrics
-            )
-            assert (
-                'requests_total{agent="nobody",code="404",role="primary",version="none"} 1.0'
-                in metrics
-            )
-
-        await _with_router({1: up.port}, Route.of({1: 100}), check)
-        await up.close()
-
-    _run(test)
+    _run(lambda: _with_router({1: endless}, Route.of({1: 100}), check))

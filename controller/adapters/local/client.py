@@ -22,10 +22,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
-from controller.adapters.local.rundir import ENV_MARKER, RunDir, alive, ours, reap_leftovers
+from controller.adapters.local.rundir import (
+    ENV_MARKER,
+    RunDir,
+    alive,
+    ours,
+    reap_leftovers,
+    tail,
+)
 from controller.errors import PermanentBackendError, TemporaryBackendError
 from controller.observed import AgentServing, ServedVersion, ServingSnapshot
 
@@ -130,7 +136,7 @@ class LocalServing:
                 # (3: another daemon won the race for this run directory; wait for its record)
                 raise PermanentBackendError(
                     f"local serving did not start (exit {proc.returncode}); "
-                    f"see {self.run_dir.daemon_log}:\n{_tail(self.run_dir.daemon_log)}",
+                    f"see {self.run_dir.daemon_log}:\n{tail(self.run_dir.daemon_log)}",
                     operation="start local serving",
                 )
             time.sleep(0.05)
@@ -260,10 +266,3 @@ class LocalServing:
         if self.daemon() is None:
             return
         self._request("DELETE", f"/agents/{agent}/route")
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"

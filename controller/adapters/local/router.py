@@ -193,7 +193,6 @@ class Router:
         headers: Mapping[str, str],
     ) -> web.StreamResponse:
         assert self._session is not None
-        latency, errors = self._child(agent, server.version, "primary")
         server.in_flight += 1
         start = time.perf_counter()
         code = "502"
@@ -243,11 +242,16 @@ class Router:
             )
         finally:
             server.in_flight -= 1
-            if code:
-                latency.observe(time.perf_counter() - start)
-                self._count(agent, server.version, "primary", code)
-                if code[0] in "45" and code != CLIENT_GONE:
-                    errors.inc()
+            if code:  # (no code: never reached the server; the request goes elsewhere)
+                self._record(agent, server.version, "primary", code, start)
+
+    def _record(self, agent: str, version: int, role: str, code: str, start: float) -> None:
+        """One answered (or failed) request: its latency, its code, and whether it failed."""
+        latency, errors = self._child(agent, version, role)
+        latency.observe(time.perf_counter() - start)
+        self._count(agent, version, role, code)
+        if code[0] in "45" and code != CLIENT_GONE:
+            errors.inc()
 
     def _child(self, agent: str, version: int, role: str) -> tuple[Any, Any]:
         key = (agent, version, role)
@@ -279,7 +283,6 @@ class Router:
         self, agent: str, server: ModelServer, body: bytes, headers: dict[str, str]
     ) -> None:
         assert self._session is not None
-        latency, errors = self._child(agent, server.version, "shadow")
         server.in_flight += 1
         start = time.perf_counter()
         code = "502"
@@ -295,10 +298,7 @@ class Router:
             code = "504" if isinstance(exc, TimeoutError) else "502"
         finally:
             server.in_flight -= 1
-            latency.observe(time.perf_counter() - start)
-            self._count(agent, server.version, "shadow", code)
-            if code[0] in "45":
-                errors.inc()
+            self._record(agent, server.version, "shadow", code, start)
 
 
 def _label(version: int) -> str:

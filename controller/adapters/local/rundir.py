@@ -17,7 +17,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENV_MARKER", "RunDir", "alive", "ours", "reap_leftovers"]
+__all__ = ["ENV_MARKER", "RunDir", "alive", "ours", "reap_leftovers", "tail"]
 
 #: Set in the environment of every process local serving starts: the absolute run directory.
 #: (Not AGENTCTL_RUN_DIR, the --run-dir setting, which a user may export in their shell.)
@@ -131,3 +131,15 @@ def reap_leftovers(run_dir: RunDir) -> list[int]:
                 os.killpg(pid, signal.SIGKILL)
                 killed.append(pid)
     return killed
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    """The last lines of a log file (read from its last 8 KiB)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 8192))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])

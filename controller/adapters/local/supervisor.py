@@ -24,6 +24,8 @@ from typing import Any
 
 import aiohttp
 
+from controller.adapters.local.rundir import tail
+
 __all__ = ["Command", "ModelServer", "ServerFailed", "free_port", "mlflow_serve"]
 
 #: Builds the command line of a model server: (model, version, port) -> argv.
@@ -144,15 +146,8 @@ class ModelServer:
                 )
             await asyncio.sleep(0.05)
 
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            with open(self.log_path, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                fh.seek(max(0, fh.tell() - 8192))
-                text = fh.read().decode("utf-8", "replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+    def log_tail(self) -> str:
+        return tail(self.log_path)
 
     async def stop(self, drain: float = 30.0, grace: float = 10.0) -> None:
         """Let requests in flight finish (up to ``drain`` s), then SIGTERM, then SIGKILL."""
