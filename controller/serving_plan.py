@@ -67,6 +67,10 @@ def _observed_weights(weights: Mapping[int, int]) -> list[dict[str, Any]]:
     return [{"version": v, "percent": weights[v]} for v in sorted(weights)]
 
 
+def _observed_shadow(shadow: tuple[int, int]) -> dict[str, Any]:
+    return {"version": shadow[0], "percent": shadow[1]}
+
+
 def plan_serving(
     model: str, desired: DesiredServing, observed: AgentServing | None, change: _ChangeFn
 ) -> int:
@@ -135,7 +139,7 @@ def plan_serving(
                 Kind.SHADOW,
                 "",
                 Action.DELETE,
-                {"version": have_shadow[0], "percent": have_shadow[1]},
+                _observed_shadow(have_shadow),
                 None,
                 "the manifest declares no shadow",
             )
@@ -149,7 +153,7 @@ def plan_serving(
                 Kind.SHADOW,
                 "",
                 Action.UPDATE,
-                {"version": have_shadow[0], "percent": have_shadow[1]},
+                _observed_shadow(have_shadow),
                 after_shadow,
                 "the shadow differs",
             )
@@ -176,7 +180,7 @@ def remove_serving(observed: AgentServing, why: str, change: _ChangeFn) -> None:
             Kind.SHADOW,
             "",
             Action.DELETE,
-            {"version": observed.shadow[0], "percent": observed.shadow[1]},
+            _observed_shadow(observed.shadow),
             None,
             why,
         )
