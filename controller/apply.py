@@ -15,7 +15,7 @@ from typing import Any
 
 from controller.changeset import ChangeSet, Entry, Verb
 from controller.digest import normalize_requirement, source_digest
-from controller.errors import AgentctlError, ApplyFailed, BackendError, PlanRejected
+from controller.errors import AgentctlError, ApplyFailed, BackendError, NotReady, PlanRejected
 from controller.observed import MANAGED_ALIASES_TAG, MANAGED_TAGS_TAG
 from controller.plan import Action, Change, Kind, Plan
 from controller.ports import Registry, ServingTarget, VersionSource
@@ -58,6 +58,11 @@ def apply(
     for change in plan.changes:
         try:
             entry = executor.run(change)
+        except NotReady as exc:
+            # Traffic never moves to a version that is not ready: the agent's remaining serving
+            # changes wait for a later apply (or reconcile), which plans them again.
+            executor.waiting[change.agent] = str(exc)
+            entry = Entry(change.address, Verb.WAITING, str(exc))
         except (BackendError, SourceChanged) as exc:
             raise ApplyFailed(f"{change.address}: {exc}", ChangeSet(tuple(entries)), exc) from exc
         entries.append(entry)
@@ -76,12 +81,16 @@ class _Executor:
         self.policy = policy
         self.created: dict[tuple[str, str], int] = {}  # (model, digest) -> version number
         self.sources: dict[str, VersionSource] = {}  # address -> checked source
+        self.waiting: dict[str, str] = {}  # agent -> the version its serving waits for
 
     def check_source(self, change: Change) -> None:
         if change.kind is Kind.MODEL_VERSION and change.action is Action.CREATE:
             self.sources[change.address] = self._source(change.agent, change.after or {})
 
     def run(self, change: Change) -> Entry:
+        held = self.waiting.get(change.agent)
+        if held is not None and change.kind in _SERVING:
+            return Entry(change.address, Verb.SKIPPED, held)
         handler = {
             Kind.REGISTERED_MODEL: self._model,
             Kind.MODEL_VERSION: self._version,

@@ -15,6 +15,7 @@ class Verb(StrEnum):
     UNCHANGED = "unchanged"
     DELETED = "deleted"
     SKIPPED = "skipped"
+    WAITING = "waiting"  # started, not ready yet: a later apply continues
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,11 @@ class Entry:
 @dataclass(frozen=True, slots=True)
 class ChangeSet:
     entries: tuple[Entry, ...] = ()
+
+    @property
+    def waiting(self) -> bool:
+        """Some serving waits for a version to become ready: apply again later."""
+        return any(e.verb is Verb.WAITING for e in self.entries)
 
     def count(self, verb: Verb) -> int:
         return sum(e.verb is verb for e in self.entries)

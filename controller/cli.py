@@ -54,6 +54,7 @@ app = typer.Typer(
 
 class Target(StrEnum):
     local = "local"
+    kubernetes = "kubernetes"
     registry = "registry"
 
 
@@ -99,7 +100,8 @@ TargetOpt = Annotated[
     typer.Option(
         "--target",
         envvar="AGENTCTL_TARGET",
-        help="Where spec.serving runs: local (model servers and a router on 127.0.0.1), or "
+        help="Where spec.serving runs: local (model servers and a router on 127.0.0.1), "
+        "kubernetes (Deployments, Services and Gateway API HTTPRoutes in --namespace), or "
         "registry (the registry only; spec.serving is validated, not served).",
     ),
 ]
@@ -119,7 +121,53 @@ RouterPortOpt = Annotated[
         help="Port of the local router on 127.0.0.1, when local serving starts (0: any free).",
     ),
 ]
+NamespaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        "-n",
+        envvar="AGENTCTL_NAMESPACE",
+        help="Kubernetes namespace to serve in. Default: the kubeconfig context's, or the pod's.",
+    ),
+]
+ContextOpt = Annotated[
+    str | None,
+    typer.Option("--context", help="Kubernetes context of the kubeconfig. Default: its current."),
+]
+KubeconfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--kubeconfig",
+        help="Kubeconfig file. Default: $KUBECONFIG, ~/.kube/config, or in a pod its service "
+        "account.",
+    ),
+]
+WaitOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        envvar="AGENTCTL_WAIT",
+        min=0,
+        help="Seconds apply waits for a new Deployment to become Available before it moves "
+        "traffic; past that, traffic waits for a later apply.",
+    ),
+]
 DEFAULT_RUN_DIR = Path(".agentctl")
+
+
+class Kube:
+    """The --target kubernetes options."""
+
+    def __init__(
+        self,
+        namespace: str | None = None,
+        context: str | None = None,
+        kubeconfig: str | None = None,
+        wait: float = 0.0,
+    ) -> None:
+        self.namespace, self.context, self.kubeconfig, self.wait = (
+            namespace, context, kubeconfig, wait
+        )  # fmt: skip
 
 
 def _err(text: str) -> None:
@@ -209,7 +257,7 @@ def _reconcile(
     on_plan: Callable[[Plan], None] | None = None,
     on_entry: Callable[[Entry], None] | None = None,
     changed_since: str | None = None,
-    serving: Callable[[MlflowRegistry], ServingTarget] | None = None,
+    serving: Callable[[MlflowRegistry, Desired], ServingTarget] | None = None,
 ) -> Result:
     from controller.reconcile import reconcile
     from controller.retry import RetryPolicy
@@ -230,7 +278,7 @@ def _reconcile(
         on_entry=on_entry,
         changed=changed,
         baseline=baseline,
-        serving=serving(registry) if serving is not None else None,
+        serving=serving(registry, desired) if serving is not None else None,
     )
 
 
@@ -245,14 +293,21 @@ def _registry(tracking_uri: str) -> MlflowRegistry:
     return MlflowRegistry(tracking_uri)
 
 
-def _local(
-    target: Target, run_dir: Path, router_port: int, *, attach: bool = False
-) -> Callable[[MlflowRegistry], ServingTarget] | None:
+def _serving(
+    target: Target,
+    run_dir: Path,
+    router_port: int,
+    kube: Kube | None = None,
+    *,
+    attach: bool = False,
+) -> Callable[[MlflowRegistry, Desired], ServingTarget] | None:
     """How to build the serving target for ``--target`` once the registry exists."""
+    if target is Target.kubernetes:
+        return _kubernetes(kube or Kube())
     if target is not Target.local:
         return None
 
-    def build(registry: MlflowRegistry) -> LocalServing:
+    def build(registry: MlflowRegistry, desired: Desired) -> LocalServing:
         from controller.adapters.local import LocalServing
 
         return LocalServing(
@@ -262,6 +317,27 @@ def _local(
             router_port=router_port,
             attach=attach,
             env=_USER_ENV,
+        )
+
+    return build
+
+
+def _kubernetes(kube: Kube) -> Callable[[MlflowRegistry, Desired], ServingTarget]:
+    def build(registry: MlflowRegistry, desired: Desired) -> ServingTarget:
+        from controller.adapters.kubernetes import KubernetesServing, connect
+        from controller.kube_objects import Settings, resolve_settings
+
+        api, namespace = connect(kube.kubeconfig, kube.context)
+        settings = {
+            a.name: resolve_settings(a.manifest.spec.serving.kubernetes)
+            for a in desired.agents
+            if a.manifest.spec.serving is not None
+        }
+        return KubernetesServing(
+            api,
+            kube.namespace or namespace,
+            lambda agent: settings.get(agent) or Settings(),
+            wait=kube.wait,
         )
 
     return build
@@ -379,19 +455,30 @@ def plan(
     target: TargetOpt = Target.local,
     run_dir: RunDirOpt = DEFAULT_RUN_DIR,
     router_port: RouterPortOpt = 8765,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
 ) -> None:
-    """Show what apply would change. Never runs agent code, never writes, never starts a server."""
-    from controller.render import render_plan
+    """Show what apply would change. Never runs agent code, never writes, never starts a server.
+    With --target kubernetes, each object it would write is shown as a server-side dry-run diff."""
+    from controller.render import render_plan, render_previews
 
     try:
         result = _reconcile(
             path, root, allow_empty, tracking_uri, owner, prune,
             apply=False, changed_since=changed_since,
-            serving=_local(target, run_dir, router_port),
+            serving=_serving(target, run_dir, router_port, Kube(namespace, context, kubeconfig)),
         )  # fmt: skip
     except AgentctlError as exc:
         raise _fail(exc, format) from None
-    _show_plan(result.plan, format)
+    if format is Format.json and result.previews:
+        payload = result.plan.to_dict()
+        payload["objects"] = json.loads(render_previews(result.previews, "json"))
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        _show_plan(result.plan, format)
+        if result.previews and not result.plan.has_errors:
+            typer.echo(render_previews(result.previews, format.value))
     if out is not None:
         out.write_text(render_plan(result.plan, "json") + "\n", encoding="utf-8")
     if result.plan.has_errors:
@@ -412,10 +499,15 @@ def apply_cmd(
     target: TargetOpt = Target.local,
     run_dir: RunDirOpt = DEFAULT_RUN_DIR,
     router_port: RouterPortOpt = 8765,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    wait: WaitOpt = 120.0,
 ) -> None:
     """Plan, then apply the plan: register versions, move aliases, set tags; start and stop model
     servers and set their traffic (with --target local they keep running after this command;
-    `agentctl down` stops them)."""
+    `agentctl down` stops them). With --target kubernetes every write is dry-run first, and
+    traffic moves to a version only once its Deployment is Available."""
     from controller.render import render_changeset
 
     def show_plan(p: Plan) -> None:
@@ -430,7 +522,9 @@ def apply_cmd(
         result = _reconcile(
             path, root, allow_empty, tracking_uri, owner, prune,
             apply=True, on_plan=show_plan, on_entry=show_entry,
-            serving=_local(target, run_dir, router_port),
+            serving=_serving(
+                target, run_dir, router_port, Kube(namespace, context, kubeconfig, wait)
+            ),
         )  # fmt: skip
     except AgentctlError as exc:
         raise _fail(exc, format) from None
@@ -445,6 +539,11 @@ def apply_cmd(
     elif result.changeset is not None:
         typer.echo("")
         typer.echo(render_changeset(result.changeset).splitlines()[-1])
+        if result.changeset.waiting:
+            typer.echo(
+                "Some traffic waits for a version to become available: apply again (or let the "
+                "controller reconcile) once it is."
+            )
     if format is Format.text and target is Target.local:
         _show_endpoint(run_dir)
 
@@ -484,13 +583,13 @@ def up(
 
     from controller.loader import load
 
-    build = _local(Target.local, run_dir, router_port, attach=not detach)
+    build = _serving(Target.local, run_dir, router_port, attach=not detach)
     assert build is not None
     holder: list[LocalServing] = []
 
-    def serving(registry: MlflowRegistry) -> ServingTarget:
+    def serving(registry: MlflowRegistry, desired: Desired) -> ServingTarget:
         if not holder:
-            holder.append(build(registry))  # type: ignore[arg-type]
+            holder.append(build(registry, desired))  # type: ignore[arg-type]
         return holder[0]
 
     def once() -> bool:

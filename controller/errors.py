@@ -8,7 +8,8 @@ The tree::
      ├── BackendError                 a server answered with an error or did not answer
      │    ├── TemporaryBackendError   worth retrying (connection refused, timeout, 429, 5xx)
      │    └── PermanentBackendError   retrying will not help (400, 403, 404 ...)
-     └── ApplyFailed                  apply stopped part-way; carries the ChangeSet of what was done
+     ├── ApplyFailed                  apply stopped part-way; carries the ChangeSet of what was done
+     └── NotReady                     a served version did not become ready in time; traffic waits
 
 A temporary error may carry ``retry_after`` (seconds), which the retry policy honours.
 """
@@ -26,6 +27,7 @@ __all__ = [
     "ApplyFailed",
     "BackendError",
     "InvalidInput",
+    "NotReady",
     "PermanentBackendError",
     "PlanRejected",
     "TemporaryBackendError",
@@ -94,3 +96,16 @@ class ApplyFailed(AgentctlError):
         self.changeset = changeset
         self.cause = cause
         super().__init__(message)
+
+
+class NotReady(AgentctlError):
+    """A served version was started but is not ready yet (a Deployment not Available). Apply
+    moves no traffic to it and stops the agent's remaining serving changes; a later apply or
+    reconcile continues from there."""
+
+    def __init__(self, agent: str, version: int, why: str = "") -> None:
+        self.agent = agent
+        self.version = version
+        self.why = why
+        detail = f" ({why})" if why else ""
+        super().__init__(f"waiting for {agent} v{version} to become available{detail}")

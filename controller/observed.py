@@ -92,13 +92,19 @@ class RegistrySnapshot:
 
 @dataclass(frozen=True, slots=True)
 class ServedVersion:
-    """One running model server: ``models:/<model>/<version>``."""
+    """One served version: ``models:/<model>/<version>``.
+
+    ``status`` says why it is not ready (empty: the target gives no reason); ``outdated`` why it
+    does not run as the manifest now asks (empty: it does, or the target cannot tell).
+    """
 
     version: int
     model: str
     ready: bool = True
     restarts: int = 0
     url: str = ""
+    status: str = ""
+    outdated: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +112,8 @@ class AgentServing:
     """An agent's serving as the target reports it: its servers and its route.
 
     ``weights`` maps version -> percent of live traffic (empty: no route); ``shadow`` is the
-    (version, percent) that receives copies of requests, if any.
+    (version, percent) that receives copies of requests, if any. ``route_outdated`` says why the
+    route does not carry what the manifest asks for beyond its weights and shadow (empty: it does).
     """
 
     agent: str
@@ -114,6 +121,7 @@ class AgentServing:
     versions: Mapping[int, ServedVersion] = field(default_factory=dict)
     weights: Mapping[int, int] = field(default_factory=dict)
     shadow: tuple[int, int] | None = None
+    route_outdated: str = ""
 
 
 @dataclass(frozen=True, slots=True)

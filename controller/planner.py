@@ -433,7 +433,9 @@ def _plan_agent_serving(
             shadow = (found, spec.serving.shadow.percent)
     if failed:
         return 0
-    return plan_serving(agent.model_name, DesiredServing(weights, shadow), served, change)
+    return plan_serving(
+        agent.name, agent.model_name, DesiredServing(weights, shadow), served, change
+    )
 
 
 _ChangeFn = Callable[[Kind, str, Action, Any, Any, str], None]

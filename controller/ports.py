@@ -5,13 +5,23 @@ Adapters (``controller.adapters``) implement them; tests may pass in-memory fake
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from controller.observed import RegistrySnapshot, ServingSnapshot
+from controller.plan import Change
+from controller.preview import ObjectPreview
 
-__all__ = ["Clock", "Registry", "ServingBackend", "ServingTarget", "TrafficRouter", "VersionSource"]
+__all__ = [
+    "Clock",
+    "Previewer",
+    "Registry",
+    "ServingBackend",
+    "ServingTarget",
+    "TrafficRouter",
+    "VersionSource",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +121,15 @@ class TrafficRouter(Protocol):
 
 class ServingTarget(ServingBackend, TrafficRouter, Protocol):
     """A serving backend with its traffic router: what ``apply`` drives for ``spec.serving``."""
+
+
+@runtime_checkable
+class Previewer(Protocol):
+    """A serving target that can dry-run its writes (server-side), to show and check them."""
+
+    def preview(self, changes: Sequence[Change]) -> list[ObjectPreview]:
+        """What ``changes`` would write, per object; raise what the writes would raise."""
+        ...
 
 
 class Clock(Protocol):

@@ -12,19 +12,24 @@ from dataclasses import dataclass
 from controller.apply import apply as apply_plan
 from controller.changeset import ChangeSet, Entry
 from controller.desired import Desired
-from controller.plan import Plan
+from controller.plan import Kind, Plan
 from controller.planner import DEFAULT_OWNER, plan
-from controller.ports import Registry, ServingTarget
+from controller.ports import Previewer, Registry, ServingTarget
+from controller.preview import ObjectPreview
 from controller.retry import RetryPolicy
 from controller.scope import select
 
 __all__ = ["Result", "reconcile"]
+
+_SERVING = (Kind.SERVED_VERSION, Kind.TRAFFIC, Kind.SHADOW)
 
 
 @dataclass(frozen=True, slots=True)
 class Result:
     plan: Plan
     changeset: ChangeSet | None = None
+    #: What the serving changes would write, per object (targets that dry-run: Kubernetes).
+    previews: tuple[ObjectPreview, ...] = ()
 
 
 def reconcile(
@@ -56,11 +61,18 @@ def reconcile(
         baseline=baseline,
         serving=served,
     )
+    previews: tuple[ObjectPreview, ...] = ()
+    serving_changes = [c for c in the_plan.changes if c.kind in _SERVING]
+    if isinstance(serving, Previewer) and serving_changes and not the_plan.has_errors:
+        # A dry run of every write first: a name collision, RBAC, a missing Gateway or an object
+        # the API server refuses stops here, before anything is written.
+        target = serving
+        previews = tuple(policy.call(lambda: target.preview(serving_changes)))
     if on_plan is not None:
         on_plan(the_plan)
     if not apply or the_plan.has_errors or not the_plan.has_changes:
-        return Result(the_plan)
+        return Result(the_plan, previews=previews)
     changeset = apply_plan(
         the_plan, registry, root=desired.root, policy=policy, on_entry=on_entry, serving=serving
     )
-    return Result(the_plan, changeset)
+    return Result(the_plan, changeset, previews)

@@ -6,9 +6,10 @@ tags (``agentctl.io/managed-*``) are left out of the human formats, kept in JSON
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from html import escape
 from itertools import pairwise
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from controller.changeset import ChangeSet, Verb
 from controller.diagnostics import Diagnostics, Severity
 from controller.plan import Action, AgentView, Change, Kind, Plan
+from controller.preview import ObjectPreview, display
 
 __all__ = [
     "FORMATS",
@@ -25,6 +27,7 @@ __all__ = [
     "render_changeset",
     "render_diagnostics",
     "render_plan",
+    "render_previews",
 ]
 
 FORMATS = ("text", "markdown", "json")
@@ -309,3 +312,56 @@ def render_changeset(changeset: ChangeSet, fmt: str = "text") -> str:
     done = ", ".join(f"{changeset.count(v)} {v.value}" for v in Verb if changeset.count(v))
     lines.append(f"Apply complete: {done or 'nothing to do'}.")
     return "\n".join(lines)
+
+
+def _redact_object(value: Any, key: str = "") -> Any:
+    """An object with secret-looking values hidden; an env entry's value by its name."""
+    if isinstance(value, dict):
+        if isinstance(value.get("name"), str) and "value" in value:
+            return {**value, "value": redact(value["name"], value["value"])}
+        return {k: _redact_object(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_object(v, key) for v in value]
+    return redact(key, value)
+
+
+def _object_lines(obj: Any) -> list[str]:
+    if obj is None:
+        return []
+    return json.dumps(_redact_object(display(obj)), indent=2, sort_keys=True).splitlines()
+
+
+def render_previews(previews: Sequence[ObjectPreview], fmt: str = "text") -> str:
+    """Each object a plan would write: the live object against the server-side dry run's result,
+    as a unified diff (status and server-kept metadata left out, secrets redacted)."""
+    if fmt == "json":
+        return json.dumps([_redact_object(p.to_dict()) for p in previews], indent=2)
+    out: list[str] = []
+    if fmt == "markdown":
+        out += ["", "#### Kubernetes objects (server-side dry run)", ""]
+    else:
+        out += ["", "Kubernetes objects (server-side dry run):"]
+    for p in previews:
+        head = f"{p.address} (agent {p.agent}): {p.action}"
+        if p.note:
+            head += f": {p.note}"
+        diff = list(
+            difflib.unified_diff(
+                _object_lines(p.before),
+                _object_lines(p.after)
+                if p.after is not None or not p.note
+                else _object_lines(p.before),
+                fromfile=f"live {p.address}" if p.before is not None else "/dev/null",
+                tofile=f"dry-run {p.address}" if p.after is not None else "/dev/null",
+                lineterm="",
+                n=3,
+            )
+        )
+        if fmt == "markdown":
+            out += [f"<details><summary>{_code(head)}</summary>", "", "```diff"]
+            out += diff or ["(no difference)"]
+            out += ["```", "</details>"]
+        else:
+            out += ["", f"  # {head}"]
+            out += [f"    {line}" for line in diff] or ["    (no difference)"]
+    return "\n".join(out)

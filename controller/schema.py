@@ -21,7 +21,11 @@ __all__ = [
     "RESERVED_TAG_PREFIX",
     "AgentManifest",
     "AgentSpec",
+    "GatewayRef",
+    "KubernetesServing",
     "Metadata",
+    "MlflowConnection",
+    "Resources",
     "Serving",
     "ShadowTarget",
     "Source",
@@ -40,6 +44,29 @@ RESERVED_TAG_PREFIX = "agentctl.io/"
 # A DNS-1123 label, so that an agent's name is also a valid Kubernetes object name and label.
 AgentName = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+]
+# A DNS-1123 subdomain: Kubernetes object names (Gateways, Secrets).
+K8sName = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", max_length=253
+    ),
+]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", max_length=253)]
+ResourceName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9]([-./a-zA-Z0-9]*)$")]
+# A Kubernetes quantity: 500m, 1Gi, 2, 1.5
+Quantity = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[numkMGTPE]i?|Ki)?$"
+    ),
+]
+Hostname = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        max_length=253,
+    ),
 ]
 # MLflow accepts most names; '/' and ':' break `models:/<name>/<version>` URIs.
 ModelName = Annotated[str, StringConstraints(pattern=r"^[^/:\s][^/:]*$", max_length=256)]
@@ -126,9 +153,55 @@ class ShadowTarget(_Target):
     """A version that receives a copy of ``percent`` of requests; its answers are discarded."""
 
 
+class GatewayRef(_Model):
+    """The Gateway an agent's HTTPRoute attaches to (Gateway API ``parentRefs``)."""
+
+    name: K8sName
+    namespace: K8sName | None = Field(
+        default=None, description="Defaults to the namespace agentctl serves in."
+    )
+    section_name: K8sName | None = Field(default=None, description="A listener of the Gateway.")
+
+
+class MlflowConnection(_Model):
+    """How model servers in the cluster reach MLflow to load ``models:/<name>/<version>``."""
+
+    tracking_uri: str | None = Field(default=None, description="Set as MLFLOW_TRACKING_URI.")
+    secret: K8sName | None = Field(
+        default=None,
+        description="A Secret whose keys become environment variables (MLFLOW_TRACKING_URI, "
+        "MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME/PASSWORD...).",
+    )
+
+
+class Resources(_Model):
+    requests: dict[ResourceName, Quantity] = Field(default_factory=dict)
+    limits: dict[ResourceName, Quantity] = Field(default_factory=dict)
+
+
+class KubernetesServing(_Model):
+    """How ``--target kubernetes`` serves the agent; unset fields take agentctl's defaults."""
+
+    image: Annotated[str, StringConstraints(min_length=1)] | None = Field(
+        default=None, description="Model server image; it must have mlflow and the agent's deps."
+    )
+    replicas: Annotated[int, Field(ge=0, le=1000, strict=True)] | None = None
+    resources: Resources | None = None
+    env: dict[EnvName, str] = Field(default_factory=dict)
+    mlflow: MlflowConnection | None = None
+    gateway: GatewayRef | None = None
+    hostnames: list[Hostname] = Field(default_factory=list, max_length=16)
+    router: Literal["gateway", "service"] | None = Field(
+        default=None,
+        description="gateway: an HTTPRoute splits traffic by weight and mirrors the shadow. "
+        "service: one Service over every version, the split approximated by replica ratio.",
+    )
+
+
 class Serving(_Model):
     traffic: list[TrafficTarget] = Field(min_length=1)
     shadow: ShadowTarget | None = None
+    kubernetes: KubernetesServing | None = None
 
 
 class AgentSpec(_Model):

@@ -72,7 +72,11 @@ def _observed_shadow(shadow: tuple[int, int]) -> dict[str, Any]:
 
 
 def plan_serving(
-    model: str, desired: DesiredServing, observed: AgentServing | None, change: _ChangeFn
+    agent: str,
+    model: str,
+    desired: DesiredServing,
+    observed: AgentServing | None,
+    change: _ChangeFn,
 ) -> int:
     """Emit the changes that make ``observed`` what ``desired`` says; return how many objects
     were found as desired."""
@@ -101,14 +105,24 @@ def plan_serving(
             )
         elif not server.ready:
             before = {"version": server.version, "model": server.model, "ready": False}
+            why = server.status or f"restarted {server.restarts} times"
             change(
                 Kind.SERVED_VERSION,
                 _name(target),
                 Action.UPDATE,
                 before,
                 {**after, "ready": True},
-                f"version {target} is not ready (restarted {server.restarts} times): "
-                "wait for it before moving traffic",
+                f"waiting for {agent} v{target} to become available ({why})",
+            )
+        elif server.outdated:
+            before = {"version": server.version, "model": server.model}
+            change(
+                Kind.SERVED_VERSION,
+                _name(target),
+                Action.UPDATE,
+                before,
+                after,
+                f"version {target}: {server.outdated}",
             )
         else:
             unchanged += 1
@@ -120,14 +134,16 @@ def plan_serving(
         )
     else:
         before_weights = _observed_weights(observed.weights)
-        if before_weights != after_weights:
+        if before_weights != after_weights or observed.route_outdated:
             change(
                 Kind.TRAFFIC,
                 "",
                 Action.UPDATE,
                 {"weights": before_weights},
                 {"weights": after_weights},
-                "the traffic split differs",
+                "the traffic split differs"
+                if before_weights != after_weights
+                else f"the route: {observed.route_outdated}",
             )
         else:
             unchanged += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from controller.errors import NotReady
 from controller.observed import AgentServing, ServedVersion, ServingSnapshot
 
 
@@ -17,6 +18,8 @@ class FakeServing:
         self.models: dict[str, str] = {}
         self.calls: list[tuple[object, ...]] = []
         self.starts = 0
+        #: (agent, version) pairs that start but do not become ready (a Deployment rolling out).
+        self.slow: set[tuple[str, int]] = set()
 
     def observe(self) -> ServingSnapshot:
         agents = {}
@@ -35,8 +38,11 @@ class FakeServing:
         have = self.servers.setdefault(agent, {}).get(version)
         if have is None or have.model != model or not have.ready:
             self.starts += 1
-        self.servers[agent][version] = ServedVersion(version, model)
+        ready = (agent, version) not in self.slow
+        self.servers[agent][version] = ServedVersion(version, model, ready=ready)
         self.models[agent] = model
+        if not ready:
+            raise NotReady(agent, version, "0 of 1 replicas available")
         return f"http://127.0.0.1:{1000 + version}"
 
     def stop_version(self, agent: str, version: int) -> None:
@@ -52,6 +58,10 @@ class FakeServing:
         missing = set(weights) - set(self.servers.get(agent, {}))
         if missing:
             raise AssertionError(f"traffic to versions that are not served: {missing}")
+        old = self.weights.get(agent, {})
+        for v, w in weights.items():
+            if w > old.get(v, 0) and not self.servers[agent][v].ready:
+                raise AssertionError(f"traffic moved to version {v}, which is not ready")
         self.weights[agent] = dict(weights)
         self.models[agent] = model
 

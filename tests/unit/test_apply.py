@@ -216,3 +216,34 @@ def test_serving_with_a_shadow_is_removed_in_one_apply(tmp_path: Path) -> None:
     assert result.changeset is not None
     assert srv.calls == [("mirror", "bot", None), ("unroute", "bot"), ("stop", "bot", 1)]
     assert srv.observe().agents == {}
+
+
+def test_traffic_waits_for_a_version_that_is_not_ready_and_a_later_apply_moves_it(
+    tmp_path: Path,
+) -> None:
+    desired, _ = load(write_repo(tmp_path, GOOD))
+    reg, srv = FakeRegistry(), FakeServing()
+    reconcile(desired, reg, apply=True, policy=NO_WAIT, serving=srv)
+    (tmp_path / "config.yaml").write_text("greeting: hello\n")
+    desired, _ = load(tmp_path)
+    srv.slow.add(("bot", 2))
+    srv.calls.clear()
+    first = reconcile(desired, reg, apply=True, policy=NO_WAIT, serving=srv)
+    assert first.changeset is not None and first.changeset.waiting
+    verbs = {
+        e.address: e.verb
+        for e in first.changeset.entries
+        if "serv" in e.address or "traffic" in e.address
+    }
+    assert Verb.WAITING in verbs.values() and Verb.SKIPPED in verbs.values()
+    # Version 1 keeps every request and keeps running; version 2 was started.
+    assert srv.calls == [("start", "bot", 2)] and srv.weights == {"bot": {1: 100}}
+
+    waiting = reconcile(desired, reg, apply=False, policy=NO_WAIT, serving=srv)
+    assert waiting.plan.changes[0].reason == (
+        "waiting for bot v2 to become available (restarted 0 times)"
+    )
+    srv.slow.clear()
+    srv.calls.clear()
+    reconcile(desired, reg, apply=True, policy=NO_WAIT, serving=srv)
+    assert srv.calls == [("start", "bot", 2), ("weights", "bot", {2: 100}), ("stop", "bot", 1)]

@@ -132,7 +132,57 @@ def test_shadow_is_served_and_mirrored() -> None:
 def test_server_that_is_not_ready_is_waited_for_before_traffic() -> None:
     p = plan(desired(canary(**SPLIT)), REGISTRY, serving=served({1: True, 2: False}, {1: 100}))
     assert kinds(p) == [("served_version", "2", "update"), ("traffic", "", "update")]
-    assert "not ready" in p.changes[0].reason
+    assert p.changes[0].reason == "waiting for bot v2 to become available (restarted 0 times)"
+
+
+def test_a_target_s_reason_for_not_ready_is_shown() -> None:
+    obs = ServingSnapshot(
+        {
+            "bot": AgentServing(
+                "bot",
+                "bot",
+                {
+                    1: ServedVersion(1, "bot"),
+                    2: ServedVersion(2, "bot", ready=False, status="0 of 2 replicas available"),
+                },
+                {1: 100},
+            )
+        }
+    )
+    p = plan(desired(canary(**SPLIT)), REGISTRY, serving=obs)
+    assert (
+        p.changes[0].reason == "waiting for bot v2 to become available (0 of 2 replicas available)"
+    )
+
+
+def test_a_server_that_runs_otherwise_than_asked_is_updated() -> None:
+    obs = ServingSnapshot(
+        {
+            "bot": AgentServing(
+                "bot",
+                "bot",
+                {
+                    1: ServedVersion(1, "bot", outdated="its Deployment differs"),
+                    2: ServedVersion(2, "bot"),
+                },
+                {1: 80, 2: 20},
+            )
+        }
+    )
+    p = plan(desired(canary(**SPLIT)), REGISTRY, serving=obs)
+    assert kinds(p) == [("served_version", "1", "update")]
+    assert p.changes[0].reason == "version 1: its Deployment differs"
+
+
+def test_a_route_that_differs_beyond_its_weights_is_updated() -> None:
+    base = served({1: True, 2: True}, {1: 80, 2: 20})
+    obs = ServingSnapshot(
+        {"bot": AgentServing("bot", "bot", base.agents["bot"].versions, {1: 80, 2: 20},
+                             route_outdated="its HTTPRoute names another Gateway")}
+    )  # fmt: skip
+    p = plan(desired(canary(**SPLIT)), REGISTRY, serving=obs)
+    assert kinds(p) == [("traffic", "", "update")]
+    assert p.changes[0].reason == "the route: its HTTPRoute names another Gateway"
 
 
 def test_server_of_another_model_is_replaced() -> None:

@@ -1,0 +1,465 @@
+"""Serving on a real Kubernetes API server (kube-apiserver + etcd, envtest style, with Gateway
+API's own standard CRDs, so that their schema and CEL rules check what agentctl writes).
+
+No kubelet or controller-manager runs: a Deployment becomes Available when a test writes its
+status, as a Deployment controller would. Writes are counted by the API server itself (its
+``apiserver_request_total`` metric), status writes left out.
+
+The CLI tests run the installed ``agentctl`` against the real MLflow server too; the others drive
+:class:`KubernetesServing` through ``reconcile`` with the in-memory registry, since what they test
+is the cluster side.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.adapters.kubernetes import KubernetesServing, connect
+from controller.errors import BackendError, NotReady, TemporaryBackendError
+from controller.kube_objects import resolve_settings
+from controller.loader import load
+from controller.reconcile import reconcile
+from controller.retry import RetryPolicy
+from tests.support.kube_apiserver import LIMITED_TOKEN, ApiServer, api_server
+from tests.unit.fake_registry import FakeRegistry
+from tests.unit.test_loader import GOOD, write_repo
+
+pytestmark = pytest.mark.integration
+
+NO_WAIT = RetryPolicy(attempts=2, initial=0.0, maximum=0.0, sleep=lambda s: None)
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def kube() -> Iterator[ApiServer]:
+    with api_server() as server:
+        yield server
+
+
+@pytest.fixture
+def ns(kube: ApiServer) -> str:
+    """A fresh namespace with a Gateway named ``agentctl`` in it (agentctl's default)."""
+    name = f"t{next(_names)}"
+    kube.create_namespace(name)
+    kube.request(
+        "POST",
+        f"/apis/gateway.networking.k8s.io/v1/namespaces/{name}/gateways",
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "agentctl"},
+            "spec": {
+                "gatewayClassName": "test",
+                "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}],
+            },
+        },
+    )
+    return name
+
+
+def objects(kube: ApiServer, ns: str, kind: str) -> dict[str, dict[str, Any]]:
+    path = {
+        "Deployment": f"/apis/apps/v1/namespaces/{ns}/deployments",
+        "Service": f"/api/v1/namespaces/{ns}/services",
+        "HTTPRoute": f"/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes",
+    }[kind]
+    return {o["metadata"]["name"]: o for o in kube.request("GET", path)["items"]}
+
+
+def mark_available(kube: ApiServer, ns: str) -> None:
+    """Do what the Deployment controller and kubelets would: every replica up and Available."""
+    for name, dep in objects(kube, ns, "Deployment").items():
+        replicas = dep["spec"].get("replicas", 1)
+        status = {
+            "observedGeneration": dep["metadata"]["generation"],
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+            "conditions": [
+                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}
+            ],
+        }
+        kube.request(
+            "PATCH",
+            f"/apis/apps/v1/namespaces/{ns}/deployments/{name}/status",
+            {"status": status},
+            content_type="application/merge-patch+json",
+        )
+
+
+def writes(kube: ApiServer) -> dict[tuple[str, str, str], int]:
+    """Writes so far to the kinds agentctl writes; status writes (the tests' own) left out, and
+    so are the API server's own (leases, endpoints) and the tests' RBAC set-up."""
+    return {
+        k: v
+        for k, v in kube.writes().items()
+        if k[1] in ("deployments", "services", "httproutes") and k[2] != "status"
+    }
+
+
+def serving(kube: ApiServer, ns: str, root: Path, token: str | None = None) -> KubernetesServing:
+    kubeconfig = kube.kubeconfig(token) if token else kube.kubeconfig()
+    api, _ = connect(kubeconfig)
+    desired, _ = load(root)
+    settings = {
+        a.name: resolve_settings(a.manifest.spec.serving.kubernetes)
+        for a in desired.agents
+        if a.manifest.spec.serving is not None
+    }
+    return KubernetesServing(api, ns, lambda agent: settings[agent], wait=0.0)
+
+
+def run(root: Path, reg: FakeRegistry, srv: KubernetesServing, apply: bool = True) -> Any:
+    desired, _ = load(root)
+    return reconcile(desired, reg, apply=apply, policy=NO_WAIT, serving=srv)
+
+
+# -- through the CLI, with the real MLflow server ---------------------------------------------
+
+SUPPORT_BOT = """\
+apiVersion: agentctl.io/v1alpha1
+kind: Agent
+metadata:
+  name: support-bot
+spec:
+  source:
+    code: ../agents/support_bot/agent.py
+    config: ../agents/support_bot/config.yaml
+    pipRequirements: [mlflow==3.17.2]
+  versions: [current]
+  aliases:
+    champion: current
+  serving:
+    traffic:
+      - alias: champion
+        percent: 100
+    kubernetes:
+      image: registry.example/agents/support-bot:1
+      replicas: 2
+      mlflow:
+        secret: mlflow-credentials
+"""
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    examples = Path(__file__).resolve().parents[2] / "manifests" / "agents" / "support_bot"
+    root = tmp_path / "repo"
+    (root / ".git").mkdir(parents=True)
+    (root / "agents" / "support_bot").mkdir(parents=True)
+    for f in ("agent.py", "config.yaml"):
+        (root / "agents" / "support_bot" / f).write_text((examples / f).read_text())
+    (root / "manifests").mkdir()
+    (root / "manifests" / "support-bot.yaml").write_text(SUPPORT_BOT)
+    return root
+
+
+def test_cli_apply_waits_for_availability_then_routes_and_a_second_apply_writes_nothing(
+    kube: ApiServer, ns: str, repo: Path, agentctl: Any
+) -> None:
+    k8s = ["--target", "kubernetes", "--kubeconfig", kube.kubeconfig(), "--namespace", ns]
+    manifests = str(repo / "manifests")
+
+    first = agentctl("apply", manifests, *k8s, "--wait", "0")
+    assert first.code == 0, first.err
+    assert "waiting for support-bot v1 to become available" in first.out
+    deployment = objects(kube, ns, "Deployment")["support-bot-v1"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.example/agents/support-bot:1"
+    assert "models:/support-bot/1" in container["args"]
+    assert container["envFrom"] == [{"secretRef": {"name": "mlflow-credentials"}}]
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "agentctl"
+    assert set(objects(kube, ns, "Service")) == {"support-bot-v1"}
+    assert objects(kube, ns, "HTTPRoute") == {}, "no traffic to a Deployment not Available"
+
+    waiting = agentctl("plan", manifests, *k8s, "--detailed-exitcode")
+    assert waiting.code == 2, waiting.err
+    assert (
+        "waiting for support-bot v1 to become available "
+        "(its controller has not yet observed generation 1)"
+    ) in waiting.out
+
+    mark_available(kube, ns)
+    second = agentctl("apply", manifests, *k8s, "--wait", "0")
+    assert second.code == 0, second.err
+    route = objects(kube, ns, "HTTPRoute")["support-bot"]
+    rule = route["spec"]["rules"][0]
+    assert rule["backendRefs"] == [
+        {"group": "", "kind": "Service", "name": "support-bot-v1", "port": 80, "weight": 100}
+    ]
+    assert route["spec"]["parentRefs"][0]["name"] == "agentctl"
+
+    before = writes(kube)
+    again = agentctl("apply", manifests, *k8s, "--wait", "0")
+    assert again.code == 0, again.err
+    assert "No changes" in again.out
+    assert writes(kube) == before, "a second apply issues no API writes"
+    clean = agentctl("plan", manifests, *k8s, "--detailed-exitcode")
+    assert clean.code == 0, clean.out + clean.err
+
+    # A change of settings is planned as a server-side dry-run diff of the Deployment.
+    (repo / "manifests" / "support-bot.yaml").write_text(
+        SUPPORT_BOT.replace("replicas: 2", "replicas: 3")
+    )
+    diff = agentctl("plan", manifests, *k8s, "--detailed-exitcode")
+    assert diff.code == 2, diff.err
+    assert f"dry-run Deployment {ns}/support-bot-v1" in diff.out
+    assert '-    "replicas": 2,' in diff.out and '+    "replicas": 3,' in diff.out
+    assert writes(kube) == before, "plan writes nothing (dry runs are not writes)"
+
+
+def test_cli_errors_name_the_agent_and_the_object_and_apply_nothing(
+    kube: ApiServer, ns: str, repo: Path, agentctl: Any, client: Any
+) -> None:
+    k8s = ["--target", "kubernetes", "--kubeconfig", kube.kubeconfig(), "--namespace", ns]
+    manifests = str(repo / "manifests")
+    before = writes(kube)
+
+    missing = agentctl("apply", manifests, *k8s[:-1], "no-such-namespace")
+    assert missing.code == 1
+    assert "namespace 'no-such-namespace' does not exist" in missing.err
+
+    (repo / "manifests" / "support-bot.yaml").write_text(
+        SUPPORT_BOT.replace("    kubernetes:\n", "    kubernetes:\n      gateway: {name: gone}\n")
+    )
+    no_gateway = agentctl("apply", manifests, *k8s)
+    assert no_gateway.code == 1
+    assert f"agent support-bot: HTTPRoute {ns}/support-bot: Gateway {ns}/gone does not exist" in (
+        no_gateway.err
+    )
+
+    limited = ["--kubeconfig", kube.kubeconfig(LIMITED_TOKEN), "--namespace", ns]
+    _grant(kube, ns, ["get", "list"])
+    (repo / "manifests" / "support-bot.yaml").write_text(SUPPORT_BOT)
+    forbidden = agentctl("apply", manifests, "--target", "kubernetes", *limited)
+    assert forbidden.code == 1
+    assert f"agent support-bot: Deployment {ns}/support-bot-v" in forbidden.err
+    assert "forbidden" in forbidden.err
+
+    assert writes(kube) == before, "nothing was written to the cluster"
+    assert client.search_registered_models() == [], "nor to the registry"
+
+    down = ["--kubeconfig", _dead_kubeconfig(kube), "--namespace", ns]
+    unreachable = agentctl(
+        "plan", manifests, "--target", "kubernetes", *down,
+        env={"AGENTCTL_RETRY_ATTEMPTS": "2", "AGENTCTL_RETRY_DEADLINE": "3"},
+    )  # fmt: skip
+    assert unreachable.code == 1
+    assert "did not answer" in unreachable.err and "Gave up after retrying" in unreachable.err
+
+
+def _grant(kube: ApiServer, ns: str, verbs: list[str]) -> None:
+    """Let the ``limited`` user do only ``verbs`` to agentctl's kinds in ``ns`` (and read the
+    namespace itself)."""
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    user = [{"kind": "User", "name": "limited", "apiGroup": "rbac.authorization.k8s.io"}]
+    kube.request(
+        "POST",
+        f"{rbac}/namespaces/{ns}/roles",
+        {
+            "metadata": {"name": "limited"},
+            "rules": [
+                {
+                    "apiGroups": ["", "apps", "gateway.networking.k8s.io"],
+                    "resources": ["deployments", "services", "httproutes", "gateways"],
+                    "verbs": verbs,
+                }
+            ],
+        },
+    )
+    kube.request(
+        "POST",
+        f"{rbac}/namespaces/{ns}/rolebindings",
+        {
+            "metadata": {"name": "limited"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "limited"},
+            "subjects": user,
+        },
+    )
+    kube.request(
+        "POST",
+        f"{rbac}/clusterroles",
+        {
+            "metadata": {"name": f"limited-{ns}"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": [ns],
+                 "verbs": ["get"]}
+            ],
+        },
+    )  # fmt: skip
+    kube.request(
+        "POST",
+        f"{rbac}/clusterrolebindings",
+        {
+            "metadata": {"name": f"limited-{ns}"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": f"limited-{ns}",
+            },
+            "subjects": user,
+        },
+    )
+
+
+def _dead_kubeconfig(kube: ApiServer) -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = Path(kube.kubeconfig())
+    dead = path.with_name("kubeconfig-dead")
+    dead.write_text(path.read_text().replace(kube.url, f"https://127.0.0.1:{port}"))
+    return str(dead)
+
+
+# -- the cluster side, through reconcile --------------------------------------------------------
+
+CANARY = GOOD.replace(
+    """  versions: [current]
+  aliases:
+    champion: current
+  serving:
+    traffic:
+      - alias: champion
+        percent: 100
+""",
+    """  versions: [1, current]
+  aliases:
+    champion: 1
+    challenger: current
+  serving:
+    traffic:
+      - alias: champion
+        percent: 80
+      - alias: challenger
+        percent: 20
+    shadow:
+      alias: challenger
+      percent: 10
+""",
+)
+
+
+def test_a_canary_is_a_weighted_route_with_a_mirror_and_prune_removes_what_is_not_declared(
+    kube: ApiServer, ns: str, tmp_path: Path
+) -> None:
+    root = write_repo(tmp_path, GOOD)
+    reg = FakeRegistry()
+    run(root, reg, serving(kube, ns, root))
+    mark_available(kube, ns)
+    run(root, reg, serving(kube, ns, root))
+    assert set(objects(kube, ns, "HTTPRoute")) == {"bot"}
+
+    (root / "config.yaml").write_text("greeting: hello\n")
+    (root / "bot.yaml").write_text(CANARY)
+    waiting = run(root, reg, serving(kube, ns, root))
+    assert waiting.changeset.waiting
+    rule = objects(kube, ns, "HTTPRoute")["bot"]["spec"]["rules"][0]
+    assert [(b["name"], b["weight"]) for b in rule["backendRefs"]] == [("bot-v1", 100)]
+
+    mark_available(kube, ns)
+    done = run(root, reg, serving(kube, ns, root))
+    assert not done.changeset.waiting
+    rule = objects(kube, ns, "HTTPRoute")["bot"]["spec"]["rules"][0]
+    assert [(b["name"], b["weight"]) for b in rule["backendRefs"]] == [
+        ("bot-v1", 80),
+        ("bot-v2", 20),
+    ]
+    mirror = [f for f in rule["filters"] if f["type"] == "RequestMirror"]
+    assert mirror == [
+        {
+            "type": "RequestMirror",
+            "requestMirror": {
+                "backendRef": {"group": "", "kind": "Service", "name": "bot-v2", "port": 80},
+                "percent": 10,
+            },
+        }
+    ]
+    before = writes(kube)
+    assert run(root, reg, serving(kube, ns, root)).plan.changes == ()
+    assert writes(kube) == before
+
+    # The shadow goes: the mirror filter goes with it (server-side apply drops what agentctl
+    # no longer sets); traffic returns to v1, and v2 stops only after traffic left it.
+    (root / "bot.yaml").write_text(GOOD.replace("champion: current", "champion: 1").replace(
+        "versions: [current]", "versions: [1]"))  # fmt: skip
+    run(root, reg, serving(kube, ns, root))
+    rule = objects(kube, ns, "HTTPRoute")["bot"]["spec"]["rules"][0]
+    assert [f["type"] for f in rule["filters"]] == ["URLRewrite"]
+    assert [(b["name"], b["weight"]) for b in rule["backendRefs"]] == [("bot-v1", 100)]
+    assert set(objects(kube, ns, "Deployment")) == {"bot-v1"}
+    assert set(objects(kube, ns, "Service")) == {"bot-v1"}
+
+
+def test_objects_without_agentctl_s_labels_are_never_touched(
+    kube: ApiServer, ns: str, tmp_path: Path
+) -> None:
+    foreign = {
+        "metadata": {"name": "bot-v1", "labels": {"team": "someone-else"}},
+        "spec": {
+            "selector": {"matchLabels": {"app": "x"}},
+            "template": {
+                "metadata": {"labels": {"app": "x"}},
+                "spec": {"containers": [{"name": "x", "image": "theirs:1"}]},
+            },
+        },
+    }
+    kube.request("POST", f"/apis/apps/v1/namespaces/{ns}/deployments", foreign)
+    root = write_repo(tmp_path, GOOD)
+    reg = FakeRegistry()
+    desired, _ = load(root)
+    reconcile(desired, reg, apply=True, policy=NO_WAIT)  # registry only: v1 exists
+    before = writes(kube)
+    with pytest.raises(BackendError) as info:
+        run(root, reg, serving(kube, ns, root), apply=False)
+    assert f"agent bot: Deployment {ns}/bot-v1 exists and is not managed by agentctl" in str(
+        info.value
+    )
+    assert writes(kube) == before
+    theirs = objects(kube, ns, "Deployment")["bot-v1"]
+    assert theirs["spec"]["template"]["spec"]["containers"][0]["image"] == "theirs:1"
+    assert "agentctl.io/agent" not in theirs["metadata"]["labels"]
+
+
+def test_start_version_waits_for_availability_up_to_its_limit(
+    kube: ApiServer, ns: str, tmp_path: Path
+) -> None:
+    root = write_repo(tmp_path, GOOD)
+    srv = serving(kube, ns, root)
+    srv.observe()
+    srv.wait, srv.poll = 0.3, 0.1
+    with pytest.raises(NotReady, match=r"waiting for bot v7 to become available \(its controller"):
+        srv.start_version("bot", "bot", 7)
+    mark_available(kube, ns)
+    assert srv.start_version("bot", "bot", 7) == f"http://bot-v7.{ns}.svc:80"
+    observed = srv.observe().agents["bot"].versions[7]
+    assert observed.ready and observed.outdated == ""
+
+
+def test_observation_is_one_list_per_kind(kube: ApiServer, ns: str, tmp_path: Path) -> None:
+    root = write_repo(tmp_path, GOOD)
+    reg = FakeRegistry()
+    run(root, reg, serving(kube, ns, root))
+    mark_available(kube, ns)
+    run(root, reg, serving(kube, ns, root))
+    srv = serving(kube, ns, root)
+    srv.api.requests = 0
+    snapshot = srv.observe()
+    assert snapshot.agents["bot"].weights == {1: 100}
+    # The namespace, then Deployments, Services and HTTPRoutes: one request each.
+    assert srv.api.requests == 4
+
+
+def test_an_unreachable_api_server_is_a_temporary_error(kube: ApiServer) -> None:
+    api, _ = connect(_dead_kubeconfig(kube))
+    with pytest.raises(TemporaryBackendError, match="did not answer"):
+        KubernetesServing(api, "default").observe()
