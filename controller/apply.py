@@ -59,8 +59,8 @@ def apply(
         try:
             entry = executor.run(change)
         except NotReady as exc:
-            # Traffic never moves to a version that is not ready: the agent's remaining serving
-            # changes wait for a later apply (or reconcile), which plans them again.
+            # Traffic never moves to a version that is not ready: the agent's traffic, shadow and
+            # server stops wait for a later apply (or reconcile), which plans them again.
             executor.waiting[change.agent] = str(exc)
             entry = Entry(change.address, Verb.WAITING, str(exc))
         except (BackendError, SourceChanged) as exc:
@@ -89,7 +89,12 @@ class _Executor:
 
     def run(self, change: Change) -> Entry:
         held = self.waiting.get(change.agent)
-        if held is not None and change.kind in _SERVING:
+        # Other servers of the agent still start (they come up side by side); nothing that
+        # moves traffic, or stops a server traffic may still need, runs.
+        if held is not None and (
+            change.kind in (Kind.TRAFFIC, Kind.SHADOW)
+            or (change.kind is Kind.SERVED_VERSION and change.action is Action.DELETE)
+        ):
             return Entry(change.address, Verb.SKIPPED, held)
         handler = {
             Kind.REGISTERED_MODEL: self._model,

@@ -46,51 +46,15 @@ def ns(kube: ApiServer) -> str:
     """A fresh namespace with a Gateway named ``agentctl`` in it (agentctl's default)."""
     name = f"t{next(_names)}"
     kube.create_namespace(name)
-    kube.request(
-        "POST",
-        f"/apis/gateway.networking.k8s.io/v1/namespaces/{name}/gateways",
-        {
-            "apiVersion": "gateway.networking.k8s.io/v1",
-            "kind": "Gateway",
-            "metadata": {"name": "agentctl"},
-            "spec": {
-                "gatewayClassName": "test",
-                "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}],
-            },
-        },
-    )
     return name
 
 
 def objects(kube: ApiServer, ns: str, kind: str) -> dict[str, dict[str, Any]]:
-    path = {
-        "Deployment": f"/apis/apps/v1/namespaces/{ns}/deployments",
-        "Service": f"/api/v1/namespaces/{ns}/services",
-        "HTTPRoute": f"/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes",
-    }[kind]
-    return {o["metadata"]["name"]: o for o in kube.request("GET", path)["items"]}
+    return kube.objects(ns, kind)
 
 
 def mark_available(kube: ApiServer, ns: str) -> None:
-    """Do what the Deployment controller and kubelets would: every replica up and Available."""
-    for name, dep in objects(kube, ns, "Deployment").items():
-        replicas = dep["spec"].get("replicas", 1)
-        status = {
-            "observedGeneration": dep["metadata"]["generation"],
-            "replicas": replicas,
-            "updatedReplicas": replicas,
-            "readyReplicas": replicas,
-            "availableReplicas": replicas,
-            "conditions": [
-                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}
-            ],
-        }
-        kube.request(
-            "PATCH",
-            f"/apis/apps/v1/namespaces/{ns}/deployments/{name}/status",
-            {"status": status},
-            content_type="application/merge-patch+json",
-        )
+    kube.mark_available(ns)
 
 
 def writes(kube: ApiServer) -> dict[tuple[str, str, str], int]:

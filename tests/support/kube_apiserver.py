@@ -128,8 +128,57 @@ class ApiServer:
             counts[key] = counts.get(key, 0) + int(float(value))
         return counts
 
-    def create_namespace(self, name: str) -> None:
+    def create_namespace(self, name: str, gateway: str | None = "agentctl") -> None:
+        """A namespace, with a Gateway of that name in it (agentctl's default) unless None."""
         self.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+        if gateway is None:
+            return
+        self.request(
+            "POST",
+            f"/apis/gateway.networking.k8s.io/v1/namespaces/{name}/gateways",
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "Gateway",
+                "metadata": {"name": gateway},
+                "spec": {
+                    "gatewayClassName": "test",
+                    "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}],
+                },
+            },
+        )
+
+    def objects(self, ns: str, kind: str) -> dict[str, dict[str, Any]]:
+        """The Deployments, Services or HTTPRoutes in ``ns``, by name."""
+        path = {
+            "Deployment": f"/apis/apps/v1/namespaces/{ns}/deployments",
+            "Service": f"/api/v1/namespaces/{ns}/services",
+            "HTTPRoute": f"/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes",
+        }[kind]
+        return {o["metadata"]["name"]: o for o in self.request("GET", path)["items"]}
+
+    def mark_available(self, ns: str) -> int:
+        """Do what the Deployment controller and kubelets would: every replica of every
+        Deployment in ``ns`` up and Available (a status write). Returns how many."""
+        deployments = self.objects(ns, "Deployment")
+        for name, dep in deployments.items():
+            replicas = dep["spec"].get("replicas", 1)
+            status = {
+                "observedGeneration": dep["metadata"]["generation"],
+                "replicas": replicas,
+                "updatedReplicas": replicas,
+                "readyReplicas": replicas,
+                "availableReplicas": replicas,
+                "conditions": [
+                    {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}
+                ],
+            }
+            self.request(
+                "PATCH",
+                f"/apis/apps/v1/namespaces/{ns}/deployments/{name}/status",
+                {"status": status},
+                content_type="application/merge-patch+json",
+            )
+        return len(deployments)
 
 
 def _wait_ready(url: str, ca_file: str, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -247,7 +296,7 @@ def api_server(gateway_api: bool = True) -> Iterator[ApiServer]:
                         "--bind-address=127.0.0.1",
                         "--advertise-address=127.0.0.1",
                         f"--secure-port={api_port}",
-                        "--service-cluster-ip-range=10.0.0.0/24",
+                        "--service-cluster-ip-range=10.96.0.0/16",  # room for 1,000s of Services
                         f"--token-auth-file={workdir / 'tokens.csv'}",
                         "--authorization-mode=RBAC",
                         "--service-account-issuer=https://kubernetes.default.svc",
