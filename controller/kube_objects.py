@@ -70,7 +70,6 @@ class Settings:
     secret: str | None = None
     gateway: GatewayRef = field(default_factory=lambda: GatewayRef(name=DEFAULT_GATEWAY))
     hostnames: tuple[str, ...] = ()
-    router: str = "gateway"
 
 
 def resolve_settings(spec: KubernetesServing | None) -> Settings:
@@ -89,7 +88,6 @@ def resolve_settings(spec: KubernetesServing | None) -> Settings:
         secret=mlflow.secret if mlflow else None,
         gateway=spec.gateway or base.gateway,
         hostnames=tuple(spec.hostnames),
-        router=spec.router or base.router,
     )
 
 
@@ -136,11 +134,8 @@ def _metadata(name: str, namespace: str, agent: str, version: int | None, model:
     }
 
 
-def deployment(
-    namespace: str, agent: str, model: str, version: int, s: Settings, replicas: int | None = None
-) -> dict[str, Any]:
-    """The model server for ``models:/<model>/<version>``. ``replicas`` overrides the settings'
-    (the ``service`` router sets them from the traffic split)."""
+def deployment(namespace: str, agent: str, model: str, version: int, s: Settings) -> dict[str, Any]:
+    """The model server for ``models:/<model>/<version>``."""
     env: list[dict[str, Any]] = []
     if s.tracking_uri is not None:
         env.append({"name": "MLFLOW_TRACKING_URI", "value": s.tracking_uri})
@@ -184,7 +179,7 @@ def deployment(
             "kind": "Deployment",
             "metadata": _metadata(object_name(agent, version), namespace, agent, version, model),
             "spec": {
-                "replicas": s.replicas if replicas is None else replicas,
+                "replicas": s.replicas,
                 "selector": {"matchLabels": selector},
                 "template": {
                     "metadata": {"labels": _labels(agent, version)},

@@ -191,11 +191,6 @@ class KubernetesServing(_Model):
     mlflow: MlflowConnection | None = None
     gateway: GatewayRef | None = None
     hostnames: list[Hostname] = Field(default_factory=list, max_length=16)
-    router: Literal["gateway", "service"] | None = Field(
-        default=None,
-        description="gateway: an HTTPRoute splits traffic by weight and mirrors the shadow. "
-        "service: one Service over every version, the split approximated by replica ratio.",
-    )
 
 
 class Serving(_Model):
