@@ -190,17 +190,8 @@ def plan_serving(
 
 
 def remove_serving(observed: AgentServing, why: str, change: _ChangeFn) -> None:
-    """Stop serving an agent: shadow, then route, then every server."""
-    if observed.shadow is not None:
-        change(
-            Kind.SHADOW,
-            "",
-            Action.DELETE,
-            _observed_shadow(observed.shadow),
-            None,
-            why,
-        )
-    if observed.weights:
+    """Stop serving an agent: its route (the shadow goes with it), then every server."""
+    if observed.weights or observed.route_outdated:
         change(
             Kind.TRAFFIC,
             "",
@@ -209,6 +200,8 @@ def remove_serving(observed: AgentServing, why: str, change: _ChangeFn) -> None:
             None,
             why,
         )
+    elif observed.shadow is not None:
+        change(Kind.SHADOW, "", Action.DELETE, _observed_shadow(observed.shadow), None, why)
     for number in sorted(observed.versions):
         change(
             Kind.SERVED_VERSION,

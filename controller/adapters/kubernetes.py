@@ -220,14 +220,16 @@ class KubernetesServing:
             self._gateway_api = True
         except NotFound:  # the cluster serves no Gateway API
             routes, self._gateway_api = [], False
-        # LIST answers leave out each item's kind: put it back from where it came from.
+        # LIST answers leave out each item's kind and apiVersion: put them back.
         self._live = {}
-        for kind, objs in (
-            ("Deployment", deployments),
-            ("Service", services),
-            ("HTTPRoute", routes),
+        for kind, api_version, objs in (
+            ("Deployment", "apps/v1", deployments),
+            ("Service", "v1", services),
+            ("HTTPRoute", "gateway.networking.k8s.io/v1", routes),
         ):
             for obj in objs:
+                obj.setdefault("apiVersion", api_version)
+                obj.setdefault("kind", kind)
                 self._live[(kind, obj["metadata"]["name"])] = obj
         return self._snapshot(deployments, services, routes)
 

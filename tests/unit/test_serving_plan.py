@@ -197,12 +197,21 @@ def test_server_of_another_model_is_replaced() -> None:
 def test_agent_without_serving_is_unrouted_then_stopped() -> None:
     d = desired(canary())
     p = plan(d, REGISTRY, serving=served({1: True, 2: True}, {1: 80, 2: 20}, (2, 5)))
+    # The route goes whole, its shadow with it (a route is never rewritten on the way out).
     assert kinds(p) == [
-        ("shadow", "", "delete"),
         ("traffic", "", "delete"),
         ("served_version", "1", "delete"),
         ("served_version", "2", "delete"),
     ]
+
+
+def test_a_route_that_names_no_known_version_is_still_removed() -> None:
+    obs = ServingSnapshot(
+        {"bot": AgentServing("bot", "bot", {}, {}, route_outdated="its HTTPRoute routes to "
+                             "Services agentctl does not serve")}
+    )  # fmt: skip
+    p = plan(desired(), snapshot(), serving=obs, prune=True)
+    assert kinds(p) == [("traffic", "", "delete")]
 
 
 def test_undeclared_served_agent_is_stopped_only_with_prune() -> None:
