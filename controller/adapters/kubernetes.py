@@ -323,7 +323,7 @@ class KubernetesServing:
         except NotFound:
             return
         labels = live.get("metadata", {}).get("labels") or {}
-        if labels.get(ko.MANAGED_BY[0]) != ko.MANAGED_BY[1]:
+        if not _managed(live):
             raise PermanentBackendError(
                 f"agent {agent}: {kind} {self.namespace}/{name} exists and is not managed by "
                 f"agentctl (it has no {ko.SELECTOR} label); agentctl will not touch it: rename "
@@ -351,14 +351,18 @@ class KubernetesServing:
                 "PATCH", self._path(kind, name), query, dict(obj), "application/apply-patch+yaml"
             )
         except BackendError as exc:
-            raise type(exc)(
-                f"agent {agent}: {kind} {self.namespace}/{name}: {exc}",
-                operation=exc.operation,
-                target=f"{kind} {self.namespace}/{name}",
-            ) from exc
+            raise self._naming(exc, agent, kind, name) from exc
         if not dry_run:
             self._live[(kind, name)] = result
         return result
+
+    def _naming(self, exc: BackendError, agent: str, kind: str, name: str) -> BackendError:
+        """The same error, its message naming the agent and the object."""
+        return type(exc)(
+            f"agent {agent}: {kind} {self.namespace}/{name}: {exc}",
+            operation=exc.operation,
+            target=f"{kind} {self.namespace}/{name}",
+        )
 
     def _delete(self, agent: str, kind: str, name: str, dry_run: bool = False) -> None:
         live = self._live.get((kind, name))
@@ -367,8 +371,7 @@ class KubernetesServing:
                 live = self.api.request("GET", self._path(kind, name))
             except NotFound:
                 return
-            labels = live.get("metadata", {}).get("labels") or {}
-            if labels.get(ko.MANAGED_BY[0]) != ko.MANAGED_BY[1]:
+            if not _managed(live):
                 return  # not ours: never deleted
         body = {
             "apiVersion": "v1",
@@ -382,11 +385,7 @@ class KubernetesServing:
         except NotFound:
             pass
         except BackendError as exc:
-            raise type(exc)(
-                f"agent {agent}: {kind} {self.namespace}/{name}: {exc}",
-                operation=exc.operation,
-                target=f"{kind} {self.namespace}/{name}",
-            ) from exc
+            raise self._naming(exc, agent, kind, name) from exc
         if not dry_run:
             self._live.pop((kind, name), None)
 
@@ -561,6 +560,12 @@ class KubernetesServing:
                 )
             )
         return out
+
+
+def _managed(obj: Mapping[str, Any]) -> bool:
+    """Whether an object carries agentctl's ``managed-by`` label."""
+    labels = obj.get("metadata", {}).get("labels") or {}
+    return bool(labels.get(ko.MANAGED_BY[0]) == ko.MANAGED_BY[1])
 
 
 def _outdated(live: Mapping[str, Any], want: Mapping[str, Any], kind: str) -> str:

@@ -49,14 +49,6 @@ def ns(kube: ApiServer) -> str:
     return name
 
 
-def objects(kube: ApiServer, ns: str, kind: str) -> dict[str, dict[str, Any]]:
-    return kube.objects(ns, kind)
-
-
-def mark_available(kube: ApiServer, ns: str) -> None:
-    kube.mark_available(ns)
-
-
 def writes(kube: ApiServer) -> dict[tuple[str, str, str], int]:
     """Writes so far to the kinds agentctl writes; status writes (the tests' own) left out, and
     so are the API server's own (leases, endpoints) and the tests' RBAC set-up."""
@@ -133,15 +125,15 @@ def test_cli_apply_waits_for_availability_then_routes_and_a_second_apply_writes_
     first = agentctl("apply", manifests, *k8s, "--wait", "0")
     assert first.code == 0, first.err
     assert "waiting for support-bot v1 to become available" in first.out
-    deployment = objects(kube, ns, "Deployment")["support-bot-v1"]
+    deployment = kube.objects(ns, "Deployment")["support-bot-v1"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "registry.example/agents/support-bot:1"
     assert "models:/support-bot/1" in container["args"]
     assert container["envFrom"] == [{"secretRef": {"name": "mlflow-credentials"}}]
     assert deployment["spec"]["replicas"] == 2
     assert deployment["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "agentctl"
-    assert set(objects(kube, ns, "Service")) == {"support-bot-v1"}
-    assert objects(kube, ns, "HTTPRoute") == {}, "no traffic to a Deployment not Available"
+    assert set(kube.objects(ns, "Service")) == {"support-bot-v1"}
+    assert kube.objects(ns, "HTTPRoute") == {}, "no traffic to a Deployment not Available"
 
     waiting = agentctl("plan", manifests, *k8s, "--detailed-exitcode")
     assert waiting.code == 2, waiting.err
@@ -150,10 +142,10 @@ def test_cli_apply_waits_for_availability_then_routes_and_a_second_apply_writes_
         "(its controller has not yet observed generation 1)"
     ) in waiting.out
 
-    mark_available(kube, ns)
+    kube.mark_available(ns)
     second = agentctl("apply", manifests, *k8s, "--wait", "0")
     assert second.code == 0, second.err
-    route = objects(kube, ns, "HTTPRoute")["support-bot"]
+    route = kube.objects(ns, "HTTPRoute")["support-bot"]
     rule = route["spec"]["rules"][0]
     assert rule["backendRefs"] == [
         {"group": "", "kind": "Service", "name": "support-bot-v1", "port": 80, "weight": 100}
@@ -319,21 +311,21 @@ def test_a_canary_is_a_weighted_route_with_a_mirror_and_prune_removes_what_is_no
     root = write_repo(tmp_path, GOOD)
     reg = FakeRegistry()
     run(root, reg, serving(kube, ns, root))
-    mark_available(kube, ns)
+    kube.mark_available(ns)
     run(root, reg, serving(kube, ns, root))
-    assert set(objects(kube, ns, "HTTPRoute")) == {"bot"}
+    assert set(kube.objects(ns, "HTTPRoute")) == {"bot"}
 
     (root / "config.yaml").write_text("greeting: hello\n")
     (root / "bot.yaml").write_text(CANARY)
     waiting = run(root, reg, serving(kube, ns, root))
     assert waiting.changeset.waiting
-    rule = objects(kube, ns, "HTTPRoute")["bot"]["spec"]["rules"][0]
+    rule = kube.objects(ns, "HTTPRoute")["bot"]["spec"]["rules"][0]
     assert [(b["name"], b["weight"]) for b in rule["backendRefs"]] == [("bot-v1", 100)]
 
-    mark_available(kube, ns)
+    kube.mark_available(ns)
     done = run(root, reg, serving(kube, ns, root))
     assert not done.changeset.waiting
-    rule = objects(kube, ns, "HTTPRoute")["bot"]["spec"]["rules"][0]
+    rule = kube.objects(ns, "HTTPRoute")["bot"]["spec"]["rules"][0]
     assert [(b["name"], b["weight"]) for b in rule["backendRefs"]] == [
         ("bot-v1", 80),
         ("bot-v2", 20),
@@ -357,11 +349,11 @@ def test_a_canary_is_a_weighted_route_with_a_mirror_and_prune_removes_what_is_no
     (root / "bot.yaml").write_text(GOOD.replace("champion: current", "champion: 1").replace(
         "versions: [current]", "versions: [1]"))  # fmt: skip
     run(root, reg, serving(kube, ns, root))
-    rule = objects(kube, ns, "HTTPRoute")["bot"]["spec"]["rules"][0]
+    rule = kube.objects(ns, "HTTPRoute")["bot"]["spec"]["rules"][0]
     assert [f["type"] for f in rule["filters"]] == ["URLRewrite"]
     assert [(b["name"], b["weight"]) for b in rule["backendRefs"]] == [("bot-v1", 100)]
-    assert set(objects(kube, ns, "Deployment")) == {"bot-v1"}
-    assert set(objects(kube, ns, "Service")) == {"bot-v1"}
+    assert set(kube.objects(ns, "Deployment")) == {"bot-v1"}
+    assert set(kube.objects(ns, "Service")) == {"bot-v1"}
 
 
 def test_objects_without_agentctl_s_labels_are_never_touched(
@@ -389,7 +381,7 @@ def test_objects_without_agentctl_s_labels_are_never_touched(
         info.value
     )
     assert writes(kube) == before
-    theirs = objects(kube, ns, "Deployment")["bot-v1"]
+    theirs = kube.objects(ns, "Deployment")["bot-v1"]
     assert theirs["spec"]["template"]["spec"]["containers"][0]["image"] == "theirs:1"
     assert "agentctl.io/agent" not in theirs["metadata"]["labels"]
 
@@ -403,7 +395,7 @@ def test_start_version_waits_for_availability_up_to_its_limit(
     srv.wait, srv.poll = 0.3, 0.1
     with pytest.raises(NotReady, match=r"waiting for bot v7 to become available \(its controller"):
         srv.start_version("bot", "bot", 7)
-    mark_available(kube, ns)
+    kube.mark_available(ns)
     assert srv.start_version("bot", "bot", 7) == f"http://bot-v7.{ns}.svc:80"
     observed = srv.observe().agents["bot"].versions[7]
     assert observed.ready and observed.outdated == ""
@@ -413,7 +405,7 @@ def test_observation_is_one_list_per_kind(kube: ApiServer, ns: str, tmp_path: Pa
     root = write_repo(tmp_path, GOOD)
     reg = FakeRegistry()
     run(root, reg, serving(kube, ns, root))
-    mark_available(kube, ns)
+    kube.mark_available(ns)
     run(root, reg, serving(kube, ns, root))
     srv = serving(kube, ns, root)
     srv.api.requests = 0
