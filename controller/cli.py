@@ -325,18 +325,13 @@ def _serving(
 def _kubernetes(kube: Kube) -> Callable[[MlflowRegistry, Desired], ServingTarget]:
     def build(registry: MlflowRegistry, desired: Desired) -> ServingTarget:
         from controller.adapters.kubernetes import KubernetesServing, connect
-        from controller.kube_objects import Settings, resolve_settings
+        from controller.kube_objects import settings_of
 
         api, namespace = connect(kube.kubeconfig, kube.context)
-        settings = {
-            a.name: resolve_settings(a.manifest.spec.serving.kubernetes)
-            for a in desired.agents
-            if a.manifest.spec.serving is not None
-        }
         return KubernetesServing(
             api,
             kube.namespace or namespace,
-            lambda agent: settings.get(agent) or Settings(),
+            settings_of(desired),
             wait=kube.wait,
         )
 

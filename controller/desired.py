@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 
 from controller.checks import Path
 from controller.diagnostics import Location
-from controller.schema import AgentManifest
+from controller.schema import AgentManifest, KubernetesServing, ServingDefaults
 
-__all__ = ["Desired", "DesiredAgent", "ResolvedSource"]
+__all__ = ["DEFAULTS_KIND", "Desired", "DesiredAgent", "ResolvedSource"]
+
+DEFAULTS_KIND = "ServingDefaults"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,13 @@ class DesiredAgent:
 class Desired:
     agents: tuple[DesiredAgent, ...]
     root: str = ""
+    #: The ``kind: ServingDefaults`` document, if the desired state has one.
+    defaults: ServingDefaults | None = None
+    defaults_location: Location | None = None
+
+    @property
+    def kubernetes_defaults(self) -> KubernetesServing | None:
+        return self.defaults.spec.kubernetes if self.defaults else None
 
     def by_model(self) -> dict[str, DesiredAgent]:
         return {a.model_name: a for a in self.agents}

@@ -7,6 +7,11 @@ and whose ``RequestMirror`` filter carries the shadow. Everything carries the ow
 ``agentctl.io/spec-digest`` annotation: the digest of the object as agentctl rendered it, so that a
 re-plan tells "as configured" from "the manifest changed" without a request per object.
 
+Where a cluster serves no Gateway API (or the manifest asks for it), router ``service``: one
+Service per agent over all its versions' pods, with the split approximated by replica counts
+(:func:`replica_shares`); the Service's ``agentctl.io/weights`` annotation records the split asked
+for, since replica counts cannot carry 90/10 exactly.
+
 Readiness follows kstatus: a Deployment is available once its controller has observed its
 generation, every replica is updated and available, and its ``Available`` condition is True.
 """
@@ -15,10 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.desired import Desired
 from controller.schema import GatewayRef, KubernetesServing
 
 __all__ = [
@@ -31,16 +37,22 @@ __all__ = [
     "SELECTOR",
     "SERVER_PORT",
     "VERSION_LABEL",
+    "WEIGHTS_ANNOTATION",
     "Settings",
+    "agent_service",
+    "agent_service_state",
     "availability",
     "deployment",
     "digest",
     "object_name",
+    "replica_shares",
     "resolve_settings",
     "route",
     "route_name",
     "route_state",
     "service",
+    "settings_of",
+    "split_note",
 ]
 
 FIELD_MANAGER = "agentctl"
@@ -49,6 +61,7 @@ AGENT_LABEL = "agentctl.io/agent"
 VERSION_LABEL = "agentctl.io/version"
 MODEL_ANNOTATION = "agentctl.io/model"
 DIGEST_ANNOTATION = "agentctl.io/spec-digest"
+WEIGHTS_ANNOTATION = "agentctl.io/weights"
 #: The label selector of everything agentctl writes: one LIST per kind finds it all.
 SELECTOR = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"
 DEFAULT_IMAGE = "ghcr.io/mlflow/mlflow:v3.17.2"
@@ -70,25 +83,56 @@ class Settings:
     secret: str | None = None
     gateway: GatewayRef = field(default_factory=lambda: GatewayRef(name=DEFAULT_GATEWAY))
     hostnames: tuple[str, ...] = ()
+    #: ``gateway`` (an HTTPRoute), ``service`` (one Service, split by replicas) or ``auto``
+    #: (gateway where the cluster serves the Gateway API, else service).
+    router: str = "auto"
 
 
-def resolve_settings(spec: KubernetesServing | None) -> Settings:
-    if spec is None:
-        return Settings()
+def resolve_settings(
+    spec: KubernetesServing | None, defaults: KubernetesServing | None = None
+) -> Settings:
+    """An agent's settings: each field from its manifest if set there, else from the
+    ServingDefaults document if set there, else agentctl's own. ``env`` is merged (the
+    manifest's keys win); ``resources`` and ``mlflow`` are taken whole from the first that sets
+    them."""
     base = Settings()
-    resources = spec.resources
-    mlflow = spec.mlflow
+    layers = [x for x in (spec, defaults) if x is not None]
+
+    def first(attr: str) -> Any:
+        return next((v for x in layers if (v := getattr(x, attr)) is not None), None)
+
+    resources = first("resources")
+    mlflow = first("mlflow")
+    env: dict[str, str] = {}
+    for layer in reversed(layers):
+        env.update(layer.env)
+    replicas = first("replicas")
+    hostnames = next((x.hostnames for x in layers if x.hostnames), [])
     return Settings(
-        image=spec.image or base.image,
-        replicas=spec.replicas if spec.replicas is not None else base.replicas,
+        image=first("image") or base.image,
+        replicas=replicas if replicas is not None else base.replicas,
         requests=dict(resources.requests) if resources else {},
         limits=dict(resources.limits) if resources else {},
-        env=dict(spec.env),
+        env=env,
         tracking_uri=mlflow.tracking_uri if mlflow else None,
         secret=mlflow.secret if mlflow else None,
-        gateway=spec.gateway or base.gateway,
-        hostnames=tuple(spec.hostnames),
+        gateway=first("gateway") or base.gateway,
+        hostnames=tuple(hostnames),
+        router=first("router") or base.router,
     )
+
+
+def settings_of(desired: Desired) -> Callable[[str], Settings]:
+    """Each agent's settings in a desired state (its ServingDefaults applied); an agent the
+    desired state does not declare (it is being pruned) gets the defaults."""
+    defaults = desired.kubernetes_defaults
+    settings = {
+        a.name: resolve_settings(a.manifest.spec.serving.kubernetes, defaults)
+        for a in desired.agents
+        if a.manifest.spec.serving is not None
+    }
+    fallback = resolve_settings(None, defaults)
+    return lambda agent: settings.get(agent) or fallback
 
 
 def object_name(agent: str, version: int) -> str:
@@ -113,10 +157,14 @@ def _labels(agent: str, version: int | None) -> dict[str, str]:
 
 
 def digest(obj: Mapping[str, Any]) -> str:
-    """The digest of an object as rendered, its own digest annotation left out."""
+    """The digest of an object as rendered, its own digest annotation and a Deployment's
+    ``spec.replicas`` left out: replicas are compared on their own (with router ``service``
+    the traffic split sets them, not the version)."""
     meta = dict(obj.get("metadata", {}))
     annotations = {k: v for k, v in meta.get("annotations", {}).items() if k != DIGEST_ANNOTATION}
     body = {**obj, "metadata": {**meta, "annotations": annotations}}
+    if obj.get("kind") == "Deployment":
+        body["spec"] = {k: v for k, v in obj.get("spec", {}).items() if k != "replicas"}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -134,8 +182,16 @@ def _metadata(name: str, namespace: str, agent: str, version: int | None, model:
     }
 
 
-def deployment(namespace: str, agent: str, model: str, version: int, s: Settings) -> dict[str, Any]:
-    """The model server for ``models:/<model>/<version>``."""
+def deployment(
+    namespace: str,
+    agent: str,
+    model: str,
+    version: int,
+    s: Settings,
+    replicas: int | None = None,
+) -> dict[str, Any]:
+    """The model server for ``models:/<model>/<version>``: ``s.replicas`` of them, or
+    ``replicas`` (router ``service``: the version's share of the split)."""
     env: list[dict[str, Any]] = []
     if s.tracking_uri is not None:
         env.append({"name": "MLFLOW_TRACKING_URI", "value": s.tracking_uri})
@@ -179,7 +235,7 @@ def deployment(namespace: str, agent: str, model: str, version: int, s: Settings
             "kind": "Deployment",
             "metadata": _metadata(object_name(agent, version), namespace, agent, version, model),
             "spec": {
-                "replicas": s.replicas,
+                "replicas": s.replicas if replicas is None else replicas,
                 "selector": {"matchLabels": selector},
                 "template": {
                     "metadata": {"labels": _labels(agent, version)},
@@ -205,6 +261,78 @@ def service(namespace: str, agent: str, model: str, version: int) -> dict[str, A
             },
         }
     )
+
+
+def replica_shares(total: int, weights: Mapping[int, int]) -> dict[int, int]:
+    """Router ``service``: how many of ``total`` replicas each version gets for a split, by
+    largest remainder; a version with weight > 0 gets at least one (so the sum may exceed
+    ``total``), a version with weight 0 gets none."""
+    positive = {v: w for v, w in weights.items() if w > 0}
+    out = {v: 0 for v in weights}
+    if not positive:
+        return out
+    whole = sum(positive.values())
+    exact = {v: total * w / whole for v, w in positive.items()}
+    for v, x in exact.items():
+        out[v] = int(x)
+    left = total - sum(out.values())
+    for v in sorted(positive, key=lambda v: (-(exact[v] - int(exact[v])), v))[:left]:
+        out[v] += 1
+    for v in positive:
+        out[v] = max(out[v], 1)
+    return out
+
+
+def split_note(total: int, weights: Mapping[int, int]) -> str:
+    """What the plan says of a split that router ``service`` approximates by replicas."""
+    shares = replica_shares(total, weights)
+    whole = sum(shares.values()) or 1
+    parts = ", ".join(
+        f"v{v} {weights[v]}% -> {n} of {whole} replicas (~{round(100 * n / whole)}%)"
+        for v, n in sorted(shares.items())
+    )
+    return (
+        "router service (no Gateway API): one Service over the versions, the split "
+        f"approximated by replica ratio: {parts}; a pod takes traffic once it is Ready"
+    )
+
+
+def agent_service(
+    namespace: str, agent: str, model: str, weights: Mapping[int, int]
+) -> dict[str, Any]:
+    """Router ``service``: the agent's one Service over all its versions' pods; the split it
+    stands for is recorded in its ``agentctl.io/weights`` annotation."""
+    meta = _metadata(route_name(agent), namespace, agent, None, model)
+    meta["annotations"][WEIGHTS_ANNOTATION] = ",".join(
+        f"{v}={w}" for v, w in sorted(weights.items())
+    )
+    return _stamped(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta,
+            "spec": {
+                "selector": {AGENT_LABEL: agent},
+                "ports": [
+                    {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}
+                ],
+            },
+        }
+    )
+
+
+def agent_service_state(obj: Mapping[str, Any]) -> dict[int, int] | None:
+    """The split an agent Service stands for; None if its annotation is missing or garbled."""
+    text = (obj.get("metadata", {}).get("annotations") or {}).get(WEIGHTS_ANNOTATION)
+    if text is None:
+        return None
+    weights: dict[int, int] = {}
+    for part in filter(None, text.split(",")):
+        version, _, weight = part.partition("=")
+        if not (version.isdigit() and weight.isdigit()):
+            return None
+        weights[int(version)] = int(weight)
+    return weights
 
 
 def route(

@@ -23,12 +23,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from controller.checks import Path, check_manifest, field_name
-from controller.desired import Desired, DesiredAgent, ResolvedSource
+from controller.checks import Path, check_kubernetes, check_manifest, field_name
+from controller.desired import DEFAULTS_KIND, Desired, DesiredAgent, ResolvedSource
 from controller.diagnostics import Diagnostic, Diagnostics, Location, Severity
 from controller.digest import normalize_requirement, source_digest
 from controller.errors import InvalidInput
-from controller.schema import AgentManifest, Source
+from controller.schema import AgentManifest, ServingDefaults, Source
 
 __all__ = ["find_root", "git_work_tree", "load"]
 
@@ -91,9 +91,24 @@ def load(
     agents: list[DesiredAgent] = []
     by_name: dict[str, DesiredAgent] = {}
     by_model: dict[str, DesiredAgent] = {}
+    defaults: tuple[ServingDefaults, Location] | None = None
     for file in _manifest_files(base):
         display = _display(file)
         for doc in _read_documents(file, display, out):
+            if isinstance(doc.data, dict) and doc.data.get("kind") == DEFAULTS_KIND:
+                found = _build_defaults(doc, out)
+                if found is None:
+                    continue
+                if defaults is not None:
+                    out.error(
+                        found[1],
+                        "kind",
+                        f"a second {DEFAULTS_KIND} document; the first is at {defaults[1]} "
+                        "(one per desired state)",
+                    )
+                    continue
+                defaults = found
+                continue
             agent = _build_agent(doc, root_dir, out)
             if agent is None:
                 continue
@@ -117,7 +132,30 @@ def load(
     if diags.has_errors and not partial:
         raise InvalidInput(diags)
     agents.sort(key=lambda a: a.name)
-    return Desired(tuple(agents), str(root_dir)), diags
+    return (
+        Desired(
+            tuple(agents),
+            str(root_dir),
+            defaults=defaults[0] if defaults else None,
+            defaults_location=defaults[1] if defaults else None,
+        ),
+        diags,
+    )
+
+
+def _build_defaults(doc: _Doc, out: _Collector) -> tuple[ServingDefaults, Location] | None:
+    try:
+        found = ServingDefaults.model_validate(doc.data)
+    except ValidationError as exc:
+        _report_validation(exc, doc, "", out, ServingDefaults)
+        return None
+    if found.spec.kubernetes is not None:
+        problems = check_kubernetes(found.spec.kubernetes, ("spec", "kubernetes"))
+        for p in problems:
+            out.error(_deepest(doc, p.path), field_name(p.path), p.message)
+        if problems:
+            return None
+    return found, _deepest(doc, ("kind",))
 
 
 def _clash(
@@ -317,13 +355,19 @@ def _build_agent(doc: _Doc, root: FsPath, out: _Collector) -> DesiredAgent | Non
     return DesiredAgent(manifest, doc.file, source, doc.locations, manifest_ref)
 
 
-def _report_validation(exc: ValidationError, doc: _Doc, agent: str, out: _Collector) -> None:
+def _report_validation(
+    exc: ValidationError,
+    doc: _Doc,
+    agent: str,
+    out: _Collector,
+    model: type[BaseModel] = AgentManifest,
+) -> None:
     grouped: dict[Path, tuple[list[str], str]] = {}
     for err in exc.errors():
         path = _data_path(doc.data, err["loc"])
         kind = err["type"]
         if kind == "extra_forbidden":
-            msg = f"unknown field '{path[-1]}'" + _suggest(path)
+            msg = f"unknown field '{path[-1]}'" + _suggest(path, model)
         elif kind == "missing":
             msg = "required field is missing"
         elif kind == "string_pattern_mismatch":
@@ -391,8 +435,8 @@ def _deepest(doc: _Doc, path: Path) -> Location:
     return doc.start
 
 
-def _suggest(path: Path) -> str:
-    allowed = _allowed_fields(path[:-1])
+def _suggest(path: Path, model: type[BaseModel] = AgentManifest) -> str:
+    allowed = _allowed_fields(path[:-1], model)
     if not allowed:
         return ""
     close = difflib.get_close_matches(str(path[-1]), allowed, n=1)
@@ -400,9 +444,9 @@ def _suggest(path: Path) -> str:
     return f"{hint} (allowed: {', '.join(sorted(allowed))})"
 
 
-def _allowed_fields(path: Path) -> list[str]:
-    """The YAML field names allowed at ``path`` in the schema."""
-    tp: Any = AgentManifest
+def _allowed_fields(path: Path, model: type[BaseModel] = AgentManifest) -> list[str]:
+    """The YAML field names allowed at ``path`` in the schema of ``model``."""
+    tp: Any = model
     for elem in path:
         tp = _unwrap(tp)
         if isinstance(tp, type) and issubclass(tp, BaseModel):

@@ -27,6 +27,8 @@ __all__ = [
     "MlflowConnection",
     "Resources",
     "Serving",
+    "ServingDefaults",
+    "ServingDefaultsSpec",
     "ShadowTarget",
     "Source",
     "TrafficTarget",
@@ -191,6 +193,13 @@ class KubernetesServing(_Model):
     mlflow: MlflowConnection | None = None
     gateway: GatewayRef | None = None
     hostnames: list[Hostname] = Field(default_factory=list, max_length=16)
+    router: Literal["auto", "gateway", "service"] | None = Field(
+        default=None,
+        description="gateway: a Gateway API HTTPRoute (weighted backendRefs, RequestMirror). "
+        "service: one Service over the versions, the split approximated by replica ratio "
+        "(replicas is then the agent's total), no shadow. auto (the default): gateway where the "
+        "cluster serves the Gateway API, else service.",
+    )
 
 
 class Serving(_Model):
@@ -215,6 +224,20 @@ class AgentSpec(_Model):
     versions: list[VersionEntry] = Field(default_factory=list)
     aliases: dict[AliasName, VersionRef] = Field(default_factory=dict)
     serving: Serving | None = None
+
+
+class ServingDefaultsSpec(_Model):
+    kubernetes: KubernetesServing | None = None
+
+
+class ServingDefaults(_Model):
+    """``kind: ServingDefaults``: serving settings for every agent of the desired state, under
+    each agent's own ``spec.serving``. At most one per desired state."""
+
+    api_version: Literal["agentctl.io/v1alpha1"]
+    kind: Literal["ServingDefaults"]
+    metadata: Metadata
+    spec: ServingDefaultsSpec
 
 
 class AgentManifest(_Model):

@@ -1,10 +1,13 @@
-"""The JSON Schema of an Agent manifest, for ``agentctl schema`` and editors. Pure data."""
+"""The JSON Schema of a manifest (``kind: Agent`` or ``kind: ServingDefaults``), for
+``agentctl schema`` and editors. Pure data."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from controller.schema import API_VERSION, AgentManifest
+from pydantic import Field, TypeAdapter
+
+from controller.schema import API_VERSION, AgentManifest, ServingDefaults
 
 __all__ = ["SCHEMA_ID", "manifest_json_schema"]
 
@@ -12,7 +15,8 @@ SCHEMA_ID = "https://agentctl.io/schemas/v1alpha1/agent.json"
 
 
 def manifest_json_schema() -> dict[str, Any]:
-    schema = AgentManifest.model_json_schema(by_alias=True, mode="validation")
+    either = TypeAdapter(Annotated[AgentManifest | ServingDefaults, Field(discriminator="kind")])
+    schema = either.json_schema(by_alias=True, mode="validation")
     # `versions` items also take the shorthands `- 3` and `- current` (see VersionEntry).
     versions = schema["$defs"]["AgentSpec"]["properties"]["versions"]
     versions["items"] = {
@@ -26,5 +30,5 @@ def manifest_json_schema() -> dict[str, Any]:
         **schema,
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
-        "title": f"agentctl Agent ({API_VERSION})",
+        "title": f"agentctl manifest ({API_VERSION})",
     }

@@ -10,6 +10,13 @@ configuration, its TLS and auth) as plain JSON, with no discovery round-trips.
 
 A version's Deployment must be Available before any traffic moves to it: ``start_version``
 waits up to ``wait`` seconds, then raises :class:`~controller.errors.NotReady`.
+
+Router ``service`` (where the cluster serves no Gateway API, or the manifest asks for it): one
+Service per agent over all its versions' pods, the split approximated by replica counts. A new
+version starts at its share of the current split (none, if it has no traffic yet); a traffic
+change first scales up the versions that gain replicas and waits for their Deployments to be
+Available, then records the split on the Service, then scales down the rest. Kubernetes sends a
+pod its share once that pod is Ready. There is no mirroring: a shadow is a clear error.
 """
 
 from __future__ import annotations
@@ -166,6 +173,7 @@ class _Route:
     model: str
     weights: dict[int, int]
     shadow: tuple[int, int] | None
+    outdated: str = ""
 
 
 class KubernetesServing:
@@ -193,6 +201,14 @@ class KubernetesServing:
         self._gateway_api: bool | None = None
         self._gateways_seen: set[tuple[str, str]] = set()
 
+    def router(self, agent: str) -> str:
+        """``gateway`` or ``service``: the agent's setting, ``auto`` resolved by whether the
+        cluster serves the Gateway API (known after :meth:`observe`)."""
+        router = self.settings_of(agent).router
+        if router == "auto":
+            return "service" if self._gateway_api is False else "gateway"
+        return router
+
     # -- reading -------------------------------------------------------------------------------
 
     def _path(self, kind: str, name: str | None = None) -> str:
@@ -205,6 +221,7 @@ class KubernetesServing:
         return items
 
     def observe(self) -> ServingSnapshot:
+        self._gateways_seen = set()  # a Gateway may have gone since the last observation
         try:
             self.api.request("GET", f"/api/v1/namespaces/{self.namespace}")
         except NotFound as exc:
@@ -248,6 +265,13 @@ class KubernetesServing:
 
         deps = {k: d for d in deployments if (k := key(d)) is not None}
         svcs = {k: s for s in services if (k := key(s)) is not None}
+        # Router service: an agent's own Service (agent label, no version label).
+        agent_svcs = {
+            labels[ko.AGENT_LABEL]: s
+            for s in services
+            if ko.AGENT_LABEL in (labels := s["metadata"].get("labels") or {})
+            and ko.VERSION_LABEL not in labels
+        }
         models: dict[str, str] = {}
         versions: dict[str, dict[int, ServedVersion]] = {}
         for agent, number in sorted(set(deps) | set(svcs)):
@@ -263,7 +287,11 @@ class KubernetesServing:
             else:
                 ready, why = ko.availability(dep)
                 outdated = _outdated(
-                    dep, ko.deployment(self.namespace, agent, model, number, settings), "Deployment"
+                    dep,
+                    ko.deployment(self.namespace, agent, model, number, settings),
+                    "Deployment",
+                    # router service: the split sets replicas (checked with the route below)
+                    replicas=self.router(agent) == "gateway",
                 )
             if svc is None:
                 outdated = outdated or "its Service is missing"
@@ -283,44 +311,92 @@ class KubernetesServing:
         service_versions = {
             s["metadata"]["name"]: k[1] for s in services if (k := key(s)) is not None
         }
+        http_routes = {
+            labels[ko.AGENT_LABEL]: r
+            for r in routes
+            if ko.AGENT_LABEL in (labels := r["metadata"].get("labels") or {})
+        }
         agents: dict[str, AgentServing] = {}
         self._routes = {}
-        for obj in routes:
-            labels = obj["metadata"].get("labels", {})
-            agent = labels.get(ko.AGENT_LABEL)
-            if agent is None:
-                continue
-            model = (obj["metadata"].get("annotations") or {}).get(ko.MODEL_ANNOTATION, "")
-            weights, shadow, known = ko.route_state(obj, service_versions)
-            outdated = "" if known else "its HTTPRoute routes to Services agentctl does not serve"
-            if not outdated:
-                want = ko.route(
-                    self.namespace, agent, model, weights, shadow, self.settings_of(agent)
-                )
-                outdated = _outdated(obj, want, "HTTPRoute")
-            self._routes[agent] = _Route(model, dict(weights), shadow)
+        for agent in sorted(set(http_routes) | set(agent_svcs)):
+            state = self._route_state(
+                agent,
+                http_routes.get(agent),
+                agent_svcs.get(agent),
+                service_versions,
+                {v: d for (a, v), d in deps.items() if a == agent},
+            )
+            self._routes[agent] = state
             agents[agent] = AgentServing(
                 agent=agent,
-                model=models.get(agent, model),
+                model=models.get(agent, state.model),
                 versions=versions.pop(agent, {}),
-                weights=weights,
-                shadow=shadow,
-                route_outdated=outdated,
+                weights=dict(state.weights),
+                shadow=state.shadow,
+                route_outdated=state.outdated,
             )
         for agent, served in versions.items():
             agents[agent] = AgentServing(agent=agent, model=models[agent], versions=served)
         return ServingSnapshot(agents=agents, endpoint=f"HTTPRoutes in namespace {self.namespace}")
+
+    def _route_state(
+        self,
+        agent: str,
+        http_route: dict[str, Any] | None,
+        agent_svc: dict[str, Any] | None,
+        service_versions: Mapping[str, int],
+        deps: Mapping[int, dict[str, Any]],
+    ) -> _Route:
+        """An agent's split as its route object carries it (the HTTPRoute for router gateway,
+        its own Service for router service, the other one while the router changes), and why
+        that object is not what agentctl would write now."""
+        router = self.router(agent)
+        settings = self.settings_of(agent)
+        mine, other = (http_route, agent_svc) if router == "gateway" else (agent_svc, http_route)
+        obj = mine or other
+        assert obj is not None
+        model = (obj["metadata"].get("annotations") or {}).get(ko.MODEL_ANNOTATION, "")
+        shadow: tuple[int, int] | None = None
+        if obj is http_route:
+            weights, shadow, known = ko.route_state(obj, service_versions)
+            outdated = "" if known else "its HTTPRoute routes to Services agentctl does not serve"
+        else:
+            found = ko.agent_service_state(obj)
+            weights = found or {}
+            outdated = "" if found is not None else f"its Service has no {ko.WEIGHTS_ANNOTATION}"
+        kind = {"gateway": "HTTPRoute", "service": "Service"}[router]
+        if mine is None:
+            outdated = {
+                "gateway": "the router is now gateway: an HTTPRoute replaces its Service",
+                "service": "the router is now service: a Service replaces its HTTPRoute",
+            }[router]
+        elif not outdated:
+            if router == "gateway":
+                want = ko.route(self.namespace, agent, model, weights, shadow, settings)
+            else:
+                want = ko.agent_service(self.namespace, agent, model, weights)
+            outdated = _outdated(obj, want, kind)
+        if not outdated and router == "service":
+            shares = ko.replica_shares(settings.replicas, weights)
+            for number, dep in sorted(deps.items()):
+                have = dep.get("spec", {}).get("replicas")
+                if have != shares.get(number, 0):
+                    outdated = (
+                        f"v{number} has {have} replicas; its share of the split is "
+                        f"{shares.get(number, 0)}"
+                    )
+                    break
+        if not outdated and mine is not None and other is not None:
+            outdated = f"its {'Service' if router == 'gateway' else 'HTTPRoute'} is left over"
+        return _Route(model, dict(weights), shadow, outdated)
 
     # -- writing -------------------------------------------------------------------------------
 
     def _guard(self, agent: str, kind: str, name: str) -> None:
         """Refuse to write an object that exists without agentctl's labels (or is another
         agent's): a name collision, never a takeover."""
-        if (kind, name) in self._live:
-            return
-        try:
-            live = self.api.request("GET", self._path(kind, name))
-        except NotFound:
+        live = self._live.get((kind, name)) or self._get(agent, kind, name)
+        if live is None:
             return
         labels = live.get("metadata", {}).get("labels") or {}
         if not _managed(live):
@@ -343,7 +419,12 @@ class KubernetesServing:
         kind, name = str(obj["kind"]), str(obj["metadata"]["name"])
         if guard:
             self._guard(agent, kind, name)
-        query = [("fieldManager", ko.FIELD_MANAGER), ("force", "true")]
+        # Strict: a field the API server does not know (an older CRD) is an error, not dropped.
+        query = [
+            ("fieldManager", ko.FIELD_MANAGER),
+            ("force", "true"),
+            ("fieldValidation", "Strict"),
+        ]
         if dry_run:
             query.append(("dryRun", "All"))
         try:
@@ -356,6 +437,16 @@ class KubernetesServing:
             self._live[(kind, name)] = result
         return result
 
+    def _get(self, agent: str, kind: str, name: str) -> dict[str, Any] | None:
+        """One object as the API server has it now; None if it does not exist."""
+        try:
+            found: dict[str, Any] = self.api.request("GET", self._path(kind, name))
+        except NotFound:
+            return None
+        except BackendError as exc:
+            raise self._naming(exc, agent, kind, name) from exc
+        return found
+
     def _naming(self, exc: BackendError, agent: str, kind: str, name: str) -> BackendError:
         """The same error, its message naming the agent and the object."""
         return type(exc)(
@@ -367,12 +458,14 @@ class KubernetesServing:
     def _delete(self, agent: str, kind: str, name: str, dry_run: bool = False) -> None:
         live = self._live.get((kind, name))
         if live is None:
-            try:
-                live = self.api.request("GET", self._path(kind, name))
-            except NotFound:
+            live = self._get(agent, kind, name)
+            if live is None:
                 return
-            if not _managed(live):
-                return  # not ours: never deleted
+            if (
+                not _managed(live)
+                or (live["metadata"].get("labels") or {}).get(ko.AGENT_LABEL) != agent
+            ):
+                return  # not ours, or another agent's: never deleted
         body = {
             "apiVersion": "v1",
             "kind": "DeleteOptions",
@@ -391,16 +484,39 @@ class KubernetesServing:
 
     def start_version(self, agent: str, model: str, version: int) -> str:
         settings = self.settings_of(agent)
-        dep = ko.deployment(self.namespace, agent, model, version, settings)
+        name = ko.object_name(agent, version)
+        replicas = None
+        if self.router(agent) == "service":
+            # Its share of the split as it stands (none while it has no traffic); replicas a
+            # traffic change added and is still waiting on are kept.
+            live = self._live.get(("Deployment", name))
+            current = self._routes.get(agent)
+            replicas = (
+                int(live["spec"].get("replicas", 0))
+                if live is not None
+                else ko.replica_shares(settings.replicas, current.weights if current else {}).get(
+                    version, 0
+                )
+            )
+        dep = ko.deployment(self.namespace, agent, model, version, settings, replicas)
         self._apply(agent, dep)
         self._apply(agent, ko.service(self.namespace, agent, model, version))
+        self._wait_available(agent, version)
+        return f"http://{name}.{self.namespace}.svc:{ko.SERVICE_PORT}"
+
+    def _wait_available(self, agent: str, version: int) -> None:
+        """Wait up to ``wait`` seconds for a version's Deployment to be Available."""
         name = ko.object_name(agent, version)
         deadline = self.clock.monotonic() + self.wait
         while True:
-            live = self.api.request("GET", self._path("Deployment", name))
+            try:
+                live = self.api.request("GET", self._path("Deployment", name))
+            except BackendError as exc:
+                raise self._naming(exc, agent, "Deployment", name) from exc
+            self._live[("Deployment", name)] = live
             ready, why = ko.availability(live)
             if ready:
-                return f"http://{name}.{self.namespace}.svc:{ko.SERVICE_PORT}"
+                return
             if self.clock.monotonic() >= deadline:
                 raise NotReady(agent, version, why)
             self.clock.sleep(self.poll)
@@ -429,6 +545,8 @@ class KubernetesServing:
                 f"{gw_ns}/{settings.gateway.name} does not exist (spec.serving.kubernetes.gateway)",
                 target=f"HTTPRoute {self.namespace}/{ko.route_name(agent)}",
             ) from exc
+        except BackendError as exc:
+            raise self._naming(exc, agent, "HTTPRoute", ko.route_name(agent)) from exc
         self._gateways_seen.add(key)
 
     def _route(self, agent: str, route: _Route, dry_run: bool = False) -> Any:
@@ -440,11 +558,72 @@ class KubernetesServing:
     def set_weights(self, agent: str, model: str, weights: Mapping[int, int]) -> None:
         old = self._routes.get(agent)
         route = _Route(model, dict(weights), old.shadow if old else None)
-        self._route(agent, route)
+        if self.router(agent) == "service":
+            self._split_by_replicas(agent, model, route.weights)
+            self._drop(agent, "HTTPRoute")
+        else:
+            self._route(agent, route)
+            self._drop(agent, "Service")
         self._routes[agent] = route
+
+    def _drop(self, agent: str, kind: str) -> None:
+        """Delete the route object of the router an agent no longer uses, if it has one."""
+        if (kind, ko.route_name(agent)) in self._live:
+            self._delete(agent, kind, ko.route_name(agent))
+
+    def _versions(self, agent: str) -> dict[int, dict[str, Any]]:
+        """The agent's live Deployments by version."""
+        out = {}
+        for (kind, _), obj in self._live.items():
+            labels = obj["metadata"].get("labels") or {}
+            number = labels.get(ko.VERSION_LABEL, "")
+            if kind == "Deployment" and labels.get(ko.AGENT_LABEL) == agent and number.isdigit():
+                out[int(number)] = obj
+        return out
+
+    def _scaled(self, agent: str, dep: Mapping[str, Any], replicas: int) -> dict[str, Any]:
+        """A live Deployment of the agent, rendered again with ``replicas``."""
+        labels, annotations = dep["metadata"]["labels"], dep["metadata"].get("annotations") or {}
+        return ko.deployment(
+            self.namespace,
+            agent,
+            annotations.get(ko.MODEL_ANNOTATION, ""),
+            int(labels[ko.VERSION_LABEL]),
+            self.settings_of(agent),
+            replicas,
+        )
+
+    def _split_by_replicas(self, agent: str, model: str, weights: Mapping[int, int]) -> None:
+        """Router service: scale up, wait until Available, record the split, scale down."""
+        shares = ko.replica_shares(self.settings_of(agent).replicas, weights)
+        live = self._versions(agent)
+        missing = sorted(set(shares) - set(live))
+        if missing:
+            raise PermanentBackendError(
+                f"agent {agent}: no Deployment serves v{missing[0]}; it must be started before "
+                "traffic moves to it",
+                target=f"Deployment {self.namespace}/{ko.object_name(agent, missing[0])}",
+            )
+
+        def have(v: int) -> int:
+            return int(live[v].get("spec", {}).get("replicas", 0))
+
+        gaining = [v for v in sorted(shares) if shares[v] > have(v)]
+        for v in gaining:
+            self._apply(agent, self._scaled(agent, live[v], shares[v]))
+        for v in gaining:
+            self._wait_available(agent, v)
+        self._apply(agent, ko.agent_service(self.namespace, agent, model, weights))
+        for v in sorted(live):
+            if shares.get(v, 0) < have(v):
+                self._apply(agent, self._scaled(agent, live[v], shares.get(v, 0)))
 
     def set_mirror(self, agent: str, shadow: tuple[int, int] | None) -> None:
         old = self._routes.get(agent)
+        if self.router(agent) == "service":
+            if shadow is not None:
+                raise self._no_mirror(agent)
+            return
         if old is None:
             raise PermanentBackendError(
                 f"agent {agent}: no HTTPRoute to mirror on; set its traffic first",
@@ -454,8 +633,23 @@ class KubernetesServing:
         self._route(agent, route)
         self._routes[agent] = route
 
+    def _no_mirror(self, agent: str) -> PermanentBackendError:
+        why = (
+            "the cluster serves no Gateway API"
+            if self._gateway_api is False
+            else "its router is service"
+        )
+        return PermanentBackendError(
+            f"agent {agent}: Service {self.namespace}/{ko.route_name(agent)}: {why}, and a "
+            "Service cannot mirror traffic: spec.serving.shadow needs router gateway (the "
+            "Gateway API's RequestMirror filter)",
+            target=f"Service {self.namespace}/{ko.route_name(agent)}",
+        )
+
     def remove_route(self, agent: str) -> None:
-        self._delete(agent, "HTTPRoute", ko.route_name(agent))
+        mine = "Service" if self.router(agent) == "service" else "HTTPRoute"
+        self._delete(agent, mine, ko.route_name(agent))
+        self._drop(agent, "HTTPRoute" if mine == "Service" else "Service")
         self._routes.pop(agent, None)
 
     # -- previewing ----------------------------------------------------------------------------
@@ -477,50 +671,98 @@ class KubernetesServing:
                 after = c.after or {}
                 if c.kind is Kind.TRAFFIC and c.action is not Action.DELETE:
                     if any(w.get("version") is None for w in after["weights"]):
-                        out.append(self._unknown(c, "HTTPRoute", ko.route_name(c.agent)))
+                        out.append(self._unknown_route(c.agent, c.model))
+                        routes.pop(c.agent, None)
                         continue
                     route.weights = {int(w["version"]): int(w["percent"]) for w in after["weights"]}
                 elif c.kind is Kind.SHADOW and c.action is not Action.DELETE:
+                    if self.router(c.agent) == "service":
+                        raise self._no_mirror(c.agent)
                     if after.get("version") is None:
-                        out.append(self._unknown(c, "HTTPRoute", ko.route_name(c.agent)))
+                        out.append(self._unknown_route(c.agent, c.model))
                         continue
                     route.shadow = (int(after["version"]), int(after["percent"]))
                 elif c.kind is Kind.SHADOW:
                     route.shadow = None
                 else:  # the route goes
-                    out.append(self._preview_delete(c, "HTTPRoute", ko.route_name(c.agent)))
+                    for kind in ("HTTPRoute", "Service"):
+                        if (kind, ko.route_name(c.agent)) in self._live or kind == (
+                            "Service" if self.router(c.agent) == "service" else "HTTPRoute"
+                        ):
+                            out.append(self._preview_delete(c, kind, ko.route_name(c.agent)))
                     routes.pop(c.agent, None)
                     continue
                 routes[c.agent] = route
         for agent, route in routes.items():
-            name = ko.route_name(agent)
-            before = self._live.get(("HTTPRoute", name))
-            after_obj = self._route(agent, route, dry_run=True)
+            if not route.weights:  # a shadow over traffic that names a pending version
+                out.append(self._unknown_route(agent, route.model))
+            elif self.router(agent) == "service":
+                out += self._preview_split(agent, route)
+            else:
+                out.append(self._preview_route(agent, route))
+        return out
+
+    def _preview_route(self, agent: str, route: _Route) -> ObjectPreview:
+        name = ko.route_name(agent)
+        before = self._live.get(("HTTPRoute", name))
+        after = self._route(agent, route, dry_run=True)
+        action = "update" if before else "create"
+        return ObjectPreview(agent, "HTTPRoute", name, self.namespace, action, before, after)
+
+    def _preview_split(self, agent: str, route: _Route) -> list[ObjectPreview]:
+        """Router service: the agent's Service and the Deployments whose replicas change."""
+        if route.shadow is not None:
+            raise self._no_mirror(agent)
+        settings = self.settings_of(agent)
+        shares = ko.replica_shares(settings.replicas, route.weights)
+        out = []
+        name = ko.route_name(agent)
+        before = self._live.get(("Service", name))
+        obj = ko.agent_service(self.namespace, agent, route.model, route.weights)
+        out.append(
+            ObjectPreview(
+                agent,
+                "Service",
+                name,
+                self.namespace,
+                "update" if before else "create",
+                before,
+                self._apply(agent, obj, dry_run=True),
+                note=ko.split_note(settings.replicas, route.weights),
+            )
+        )
+        for number, dep in sorted(self._versions(agent).items()):
+            want = shares.get(number, 0)
+            if dep.get("spec", {}).get("replicas") == want:
+                continue
+            after = self._apply(agent, self._scaled(agent, dep, want), dry_run=True)
+            dep_name = str(dep["metadata"]["name"])
+            out.append(
+                ObjectPreview(agent, "Deployment", dep_name, self.namespace, "update", dep, after)
+            )
+        if ("HTTPRoute", name) in self._live:
+            self._delete(agent, "HTTPRoute", name, dry_run=True)
             out.append(
                 ObjectPreview(
                     agent,
                     "HTTPRoute",
                     name,
                     self.namespace,
-                    "update" if before else "create",
-                    before,
-                    after_obj,
+                    "delete",
+                    self._live[("HTTPRoute", name)],
+                    None,
                 )
             )
         return out
 
-    def _unknown(self, c: Change, kind: str, name: str) -> ObjectPreview:
-        self._check_gateway(c.agent, self.settings_of(c.agent))
-        return ObjectPreview(
-            c.agent,
-            kind,
-            name,
-            self.namespace,
-            c.action.value,
-            self._live.get((kind, name)),
-            None,
-            note=_PENDING,
-        )
+    def _unknown_route(self, agent: str, model: str) -> ObjectPreview:
+        kind = "Service" if self.router(agent) == "service" else "HTTPRoute"
+        if kind == "HTTPRoute":
+            self._check_gateway(agent, self.settings_of(agent))
+        name = ko.route_name(agent)
+        before = self._live.get((kind, name))
+        action = "update" if before else "create"
+        return ObjectPreview(agent, kind, name, self.namespace, action, before, None, note=_PENDING)
 
     def _preview_delete(self, c: Change, kind: str, name: str) -> ObjectPreview:
         self._delete(c.agent, kind, name, dry_run=True)
@@ -568,14 +810,17 @@ def _managed(obj: Mapping[str, Any]) -> bool:
     return bool(labels.get(ko.MANAGED_BY[0]) == ko.MANAGED_BY[1])
 
 
-def _outdated(live: Mapping[str, Any], want: Mapping[str, Any], kind: str) -> str:
-    """Why a live object is not what agentctl would write now ("" if it is)."""
+def _outdated(
+    live: Mapping[str, Any], want: Mapping[str, Any], kind: str, replicas: bool = True
+) -> str:
+    """Why a live object is not what agentctl would write now ("" if it is). A Deployment's
+    replicas are compared only if ``replicas`` (router service: the split sets them)."""
     have = (live.get("metadata", {}).get("annotations") or {}).get(ko.DIGEST_ANNOTATION)
     if have != want["metadata"]["annotations"][ko.DIGEST_ANNOTATION]:
         return f"its {kind} differs from what the manifest asks for"
     if kind == "Deployment":
         spec, want_spec = live.get("spec", {}), want["spec"]
-        if spec.get("replicas") != want_spec["replicas"]:
+        if replicas and spec.get("replicas") != want_spec["replicas"]:
             return (
                 f"its Deployment was changed outside agentctl (replicas {spec.get('replicas')}, "
                 f"want {want_spec['replicas']})"

@@ -21,12 +21,13 @@ import pytest
 
 from controller.adapters.kubernetes import KubernetesServing, connect
 from controller.errors import BackendError, NotReady, TemporaryBackendError
-from controller.kube_objects import resolve_settings
+from controller.kube_objects import settings_of
 from controller.loader import load
 from controller.reconcile import reconcile
 from controller.retry import RetryPolicy
 from tests.support.kube_apiserver import LIMITED_TOKEN, ApiServer, api_server
 from tests.unit.fake_registry import FakeRegistry
+from tests.unit.test_kube_objects import DEFAULTS
 from tests.unit.test_loader import GOOD, write_repo
 
 pytestmark = pytest.mark.integration
@@ -63,12 +64,7 @@ def serving(kube: ApiServer, ns: str, root: Path, token: str | None = None) -> K
     kubeconfig = kube.kubeconfig(token) if token else kube.kubeconfig()
     api, _ = connect(kubeconfig)
     desired, _ = load(root)
-    settings = {
-        a.name: resolve_settings(a.manifest.spec.serving.kubernetes)
-        for a in desired.agents
-        if a.manifest.spec.serving is not None
-    }
-    return KubernetesServing(api, ns, lambda agent: settings[agent], wait=0.0)
+    return KubernetesServing(api, ns, settings_of(desired), wait=0.0)
 
 
 def run(root: Path, reg: FakeRegistry, srv: KubernetesServing, apply: bool = True) -> Any:
@@ -305,15 +301,21 @@ CANARY = GOOD.replace(
 )
 
 
-def test_a_canary_is_a_weighted_route_with_a_mirror_and_prune_removes_what_is_not_declared(
-    kube: ApiServer, ns: str, tmp_path: Path
-) -> None:
+def _routed_bot(kube: ApiServer, ns: str, tmp_path: Path) -> tuple[Path, FakeRegistry]:
+    """Agent ``bot`` (GOOD) served: v1 started, made Available, then routed."""
     root = write_repo(tmp_path, GOOD)
     reg = FakeRegistry()
     run(root, reg, serving(kube, ns, root))
     kube.mark_available(ns)
     run(root, reg, serving(kube, ns, root))
     assert set(kube.objects(ns, "HTTPRoute")) == {"bot"}
+    return root, reg
+
+
+def test_a_canary_is_a_weighted_route_with_a_mirror_and_prune_removes_what_is_not_declared(
+    kube: ApiServer, ns: str, tmp_path: Path
+) -> None:
+    root, reg = _routed_bot(kube, ns, tmp_path)
 
     (root / "config.yaml").write_text("greeting: hello\n")
     (root / "bot.yaml").write_text(CANARY)
@@ -419,3 +421,116 @@ def test_an_unreachable_api_server_is_a_temporary_error(kube: ApiServer) -> None
     api, _ = connect(_dead_kubeconfig(kube))
     with pytest.raises(TemporaryBackendError, match="did not answer"):
         KubernetesServing(api, "default").observe()
+
+
+# -- router service: one Service over the versions, the split approximated by replicas --------
+
+NO_SHADOW = CANARY.replace("    shadow:\n      alias: challenger\n      percent: 10\n", "")
+
+
+@pytest.fixture(scope="module")
+def bare() -> Iterator[ApiServer]:
+    """An API server without the Gateway API."""
+    with api_server(gateway_api=False) as server:
+        yield server
+
+
+def _split(kube: ApiServer, ns: str) -> tuple[dict[str, int], str, dict[str, str]]:
+    """Each Deployment's replicas, the agent Service's weights annotation and selector."""
+    replicas = {n: d["spec"]["replicas"] for n, d in kube.objects(ns, "Deployment").items()}
+    svc = kube.objects(ns, "Service")["bot"]
+    return replicas, svc["metadata"]["annotations"]["agentctl.io/weights"], svc["spec"]["selector"]
+
+
+def test_without_gateway_api_the_split_is_replica_counts_and_the_plan_says_so(
+    bare: ApiServer, tmp_path: Path
+) -> None:
+    ns = "bare1"
+    bare.create_namespace(ns, gateway=None)
+    root = write_repo(tmp_path, GOOD)
+    # replicas 5: with router service, the agent's total
+    (root / "defaults.yaml").write_text(DEFAULTS.replace("replicas: 3", "replicas: 5"))
+    reg = FakeRegistry()
+    for _ in range(3):  # start v1, scale it up (waiting for it), then route to it
+        run(root, reg, serving(bare, ns, root))
+        bare.mark_available(ns)
+    run(root, reg, serving(bare, ns, root))
+    assert _split(bare, ns) == ({"bot-v1": 5}, "1=100", {"agentctl.io/agent": "bot"})
+    deployment = bare.objects(ns, "Deployment")["bot-v1"]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "team/agents:1"
+
+    # A canary: v2 starts with no replicas (it has no traffic yet)...
+    (root / "config.yaml").write_text("greeting: hello\n")
+    (root / "bot.yaml").write_text(NO_SHADOW)
+    assert run(root, reg, serving(bare, ns, root)).changeset.waiting
+    bare.mark_available(ns)
+    assert bare.objects(ns, "Deployment")["bot-v2"]["spec"]["replicas"] == 0
+    plan = run(root, reg, serving(bare, ns, root), apply=False)
+    notes = [p.note for p in plan.previews if p.kind == "Service" and p.name == "bot"]
+    assert notes == [
+        "router service (no Gateway API): one Service over the versions, the split approximated "
+        "by replica ratio: v1 80% -> 4 of 5 replicas (~80%), v2 20% -> 1 of 5 replicas (~20%); "
+        "a pod takes traffic once it is Ready"
+    ]
+    scaled = {(p.kind, p.name): (p.after or {}).get("spec", {}).get("replicas")
+              for p in plan.previews if p.kind == "Deployment"}  # fmt: skip
+    assert scaled == {("Deployment", "bot-v1"): 4, ("Deployment", "bot-v2"): 1}
+
+    # ...then v2 is scaled up first; v1 keeps its replicas until v2 is Available.
+    assert run(root, reg, serving(bare, ns, root)).changeset.waiting
+    assert _split(bare, ns)[:2] == ({"bot-v1": 5, "bot-v2": 1}, "1=100")
+    bare.mark_available(ns)
+    done = run(root, reg, serving(bare, ns, root))
+    assert not done.changeset.waiting
+    assert _split(bare, ns)[:2] == ({"bot-v1": 4, "bot-v2": 1}, "1=80,2=20")
+    bare.mark_available(ns)
+
+    before = writes(bare)
+    assert run(root, reg, serving(bare, ns, root)).plan.changes == ()
+    assert writes(bare) == before
+
+    # Someone scales v2 by hand: the split is put back.
+    bare.request(
+        "PATCH",
+        f"/apis/apps/v1/namespaces/{ns}/deployments/bot-v2",
+        {"spec": {"replicas": 3}},
+        content_type="application/merge-patch+json",
+    )
+    bare.mark_available(ns)
+    drift = run(root, reg, serving(bare, ns, root), apply=False)
+    assert [c.reason for c in drift.plan.changes] == [
+        "the route: v2 has 3 replicas; its share of the split is 1"
+    ]
+    run(root, reg, serving(bare, ns, root))
+    assert _split(bare, ns)[0] == {"bot-v1": 4, "bot-v2": 1}
+
+    # A shadow cannot be served here: a clear error naming agent and object, nothing written.
+    (root / "bot.yaml").write_text(CANARY)
+    before = writes(bare)
+    with pytest.raises(BackendError) as info:
+        run(root, reg, serving(bare, ns, root), apply=False)
+    assert str(info.value).startswith(
+        f"agent bot: Service {ns}/bot: the cluster serves no Gateway API, and a Service cannot "
+        "mirror traffic"
+    )
+    assert writes(bare) == before
+
+
+def test_a_route_moves_from_gateway_to_service_when_the_manifest_says_so(
+    kube: ApiServer, ns: str, tmp_path: Path
+) -> None:
+    root, reg = _routed_bot(kube, ns, tmp_path)
+
+    (root / "bot.yaml").write_text(GOOD + "    kubernetes:\n      router: service\n")
+    plan = run(root, reg, serving(kube, ns, root), apply=False)
+    assert [c.reason for c in plan.plan.changes] == [
+        "the route: the router is now service: a Service replaces its HTTPRoute"
+    ]
+    assert {(p.kind, p.action) for p in plan.previews} == {
+        ("Service", "create"),
+        ("HTTPRoute", "delete"),
+    }
+    run(root, reg, serving(kube, ns, root))
+    assert kube.objects(ns, "HTTPRoute") == {}
+    assert _split(kube, ns) == ({"bot-v1": 1}, "1=100", {"agentctl.io/agent": "bot"})
+    assert run(root, reg, serving(kube, ns, root)).plan.changes == ()

@@ -39,11 +39,24 @@ def test_examples_validate_against_the_schema(path: Path) -> None:
 
 
 def test_schema_rejects_unknown_fields_and_bad_percent() -> None:
-    doc = yaml.safe_load(example_manifests()[0].read_text())
+    agent = REPO / "manifests" / "support-bot.yaml"
+    doc = yaml.safe_load(agent.read_text())
     doc["spec"]["tagz"] = {}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc, manifest_json_schema())
-    doc = yaml.safe_load(example_manifests()[0].read_text())
+    doc = yaml.safe_load(agent.read_text())
     doc["spec"]["serving"]["traffic"][0]["percent"] = 101
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, manifest_json_schema())
+
+
+def test_schema_takes_serving_defaults_by_kind() -> None:
+    doc = yaml.safe_load((REPO / "manifests" / "serving-defaults.yaml").read_text())
+    jsonschema.validate(doc, manifest_json_schema())
+    doc["spec"]["kubernetes"]["router"] = "mesh"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, manifest_json_schema())
+    doc = yaml.safe_load((REPO / "manifests" / "serving-defaults.yaml").read_text())
+    doc["spec"]["traffic"] = []  # an Agent's field, not a ServingDefaults one
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc, manifest_json_schema())

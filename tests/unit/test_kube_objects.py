@@ -1,0 +1,188 @@
+"""What agentctl writes to Kubernetes, as pure data: settings over defaults, the replica split
+of router service, digests, and kstatus readiness."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller import kube_objects as ko
+from controller.loader import load
+from controller.schema import KubernetesServing
+from tests.unit.test_loader import GOOD, errors_of, write_repo
+
+
+@pytest.mark.parametrize(
+    ("total", "weights", "shares"),
+    [
+        (5, {1: 80, 2: 20}, {1: 4, 2: 1}),
+        (10, {1: 90, 2: 10}, {1: 9, 2: 1}),
+        (4, {1: 100, 2: 0}, {1: 4, 2: 0}),
+        (3, {1: 34, 2: 33, 3: 33}, {1: 1, 2: 1, 3: 1}),
+        (4, {1: 50, 2: 25, 3: 25}, {1: 2, 2: 1, 3: 1}),
+        # every version with traffic gets a replica, even past the total
+        (1, {1: 80, 2: 20}, {1: 1, 2: 1}),
+        (10, {1: 99, 2: 1}, {1: 10, 2: 1}),
+        (3, {}, {}),
+    ],
+)
+def test_replica_shares(total: int, weights: dict[int, int], shares: dict[int, int]) -> None:
+    assert ko.replica_shares(total, weights) == shares
+
+
+def test_split_note_says_what_the_replicas_give() -> None:
+    note = ko.split_note(1, {1: 80, 2: 20})
+    assert "v1 80% -> 1 of 2 replicas (~50%), v2 20% -> 1 of 2 replicas (~50%)" in note
+
+
+def test_agent_service_records_its_split_and_reads_it_back() -> None:
+    svc = ko.agent_service("ns", "bot", "bot", {2: 20, 1: 80})
+    assert svc["metadata"]["annotations"][ko.WEIGHTS_ANNOTATION] == "1=80,2=20"
+    assert svc["spec"]["selector"] == {ko.AGENT_LABEL: "bot"}
+    assert ko.VERSION_LABEL not in svc["metadata"]["labels"]
+    assert ko.agent_service_state(svc) == {1: 80, 2: 20}
+    garbled: dict[str, Any] = {"metadata": {"annotations": {ko.WEIGHTS_ANNOTATION: "1=x"}}}
+    assert ko.agent_service_state(garbled) is None
+    assert ko.agent_service_state({"metadata": {}}) is None
+
+
+def test_a_deployment_digest_leaves_replicas_out() -> None:
+    s = ko.Settings()
+    three = ko.deployment("ns", "bot", "bot", 1, s, replicas=3)
+    none = ko.deployment("ns", "bot", "bot", 1, s, replicas=0)
+    assert three["spec"]["replicas"] == 3 and none["spec"]["replicas"] == 0
+    digests = {d["metadata"]["annotations"][ko.DIGEST_ANNOTATION] for d in (three, none)}
+    assert len(digests) == 1
+    other = ko.deployment("ns", "bot", "bot", 1, ko.Settings(image="other:1"))
+    assert other["metadata"]["annotations"][ko.DIGEST_ANNOTATION] not in digests
+
+
+def test_settings_come_from_the_manifest_then_the_defaults_then_agentctl() -> None:
+    defaults = KubernetesServing.model_validate(
+        {
+            "image": "team/agents:1",
+            "replicas": 3,
+            "env": {"A": "from-defaults", "B": "b"},
+            "mlflow": {"secret": "mlflow-credentials"},
+            "gateway": {"name": "shared", "namespace": "infra"},
+            "router": "service",
+        }
+    )
+    agent = KubernetesServing.model_validate({"replicas": 2, "env": {"A": "from-agent"}})
+    s = ko.resolve_settings(agent, defaults)
+    assert (s.image, s.replicas, s.secret, s.router) == (
+        "team/agents:1",
+        2,
+        "mlflow-credentials",
+        "service",
+    )
+    assert dict(s.env) == {"A": "from-agent", "B": "b"}
+    assert (s.gateway.name, s.gateway.namespace) == ("shared", "infra")
+    builtin = ko.resolve_settings(None, None)
+    assert (builtin.image, builtin.replicas, builtin.router) == (ko.DEFAULT_IMAGE, 1, "auto")
+    assert builtin.gateway.name == "agentctl"
+
+
+DEFAULTS = """\
+apiVersion: agentctl.io/v1alpha1
+kind: ServingDefaults
+metadata:
+  name: defaults
+spec:
+  kubernetes:
+    image: team/agents:1
+    replicas: 3
+"""
+
+
+def test_serving_defaults_apply_to_every_agent_and_to_agents_being_pruned(
+    tmp_path: Path,
+) -> None:
+    root = write_repo(tmp_path, GOOD + "    kubernetes:\n      replicas: 2\n")
+    (root / "defaults.yaml").write_text(DEFAULTS)
+    desired, _ = load(root)
+    settings = ko.settings_of(desired)
+    assert (settings("bot").image, settings("bot").replicas) == ("team/agents:1", 2)
+    assert (settings("gone").image, settings("gone").replicas) == ("team/agents:1", 3)
+
+
+def test_a_second_serving_defaults_is_an_error_naming_the_first(tmp_path: Path) -> None:
+    root = write_repo(tmp_path, GOOD)
+    (root / "a.yaml").write_text(DEFAULTS)
+    (root / "b.yaml").write_text(DEFAULTS)
+    [err] = errors_of(root)
+    assert err.location is not None and err.location.file.endswith("b.yaml")
+    assert err.location.line == 2 and err.field == "kind"
+    assert "a second ServingDefaults document; the first is at" in err.message
+    assert "a.yaml:2" in err.message
+
+
+@pytest.mark.parametrize(
+    ("edit", "line", "field", "fragment"),
+    [
+        (("    image:", "    imag:"), 7, "spec.kubernetes.imag", "did you mean 'image'?"),
+        (("replicas: 3", "replicas: 0"), 8, "spec.kubernetes.replicas", "replicas 0 would leave"),
+        (("replicas: 3", "router: mesh"), 8, "spec.kubernetes.router", "'auto', 'gateway'"),
+    ],
+)
+def test_bad_serving_defaults_name_file_line_and_field(
+    tmp_path: Path, edit: tuple[str, str], line: int, field: str, fragment: str
+) -> None:
+    root = write_repo(tmp_path, GOOD)
+    (root / "defaults.yaml").write_text(DEFAULTS.replace(*edit))
+    [err] = errors_of(root)
+    assert err.location is not None and err.location.file.endswith("defaults.yaml")
+    assert (err.location.line, err.field) == (line, field)
+    assert fragment in err.message
+
+
+def test_router_service_with_a_shadow_is_a_manifest_error(tmp_path: Path) -> None:
+    manifest = GOOD + (
+        "    shadow:\n      alias: champion\n      percent: 10\n"
+        "    kubernetes:\n      router: service\n"
+    )
+    [err] = errors_of(write_repo(tmp_path, manifest))
+    assert err.field == "spec.serving.shadow" and err.location is not None
+    assert err.location.line == 17  # the line of `shadow:`
+    assert "router service cannot mirror traffic" in err.message
+
+
+def _dep(**status: Any) -> dict[str, Any]:
+    return {"metadata": {"generation": 2}, "spec": {"replicas": 2}, "status": status}
+
+
+AVAILABLE = [{"type": "Available", "status": "True"}]
+
+
+@pytest.mark.parametrize(
+    ("status", "ready", "why"),
+    [
+        ({}, False, "its controller has not yet observed generation 2"),
+        ({"observedGeneration": 2, "updatedReplicas": 1}, False, "1 of 2 replicas updated"),
+        (
+            {"observedGeneration": 2, "updatedReplicas": 2, "replicas": 3},
+            False,
+            "1 old replicas pending termination",
+        ),
+        (
+            {"observedGeneration": 2, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 1},
+            False,
+            "1 of 2 replicas available",
+        ),
+        (
+            {
+                "observedGeneration": 2,
+                "updatedReplicas": 2,
+                "replicas": 2,
+                "availableReplicas": 2,
+                "conditions": AVAILABLE,
+            },
+            True,
+            "",
+        ),
+    ],
+)
+def test_availability_follows_kstatus(status: dict[str, Any], ready: bool, why: str) -> None:
+    assert ko.availability(_dep(**status)) == (ready, why)
