@@ -16,13 +16,12 @@ from controller.schema import (
     RESERVED_TAG_PREFIX,
     AgentManifest,
     AgentSpec,
-    KubernetesServing,
     ShadowTarget,
     TrafficTarget,
     VersionRef,
 )
 
-__all__ = ["Path", "Problem", "check_kubernetes", "check_manifest", "field_name"]
+__all__ = ["Path", "Problem", "check_manifest", "field_name"]
 
 Path = tuple[str | int, ...]
 
@@ -154,31 +153,7 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
         if spec.serving.shadow is not None:
             shadow = spec.serving.shadow
             _check_target(problems, ("spec", "serving", "shadow"), shadow, spec, check_ref)
-        kube = spec.serving.kubernetes
-        if kube is not None:
-            problems += check_kubernetes(kube, ("spec", "serving", "kubernetes"))
-            if kube.router == "service" and spec.serving.shadow is not None:
-                problems.append(
-                    Problem(
-                        ("spec", "serving", "shadow"),
-                        "router service cannot mirror traffic: a shadow needs router gateway "
-                        "(the Gateway API's RequestMirror filter)",
-                    )
-                )
     return problems
-
-
-def check_kubernetes(kube: KubernetesServing, path: Path) -> list[Problem]:
-    """Kubernetes serving settings, in an agent's manifest or in ServingDefaults."""
-    if kube.replicas == 0 and kube.router != "service":
-        return [
-            Problem(
-                (*path, "replicas"),
-                "replicas 0 would leave the traffic sent to each version with no server; use at "
-                "least 1 (with router service, replicas is the agent's total)",
-            )
-        ]
-    return []
 
 
 def _check_target(

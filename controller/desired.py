@@ -67,6 +67,7 @@ class Desired:
     #: The ``kind: ServingDefaults`` document, if the desired state has one.
     defaults: ServingDefaults | None = None
     defaults_location: Location | None = None
+    defaults_ref: str = ""  # its file, relative to the root
 
     @property
     def kubernetes_defaults(self) -> KubernetesServing | None:

@@ -40,6 +40,7 @@ __all__ = [
     "WEIGHTS_ANNOTATION",
     "Settings",
     "agent_service",
+    "agent_service_name",
     "agent_service_state",
     "availability",
     "deployment",
@@ -136,13 +137,24 @@ def settings_of(desired: Desired) -> Callable[[str], Settings]:
 
 
 def object_name(agent: str, version: int) -> str:
-    """The Deployment and Service of one version. A Service name is a DNS-1035 label: at most 63
-    characters, starting with a letter; a longer or digit-led name is cut and given a hash."""
-    name = f"{agent}-v{version}"
+    """The Deployment and Service of one version: ``<agent>-v<N>``."""
+    return _dns1035(agent, f"v{version}")
+
+
+def agent_service_name(agent: str) -> str:
+    """Router service: the agent's one Service, ``<agent>-svc``. Its suffix keeps it apart from
+    every version's ``<agent>-v<N>``, whatever the agents are called."""
+    return _dns1035(agent, "svc")
+
+
+def _dns1035(agent: str, suffix: str) -> str:
+    """A Service name is a DNS-1035 label: at most 63 characters, starting with a letter; a
+    longer or digit-led name is cut and given a hash of the agent's name."""
+    name = f"{agent}-{suffix}"
     if len(name) <= 63 and name[0].isalpha():
         return name
-    suffix = f"-v{version}-{hashlib.sha256(agent.encode()).hexdigest()[:8]}"
-    return ("a" + agent)[: 63 - len(suffix)].rstrip("-") + suffix
+    tail = f"-{suffix}-{hashlib.sha256(agent.encode()).hexdigest()[:8]}"
+    return ("a" + agent)[: 63 - len(tail)].rstrip("-") + tail
 
 
 def route_name(agent: str) -> str:
@@ -283,8 +295,9 @@ def replica_shares(total: int, weights: Mapping[int, int]) -> dict[int, int]:
     return out
 
 
-def split_note(total: int, weights: Mapping[int, int]) -> str:
-    """What the plan says of a split that router ``service`` approximates by replicas."""
+def split_note(total: int, weights: Mapping[int, int], why: str = "") -> str:
+    """What the plan says of a split that router ``service`` approximates by replicas; ``why``
+    it is router service, if not asked for (``"no Gateway API"``)."""
     shares = replica_shares(total, weights)
     whole = sum(shares.values()) or 1
     parts = ", ".join(
@@ -292,7 +305,7 @@ def split_note(total: int, weights: Mapping[int, int]) -> str:
         for v, n in sorted(shares.items())
     )
     return (
-        "router service (no Gateway API): one Service over the versions, the split "
+        f"router service{f' ({why})' if why else ''}: one Service over the versions, the split "
         f"approximated by replica ratio: {parts}; a pod takes traffic once it is Ready"
     )
 
@@ -302,7 +315,7 @@ def agent_service(
 ) -> dict[str, Any]:
     """Router ``service``: the agent's one Service over all its versions' pods; the split it
     stands for is recorded in its ``agentctl.io/weights`` annotation."""
-    meta = _metadata(route_name(agent), namespace, agent, None, model)
+    meta = _metadata(agent_service_name(agent), namespace, agent, None, model)
     meta["annotations"][WEIGHTS_ANNOTATION] = ",".join(
         f"{v}={w}" for v, w in sorted(weights.items())
     )

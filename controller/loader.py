@@ -23,12 +23,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from controller.checks import Path, check_kubernetes, check_manifest, field_name
+from controller.checks import Path, check_manifest, field_name
 from controller.desired import DEFAULTS_KIND, Desired, DesiredAgent, ResolvedSource
 from controller.diagnostics import Diagnostic, Diagnostics, Location, Severity
 from controller.digest import normalize_requirement, source_digest
 from controller.errors import InvalidInput
-from controller.schema import AgentManifest, ServingDefaults, Source
+from controller.kube_objects import resolve_settings
+from controller.schema import KIND, AgentManifest, ServingDefaults, Source
 
 __all__ = ["find_root", "git_work_tree", "load"]
 
@@ -91,20 +92,20 @@ def load(
     agents: list[DesiredAgent] = []
     by_name: dict[str, DesiredAgent] = {}
     by_model: dict[str, DesiredAgent] = {}
-    defaults: tuple[ServingDefaults, Location] | None = None
+    defaults: _Defaults | None = None
     for file in _manifest_files(base):
         display = _display(file)
         for doc in _read_documents(file, display, out):
             if isinstance(doc.data, dict) and doc.data.get("kind") == DEFAULTS_KIND:
-                found = _build_defaults(doc, out)
+                found = _build_defaults(doc, root_dir, out)
                 if found is None:
                     continue
                 if defaults is not None:
                     out.error(
-                        found[1],
+                        found.location,
                         "kind",
-                        f"a second {DEFAULTS_KIND} document; the first is at {defaults[1]} "
-                        "(one per desired state)",
+                        f"a second {DEFAULTS_KIND} document; the first is at "
+                        f"{defaults.location} (one per desired state)",
                     )
                     continue
                 defaults = found
@@ -121,6 +122,7 @@ def load(
             by_model[agent.model_name] = agent
             agents.append(agent)
 
+    agents = _check_settings(agents, defaults, out)
     if not agents and not out.items and not allow_empty:
         out.error(
             None,
@@ -136,26 +138,87 @@ def load(
         Desired(
             tuple(agents),
             str(root_dir),
-            defaults=defaults[0] if defaults else None,
-            defaults_location=defaults[1] if defaults else None,
+            defaults=defaults.manifest if defaults else None,
+            defaults_location=defaults.location if defaults else None,
+            defaults_ref=defaults.ref if defaults else "",
         ),
         diags,
     )
 
 
-def _build_defaults(doc: _Doc, out: _Collector) -> tuple[ServingDefaults, Location] | None:
+@dataclass(frozen=True, slots=True)
+class _Defaults:
+    manifest: ServingDefaults
+    doc: _Doc
+    ref: str  # the file, relative to the root
+
+    @property
+    def location(self) -> Location:
+        return _deepest(self.doc, ("kind",))
+
+
+def _build_defaults(doc: _Doc, root: FsPath, out: _Collector) -> _Defaults | None:
     try:
         found = ServingDefaults.model_validate(doc.data)
     except ValidationError as exc:
         _report_validation(exc, doc, "", out, ServingDefaults)
         return None
-    if found.spec.kubernetes is not None:
-        problems = check_kubernetes(found.spec.kubernetes, ("spec", "kubernetes"))
-        for p in problems:
-            out.error(_deepest(doc, p.path), field_name(p.path), p.message)
-        if problems:
-            return None
-    return found, _deepest(doc, ("kind",))
+    return _Defaults(found, doc, _relative(doc.file, root))
+
+
+def _relative(file: str, root: FsPath) -> str:
+    ref = FsPath(file).resolve()
+    return ref.relative_to(root).as_posix() if ref.is_relative_to(root) else file
+
+
+def _check_settings(
+    agents: list[DesiredAgent], defaults: _Defaults | None, out: _Collector
+) -> list[DesiredAgent]:
+    """Each agent's Kubernetes serving settings as resolved (its own over ServingDefaults):
+    an agent whose settings cannot serve is reported and left out."""
+    under = defaults.manifest.spec.kubernetes if defaults else None
+    kept = []
+    for agent in agents:
+        serving = agent.manifest.spec.serving
+        if serving is None:
+            kept.append(agent)
+            continue
+        own = serving.kubernetes
+        settings = resolve_settings(own, under)
+        ok = True
+        if settings.router == "service" and serving.shadow is not None:
+            ok = False
+            path: Path = ("spec", "serving", "shadow")
+            whence = "" if own and own.router else f" (router service from {DEFAULTS_KIND})"
+            out.error(
+                agent.location(path),
+                field_name(path),
+                f"router service{whence} cannot mirror traffic: a shadow needs router gateway "
+                "(the Gateway API's RequestMirror filter)",
+                agent.name,
+            )
+        if settings.replicas == 0 and settings.router != "service":
+            ok = False
+            message = (
+                "replicas 0 would leave the traffic sent to each version with no server; use at "
+                "least 1 (with router service, replicas is the agent's total)"
+            )
+            if own is not None and own.replicas is not None:
+                path = ("spec", "serving", "kubernetes", "replicas")
+                out.error(agent.location(path), field_name(path), message, agent.name)
+            elif defaults is not None:
+                path = ("spec", "kubernetes", "replicas")
+                out.error(
+                    _deepest(defaults.doc, path),
+                    field_name(path),
+                    message.replace(
+                        "replicas 0", f"replicas 0, which agent {agent.name} takes,", 1
+                    ),
+                    agent.name,
+                )
+        if ok:
+            kept.append(agent)
+    return kept
 
 
 def _clash(
@@ -331,6 +394,14 @@ def _build_agent(doc: _Doc, root: FsPath, out: _Collector) -> DesiredAgent | Non
         return None  # data, not a manifest
     if "apiVersion" not in data and "kind" not in data:
         return None  # not a manifest: data such as an agent's config file
+    kind = data.get("kind")
+    if isinstance(kind, str) and kind != KIND:
+        out.error(
+            _deepest(doc, ("kind",)),
+            "kind",
+            f"kind must be {KIND} or {DEFAULTS_KIND} (got {kind!r})",
+        )
+        return None
     name = ""
     if isinstance(data.get("metadata"), dict) and isinstance(data["metadata"].get("name"), str):
         name = data["metadata"]["name"]
@@ -339,8 +410,7 @@ def _build_agent(doc: _Doc, root: FsPath, out: _Collector) -> DesiredAgent | Non
     except ValidationError as exc:
         _report_validation(exc, doc, name, out)
         return None
-    ref = FsPath(doc.file).resolve()
-    manifest_ref = ref.relative_to(root).as_posix() if ref.is_relative_to(root) else doc.file
+    manifest_ref = _relative(doc.file, root)
     agent = DesiredAgent(manifest, doc.file, None, doc.locations, manifest_ref)
     problems = check_manifest(manifest)
     for p in problems:

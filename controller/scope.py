@@ -1,7 +1,7 @@
 """Which agents a change touches, for ``plan --changed-since``. Pure data: no I/O.
 
-An agent is in scope when its manifest or any of its source files changed, or when its source
-digest is not registered (the registry is behind the manifests, whatever the diff says).
+An agent is in scope when its manifest or any of its source files changed, when it serves and the
+ServingDefaults file changed, or when its source digest is not registered (the registry is behind the manifests, whatever the diff says).
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ def select(desired: Desired, changed: Set[str], observed: RegistrySnapshot) -> d
     for agent in desired.agents:
         if agent.manifest_ref in changed:
             scope[agent.name] = f"{agent.manifest_ref} changed"
+            continue
+        if desired.defaults_ref in changed and agent.manifest.spec.serving is not None:
+            scope[agent.name] = f"{desired.defaults_ref} changed"
             continue
         touched = [r for r in (agent.source.refs if agent.source else ()) if r in changed]
         if touched:

@@ -271,6 +271,7 @@ class KubernetesServing:
             for s in services
             if ko.AGENT_LABEL in (labels := s["metadata"].get("labels") or {})
             and ko.VERSION_LABEL not in labels
+            and s["metadata"]["name"] == ko.agent_service_name(labels[ko.AGENT_LABEL])
         }
         models: dict[str, str] = {}
         versions: dict[str, dict[int, ServedVersion]] = {}
@@ -337,7 +338,9 @@ class KubernetesServing:
             )
         for agent, served in versions.items():
             agents[agent] = AgentServing(agent=agent, model=models[agent], versions=served)
-        return ServingSnapshot(agents=agents, endpoint=f"HTTPRoutes in namespace {self.namespace}")
+        return ServingSnapshot(
+            agents=agents, endpoint=f"HTTPRoutes and agent Services in namespace {self.namespace}"
+        )
 
     def _route_state(
         self,
@@ -456,16 +459,14 @@ class KubernetesServing:
         )
 
     def _delete(self, agent: str, kind: str, name: str, dry_run: bool = False) -> None:
-        live = self._live.get((kind, name))
+        live = self._live.get((kind, name)) or self._get(agent, kind, name)
         if live is None:
-            live = self._get(agent, kind, name)
-            if live is None:
-                return
-            if (
-                not _managed(live)
-                or (live["metadata"].get("labels") or {}).get(ko.AGENT_LABEL) != agent
-            ):
-                return  # not ours, or another agent's: never deleted
+            return
+        if (
+            not _managed(live)
+            or (live["metadata"].get("labels") or {}).get(ko.AGENT_LABEL) != agent
+        ):
+            return  # not ours, or another agent's: never deleted
         body = {
             "apiVersion": "v1",
             "kind": "DeleteOptions",
@@ -485,24 +486,25 @@ class KubernetesServing:
     def start_version(self, agent: str, model: str, version: int) -> str:
         settings = self.settings_of(agent)
         name = ko.object_name(agent, version)
-        replicas = None
-        if self.router(agent) == "service":
-            # Its share of the split as it stands (none while it has no traffic); replicas a
-            # traffic change added and is still waiting on are kept.
-            live = self._live.get(("Deployment", name))
-            current = self._routes.get(agent)
-            replicas = (
-                int(live["spec"].get("replicas", 0))
-                if live is not None
-                else ko.replica_shares(settings.replicas, current.weights if current else {}).get(
-                    version, 0
-                )
-            )
+        replicas = self._start_replicas(agent, version)
         dep = ko.deployment(self.namespace, agent, model, version, settings, replicas)
         self._apply(agent, dep)
         self._apply(agent, ko.service(self.namespace, agent, model, version))
         self._wait_available(agent, version)
         return f"http://{name}.{self.namespace}.svc:{ko.SERVICE_PORT}"
+
+    def _start_replicas(self, agent: str, version: int) -> int | None:
+        """Router service: a version starts at its share of the split as it stands (none while
+        it has no traffic), keeping replicas a traffic change added and still waits on. None:
+        the settings' replicas (router gateway)."""
+        if self.router(agent) != "service":
+            return None
+        live = self._live.get(("Deployment", ko.object_name(agent, version)))
+        if live is not None:
+            return int(live["spec"].get("replicas", 0))
+        current = self._routes.get(agent)
+        weights = current.weights if current else {}
+        return ko.replica_shares(self.settings_of(agent).replicas, weights).get(version, 0)
 
     def _wait_available(self, agent: str, version: int) -> None:
         """Wait up to ``wait`` seconds for a version's Deployment to be Available."""
@@ -560,16 +562,16 @@ class KubernetesServing:
         route = _Route(model, dict(weights), old.shadow if old else None)
         if self.router(agent) == "service":
             self._split_by_replicas(agent, model, route.weights)
-            self._drop(agent, "HTTPRoute")
+            self._drop(agent, "gateway")
         else:
             self._route(agent, route)
-            self._drop(agent, "Service")
+            self._drop(agent, "service")
         self._routes[agent] = route
 
-    def _drop(self, agent: str, kind: str) -> None:
-        """Delete the route object of the router an agent no longer uses, if it has one."""
-        if (kind, ko.route_name(agent)) in self._live:
-            self._delete(agent, kind, ko.route_name(agent))
+    def _drop(self, agent: str, router: str) -> None:
+        """Delete the route object of a router the agent does not use, if it has one."""
+        if _route_object(agent, router) in self._live:
+            self._delete(agent, *_route_object(agent, router))
 
     def _versions(self, agent: str) -> dict[int, dict[str, Any]]:
         """The agent's live Deployments by version."""
@@ -640,16 +642,15 @@ class KubernetesServing:
             else "its router is service"
         )
         return PermanentBackendError(
-            f"agent {agent}: Service {self.namespace}/{ko.route_name(agent)}: {why}, and a "
+            f"agent {agent}: Service {self.namespace}/{ko.agent_service_name(agent)}: {why}, and a "
             "Service cannot mirror traffic: spec.serving.shadow needs router gateway (the "
             "Gateway API's RequestMirror filter)",
-            target=f"Service {self.namespace}/{ko.route_name(agent)}",
+            target=f"Service {self.namespace}/{ko.agent_service_name(agent)}",
         )
 
     def remove_route(self, agent: str) -> None:
-        mine = "Service" if self.router(agent) == "service" else "HTTPRoute"
-        self._delete(agent, mine, ko.route_name(agent))
-        self._drop(agent, "HTTPRoute" if mine == "Service" else "Service")
+        self._delete(agent, *_route_object(agent, self.router(agent)))
+        self._drop(agent, "gateway" if self.router(agent) == "service" else "service")
         self._routes.pop(agent, None)
 
     # -- previewing ----------------------------------------------------------------------------
@@ -684,12 +685,10 @@ class KubernetesServing:
                     route.shadow = (int(after["version"]), int(after["percent"]))
                 elif c.kind is Kind.SHADOW:
                     route.shadow = None
-                else:  # the route goes
-                    for kind in ("HTTPRoute", "Service"):
-                        if (kind, ko.route_name(c.agent)) in self._live or kind == (
-                            "Service" if self.router(c.agent) == "service" else "HTTPRoute"
-                        ):
-                            out.append(self._preview_delete(c, kind, ko.route_name(c.agent)))
+                else:  # the route goes: whichever route objects it has
+                    for router in ("gateway", "service"):
+                        if _route_object(c.agent, router) in self._live:
+                            out.append(self._preview_delete(c, *_route_object(c.agent, router)))
                     routes.pop(c.agent, None)
                     continue
                 routes[c.agent] = route
@@ -699,15 +698,25 @@ class KubernetesServing:
             elif self.router(agent) == "service":
                 out += self._preview_split(agent, route)
             else:
-                out.append(self._preview_route(agent, route))
+                out += self._preview_route(agent, route)
         return out
 
-    def _preview_route(self, agent: str, route: _Route) -> ObjectPreview:
+    def _preview_route(self, agent: str, route: _Route) -> list[ObjectPreview]:
         name = ko.route_name(agent)
         before = self._live.get(("HTTPRoute", name))
         after = self._route(agent, route, dry_run=True)
         action = "update" if before else "create"
-        return ObjectPreview(agent, "HTTPRoute", name, self.namespace, action, before, after)
+        out = [ObjectPreview(agent, "HTTPRoute", name, self.namespace, action, before, after)]
+        return out + self._preview_leftover(agent, "service")
+
+    def _preview_leftover(self, agent: str, router: str) -> list[ObjectPreview]:
+        """The route object of the router the agent leaves, if it has one: deleted."""
+        key = _route_object(agent, router)
+        live = self._live.get(key)
+        if live is None:
+            return []
+        self._delete(agent, *key, dry_run=True)
+        return [ObjectPreview(agent, key[0], key[1], self.namespace, "delete", live, None)]
 
     def _preview_split(self, agent: str, route: _Route) -> list[ObjectPreview]:
         """Router service: the agent's Service and the Deployments whose replicas change."""
@@ -716,7 +725,7 @@ class KubernetesServing:
         settings = self.settings_of(agent)
         shares = ko.replica_shares(settings.replicas, route.weights)
         out = []
-        name = ko.route_name(agent)
+        name = ko.agent_service_name(agent)
         before = self._live.get(("Service", name))
         obj = ko.agent_service(self.namespace, agent, route.model, route.weights)
         out.append(
@@ -728,7 +737,11 @@ class KubernetesServing:
                 "update" if before else "create",
                 before,
                 self._apply(agent, obj, dry_run=True),
-                note=ko.split_note(settings.replicas, route.weights),
+                note=ko.split_note(
+                    settings.replicas,
+                    route.weights,
+                    "no Gateway API" if settings.router == "auto" else "",
+                ),
             )
         )
         for number, dep in sorted(self._versions(agent).items()):
@@ -740,26 +753,12 @@ class KubernetesServing:
             out.append(
                 ObjectPreview(agent, "Deployment", dep_name, self.namespace, "update", dep, after)
             )
-        if ("HTTPRoute", name) in self._live:
-            self._delete(agent, "HTTPRoute", name, dry_run=True)
-            out.append(
-                ObjectPreview(
-                    agent,
-                    "HTTPRoute",
-                    name,
-                    self.namespace,
-                    "delete",
-                    self._live[("HTTPRoute", name)],
-                    None,
-                )
-            )
-        return out
+        return out + self._preview_leftover(agent, "gateway")
 
     def _unknown_route(self, agent: str, model: str) -> ObjectPreview:
-        kind = "Service" if self.router(agent) == "service" else "HTTPRoute"
+        kind, name = _route_object(agent, self.router(agent))
         if kind == "HTTPRoute":
             self._check_gateway(agent, self.settings_of(agent))
-        name = ko.route_name(agent)
         before = self._live.get((kind, name))
         action = "update" if before else "create"
         return ObjectPreview(agent, kind, name, self.namespace, action, before, None, note=_PENDING)
@@ -782,8 +781,9 @@ class KubernetesServing:
         number = 0 if pending else int(after["version"])
         settings = self.settings_of(c.agent)
         out = []
+        replicas = self._start_replicas(c.agent, number)
         for obj in (
-            ko.deployment(self.namespace, c.agent, c.model, number, settings),
+            ko.deployment(self.namespace, c.agent, c.model, number, settings, replicas),
             ko.service(self.namespace, c.agent, c.model, number),
         ):
             kind, name = str(obj["kind"]), str(obj["metadata"]["name"])
@@ -802,6 +802,13 @@ class KubernetesServing:
                 )
             )
         return out
+
+
+def _route_object(agent: str, router: str) -> tuple[str, str]:
+    """The (kind, name) that carries an agent's split under a router."""
+    if router == "service":
+        return "Service", ko.agent_service_name(agent)
+    return "HTTPRoute", ko.route_name(agent)
 
 
 def _managed(obj: Mapping[str, Any]) -> bool:

@@ -438,7 +438,7 @@ def bare() -> Iterator[ApiServer]:
 def _split(kube: ApiServer, ns: str) -> tuple[dict[str, int], str, dict[str, str]]:
     """Each Deployment's replicas, the agent Service's weights annotation and selector."""
     replicas = {n: d["spec"]["replicas"] for n, d in kube.objects(ns, "Deployment").items()}
-    svc = kube.objects(ns, "Service")["bot"]
+    svc = kube.objects(ns, "Service")["bot-svc"]
     return replicas, svc["metadata"]["annotations"]["agentctl.io/weights"], svc["spec"]["selector"]
 
 
@@ -459,14 +459,17 @@ def test_without_gateway_api_the_split_is_replica_counts_and_the_plan_says_so(
     deployment = bare.objects(ns, "Deployment")["bot-v1"]
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "team/agents:1"
 
-    # A canary: v2 starts with no replicas (it has no traffic yet)...
+    # A canary: v2 starts with no replicas (it has no traffic yet), as the plan says...
     (root / "config.yaml").write_text("greeting: hello\n")
     (root / "bot.yaml").write_text(NO_SHADOW)
+    first = run(root, reg, serving(bare, ns, root), apply=False)
+    created = [p.after for p in first.previews if p.kind == "Deployment"]
+    assert [(d or {})["spec"]["replicas"] for d in created] == [0]
     assert run(root, reg, serving(bare, ns, root)).changeset.waiting
     bare.mark_available(ns)
     assert bare.objects(ns, "Deployment")["bot-v2"]["spec"]["replicas"] == 0
     plan = run(root, reg, serving(bare, ns, root), apply=False)
-    notes = [p.note for p in plan.previews if p.kind == "Service" and p.name == "bot"]
+    notes = [p.note for p in plan.previews if p.kind == "Service" and p.name == "bot-svc"]
     assert notes == [
         "router service (no Gateway API): one Service over the versions, the split approximated "
         "by replica ratio: v1 80% -> 4 of 5 replicas (~80%), v2 20% -> 1 of 5 replicas (~20%); "
@@ -510,7 +513,7 @@ def test_without_gateway_api_the_split_is_replica_counts_and_the_plan_says_so(
     with pytest.raises(BackendError) as info:
         run(root, reg, serving(bare, ns, root), apply=False)
     assert str(info.value).startswith(
-        f"agent bot: Service {ns}/bot: the cluster serves no Gateway API, and a Service cannot "
+        f"agent bot: Service {ns}/bot-svc: the cluster serves no Gateway API, and a Service cannot "
         "mirror traffic"
     )
     assert writes(bare) == before

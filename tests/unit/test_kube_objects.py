@@ -123,7 +123,7 @@ def test_a_second_serving_defaults_is_an_error_naming_the_first(tmp_path: Path) 
     ("edit", "line", "field", "fragment"),
     [
         (("    image:", "    imag:"), 7, "spec.kubernetes.imag", "did you mean 'image'?"),
-        (("replicas: 3", "replicas: 0"), 8, "spec.kubernetes.replicas", "replicas 0 would leave"),
+        (("replicas: 3", "replicas: 0"), 8, "spec.kubernetes.replicas", "which agent bot takes"),
         (("replicas: 3", "router: mesh"), 8, "spec.kubernetes.router", "'auto', 'gateway'"),
     ],
 )
@@ -186,3 +186,60 @@ AVAILABLE = [{"type": "Available", "status": "True"}]
 )
 def test_availability_follows_kstatus(status: dict[str, Any], ready: bool, why: str) -> None:
     assert ko.availability(_dep(**status)) == (ready, why)
+
+
+def test_names_keep_versions_and_agent_services_apart() -> None:
+    assert ko.object_name("bot", 1) == "bot-v1"
+    assert ko.agent_service_name("bot") == "bot-svc"
+    assert ko.agent_service_name("bot-v1") != ko.object_name("bot", 1)
+    digit_led = ko.agent_service_name("3bot")
+    assert digit_led[0].isalpha() and digit_led.startswith("a3bot-svc-")
+    long = ko.agent_service_name("a" * 63)
+    assert len(long) == 63 and "-svc-" in long
+
+
+@pytest.mark.parametrize(
+    ("defaults", "agent", "where", "line", "fragment"),
+    [
+        # the router comes from the defaults: a shadow is still a manifest error
+        (
+            "router: service",
+            "shadow:\n      alias: champion\n      percent: 10",
+            "bot.yaml",
+            17,
+            "router service (router service from ServingDefaults) cannot mirror",
+        ),
+        # replicas 0 from the defaults, under an agent that asks for router gateway
+        (
+            "router: service\n    replicas: 0",
+            "kubernetes:\n      router: gateway",
+            "defaults.yaml",
+            9,
+            "replicas 0, which agent bot takes, would leave",
+        ),
+    ],
+)
+def test_settings_are_checked_as_resolved(
+    tmp_path: Path, defaults: str, agent: str, where: str, line: int, fragment: str
+) -> None:
+    root = write_repo(tmp_path, GOOD + "    " + agent + "\n")
+    (root / "defaults.yaml").write_text(DEFAULTS.replace("replicas: 3", defaults))
+    [err] = errors_of(root)
+    assert err.location is not None and err.location.file.endswith(where)
+    assert err.location.line == line
+    assert fragment in err.message
+
+
+def test_replicas_0_is_fine_where_the_resolved_router_is_service(tmp_path: Path) -> None:
+    root = write_repo(tmp_path, GOOD + "    kubernetes:\n      replicas: 0\n")
+    (root / "defaults.yaml").write_text(DEFAULTS.replace("replicas: 3", "router: service"))
+    desired, _ = load(root)
+    assert ko.settings_of(desired)("bot").replicas == 0
+
+
+def test_an_unknown_kind_is_named(tmp_path: Path) -> None:
+    root = write_repo(tmp_path, GOOD)
+    (root / "defaults.yaml").write_text(DEFAULTS.replace("kind: ServingDefaults", "kind: Default"))
+    [err] = errors_of(root)
+    assert (err.field, err.location and err.location.line) == ("kind", 2)
+    assert err.message == "kind must be Agent or ServingDefaults (got 'Default')"

@@ -39,6 +39,18 @@ def test_scope_is_the_agents_a_change_touches_plus_unregistered_sources() -> Non
     assert select(desired(a, b), {"README.md"}, registered) == {}
 
 
+def test_a_serving_defaults_change_scopes_every_serving_agent() -> None:
+    from dataclasses import replace
+
+    serving = {"traffic": [{"alias": "champion", "percent": 100}]}
+    a = in_repo(agent("a", aliases={"champion": CURRENT}, serving=serving), "a.yaml")
+    b = in_repo(agent("b"), "b.yaml")
+    registered = snapshot(model("a", versions={1: D1}), model("b", versions={1: D1}))
+    d = replace(desired(a, b), defaults_ref="defaults.yaml")
+    assert select(d, {"defaults.yaml"}, registered) == {"a": "defaults.yaml changed"}
+    assert select(d, {"README.md"}, registered) == {}
+
+
 def test_plan_in_scope_only_plans_those_agents() -> None:
     d = desired(
         agent("a", aliases={"champion": CURRENT}), agent("b", aliases={"champion": CURRENT})
