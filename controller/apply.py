@@ -41,7 +41,11 @@ def apply(
     policy: RetryPolicy | None = None,
     on_entry: Callable[[Entry], None] | None = None,
     serving: ServingTarget | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> ChangeSet:
+    """Make exactly the plan's changes, in order. ``stop`` is asked before each change: once it
+    says so, the change in flight has finished and the rest are left for the next apply (every
+    change is idempotent, and the next plan starts from what is there)."""
     if plan.has_errors:
         raise PlanRejected(plan.diagnostics)
     if serving is None and any(c.kind in _SERVING for c in plan.changes):
@@ -56,6 +60,8 @@ def apply(
     except SourceChanged as exc:
         raise ApplyFailed(str(exc), ChangeSet(), exc) from exc
     for change in plan.changes:
+        if stop is not None and stop():
+            break
         try:
             entry = executor.run(change)
         except NotReady as exc:

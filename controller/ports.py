@@ -15,6 +15,7 @@ from controller.preview import ObjectPreview
 
 __all__ = [
     "Clock",
+    "EventSink",
     "Previewer",
     "Registry",
     "ServingBackend",
@@ -136,3 +137,12 @@ class Clock(Protocol):
     def monotonic(self) -> float: ...
 
     def sleep(self, seconds: float) -> None: ...
+
+
+class EventSink(Protocol):
+    """Where the controller reports what it saw and did, beside its log (Kubernetes Events)."""
+
+    def event(self, agent: str, reason: str, message: str, warning: bool = False) -> None:
+        """Record one event about ``agent`` ("" for the controller itself). Never raises: a
+        report that cannot be made is logged, and reconciling goes on."""
+        ...

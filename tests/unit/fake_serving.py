@@ -20,6 +20,11 @@ class FakeServing:
         self.starts = 0
         #: (agent, version) pairs that start but do not become ready (a Deployment rolling out).
         self.slow: set[tuple[str, int]] = set()
+        self.faults: dict[str, list[Exception]] = {}
+
+    def fail(self, op: str, *errors: Exception) -> None:
+        """The next calls of ``op`` raise these, one each."""
+        self.faults.setdefault(op, []).extend(errors)
 
     def observe(self) -> ServingSnapshot:
         agents = {}
@@ -35,6 +40,8 @@ class FakeServing:
 
     def start_version(self, agent: str, model: str, version: int) -> str:
         self.calls.append(("start", agent, version))
+        if self.faults.get("start_version"):
+            raise self.faults["start_version"].pop(0)
         have = self.servers.setdefault(agent, {}).get(version)
         if have is None or have.model != model or not have.ready:
             self.starts += 1

@@ -17,9 +17,9 @@ PKG = Path(__file__).resolve().parents[2] / "controller"
 PURE = {
     "checks", "changeset", "desired", "diagnostics", "digest", "errors", "observed", "plan",
     "planner", "render", "schema", "schema_json", "scope", "annotations", "serving_plan", "routing",
-    "kube_objects", "preview",
+    "kube_objects", "preview", "drift", "backoff",
 }  # fmt: skip
-ALLOWED_THIRD_PARTY = {"pydantic", "packaging", "typing_extensions"}
+ALLOWED_THIRD_PARTY = {"pydantic", "packaging", "typing_extensions", "tenacity"}
 FORBIDDEN_STDLIB = {
     "os", "io", "socket", "subprocess", "time", "datetime", "random", "pathlib", "shutil",
     "threading", "asyncio", "urllib", "http", "requests", "tempfile", "glob",
@@ -29,11 +29,13 @@ LAYER = {
     **dict.fromkeys(PURE, 0),
     "ports": 1,
     "retry": 1,
+    "metrics": 1,
     "loader": 2,
     "gitdiff": 2,
     "adapters": 2,
     "apply": 3,
     "reconcile": 4,
+    "loop": 4,
     "cli": 5,
 }
 

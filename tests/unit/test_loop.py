@@ -1,0 +1,261 @@
+"""The controller's loop with the in-memory registry and serving target and a fake clock:
+per-agent isolation and backoff, drift reported and reverted (or only reported), the last good
+desired state kept when the manifests break, a stop between actions, and the loop's triggers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from controller.backoff import AgentBackoff
+from controller.loader import load
+from controller.loop import Controller, CycleReport, LoopConfig, Wakeups
+from controller.metrics import Metrics
+from controller.retry import RetryPolicy
+from tests.unit.fake_registry import PERMANENT, FakeRegistry
+from tests.unit.fake_serving import FakeServing
+from tests.unit.test_loader import GOOD, write_repo
+
+NO_WAIT = RetryPolicy(attempts=2, initial=0.0, maximum=0.0, sleep=lambda s: None)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Events:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, str, bool]] = []
+
+    def event(self, agent: str, reason: str, message: str, warning: bool = False) -> None:
+        self.seen.append((agent, reason, message, warning))
+
+    def reasons(self) -> list[tuple[str, str]]:
+        return [(a, r) for a, r, _, _ in self.seen]
+
+
+def two_agents(tmp_path: Path) -> Path:
+    root = write_repo(tmp_path, GOOD, "a.yaml")
+    (root / "a.yaml").write_text(GOOD.replace("name: bot", "name: a"))
+    (root / "b.yaml").write_text(GOOD.replace("name: bot", "name: b"))
+    return root
+
+
+def controller(
+    root: Path, reg: FakeRegistry, config: LoopConfig | None = None, **kw: object
+) -> tuple[Controller, FakeClock, Events, Metrics]:
+    clock, events = FakeClock(), Events()
+    metrics = Metrics(CollectorRegistry())
+    ctl = Controller(
+        lambda: load(root)[0],
+        reg,
+        config=config,
+        metrics=metrics,
+        events=events,
+        policy=NO_WAIT,
+        clock=clock,
+        backoff=AgentBackoff(initial=5.0, maximum=60.0),
+        **kw,  # type: ignore[arg-type]
+    )
+    return ctl, clock, events, metrics
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def test_one_agent_failing_backs_off_that_agent_and_the_others_go_on(tmp_path: Path) -> None:
+    reg = FakeRegistry()
+    ctl, clock, events, metrics = controller(two_agents(tmp_path), reg)
+    reg.fail("create_model", PERMANENT)  # the first agent's first write
+
+    first = ctl.reconcile()
+    assert list(first.failed) == ["a"] and "injected: 403" in first.failed["a"]
+    assert list(first.applied) == ["b"] and set(reg.models) == {"b"}
+    assert ("a", "ReconcileFailed") in events.reasons()
+    assert value(metrics, "agentctl_errors_total", agent="a") == 1
+
+    held = ctl.reconcile()
+    assert held.held == {"a": "backing off after 1 failure(s)"}
+    assert not held.applied
+
+    clock.now += 5.0  # the first backoff (5 s) has run out
+    again = ctl.reconcile()
+    assert list(again.applied) == ["a"] and set(reg.models) == {"a", "b"}
+    assert again.ok and ctl.backoff.failures == {}
+    assert value(metrics, "agentctl_last_successful_reconcile_timestamp_seconds") > 0
+
+
+def test_backoff_doubles_up_to_its_maximum() -> None:
+    backoff = AgentBackoff(initial=5.0, maximum=60.0)
+    assert [backoff.failed("a", 0.0) for _ in range(6)] == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0]
+    assert not backoff.ready("a", 59.0) and backoff.ready("a", 60.0)
+    assert backoff.next_due(10.0, default=99.0) == 60.0
+    backoff.succeeded("a")
+    assert backoff.ready("a", 0.0) and backoff.next_due(10.0, default=99.0) == 99.0
+
+
+def test_drift_is_reported_and_reverted(tmp_path: Path) -> None:
+    reg = FakeRegistry()
+    ctl, _, events, metrics = controller(write_repo(tmp_path, GOOD), reg)
+    assert ctl.reconcile().ok and reg.models["bot"].aliases == {"champion": 1}
+    assert ctl.reconcile().drift == {}
+
+    reg.delete_alias("bot", "champion")  # by hand
+    healed = ctl.reconcile()
+    assert healed.drift == {"bot": ["bot.alias.champion"]}
+    assert reg.models["bot"].aliases == {"champion": 1}
+    [(agent, _, message, warning)] = [e for e in events.seen if e[1] == "DriftDetected"]
+    assert (agent, warning) == ("bot", True)
+    assert "bot.alias.champion changed outside the manifests; reverting it" in message
+    assert value(metrics, "agentctl_drift_detected_total", agent="bot", kind="alias") == 1
+
+
+def test_without_self_heal_drift_is_reported_only(tmp_path: Path) -> None:
+    reg = FakeRegistry()
+    ctl, _, events, _ = controller(write_repo(tmp_path, GOOD), reg, LoopConfig(self_heal=False))
+    ctl.reconcile()
+    reg.delete_alias("bot", "champion")
+    report = ctl.reconcile()
+    assert report.held == {"bot": "drift reported (self-heal is off)"}
+    assert reg.models["bot"].aliases == {}
+    assert "self-heal is off: not reverted" in events.seen[-1][2]
+
+
+def test_a_manifest_change_is_not_drift(tmp_path: Path) -> None:
+    reg = FakeRegistry()
+    root = write_repo(tmp_path, GOOD)
+    ctl, _, _, _ = controller(root, reg, LoopConfig(self_heal=False))
+    ctl.reconcile()
+    (root / "bot.yaml").write_text(GOOD.replace("champion: current", "stable: current").replace(
+        "alias: champion", "alias: stable"))  # fmt: skip
+    report = ctl.reconcile()
+    assert report.drift == {} and list(report.applied) == ["bot"]
+    assert reg.models["bot"].aliases == {"stable": 1}
+
+
+def test_broken_manifests_keep_the_last_good_state_and_prune_nothing(tmp_path: Path) -> None:
+    reg = FakeRegistry()
+    root = two_agents(tmp_path)
+    ctl, _, events, metrics = controller(root, reg, LoopConfig(prune=True))
+    assert ctl.reconcile().ok and set(reg.models) == {"a", "b"}
+
+    (root / "b.yaml").write_text("apiVersion: agentctl.io/v1alpha1\nkind: Agent\nmetadata: [\n")
+    writes = list(reg.writes)
+    for _ in range(2):
+        report = ctl.reconcile()
+        assert not report.desired_valid
+    assert reg.writes == writes and set(reg.models) == {"a", "b"}  # nothing pruned
+    invalid = [e for e in events.seen if e[1] == "InvalidManifests"]
+    assert len(invalid) == 1  # reported once, not on every reconcile
+    assert (
+        "b.yaml" in invalid[0][2] and "the last good desired state stays applied" in (invalid[0][2])
+    )
+    assert value(metrics, "agentctl_desired_state_valid") == 0
+    assert value(metrics, "agentctl_manifest_errors_total") == 2
+
+    (root / "b.yaml").unlink()  # fixed by removing the agent: now it is pruned
+    assert ctl.reconcile().desired_valid
+    assert set(reg.models) == {"a"}
+    assert value(metrics, "agentctl_desired_state_valid") == 1
+
+
+def test_no_valid_manifests_yet_is_an_error_and_applies_nothing(tmp_path: Path) -> None:
+    reg = FakeRegistry()
+    root = write_repo(tmp_path, GOOD.replace("percent: 100", "percent: 90"))
+    ctl, _, _, metrics = controller(root, reg)
+    report = ctl.reconcile()
+    assert report.error == "no valid desired state yet" and reg.writes == []
+    assert value(metrics, "agentctl_errors_total", agent="") == 1
+
+
+def test_a_stop_lets_the_action_in_flight_finish_and_the_next_reconcile_goes_on(
+    tmp_path: Path,
+) -> None:
+    reg = FakeRegistry()
+    ctl, _, _, _ = controller(write_repo(tmp_path, GOOD), reg)
+    asked = iter([False, False, True])  # the agent, its first change, then stop
+    report = ctl.reconcile(stop=lambda: next(asked, True))
+    assert report.stopped and not report.ok
+    assert reg.writes == ["create_model"]
+    assert ctl.reconcile().ok
+    assert reg.models["bot"].aliases == {"champion": 1}
+
+
+def test_serving_failures_stay_with_their_agent(tmp_path: Path) -> None:
+    reg, srv = FakeRegistry(), FakeServing()
+    ctl, _, _, _ = controller(two_agents(tmp_path), reg, serving=srv)
+    srv.fail("start_version", PERMANENT)
+    report = ctl.reconcile()
+    assert list(report.failed) == ["a"] and list(report.applied) == ["b"]
+    assert set(srv.observe().agents) == {"b"}
+
+
+def test_the_loop_reconciles_on_start_on_wakeups_and_on_resync(tmp_path: Path) -> None:
+    reg = FakeRegistry()
+    ctl, _, _, _ = controller(write_repo(tmp_path, GOOD), reg, LoopConfig(resync=0.3))
+    ctl.clock = _RealClock()
+    wakeups, stop = Wakeups(), threading.Event()
+    seen: list[CycleReport] = []
+    thread = threading.Thread(
+        target=ctl.run, args=(wakeups, stop), kwargs={"on_cycle": seen.append}
+    )
+    thread.start()
+    try:
+        _until(lambda: len(seen) >= 1)
+        wakeups.notify("manifests")
+        _until(lambda: any(r.trigger == "manifests" for r in seen))
+        _until(lambda: any(r.trigger == "resync" for r in seen))
+    finally:
+        stop.set()
+        wakeups.notify("stop")
+        thread.join(5)
+    assert not thread.is_alive()
+    assert seen[0].trigger == "start"
+
+
+def test_the_loop_waits_for_leadership_and_returns_when_it_is_lost(tmp_path: Path) -> None:
+    reg = FakeRegistry()
+    ctl, _, _, _ = controller(write_repo(tmp_path, GOOD), reg, LoopConfig(resync=0.1))
+    ctl.clock = _RealClock()
+    leader = threading.Event()
+    seen: list[CycleReport] = []
+    thread = threading.Thread(
+        target=ctl.run,
+        args=(Wakeups(), threading.Event()),
+        kwargs={"is_leader": leader.is_set, "on_cycle": seen.append},
+    )
+    thread.start()
+    time.sleep(0.3)
+    assert seen == [] and reg.writes == []  # a standby applies nothing
+    leader.set()
+    _until(lambda: len(seen) >= 1)
+    leader.clear()
+    thread.join(5)
+    assert not thread.is_alive()  # returned: leadership lost
+    assert "bot" in reg.models
+
+
+class _RealClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def _until(condition: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
