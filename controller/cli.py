@@ -691,6 +691,136 @@ def _stop(run_dir: Path) -> bool:
     return LocalServing(run_dir, "", experiment_of=lambda m: "").shutdown()
 
 
+@app.command("controller")
+def controller_cmd(
+    manifests: Annotated[
+        Path,
+        typer.Option(
+            "--manifests",
+            envvar="AGENTCTL_MANIFESTS",
+            help="The manifests directory (in a pod, a git-sync volume or a ConfigMap).",
+        ),
+    ],
+    tracking_uri: TrackingOpt = DEFAULT_TRACKING_URI,
+    owner: OwnerOpt = "agentctl",
+    prune: PruneOpt = False,
+    root: RootOpt = None,
+    allow_empty: AllowEmptyOpt = False,
+    target: TargetOpt = Target.kubernetes,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            envvar="AGENTCTL_WAIT",
+            min=0,
+            help="Seconds one apply waits for a Deployment to become Available (the loop "
+            "checks again every 5 s meanwhile, so 0 keeps one agent from holding up others).",
+        ),
+    ] = 0.0,
+    resync: Annotated[
+        float, typer.Option(envvar="AGENTCTL_RESYNC", min=1, help="Seconds between resyncs.")
+    ] = 60.0,
+    self_heal: Annotated[
+        bool,
+        typer.Option(
+            envvar="AGENTCTL_SELF_HEAL",
+            help="Revert drift (changes made by hand); --no-self-heal only reports it.",
+        ),
+    ] = True,
+    listen: Annotated[
+        str,
+        typer.Option(
+            envvar="AGENTCTL_LISTEN",
+            help="HOST:PORT of /healthz, /readyz, /metrics and POST /webhooks/mlflow (on only "
+            "when AGENTCTL_WEBHOOK_SECRET is set).",
+        ),
+    ] = "127.0.0.1:8080",
+    watch: Annotated[
+        list[Path] | None,
+        typer.Option(help="Directories to watch for changes. Default: the root (or --manifests)."),
+    ] = None,
+    debounce: Annotated[
+        int, typer.Option(help="Milliseconds of quiet after a change before reconciling.")
+    ] = 400,
+    leader_elect: Annotated[
+        bool | None,
+        typer.Option(
+            envvar="AGENTCTL_LEADER_ELECT",
+            help="Elect a leader with a Lease so that only one replica applies. Default: on "
+            "with --target kubernetes.",
+        ),
+    ] = None,
+    lease_name: Annotated[str, typer.Option(help="The Lease's name.")] = "agentctl-controller",
+    lease_namespace: Annotated[
+        str | None, typer.Option(help="The Lease's namespace. Default: --namespace.")
+    ] = None,
+    lease_duration: Annotated[float, typer.Option(help="Seconds a Lease holds.")] = 15.0,
+    renew_deadline: Annotated[
+        float, typer.Option(help="Seconds the leader may fail to renew before it stops.")
+    ] = 10.0,
+    retry_period: Annotated[float, typer.Option(help="Seconds between Lease attempts.")] = 2.0,
+    identity: Annotated[
+        str | None,
+        typer.Option(
+            envvar="POD_NAME", help="This replica's name in the Lease. Default: host_pid."
+        ),
+    ] = None,
+    run_dir: RunDirOpt = DEFAULT_RUN_DIR,
+    router_port: RouterPortOpt = 8765,
+) -> None:
+    """Reconcile continuously: on start, when the manifests change, on an MLflow webhook and
+    every --resync seconds, reverting drift; with leader election, health, readiness and
+    Prometheus metrics. SIGTERM finishes the action in flight and exits."""
+    import logging
+
+    from controller import manager
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        _registry(tracking_uri)  # an empty URI is bad input, before anything starts
+        code = manager.run(
+            manager.Options(
+                manifests=manifests,
+                tracking_uri=tracking_uri,
+                target=target.value,
+                root=root,
+                allow_empty=allow_empty,
+                owner=owner,
+                prune=prune,
+                resync=resync,
+                self_heal=self_heal,
+                debounce_ms=debounce,
+                listen=listen,
+                watch=list(watch or []),
+                namespace=namespace,
+                context=context,
+                kubeconfig=kubeconfig,
+                wait=wait,
+                leader_elect=leader_elect,
+                lease_name=lease_name,
+                lease_namespace=lease_namespace,
+                lease_duration=lease_duration,
+                renew_deadline=renew_deadline,
+                retry_period=retry_period,
+                identity=identity,
+                run_dir=run_dir,
+                router_port=router_port,
+                local_env=_USER_ENV,
+            )
+        )
+    except (AgentctlError, ValueError) as exc:
+        if isinstance(exc, AgentctlError):
+            raise _fail(exc) from None
+        _err(f"error: {exc}")
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
 @app.command()
 def down(run_dir: RunDirOpt = DEFAULT_RUN_DIR) -> None:
     """Stop local serving in the run directory: the router and every model server."""

@@ -46,6 +46,8 @@ class LoopConfig:
     self_heal: bool = True  # revert drift; False: report it only
     prune: bool = False
     owner: str = DEFAULT_OWNER
+    #: seconds to the next reconcile while a served version is still becoming ready
+    requeue_waiting: float = 5.0
 
 
 @dataclass
@@ -335,7 +337,11 @@ class Controller:
                 )
                 if on_cycle is not None:
                     on_cycle(report)
-                next_resync = self.clock.monotonic() + self.config.resync
+                waiting = any(cs.waiting for cs in report.applied.values())
+                interval = self.config.resync
+                if waiting:
+                    interval = min(interval, self.config.requeue_waiting)
+                next_resync = self.clock.monotonic() + interval
                 trigger = ""
             due = min(next_resync, self.backoff.next_due(self.clock.monotonic(), next_resync))
             reasons = wakeups.wait(due - self.clock.monotonic())

@@ -47,7 +47,7 @@ from controller.ports import Clock
 from controller.preview import ObjectPreview
 from controller.retry import SystemClock
 
-__all__ = ["Forbidden", "KubeApi", "KubernetesServing", "NotFound", "connect"]
+__all__ = ["Conflict", "Forbidden", "KubeApi", "KubernetesServing", "NotFound", "connect"]
 
 _PATHS = {
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
@@ -119,6 +119,10 @@ class NotFound(PermanentBackendError):
     """The object, its namespace or its API does not exist."""
 
 
+class Conflict(PermanentBackendError):
+    """The object exists already, or changed since it was read (HTTP 409)."""
+
+
 def _error(status: int, body: str, what: str) -> BackendError:
     message = body
     with contextlib.suppress(ValueError, AttributeError):
@@ -128,6 +132,8 @@ def _error(status: int, body: str, what: str) -> BackendError:
         return Forbidden(text, operation=what)
     if status == 404:
         return NotFound(text, operation=what)
+    if status == 409:
+        return Conflict(text, operation=what)
     if status == 429 or status >= 500 or status == 0:
         return TemporaryBackendError(text, operation=what)
     return PermanentBackendError(text, operation=what)
@@ -392,6 +398,22 @@ class KubernetesServing:
         if not outdated and mine is not None and other is not None:
             outdated = f"its {'Service' if router == 'gateway' else 'HTTPRoute'} is left over"
         return _Route(model, dict(weights), shadow, outdated)
+
+    def object_ref(self, agent: str) -> dict[str, str] | None:
+        """The agent's route object as last seen (its HTTPRoute, or its Service under router
+        service), as an object reference: what its events are about."""
+        for router in ("gateway", "service"):
+            obj = self._live.get(_route_object(agent, router))
+            if obj is not None:
+                meta = obj["metadata"]
+                return {
+                    "apiVersion": str(obj.get("apiVersion", "")),
+                    "kind": str(obj.get("kind", "")),
+                    "name": str(meta["name"]),
+                    "namespace": self.namespace,
+                    "uid": str(meta.get("uid", "")),
+                }
+        return None
 
     # -- writing -------------------------------------------------------------------------------
 

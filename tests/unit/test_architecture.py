@@ -37,6 +37,7 @@ LAYER = {
     "reconcile": 4,
     "loop": 4,
     "cli": 5,
+    "manager": 5,
 }
 
 

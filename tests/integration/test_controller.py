@@ -1,0 +1,351 @@
+"""``agentctl controller`` as a process, against the real MLflow server and a real kube-apiserver:
+it converges on a manifest change, reverts drift made by hand in the registry and in the
+cluster (with Events), serves health, readiness and metrics, wakes on a signed MLflow webhook,
+stops cleanly on SIGTERM, and two replicas elect one leader on a Lease, the standby taking over
+within the lease duration once the leader is killed, with no action applied twice.
+
+No Deployment controller runs: a thread here marks Deployments Available, as one would.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import AGENTCTL
+from tests.support.kube_apiserver import ApiServer, api_server
+from tests.support.mlflow_server import MlflowServer, free_port
+
+pytestmark = pytest.mark.integration
+
+_names = itertools.count(1)
+LEASE = ["--lease-duration", "3", "--renew-deadline", "2", "--retry-period", "0.5"]
+
+AGENT = """\
+apiVersion: agentctl.io/v1alpha1
+kind: Agent
+metadata:
+  name: {name}
+spec:
+  description: {description}
+  source:
+    code: ../agents/support_bot/agent.py
+    config: ../agents/support_bot/config.yaml
+    pipRequirements: [mlflow==3.17.2]
+  versions: [current]
+  aliases:
+    champion: current
+"""
+
+SERVED = (
+    AGENT
+    + """\
+  serving:
+    traffic:
+      - alias: champion
+        percent: 100
+"""
+)
+
+
+@pytest.fixture(scope="module")
+def kube() -> Iterator[ApiServer]:
+    with api_server() as server:
+        yield server
+
+
+@pytest.fixture
+def ns(kube: ApiServer) -> str:
+    name = f"c{next(_names)}"
+    kube.create_namespace(name)
+    return name
+
+
+def repo_with(tmp_path: Path, manifest: str) -> Path:
+    examples = Path(__file__).resolve().parents[2] / "manifests" / "agents" / "support_bot"
+    root = tmp_path / "repo"
+    (root / ".git").mkdir(parents=True)
+    (root / "agents" / "support_bot").mkdir(parents=True)
+    for f in ("agent.py", "config.yaml"):
+        (root / "agents" / "support_bot" / f).write_text((examples / f).read_text())
+    (root / "manifests").mkdir()
+    (root / "manifests" / "agent.yaml").write_text(manifest)
+    return root
+
+
+class Proc:
+    """One ``agentctl controller`` process, its log in a file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, port: int) -> None:
+        self.log, self.port = log, port
+        with open(log, "wb") as out:
+            self.p = subprocess.Popen(
+                [AGENTCTL, "controller", *args, "--listen", f"127.0.0.1:{port}"],
+                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError as exc:
+            return 0, str(exc)
+
+    def applied(self) -> list[str]:
+        """The actions this process applied, as logged: 'agent X: <address> <verb> <detail>'."""
+        return re.findall(r"INFO agentctl\.controller: (agent \S+: \S+ \S+.*)", self.text())
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.p.poll() is None:
+            os.killpg(self.p.pid, sig)
+        return self.p.wait(timeout)
+
+
+@pytest.fixture
+def controllers(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
+    started: list[Proc] = []
+
+    def start(*args: str, name: str = "a", env: dict[str, str] | None = None) -> Proc:
+        full = dict(os.environ, AGENTCTL_RETRY_ATTEMPTS="2", AGENTCTL_RETRY_DEADLINE="10")
+        full.update(env or {})
+        proc = Proc(list(args), full, tmp_path / f"controller-{name}.log", free_port())
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.p.poll() is None:
+            proc.stop(signal.SIGKILL)
+
+
+def until(
+    what: str, condition: Callable[[], Any], timeout: float = 60, procs: tuple[Proc, ...] = ()
+) -> Any:
+    """Poll ``condition`` until it is truthy; an exception it raises counts as not yet."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+        except Exception as exc:
+            value, last = None, repr(exc)
+        if value:
+            return value
+        time.sleep(0.1)
+    logs = "\n".join(p.text()[-3000:] for p in procs)
+    raise AssertionError(f"timed out waiting for {what} (last error: {last})\n{logs}")
+
+
+@pytest.fixture
+def available(kube: ApiServer, ns: str) -> Iterator[None]:
+    """Mark Deployments Available as they appear, like a Deployment controller."""
+    stop = threading.Event()
+
+    def mark() -> None:
+        while not stop.wait(0.3):
+            try:
+                kube.mark_available(ns)
+            except urllib.error.HTTPError:  # a Deployment deleted meanwhile
+                continue
+
+    t = threading.Thread(target=mark, daemon=True)
+    t.start()
+    yield
+    stop.set()
+    t.join(5)
+
+
+def _route_weights(kube: ApiServer, ns: str, agent: str) -> list[tuple[str, int]]:
+    routes = kube.objects(ns, "HTTPRoute")
+    if agent not in routes:
+        return []
+    rule = routes[agent]["spec"]["rules"][0]
+    return [(b["name"], b["weight"]) for b in rule["backendRefs"]]
+
+
+def _holder(kube: ApiServer, ns: str) -> str:
+    """Who holds the controller's Lease ("" if nobody, or there is none yet)."""
+    try:
+        lease = kube.request(
+            "GET", f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/agentctl-controller"
+        )
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return ""
+        raise
+    return str(lease["spec"].get("holderIdentity") or "")
+
+
+def _events(kube: ApiServer, ns: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = kube.request(
+        "GET", f"/apis/events.k8s.io/v1/namespaces/{ns}/events"
+    )["items"]
+    return items
+
+
+def test_the_controller_converges_reverts_drift_and_stops_cleanly(
+    kube: ApiServer,
+    ns: str,
+    mlflow_server: MlflowServer,
+    client: Any,
+    controllers: Callable[..., Proc],
+    available: None,
+    tmp_path: Path,
+) -> None:
+    root = repo_with(tmp_path, SERVED.format(name="bot", description="first"))
+    ctl = controllers(
+        "--manifests", str(root / "manifests"), "--target", "kubernetes",
+        "--kubeconfig", kube.kubeconfig(), "--namespace", ns, "--resync", "2", *LEASE,
+        env={"MLFLOW_TRACKING_URI": mlflow_server.url},
+    )  # fmt: skip
+    until(
+        "the route to v1", lambda: _route_weights(kube, ns, "bot") == [("bot-v1", 100)], 120, (ctl,)
+    )
+    assert client.get_model_version_by_alias("bot", "champion").version == "1"
+    assert ctl.get("/healthz")[0] == 200
+    until("ready", lambda: ctl.get("/readyz")[0] == 200, 10, (ctl,))
+    status, metrics = ctl.get("/metrics")
+    assert status == 200
+    assert "agentctl_leader 1.0" in metrics
+    assert re.search(r'agentctl_reconcile_duration_seconds_count\{trigger="start"\} 1\.0', metrics)
+    assert re.search(r'agentctl_actions_total\{kind="traffic",result="created"\} 1\.0', metrics)
+    assert "agentctl_last_successful_reconcile_timestamp_seconds" in metrics
+
+    # A new version and an 80/20 canary, by editing the manifest: the watch picks it up.
+    config = root / "agents" / "support_bot" / "config.yaml"
+    config.write_text(config.read_text().replace("Hi, this", "Hello, this"))
+    (root / "manifests" / "agent.yaml").write_text(
+        SERVED.format(name="bot", description="first")
+        .replace("versions: [current]", "versions: [1, current]")
+        .replace("champion: current", "champion: 1\n    challenger: current")
+        .replace("percent: 100", "percent: 80\n      - alias: challenger\n        percent: 20")
+    )
+    until(
+        "the canary",
+        lambda: _route_weights(kube, ns, "bot") == [("bot-v1", 80), ("bot-v2", 20)],
+        120,
+        (ctl,),
+    )
+    assert "manifests" in ctl.text()  # woken by the watch, not only by the resync
+
+    # Drift by hand, in the cluster and in the registry: both reverted, each with an Event.
+    kube.request(
+        "PATCH",
+        f"/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes/bot",
+        {"spec": {"rules": [{"backendRefs": [{"name": "bot-v1", "port": 80, "weight": 100}]}]}},
+        content_type="application/merge-patch+json",
+    )
+    client.set_registered_model_alias("bot", "champion", "2")
+    until(
+        "the route reverted",
+        lambda: _route_weights(kube, ns, "bot") == [("bot-v1", 80), ("bot-v2", 20)],
+        30,
+        (ctl,),
+    )
+    until(
+        "the alias reverted",
+        lambda: client.get_model_version_by_alias("bot", "champion").version == "1",
+        30,
+        (ctl,),
+    )
+    drift = [e for e in _events(kube, ns) if e["reason"] == "DriftDetected"]
+    assert drift, ctl.text()[-3000:]
+    assert all(e["regarding"]["kind"] == "HTTPRoute" and e["type"] == "Warning" for e in drift)
+    assert any("bot.alias.champion" in e["note"] for e in drift)
+    assert re.search(
+        r'agentctl_drift_detected_total\{agent="bot",kind="alias"\} [1-9]', ctl.get("/metrics")[1]
+    )
+
+    # A manifest that fails validation: reported, the last good state stays, nothing pruned.
+    (root / "manifests" / "broken.yaml").write_text(
+        "apiVersion: agentctl.io/v1alpha1\nkind: Agent\nmetadata: {name: Bad_Name}\nspec: {}\n"
+    )
+    until(
+        "the error reported",
+        lambda: "manifests: " in ctl.text() and "broken.yaml" in ctl.text(),
+        30,
+        (ctl,),
+    )
+    assert "agentctl_desired_state_valid 0.0" in ctl.get("/metrics")[1]
+    assert any(e["reason"] == "InvalidManifests" for e in _events(kube, ns))
+    assert _route_weights(kube, ns, "bot") == [("bot-v1", 80), ("bot-v2", 20)]
+
+    assert ctl.stop(signal.SIGTERM) == 0
+    lease = kube.request(
+        "GET", f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/agentctl-controller"
+    )
+    assert lease["spec"]["holderIdentity"] == "", "released on a clean stop"
+    assert "stopped" in ctl.text()
+
+
+def test_two_controllers_elect_one_leader_and_the_standby_takes_over(
+    kube: ApiServer,
+    ns: str,
+    mlflow_server: MlflowServer,
+    client: Any,
+    controllers: Callable[..., Proc],
+    tmp_path: Path,
+) -> None:
+    root = repo_with(tmp_path, AGENT.format(name="solo", description="first"))
+    args = [
+        "--manifests", str(root / "manifests"), "--target", "kubernetes",
+        "--kubeconfig", kube.kubeconfig(), "--namespace", ns, "--resync", "1", *LEASE,
+    ]  # fmt: skip
+    env = {"MLFLOW_TRACKING_URI": mlflow_server.url}
+    lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/agentctl-controller"
+    a = controllers(*args, "--identity", "a", name="a", env=env)
+    until(
+        "a leads",
+        lambda: _holder(kube, ns) == "a",
+        30,
+        (a,),
+    )
+    until(
+        "a converges", lambda: client.get_registered_model("solo").description == "first", 120, (a,)
+    )
+    b = controllers(*args, "--identity", "b", name="b", env=env)
+    until("b is up", lambda: b.get("/healthz")[0] == 200, 30, (b,))
+    time.sleep(2)
+    assert "agentctl_leader 0.0" in b.get("/metrics")[1]
+    assert b.get("/readyz")[0] == 200, "a standby is ready"
+    assert b.applied() == [], "a standby applies nothing"
+
+    a.stop(signal.SIGKILL)  # no release: b must wait the lease out
+    killed = time.monotonic()
+    (root / "manifests" / "agent.yaml").write_text(AGENT.format(name="solo", description="second"))
+    until(
+        "b leads",
+        lambda: _holder(kube, ns) == "b",
+        30,
+        (b,),
+    )
+    took = time.monotonic() - killed
+    assert took <= 3 + 1.5, f"took over {took:.1f} s after the kill (lease 3 s, retry 0.5 s)"
+    until(
+        "b applies the change",
+        lambda: client.get_registered_model("solo").description == "second",
+        60,
+        (b,),
+    )
+    lease = kube.request("GET", lease_path)["spec"]
+    assert lease["leaseTransitions"] == 1
+    assert a.applied() and b.applied()
+    assert set(a.applied()).isdisjoint(b.applied()), "no action applied twice"
+    assert [line.split(": ", 1)[1].split()[0] for line in b.applied()] == ["solo.registered_model"]
+    assert b.stop() == 0
