@@ -349,3 +349,50 @@ def test_two_controllers_elect_one_leader_and_the_standby_takes_over(
     assert set(a.applied()).isdisjoint(b.applied()), "no action applied twice"
     assert [line.split(": ", 1)[1].split()[0] for line in b.applied()] == ["solo.registered_model"]
     assert b.stop() == 0
+
+
+def test_a_signed_mlflow_webhook_wakes_the_controller(
+    mlflow_server: MlflowServer,
+    client: Any,
+    controllers: Callable[..., Proc],
+    tmp_path: Path,
+) -> None:
+    root = repo_with(tmp_path, AGENT.format(name="hooked", description="first"))
+    ctl = controllers(
+        "--manifests", str(root / "manifests"), "--target", "registry", "--resync", "3600",
+        env={"MLFLOW_TRACKING_URI": mlflow_server.url, "AGENTCTL_WEBHOOK_SECRET": "s3cret"},
+    )  # fmt: skip
+    until(
+        "converged",
+        lambda: client.get_model_version_by_alias("hooked", "champion").version == "1",
+        120,
+        (ctl,),
+    )
+    hook = client.create_webhook(
+        name="agentctl-test",
+        url=f"http://127.0.0.1:{ctl.port}/webhooks/mlflow",
+        events=["model_version_alias.created", "model_version_alias.deleted"],
+        secret="s3cret",
+    )
+    try:
+        assert client.test_webhook(hook.webhook_id).response_status == 202, ctl.text()[-2000:]
+        unsigned = urllib.request.Request(
+            f"http://127.0.0.1:{ctl.port}/webhooks/mlflow", data=b"{}", method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(unsigned, timeout=5)
+        assert refused.value.code == 401
+
+        # An alias deleted by hand: the webhook, not the (hour-long) resync, brings it back.
+        client.delete_registered_model_alias("hooked", "champion")
+        until(
+            "the alias restored",
+            lambda: client.get_model_version_by_alias("hooked", "champion").version == "1",
+            30,
+            (ctl,),
+        )
+        assert "reconcile (webhook)" in ctl.text()
+        assert "drift: hooked.alias.champion changed outside the manifests" in ctl.text()
+    finally:
+        client.delete_webhook(hook.webhook_id)
+    assert ctl.stop() == 0

@@ -30,7 +30,19 @@ class MlflowServer:
     def start(self, timeout: float = 120.0) -> MlflowServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         mlflow = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or "mlflow"
-        env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+        from cryptography.fernet import Fernet
+
+        env = dict(
+            os.environ,
+            MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+            # Webhooks to the controller under test, on 127.0.0.1 over http (MLflow allows
+            # only public https targets by default), their secrets kept under one key, and
+            # each event's webhook list cached for a second instead of a minute.
+            MLFLOW_WEBHOOK_ALLOWED_SCHEMES="http,https",
+            MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS="true",
+            MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY=Fernet.generate_key().decode(),
+            MLFLOW_WEBHOOK_CACHE_TTL="1",
+        )
         env.pop("MLFLOW_TRACKING_URI", None)
         cmd = [
             mlflow, "server",
