@@ -30,10 +30,13 @@ down: $(STAMP)
 	$(BIN)/agentctl down
 
 # The Kubernetes tests run a real kube-apiserver and etcd, built once from the Go module proxy into
-# ~/.cache/agentctl/tools (about 5 minutes on 2 cores; $$KUBEBUILDER_ASSETS, when set, is used instead).
+# ~/.cache/agentctl/tools (about 5 minutes on 2 cores; $$KUBEBUILDER_ASSETS, when set, is used instead),
+# and helm, for the chart's tests (about 1.5 minutes).
 test: $(STAMP)
 	@assets="$$(bash hack/tools.sh kube-assets)" && crds="$$(bash hack/tools.sh gateway-crds)" && \
-	  AGENTCTL_KUBE_ASSETS="$$assets" AGENTCTL_GATEWAY_CRDS="$$crds" $(BIN)/python -m pytest
+	  helm="$$(bash hack/tools.sh helm)" && \
+	  AGENTCTL_KUBE_ASSETS="$$assets" AGENTCTL_GATEWAY_CRDS="$$crds" AGENTCTL_HELM="$$helm" \
+	  $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check controller tests bench

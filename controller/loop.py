@@ -276,7 +276,9 @@ class Controller:
             delay = self.backoff.failed(agent, self.clock.monotonic())
             report.failed[agent] = str(exc)
             self.metrics.errors.labels(agent).inc()
-            log.error("agent %s: %s (next try in %.0f s)", agent, exc, delay)
+            text = str(exc)
+            text = text if text.startswith(f"agent {agent}:") else f"agent {agent}: {text}"
+            log.error("%s (next try in %.0f s)", text, delay)
             self.events.event(
                 agent, "ReconcileFailed", f"{exc} (next try in {delay:.0f} s)", warning=True
             )

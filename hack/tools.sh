@@ -6,6 +6,7 @@
 #   hack/tools.sh kube-assets     -> a directory holding kube-apiserver and etcd (envtest's layout);
 #                                    $KUBEBUILDER_ASSETS when it is set and holds both
 #   hack/tools.sh gateway-crds    -> the directory of Gateway API's standard CRD files
+#   hack/tools.sh helm            -> the path of the helm binary (for helm lint / helm template)
 #
 # AGENTCTL_TOOLS_CACHE overrides the cache (default: ${XDG_CACHE_HOME:-~/.cache}/agentctl/tools).
 # kube-apiserver takes about 5 minutes on 2 cores from an empty Go module cache; etcd under one.
@@ -15,6 +16,7 @@ ACTIONLINT_VERSION="${ACTIONLINT_VERSION:-v1.7.12}"
 KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.6}"
 GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-v1.4.1}"
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 CACHE="${AGENTCTL_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/agentctl/tools}"
 
 need_go() {
@@ -109,5 +111,6 @@ case "${1:-}" in
   actionlint) build actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION" ;;
   kube-assets) kube_assets ;;
   gateway-crds) gateway_crds ;;
-  *) echo "usage: hack/tools.sh actionlint|kube-assets|gateway-crds" >&2; exit 2 ;;
+  helm) build helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" ;;
+  *) echo "usage: hack/tools.sh actionlint|kube-assets|gateway-crds|helm" >&2; exit 2 ;;
 esac

@@ -4,15 +4,20 @@ for the session, a clean registry per test, and a counting proxy in front of it.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+import urllib.error
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support.mlflow_server import MlflowServer
+from tests.support.controller import Proc
+from tests.support.kube_apiserver import ApiServer
+from tests.support.mlflow_server import MlflowServer, free_port
 from tests.support.proxy import CountingProxy
 
 AGENTCTL = str(Path(sys.executable).with_name("agentctl"))
@@ -77,3 +82,39 @@ def agentctl(proxy: CountingProxy, tmp_path: Path):  # type: ignore[no-untyped-d
         return Run(p.returncode, p.stdout, p.stderr)
 
     return run
+
+
+@pytest.fixture
+def controllers(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
+    started: list[Proc] = []
+
+    def start(*args: str, name: str = "a", env: dict[str, str] | None = None) -> Proc:
+        full = dict(os.environ, AGENTCTL_RETRY_ATTEMPTS="2", AGENTCTL_RETRY_DEADLINE="10")
+        full.update(env or {})
+        proc = Proc(list(args), full, tmp_path / f"controller-{name}.log", free_port())
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.p.poll() is None:
+            proc.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def available(kube: ApiServer, ns: str) -> Iterator[None]:
+    """Mark Deployments Available as they appear, like a Deployment controller."""
+    stop = threading.Event()
+
+    def mark() -> None:
+        while not stop.wait(0.3):
+            try:
+                kube.mark_available(ns)
+            except urllib.error.HTTPError:  # a Deployment deleted meanwhile
+                continue
+
+    t = threading.Thread(target=mark, daemon=True)
+    t.start()
+    yield
+    stop.set()
+    t.join(5)

@@ -10,11 +10,8 @@ No Deployment controller runs: a thread here marks Deployments Available, as one
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import signal
-import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -23,40 +20,14 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import AGENTCTL
+from tests.support.controller import AGENT, SERVED, Proc, repo_with, until
 from tests.support.kube_apiserver import ApiServer, api_server
-from tests.support.mlflow_server import MlflowServer, free_port
+from tests.support.mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.integration
 
 _names = itertools.count(1)
 LEASE = ["--lease-duration", "3", "--renew-deadline", "2", "--retry-period", "0.5"]
-
-AGENT = """\
-apiVersion: agentctl.io/v1alpha1
-kind: Agent
-metadata:
-  name: {name}
-spec:
-  description: {description}
-  source:
-    code: ../agents/support_bot/agent.py
-    config: ../agents/support_bot/config.yaml
-    pipRequirements: [mlflow==3.17.2]
-  versions: [current]
-  aliases:
-    champion: current
-"""
-
-SERVED = (
-    AGENT
-    + """\
-  serving:
-    traffic:
-      - alias: champion
-        percent: 100
-"""
-)
 
 
 @pytest.fixture(scope="module")
@@ -70,105 +41,6 @@ def ns(kube: ApiServer) -> str:
     name = f"c{next(_names)}"
     kube.create_namespace(name)
     return name
-
-
-def repo_with(tmp_path: Path, manifest: str) -> Path:
-    examples = Path(__file__).resolve().parents[2] / "manifests" / "agents" / "support_bot"
-    root = tmp_path / "repo"
-    (root / ".git").mkdir(parents=True)
-    (root / "agents" / "support_bot").mkdir(parents=True)
-    for f in ("agent.py", "config.yaml"):
-        (root / "agents" / "support_bot" / f).write_text((examples / f).read_text())
-    (root / "manifests").mkdir()
-    (root / "manifests" / "agent.yaml").write_text(manifest)
-    return root
-
-
-class Proc:
-    """One ``agentctl controller`` process, its log in a file."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path, port: int) -> None:
-        self.log, self.port = log, port
-        with open(log, "wb") as out:
-            self.p = subprocess.Popen(
-                [AGENTCTL, "controller", *args, "--listen", f"127.0.0.1:{port}"],
-                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
-        except OSError as exc:
-            return 0, str(exc)
-
-    def applied(self) -> list[str]:
-        """The actions this process applied, as logged: 'agent X: <address> <verb> <detail>'."""
-        return re.findall(r"INFO agentctl\.controller: (agent \S+: \S+ \S+.*)", self.text())
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.p.poll() is None:
-            os.killpg(self.p.pid, sig)
-        return self.p.wait(timeout)
-
-
-@pytest.fixture
-def controllers(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
-    started: list[Proc] = []
-
-    def start(*args: str, name: str = "a", env: dict[str, str] | None = None) -> Proc:
-        full = dict(os.environ, AGENTCTL_RETRY_ATTEMPTS="2", AGENTCTL_RETRY_DEADLINE="10")
-        full.update(env or {})
-        proc = Proc(list(args), full, tmp_path / f"controller-{name}.log", free_port())
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.p.poll() is None:
-            proc.stop(signal.SIGKILL)
-
-
-def until(
-    what: str, condition: Callable[[], Any], timeout: float = 60, procs: tuple[Proc, ...] = ()
-) -> Any:
-    """Poll ``condition`` until it is truthy; an exception it raises counts as not yet."""
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-        except Exception as exc:
-            value, last = None, repr(exc)
-        if value:
-            return value
-        time.sleep(0.1)
-    logs = "\n".join(p.text()[-3000:] for p in procs)
-    raise AssertionError(f"timed out waiting for {what} (last error: {last})\n{logs}")
-
-
-@pytest.fixture
-def available(kube: ApiServer, ns: str) -> Iterator[None]:
-    """Mark Deployments Available as they appear, like a Deployment controller."""
-    stop = threading.Event()
-
-    def mark() -> None:
-        while not stop.wait(0.3):
-            try:
-                kube.mark_available(ns)
-            except urllib.error.HTTPError:  # a Deployment deleted meanwhile
-                continue
-
-    t = threading.Thread(target=mark, daemon=True)
-    t.start()
-    yield
-    stop.set()
-    t.join(5)
 
 
 def _route_weights(kube: ApiServer, ns: str, agent: str) -> list[tuple[str, int]]:

@@ -36,7 +36,7 @@ ADMIN_TOKEN = "agentctl-test-admin-token"
 LIMITED_TOKEN = "agentctl-test-limited-token"
 
 
-def _tool(what: str, env_var: str) -> str:
+def tool(what: str, env_var: str) -> str:
     """The path ``hack/tools.sh <what>`` prints (building it on first use), or ``$env_var``."""
     given = os.environ.get(env_var)
     if given:
@@ -245,7 +245,7 @@ def install_crds(server: ApiServer, directory: str) -> list[str]:
 @contextmanager
 def api_server(gateway_api: bool = True) -> Iterator[ApiServer]:
     """Start etcd and kube-apiserver (and install the Gateway API CRDs); stop them after."""
-    assets = _tool("kube-assets", "AGENTCTL_KUBE_ASSETS")
+    assets = tool("kube-assets", "AGENTCTL_KUBE_ASSETS")
     workdir = Path(tempfile.mkdtemp(prefix="agentctl-kube-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -313,7 +313,7 @@ def api_server(gateway_api: bool = True) -> Iterator[ApiServer]:
         _wait_ready(url, ca_file, procs[-1], api_log)
         server = ApiServer(url, ca_file, workdir)
         if gateway_api:
-            install_crds(server, _tool("gateway-crds", "AGENTCTL_GATEWAY_CRDS"))
+            install_crds(server, tool("gateway-crds", "AGENTCTL_GATEWAY_CRDS"))
         yield server
     finally:
         for proc in reversed(procs):
