@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TRACKING_URI ?= sqlite:///mlflow.db
 MANIFESTS ?= manifests
 
-.PHONY: run down test lint schema bench-router bench-kube clean
+.PHONY: run down test lint schema bench-router bench-kube bench-controller clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench-router: $(STAMP)
 bench-kube: $(STAMP)
 	@assets="$$(bash hack/tools.sh kube-assets)" && crds="$$(bash hack/tools.sh gateway-crds)" && \
 	  AGENTCTL_KUBE_ASSETS="$$assets" AGENTCTL_GATEWAY_CRDS="$$crds" $(BIN)/python bench/kube.py
+
+bench-controller: $(STAMP)
+	@assets="$$(bash hack/tools.sh kube-assets)" && crds="$$(bash hack/tools.sh gateway-crds)" && \
+	  AGENTCTL_KUBE_ASSETS="$$assets" AGENTCTL_GATEWAY_CRDS="$$crds" $(BIN)/python bench/controller.py
 
 schema: $(STAMP)
 	$(BIN)/agentctl schema > agentctl.schema.json

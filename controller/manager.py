@@ -78,7 +78,7 @@ def run(opts: Options) -> int:
     identity = opts.identity or f"{socket.gethostname()}_{os.getpid()}"
     metrics = Metrics()
     stop, wakeups = threading.Event(), Wakeups()
-    registry = MlflowRegistry(opts.tracking_uri)
+    registry = MlflowRegistry(opts.tracking_uri, isolate_logging=True)
     current: dict[str, Any] = {}  # the desired state the loop works from, for serving settings
 
     def load_desired() -> Desired:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
+from controller.adapters.model_logger import log_model, log_model_isolated
 from controller.errors import BackendError, PermanentBackendError, TemporaryBackendError
 from controller.observed import (
     DIGEST_TAG,
@@ -34,7 +35,6 @@ _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 _GONE = ("RESOURCE_DOES_NOT_EXIST",)  # deleting what is already gone reaches the goal
 
 # A request for the validation predict that log_model runs on a ResponsesAgent.
-INPUT_EXAMPLE = {"input": [{"role": "user", "content": "Hello, what can you do?"}]}
 
 
 def experiment_name(model: str) -> str:
@@ -43,11 +43,15 @@ def experiment_name(model: str) -> str:
 
 
 class MlflowRegistry:
-    def __init__(self, tracking_uri: str, *, http_timeout: int = 30) -> None:
+    def __init__(
+        self, tracking_uri: str, *, http_timeout: int = 30, isolate_logging: bool = False
+    ) -> None:
+        """``isolate_logging``: log models in a child process (the controller does)."""
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(http_timeout))
         self.tracking_uri = tracking_uri
+        self.isolate_logging = isolate_logging
         self._lazy_client: Any = None
 
     @property
@@ -230,41 +234,31 @@ class MlflowRegistry:
     def _log(
         self, name: str, source: VersionSource, tags: Mapping[str, str], description: str | None
     ) -> int:
-        import mlflow
-
-        mlflow.set_tracking_uri(self.tracking_uri)
         exp_id = self._experiment_id(name)
-        run_tags = {DIGEST_TAG: source.digest, "agentctl.io/agent": source.agent}
-        try:
-            with mlflow.start_run(
-                experiment_id=exp_id, run_name=f"log-{source.digest[7:19]}", tags=run_tags
-            ):
-                info = mlflow.pyfunc.log_model(
-                    name="agent",
-                    python_model=source.code_path,
-                    model_config=source.config_path,
-                    pip_requirements=list(source.pip_requirements),
-                    input_example=INPUT_EXAMPLE,
-                )
-        except Exception as exc:
-            if _is_transport(exc):
-                raise  # the server: translated (and maybe retried) by the caller
-            # The agent's own code failed to import or to answer the validation request:
-            # retrying cannot help.
-            raise PermanentBackendError(
-                f"logging {source.code_path} failed: {getattr(exc, 'message', exc)}",
-                operation="log model version",
-                target=name,
-            ) from exc
+        if self.isolate_logging:
+            model_uri, run_id, model_id = log_model_isolated(self.tracking_uri, exp_id, source)
+        else:
+            try:
+                model_uri, run_id, model_id = log_model(self.tracking_uri, exp_id, source)
+            except Exception as exc:
+                if is_transport(exc):
+                    raise  # the server: translated (and maybe retried) by the caller
+                # The agent's own code failed to import or to answer the validation request:
+                # retrying cannot help.
+                raise PermanentBackendError(
+                    f"logging {source.code_path} failed: {getattr(exc, 'message', exc)}",
+                    operation="log model version",
+                    target=name,
+                ) from exc
         # Tags and description go in with the version itself: a version never exists without
         # its digest, so a crash here cannot lead to the same source being registered twice.
         mv = self._client.create_model_version(
             name=name,
-            source=info.model_uri,
-            run_id=info.run_id,
+            source=model_uri,
+            run_id=run_id,
             tags=dict(tags),
             description=description,
-            model_id=info.model_id,
+            model_id=model_id,
         )
         return int(mv.version)
 
@@ -342,7 +336,7 @@ def _version(mv: Any) -> ObservedVersion:
     )
 
 
-def _is_transport(exc: BaseException) -> bool:
+def is_transport(exc: BaseException) -> bool:
     """Did the MLflow server (or the way to it) fail, rather than the code being logged?"""
     from mlflow.exceptions import MlflowException, RestException
 

@@ -276,3 +276,44 @@ def test_registered_example_agents_answer_deterministically(
     kept = "First sentence here. " + "Second sentence is much longer than the first one. " * 3
     assert out["output"][0]["content"][0]["text"] == "Summary: " + kept.strip()
     mlflow.tracing.enable()
+
+
+def test_the_controller_s_isolated_logging_registers_and_fails_the_same_way(
+    examples: Path, mlflow_server: Any, client: Any
+) -> None:
+    from controller.adapters.mlflow_registry import MlflowRegistry
+    from controller.adapters.model_logger import log_model_isolated
+    from controller.errors import PermanentBackendError, TemporaryBackendError
+    from controller.loader import load
+    from controller.ports import VersionSource
+    from tests.support.mlflow_server import free_port
+
+    desired, _ = load(examples)
+    (bot,) = [a for a in desired.agents if a.name == "summarizer"]
+    assert bot.source is not None
+    src = VersionSource(
+        "summarizer",
+        bot.source.code_path,
+        bot.source.config_path,
+        bot.source.pip_requirements,
+        bot.source.digest,
+    )
+    registry = MlflowRegistry(mlflow_server.url, isolate_logging=True)
+    registry.create_model("summarizer", None, {})
+    assert registry.log_version("summarizer", src, {DIGEST_TAG: src.digest}, None) == 1
+    assert registry.find_version("summarizer", src.digest) == 1
+    loaded = client.get_model_version("summarizer", "1")
+    assert loaded.tags[DIGEST_TAG] == src.digest and loaded.source.startswith("models:/")
+
+    code = Path(src.code_path)
+    code.write_text(
+        code.read_text().replace("set_model(Summarizer())", "raise RuntimeError('broken agent')")
+    )
+    with pytest.raises(PermanentBackendError, match=r"logging .*agent\.py failed: .*broken agent"):
+        registry.log_version("summarizer", src, {}, None)
+    # The server failing under the child is temporary: the caller's policy retries it.
+    code.write_text(
+        code.read_text().replace("raise RuntimeError('broken agent')", "set_model(Summarizer())")
+    )
+    with pytest.raises(TemporaryBackendError):
+        log_model_isolated(f"http://127.0.0.1:{free_port()}", "0", src)
