@@ -78,9 +78,7 @@ def served(versions: str, champion: str, first: int) -> str:
     two = "current" if "current" in versions else "2"
     second = SECOND.format(two=two, percent=100 - first) if first < 100 else ""
     one = "current" if versions == "[current]" else "1"
-    return SERVED.format(
-        versions=versions, champion=champion, one=one, first=first, second=second
-    )
+    return SERVED.format(versions=versions, champion=champion, one=one, first=first, second=second)
 
 
 def row(what: str, measured: float, goal: float | None, unit: str) -> None:
