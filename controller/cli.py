@@ -744,7 +744,7 @@ def controller_cmd(
     ] = None,
     debounce: Annotated[
         int, typer.Option(help="Milliseconds of quiet after a change before reconciling.")
-    ] = 400,
+    ] = 200,
     leader_elect: Annotated[
         bool | None,
         typer.Option(

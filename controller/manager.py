@@ -42,7 +42,7 @@ class Options:
     prune: bool = False
     resync: float = 60.0
     self_heal: bool = True
-    debounce_ms: int = 400
+    debounce_ms: int = 200
     listen: str = "127.0.0.1:8080"
     watch: list[Path] = field(default_factory=list)
     # --target kubernetes

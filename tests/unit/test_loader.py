@@ -238,7 +238,8 @@ NASTY = [
     ),
     ("keys equal in Python", "tags: {1: a, true: b}\n", "duplicate key"),
     ("a huge integer", "n: " + "9" * 5000 + "\n", "invalid YAML value"),
-    ("nested too deeply", "[" * 3000 + "]" * 3000 + "\n", "nested too deeply"),
+    # libyaml: "exceeded maximum nesting depth"; the pure-Python parser: our "nested too deeply"
+    ("nested too deeply", "[" * 3000 + "]" * 3000 + "\n", "nest"),
 ]
 
 
