@@ -128,6 +128,9 @@ class Controller:
         self.converged: dict[str, str] = {}  # agent -> digest of the desired state it reached
         self.cycles = 0  # reconciles ended
         self._invalid = ""  # the manifest errors last reported (reported once per change)
+        self._observe_failed = False  # reported once until observation works again
+        self._drift_reported: dict[str, tuple[str, ...]] = {}  # agent -> drift last reported
+        self._failed_digest: dict[str, str] = {}  # agent -> its desired state when it failed
 
     # -- one reconcile -------------------------------------------------------------------------
 
@@ -189,8 +192,11 @@ class Controller:
             report.error = f"observing failed: {exc}"
             log.error("%s", report.error)
             self.metrics.errors.labels("").inc()
-            self.events.event("", "ObserveFailed", report.error, warning=True)
+            if not self._observe_failed:
+                self._observe_failed = True
+                self.events.event("", "ObserveFailed", report.error, warning=True)
             return
+        self._observe_failed = False
         the_plan = make_plan(
             desired,
             observed,
@@ -203,6 +209,12 @@ class Controller:
             log.error("plan: %s", d)
         report.drift = drifted(the_plan, desired, self.converged)
         digests = {a.name: agent_digest(a, desired) for a in desired.agents}
+        for agent, at in list(self._failed_digest.items()):
+            if digests.get(agent) != at:  # its manifest changed since it failed: try it now
+                self.backoff.succeeded(agent)
+                del self._failed_digest[agent]
+        for agent in set(self._drift_reported) - set(report.drift):
+            del self._drift_reported[agent]
         agents = list(dict.fromkeys(c.agent for c in the_plan.changes))
         for agent in agents:
             if stop():
@@ -213,6 +225,8 @@ class Controller:
                 report.held[agent] = why
                 continue
             self._apply_agent(agent, the_plan, desired, report, stop)
+            if agent in report.failed and agent in digests:
+                self._failed_digest[agent] = digests[agent]
             changeset = report.applied.get(agent)
             if (
                 changeset is not None
@@ -235,13 +249,16 @@ class Controller:
             return f"backing off after {self.backoff.failures.get(agent, 0)} failure(s)"
         drift = report.drift.get(agent)
         if drift:
-            kinds = [a.split(".")[1] for a in drift]
-            for kind in kinds:
-                self.metrics.drift.labels(agent, kind).inc()
-            heal = "reverting it" if self.config.self_heal else "self-heal is off: not reverted"
-            message = f"drift: {', '.join(drift)} changed outside the manifests; {heal}"
-            log.warning("agent %s: %s", agent, message)
-            self.events.event(agent, "DriftDetected", message, warning=True)
+            # Reported (logged, counted, an Event) once per change of what has drifted: drift
+            # left alone (self-heal off) is not reported again on every resync.
+            if self._drift_reported.get(agent) != tuple(drift):
+                self._drift_reported[agent] = tuple(drift)
+                for kind in (a.split(".")[1] for a in drift):
+                    self.metrics.drift.labels(agent, kind).inc()
+                heal = "reverting it" if self.config.self_heal else "self-heal is off: not reverted"
+                message = f"drift: {', '.join(drift)} changed outside the manifests; {heal}"
+                log.warning("agent %s: %s", agent, message)
+                self.events.event(agent, "DriftDetected", message, warning=True)
             if not self.config.self_heal:
                 return "drift reported (self-heal is off)"
         return ""
@@ -270,7 +287,9 @@ class Controller:
                 serving=serving,
                 stop=stop,
             )
-        except AgentctlError as exc:
+        except Exception as exc:
+            if not isinstance(exc, AgentctlError):
+                log.exception("agent %s: unexpected error", agent)
             done = exc.changeset if isinstance(exc, ApplyFailed) else ChangeSet()
             self._count(changes, done, failed=True)
             delay = self.backoff.failed(agent, self.clock.monotonic())

@@ -91,7 +91,7 @@ def run(opts: Options) -> int:
     elector = None
     if opts.target == "kubernetes":
         from controller.adapters.kube_events import KubeEvents
-        from controller.adapters.kubernetes import KubernetesServing, connect
+        from controller.adapters.kubernetes import KubeApi, KubernetesServing, connect
         from controller.adapters.lease import LeaderElector, LeaseLock
         from controller.kube_objects import settings_of
 
@@ -110,11 +110,11 @@ def run(opts: Options) -> int:
         kube = KubernetesServing(api, namespace, settings, wait=opts.wait)
         serving = kube
         lease_ns = opts.lease_namespace or namespace
-        lock = LeaseLock(
-            api, lease_ns, opts.lease_name, identity, lease_duration=opts.lease_duration
-        )
+        leading = opts.leader_elect is not False
 
         def lease_ref() -> dict[str, str] | None:
+            if not leading:
+                return None  # no Lease: controller-wide events are logged only
             return {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
@@ -123,12 +123,20 @@ def run(opts: Options) -> int:
             }
 
         events = KubeEvents(api, identity, kube.object_ref, lease_ref)
-        if opts.leader_elect is not False:
+        if leading:
+            # Lease requests give up before the renew deadline: a hung request must not keep
+            # a leader from noticing that it no longer leads.
+            lease_api = KubeApi(
+                api.api_client, timeout=max(1.0, opts.renew_deadline - opts.retry_period)
+            )
+            lock = LeaseLock(
+                lease_api, lease_ns, opts.lease_name, identity, lease_duration=opts.lease_duration
+            )
             elector = LeaderElector(
                 lock,
                 renew_deadline=opts.renew_deadline,
                 retry_period=opts.retry_period,
-                on_change=lambda leading: _leading(metrics, wakeups, leading),
+                on_change=lambda now_leading: _leading(metrics, wakeups, now_leading, stop),
             )
             is_leader = elector.is_leader
     elif opts.target == "local":
@@ -173,6 +181,13 @@ def run(opts: Options) -> int:
             return "the first reconcile has not ended yet"
         return ""
 
+    def webhook(reason: str) -> bool:
+        """Wake the loop if this replica leads; a standby answers 503 (MLflow delivers again)."""
+        if not is_leader():
+            return False
+        wakeups.notify(reason)
+        return True
+
     host, port = _listen(opts.listen)
     endpoints = Endpoints(
         host,
@@ -180,7 +195,7 @@ def run(opts: Options) -> int:
         metrics,
         Probes(alive, ready),
         webhook_secret=os.environ.get("AGENTCTL_WEBHOOK_SECRET") or None,
-        on_webhook=wakeups.notify,
+        on_webhook=webhook,
     ).start()
     log.info("listening on %s:%d (/healthz /readyz /metrics)", host, endpoints.port)
 
@@ -192,8 +207,11 @@ def run(opts: Options) -> int:
     signal.signal(signal.SIGTERM, terminate)
     signal.signal(signal.SIGINT, terminate)
     threads = []
+    # The elector stops (and releases the Lease) only after the loop has returned: never while
+    # an action is in flight.
+    elector_stop = threading.Event()
     if elector is not None:
-        threads.append(threading.Thread(target=elector.run, args=(stop,), name="leader"))
+        threads.append(threading.Thread(target=elector.run, args=(elector_stop,), name="leader"))
     watched = opts.watch or [Path(opts.root or opts.manifests)]
     threads.append(
         threading.Thread(
@@ -213,6 +231,7 @@ def run(opts: Options) -> int:
         code = 1
     finally:
         stop.set()
+        elector_stop.set()
         wakeups.notify("stop")
         for t in threads:
             if not t.daemon:
@@ -224,8 +243,15 @@ def run(opts: Options) -> int:
     return code
 
 
-def _leading(metrics: Metrics, wakeups: Wakeups, leading: bool) -> None:
+def _leading(metrics: Metrics, wakeups: Wakeups, leading: bool, stop: threading.Event) -> None:
     metrics.leader.set(1 if leading else 0)
+    if not leading and not stop.is_set():
+        # Lost while running: another replica may lead already. Stop at once, mid-action if
+        # need be (every action is idempotent; the new leader's plan starts from what is
+        # there), as controller-runtime does; the pod restarts as a standby.
+        log.error("leadership lost: exiting now")
+        logging.shutdown()
+        os._exit(1)
     wakeups.notify("leader")
 
 

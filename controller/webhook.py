@@ -61,7 +61,8 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float) -> 
     signed = delivery_id.encode() + b"." + stamp.encode() + b"." + body
     digest = hmac.new(secret.encode(), signed, hashlib.sha256).digest()
     expected = "v1," + base64.b64encode(digest).decode()
-    if not any(hmac.compare_digest(expected, s.strip()) for s in signature.split(" ")):
+    want = expected.encode()
+    if not any(hmac.compare_digest(want, s.strip().encode()) for s in signature.split(" ")):
         raise WebhookRefused(401, "signature does not match")
     try:
         payload = json.loads(body)

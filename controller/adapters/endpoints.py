@@ -4,8 +4,9 @@
 ``/healthz`` answers 200 while the reconcile loop is alive; ``/readyz`` 200 once it can do its
 job (see :class:`Probes`), else 503 with why; ``/metrics`` is the Prometheus text format. The
 webhook endpoint is on only when a secret is configured: a genuine MLflow delivery about an
-alias wakes the loop (202), anything else signed is acknowledged and ignored (204), anything
-unsigned or stale is refused (401).
+alias wakes the loop (202) if this replica leads, else 503 so that MLflow delivers it again
+(perhaps to the leader); anything else signed is acknowledged and ignored (204); anything
+unsigned or stale is refused (401); a body without a sane length, 400 or 413.
 """
 
 from __future__ import annotations
@@ -43,13 +44,14 @@ class Endpoints:
         probes: Probes,
         *,
         webhook_secret: str | None = None,
-        on_webhook: Callable[[str], None] = lambda reason: None,
+        on_webhook: Callable[[str], bool] = lambda reason: True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "agentctl"
+            timeout = 10  # seconds a client may take to send its request
 
             def log_message(self, format: str, *args: object) -> None:
                 log.debug("%s " + format, self.address_string(), *args)
@@ -75,7 +77,14 @@ class Endpoints:
                 if self.path.split("?", 1)[0] != "/webhooks/mlflow" or not webhook_secret:
                     self._send(404, b"not found\n")
                     return
-                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    length = int(self.headers.get("Content-Length") or "")
+                except ValueError:
+                    self._send(400, b"a Content-Length is needed\n")
+                    return
+                if length < 0:
+                    self._send(400, b"bad Content-Length\n")
+                    return
                 if length > _MAX_BODY:
                     self._send(413, b"too large\n")
                     return
@@ -90,8 +99,10 @@ class Endpoints:
                 outer.deliveries += 1
                 if delivery.relevant:
                     log.info("webhook: %s %s@%s", delivery.event, delivery.model, delivery.alias)
-                    on_webhook("webhook")
-                    self._send(202, b"reconciling\n")
+                    if on_webhook("webhook"):
+                        self._send(202, b"reconciling\n")
+                    else:
+                        self._send(503, b"not the leader: deliver again\n")
                 else:
                     self._send(204)
 

@@ -149,9 +149,14 @@ class LeaderElector:
         self.on_change = on_change
         self.clock = clock or SystemClock()
         self._leader = threading.Event()
+        self._renewed = float("-inf")  # when the last successful renewal was *sent*
 
     def is_leader(self) -> bool:
-        return self._leader.is_set()
+        """Leading, and the last renewal sent less than the renew deadline ago: a deadline, not
+        just a flag, so that a leader whose renewals hang stops leading in time even before
+        its elector thread notices (the Lease lasts longer than the renew deadline)."""
+        fresh = self.clock.monotonic() < self._renewed + self.renew_deadline
+        return self._leader.is_set() and fresh
 
     def _set(self, leader: bool, why: str) -> None:
         if leader == self._leader.is_set():
@@ -166,21 +171,23 @@ class LeaderElector:
             self.on_change(leader)
 
     def run(self, stop: threading.Event) -> None:
-        renewed = float("-inf")
+        """Try for (or renew) the Lease every retry period until ``stop``; then release it if
+        held. Set ``stop`` only once nothing is being applied any more."""
         while not stop.is_set():
+            sent = self.clock.monotonic()
             try:
                 held = self.lock.try_acquire_or_renew()
-                failure = ""
-            except BackendError as exc:
-                held, failure = False, str(exc)
-                log.warning("Lease %s/%s: %s", self.lock.namespace, self.lock.name, exc)
+                failure = "" if held or self.lock.holder != self.lock.identity else "a conflict"
+            except Exception as exc:
+                held, failure = False, str(exc) or type(exc).__name__
+                log.warning("Lease %s/%s: %s", self.lock.namespace, self.lock.name, failure)
             now = self.clock.monotonic()
             if held:
-                renewed = now
+                self._renewed = sent
                 self._set(True, "")
             elif not failure:  # someone else holds it
                 self._set(False, f" (held by {self.lock.holder})")
-            elif now - renewed >= self.renew_deadline:
+            elif now - self._renewed >= self.renew_deadline:
                 self._set(False, f" (not renewed for {self.renew_deadline:.0f} s: {failure})")
             stop.wait(self.retry_period)
         if self._leader.is_set():

@@ -81,6 +81,7 @@ def server_side_apply(kube: ApiServer, doc: dict[str, Any], dry_run: bool) -> An
             "manifests.source=volume",
             "manifests.volume.persistentVolumeClaim.claimName=agents",
             "leaderElection.enabled=false",
+            "replicaCount=1",
             "gatewayNamespaces={gateways}",
             "webhook.secretName=mlflow-webhook",
             "mlflow.credentialsSecret=mlflow-credentials",
@@ -115,13 +116,31 @@ def test_lint_and_template_are_accepted_by_the_api_server(
     assert {"name": "tmp", "mountPath": "/tmp"} in controller["volumeMounts"]
 
 
-def test_the_chart_fails_clearly_without_a_manifest_source(helm: str) -> None:
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ([], "manifests.gitSync.repo is required when manifests.source is gitSync"),
+        (
+            [
+                "manifests.source=configMap",
+                "manifests.configMap.name=x",
+                "leaderElection.enabled=false",
+            ],
+            "replicaCount > 1 needs leaderElection.enabled",
+        ),
+    ],
+    ids=["no source", "two replicas without a leader"],
+)
+def test_the_chart_refuses_values_that_cannot_work(
+    helm: str, values: list[str], message: str
+) -> None:
+    sets = [a for v in values for a in ("--set", v)]
     out = subprocess.run(
-        [helm, "template", "agents", str(CHART), "--kube-version", KUBE_VERSION],
+        [helm, "template", "agents", str(CHART), "--kube-version", KUBE_VERSION, *sets],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert out.returncode == 1
-    assert "manifests.gitSync.repo is required when manifests.source is gitSync" in out.stderr
+    assert message in out.stderr
 
 
 def _app_version() -> str:

@@ -132,6 +132,38 @@ def test_without_self_heal_drift_is_reported_only(tmp_path: Path) -> None:
     assert "self-heal is off: not reverted" in events.seen[-1][2]
 
 
+def test_drift_left_alone_is_reported_once_not_on_every_resync(tmp_path: Path) -> None:
+    reg = FakeRegistry()
+    ctl, _, events, metrics = controller(
+        write_repo(tmp_path, GOOD), reg, LoopConfig(self_heal=False)
+    )
+    ctl.reconcile()
+    reg.delete_alias("bot", "champion")
+    for _ in range(3):
+        assert ctl.reconcile().drift == {"bot": ["bot.alias.champion"]}
+    assert [e[1] for e in events.seen].count("DriftDetected") == 1
+    assert value(metrics, "agentctl_drift_detected_total", agent="bot", kind="alias") == 1
+
+
+def test_a_manifest_change_ends_the_agent_s_backoff(tmp_path: Path) -> None:
+    reg = FakeRegistry()
+    root = write_repo(tmp_path, GOOD)
+    ctl, _, _, _ = controller(root, reg)
+    reg.fail("create_model", PERMANENT)
+    assert list(ctl.reconcile().failed) == ["bot"]
+    assert ctl.reconcile().held == {"bot": "backing off after 1 failure(s)"}
+    (root / "bot.yaml").write_text(GOOD.replace("spec:\n", "spec:\n  description: fixed\n"))
+    assert list(ctl.reconcile().applied) == ["bot"]  # no waiting out the backoff
+
+
+def test_an_unexpected_error_stays_with_its_agent(tmp_path: Path) -> None:
+    reg = FakeRegistry()
+    ctl, _, _, _ = controller(two_agents(tmp_path), reg)
+    reg.fail("create_model", KeyError("a bug"))
+    report = ctl.reconcile()
+    assert list(report.failed) == ["a"] and list(report.applied) == ["b"]
+
+
 def test_a_manifest_change_is_not_drift(tmp_path: Path) -> None:
     reg = FakeRegistry()
     root = write_repo(tmp_path, GOOD)

@@ -80,6 +80,7 @@ def _post(port: int, headers: dict[str, str], body: bytes = BODY) -> int:
 
 def test_the_endpoint_wakes_the_loop_only_for_genuine_alias_events() -> None:
     woken: list[str] = []
+    leading = {"now": True}
     ready = {"why": "the first reconcile has not ended yet"}
     ep = Endpoints(
         "127.0.0.1",
@@ -87,7 +88,7 @@ def test_the_endpoint_wakes_the_loop_only_for_genuine_alias_events() -> None:
         Metrics(CollectorRegistry()),
         Probes(lambda: "", lambda: ready["why"]),
         webhook_secret="s3cret",
-        on_webhook=woken.append,
+        on_webhook=lambda reason: bool(woken.append(reason) or leading["now"]),
         clock=lambda: NOW,
     ).start()
     try:
@@ -95,6 +96,8 @@ def test_the_endpoint_wakes_the_loop_only_for_genuine_alias_events() -> None:
         assert _post(ep.port, signed()) == 202 and woken == ["webhook"]
         other = BODY.replace(b"model_version_alias", b"model_version")
         assert _post(ep.port, signed(other), other) == 204 and woken == ["webhook"]
+        leading["now"] = False  # a standby: MLflow is told to deliver again
+        assert _post(ep.port, signed()) == 503
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(f"http://127.0.0.1:{ep.port}/readyz", timeout=5)
         assert info.value.code == 503
@@ -113,3 +116,32 @@ def test_without_a_secret_there_is_no_webhook_endpoint() -> None:
         assert _post(ep.port, signed()) == 404
     finally:
         ep.stop()
+
+
+@pytest.mark.parametrize(("length", "status"), [("-1", 400), ("x", 400), (str(2 << 20), 413)])
+def test_a_body_without_a_sane_length_is_refused(length: str, status: int) -> None:
+    import http.client
+
+    ep = Endpoints(
+        "127.0.0.1",
+        0,
+        Metrics(CollectorRegistry()),
+        Probes(lambda: "", lambda: ""),
+        webhook_secret="s3cret",
+        clock=lambda: NOW,
+    ).start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", ep.port, timeout=5)
+        conn.putrequest("POST", "/webhooks/mlflow")
+        conn.putheader("Content-Length", length)
+        conn.endheaders()
+        assert conn.getresponse().status == status
+    finally:
+        ep.stop()
+
+
+def test_a_signature_that_is_not_ascii_is_refused_not_a_crash() -> None:
+    headers = {**signed(), "x-mlflow-signature": "v1,\u00e9t\u00e9"}
+    with pytest.raises(WebhookRefused) as info:
+        verify("s3cret", headers, BODY, NOW)
+    assert info.value.status == 401
