@@ -286,6 +286,9 @@ class Controller:
                 policy=self.policy,
                 serving=serving,
                 stop=stop,
+                on_entry=lambda e: log.info(
+                    "agent %s: %s %s %s", agent, e.address, e.verb.value, e.detail
+                ),
             )
         except Exception as exc:
             if not isinstance(exc, AgentctlError):
@@ -305,8 +308,6 @@ class Controller:
         self.backoff.succeeded(agent)
         report.applied[agent] = changeset
         self._count(changes, changeset)
-        for entry in changeset.entries:
-            log.info("agent %s: %s %s %s", agent, entry.address, entry.verb.value, entry.detail)
         if len(changeset.entries) < len(changes):
             report.stopped = True
         made = [e for e in changeset.entries if e.verb not in (Verb.WAITING, Verb.SKIPPED)]

@@ -73,12 +73,20 @@ def run(opts: Options) -> int:
     """Run until stopped; the process exit code."""
     from controller.adapters.endpoints import Endpoints, Probes
     from controller.adapters.mlflow_registry import MlflowRegistry
+    from controller.adapters.mlflow_rest import RestRegistry, usable
     from controller.loader import load
 
     identity = opts.identity or f"{socket.gethostname()}_{os.getpid()}"
     metrics = Metrics()
     stop, wakeups = threading.Event(), Wakeups()
-    registry = MlflowRegistry(opts.tracking_uri, isolate_logging=True)
+    # Against a tracking server, the registry over REST: the MLflow client's imports (pandas,
+    # numpy, pyarrow...) would more than double the controller's memory. Models are logged in
+    # a child process either way.
+    registry: RestRegistry | MlflowRegistry = (
+        RestRegistry(opts.tracking_uri)
+        if usable(opts.tracking_uri)
+        else MlflowRegistry(opts.tracking_uri, isolate_logging=True)
+    )
     current: dict[str, Any] = {}  # the desired state the loop works from, for serving settings
 
     def load_desired() -> Desired:

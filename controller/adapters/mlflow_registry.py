@@ -34,8 +34,6 @@ _VERSIONS_PAGE = 10000  # MLflow's default (and Databricks' maximum) for search_
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 _GONE = ("RESOURCE_DOES_NOT_EXIST",)  # deleting what is already gone reaches the goal
 
-# A request for the validation predict that log_model runs on a ResponsesAgent.
-
 
 def experiment_name(model: str) -> str:
     """The MLflow experiment that holds an agent's logged models (and later its traces)."""

@@ -188,9 +188,8 @@ def test_two_controllers_elect_one_leader_and_the_standby_takes_over(
         30,
         (a,),
     )
-    until(
-        "a converges", lambda: client.get_registered_model("solo").description == "first", 120, (a,)
-    )
+    until("a converges", lambda: "in sync" in a.text(), 120, (a,))
+    assert client.get_model_version_by_alias("solo", "champion").version == "1"
     b = controllers(*args, "--identity", "b", name="b", env=env)
     until("b is up", lambda: b.get("/healthz")[0] == 200, 30, (b,))
     time.sleep(2)

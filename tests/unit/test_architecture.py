@@ -103,3 +103,24 @@ def test_light_commands_do_not_import_mlflow(argv: list[str]) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=PKG.parent, check=False
     )
     assert out.stdout.strip().splitlines()[-1] == "CLEAN", out.stdout + out.stderr
+
+
+def test_the_controller_against_a_tracking_server_does_not_import_mlflow() -> None:
+    """The controller's process stays lean: the REST registry, the loop and its endpoints, with
+    no mlflow (and so no pandas, numpy, pyarrow) in it; models are logged in a child."""
+    code = (
+        "import sys\n"
+        "from controller import manager, loop\n"
+        "from controller.adapters.mlflow_rest import RestRegistry\n"
+        "from controller.adapters.kubernetes import KubernetesServing\n"
+        "from controller.adapters.endpoints import Endpoints\n"
+        "from controller.adapters.lease import LeaderElector\n"
+        "reg = RestRegistry('http://127.0.0.1:1')\n"
+        "loop.Controller(lambda: None, reg)\n"
+        "heavy = {'mlflow', 'pandas', 'numpy', 'pyarrow'} & set(sys.modules)\n"
+        "print('HEAVY ' + ','.join(sorted(heavy)) if heavy else 'CLEAN')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=PKG.parent, check=False
+    )
+    assert out.stdout.strip().splitlines()[-1] == "CLEAN", out.stdout + out.stderr
