@@ -47,8 +47,6 @@ class Endpoints:
         on_webhook: Callable[[str], bool] = lambda reason: True,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        outer = self
-
         class Handler(BaseHTTPRequestHandler):
             server_version = "agentctl"
             timeout = 10  # seconds a client may take to send its request
@@ -96,7 +94,6 @@ class Endpoints:
                     log.warning("webhook refused from %s: %s", self.address_string(), exc)
                     self._send(exc.status, f"{exc}\n".encode())
                     return
-                outer.deliveries += 1
                 if delivery.relevant:
                     log.info("webhook: %s %s@%s", delivery.event, delivery.model, delivery.alias)
                     if on_webhook("webhook"):
@@ -106,7 +103,6 @@ class Endpoints:
                 else:
                     self._send(204)
 
-        self.deliveries = 0
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])

@@ -33,7 +33,6 @@ class KubeEvents:
         self.identity = identity
         self.object_of = object_of
         self.fallback = fallback
-        self.written = 0
 
     def event(self, agent: str, reason: str, message: str, warning: bool = False) -> None:
         regarding = (self.object_of(agent) if agent else None) or self.fallback()
@@ -58,6 +57,5 @@ class KubeEvents:
             self.api.request(
                 "POST", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events", body=body
             )
-            self.written += 1
         except BackendError as exc:
             log.warning("could not record event %s for %s: %s", reason, agent or "-", exc)
