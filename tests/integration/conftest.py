@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.controller import Proc
-from tests.support.kube_apiserver import ApiServer
+from tests.support.kube_apiserver import ApiServer, api_server
 from tests.support.mlflow_server import MlflowServer, free_port
 from tests.support.proxy import CountingProxy
 
@@ -118,3 +118,10 @@ def available(kube: ApiServer, ns: str) -> Iterator[None]:
     yield
     stop.set()
     t.join(5)
+
+
+@pytest.fixture(scope="module")
+def kube() -> Iterator[ApiServer]:
+    """A kube-apiserver and etcd (with the Gateway API CRDs) for the module's tests."""
+    with api_server() as server:
+        yield server

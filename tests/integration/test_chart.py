@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.support.controller import SERVED, Proc, repo_with, until
-from tests.support.kube_apiserver import ApiServer, api_server, tool
+from tests.support.kube_apiserver import ApiServer, tool
 from tests.support.mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.integration
@@ -35,12 +35,6 @@ _PATHS = {
     "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
     "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
 }
-
-
-@pytest.fixture(scope="module")
-def kube() -> Iterator[ApiServer]:
-    with api_server() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -14,26 +14,20 @@ import re
 import signal
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.controller import AGENT, SERVED, Proc, repo_with, until
-from tests.support.kube_apiserver import ApiServer, api_server
+from tests.support.kube_apiserver import ApiServer
 from tests.support.mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.integration
 
 _names = itertools.count(1)
 LEASE = ["--lease-duration", "3", "--renew-deadline", "2", "--retry-period", "0.5"]
-
-
-@pytest.fixture(scope="module")
-def kube() -> Iterator[ApiServer]:
-    with api_server() as server:
-        yield server
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from controller.kube_objects import settings_of
 from controller.loader import load
 from controller.reconcile import reconcile
 from controller.retry import RetryPolicy
+from tests.support.controller import repo_with
 from tests.support.kube_apiserver import LIMITED_TOKEN, ApiServer, api_server
 from tests.unit.fake_registry import FakeRegistry
 from tests.unit.test_kube_objects import DEFAULTS
@@ -34,12 +35,6 @@ pytestmark = pytest.mark.integration
 
 NO_WAIT = RetryPolicy(attempts=2, initial=0.0, maximum=0.0, sleep=lambda s: None)
 _names = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def kube() -> Iterator[ApiServer]:
-    with api_server() as server:
-        yield server
 
 
 @pytest.fixture
@@ -101,15 +96,7 @@ spec:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    examples = Path(__file__).resolve().parents[2] / "manifests" / "agents" / "support_bot"
-    root = tmp_path / "repo"
-    (root / ".git").mkdir(parents=True)
-    (root / "agents" / "support_bot").mkdir(parents=True)
-    for f in ("agent.py", "config.yaml"):
-        (root / "agents" / "support_bot" / f).write_text((examples / f).read_text())
-    (root / "manifests").mkdir()
-    (root / "manifests" / "support-bot.yaml").write_text(SUPPORT_BOT)
-    return root
+    return repo_with(tmp_path, SUPPORT_BOT, "support-bot.yaml")
 
 
 def test_cli_apply_waits_for_availability_then_routes_and_a_second_apply_writes_nothing(

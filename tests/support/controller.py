@@ -44,7 +44,8 @@ SERVED = (
 )
 
 
-def repo_with(tmp_path: Path, manifest: str) -> Path:
+def repo_with(tmp_path: Path, manifest: str, name: str = "agent.yaml") -> Path:
+    """A repository with the example support bot's source and one manifest."""
     examples = Path(__file__).resolve().parents[2] / "manifests" / "agents" / "support_bot"
     root = tmp_path / "repo"
     (root / ".git").mkdir(parents=True)
@@ -52,7 +53,7 @@ def repo_with(tmp_path: Path, manifest: str) -> Path:
     for f in ("agent.py", "config.yaml"):
         (root / "agents" / "support_bot" / f).write_text((examples / f).read_text())
     (root / "manifests").mkdir()
-    (root / "manifests" / "agent.yaml").write_text(manifest)
+    (root / "manifests" / name).write_text(manifest)
     return root
 
 
