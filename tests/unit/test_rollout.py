@@ -1,0 +1,124 @@
+"""The canary state machine: steps and pauses, gates judged per measurement, rollback past the
+failure limit, inconclusive never promotes, promote and abort, and a restart from registry
+tags resuming at the same step."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.rollout import (
+    TAG_PREFIX,
+    Gate,
+    Measurement,
+    Phase,
+    RolloutState,
+    Step,
+    Verdict,
+    advance,
+    judge,
+    start,
+)
+
+STEPS = [Step(10, 60), Step(25, 60), Step(50, 60), Step(100, 0)]
+ERRORS = Gate("error-rate", max_value=0.05, min_samples=20, failure_limit=1)
+OK = {"error-rate": Measurement(0.01, 50)}
+BAD = {"error-rate": Measurement(0.30, 50)}
+FEW = {"error-rate": Measurement(0.0, 3)}
+
+
+def test_judge() -> None:
+    assert judge(ERRORS, Measurement(0.05, 20)) is Verdict.SUCCESSFUL
+    assert judge(ERRORS, Measurement(0.06, 20)) is Verdict.FAILED
+    assert judge(ERRORS, Measurement(0.0, 19)) is Verdict.INCONCLUSIVE
+    assert judge(ERRORS, Measurement(None, 100)) is Verdict.INCONCLUSIVE
+
+
+def test_a_healthy_canary_walks_every_step_and_is_promoted() -> None:
+    state, now = start(canary=2, stable=1, digest="d", now=0.0), 0.0
+    seen = []
+    for _ in range(20):
+        decision = advance(STEPS, [ERRORS], state, now, OK)
+        seen.append((decision.weights, decision.promote))
+        state, now = decision.state, now + 30
+        if state.phase is Phase.PROMOTED:
+            break
+    weights = [w for w, _ in seen]
+    assert weights[0] == {1: 90, 2: 10}
+    assert {1: 75, 2: 25} in weights and {1: 50, 2: 50} in weights
+    assert weights[-1] == {2: 100} and seen[-1][1] is True
+    assert [p for _, p in seen].count(True) == 1
+    # 60 s per pause: no step is left before its pause is over
+    assert weights.count({1: 90, 2: 10}) >= 2
+    again = advance(STEPS, [ERRORS], state, now + 1000, BAD)
+    assert again.state.phase is Phase.PROMOTED and again.weights == {2: 100}
+
+
+def test_a_failing_canary_is_rolled_back_past_its_failure_limit_and_stays_failed() -> None:
+    state = start(2, 1, "d", 0.0)
+    first = advance(STEPS, [ERRORS], state, 10, BAD)  # one failure is tolerated (limit 1)
+    assert first.state.phase is Phase.PROGRESSING and first.state.failures == {"error-rate": 1}
+    second = advance(STEPS, [ERRORS], first.state, 20, BAD)
+    assert second.state.phase is Phase.FAILED and second.weights == {1: 100}
+    assert second.reason == "rolled back: error-rate 0.3 > 0.05 (2 failed measurement(s), limit 1)"
+    later = advance(STEPS, [ERRORS], second.state, 5000, OK, command="promote")
+    assert later.state.phase is Phase.FAILED and later.weights == {1: 100}
+
+
+def test_too_few_samples_never_promote_but_promote_overrides() -> None:
+    state = start(2, 1, "d", 0.0)
+    held = advance(STEPS, [ERRORS], state, 61, FEW)
+    assert held.state.phase is Phase.PAUSED and held.state.step == 0
+    assert held.reason == "inconclusive: error-rate not yet conclusive"
+    assert held.weights == {1: 90, 2: 10}
+    still = advance(STEPS, [ERRORS], held.state, 500, None)  # no new measurement: still held
+    assert still.state.step == 0
+    pushed = advance(STEPS, [ERRORS], still.state, 501, None, command="promote")
+    assert pushed.state.step == 1 and pushed.weights == {1: 75, 2: 25}
+    assert pushed.state.verdicts == {} and pushed.state.step_started == 501
+
+
+def test_an_indefinite_pause_waits_for_promote() -> None:
+    steps = [Step(20, None), Step(100, 0)]
+    state = start(2, 1, "d", 0.0)
+    waiting = advance(steps, [], state, 10_000)
+    assert waiting.state.phase is Phase.PAUSED and waiting.reason == "paused until promoted"
+    moved = advance(steps, [], waiting.state, 10_001, command="promote")
+    assert moved.weights == {2: 100} and not moved.promote
+    done = advance(steps, [], moved.state, 10_002)
+    assert done.promote and done.state.phase is Phase.PROMOTED
+
+
+def test_abort_sends_everything_back_to_stable() -> None:
+    state = advance(STEPS, [ERRORS], start(2, 1, "d", 0.0), 61, OK).state
+    aborted = advance(STEPS, [ERRORS], state, 62, OK, command="abort")
+    assert aborted.state.phase is Phase.ABORTED and aborted.weights == {1: 100}
+    assert not aborted.promote
+
+
+def test_the_state_survives_a_restart_through_registry_tags() -> None:
+    state = advance(STEPS, [ERRORS], start(2, 1, "sha256:abc", 0.0), 61, OK).state
+    state = advance(STEPS, [ERRORS], state, 70, BAD).state
+    tags = state.to_tags()
+    assert all(k.startswith(TAG_PREFIX) and isinstance(v, str) for k, v in tags.items())
+    back = RolloutState.from_tags({**tags, "unrelated": "x"})
+    assert back == state
+    # the restarted controller carries on from the same step, with the failure remembered
+    failed = advance(STEPS, [ERRORS], back, 80, BAD)
+    assert failed.state.phase is Phase.FAILED
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {},
+        {TAG_PREFIX + "canary": "x"},
+        {**start(2, 1, "d", 0).to_tags(), TAG_PREFIX + "phase": "?"},
+    ],
+)
+def test_unreadable_state_is_none(broken: dict[str, str]) -> None:
+    assert RolloutState.from_tags(broken) is None
+
+
+def test_a_rollout_needs_steps() -> None:
+    with pytest.raises(ValueError, match="at least one step"):
+        advance([], [], start(2, 1, "d", 0), 0)
