@@ -17,7 +17,7 @@ PKG = Path(__file__).resolve().parents[2] / "controller"
 PURE = {
     "checks", "changeset", "desired", "diagnostics", "digest", "errors", "observed", "plan",
     "planner", "render", "schema", "schema_json", "scope", "annotations", "serving_plan", "routing",
-    "kube_objects", "preview", "drift", "backoff", "webhook", "rollout",
+    "kube_objects", "preview", "drift", "backoff", "webhook", "rollout", "analysis",
 }  # fmt: skip
 ALLOWED_THIRD_PARTY = {"pydantic", "packaging", "typing_extensions", "tenacity"}
 FORBIDDEN_STDLIB = {
