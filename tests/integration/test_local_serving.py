@@ -178,7 +178,10 @@ def test_split_shadow_metrics_traces_and_a_second_apply_that_touches_nothing(
         if received["3"] == shadow or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert binomial_ok(int(shadow), n, 0.30), shadow
+    # The router chose about 30 % for a copy; a copy beyond its bound of copies in flight is
+    # dropped and counted (a loaded machine: the shadow's server answers slower), never queued.
+    dropped = _sample(metrics, "agentctl_router_shadow_dropped_total", agent="support-bot")
+    assert binomial_ok(int(shadow + dropped), n, 0.30), (shadow, dropped)
     primary = sum(
         _sample(metrics, "agentctl_router_requests_total", version=v, role="primary")
         for v in ("1", "2")
