@@ -153,7 +153,75 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
         if spec.serving.shadow is not None:
             shadow = spec.serving.shadow
             _check_target(problems, ("spec", "serving", "shadow"), shadow, spec, check_ref)
+    if spec.rollout is not None:
+        _check_rollout(problems, spec, check_ref)
     return problems
+
+
+def _check_rollout(
+    problems: list[Problem], spec: AgentSpec, check_ref: Callable[[Path, VersionRef], None]
+) -> None:
+    rollout = spec.rollout
+    assert rollout is not None
+    base: Path = ("spec", "rollout")
+    if spec.serving is None:
+        problems.append(Problem(base, "a rollout moves traffic: it needs spec.serving"))
+    canary = rollout.canary
+    if canary.alias is not None and canary.alias not in spec.aliases:
+        problems.append(
+            Problem(
+                (*base, "canary", "alias"),
+                f"alias '{canary.alias}' is not declared in spec.aliases "
+                f"(declared: {_listing(spec.aliases)})",
+            )
+        )
+    elif canary.version is not None:
+        check_ref((*base, "canary", "version"), canary.version)
+    if rollout.promote_alias not in spec.aliases:
+        problems.append(
+            Problem(
+                (*base, "promoteAlias"),
+                f"alias '{rollout.promote_alias}' is not declared in spec.aliases "
+                f"(declared: {_listing(spec.aliases)})",
+            )
+        )
+    previous = 0
+    for i, step in enumerate(rollout.steps):
+        if step.weight <= previous:
+            problems.append(
+                Problem(
+                    (*base, "steps", i, "weight"),
+                    f"step weights must increase: {step.weight} after {previous}",
+                )
+            )
+        previous = max(previous, step.weight)
+    if rollout.steps[-1].weight != 100:
+        problems.append(
+            Problem(
+                (*base, "steps", len(rollout.steps) - 1, "weight"),
+                f"the last step must take all traffic (weight 100), not {rollout.steps[-1].weight}",
+            )
+        )
+    if rollout.analysis is not None:
+        seen: dict[str, int] = {}
+        for i, gate in enumerate(rollout.analysis.gates):
+            path: Path = (*base, "analysis", "gates", i)
+            if gate.name in seen:
+                problems.append(
+                    Problem(
+                        (*path, "name"),
+                        f"gate '{gate.name}' appears twice (first at gates[{seen[gate.name]}])",
+                    )
+                )
+            seen.setdefault(gate.name, i)
+            if gate.source == "prometheus" and not gate.query:
+                problems.append(Problem((*path, "query"), "a prometheus gate needs a query"))
+            if gate.source != "prometheus" and gate.query:
+                problems.append(
+                    Problem(
+                        (*path, "query"), f"only a prometheus gate takes a query, not {gate.source}"
+                    )
+                )
 
 
 def _check_target(

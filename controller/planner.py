@@ -184,6 +184,18 @@ def plan(
                 "a serving target (--target local) reconciles it",
             )
         )
+    for agent in desired.agents:
+        if agent.manifest.spec.rollout is not None:
+            diags.append(
+                Diagnostic(
+                    Severity.WARNING,
+                    "spec.rollout is validated but not carried out yet: traffic follows "
+                    "spec.serving.traffic as written",
+                    agent.location(("spec", "rollout")),
+                    "spec.rollout",
+                    agent.name,
+                )
+            )
     return Plan(
         owner=owner,
         changes=tuple(changes),

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from controller.schema import Rollout, seconds
+
 __all__ = [
     "TAG_PREFIX",
     "Decision",
@@ -28,6 +30,7 @@ __all__ = [
     "Step",
     "Verdict",
     "advance",
+    "from_spec",
     "judge",
     "start",
 ]
@@ -76,6 +79,18 @@ class Measurement:
 
     value: float | None
     samples: int
+
+
+def from_spec(rollout: Rollout) -> tuple[list[Step], list[Gate]]:
+    """A manifest's ``spec.rollout`` as steps and gates."""
+    steps = [
+        Step(s.weight, seconds(s.pause) if s.pause is not None else None) for s in rollout.steps
+    ]
+    gates = [
+        Gate(g.name, g.max, g.min_samples, g.failure_limit)
+        for g in (rollout.analysis.gates if rollout.analysis else [])
+    ]
+    return steps, gates
 
 
 def judge(gate: Gate, m: Measurement) -> Verdict:

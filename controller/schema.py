@@ -21,11 +21,16 @@ __all__ = [
     "RESERVED_TAG_PREFIX",
     "AgentManifest",
     "AgentSpec",
+    "Analysis",
+    "AnalysisGate",
+    "CanaryRef",
     "GatewayRef",
     "KubernetesServing",
     "Metadata",
     "MlflowConnection",
     "Resources",
+    "Rollout",
+    "RolloutStep",
     "Serving",
     "ServingDefaults",
     "ServingDefaultsSpec",
@@ -34,6 +39,7 @@ __all__ = [
     "TrafficTarget",
     "VersionEntry",
     "VersionRef",
+    "seconds",
 ]
 
 API_VERSION = "agentctl.io/v1alpha1"
@@ -202,6 +208,75 @@ class KubernetesServing(_Model):
     )
 
 
+Duration = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(ms|s|m|h)$"),
+]
+
+
+def seconds(duration: str) -> float:
+    """``"90s"``, ``"5m"``, ``"1.5h"``, ``"500ms"`` -> seconds."""
+    number, unit = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)", duration).groups()  # type: ignore[union-attr]
+    return float(number) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
+
+
+class CanaryRef(_Model):
+    """The version a rollout brings in: by alias or by number (or ``current``)."""
+
+    version: VersionRef | None = None
+    alias: AliasName | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CanaryRef:
+        if (self.version is None) == (self.alias is None):
+            raise ValueError("give exactly one of 'version' or 'alias'")
+        return self
+
+
+class RolloutStep(_Model):
+    weight: Annotated[int, Field(ge=1, le=100, strict=True)]
+    pause: Duration | None = Field(
+        default=None, description="How long at this weight; unset: until `agentctl promote`."
+    )
+
+
+class AnalysisGate(_Model):
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+    metric: Literal["errorRate", "latencyP50", "latencyP95", "latencyP99"]
+    source: Literal["traces", "prometheus", "router"] = Field(
+        default="traces",
+        description="traces: the canary version's MLflow traces; prometheus: `query`; router: "
+        "the local router's per-version metrics.",
+    )
+    max: Annotated[float, Field(ge=0)] = Field(
+        description="The most the canary may show: a ratio (errorRate) or milliseconds."
+    )
+    min_samples: Annotated[int, Field(ge=1, strict=True)] = 20
+    failure_limit: Annotated[int, Field(ge=0, strict=True)] = 0
+    query: str | None = Field(
+        default=None, description="PromQL with {{version}} for the canary's number (prometheus)."
+    )
+
+
+class Analysis(_Model):
+    interval: Duration = "1m"
+    gates: list[AnalysisGate] = Field(min_length=1)
+
+
+class Rollout(_Model):
+    """A canary that walks its steps by itself and rolls back when a gate fails."""
+
+    canary: CanaryRef
+    promote_alias: AliasName = Field(
+        description="The alias that moves to the canary once the last step is done."
+    )
+    steps: list[RolloutStep] = Field(min_length=1, max_length=20)
+    analysis: Analysis | None = None
+    scale_down_delay: Duration = Field(
+        default="30s", description="How long the old version keeps serving after promotion."
+    )
+
+
 class Serving(_Model):
     traffic: list[TrafficTarget] = Field(min_length=1)
     shadow: ShadowTarget | None = None
@@ -224,6 +299,7 @@ class AgentSpec(_Model):
     versions: list[VersionEntry] = Field(default_factory=list)
     aliases: dict[AliasName, VersionRef] = Field(default_factory=dict)
     serving: Serving | None = None
+    rollout: Rollout | None = None
 
 
 class ServingDefaultsSpec(_Model):

@@ -4,8 +4,11 @@ tags resuming at the same step."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from controller.loader import load
 from controller.rollout import (
     TAG_PREFIX,
     Gate,
@@ -15,9 +18,11 @@ from controller.rollout import (
     Step,
     Verdict,
     advance,
+    from_spec,
     judge,
     start,
 )
+from tests.unit.test_loader import GOOD, errors_of, write_repo
 
 STEPS = [Step(10, 60), Step(25, 60), Step(50, 60), Step(100, 0)]
 ERRORS = Gate("error-rate", max_value=0.05, min_samples=20, failure_limit=1)
@@ -122,3 +127,87 @@ def test_unreadable_state_is_none(broken: dict[str, str]) -> None:
 def test_a_rollout_needs_steps() -> None:
     with pytest.raises(ValueError, match="at least one step"):
         advance([], [], start(2, 1, "d", 0), 0)
+
+
+ROLLOUT = (
+    GOOD.replace("versions: [current]", "versions: [1, current]").replace(
+        "    champion: current\n", "    champion: 1\n    challenger: current\n"
+    )
+    + """\
+  rollout:
+    canary:
+      alias: challenger
+    promoteAlias: champion
+    steps:
+      - weight: 10
+        pause: 5m
+      - weight: 50
+        pause: 90s
+      - weight: 100
+    analysis:
+      interval: 30s
+      gates:
+        - name: errors
+          metric: errorRate
+          max: 0.05
+          minSamples: 30
+          failureLimit: 2
+        - name: slow
+          metric: latencyP95
+          source: prometheus
+          query: histogram_quantile(0.95, rate(x_bucket{version="{{version}}"}[1m]))
+          max: 800
+"""
+)
+
+
+def test_a_rollout_loads_converts_and_is_flagged_as_not_carried_out(tmp_path: Path) -> None:
+    from controller.observed import RegistrySnapshot
+    from controller.planner import plan
+
+    desired, _ = load(write_repo(tmp_path, ROLLOUT))
+    (agent,) = desired.agents
+    assert agent.manifest.spec.rollout is not None
+    steps, gates = from_spec(agent.manifest.spec.rollout)
+    assert steps == [Step(10, 300.0), Step(50, 90.0), Step(100, None)]
+    assert gates == [Gate("errors", 0.05, 30, 2), Gate("slow", 800.0, 20, 0)]
+    warnings = [
+        d for d in plan(desired, RegistrySnapshot()).diagnostics if d.field == "spec.rollout"
+    ]
+    assert len(warnings) == 1 and "not carried out yet" in warnings[0].message
+    assert warnings[0].location is not None and warnings[0].location.line == 18
+
+
+@pytest.mark.parametrize(
+    ("edit", "line", "field", "fragment"),
+    [
+        (("alias: challenger\n    promote", "alias: canary\n    promote"), 20,
+         "spec.rollout.canary.alias", "alias 'canary' is not declared"),
+        (("promoteAlias: champion", "promoteAlias: stable"), 21,
+         "spec.rollout.promoteAlias", "alias 'stable' is not declared"),
+        (("weight: 50", "weight: 5"), 25, "spec.rollout.steps[1].weight",
+         "step weights must increase: 5 after 10"),
+        (("      - weight: 100\n", "      - weight: 90\n"), 27, "spec.rollout.steps[2].weight",
+         "the last step must take all traffic"),
+        (("pause: 90s", "pause: soon"), 26, "spec.rollout.steps[1].pause", "should match pattern"),
+        (("          source: prometheus\n", ""), 38,
+         "spec.rollout.analysis.gates[1].query", "only a prometheus gate takes a query"),
+        (("metric: errorRate", "metric: vibes"), 32, "spec.rollout.analysis.gates[0].metric",
+         "'errorRate'"),
+    ],
+)  # fmt: skip
+def test_bad_rollouts_name_file_line_and_field(
+    tmp_path: Path, edit: tuple[str, str], line: int, field: str, fragment: str
+) -> None:
+    assert edit[0] in ROLLOUT
+    [err] = errors_of(write_repo(tmp_path, ROLLOUT.replace(*edit)))
+    assert (err.field, err.location and err.location.line) == (field, line), err
+    assert fragment in err.message
+
+
+def test_a_rollout_needs_serving(tmp_path: Path) -> None:
+    text = ROLLOUT.replace(
+        "  serving:\n    traffic:\n      - alias: champion\n        percent: 100\n", ""
+    )
+    [err] = errors_of(write_repo(tmp_path, text))
+    assert err.field == "spec.rollout" and "it needs spec.serving" in err.message
