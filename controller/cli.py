@@ -12,7 +12,7 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -623,9 +623,11 @@ def up(
         typer.echo(f"Watching {', '.join(str(p) for p in watched)} (Ctrl-C stops everything).")
         import watchfiles
 
+        from controller.manager import watch_filter
+
         for changes in watchfiles.watch(
             *watched,
-            watch_filter=_watch_filter(run_dir),
+            watch_filter=watch_filter(run_dir),
             step=debounce,  # watchfiles yields after `step` ms without a new change
             debounce=max(1600, 4 * debounce),  # and after this long of changes without a pause
         ):
@@ -648,21 +650,6 @@ def up(
                 typer.echo("Stopped the router and every model server.")
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
-
-
-def _watch_filter(run_dir: Path) -> Callable[[Any, str], bool]:
-    """What `up` reacts to: not the run directory, the sqlite registry, nor MLflow's artifact
-    folders, which apply and the model servers' traces write to all the time."""
-    import watchfiles
-
-    class WatchFilter(watchfiles.DefaultFilter):
-        ignore_dirs = (*watchfiles.DefaultFilter.ignore_dirs, "mlruns", "mlartifacts", ".agentctl")
-        ignore_entity_patterns = (
-            *watchfiles.DefaultFilter.ignore_entity_patterns,
-            r"\.db(-journal|-wal|-shm)?$",
-        )
-
-    return WatchFilter(ignore_paths=[run_dir.resolve()])
 
 
 def _watched(

@@ -26,7 +26,7 @@ from controller.metrics import Metrics
 from controller.ports import EventSink, ServingTarget
 from controller.retry import RetryPolicy
 
-__all__ = ["Options", "run"]
+__all__ = ["Options", "run", "watch_filter"]
 
 log = logging.getLogger("agentctl.controller")
 
@@ -283,18 +283,11 @@ def _summarize(report: CycleReport) -> None:
 def _watch(paths: list[Path], opts: Options, wakeups: Wakeups, stop: threading.Event) -> None:
     import watchfiles
 
-    class Filter(watchfiles.DefaultFilter):
-        ignore_dirs = (*watchfiles.DefaultFilter.ignore_dirs, "mlruns", "mlartifacts", ".agentctl")
-
-        def __call__(self, change: watchfiles.Change, path: str) -> bool:
-            name = Path(path).name
-            return super().__call__(change, path) and not name.startswith("mlflow.db")
-
     existing = [p for p in paths if p.exists()]
     log.info("watching %s", ", ".join(str(p) for p in existing))
     for changes in watchfiles.watch(
         *existing,
-        watch_filter=Filter(),
+        watch_filter=watch_filter(opts.run_dir),
         step=opts.debounce_ms,
         debounce=max(1600, 4 * opts.debounce_ms),
         stop_event=stop,
@@ -303,3 +296,18 @@ def _watch(paths: list[Path], opts: Options, wakeups: Wakeups, stop: threading.E
         names = sorted({Path(p).name for _, p in changes})
         log.info("changed: %s", ", ".join(names))
         wakeups.notify("manifests")
+
+
+def watch_filter(run_dir: Path) -> Callable[[Any, str], bool]:
+    """What `up` and the controller react to: not the run directory, the sqlite registry, nor MLflow's artifact
+    folders, which apply and the model servers' traces write to all the time."""
+    import watchfiles
+
+    class WatchFilter(watchfiles.DefaultFilter):
+        ignore_dirs = (*watchfiles.DefaultFilter.ignore_dirs, "mlruns", "mlartifacts", ".agentctl")
+        ignore_entity_patterns = (
+            *watchfiles.DefaultFilter.ignore_entity_patterns,
+            r"\.db(-journal|-wal|-shm)?$",
+        )
+
+    return WatchFilter(ignore_paths=[run_dir.resolve()])

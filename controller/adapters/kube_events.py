@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from controller.adapters.kubernetes import KubeApi
+from controller.adapters.kubernetes import KubeApi, micro_time
 from controller.errors import BackendError
 
 __all__ = ["KubeEvents"]
@@ -44,7 +44,7 @@ class KubeEvents:
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
             "metadata": {"generateName": f"{regarding['name']}-", "namespace": namespace},
-            "eventTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "eventTime": micro_time(datetime.now(UTC)),
             "reportingController": "agentctl.io/controller",
             "reportingInstance": self.identity[:128],
             "action": reason[:128],

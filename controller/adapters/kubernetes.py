@@ -26,6 +26,7 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import urllib3
@@ -47,7 +48,15 @@ from controller.ports import Clock
 from controller.preview import ObjectPreview
 from controller.retry import SystemClock
 
-__all__ = ["Conflict", "Forbidden", "KubeApi", "KubernetesServing", "NotFound", "connect"]
+__all__ = [
+    "Conflict",
+    "Forbidden",
+    "KubeApi",
+    "KubernetesServing",
+    "NotFound",
+    "connect",
+    "micro_time",
+]
 
 _PATHS = {
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
@@ -57,6 +66,11 @@ _PATHS = {
 _GATEWAYS = "/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/gateways/{name}"
 _PENDING = "names the version this apply registers (its number is known after apply; dry-run as v0)"
 _IN_CLUSTER_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def micro_time(now: datetime) -> str:
+    """A Kubernetes MicroTime (RFC 3339 with microseconds, UTC), as Leases and Events take."""
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class KubeApi:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.adapters.kubernetes import Conflict, KubeApi, NotFound
+from controller.adapters.kubernetes import Conflict, KubeApi, NotFound, micro_time
 from controller.errors import BackendError
 from controller.ports import Clock
 from controller.retry import SystemClock
@@ -26,10 +26,6 @@ from controller.retry import SystemClock
 __all__ = ["LeaderElector", "LeaseLock"]
 
 log = logging.getLogger("agentctl.leader")
-
-
-def _micro_time(now: datetime) -> str:
-    return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaseLock:
@@ -61,7 +57,7 @@ class LeaseLock:
             "holderIdentity": self.identity,
             "leaseDurationSeconds": max(1, round(self.lease_duration)),
             "acquireTime": acquired,
-            "renewTime": _micro_time(self.now()),
+            "renewTime": micro_time(self.now()),
             "leaseTransitions": transitions,
         }
 
@@ -77,7 +73,7 @@ class LeaseLock:
         try:
             lease = self.api.request("GET", path)
         except NotFound:
-            now = _micro_time(self.now())
+            now = micro_time(self.now())
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
@@ -99,7 +95,7 @@ class LeaseLock:
         mine = holder == self.identity
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if mine else 1)
         acquired = spec.get("acquireTime") if mine else None
-        lease["spec"] = self._spec(acquired or _micro_time(self.now()), transitions)
+        lease["spec"] = self._spec(acquired or micro_time(self.now()), transitions)
         try:
             updated = self.api.request("PUT", path, body=lease)  # carries resourceVersion
         except Conflict:
@@ -118,7 +114,7 @@ class LeaseLock:
                 **lease["spec"],
                 "holderIdentity": "",
                 "leaseDurationSeconds": 1,
-                "renewTime": _micro_time(self.now()),
+                "renewTime": micro_time(self.now()),
             }
             self.api.request("PUT", path, body=lease)
         except BackendError as exc:

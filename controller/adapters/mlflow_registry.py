@@ -25,14 +25,21 @@ from controller.observed import (
 )
 from controller.ports import VersionSource
 
-__all__ = ["MlflowRegistry", "experiment_name"]
+__all__ = [
+    "GONE",
+    "MODELS_PAGE",
+    "TRANSIENT_STATUS",
+    "VERSIONS_PAGE",
+    "MlflowRegistry",
+    "experiment_name",
+]
 
 T = TypeVar("T")
 
-_MODELS_PAGE = 1000  # MLflow's maximum for search_registered_models
-_VERSIONS_PAGE = 10000  # MLflow's default (and Databricks' maximum) for search_model_versions
-_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-_GONE = ("RESOURCE_DOES_NOT_EXIST",)  # deleting what is already gone reaches the goal
+MODELS_PAGE = 1000  # MLflow's maximum for search_registered_models
+VERSIONS_PAGE = 10000  # MLflow's default (and Databricks' maximum) for search_model_versions
+TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+GONE = ("RESOURCE_DOES_NOT_EXIST",)  # deleting what is already gone reaches the goal
 
 
 def experiment_name(model: str) -> str:
@@ -128,13 +135,13 @@ class MlflowRegistry:
         c = self._client
         raw_models = self._pages(
             "search registered models",
-            partial(c.search_registered_models, max_results=_MODELS_PAGE),
+            partial(c.search_registered_models, max_results=MODELS_PAGE),
         )
         raw_versions = self._pages(
             "search model versions",
             partial(
                 c.search_model_versions,
-                max_results=_VERSIONS_PAGE,
+                max_results=VERSIONS_PAGE,
                 order_by=["name ASC", "version_number ASC"],
             ),
         )
@@ -198,7 +205,7 @@ class MlflowRegistry:
             "delete tag",
             f"{name} {key}",
             partial(self._client.delete_registered_model_tag, name, key),
-            ok_codes=_GONE,
+            ok_codes=GONE,
         )
 
     def set_model_description(self, name: str, description: str) -> None:
@@ -213,7 +220,7 @@ class MlflowRegistry:
             "delete registered model",
             name,
             partial(self._client.delete_registered_model, name),
-            ok_codes=_GONE,
+            ok_codes=GONE,
         )
 
     # -- versions ----------------------------------------------------------------------------
@@ -295,7 +302,7 @@ class MlflowRegistry:
             "delete version tag",
             f"{name}/{version} {key}",
             partial(self._client.delete_model_version_tag, name, str(version), key),
-            ok_codes=_GONE,
+            ok_codes=GONE,
         )
 
     def set_version_description(self, name: str, version: int, description: str) -> None:
@@ -319,7 +326,7 @@ class MlflowRegistry:
             "delete alias",
             f"{name}@{alias}",
             partial(self._client.delete_registered_model_alias, name, alias),
-            ok_codes=_GONE,
+            ok_codes=GONE,
         )
 
 
@@ -357,6 +364,6 @@ def _translate(exc: Any, operation: str, target: str, uri: str) -> BackendError:
         else:
             reason = text
         message = f"{operation}: the MLflow server at {uri} did not answer ({reason})"
-    if status in _TRANSIENT_STATUS:
+    if status in TRANSIENT_STATUS:
         return TemporaryBackendError(message, operation=operation, target=target)
     return PermanentBackendError(message, operation=operation, target=target)

@@ -22,7 +22,13 @@ from typing import Any
 
 import requests
 
-from controller.adapters.mlflow_registry import experiment_name
+from controller.adapters.mlflow_registry import (
+    GONE,
+    MODELS_PAGE,
+    TRANSIENT_STATUS,
+    VERSIONS_PAGE,
+    experiment_name,
+)
 from controller.adapters.model_logger import log_model_isolated
 from controller.errors import PermanentBackendError, TemporaryBackendError
 from controller.observed import (
@@ -36,11 +42,6 @@ from controller.observed import (
 from controller.ports import VersionSource
 
 __all__ = ["RestRegistry", "usable"]
-
-_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-_MODELS_PAGE = 1000
-_VERSIONS_PAGE = 10000
-_GONE = "RESOURCE_DOES_NOT_EXIST"
 
 
 def usable(tracking_uri: str) -> bool:
@@ -111,7 +112,7 @@ class RestRegistry:
             return None
         text = data.get("message") or r.reason
         message = f"{operation} {target}: {text} ({code or r.status_code})"
-        if r.status_code in _TRANSIENT_STATUS:
+        if r.status_code in TRANSIENT_STATUS:
             raise TemporaryBackendError(message, operation=operation, target=target)
         raise PermanentBackendError(message, operation=operation, target=target)
 
@@ -137,13 +138,13 @@ class RestRegistry:
             "registered-models/search",
             "registered_models",
             "search registered models",
-            max_results=_MODELS_PAGE,
+            max_results=MODELS_PAGE,
         )
         versions = self._pages(
             "model-versions/search",
             "model_versions",
             "search model versions",
-            max_results=_VERSIONS_PAGE,
+            max_results=VERSIONS_PAGE,
             order_by=["name ASC", "version_number ASC"],
         )
         by_model: dict[str, dict[int, ObservedVersion]] = {}
@@ -215,7 +216,7 @@ class RestRegistry:
             "delete tag",
             f"{name} {key}",
             body={"name": name, "key": key},
-            ok_codes=(_GONE,),
+            ok_codes=GONE,
         )
 
     def set_model_description(self, name: str, description: str) -> None:
@@ -234,7 +235,7 @@ class RestRegistry:
             "delete registered model",
             name,
             body={"name": name},
-            ok_codes=(_GONE,),
+            ok_codes=GONE,
         )
 
     # -- versions ------------------------------------------------------------------------------
@@ -293,7 +294,7 @@ class RestRegistry:
                 "get experiment",
                 exp_name,
                 params={"experiment_name": exp_name},
-                ok_codes=(_GONE,),
+                ok_codes=GONE,
             )
             if found is not None:
                 return str(found["experiment"]["experiment_id"])
@@ -327,7 +328,7 @@ class RestRegistry:
             "delete version tag",
             f"{name}/{version} {key}",
             body={"name": name, "version": str(version), "key": key},
-            ok_codes=(_GONE,),
+            ok_codes=GONE,
         )
 
     def set_version_description(self, name: str, version: int, description: str) -> None:
@@ -357,7 +358,7 @@ class RestRegistry:
             "delete alias",
             f"{name}@{alias}",
             body={"name": name, "alias": alias},
-            ok_codes=(_GONE,),
+            ok_codes=GONE,
         )
 
 

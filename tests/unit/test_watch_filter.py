@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import watchfiles
 
-from controller.cli import _watch_filter
+from controller.manager import watch_filter
 
 
 @pytest.mark.parametrize(
@@ -26,5 +26,5 @@ from controller.cli import _watch_filter
     ],
 )
 def test_up_watches_sources_not_its_own_writes(tmp_path: Path, path: str, seen: bool) -> None:
-    accept = _watch_filter(tmp_path / "elsewhere" / "run")
+    accept = watch_filter(tmp_path / "elsewhere" / "run")
     assert accept(watchfiles.Change.modified, str(tmp_path / path)) is seen
