@@ -109,6 +109,7 @@ class _Executor:
             Kind.SERVED_VERSION: self._served,
             Kind.TRAFFIC: self._traffic,
             Kind.SHADOW: self._shadow,
+            Kind.ROLLOUT: self._rollout,
         }[change.kind]
         return handler(change)
 
@@ -130,6 +131,17 @@ class _Executor:
         if "description" in after and after["description"] != before.get("description"):
             call(lambda: r.set_model_description(c.model, after["description"]))
         return Entry(c.address, Verb.CONFIGURED, c.reason)
+
+    def _rollout(self, c: Change) -> Entry:
+        """Record a rollout's state in the model's tags (a command it consumed is deleted)."""
+        r, call = self.registry, self.policy.call
+        set_tags, delete_tags = _tag_ops(c.before or {}, c.after or {})
+        for key in delete_tags:
+            call(lambda k=key: r.delete_model_tag(c.model, k))  # type: ignore[misc]
+        for key, value in set_tags:
+            call(lambda k=key, v=value: r.set_model_tag(c.model, k, v))  # type: ignore[misc]
+        verb = Verb.CREATED if c.action is Action.CREATE else Verb.CONFIGURED
+        return Entry(c.address, verb, c.reason)
 
     def _version(self, c: Change) -> Entry:
         r, call = self.registry, self.policy.call

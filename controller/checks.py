@@ -185,6 +185,32 @@ def _check_rollout(
                 f"(declared: {_listing(spec.aliases)})",
             )
         )
+    # The manifest declares where a rollout ends: the promote alias on the canary's version,
+    # and all traffic to it. The rollout is the way there.
+    canary_ref = spec.aliases.get(canary.alias) if canary.alias is not None else canary.version
+    end = spec.aliases.get(rollout.promote_alias)
+    if canary_ref is not None and end is not None and end != canary_ref:
+        problems.append(
+            Problem(
+                (*base, "promoteAlias"),
+                f"alias '{rollout.promote_alias}' is version {end} in spec.aliases but the canary "
+                f"is version {canary_ref}: declare where the rollout ends "
+                f"(spec.aliases.{rollout.promote_alias}: {canary_ref})",
+            )
+        )
+    elif spec.serving is not None and canary_ref is not None:
+        ends = {
+            spec.aliases.get(t.alias) if t.alias is not None else t.version
+            for t in spec.serving.traffic
+        }
+        if ends != {canary_ref}:
+            problems.append(
+                Problem(
+                    ("spec", "serving", "traffic"),
+                    f"with spec.rollout, traffic declares where the rollout ends: all of it to "
+                    f"the canary (version {canary_ref}); the rollout moves it there step by step",
+                )
+            )
     previous = 0
     for i, step in enumerate(rollout.steps):
         if step.weight <= previous:

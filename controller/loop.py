@@ -31,8 +31,17 @@ from controller.metrics import Metrics
 from controller.plan import Change, Kind, Plan
 from controller.planner import DEFAULT_OWNER
 from controller.planner import plan as make_plan
-from controller.ports import Clock, EventSink, Previewer, Registry, ServingTarget
+from controller.ports import (
+    Clock,
+    EventSink,
+    MetricProvider,
+    Previewer,
+    Registry,
+    ServingTarget,
+)
+from controller.progressive import evaluate
 from controller.retry import RetryPolicy, SystemClock
+from controller.rollout import Progress
 
 __all__ = ["Controller", "CycleReport", "LogEvents", "LoopConfig", "Wakeups"]
 
@@ -60,12 +69,19 @@ class CycleReport:
     held: dict[str, str] = field(default_factory=dict)  # agent -> why it was not applied
     drift: dict[str, list[str]] = field(default_factory=dict)  # agent -> addresses
     desired_valid: bool = True
+    progress: dict[str, Progress] = field(default_factory=dict)  # agent -> its rollout's round
     error: str = ""  # the reconcile as a whole failed (no desired state, observation failed)
     stopped: bool = False  # asked to stop before it was done
 
     @property
     def ok(self) -> bool:
         return not (self.error or self.failed or self.stopped)
+
+    @property
+    def requeue(self) -> float | None:
+        """Seconds until a rollout under way wants another look (None: none does)."""
+        waits = [p.requeue for p in self.progress.values() if p.requeue is not None]
+        return min(waits) if waits else None
 
 
 class Wakeups:
@@ -113,6 +129,7 @@ class Controller:
         clock: Clock | None = None,
         backoff: AgentBackoff | None = None,
         wall: Callable[[], float] = time.time,
+        providers: dict[str, MetricProvider] | None = None,
     ) -> None:
         self.load = load
         self.registry = registry
@@ -123,7 +140,8 @@ class Controller:
         self.policy = policy or RetryPolicy()
         self.clock = clock or SystemClock()
         self.backoff = backoff or AgentBackoff()
-        self.wall = wall
+        self.wall = wall  # Unix time: rollout steps and pauses, which outlive the process
+        self.providers = providers or {}
         self.last_good: Desired | None = None
         self.converged: dict[str, str] = {}  # agent -> digest of the desired state it reached
         self.cycles = 0  # reconciles ended
@@ -197,17 +215,23 @@ class Controller:
                 self.events.event("", "ObserveFailed", report.error, warning=True)
             return
         self._observe_failed = False
+        if served is not None:
+            report.progress = evaluate(desired, observed, self.wall(), self.providers)
         the_plan = make_plan(
             desired,
             observed,
             owner=self.config.owner,
             prune=self.config.prune,
             serving=served,
+            progress=report.progress,
         )
         blocked = {d.agent for d in the_plan.diagnostics.errors}
         for d in the_plan.diagnostics.errors:
             log.error("plan: %s", d)
         report.drift = drifted(the_plan, desired, self.converged)
+        for agent, p in report.progress.items():
+            if p.active:
+                report.drift.pop(agent, None)  # a rollout's steps are progress, not drift
         digests = {a.name: agent_digest(a, desired) for a in desired.agents}
         for agent, at in list(self._failed_digest.items()):
             if digests.get(agent) != at:  # its manifest changed since it failed: try it now
@@ -307,6 +331,7 @@ class Controller:
             return
         self.backoff.succeeded(agent)
         report.applied[agent] = changeset
+        self._rollout_event(agent, report.progress.get(agent))
         self._count(changes, changeset)
         if len(changeset.entries) < len(changes):
             report.stopped = True
@@ -317,6 +342,20 @@ class Controller:
                 "Applied",
                 "; ".join(f"{e.address} {e.verb.value}" for e in made)[:1000],
             )
+
+    def _rollout_event(self, agent: str, progress: Progress | None) -> None:
+        """Report a rollout's step, promotion, failure or abort once it is recorded."""
+        if progress is None or progress.state is None:
+            return
+        self.metrics.rollout_step.labels(agent).set(progress.state.step + 1)
+        if progress.event is None:
+            return
+        reason, message, warning = progress.event
+        if reason in ("RolloutPromoted", "RolloutFailed", "RolloutAborted"):
+            self.metrics.rollouts.labels(agent, progress.state.phase.value).inc()
+        log.log(logging.WARNING if warning else logging.INFO, "agent %s: %s: %s", agent, reason,
+                message)  # fmt: skip
+        self.events.event(agent, reason, message, warning=warning)
 
     def _count(
         self, changes: tuple[Change, ...], changeset: ChangeSet, failed: bool = False
@@ -363,6 +402,8 @@ class Controller:
                 interval = self.config.resync
                 if waiting:
                     interval = min(interval, self.config.requeue_waiting)
+                if report.requeue is not None:
+                    interval = min(interval, report.requeue)
                 next_resync = self.clock.monotonic() + interval
                 trigger = ""
             due = min(next_resync, self.backoff.next_due(self.clock.monotonic(), next_resync))

@@ -62,6 +62,18 @@ class Metrics:
         self.leader = Gauge(
             "agentctl_leader", "1 while this replica holds the leader Lease.", registry=r
         )
+        self.rollout_step = Gauge(
+            "agentctl_rollout_step",
+            "The step (1-based) an agent's canary rollout is at.",
+            ("agent",),
+            registry=r,
+        )
+        self.rollouts = Counter(
+            "agentctl_rollouts",
+            "Rollouts ended, by agent and result (Promoted, Failed, Aborted).",
+            ("agent", "result"),
+            registry=r,
+        )
 
     def exposition(self) -> bytes:
         """The text format, for ``/metrics``."""

@@ -60,6 +60,16 @@ class ObservedVersion:
     def digest(self) -> str | None:
         return self.tags.get(DIGEST_TAG)
 
+    @property
+    def model_id(self) -> str:
+        """The logged model behind the version (its traces carry this id): ``source`` is
+        ``models:/m-...``; "" for a version registered from a run's artifacts."""
+        if self.source.startswith("models:/"):
+            rest = self.source[len("models:/") :].strip("/")
+            if rest.startswith("m-") and "/" not in rest:
+                return rest
+        return ""
+
     def inventory(self, key: str) -> frozenset[str]:
         return _inventory(self.tags, key)
 

@@ -34,6 +34,7 @@ class Kind(StrEnum):
     SERVED_VERSION = "served_version"  # a model server for one version
     TRAFFIC = "traffic"  # the agent's route: version -> percent of live traffic
     SHADOW = "shadow"  # the version that receives copies of requests
+    ROLLOUT = "rollout"  # a canary rollout's state, recorded as registry tags on the model
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from controller.observed import (
     ServingSnapshot,
 )
 from controller.plan import Action, AgentView, Change, Kind, Pending, Plan, Share
+from controller.rollout import TAG_PREFIX, Progress
 from controller.schema import CURRENT, ShadowTarget, TrafficTarget, VersionEntry, VersionRef
 from controller.serving_plan import DesiredServing, Target, plan_serving, remove_serving
 
@@ -42,6 +43,10 @@ _PHASE = {
     (Kind.REGISTERED_MODEL, Action.CREATE): 0,
     (Kind.ALIAS, Action.DELETE): 1,
     (Kind.REGISTERED_MODEL, Action.UPDATE): 2,
+    # A rollout's state is recorded before the alias and traffic it decides move: a crash in
+    # between is finished by the next apply, which reads the same state.
+    (Kind.ROLLOUT, Action.CREATE): 2,
+    (Kind.ROLLOUT, Action.UPDATE): 2,
     (Kind.MODEL_VERSION, Action.CREATE): 3,
     (Kind.MODEL_VERSION, Action.UPDATE): 4,
     (Kind.ALIAS, Action.CREATE): 5,
@@ -69,10 +74,13 @@ def plan(
     scope: Mapping[str, str] | None = None,
     baseline: Desired | None = None,
     serving: ServingSnapshot | None = None,
+    progress: Mapping[str, Progress] | None = None,
 ) -> Plan:
     """Plan every agent, or with ``scope`` (agent -> why) only those; ``baseline`` is the desired
     state of the base revision, whose traffic the views show as "before". ``serving`` is what a
-    serving target runs; without it, ``spec.serving`` is validated but not planned."""
+    serving target runs; without it, ``spec.serving`` is validated but not planned. ``progress``
+    (agent -> this round of its rollout, :func:`controller.rollout.decide`) takes the place of
+    the manifest's end state for the promote alias and the traffic split while a rollout runs."""
     changes: list[Change] = []
     diags: list[Diagnostic] = []
     views: list[AgentView] = []
@@ -87,6 +95,7 @@ def plan(
             owner,
             serving.agents.get(desired_agent.name) if serving is not None else None,
             serving is not None,
+            (progress or {}).get(desired_agent.name),
         )
         agent_changes.sort(key=lambda c: _PHASE[(c.kind, c.action)])
         changes.extend(agent_changes)
@@ -184,18 +193,6 @@ def plan(
                 "a serving target (--target local) reconciles it",
             )
         )
-    for agent in desired.agents:
-        if agent.manifest.spec.rollout is not None:
-            diags.append(
-                Diagnostic(
-                    Severity.WARNING,
-                    "spec.rollout is validated but not carried out yet: traffic follows "
-                    "spec.serving.traffic as written",
-                    agent.location(("spec", "rollout")),
-                    "spec.rollout",
-                    agent.name,
-                )
-            )
     return Plan(
         owner=owner,
         changes=tuple(changes),
@@ -251,6 +248,7 @@ def _plan_agent(
     owner: str,
     served: AgentServing | None,
     plan_serving_too: bool,
+    progress: Progress | None,
 ) -> tuple[list[Change], list[Diagnostic], int, tuple[_AliasView, ...]]:
     spec = agent.manifest.spec
     name = agent.model_name
@@ -353,13 +351,50 @@ def _plan_agent(
         if governing is not None:
             unchanged += _plan_version_tags(governing, versions[number], change)
 
+    if progress is not None and progress.state is not None and model is not None:
+        before_state = {k: v for k, v in model.tags.items() if k.startswith(TAG_PREFIX)}
+        after_state = progress.state.to_tags()
+        if before_state != after_state:
+            change(
+                Kind.ROLLOUT,
+                "",
+                Action.UPDATE if before_state else Action.CREATE,
+                dict(sorted(before_state.items())) or None,
+                dict(sorted(after_state.items())),
+                progress.reason,
+            )
+        else:
+            unchanged += 1
+
     # Aliases: set what the manifest says; delete only aliases agentctl set before (inventory).
+    # A rollout holds its promote alias on the stable version until the canary is promoted.
     current_aliases = dict(model.aliases) if model is not None else {}
     alias_views: list[_AliasView] = []
     for alias, ref in sorted(spec.aliases.items()):
         target = resolved.get(ref)
         if target is None:
             continue  # its version is in error, reported above
+        if progress is not None and alias == progress.alias:
+            target = progress.alias_version
+        elif (
+            not plan_serving_too
+            and spec.rollout is not None
+            and alias == spec.rollout.promote_alias
+            and alias in current_aliases
+            and target != current_aliases[alias]
+        ):
+            target = current_aliases[alias]
+            diags.append(
+                Diagnostic(
+                    Severity.WARNING,
+                    f"alias '{alias}' stays on version {target}: spec.rollout moves it once a "
+                    "canary is promoted, which a serving target carries out (--target local or "
+                    "kubernetes)",
+                    agent.location(("spec", "rollout")),
+                    "spec.rollout",
+                    agent.name,
+                )
+            )
         alias_views.append(
             (alias, current_aliases.get(alias), "new" if isinstance(target, Pending) else target)
         )
@@ -397,7 +432,7 @@ def _plan_agent(
                     f"alias '{alias}' was removed from the manifest",
                 )
     if plan_serving_too:
-        unchanged += _plan_agent_serving(agent, resolved, served, change, error)
+        unchanged += _plan_agent_serving(agent, resolved, served, change, error, progress)
     return changes, diags, unchanged, tuple(alias_views)
 
 
@@ -407,8 +442,10 @@ def _plan_agent_serving(
     served: AgentServing | None,
     change: _ChangeFn,
     error: Callable[[Path, str], None],
+    progress: Progress | None,
 ) -> int:
-    """Resolve spec.serving's targets to versions, then plan servers, traffic and shadow."""
+    """Resolve spec.serving's targets to versions, then plan servers, traffic and shadow; while
+    a rollout runs, its split takes the place of spec.serving.traffic."""
     spec = agent.manifest.spec
     if spec.serving is None:
         if served is not None:
@@ -445,6 +482,18 @@ def _plan_agent_serving(
             shadow = (found, spec.serving.shadow.percent)
     if failed:
         return 0
+    if progress is not None:
+        weights = {version: percent for version, percent in progress.weights.items()}
+        rollout = spec.rollout
+        if progress.warm_canary and rollout is not None:
+            ref = (
+                spec.aliases[rollout.canary.alias]
+                if rollout.canary.alias is not None
+                else rollout.canary.version
+            )
+            canary = resolved.get(ref) if ref is not None else None
+            if canary is not None:
+                weights.setdefault(canary, 0)
     return plan_serving(
         agent.name, agent.model_name, DesiredServing(weights, shadow), served, change
     )

@@ -12,14 +12,18 @@ from typing import Protocol, runtime_checkable
 from controller.observed import RegistrySnapshot, ServingSnapshot
 from controller.plan import Change
 from controller.preview import ObjectPreview
+from controller.rollout import Measurement
 
 __all__ = [
     "Clock",
     "EventSink",
+    "GateQuery",
+    "MetricProvider",
     "Previewer",
     "Registry",
     "ServingBackend",
     "ServingTarget",
+    "TraceReader",
     "TrafficRouter",
     "VersionSource",
 ]
@@ -145,4 +149,38 @@ class EventSink(Protocol):
     def event(self, agent: str, reason: str, message: str, warning: bool = False) -> None:
         """Record one event about ``agent`` ("" for the controller itself). Never raises: a
         report that cannot be made is logged, and reconciling goes on."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class GateQuery:
+    """One gate to measure for a canary: ``metric`` (errorRate, latencyP50/P95/P99) of version
+    ``version`` of ``model``, over what it served since ``since`` (Unix seconds)."""
+
+    agent: str
+    model: str
+    version: int
+    model_id: str  # the logged model behind the version ("m-..."), "" if the registry has none
+    metric: str
+    since: float
+    query: str | None = None  # PromQL, for a prometheus gate
+
+
+class MetricProvider(Protocol):
+    """Where a gate's evidence comes from: MLflow traces, Prometheus, the local router."""
+
+    def measure(self, q: GateQuery) -> Measurement:
+        """The metric and the number of samples it rests on (``Measurement(None, 0)``: no
+        data). Raises BackendError when the source cannot be read."""
+        ...
+
+
+class TraceReader(Protocol):
+    """A registry that can read the traces its served versions write (MLflow tracing)."""
+
+    def traces(
+        self, model: str, model_id: str, since_ms: int, limit: int
+    ) -> list[tuple[str, float]]:
+        """(state ``OK`` / ``ERROR``, duration in ms) of each trace of logged model ``model_id``
+        (in ``model``'s experiment) that started after ``since_ms``; at most ``limit``."""
         ...

@@ -1,22 +1,27 @@
 """One reconcile: observe -> plan -> apply. The CLI (plan, apply, up) and the loop call this.
 
 Reads are retried under the same policy as writes. ``apply=False`` stops after the plan. With a
-serving target, its state is observed too and the plan covers ``spec.serving``.
+serving target, its state is observed too and the plan covers ``spec.serving``, and rollouts
+take their next step (:mod:`controller.progressive`): measured through ``providers`` when
+applying, not measured in a dry run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Set
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping, Set
+from dataclasses import dataclass, field
 
 from controller.apply import apply as apply_plan
 from controller.changeset import ChangeSet, Entry
 from controller.desired import Desired
 from controller.plan import Kind, Plan
 from controller.planner import DEFAULT_OWNER, plan
-from controller.ports import Previewer, Registry, ServingTarget
+from controller.ports import MetricProvider, Previewer, Registry, ServingTarget
 from controller.preview import ObjectPreview
+from controller.progressive import evaluate
 from controller.retry import RetryPolicy
+from controller.rollout import Progress
 from controller.scope import select
 
 __all__ = ["Result", "reconcile"]
@@ -30,6 +35,8 @@ class Result:
     changeset: ChangeSet | None = None
     #: What the serving changes would write, per object (targets that dry-run: Kubernetes).
     previews: tuple[ObjectPreview, ...] = ()
+    #: Agent -> this round of its rollout (with a serving target).
+    progress: Mapping[str, Progress] = field(default_factory=dict)
 
 
 def reconcile(
@@ -45,6 +52,8 @@ def reconcile(
     changed: Set[str] | None = None,
     baseline: Desired | None = None,
     serving: ServingTarget | None = None,
+    providers: Mapping[str, MetricProvider] | None = None,
+    wall: Callable[[], float] = time.time,
 ) -> Result:
     """``changed`` (paths relative to the root) limits the plan to the agents they touch, plus
     those whose source is not registered; ``baseline`` is the desired state before the change."""
@@ -52,6 +61,11 @@ def reconcile(
     observed = policy.call(registry.observe)
     served = policy.call(serving.observe) if serving is not None else None
     scope = select(desired, changed, observed) if changed is not None else None
+    progress = (
+        evaluate(desired, observed, wall(), providers if apply else None)
+        if serving is not None
+        else {}
+    )
     the_plan = plan(
         desired,
         observed,
@@ -60,6 +74,7 @@ def reconcile(
         scope=scope,
         baseline=baseline,
         serving=served,
+        progress=progress,
     )
     previews: tuple[ObjectPreview, ...] = ()
     serving_changes = [c for c in the_plan.changes if c.kind in _SERVING]
@@ -71,8 +86,8 @@ def reconcile(
     if on_plan is not None:
         on_plan(the_plan)
     if not apply or the_plan.has_errors or not the_plan.has_changes:
-        return Result(the_plan, previews=previews)
+        return Result(the_plan, previews=previews, progress=progress)
     changeset = apply_plan(
         the_plan, registry, root=desired.root, policy=policy, on_entry=on_entry, serving=serving
     )
-    return Result(the_plan, changeset, previews)
+    return Result(the_plan, changeset, previews, progress)

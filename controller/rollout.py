@@ -3,7 +3,8 @@
 Borrowed from Argo Rollouts: a canary walks a list of steps (a traffic weight, then a pause: a
 duration, or until promoted); analysis gates are measured while it does, each measurement
 judged Successful, Failed or Inconclusive (too few samples; never promotes); a gate that fails
-more than its ``failure_limit`` times fails the rollout, which sends all traffic back to the
+``failure_limit`` times (as Flagger counts its threshold; Argo Rollouts
+tolerates ``failureLimit`` and fails on one more) fails the rollout, which sends all traffic to the
 stable version and stays failed until the manifest changes; progress is a step index plus
 explicit ``promote`` / ``abort`` commands, so that the CLI asks and the controller acts. The
 state round-trips through registry tags (:meth:`RolloutState.to_tags` /
@@ -14,6 +15,8 @@ Nothing here reads a clock: ``now`` (Unix seconds, so that it survives a restart
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -21,22 +24,34 @@ from enum import StrEnum
 from controller.schema import Rollout, seconds
 
 __all__ = [
+    "COMMAND_TAG",
     "TAG_PREFIX",
+    "Command",
     "Decision",
     "Gate",
     "Measurement",
     "Phase",
+    "Progress",
     "RolloutState",
     "Step",
     "Verdict",
     "advance",
+    "decide",
     "from_spec",
     "judge",
+    "measurement_due",
+    "parse_command",
+    "rollout_digest",
     "start",
 ]
 
 #: Registry tags on the registered model that hold an agent's rollout state.
 TAG_PREFIX = "agentctl.io/rollout."
+#: The tag through which ``agentctl promote / abort / rollback`` ask the controller to act:
+#: ``promote@<canary>:<step>``, ``abort@<canary>``, ``rollback@<canary>=<version>``. A command
+#: names the rollout (and step) it is for, so that a stale one, or one acted on twice, does
+#: nothing.
+COMMAND_TAG = TAG_PREFIX + "command"
 
 
 class Phase(StrEnum):
@@ -70,7 +85,7 @@ class Gate:
     name: str  # e.g. "error-rate", "latency-p95"
     max_value: float
     min_samples: int = 20
-    failure_limit: int = 0  # failed measurements tolerated; one more fails the rollout
+    failure_limit: int = 1  # this many failed measurements fail the rollout
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +125,7 @@ class RolloutState:
     failures: Mapping[str, int] = field(default_factory=dict)  # gate -> failed measurements
     verdicts: Mapping[str, Verdict] = field(default_factory=dict)  # gate -> latest, this step
     message: str = ""
+    measured_at: float = 0.0  # Unix seconds of the last measurement of the gates
 
     def to_tags(self) -> dict[str, str]:
         """The state as registry tags (strings), under :data:`TAG_PREFIX`."""
@@ -125,6 +141,7 @@ class RolloutState:
                 f"{g}={v.value}" for g, v in sorted(self.verdicts.items())
             ),
             TAG_PREFIX + "message": self.message[:4000],
+            TAG_PREFIX + "measured-at": f"{self.measured_at:.3f}",
         }
 
     @classmethod
@@ -143,6 +160,7 @@ class RolloutState:
                 failures={g: int(n) for g, n in _pairs(t.get("failures", ""))},
                 verdicts={g: Verdict(v) for g, v in _pairs(t.get("verdicts", ""))},
                 message=t.get("message", ""),
+                measured_at=float(t.get("measured-at", "0")),
             )
         except (KeyError, ValueError):
             return None
@@ -202,7 +220,7 @@ def advance(
         verdicts[gate.name] = verdict
         if verdict is Verdict.FAILED:
             failures[gate.name] = failures.get(gate.name, 0) + 1
-            if failures[gate.name] > gate.failure_limit:
+            if failures[gate.name] >= max(gate.failure_limit, 1):
                 failed = replace(
                     state,
                     phase=Phase.FAILED,
@@ -225,13 +243,16 @@ def advance(
             held = replace(current, phase=Phase.PAUSED, message="paused until promoted")
             return Decision(held, _weights(held, steps), False, held.message)
         if waited < step.pause:
+            # The recorded message stays the same for the whole pause (a tag write per change,
+            # not per look); the reason says how long is left.
             going = replace(
                 current,
                 phase=Phase.PROGRESSING,
                 message=f"step {current.step + 1}/{len(steps)}: {step.weight}% "
-                f"for {step.pause - waited:.0f} s more",
+                f"for {step.pause:g} s",
             )
-            return Decision(going, _weights(going, steps), False, going.message)
+            left = f"{going.message} ({step.pause - waited:.0f} s left)"
+            return Decision(going, _weights(going, steps), False, left)
         if pending:
             # Never promote on too little evidence: hold until conclusive, or promoted.
             held = replace(
@@ -242,11 +263,14 @@ def advance(
             return Decision(held, _weights(held, steps), False, held.message)
 
     nxt = current.step + 1
+    if nxt == len(steps) - 1 and steps[nxt].weight >= 100 and not steps[nxt].pause:
+        nxt = len(steps)  # a last step of 100 % without a pause is the promotion itself
     if nxt >= len(steps):
         done = replace(
             current,
             phase=Phase.PROMOTED,
             step=len(steps) - 1,
+            step_started=now,  # when it was promoted: the scale-down delay counts from here
             message=f"promoted: v{current.canary} takes all traffic",
         )
         return Decision(done, _weights(done, steps), True, done.message)
@@ -259,3 +283,181 @@ def advance(
         message=f"step {nxt + 1}/{len(steps)}: {steps[nxt].weight}%",
     )
     return Decision(moved, _weights(moved, steps), False, moved.message)
+
+
+def rollout_digest(canary: int, rollout: Rollout) -> str:
+    """What a rollout is for: the version it brings in and how (steps, gates, delay). A new
+    canary, or an edited ``spec.rollout``, starts a new rollout; anything else resumes it."""
+    text = json.dumps(
+        {"canary": canary, "rollout": rollout.model_dump(mode="json")}, sort_keys=True
+    )
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A request from the CLI, read from :data:`COMMAND_TAG`."""
+
+    kind: str  # promote | abort | rollback
+    canary: int  # the rollout it is for
+    step: int | None = None  # promote: the step it skips
+    version: int | None = None  # rollback: where traffic goes
+
+    def to_tag(self) -> str:
+        if self.kind == "promote":
+            return f"promote@{self.canary}:{self.step}"
+        if self.kind == "rollback":
+            return f"rollback@{self.canary}={self.version}"
+        return f"abort@{self.canary}"
+
+
+def parse_command(text: str | None) -> Command | None:
+    """The command a tag holds; None if none, or if it is not one (it is then cleared)."""
+    if not text:
+        return None
+    try:
+        kind, _, rest = text.partition("@")
+        if kind == "promote":
+            canary, _, step = rest.partition(":")
+            return Command("promote", int(canary), step=int(step))
+        if kind == "rollback":
+            canary, _, version = rest.partition("=")
+            return Command("rollback", int(canary), version=int(version))
+        if kind == "abort":
+            return Command("abort", int(rest))
+    except ValueError:
+        return None
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What an agent's rollout asks of this round's plan, in place of the manifest's end state:
+    where the promote alias points, the live traffic split (a 0 % version is kept serving: the
+    canary before it takes traffic, the old stable during the scale-down delay), and the state
+    to record. ``active``: the rollout is under way (its changes are progress, not drift);
+    ``requeue``: seconds until it should be looked at again (None: nothing pending)."""
+
+    alias: str
+    alias_version: int
+    weights: Mapping[int, int]
+    state: RolloutState | None
+    reason: str
+    active: bool
+    requeue: float | None = None
+    warm_canary: bool = False  # also serve the canary that this apply registers, at 0 %
+    event: tuple[str, str, bool] | None = None  # (reason, message, warning) to report
+
+
+def hold_for_canary(alias: str, current: int) -> Progress:
+    """The canary is not registered yet (this apply logs it): traffic stays on the stable
+    version, the canary is started beside it, and the rollout begins on the next round."""
+    return Progress(
+        alias,
+        current,
+        {current: 100},
+        None,
+        f"waiting for the canary to be registered; v{current} keeps all traffic",
+        active=True,
+        requeue=1.0,
+        warm_canary=True,
+    )
+
+
+def begin(
+    rollout: Rollout, canary: int, current: int | None, stored: RolloutState | None, now: float
+) -> RolloutState | None:
+    """The rollout of ``canary``: the stored one if it is for the same canary and spec, else a
+    new one from the version the promote alias holds (``current``). None when there is nothing
+    to roll out: no stable version yet (a first deployment goes straight in) or the canary is
+    it."""
+    digest = rollout_digest(canary, rollout)
+    if stored is not None and stored.digest == digest:
+        return stored
+    if current is None or current == canary:
+        return None
+    return start(canary, current, digest, now)
+
+
+def measurement_due(rollout: Rollout, state: RolloutState, now: float) -> bool:
+    """Whether the gates are to be measured this round."""
+    if rollout.analysis is None or state.phase.done:
+        return False
+    return now - state.measured_at >= seconds(rollout.analysis.interval)
+
+
+def decide(
+    rollout: Rollout,
+    state: RolloutState,
+    stored: RolloutState | None,
+    now: float,
+    measurements: Mapping[str, Measurement] | None = None,
+    command: Command | None = None,
+) -> Progress:
+    """One round of a rollout: apply the command (if it is for this rollout), judge the
+    measurements, walk the steps; then what the plan should do about it."""
+    steps, gates = from_spec(rollout)
+    cmd: str | None = None
+    if command is not None and command.canary == state.canary and not state.phase.done:
+        if command.kind == "abort":
+            cmd = "abort"
+        elif command.kind == "promote" and command.step == state.step:
+            cmd = "promote"
+    if command is not None and command.kind == "rollback" and command.canary == state.canary:
+        assert command.version is not None
+        state = replace(
+            state,
+            stable=command.version,
+            phase=Phase.ABORTED,
+            message=f"rolled back: all traffic to v{command.version} (agentctl rollback)",
+        )
+    if measurements:
+        state = replace(state, measured_at=now)
+    decision = advance(steps, gates, state, now, measurements, cmd)
+    new = decision.state
+    weights = dict(decision.weights)
+    active = not new.phase.done
+    requeue: float | None = None
+    if new.phase is Phase.PROMOTED:
+        left = new.step_started + seconds(rollout.scale_down_delay) - now
+        if left > 0 and new.stable != new.canary:
+            weights[new.stable] = 0  # the old version keeps serving until the delay is over
+            active, requeue = True, max(left, 1.0)
+    elif active:
+        interval = seconds(rollout.analysis.interval) if rollout.analysis else None
+        candidates = [] if interval is None else [interval - (now - new.measured_at)]
+        pause = steps[new.step].pause
+        if new.phase is Phase.PROGRESSING and pause is not None:
+            candidates.append(pause - (now - new.step_started))
+        # A pause until promoted waits for a command: look for it every few seconds.
+        candidates.append(10.0 if new.phase is Phase.PAUSED else 60.0)
+        requeue = max(min(candidates), 1.0)
+    alias_version = new.canary if new.phase is Phase.PROMOTED else new.stable
+    return Progress(
+        rollout.promote_alias,
+        alias_version,
+        weights,
+        new,
+        decision.reason,
+        active,
+        requeue,
+        event=_event(stored, new),
+    )
+
+
+def _event(before: RolloutState | None, after: RolloutState) -> tuple[str, str, bool] | None:
+    if before is None or before.digest != after.digest:
+        return (
+            "RolloutStarted",
+            f"v{after.canary} replaces v{after.stable}: {after.message}",
+            False,
+        )
+    if before.phase is after.phase and before.step == after.step:
+        return None
+    reason = {
+        Phase.PROMOTED: "RolloutPromoted",
+        Phase.FAILED: "RolloutFailed",
+        Phase.ABORTED: "RolloutAborted",
+        Phase.PAUSED: "RolloutPaused",
+    }.get(after.phase, "RolloutStep")
+    return (reason, after.message, after.phase in (Phase.FAILED, Phase.ABORTED))

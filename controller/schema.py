@@ -252,7 +252,9 @@ class AnalysisGate(_Model):
         description="The most the canary may show: a ratio (errorRate) or milliseconds."
     )
     min_samples: Annotated[int, Field(ge=1, strict=True)] = 20
-    failure_limit: Annotated[int, Field(ge=0, strict=True)] = 0
+    failure_limit: Annotated[int, Field(ge=1, strict=True)] = Field(
+        default=1, description="This many failed measurements roll the canary back."
+    )
     query: str | None = Field(
         default=None, description="PromQL with {{version}} for the canary's number (prometheus)."
     )

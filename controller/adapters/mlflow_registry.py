@@ -42,6 +42,13 @@ TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 GONE = ("RESOURCE_DOES_NOT_EXIST",)  # deleting what is already gone reaches the goal
 
 
+def trace_filter(model_id: str, since_ms: int) -> str:
+    """MLflow's filter for the traces of one logged model that started after ``since_ms``."""
+    if not model_id.replace("-", "").isalnum():
+        raise PermanentBackendError(f"not a logged model id: {model_id!r}")
+    return f"metadata.`mlflow.modelId` = '{model_id}' AND trace.timestamp_ms > {int(since_ms)}"
+
+
 def experiment_name(model: str) -> str:
     """The MLflow experiment that holds an agent's logged models (and later its traces)."""
     return f"/agentctl/{model}"
@@ -159,6 +166,39 @@ class MlflowRegistry:
                 versions=versions.get(rm.name, {}),
             )
         return RegistrySnapshot(models)
+
+    def traces(
+        self, model: str, model_id: str, since_ms: int, limit: int
+    ) -> list[tuple[str, float]]:
+        exp = self._call(
+            "get experiment",
+            experiment_name(model),
+            lambda: self._client.get_experiment_by_name(experiment_name(model)),
+        )
+        if exp is None or not model_id:
+            return []
+        flt = trace_filter(model_id, since_ms)
+        out: list[tuple[str, float]] = []
+        token = None
+        while len(out) < limit:
+            page = self._get(
+                "search traces",
+                model,
+                lambda t=token: self._client.search_traces(  # type: ignore[misc]
+                    locations=[str(exp.experiment_id)],
+                    filter_string=flt,
+                    max_results=min(500, limit - len(out)),
+                    page_token=t,
+                    include_spans=False,
+                ),
+            )
+            for trace in page:
+                state = getattr(trace.info.state, "value", str(trace.info.state))
+                out.append((str(state), float(trace.info.execution_duration or 0)))
+            token = page.token
+            if not token:
+                break
+        return out
 
     def find_version(self, name: str, digest: str) -> int | None:
         # Filter on the digest alone (hex, safe to quote) and match the name here: MLflow's

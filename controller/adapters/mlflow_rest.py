@@ -28,6 +28,7 @@ from controller.adapters.mlflow_registry import (
     TRANSIENT_STATUS,
     VERSIONS_PAGE,
     experiment_name,
+    trace_filter,
 )
 from controller.adapters.model_logger import log_model_isolated
 from controller.errors import PermanentBackendError, TemporaryBackendError
@@ -85,11 +86,12 @@ class RestRegistry:
         params: Mapping[str, Any] | None = None,
         body: Mapping[str, Any] | None = None,
         ok_codes: tuple[str, ...] = (),
+        base: str | None = None,
     ) -> dict[str, Any] | None:
         query = {k: v for k, v in (params or {}).items() if v is not None}
         try:
             r = self._http.request(
-                method, self._base + path, params=query, json=body, timeout=self._timeout
+                method, (base or self._base) + path, params=query, json=body, timeout=self._timeout
             )
         except (requests.ConnectionError, requests.Timeout) as exc:
             reason = "timed out" if isinstance(exc, requests.Timeout) else "connection refused"
@@ -130,6 +132,48 @@ class RestRegistry:
             token = page.get("next_page_token")
             if not token:
                 return items
+
+    # -- traces --------------------------------------------------------------------------------
+
+    def traces(
+        self, model: str, model_id: str, since_ms: int, limit: int
+    ) -> list[tuple[str, float]]:
+        exp = self._request(
+            "GET",
+            "experiments/get-by-name",
+            "get experiment",
+            experiment_name(model),
+            params={"experiment_name": experiment_name(model)},
+            ok_codes=GONE,
+        )
+        if exp is None or not model_id:
+            return []
+        location = {
+            "type": "MLFLOW_EXPERIMENT",
+            "mlflow_experiment": {"experiment_id": exp["experiment"]["experiment_id"]},
+        }
+        body: dict[str, Any] = {"locations": [location], "filter": trace_filter(model_id, since_ms)}
+        out: list[tuple[str, float]] = []
+        while len(out) < limit:
+            body["max_results"] = min(500, limit - len(out))
+            page = self._request(
+                "POST",
+                "traces/search",
+                "search traces",
+                model,
+                body=body,
+                base=self.tracking_uri.rstrip("/") + "/api/3.0/mlflow/",
+            )
+            assert page is not None
+            for info in page.get("traces") or []:
+                # execution_duration is a protobuf Duration: "0.123s" in JSON.
+                duration = str(info.get("execution_duration") or "0s").rstrip("s")
+                out.append((str(info.get("state", "")), float(duration or 0) * 1000.0))
+            token = page.get("next_page_token")
+            if not token:
+                break
+            body["page_token"] = token
+        return out
 
     # -- observation ---------------------------------------------------------------------------
 

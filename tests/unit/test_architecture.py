@@ -34,6 +34,7 @@ LAYER = {
     "gitdiff": 2,
     "adapters": 2,
     "apply": 3,
+    "progressive": 3,
     "reconcile": 4,
     "loop": 4,
     "cli": 5,

@@ -25,7 +25,7 @@ from controller.rollout import (
 from tests.unit.test_loader import GOOD, errors_of, write_repo
 
 STEPS = [Step(10, 60), Step(25, 60), Step(50, 60), Step(100, 0)]
-ERRORS = Gate("error-rate", max_value=0.05, min_samples=20, failure_limit=1)
+ERRORS = Gate("error-rate", max_value=0.05, min_samples=20, failure_limit=2)
 OK = {"error-rate": Measurement(0.01, 50)}
 BAD = {"error-rate": Measurement(0.30, 50)}
 FEW = {"error-rate": Measurement(0.0, 3)}
@@ -60,11 +60,11 @@ def test_a_healthy_canary_walks_every_step_and_is_promoted() -> None:
 
 def test_a_failing_canary_is_rolled_back_past_its_failure_limit_and_stays_failed() -> None:
     state = start(2, 1, "d", 0.0)
-    first = advance(STEPS, [ERRORS], state, 10, BAD)  # one failure is tolerated (limit 1)
+    first = advance(STEPS, [ERRORS], state, 10, BAD)  # the first of two allowed failures
     assert first.state.phase is Phase.PROGRESSING and first.state.failures == {"error-rate": 1}
     second = advance(STEPS, [ERRORS], first.state, 20, BAD)
     assert second.state.phase is Phase.FAILED and second.weights == {1: 100}
-    assert second.reason == "rolled back: error-rate 0.3 > 0.05 (2 failed measurement(s), limit 1)"
+    assert second.reason == "rolled back: error-rate 0.3 > 0.05 (2 failed measurement(s), limit 2)"
     later = advance(STEPS, [ERRORS], second.state, 5000, OK, command="promote")
     assert later.state.phase is Phase.FAILED and later.weights == {1: 100}
 
@@ -87,10 +87,13 @@ def test_an_indefinite_pause_waits_for_promote() -> None:
     state = start(2, 1, "d", 0.0)
     waiting = advance(steps, [], state, 10_000)
     assert waiting.state.phase is Phase.PAUSED and waiting.reason == "paused until promoted"
-    moved = advance(steps, [], waiting.state, 10_001, command="promote")
-    assert moved.weights == {2: 100} and not moved.promote
-    done = advance(steps, [], moved.state, 10_002)
-    assert done.promote and done.state.phase is Phase.PROMOTED
+    # The last step (100 %, no pause) is the promotion itself.
+    done = advance(steps, [], waiting.state, 10_001, command="promote")
+    assert done.promote and done.state.phase is Phase.PROMOTED and done.weights == {2: 100}
+    assert done.state.step_started == 10_001  # the scale-down delay counts from here
+    three = [Step(20, None), Step(100, 60), Step(100, 0)]  # 100 % held a minute first
+    held = advance(three, [], waiting.state, 10_001, command="promote")
+    assert held.weights == {2: 100} and not held.promote
 
 
 def test_abort_sends_everything_back_to_stable() -> None:
@@ -131,7 +134,7 @@ def test_a_rollout_needs_steps() -> None:
 
 ROLLOUT = (
     GOOD.replace("versions: [current]", "versions: [1, current]").replace(
-        "    champion: current\n", "    champion: 1\n    challenger: current\n"
+        "    champion: current\n", "    champion: current\n    challenger: current\n"
     )
     + """\
   rollout:
@@ -161,21 +164,13 @@ ROLLOUT = (
 )
 
 
-def test_a_rollout_loads_converts_and_is_flagged_as_not_carried_out(tmp_path: Path) -> None:
-    from controller.observed import RegistrySnapshot
-    from controller.planner import plan
-
+def test_a_rollout_loads_and_converts(tmp_path: Path) -> None:
     desired, _ = load(write_repo(tmp_path, ROLLOUT))
     (agent,) = desired.agents
     assert agent.manifest.spec.rollout is not None
     steps, gates = from_spec(agent.manifest.spec.rollout)
     assert steps == [Step(10, 300.0), Step(50, 90.0), Step(100, None)]
-    assert gates == [Gate("errors", 0.05, 30, 2), Gate("slow", 800.0, 20, 0)]
-    warnings = [
-        d for d in plan(desired, RegistrySnapshot()).diagnostics if d.field == "spec.rollout"
-    ]
-    assert len(warnings) == 1 and "not carried out yet" in warnings[0].message
-    assert warnings[0].location is not None and warnings[0].location.line == 18
+    assert gates == [Gate("errors", 0.05, 30, 2), Gate("slow", 800.0, 20, 1)]
 
 
 @pytest.mark.parametrize(
@@ -194,6 +189,11 @@ def test_a_rollout_loads_converts_and_is_flagged_as_not_carried_out(tmp_path: Pa
          "spec.rollout.analysis.gates[1].query", "only a prometheus gate takes a query"),
         (("metric: errorRate", "metric: vibes"), 32, "spec.rollout.analysis.gates[0].metric",
          "'errorRate'"),
+        (("    champion: current\n", "    champion: 1\n"), 21, "spec.rollout.promoteAlias",
+         "alias 'champion' is version 1 in spec.aliases but the canary is version current"),
+        (("      - alias: champion\n        percent: 100\n",
+          "      - alias: champion\n        percent: 90\n      - version: 1\n        percent: 10\n"),
+         15, "spec.serving.traffic", "all of it to the canary (version current)"),
     ],
 )  # fmt: skip
 def test_bad_rollouts_name_file_line_and_field(
