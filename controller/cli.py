@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -32,9 +33,11 @@ if TYPE_CHECKING:
     from controller.changeset import Entry
     from controller.desired import Desired
     from controller.diagnostics import Diagnostic, Diagnostics
+    from controller.observed import ObservedModel, RegistrySnapshot
     from controller.plan import Plan
     from controller.ports import ServingTarget
     from controller.reconcile import Result
+    from controller.rollout import Command, RolloutState
 
 __all__ = ["app", "main"]
 
@@ -142,14 +145,22 @@ KubeconfigOpt = Annotated[
         "account.",
     ),
 ]
-WaitOpt = Annotated[
+ReadyTimeoutOpt = Annotated[
     float,
     typer.Option(
-        "--wait",
-        envvar="AGENTCTL_WAIT",
+        "--ready-timeout",
+        envvar="AGENTCTL_READY_TIMEOUT",
         min=0,
-        help="Seconds apply waits for a new Deployment to become Available before it moves "
+        help="Seconds one apply waits for a new Deployment to become Available before it moves "
         "traffic; past that, traffic waits for a later apply.",
+    ),
+]
+PrometheusOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prometheus-url",
+        envvar="AGENTCTL_PROMETHEUS_URL",
+        help="The Prometheus server that rollout gates with source: prometheus query.",
     ),
 ]
 DEFAULT_RUN_DIR = Path(".agentctl")
@@ -258,6 +269,7 @@ def _reconcile(
     on_entry: Callable[[Entry], None] | None = None,
     changed_since: str | None = None,
     serving: Callable[[MlflowRegistry, Desired], ServingTarget] | None = None,
+    prometheus_url: str | None = None,
 ) -> Result:
     from controller.reconcile import reconcile
     from controller.retry import RetryPolicy
@@ -267,6 +279,9 @@ def _reconcile(
     changed, baseline = None, None
     if changed_since is not None:
         changed, baseline = _changes_since(path, Path(desired.root), changed_since)
+    from controller.adapters.gates import local_router, metric_providers
+
+    target = serving(registry, desired) if serving is not None else None
     return reconcile(
         desired,
         registry,
@@ -278,7 +293,10 @@ def _reconcile(
         on_entry=on_entry,
         changed=changed,
         baseline=baseline,
-        serving=serving(registry, desired) if serving is not None else None,
+        serving=target,
+        providers=metric_providers(
+            registry, router=local_router(target), prometheus_url=prometheus_url
+        ),
     )
 
 
@@ -497,12 +515,27 @@ def apply_cmd(
     namespace: NamespaceOpt = None,
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
-    wait: WaitOpt = 120.0,
+    ready_timeout: ReadyTimeoutOpt = 120.0,
+    prometheus_url: PrometheusOpt = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Keep reconciling until every rollout is done (promoted and the old version "
+            "scaled down, failed, or aborted) and every server is ready, as the controller "
+            "would; exit 1 if a rollout failed.",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", min=1, help="With --wait: give up after this many seconds."),
+    ] = 3600.0,
 ) -> None:
     """Plan, then apply the plan: register versions, move aliases, set tags; start and stop model
     servers and set their traffic (with --target local they keep running after this command;
     `agentctl down` stops them). With --target kubernetes every write is dry-run first, and
-    traffic moves to a version only once its Deployment is Available."""
+    traffic moves to a version only once its Deployment is Available. A spec.rollout takes one
+    step per apply; --wait walks it to the end."""
     from controller.render import render_changeset
 
     def show_plan(p: Plan) -> None:
@@ -513,18 +546,43 @@ def apply_cmd(
         if format is Format.text:
             typer.echo(f"{e.address}: {e.verb.value}" + (f" ({e.detail})" if e.detail else ""))
 
-    try:
-        result = _reconcile(
-            path, root, allow_empty, tracking_uri, owner, prune,
-            apply=True, on_plan=show_plan, on_entry=show_entry,
-            serving=_serving(
-                target, run_dir, router_port, Kube(namespace, context, kubeconfig, wait)
-            ),
-        )  # fmt: skip
-    except AgentctlError as exc:
-        raise _fail(exc, format) from None
-    if result.plan.has_errors:
-        raise typer.Exit(1)
+    serving = _serving(
+        target, run_dir, router_port, Kube(namespace, context, kubeconfig, ready_timeout)
+    )
+    deadline = time.monotonic() + timeout
+    said: dict[str, str] = {}
+    rounds = 0
+    while True:
+        try:
+            result = _reconcile(
+                path, root, allow_empty, tracking_uri, owner, prune,
+                apply=True, on_plan=show_plan if rounds == 0 else None, on_entry=show_entry,
+                serving=serving, prometheus_url=prometheus_url,
+            )  # fmt: skip
+        except AgentctlError as exc:
+            raise _fail(exc, format) from None
+        rounds += 1
+        if result.plan.has_errors:
+            raise typer.Exit(1)
+        recorded = {e.address for e in (result.changeset.entries if result.changeset else ())}
+        for agent, progress in sorted(result.progress.items()):
+            if f"{agent}.rollout" in recorded:
+                said[agent] = progress.reason  # its entry said it
+            elif format is Format.text and said.get(agent) != progress.reason:
+                said[agent] = progress.reason
+                typer.echo(f"{agent}: rollout: {progress.reason}")
+        pending = [p.requeue for p in result.progress.values() if p.active and p.requeue]
+        waiting = result.changeset is not None and result.changeset.waiting
+        if not wait or not (pending or waiting):
+            break
+        if time.monotonic() >= deadline:
+            _err(f"Error: --wait: not done after {timeout:g} s (rollouts and servers go on; "
+                 "apply again or let the controller finish)")  # fmt: skip
+            raise typer.Exit(1)
+        time.sleep(max(0.5, min([*pending, 5.0], default=5.0)))
+    failed = sorted(
+        a for a, p in result.progress.items() if p.state is not None and p.state.phase == "Failed"
+    )
     if format is Format.json:
         payload = {
             "plan": result.plan.to_dict(),
@@ -541,6 +599,9 @@ def apply_cmd(
             )
     if format is Format.text and target is Target.local:
         _show_endpoint(run_dir)
+    if wait and failed:
+        _err(f"Error: the rollout of {', '.join(failed)} failed and was rolled back")
+        raise typer.Exit(1)
 
 
 def _show_endpoint(run_dir: Path) -> None:
@@ -697,11 +758,12 @@ def controller_cmd(
     namespace: NamespaceOpt = None,
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
-    wait: Annotated[
+    prometheus_url: PrometheusOpt = None,
+    ready_timeout: Annotated[
         float,
         typer.Option(
-            "--wait",
-            envvar="AGENTCTL_WAIT",
+            "--ready-timeout",
+            envvar="AGENTCTL_READY_TIMEOUT",
             min=0,
             help="Seconds one apply waits for a Deployment to become Available (the loop "
             "checks again every 5 s meanwhile, so 0 keeps one agent from holding up others).",
@@ -787,7 +849,8 @@ def controller_cmd(
                 namespace=namespace,
                 context=context,
                 kubeconfig=kubeconfig,
-                wait=wait,
+                wait=ready_timeout,
+                prometheus_url=prometheus_url,
                 leader_elect=leader_elect,
                 lease_name=lease_name,
                 lease_namespace=lease_namespace,
@@ -821,51 +884,262 @@ def down(run_dir: RunDirOpt = DEFAULT_RUN_DIR) -> None:
         typer.echo(f"Nothing is running in {run_dir}.")
 
 
+AgentArg = Annotated[str, typer.Argument(help="The agent (metadata.name).")]
+
+
+def _observe_registry(tracking_uri: str) -> RegistrySnapshot | None:
+    """The registry, or None if the embedded one does not exist here (status creates nothing)."""
+    if tracking_uri.startswith("sqlite:///"):
+        file = Path(tracking_uri[len("sqlite:///") :])
+        if not file.exists():
+            return None
+    from controller.retry import RetryPolicy
+
+    registry = _registry(tracking_uri)
+    return RetryPolicy.from_env().call(registry.observe)
+
+
+def _agent_model(snapshot: RegistrySnapshot, agent: str) -> ObservedModel:
+    from controller.observed import AGENT_TAG
+
+    for model in snapshot.models.values():
+        if model.tags.get(AGENT_TAG) == agent and model.owner is not None:
+            return model
+    raise InvalidInput.of(
+        f"no registered model managed by agentctl belongs to agent '{agent}'", field="AGENT"
+    )
+
+
 @app.command()
 def status(
+    agent: Annotated[str | None, typer.Argument(help="Only this agent.")] = None,
+    tracking_uri: TrackingOpt = DEFAULT_TRACKING_URI,
+    target: TargetOpt = Target.local,
     run_dir: RunDirOpt = DEFAULT_RUN_DIR,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
     format: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
 ) -> None:
-    """What local serving runs: each agent's versions (ready, restarts), weights and shadow."""
-    from controller.adapters.local import LocalServing
+    """Each agent's versions, aliases, traffic weights and servers, and its rollout: phase, step,
+    gate results. Reads the registry and the serving target; changes nothing."""
+    from controller.observed import AGENT_TAG, ServingSnapshot
+    from controller.rollout import RolloutState
 
     try:
-        snapshot = LocalServing(run_dir, "", experiment_of=lambda m: "").observe()
+        snapshot = _observe_registry(tracking_uri)
+        served = ServingSnapshot()
+        if target is Target.local:
+            from controller.adapters.local import LocalServing
+
+            served = LocalServing(run_dir, "", experiment_of=lambda m: "").observe()
+        elif target is Target.kubernetes:
+            from controller.adapters.kubernetes import KubernetesServing, connect
+
+            api, ns = connect(kubeconfig, context)
+            served = KubernetesServing(api, namespace or ns).observe()
     except AgentctlError as exc:
         raise _fail(exc) from None
-    if format is Format.json:
-        payload = {
-            "endpoint": snapshot.endpoint,
-            "agents": {
-                name: {
-                    "model": a.model,
-                    "versions": {
-                        str(v): {"ready": s.ready, "restarts": s.restarts, "url": s.url}
-                        for v, s in sorted(a.versions.items())
-                    },
-                    "weights": {str(v): p for v, p in sorted(a.weights.items())},
-                    "shadow": list(a.shadow) if a.shadow else None,
+    models = {
+        m.tags.get(AGENT_TAG, m.name): m
+        for m in (snapshot.models.values() if snapshot is not None else ())
+        if m.owner is not None
+    }
+    names = sorted(set(models) | set(served.agents))
+    if agent is not None:
+        if agent not in names:
+            _err(f"Error: no agent '{agent}' in the registry at {tracking_uri} or served")
+            raise typer.Exit(1)
+        names = [agent]
+    rows: dict[str, dict[str, object]] = {}
+    for name in names:
+        model = models.get(name)
+        serving = served.agents.get(name)
+        state = RolloutState.from_tags(model.tags) if model is not None else None
+        versions = sorted(
+            set(model.versions if model is not None else ())
+            | set(serving.versions if serving is not None else ())
+        )
+        rows[name] = {
+            "model": model.name if model is not None else serving.model if serving else "",
+            "versions": {
+                str(v): {
+                    "aliases": sorted(
+                        a for a, n in (model.aliases.items() if model else ()) if n == v
+                    ),
+                    "weight": serving.weights.get(v) if serving is not None else None,
+                    "server": (
+                        ("ready" if serving.versions[v].ready else "not ready")
+                        if serving is not None and v in serving.versions
+                        else None
+                    ),
+                    "shadow": serving.shadow[1]
+                    if serving is not None and serving.shadow and serving.shadow[0] == v
+                    else None,
                 }
-                for name, a in sorted(snapshot.agents.items())
+                for v in versions
+            },
+            "rollout": None
+            if state is None
+            else {
+                "canary": state.canary,
+                "stable": state.stable,
+                "phase": state.phase.value,
+                "step": state.step + 1,
+                "message": state.message,
+                "gates": {g: v.value for g, v in sorted(state.verdicts.items())},
+                "failures": dict(sorted(state.failures.items())),
             },
         }
-        typer.echo(json.dumps(payload, indent=2))
+    if format is Format.json:
+        typer.echo(json.dumps({"endpoint": served.endpoint, "agents": rows}, indent=2))
         return
-    if not snapshot.agents:
-        typer.echo(f"Nothing is served from {run_dir}.")
+    if not rows:
+        typer.echo("No agents in the registry or served.")
         return
-    typer.echo(f"Router: {snapshot.endpoint}/<agent>/invocations")
-    for name, a in sorted(snapshot.agents.items()):
-        typer.echo(f"{name} ({a.model}):")
-        for v, s in sorted(a.versions.items()):
-            share = a.weights.get(v)
-            role = f"{share}% of traffic" if share is not None else ""
-            if a.shadow and a.shadow[0] == v:
-                role = (role + ", " if role else "") + f"shadow {a.shadow[1]}%"
-            state = "ready" if s.ready else "NOT READY"
-            typer.echo(
-                f"  version {v}: {state}, {role or 'no traffic'}, restarts {s.restarts}, {s.url}"
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("AGENT", "MODEL", "VERSION", "ALIASES", "WEIGHT", "SERVER", "ROLLOUT"):
+        table.add_column(col)
+    for name, row in rows.items():
+        rollout = row["rollout"]
+        first = True
+        for v, info in row["versions"].items():  # type: ignore[attr-defined]
+            weight = "" if info["weight"] is None else f"{info['weight']}%"
+            if info["shadow"] is not None:
+                weight = (weight + " " if weight else "") + f"shadow {info['shadow']}%"
+            role = ""
+            if isinstance(rollout, dict):
+                role = {rollout["canary"]: "canary", rollout["stable"]: "stable"}.get(int(v), "")
+            table.add_row(
+                name if first else "", str(row["model"]) if first else "", v,
+                ",".join(info["aliases"]), weight, info["server"] or "", role,
+            )  # fmt: skip
+            first = False
+    console = Console(width=200, soft_wrap=True)
+    console.print(table)
+    if served.endpoint:
+        typer.echo(f"Serving at {served.endpoint}")
+    for name, row in rows.items():
+        rollout = row["rollout"]
+        if not isinstance(rollout, dict):
+            continue
+        gates = (
+            ", ".join(
+                f"{g} {v} ({rollout['failures'].get(g, 0)} failed)"
+                for g, v in rollout["gates"].items()
             )
+            or "none measured at this step"
+        )
+        typer.echo(
+            f"{name}: rollout v{rollout['canary']} over v{rollout['stable']}: {rollout['phase']}, "
+            f"step {rollout['step']}: {rollout['message']}; gates: {gates}"
+        )
+
+
+def _command(tracking_uri: str, agent: str, make: Callable[[RolloutState | None], Command]) -> str:
+    """Write a rollout command to the agent's model tags; return what it asks."""
+    from controller.retry import RetryPolicy
+    from controller.rollout import COMMAND_TAG, RolloutState
+
+    registry = _registry(tracking_uri)
+    policy = RetryPolicy.from_env()
+    model = _agent_model(policy.call(registry.observe), agent)
+    command = make(RolloutState.from_tags(model.tags))
+    policy.call(lambda: registry.set_model_tag(model.name, COMMAND_TAG, command.to_tag()))
+    return command.to_tag()
+
+
+def _active(agent: str, state: RolloutState | None) -> RolloutState:
+    if state is None or state.phase.done:
+        where = "none is recorded" if state is None else f"the last one is {state.phase.value}"
+        raise InvalidInput.of(f"agent '{agent}' has no rollout under way ({where})", field="AGENT")
+    return state
+
+
+_ACTS = (
+    "A running controller (or `agentctl apply --wait`) acts on it at its next reconcile; "
+    "`agentctl apply` does once."
+)
+
+
+@app.command()
+def promote(agent: AgentArg, tracking_uri: TrackingOpt = DEFAULT_TRACKING_URI) -> None:
+    """Skip the current step's pause (or an inconclusive hold) of AGENT's rollout."""
+    from controller.rollout import Command
+
+    def make(state: RolloutState | None) -> Command:
+        s = _active(agent, state)
+        return Command("promote", s.canary, step=s.step)
+
+    try:
+        asked = _command(tracking_uri, agent, make)
+    except AgentctlError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{agent}: asked to promote ({asked}). {_ACTS}")
+
+
+@app.command()
+def abort(agent: AgentArg, tracking_uri: TrackingOpt = DEFAULT_TRACKING_URI) -> None:
+    """Send all of AGENT's traffic back to the stable version now; the rollout stays aborted
+    until the manifest changes."""
+    from controller.rollout import Command
+
+    def make(state: RolloutState | None) -> Command:
+        return Command("abort", _active(agent, state).canary)
+
+    try:
+        asked = _command(tracking_uri, agent, make)
+    except AgentctlError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{agent}: asked to abort ({asked}). {_ACTS}")
+
+
+@app.command()
+def rollback(
+    agent: AgentArg,
+    to_version: Annotated[
+        int | None,
+        typer.Option("--to-version", min=1, help="Default: the version the last rollout replaced."),
+    ] = None,
+    tracking_uri: TrackingOpt = DEFAULT_TRACKING_URI,
+) -> None:
+    """Send AGENT's traffic and promote alias back to the previously stable version (recorded by
+    its last rollout), or to --to-version; it stays there until the manifest changes."""
+    from controller.rollout import Command
+
+    versions: list[int] = []
+
+    def make(state: RolloutState | None) -> Command:
+        if state is None:
+            raise InvalidInput.of(
+                f"agent '{agent}' has no recorded rollout to roll back", field="AGENT"
+            )
+        target = to_version if to_version is not None else state.stable
+        versions.append(target)
+        return Command("rollback", state.canary, version=target)
+
+    try:
+        registry_versions = None
+        snapshot = _observe_registry(tracking_uri)
+        if snapshot is not None:
+            registry_versions = set(_agent_model(snapshot, agent).versions)
+        if (
+            to_version is not None
+            and registry_versions is not None
+            and to_version not in registry_versions
+        ):
+            raise InvalidInput.of(
+                f"version {to_version} of agent '{agent}' does not exist "
+                f"(versions: {', '.join(map(str, sorted(registry_versions)))})",
+                field="--to-version",
+            )
+        asked = _command(tracking_uri, agent, make)
+    except AgentctlError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{agent}: asked to roll back to v{versions[0]} ({asked}). {_ACTS}")
 
 
 def main() -> None:

@@ -58,6 +58,7 @@ class Options:
     renew_deadline: float = 10.0
     retry_period: float = 2.0
     identity: str | None = None
+    prometheus_url: str | None = None  # where prometheus gates query
     # --target local
     run_dir: Path = Path(".agentctl")
     router_port: int = 8765
@@ -166,10 +167,15 @@ def run(opts: Options) -> int:
         current["desired"] = desired
         return desired
 
+    from controller.adapters.gates import local_router, metric_providers
+
     ctl = Controller(
         tracked_load,
         registry,
         serving,
+        providers=metric_providers(
+            registry, router=local_router(serving), prometheus_url=opts.prometheus_url
+        ),
         config=LoopConfig(
             resync=opts.resync, self_heal=opts.self_heal, prune=opts.prune, owner=opts.owner
         ),

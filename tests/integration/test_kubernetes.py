@@ -105,7 +105,7 @@ def test_cli_apply_waits_for_availability_then_routes_and_a_second_apply_writes_
     k8s = ["--target", "kubernetes", "--kubeconfig", kube.kubeconfig(), "--namespace", ns]
     manifests = str(repo / "manifests")
 
-    first = agentctl("apply", manifests, *k8s, "--wait", "0")
+    first = agentctl("apply", manifests, *k8s, "--ready-timeout", "0")
     assert first.code == 0, first.err
     assert "waiting for support-bot v1 to become available" in first.out
     deployment = kube.objects(ns, "Deployment")["support-bot-v1"]
@@ -126,7 +126,7 @@ def test_cli_apply_waits_for_availability_then_routes_and_a_second_apply_writes_
     ) in waiting.out
 
     kube.mark_available(ns)
-    second = agentctl("apply", manifests, *k8s, "--wait", "0")
+    second = agentctl("apply", manifests, *k8s, "--ready-timeout", "0")
     assert second.code == 0, second.err
     route = kube.objects(ns, "HTTPRoute")["support-bot"]
     rule = route["spec"]["rules"][0]
@@ -136,7 +136,7 @@ def test_cli_apply_waits_for_availability_then_routes_and_a_second_apply_writes_
     assert route["spec"]["parentRefs"][0]["name"] == "agentctl"
 
     before = writes(kube)
-    again = agentctl("apply", manifests, *k8s, "--wait", "0")
+    again = agentctl("apply", manifests, *k8s, "--ready-timeout", "0")
     assert again.code == 0, again.err
     assert "No changes" in again.out
     assert writes(kube) == before, "a second apply issues no API writes"

@@ -5,6 +5,7 @@ the same server state, whichever wrote it."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -92,3 +93,47 @@ def test_a_server_that_does_not_answer_is_temporary() -> None:
 def test_only_tracking_servers_use_the_rest_adapter() -> None:
     assert usable("http://127.0.0.1:5000") and usable("https://mlflow.example.com")
     assert not usable("sqlite:///mlflow.db") and not usable("databricks")
+
+
+def test_both_adapters_read_the_same_traces_of_one_logged_model(
+    mlflow_server: MlflowServer, client: Any
+) -> None:
+    """Traces as a served version writes them (metadata ``mlflow.modelId``), read back for a
+    gate: state and duration of each, after a time, and only that model's."""
+    import time
+
+    import mlflow
+
+    from controller.adapters.mlflow_registry import experiment_name
+
+    mlflow.set_tracking_uri(mlflow_server.url)
+    exp = mlflow.set_experiment(experiment_name("traced"))
+    ours = mlflow.initialize_logged_model(name="agent", experiment_id=exp.experiment_id)
+    other = mlflow.initialize_logged_model(name="agent", experiment_id=exp.experiment_id)
+
+    @mlflow.trace
+    def answer(fail: bool) -> str:
+        time.sleep(0.01)
+        if fail:
+            raise RuntimeError("injected")
+        return "ok"
+
+    def traced(model_id: str, fails: list[bool]) -> None:
+        mlflow.set_active_model(model_id=model_id)
+        for fail in fails:
+            with contextlib.suppress(RuntimeError):
+                answer(fail)
+        mlflow.flush_trace_async_logging()
+
+    before = int(time.time() * 1000) - 1
+    traced(ours.model_id, [False, False, True, False])
+    traced(other.model_id, [True, True])
+    later = int(time.time() * 1000) + 1000
+    for name in sorted(ADAPTERS):
+        reg: Any = ADAPTERS[name](mlflow_server.url)
+        seen = reg.traces("traced", ours.model_id, before, 100)
+        assert sorted(s for s, _ in seen) == ["ERROR", "OK", "OK", "OK"], (name, seen)
+        assert all(ms >= 10 for _, ms in seen), (name, seen)
+        assert reg.traces("traced", ours.model_id, later, 100) == []
+        assert len(reg.traces("traced", ours.model_id, before, 2)) == 2  # a limit, paged
+        assert reg.traces("no-such-model", ours.model_id, before, 100) == []

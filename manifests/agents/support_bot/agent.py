@@ -40,6 +40,8 @@ class SupportBot(ResponsesAgent):
         self.greeting: str = config.get("greeting")
         self.faq: dict[str, str] = config.get("faq")
         self.fallback: str = config.get("fallback")
+        # A fault to inject (rollout tests): questions containing this text raise.
+        self.fail_on: str | None = (config.to_dict() or {}).get("fail_on")
 
     def answer(self, question: str) -> str:
         lowered = question.lower()
@@ -53,6 +55,8 @@ class SupportBot(ResponsesAgent):
         if not question.strip():
             # The model server answers an exception from predict with HTTP 400.
             raise ValueError("the request has no user message to answer")
+        if self.fail_on and self.fail_on in question.lower():
+            raise RuntimeError(f"injected fault: questions about {self.fail_on!r} fail")
         text = self.answer(question)
         return ResponsesAgentResponse(output=[self.create_text_output_item(text=text, id="msg-1")])
 

@@ -1,0 +1,385 @@
+"""Progressive delivery end to end: real model servers of the example support bot behind the
+real router, the real MLflow server (registry, and the traces the served versions write), driven
+by the installed `agentctl` while callers send requests.
+
+- a healthy version walks every step and is promoted; the `agentctl apply --wait` carrying it
+  is killed in the middle and a new one resumes at the same step;
+- a version whose config makes it raise is rolled back by its trace gate before 50 %, and the
+  callers' errors stay within what its weight let through;
+- `abort` and `rollback` converge, and a second apply changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from controller.rollout import RolloutState
+from tests.integration.conftest import AGENTCTL
+from tests.integration.test_local_serving import LOCAL, processes_of
+from tests.support.proxy import CountingProxy
+
+pytestmark = pytest.mark.integration
+
+QUESTION = {"input": [{"role": "user", "content": "how do I get a refund?"}]}
+
+MANIFEST = """\
+apiVersion: agentctl.io/v1alpha1
+kind: Agent
+metadata:
+  name: support-bot
+spec:
+  source:
+    code: agents/support_bot/agent.py
+    config: agents/support_bot/config.yaml
+    pipRequirements: [mlflow==3.17.2]
+  versions: [current]
+  aliases:
+    champion: current
+  serving:
+    traffic:
+      - alias: champion
+        percent: 100
+"""
+
+
+def rollout(steps: str, gates: str = "", delay: str = "3s", interval: str = "3s") -> str:
+    text = f"""\
+  rollout:
+    canary:
+      alias: champion
+    promoteAlias: champion
+    scaleDownDelay: {delay}
+    steps:
+{steps}"""
+    if gates:
+        text += f"""\
+    analysis:
+      interval: {interval}
+      gates:
+{gates}"""
+    return text
+
+
+@dataclass
+class Calls:
+    """Requests sent while a rollout runs: when, which version answered, and the status."""
+
+    seen: list[tuple[float, str, int]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def errors(self) -> int:
+        return sum(1 for _, _, code in self.seen if code != 200)
+
+    def by_version(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for _, v, _ in self.seen:
+            out[v] = out.get(v, 0) + 1
+        return out
+
+
+@dataclass
+class Bench:
+    root: Path
+    run_dir: Path
+    agentctl: Any
+    client: Any
+    env: dict[str, str]
+    tmp: Path
+    procs: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "support-bot.yaml"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "agents" / "support_bot" / "config.yaml"
+
+    @property
+    def router(self) -> str:
+        return str(json.loads((self.run_dir / "daemon.json").read_text())["router"])
+
+    def apply(self, *args: str) -> Any:
+        return self.agentctl("apply", str(self.root), *args, env=LOCAL)
+
+    def apply_wait(self, name: str) -> subprocess.Popen[str]:
+        """`agentctl apply --wait` in the background, its output in a file."""
+        log = open(self.tmp / f"apply-{name}.log", "w")  # noqa: SIM115 (closed with the process)
+        p = subprocess.Popen(
+            [AGENTCTL, "apply", str(self.root), "--wait", "--timeout", "600"],
+            env=self.env, cwd=self.tmp, stdout=log, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        self.procs.append(p)
+        return p
+
+    def log(self, name: str) -> str:
+        return (self.tmp / f"apply-{name}.log").read_text()
+
+    def state(self) -> RolloutState | None:
+        tags = self.client.get_registered_model("support-bot").tags
+        return RolloutState.from_tags(tags)
+
+    def champion(self) -> int:
+        return int(self.client.get_model_version_by_alias("support-bot", "champion").version)
+
+    def weights(self) -> dict[int, int]:
+        state = json.loads((self.run_dir / "state.json").read_text())
+        agent = state["agents"].get("support-bot") or {}
+        return {int(v): int(p) for v, p in (agent.get("weights") or {}).items()}
+
+    def call_while(self, calls: Calls, threads: int = 3) -> list[threading.Thread]:
+        def caller() -> None:
+            with requests.Session() as http:
+                while not calls.stop.is_set():
+                    try:
+                        r = http.post(
+                            f"{self.router}/agents/support-bot/invocations", json=QUESTION,
+                            timeout=30,
+                        )  # fmt: skip
+                        calls.seen.append(
+                            (time.time(), r.headers.get("X-Agentctl-Version", "?"), r.status_code)
+                        )
+                    except requests.RequestException:
+                        calls.seen.append((time.time(), "?", 0))
+                    time.sleep(0.02)
+
+        started = [threading.Thread(target=caller, daemon=True) for _ in range(threads)]
+        for t in started:
+            t.start()
+        return started
+
+
+def until(what: Callable[[], Any], timeout: float, why: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {why}")
+
+
+@pytest.fixture
+def bench(
+    examples: Path, agentctl: Any, client: Any, proxy: CountingProxy, tmp_path: Path
+) -> Iterator[Bench]:
+    """Version 1 of the support bot, served with all traffic by `agentctl apply`."""
+    root = examples  # the manifests, with the example agents' sources under agents/
+    for f in examples.glob("*.yaml"):
+        f.unlink()
+    (examples / "support-bot.yaml").write_text(MANIFEST)
+    env = dict(os.environ)
+    env.update(
+        MLFLOW_TRACKING_URI=proxy.url, AGENTCTL_RETRY_ATTEMPTS="3", AGENTCTL_RETRY_DEADLINE="20",
+        **LOCAL,
+    )  # fmt: skip
+    b = Bench(root, tmp_path / ".agentctl", agentctl, client, env, tmp_path)
+    first = b.apply()
+    assert first.code == 0, first.out + first.err
+    assert b.weights() == {1: 100}
+    try:
+        yield b
+    finally:
+        for p in b.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(10)
+        down = agentctl("down", env=LOCAL)
+        assert down.code == 0, down.err
+        deadline = time.monotonic() + 15
+        while processes_of(b.run_dir) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert processes_of(b.run_dir) == [], "agentctl down left processes behind"
+
+
+def new_version(b: Bench, greeting: str, extra: str = "") -> None:
+    text = b.config.read_text().replace("Hi, this is the support bot.", greeting)
+    b.config.write_text(text + extra)
+
+
+def test_a_healthy_version_walks_every_step_is_promoted_and_a_restart_resumes(
+    bench: Bench,
+) -> None:
+    b = bench
+    new_version(b, "v2 says hi.")
+    gates = """\
+        - name: errors
+          metric: errorRate
+          source: traces
+          max: 0.1
+          minSamples: 3
+        - name: p95
+          metric: latencyP95
+          source: router
+          max: 10000
+          minSamples: 3
+"""
+    steps = """\
+      - weight: 20
+        pause: 12s
+      - weight: 50
+        pause: 12s
+      - weight: 100
+"""
+    b.manifest.write_text(MANIFEST + rollout(steps, gates))
+    calls = Calls()
+    callers = b.call_while(calls)
+    try:
+        first = b.apply_wait("first")
+        # Once at 50 % (step 2), kill it (no cleanup) and start another: it resumes there.
+        state = until(
+            lambda: (s := b.state()) is not None and s.step == 1 and s, 240, "the 50 % step"
+        )
+        until(lambda: b.weights() == {1: 50, 2: 50}, 10, "50 % of the traffic on v2")
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+        second = b.apply_wait("second")
+        code = second.wait(300)
+        text = b.log("second")
+        assert code == 0, text
+    finally:
+        calls.stop.set()
+        for t in callers:
+            t.join(40)
+    resumed = text.splitlines()
+    rollout_lines = [
+        line
+        for line in resumed
+        if line.startswith(("support-bot: rollout:", "support-bot.rollout:"))
+    ]
+    assert rollout_lines and "step 2/3: 50%" in rollout_lines[0], rollout_lines
+    assert "step 1/3" not in text
+    final = b.state()
+    assert final is not None and final.phase.value == "Promoted" and final.digest == state.digest
+    assert b.champion() == 2 and b.weights() == {2: 100}
+    # Every gate was measured on the canary and passed; the callers saw no error.
+    assert calls.errors() == 0, calls.by_version()
+    assert set(calls.by_version()) == {"1", "2"}
+    # The old version is stopped after the scale-down delay; a second apply changes nothing.
+    again = b.apply()
+    assert again.code == 0 and "No changes." in again.out, again.out + again.err
+    status = b.agentctl("status", "support-bot", env=LOCAL)
+    assert status.code == 0, status.err
+    assert "Promoted" in status.out and "champion" in status.out, status.out
+
+
+def test_a_failing_version_is_rolled_back_by_its_trace_gate_before_half_the_traffic(
+    bench: Bench,
+) -> None:
+    b = bench
+    # Questions about refunds raise in v2 (every caller asks one); log_model's own validation
+    # question does not, so v2 registers.
+    new_version(b, "v2 says hi.", 'fail_on: "refund"\n')
+    gates = """\
+        - name: errors
+          metric: errorRate
+          source: traces
+          max: 0.1
+          minSamples: 5
+          failureLimit: 2
+"""
+    steps = """\
+      - weight: 10
+        pause: 90s
+      - weight: 50
+        pause: 30s
+      - weight: 100
+"""
+    b.manifest.write_text(MANIFEST + rollout(steps, gates))
+    calls = Calls()
+    callers = b.call_while(calls)
+    try:
+        p = b.apply_wait("failing")
+        code = p.wait(400)
+    finally:
+        calls.stop.set()
+        for t in callers:
+            t.join(40)
+    text = b.log("failing")
+    assert code == 1, text
+    assert "the rollout of support-bot failed and was rolled back" in text
+    state = b.state()
+    assert state is not None and state.phase.value == "Failed", state
+    assert state.step == 0 and "errors" in state.message, state
+    assert b.champion() == 1 and b.weights() == {1: 100}
+    assert "50%" not in text
+    # Callers' errors: only requests the canary answered, about 10 % of those sent while it had
+    # traffic (4 sigma above); none once it was rolled back.
+    n = len(calls.seen)
+    errors = calls.errors()
+    canary = calls.by_version().get("2", 0)
+    assert errors == canary and errors > 0, calls.by_version()
+    assert errors <= n * 0.10 + 4 * math.sqrt(n * 0.10 * 0.90), (errors, n)
+    # It stays rolled back: another apply changes nothing, and the plan says why.
+    again = b.apply()
+    assert again.code == 0 and "No changes." in again.out, again.out + again.err
+    status = b.agentctl("status", "support-bot", env=LOCAL)
+    assert "Failed" in status.out and "rolled back: errors" in status.out, status.out
+
+
+def test_abort_and_rollback_converge_and_a_second_apply_changes_nothing(bench: Bench) -> None:
+    b = bench
+    new_version(b, "v2 says hi.")
+    hold = """\
+      - weight: 30
+      - weight: 100
+"""
+    b.manifest.write_text(MANIFEST + rollout(hold))
+    assert b.apply().code == 0  # v2 registered, started beside v1 without traffic
+    assert b.weights() == {1: 100, 2: 0}
+    started = b.apply()
+    assert started.code == 0, started.err
+    assert b.weights() == {1: 70, 2: 30} and b.champion() == 1
+    assert "paused until promoted" in started.out
+
+    nothing = b.agentctl("abort", "summarizer", env=LOCAL)
+    assert nothing.code == 1 and "agent 'summarizer'" in nothing.err
+    aborted = b.agentctl("abort", "support-bot", env=LOCAL)
+    assert aborted.code == 0, aborted.err
+    assert b.apply().code == 0
+    state = b.state()
+    assert state is not None and state.phase.value == "Aborted"
+    assert b.weights() == {1: 100} and b.champion() == 1
+    again = b.apply()
+    assert "No changes." in again.out, again.out
+
+    # A new rollout (the steps changed), promoted by hand, then rolled back from history.
+    b.manifest.write_text(
+        MANIFEST + rollout("      - weight: 50\n      - weight: 100\n", delay="1s")
+    )
+    assert b.apply().code == 0
+    assert b.weights() == {1: 50, 2: 50}
+    promoted = b.agentctl("promote", "support-bot", env=LOCAL)
+    assert promoted.code == 0, promoted.err
+    done = b.apply("--wait", "--timeout", "120")
+    assert done.code == 0, done.out + done.err
+    assert b.champion() == 2 and b.weights() == {2: 100}
+    rolled = b.agentctl("rollback", "support-bot", env=LOCAL)
+    assert rolled.code == 0 and "roll back to v1" in rolled.out, rolled.out + rolled.err
+    assert b.apply().code == 0
+    assert b.champion() == 1 and b.weights() == {1: 100}
+    assert "No changes." in b.apply().out
+    bad = b.agentctl("rollback", "support-bot", "--to-version", "9", env=LOCAL)
+    assert bad.code == 1 and "version 9" in bad.err
+
+    # Git's way: the manifest back to v1's source converges to v1 with nothing left to do.
+    b.config.write_text(b.config.read_text().replace("v2 says hi.", "Hi, this is the support bot."))
+    b.manifest.write_text(MANIFEST)
+    reverted = b.apply()
+    assert reverted.code == 0, reverted.err
+    assert b.champion() == 1 and b.weights() == {1: 100}
+    assert "No changes." in b.apply().out
