@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.desired import Desired
+from controller.observed import experiment_name
 from controller.schema import GatewayRef, KubernetesServing
 
 __all__ = [
@@ -207,6 +208,9 @@ def deployment(
     env: list[dict[str, Any]] = []
     if s.tracking_uri is not None:
         env.append({"name": "MLFLOW_TRACKING_URI", "value": s.tracking_uri})
+        if not {"MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"} & set(s.env):
+            # Its traces go to the agent's experiment, where rollout gates read them.
+            env.append({"name": "MLFLOW_EXPERIMENT_NAME", "value": experiment_name(model)})
     env += [{"name": k, "value": v} for k, v in sorted(s.env.items())]
     container: dict[str, Any] = {
         "name": "model-server",

@@ -22,6 +22,7 @@ __all__ = [
     "RegistrySnapshot",
     "ServedVersion",
     "ServingSnapshot",
+    "experiment_name",
 ]
 
 #: On a registered model: which agentctl instance owns it. Absent: not managed.
@@ -36,6 +37,11 @@ MANAGED_ALIASES_TAG = "agentctl.io/managed-aliases"
 DIGEST_TAG = "agentctl.io/source-digest"
 #: On a version: the code file it was logged from, relative to the repository root.
 SOURCE_TAG = "agentctl.io/source-code"
+
+
+def experiment_name(model: str) -> str:
+    """The MLflow experiment that holds an agent's logged models and its served versions' traces."""
+    return f"/agentctl/{model}"
 
 
 def _inventory(tags: Mapping[str, str], key: str) -> frozenset[str]:

@@ -171,7 +171,11 @@ def _pairs(text: str) -> list[tuple[str, str]]:
 
 
 def start(canary: int, stable: int, digest: str, now: float) -> RolloutState:
-    return RolloutState(canary=canary, stable=stable, digest=digest, step_started=now)
+    """A new rollout at its first step; its gates are first measured one interval on (the
+    canary has had no traffic yet)."""
+    return RolloutState(
+        canary=canary, stable=stable, digest=digest, step_started=now, measured_at=now
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from controller.observed import (
     ObservedModel,
     ObservedVersion,
     RegistrySnapshot,
+    experiment_name,
 )
 from controller.ports import VersionSource
 
@@ -47,11 +48,6 @@ def trace_filter(model_id: str, since_ms: int) -> str:
     if not model_id.replace("-", "").isalnum():
         raise PermanentBackendError(f"not a logged model id: {model_id!r}")
     return f"metadata.`mlflow.modelId` = '{model_id}' AND trace.timestamp_ms > {int(since_ms)}"
-
-
-def experiment_name(model: str) -> str:
-    """The MLflow experiment that holds an agent's logged models (and later its traces)."""
-    return f"/agentctl/{model}"
 
 
 class MlflowRegistry:

@@ -524,3 +524,113 @@ def test_a_route_moves_from_gateway_to_service_when_the_manifest_says_so(
     assert kube.objects(ns, "HTTPRoute") == {}
     assert _split(kube, ns) == ({"bot-v1": 1}, "1=100", {"agentctl.io/agent": "bot"})
     assert run(root, reg, serving(kube, ns, root)).plan.changes == ()
+
+
+# -- a rollout on Kubernetes: the HTTPRoute's weights walk the steps ----------------------------
+
+
+class PromQL:
+    """A stand-in for Prometheus' HTTP query API (``GET /api/v1/query``, its documented JSON):
+    answers every query with ``value``, and keeps the queries it was asked."""
+
+    def __init__(self) -> None:
+        import http.server
+        import json
+        import threading
+        import urllib.parse
+
+        self.value = "0"
+        self.queries: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                url = urllib.parse.urlparse(self.path)
+                outer.queries += urllib.parse.parse_qs(url.query).get("query", [])
+                body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
+                    {"metric": {}, "value": [0, outer.value]}]}}).encode()  # fmt: skip
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+ROLLOUT_K8S = """\
+  rollout:
+    canary: {alias: champion}
+    promoteAlias: champion
+    scaleDownDelay: 5s
+    steps:
+      - {weight: 30, pause: 10s}
+      - {weight: 100}
+    analysis:
+      interval: 1s
+      gates:
+        - name: errors
+          metric: errorRate
+          source: prometheus
+          query: sum(rate(errors{version="{{version}}"}[1m])) / sum(rate(requests{version="{{version}}"}[1m]))
+          max: 0.05
+"""
+
+
+def test_a_rollout_walks_the_httproute_weights_and_a_failing_gate_rolls_back(
+    kube: ApiServer, ns: str, tmp_path: Path
+) -> None:
+    from controller.adapters.prometheus import PrometheusMetrics
+    from controller.rollout import RolloutState
+
+    root, reg = _routed_bot(kube, ns, tmp_path)
+    prom = PromQL()
+    now = [1_000_000.0]
+
+    def step(dt: float = 0.0) -> Any:
+        now[0] += dt
+        desired, _ = load(root)
+        return reconcile(
+            desired, reg, apply=True, policy=NO_WAIT, serving=serving(kube, ns, root),
+            providers={"prometheus": PrometheusMetrics(prom.url)}, wall=lambda: now[0],
+        )  # fmt: skip
+
+    def backends() -> list[tuple[str, int]]:
+        rule = kube.objects(ns, "HTTPRoute")["bot"]["spec"]["rules"][0]
+        return [(b["name"], b["weight"]) for b in rule["backendRefs"]]
+
+    (root / "config.yaml").write_text("greeting: hello\n")
+    (root / "bot.yaml").write_text(GOOD + ROLLOUT_K8S)
+    step()  # v2 registered, its Deployment created; traffic stays on v1
+    assert backends() == [("bot-v1", 100)] and reg.models["bot"].aliases["champion"] == 1
+    kube.mark_available(ns)
+    step(1)  # v2 is Available: the rollout starts
+    assert backends() == [("bot-v1", 70), ("bot-v2", 30)]
+    assert prom.queries == []  # not before the canary has had traffic for an interval
+    step(11)  # the pause is over and the gate passed: promoted
+    assert len(prom.queries) == 1 and prom.queries[0].count('version="2"') == 2
+    assert reg.models["bot"].aliases["champion"] == 2
+    assert backends() == [("bot-v1", 0), ("bot-v2", 100)]
+    assert set(kube.objects(ns, "Deployment")) == {"bot-v1", "bot-v2"}
+    step(6)  # the scale-down delay is over
+    assert backends() == [("bot-v2", 100)] and set(kube.objects(ns, "Deployment")) == {"bot-v2"}
+    assert not step(1).plan.has_changes
+
+    # v3 fails its gate: back to v2, and it stays there.
+    (root / "config.yaml").write_text("greeting: howdy\n")
+    prom.value = "0.5"
+    step()
+    kube.mark_available(ns)
+    step(1)
+    assert backends() == [("bot-v2", 70), ("bot-v3", 30)]
+    failed = step(1.5)
+    state = RolloutState.from_tags(reg.models["bot"].tags)
+    assert state is not None and state.phase.value == "Failed", failed.progress
+    assert backends() == [("bot-v2", 100)] and reg.models["bot"].aliases["champion"] == 2
+    assert set(kube.objects(ns, "Deployment")) == {"bot-v2"}
+    assert not step(30).plan.has_changes
