@@ -291,3 +291,49 @@ def _until(condition: object, timeout: float = 10.0) -> None:
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_a_rollout_is_progress_not_drift_and_its_end_is_an_event_and_a_metric(
+    tmp_path: Path,
+) -> None:
+    from controller.rollout import Measurement
+    from tests.unit.test_progressive import ROLLOUT, Source
+
+    reg, srv = FakeRegistry(), FakeServing()
+    root = write_repo(tmp_path, GOOD)
+    wall = [1_000_000.0]
+    source = Source(Measurement(0.0, 50))
+    ctl, _, events, metrics = controller(
+        root, reg, serving=srv, wall=lambda: wall[0], providers={"router": source}
+    )
+    assert ctl.reconcile().ok and srv.weights["bot"] == {1: 100}
+    (root / "config.yaml").write_text("greeting: hello\n")
+    (root / "bot.yaml").write_text(GOOD + ROLLOUT)
+    assert ctl.reconcile("manifests").ok  # v2 registered and warm
+    started = ctl.reconcile()
+    assert srv.weights["bot"] == {1: 80, 2: 20}
+    assert started.requeue == 10.0  # the gate's interval, before the 60 s pause ends
+    assert ("bot", "RolloutStarted") in events.reasons()
+    assert value(metrics, "agentctl_rollout_step", agent="bot") == 1
+    # Nothing in the manifests changed since, yet traffic moves: that is not drift.
+    wall[0] += 65
+    moved = ctl.reconcile()
+    assert moved.drift == {} and srv.weights["bot"] == {1: 50, 2: 50}
+    assert value(metrics, "agentctl_rollout_step", agent="bot") == 2
+    assert value(metrics, "agentctl_drift_detected_total", agent="bot", kind="traffic") == 0
+    source.m = Measurement(0.9, 50)
+    wall[0] += 10
+    ctl.reconcile()
+    wall[0] += 10
+    failed = ctl.reconcile()
+    assert failed.ok and srv.weights["bot"] == {1: 100}
+    [failure] = [e for e in events.seen if e[1] == "RolloutFailed"]
+    assert failure[3] is True  # a Warning
+    assert value(metrics, "agentctl_rollouts_total", agent="bot", result="Failed") == 1
+    assert failed.requeue is None
+    # Someone moves the alias by hand now: that is drift again (the rollout is over).
+    reg.models["bot"].aliases["champion"] = 2
+    wall[0] += 10
+    healed = ctl.reconcile()
+    assert healed.drift == {"bot": ["bot.alias.champion"]}
+    assert reg.models["bot"].aliases["champion"] == 1
