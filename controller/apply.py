@@ -136,10 +136,12 @@ class _Executor:
         """Record a rollout's state in the model's tags (a command it consumed is deleted)."""
         r, call = self.registry, self.policy.call
         set_tags, delete_tags = _tag_ops(c.before or {}, c.after or {})
+        for key, value in set_tags:  # the state is one tag: one write
+            call(lambda k=key, v=value: r.set_model_tag(c.model, k, v))  # type: ignore[misc]
         for key in delete_tags:
             call(lambda k=key: r.delete_model_tag(c.model, k))  # type: ignore[misc]
-        for key, value in set_tags:
-            call(lambda k=key, v=value: r.set_model_tag(c.model, k, v))  # type: ignore[misc]
+        if c.action is Action.DELETE:
+            return Entry(c.address, Verb.DELETED, c.reason)
         verb = Verb.CREATED if c.action is Action.CREATE else Verb.CONFIGURED
         return Entry(c.address, verb, c.reason)
 

@@ -1084,7 +1084,7 @@ def promote(agent: AgentArg, tracking_uri: TrackingOpt = DEFAULT_TRACKING_URI) -
 @app.command()
 def abort(agent: AgentArg, tracking_uri: TrackingOpt = DEFAULT_TRACKING_URI) -> None:
     """Send all of AGENT's traffic back to the stable version now; the rollout stays aborted
-    until the manifest changes."""
+    until its canary or spec.rollout changes."""
     from controller.rollout import Command
 
     def make(state: RolloutState | None) -> Command:
@@ -1107,7 +1107,8 @@ def rollback(
     tracking_uri: TrackingOpt = DEFAULT_TRACKING_URI,
 ) -> None:
     """Send AGENT's traffic and promote alias back to the previously stable version (recorded by
-    its last rollout), or to --to-version; it stays there until the manifest changes."""
+    its last rollout), or to --to-version; it stays there until the canary or spec.rollout
+    changes."""
     from controller.rollout import Command
 
     versions: list[int] = []

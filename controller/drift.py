@@ -17,24 +17,35 @@ from controller.plan import Plan
 __all__ = ["agent_digest", "drifted"]
 
 
-def agent_digest(agent: DesiredAgent, desired: Desired) -> str:
-    """What an agent's desired state is made of: its manifest, its source's content and the
-    ServingDefaults it serves under."""
+def agent_digest(agent: DesiredAgent, desired: Desired, mark: str = "") -> str:
+    """What an agent's desired state is made of: its manifest, its source's content, the
+    ServingDefaults it serves under and (``mark``) where its rollout stands."""
     parts = [
         agent.manifest.model_dump_json(),
         agent.source.digest if agent.source else "",
         desired.defaults.model_dump_json() if desired.defaults else "",
+        mark,
     ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def drifted(plan: Plan, desired: Desired, converged: Mapping[str, str]) -> dict[str, list[str]]:
-    """Agent -> the addresses of its planned changes, for each agent whose changes are drift."""
+def drifted(
+    plan: Plan,
+    desired: Desired,
+    converged: Mapping[str, str],
+    marks: Mapping[str, str] | None = None,
+) -> dict[str, list[str]]:
+    """Agent -> the addresses of its planned changes, for each agent whose changes are drift.
+    ``marks`` (agent -> what its rollout asks this round) count as part of the desired state:
+    a rollout that moves is a deployment."""
     agents = {a.name: a for a in desired.agents}
     out: dict[str, list[str]] = {}
     for change in plan.changes:
         agent = agents.get(change.agent)
-        if agent is None or converged.get(change.agent) != agent_digest(agent, desired):
+        if agent is None:
+            continue
+        digest = agent_digest(agent, desired, (marks or {}).get(change.agent, ""))
+        if converged.get(change.agent) != digest:
             continue
         out.setdefault(change.agent, []).append(change.address)
     return out

@@ -228,13 +228,12 @@ class Controller:
         blocked = {d.agent for d in the_plan.diagnostics.errors}
         for d in the_plan.diagnostics.errors:
             log.error("plan: %s", d)
-        report.drift = drifted(the_plan, desired, self.converged)
-        for agent, p in report.progress.items():
-            if p.active:
-                report.drift.pop(agent, None)  # a rollout's steps are progress, not drift
-        digests = {a.name: agent_digest(a, desired) for a in desired.agents}
+        marks = {agent: p.mark for agent, p in report.progress.items()}
+        report.drift = drifted(the_plan, desired, self.converged, marks)
+        digests = {a.name: agent_digest(a, desired, marks.get(a.name, "")) for a in desired.agents}
+        manifests = {a.name: agent_digest(a, desired) for a in desired.agents}
         for agent, at in list(self._failed_digest.items()):
-            if digests.get(agent) != at:  # its manifest changed since it failed: try it now
+            if manifests.get(agent) != at:  # its manifest changed since it failed: try it now
                 self.backoff.succeeded(agent)
                 del self._failed_digest[agent]
         for agent in set(self._drift_reported) - set(report.drift):
@@ -249,8 +248,8 @@ class Controller:
                 report.held[agent] = why
                 continue
             self._apply_agent(agent, the_plan, desired, report, stop)
-            if agent in report.failed and agent in digests:
-                self._failed_digest[agent] = digests[agent]
+            if agent in report.failed and agent in manifests:
+                self._failed_digest[agent] = manifests[agent]
             changeset = report.applied.get(agent)
             if (
                 changeset is not None

@@ -31,7 +31,7 @@ from controller.observed import (
     ServingSnapshot,
 )
 from controller.plan import Action, AgentView, Change, Kind, Pending, Plan, Share
-from controller.rollout import TAG_PREFIX, Progress
+from controller.rollout import COMMAND_TAG, TAG_PREFIX, Progress
 from controller.schema import CURRENT, ShadowTarget, TrafficTarget, VersionEntry, VersionRef
 from controller.serving_plan import DesiredServing, Target, plan_serving, remove_serving
 
@@ -47,6 +47,7 @@ _PHASE = {
     # between is finished by the next apply, which reads the same state.
     (Kind.ROLLOUT, Action.CREATE): 2,
     (Kind.ROLLOUT, Action.UPDATE): 2,
+    (Kind.ROLLOUT, Action.DELETE): 2,
     (Kind.MODEL_VERSION, Action.CREATE): 3,
     (Kind.MODEL_VERSION, Action.UPDATE): 4,
     (Kind.ALIAS, Action.CREATE): 5,
@@ -351,20 +352,32 @@ def _plan_agent(
         if governing is not None:
             unchanged += _plan_version_tags(governing, versions[number], change)
 
-    if progress is not None and progress.state is not None and model is not None:
-        before_state = {k: v for k, v in model.tags.items() if k.startswith(TAG_PREFIX)}
-        after_state = progress.state.to_tags()
-        if before_state != after_state:
-            change(
-                Kind.ROLLOUT,
-                "",
-                Action.UPDATE if before_state else Action.CREATE,
-                dict(sorted(before_state.items())) or None,
-                dict(sorted(after_state.items())),
-                progress.reason,
-            )
-        else:
-            unchanged += 1
+    if progress is not None and model is not None:
+        # The command tag is the CLI's: left in place (the state records it as consumed).
+        before_state = {
+            k: v for k, v in model.tags.items() if k.startswith(TAG_PREFIX) and k != COMMAND_TAG
+        }
+        if progress.clear:
+            before_state = {k: v for k, v in model.tags.items() if k.startswith(TAG_PREFIX)}
+            if before_state:
+                change(
+                    Kind.ROLLOUT, "", Action.DELETE, dict(sorted(before_state.items())), None,
+                    progress.reason,
+                )  # fmt: skip
+            progress = None  # the manifest governs alias and traffic
+        elif progress.state is not None:
+            after_state = progress.state.to_tags()
+            if before_state != after_state:
+                change(
+                    Kind.ROLLOUT,
+                    "",
+                    Action.UPDATE if before_state else Action.CREATE,
+                    dict(sorted(before_state.items())) or None,
+                    dict(sorted(after_state.items())),
+                    progress.reason,
+                )
+            else:
+                unchanged += 1
 
     # Aliases: set what the manifest says; delete only aliases agentctl set before (inventory).
     # A rollout holds its promote alias on the stable version until the canary is promoted.

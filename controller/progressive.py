@@ -20,6 +20,7 @@ from controller.observed import ObservedModel, RegistrySnapshot
 from controller.ports import GateQuery, MetricProvider
 from controller.rollout import (
     COMMAND_TAG,
+    TAG_PREFIX,
     Measurement,
     Progress,
     RolloutState,
@@ -28,8 +29,6 @@ from controller.rollout import (
     hold_for_canary,
     measurement_due,
     parse_command,
-    rollout_digest,
-    start,
 )
 from controller.schema import CURRENT
 
@@ -82,16 +81,11 @@ def evaluate(
         stored = RolloutState.from_tags(model.tags)
         command = parse_command(model.tags.get(COMMAND_TAG))
         state = begin(rollout, canary, current, stored, now)
-        if (
-            state is None
-            and command is not None
-            and command.kind == "rollback"
-            and command.canary == canary
-            and command.version is not None
-        ):
-            # A rollback of a version that came in without a rollout (a first deployment).
-            state = start(canary, command.version, rollout_digest(canary, rollout), now)
         if state is None:
+            if any(k.startswith(TAG_PREFIX) for k in model.tags):
+                out[agent.name] = Progress.cleared(
+                    f"v{canary} is the stable version: no rollout; its record is cleared"
+                )
             continue
         measurements: dict[str, Measurement] | None = None
         if providers is not None and measurement_due(rollout, state, now):
@@ -126,6 +120,10 @@ def _measure(
             m = provider.measure(q)
         except AgentctlError as exc:
             log.warning("agent %s: gate %s: %s (inconclusive)", agent.name, gate.name, exc)
+            m = Measurement(None, 0)
+        except Exception as exc:  # a source's surprise must not stop the reconcile
+            log.exception("agent %s: gate %s: unexpected %r (inconclusive)", agent.name,
+                          gate.name, exc)  # fmt: skip
             m = Measurement(None, 0)
         if gate.source == "prometheus" and m.value is not None:
             m = Measurement(m.value, max(m.samples, gate.min_samples))  # the query is the evidence

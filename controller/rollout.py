@@ -5,7 +5,7 @@ duration, or until promoted); analysis gates are measured while it does, each me
 judged Successful, Failed or Inconclusive (too few samples; never promotes); a gate that fails
 ``failure_limit`` times (as Flagger counts its threshold; Argo Rollouts
 tolerates ``failureLimit`` and fails on one more) fails the rollout, which sends all traffic to the
-stable version and stays failed until the manifest changes; progress is a step index plus
+stable version and stays failed until the canary or the rollout changes; progress is a step index plus
 explicit ``promote`` / ``abort`` commands, so that the CLI asks and the controller acts. The
 state round-trips through registry tags (:meth:`RolloutState.to_tags` /
 :meth:`RolloutState.from_tags`): a restarted controller resumes at the same step.
@@ -25,6 +25,7 @@ from controller.schema import Rollout, seconds
 
 __all__ = [
     "COMMAND_TAG",
+    "STATE_TAG",
     "TAG_PREFIX",
     "Command",
     "Decision",
@@ -52,6 +53,8 @@ TAG_PREFIX = "agentctl.io/rollout."
 #: names the rollout (and step) it is for, so that a stale one, or one acted on twice, does
 #: nothing.
 COMMAND_TAG = TAG_PREFIX + "command"
+#: The tag that holds an agent's rollout state, as JSON.
+STATE_TAG = TAG_PREFIX + "state"
 
 
 class Phase(StrEnum):
@@ -101,6 +104,9 @@ def from_spec(rollout: Rollout) -> tuple[list[Step], list[Gate]]:
     steps = [
         Step(s.weight, seconds(s.pause) if s.pause is not None else None) for s in rollout.steps
     ]
+    last = steps[-1]
+    if last.weight >= 100 and last.pause is None:
+        steps[-1] = Step(last.weight, 0.0)  # the promotion itself: no pause to wait out
     gates = [
         Gate(g.name, g.max, g.min_samples, g.failure_limit)
         for g in (rollout.analysis.gates if rollout.analysis else [])
@@ -126,48 +132,47 @@ class RolloutState:
     verdicts: Mapping[str, Verdict] = field(default_factory=dict)  # gate -> latest, this step
     message: str = ""
     measured_at: float = 0.0  # Unix seconds of the last measurement of the gates
+    consumed: str = ""  # the last CLI command acted on (a command is acted on once)
 
     def to_tags(self) -> dict[str, str]:
-        """The state as registry tags (strings), under :data:`TAG_PREFIX`."""
-        return {
-            TAG_PREFIX + "canary": str(self.canary),
-            TAG_PREFIX + "stable": str(self.stable),
-            TAG_PREFIX + "digest": self.digest,
-            TAG_PREFIX + "phase": self.phase.value,
-            TAG_PREFIX + "step": str(self.step),
-            TAG_PREFIX + "step-started": f"{self.step_started:.3f}",
-            TAG_PREFIX + "failures": ",".join(f"{g}={n}" for g, n in sorted(self.failures.items())),
-            TAG_PREFIX + "verdicts": ",".join(
-                f"{g}={v.value}" for g, v in sorted(self.verdicts.items())
-            ),
-            TAG_PREFIX + "message": self.message[:4000],
-            TAG_PREFIX + "measured-at": f"{self.measured_at:.3f}",
+        """The state as one registry tag (:data:`STATE_TAG`, JSON): written in one request, so
+        that a crash never leaves half of a new state beside half of the old one."""
+        data = {
+            "canary": self.canary,
+            "stable": self.stable,
+            "digest": self.digest,
+            "phase": self.phase.value,
+            "step": self.step,
+            "stepStarted": round(self.step_started, 3),
+            "failures": dict(sorted(self.failures.items())),
+            "verdicts": {g: v.value for g, v in sorted(self.verdicts.items())},
+            "message": self.message[:1000],
+            "measuredAt": round(self.measured_at, 3),
+            "consumed": self.consumed,
         }
+        return {STATE_TAG: json.dumps(data, separators=(",", ":"))}
 
     @classmethod
     def from_tags(cls, tags: Mapping[str, str]) -> RolloutState | None:
         """The state the tags hold; None if there is none, or it is not readable (a rollout
         whose state is lost starts again rather than guessing)."""
-        t = {k[len(TAG_PREFIX) :]: v for k, v in tags.items() if k.startswith(TAG_PREFIX)}
         try:
+            t = json.loads(tags[STATE_TAG])
             return cls(
                 canary=int(t["canary"]),
                 stable=int(t["stable"]),
-                digest=t["digest"],
+                digest=str(t["digest"]),
                 phase=Phase(t["phase"]),
                 step=int(t["step"]),
-                step_started=float(t["step-started"]),
-                failures={g: int(n) for g, n in _pairs(t.get("failures", ""))},
-                verdicts={g: Verdict(v) for g, v in _pairs(t.get("verdicts", ""))},
-                message=t.get("message", ""),
-                measured_at=float(t.get("measured-at", "0")),
+                step_started=float(t["stepStarted"]),
+                failures={str(g): int(n) for g, n in t.get("failures", {}).items()},
+                verdicts={str(g): Verdict(v) for g, v in t.get("verdicts", {}).items()},
+                message=str(t.get("message", "")),
+                measured_at=float(t.get("measuredAt", 0)),
+                consumed=str(t.get("consumed", "")),
             )
-        except (KeyError, ValueError):
+        except (KeyError, ValueError, TypeError, AttributeError):
             return None
-
-
-def _pairs(text: str) -> list[tuple[str, str]]:
-    return [tuple(p.split("=", 1)) for p in text.split(",") if "=" in p]  # type: ignore[misc]
 
 
 def start(canary: int, stable: int, digest: str, now: float) -> RolloutState:
@@ -191,8 +196,9 @@ def _weights(state: RolloutState, steps: Sequence[Step]) -> dict[int, int]:
         return {state.canary: 100}
     if state.phase in (Phase.FAILED, Phase.ABORTED):
         return {state.stable: 100}
-    w = steps[min(state.step, len(steps) - 1)].weight
-    return {state.canary: 100} if w >= 100 else {state.stable: 100 - w, state.canary: w}
+    w = min(steps[min(state.step, len(steps) - 1)].weight, 100)
+    # At 100 % before promotion the stable version keeps serving (0 %): a rollback is instant.
+    return {state.stable: 100 - w, state.canary: w}
 
 
 def advance(
@@ -351,6 +357,25 @@ class Progress:
     requeue: float | None = None
     warm_canary: bool = False  # also serve the canary that this apply registers, at 0 %
     event: tuple[str, str, bool] | None = None  # (reason, message, warning) to report
+    clear: bool = False  # no rollout applies: delete the recorded state (and any command)
+
+    @classmethod
+    def cleared(cls, reason: str) -> Progress:
+        """No rollout applies (the canary is the stable version again, or there is no stable
+        one): forget the recorded state, so that a later rollout of the same version starts
+        afresh; alias and traffic follow the manifest."""
+        return cls("", 0, {}, None, reason, active=False, clear=True)
+
+    @property
+    def mark(self) -> str:
+        """What this round asks of the plan, for drift detection: a change of it is the
+        rollout moving, not someone else's edit."""
+        if self.clear:
+            return "clear"
+        state = self.state.to_tags() if self.state is not None else None
+        return json.dumps(
+            [self.alias_version, sorted(self.weights.items()), state, self.warm_canary]
+        )
 
 
 def hold_for_canary(alias: str, current: int) -> Progress:
@@ -363,7 +388,7 @@ def hold_for_canary(alias: str, current: int) -> Progress:
         None,
         f"waiting for the canary to be registered; v{current} keeps all traffic",
         active=True,
-        requeue=1.0,
+        requeue=5.0,
         warm_canary=True,
     )
 
@@ -402,19 +427,28 @@ def decide(
     measurements, walk the steps; then what the plan should do about it."""
     steps, gates = from_spec(rollout)
     cmd: str | None = None
-    if command is not None and command.canary == state.canary and not state.phase.done:
-        if command.kind == "abort":
+    # A command is for a rollout that was under way when it was given (not one that starts
+    # now), for its canary, and is acted on once: the state records it as consumed. The tag is
+    # left in place (deleting it could delete a newer one written meanwhile).
+    if (
+        command is not None
+        and stored is not None
+        and stored.digest == state.digest
+        and command.canary == state.canary
+        and command.to_tag() != state.consumed
+    ):
+        state = replace(state, consumed=command.to_tag())
+        if command.kind == "abort" and not state.phase.done:
             cmd = "abort"
-        elif command.kind == "promote" and command.step == state.step:
+        elif command.kind == "promote" and command.step == state.step and not state.phase.done:
             cmd = "promote"
-    if command is not None and command.kind == "rollback" and command.canary == state.canary:
-        assert command.version is not None
-        state = replace(
-            state,
-            stable=command.version,
-            phase=Phase.ABORTED,
-            message=f"rolled back: all traffic to v{command.version} (agentctl rollback)",
-        )
+        elif command.kind == "rollback" and command.version is not None:
+            state = replace(
+                state,
+                stable=command.version,
+                phase=Phase.ABORTED,
+                message=f"rolled back: all traffic to v{command.version} (agentctl rollback)",
+            )
     if measurements:
         state = replace(state, measured_at=now)
     decision = advance(steps, gates, state, now, measurements, cmd)

@@ -41,6 +41,8 @@ def _get(url: str, what: str, params: dict[str, str] | None = None, timeout: flo
         r = requests.get(url, params=params, timeout=timeout)
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise TemporaryBackendError(f"{what}: {url} did not answer ({exc})") from exc
+    except requests.RequestException as exc:  # a URL without a scheme, and the like
+        raise PermanentBackendError(f"{what}: cannot ask {url}: {exc}") from exc
     if r.status_code >= 500 or r.status_code == 429:
         raise TemporaryBackendError(f"{what}: {url} answered {r.status_code}")
     if not r.ok:
@@ -57,17 +59,24 @@ class PrometheusMetrics:
             raise PermanentBackendError("a prometheus gate needs a query")
         query = fill(q.query, q)
         r = _get(self.url + "/api/v1/query", "prometheus query", {"query": query})
-        body = r.json()
-        if body.get("status") != "success":
-            raise PermanentBackendError(f"prometheus query {query!r}: {body.get('error', body)}")
-        data: dict[str, Any] = body.get("data") or {}
-        result: Any = data.get("result")
-        if data.get("resultType") == "scalar":
-            value = float(result[1])
-        elif data.get("resultType") == "vector" and result:
-            value = float(result[0]["value"][1])
-        else:
-            return Measurement(None, 0)
+        try:
+            body = r.json()
+            if body.get("status") != "success":
+                raise PermanentBackendError(
+                    f"prometheus query {query!r}: {body.get('error', body)}"
+                )
+            data: dict[str, Any] = body.get("data") or {}
+            result: Any = data.get("result")
+            if data.get("resultType") == "scalar":
+                value = float(result[1])
+            elif data.get("resultType") == "vector" and result:
+                value = float(result[0]["value"][1])
+            else:
+                return Measurement(None, 0)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise PermanentBackendError(
+                f"prometheus query {query!r}: not an answer of Prometheus' query API ({exc!r})"
+            ) from exc
         if math.isnan(value):
             return Measurement(None, 0)
         return Measurement(value, 1)  # one number; the caller does not apply minSamples to it

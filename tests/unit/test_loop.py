@@ -337,3 +337,44 @@ def test_a_rollout_is_progress_not_drift_and_its_end_is_an_event_and_a_metric(
     healed = ctl.reconcile()
     assert healed.drift == {"bot": ["bot.alias.champion"]}
     assert reg.models["bot"].aliases["champion"] == 1
+
+
+def test_without_self_heal_a_rollout_still_rolls_back_promotes_and_scales_down(
+    tmp_path: Path,
+) -> None:
+    from controller.rollout import Measurement
+    from tests.unit.test_progressive import ROLLOUT, Source
+
+    reg, srv = FakeRegistry(), FakeServing()
+    root = write_repo(tmp_path, GOOD)
+    wall = [1_000_000.0]
+    source = Source(Measurement(0.0, 50))
+    ctl, _, _, _ = controller(
+        root, reg, LoopConfig(self_heal=False), serving=srv, wall=lambda: wall[0],
+        providers={"router": source},
+    )  # fmt: skip
+
+    def cycle(dt: float) -> CycleReport:
+        wall[0] += dt
+        report = ctl.reconcile()
+        assert report.drift == {} and not report.held, (report.drift, report.held)
+        return report
+
+    cycle(0)
+    (root / "config.yaml").write_text("greeting: hello\n")
+    (root / "bot.yaml").write_text(GOOD + ROLLOUT)
+    cycle(0)
+    cycle(1)
+    cycle(65)
+    cycle(61)  # promoted: v1 kept at 0 % for the delay
+    assert srv.weights["bot"] == {1: 0, 2: 100} and reg.models["bot"].aliases["champion"] == 2
+    cycle(31)  # the delay is over: v1 stops, though nothing in the manifests changed
+    assert srv.weights["bot"] == {2: 100} and set(srv.servers["bot"]) == {2}
+    # v3 fails: rolled back to v2 with self-heal off too.
+    (root / "config.yaml").write_text("greeting: howdy\n")
+    cycle(0)
+    cycle(1)
+    source.m = Measurement(0.9, 50)
+    cycle(10)
+    cycle(10)
+    assert srv.weights["bot"] == {2: 100} and reg.models["bot"].aliases["champion"] == 2

@@ -182,10 +182,13 @@ def test_promote_skips_the_pause_once(world: World) -> None:
     w.tag(COMMAND_TAG, Command("promote", 2, step=0).to_tag())
     w.apply(1)
     assert w.state is not None and w.state.step == 1 and w.weights == {1: 50, 2: 50}
-    assert COMMAND_TAG not in w.reg.models["bot"].tags  # consumed
-    w.tag(COMMAND_TAG, Command("promote", 2, step=0).to_tag())  # stale: for step 0
+    # Consumed: recorded in the state; the tag stays (deleting it could delete a newer one).
+    assert w.state.consumed == "promote@2:0" and COMMAND_TAG in w.reg.models["bot"].tags
     w.apply(1)
-    assert w.state.step == 1
+    assert w.state.step == 1  # acted on once
+    w.tag(COMMAND_TAG, Command("promote", 2, step=1).to_tag())
+    w.apply(1)
+    assert w.state.phase is Phase.PROMOTED and w.champion == 2
 
 
 def test_abort_goes_back_to_stable_and_a_second_apply_changes_nothing(world: World) -> None:
@@ -244,3 +247,50 @@ def test_the_registry_target_leaves_the_promote_alias_where_it_is(tmp_path: Path
     assert reg.models["bot"].aliases["champion"] == 1 and 2 in reg.models["bot"].versions
     [warning] = [d for d in result.plan.diagnostics if d.field == "spec.rollout"]
     assert "stays on version 1" in warning.message
+
+
+def test_a_revert_clears_the_record_so_rolling_forward_again_starts_afresh(world: World) -> None:
+    w = world
+    w.apply(1)
+    w.source.m = Measurement(0.5, 40)
+    w.apply(10)
+    w.apply(10)
+    assert w.state is not None and w.state.phase is Phase.FAILED
+    (w.root / "config.yaml").write_text("greeting: hi\n")  # back to v1's source
+    reverted = w.apply(1)
+    assert w.state is None and not any(
+        k.startswith("agentctl.io/rollout.") for k in w.reg.models["bot"].tags
+    )
+    assert [c.kind for c in reverted.plan.changes if c.kind is Kind.ROLLOUT] == [Kind.ROLLOUT]
+    assert (w.champion, w.weights) == (1, {1: 100})
+    (w.root / "config.yaml").write_text("greeting: hello\n")  # forward again, v2 fixed upstream
+    w.source.m = Measurement(0.0, 40)
+    w.apply(1)
+    assert w.state is not None and w.state.phase is Phase.PROGRESSING and w.state.step == 0
+    assert w.weights == {1: 80, 2: 20}
+
+
+def test_a_stale_command_does_not_touch_a_new_rollout(world: World) -> None:
+    w = world
+    w.tag(COMMAND_TAG, Command("abort", 2).to_tag())  # given before this rollout began
+    w.apply(1)
+    assert w.state is not None and w.state.phase is Phase.PROGRESSING
+    assert w.weights == {1: 80, 2: 20}
+
+
+def test_a_source_that_breaks_is_inconclusive_not_a_crash(world: World) -> None:
+    class Broken:
+        def measure(self, q: GateQuery) -> Measurement:
+            raise ValueError("not JSON")
+
+    w = world
+    w.apply(1)
+    desired, _ = load(w.root)
+    w.now += 70
+    result = reconcile(
+        desired, w.reg, apply=True, policy=NO_WAIT, serving=w.serving,
+        providers={"router": Broken()}, wall=lambda: w.now,
+    )  # fmt: skip
+    assert result.progress["bot"].state is not None
+    assert result.progress["bot"].state.phase is Phase.PAUSED  # inconclusive: held, not promoted
+    assert w.weights == {1: 80, 2: 20}

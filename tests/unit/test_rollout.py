@@ -10,6 +10,7 @@ import pytest
 
 from controller.loader import load
 from controller.rollout import (
+    STATE_TAG,
     TAG_PREFIX,
     Gate,
     Measurement,
@@ -93,7 +94,7 @@ def test_an_indefinite_pause_waits_for_promote() -> None:
     assert done.state.step_started == 10_001  # the scale-down delay counts from here
     three = [Step(20, None), Step(100, 60), Step(100, 0)]  # 100 % held a minute first
     held = advance(three, [], waiting.state, 10_001, command="promote")
-    assert held.weights == {2: 100} and not held.promote
+    assert held.weights == {1: 0, 2: 100} and not held.promote  # v1 kept serving until then
 
 
 def test_abort_sends_everything_back_to_stable() -> None:
@@ -119,8 +120,9 @@ def test_the_state_survives_a_restart_through_registry_tags() -> None:
     "broken",
     [
         {},
-        {TAG_PREFIX + "canary": "x"},
-        {**start(2, 1, "d", 0).to_tags(), TAG_PREFIX + "phase": "?"},
+        {STATE_TAG: "{not json"},
+        {STATE_TAG: '{"canary": "x"}'},
+        {STATE_TAG: start(2, 1, "d", 0).to_tags()[STATE_TAG].replace("Progressing", "?")},
     ],
 )
 def test_unreadable_state_is_none(broken: dict[str, str]) -> None:
@@ -169,7 +171,7 @@ def test_a_rollout_loads_and_converts(tmp_path: Path) -> None:
     (agent,) = desired.agents
     assert agent.manifest.spec.rollout is not None
     steps, gates = from_spec(agent.manifest.spec.rollout)
-    assert steps == [Step(10, 300.0), Step(50, 90.0), Step(100, None)]
+    assert steps == [Step(10, 300.0), Step(50, 90.0), Step(100, 0.0)]  # the promotion itself
     assert gates == [Gate("errors", 0.05, 30, 2), Gate("slow", 800.0, 20, 1)]
 
 
