@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TRACKING_URI ?= sqlite:///mlflow.db
 MANIFESTS ?= manifests
 
-.PHONY: run down test lint schema bench-router bench-kube bench-controller clean
+.PHONY: run down test lint schema bench-router bench-kube bench-controller bench-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,12 @@ bench-kube: $(STAMP)
 bench-controller: $(STAMP)
 	@assets="$$(bash hack/tools.sh kube-assets)" && crds="$$(bash hack/tools.sh gateway-crds)" && \
 	  AGENTCTL_KUBE_ASSETS="$$assets" AGENTCTL_GATEWAY_CRDS="$$crds" $(BIN)/python bench/controller.py
+
+# 1,000 agents against mlflow server on sqlite, then on PostgreSQL (Debian's package, installed
+# with apt-get when missing; psycopg2 from the bench extra).
+bench-scale: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python bench/scale.py
 
 schema: $(STAMP)
 	$(BIN)/agentctl schema > agentctl.schema.json

@@ -10,7 +10,9 @@ the source files are digested again first, and an apply refuses files that chang
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from controller.changeset import ChangeSet, Entry, Verb
@@ -42,16 +44,21 @@ def apply(
     on_entry: Callable[[Entry], None] | None = None,
     serving: ServingTarget | None = None,
     stop: Callable[[], bool] | None = None,
+    workers: int = 1,
 ) -> ChangeSet:
     """Make exactly the plan's changes, in order. ``stop`` is asked before each change: once it
     says so, the change in flight has finished and the rest are left for the next apply (every
-    change is idempotent, and the next plan starts from what is there)."""
+    change is idempotent, and the next plan starts from what is there).
+
+    With ``workers`` > 1, agents are applied side by side on that many threads, each agent's
+    changes in their order; logging a model and every serving change still run one at a time.
+    After a failure no agent starts another change; the ones in flight finish, and the
+    ChangeSet holds everything done, in plan order."""
     if plan.has_errors:
         raise PlanRejected(plan.diagnostics)
     if serving is None and any(c.kind in _SERVING for c in plan.changes):
         raise ValueError("the plan changes serving, but no serving target was given")
     executor = _Executor(registry, root, policy or RetryPolicy(), serving)
-    entries: list[Entry] = []
     # Every source is digested again before the first write: a plan whose files changed is
     # refused whole, not half-way.
     try:
@@ -59,22 +66,49 @@ def apply(
             executor.check_source(change)
     except SourceChanged as exc:
         raise ApplyFailed(str(exc), ChangeSet(), exc) from exc
-    for change in plan.changes:
-        if stop is not None and stop():
-            break
-        try:
-            entry = executor.run(change)
-        except NotReady as exc:
-            # Traffic never moves to a version that is not ready: the agent's traffic, shadow and
-            # server stops wait for a later apply (or reconcile), which plans them again.
-            executor.waiting[change.agent] = str(exc)
-            entry = Entry(change.address, Verb.WAITING, str(exc))
-        except (BackendError, SourceChanged) as exc:
-            raise ApplyFailed(f"{change.address}: {exc}", ChangeSet(tuple(entries)), exc) from exc
-        entries.append(entry)
-        if on_entry is not None:
-            on_entry(entry)
-    return ChangeSet(tuple(entries))
+    lanes: dict[str, list[int]] = {}
+    for i, change in enumerate(plan.changes):
+        lanes.setdefault(change.agent, []).append(i)
+    done: dict[int, Entry] = {}
+    failures: list[tuple[int, Exception]] = []
+    lock = threading.Lock()
+
+    def halted() -> bool:
+        return bool(failures) or (stop is not None and stop())
+
+    def run_lane(indexes: list[int]) -> None:
+        for i in indexes:
+            if halted():
+                return
+            change = plan.changes[i]
+            try:
+                entry = executor.run(change)
+            except NotReady as exc:
+                # Traffic never moves to a version that is not ready: the agent's traffic,
+                # shadow and server stops wait for a later apply (or reconcile), which plans
+                # them again.
+                executor.waiting[change.agent] = str(exc)
+                entry = Entry(change.address, Verb.WAITING, str(exc))
+            except (BackendError, SourceChanged) as exc:
+                with lock:
+                    failures.append((i, exc))
+                return
+            with lock:
+                done[i] = entry
+                if on_entry is not None:
+                    on_entry(entry)
+
+    if workers <= 1 or len(lanes) <= 1:
+        run_lane(list(range(len(plan.changes))))
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply") as pool:
+            for future in [pool.submit(run_lane, idx) for idx in lanes.values()]:
+                future.result()  # re-raises what is not a backend error (a bug)
+    changeset = ChangeSet(tuple(done[i] for i in sorted(done)))
+    if failures:
+        first, error = min(failures, key=lambda f: f[0])
+        raise ApplyFailed(f"{plan.changes[first].address}: {error}", changeset, error) from error
+    return changeset
 
 
 class _Executor:
@@ -88,12 +122,23 @@ class _Executor:
         self.created: dict[tuple[str, str], int] = {}  # (model, digest) -> version number
         self.sources: dict[str, VersionSource] = {}  # address -> checked source
         self.waiting: dict[str, str] = {}  # agent -> the version its serving waits for
+        self._one_at_a_time = threading.Lock()
 
     def check_source(self, change: Change) -> None:
         if change.kind is Kind.MODEL_VERSION and change.action is Action.CREATE:
             self.sources[change.address] = self._source(change.agent, change.after or {})
 
     def run(self, change: Change) -> Entry:
+        if change.kind in _SERVING or (
+            change.kind is Kind.MODEL_VERSION and change.action is Action.CREATE
+        ):
+            # One at a time: logging a model runs MLflow's fluent API (process-wide state), and
+            # a serving target is driven as one sequence.
+            with self._one_at_a_time:
+                return self._run(change)
+        return self._run(change)
+
+    def _run(self, change: Change) -> Entry:
         held = self.waiting.get(change.agent)
         # Other servers of the agent still start (they come up side by side); nothing that
         # moves traffic, or stops a server traffic may still need, runs.

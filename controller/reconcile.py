@@ -54,6 +54,7 @@ def reconcile(
     serving: ServingTarget | None = None,
     providers: Mapping[str, MetricProvider] | None = None,
     wall: Callable[[], float] = time.time,
+    workers: int = 1,
 ) -> Result:
     """``changed`` (paths relative to the root) limits the plan to the agents they touch, plus
     those whose source is not registered; ``baseline`` is the desired state before the change."""
@@ -88,6 +89,7 @@ def reconcile(
     if not apply or the_plan.has_errors or not the_plan.has_changes:
         return Result(the_plan, previews=previews, progress=progress)
     changeset = apply_plan(
-        the_plan, registry, root=desired.root, policy=policy, on_entry=on_entry, serving=serving
-    )
+        the_plan, registry, root=desired.root, policy=policy, on_entry=on_entry, serving=serving,
+        workers=workers,
+    )  # fmt: skip
     return Result(the_plan, changeset, previews, progress)

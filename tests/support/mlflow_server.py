@@ -20,8 +20,12 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(
+        self, workdir: Path, backend_store_uri: str | None = None, workers: int = 1
+    ) -> None:
         self.workdir = workdir
+        self.backend_store_uri = backend_store_uri  # default: sqlite in workdir
+        self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -46,11 +50,12 @@ class MlflowServer:
         env.pop("MLFLOW_TRACKING_URI", None)
         cmd = [
             mlflow, "server",
-            "--backend-store-uri", f"sqlite:///{self.workdir / 'mlflow.db'}",
+            "--backend-store-uri",
+            self.backend_store_uri or f"sqlite:///{self.workdir / 'mlflow.db'}",
             "--artifacts-destination", str(self.workdir / "artifacts"),
             "--host", "127.0.0.1",
             "--port", str(self.port),
-            "--workers", "1",
+            "--workers", str(self.workers),
         ]  # fmt: skip
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(

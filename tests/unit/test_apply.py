@@ -248,3 +248,120 @@ def test_traffic_waits_for_a_version_that_is_not_ready_and_a_later_apply_moves_i
     srv.calls.clear()
     reconcile(desired, reg, apply=True, policy=NO_WAIT, serving=srv)
     assert srv.calls == [("start", "bot", 2), ("weights", "bot", {2: 100}), ("stop", "bot", 1)]
+
+
+# -- parallel apply ----------------------------------------------------------------------------
+
+PLAIN = """\
+apiVersion: agentctl.io/v1alpha1
+kind: Agent
+metadata:
+  name: agent-{i:02d}
+spec:
+  description: number {i}
+  tags: {{team: t{i}}}
+"""
+
+
+class SlowRegistry(FakeRegistry):
+    """Each write takes a little while; records how many ran at once, and can fail one model."""
+
+    def __init__(self, fail_model: str = "") -> None:
+        super().__init__()
+        import threading
+
+        self.lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+        self.fail_model = fail_model
+
+    def create_model(self, name: str, description: str | None, tags: dict[str, str]) -> None:  # type: ignore[override]
+        import time
+
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            time.sleep(0.02)
+            if name == self.fail_model:
+                raise PERMANENT
+            super().create_model(name, description, tags)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+def many(tmp_path: Path, n: int = 12) -> Path:
+    root = write_repo(tmp_path, GOOD)
+    (root / "bot.yaml").unlink()
+    for i in range(n):
+        (root / f"agent-{i:02d}.yaml").write_text(PLAIN.format(i=i))
+    return root
+
+
+def test_parallel_apply_does_the_same_side_by_side_in_plan_order(tmp_path: Path) -> None:
+    desired, _ = load(many(tmp_path))
+    serial, parallel = SlowRegistry(), SlowRegistry()
+    p = plan(desired, serial.observe())
+    one = apply(p, serial, root=desired.root, policy=NO_WAIT)
+    seen: list[str] = []
+    four = apply(
+        p,
+        parallel,
+        root=desired.root,
+        policy=NO_WAIT,
+        workers=4,
+        on_entry=lambda e: seen.append(e.address),
+    )
+    assert serial.observe() == parallel.observe()
+    assert four == one  # the same entries, in plan order
+    assert sorted(seen) == sorted(e.address for e in four.entries)
+    assert serial.most == 1 and parallel.most == 4
+
+
+def test_after_a_failure_no_agent_starts_another_change(tmp_path: Path) -> None:
+    desired, _ = load(many(tmp_path, 20))
+    reg = SlowRegistry(fail_model="agent-03")
+    p = plan(desired, reg.observe())
+    with pytest.raises(ApplyFailed) as info:
+        apply(p, reg, root=desired.root, policy=NO_WAIT, workers=4)
+    assert "agent-03.registered_model" in str(info.value)
+    done = info.value.changeset.entries
+    assert len(done) < 19 and "agent-03" not in reg.models  # stopped early, the rest left
+    assert {e.address.split(".")[0] for e in done} == set(reg.models)
+    # The next apply finishes what is left.
+    reg.fail_model = ""
+    p = plan(desired, reg.observe())
+    apply(p, reg, root=desired.root, policy=NO_WAIT, workers=4)
+    assert len(reg.models) == 20 and not plan(desired, reg.observe()).has_changes
+
+
+def test_serving_changes_run_one_at_a_time(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    class Watched(FakeServing):
+        def __init__(self) -> None:
+            super().__init__()
+            self.now = self.most = 0
+            self.lock = threading.Lock()
+
+        def start_version(self, agent: str, model: str, version: int) -> str:
+            with self.lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            time.sleep(0.02)
+            try:
+                return super().start_version(agent, model, version)
+            finally:
+                with self.lock:
+                    self.now -= 1
+
+    root = write_repo(tmp_path, GOOD)
+    for name in ("a", "b", "c", "d"):
+        (root / f"{name}.yaml").write_text(GOOD.replace("name: bot", f"name: {name}"))
+    (root / "bot.yaml").unlink()
+    desired, _ = load(root)
+    reg, srv = FakeRegistry(), Watched()
+    reconcile(desired, reg, apply=True, policy=NO_WAIT, serving=srv, workers=4)
+    assert srv.most == 1 and set(srv.weights) == {"a", "b", "c", "d"}

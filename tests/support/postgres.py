@@ -1,0 +1,80 @@
+"""A throwaway PostgreSQL server on 127.0.0.1 for bench/scale.py's production-like run: Debian's
+``postgresql`` package (installed with apt-get when missing, as root), a cluster initialised in
+a temporary directory and owned by the ``postgres`` user (PostgreSQL refuses to run as root),
+trust authentication on loopback only, stopped and removed afterwards."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from tests.support.mlflow_server import free_port
+
+
+def _bindir() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        if os.geteuid() != 0:
+            raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql (as root)")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql"],
+            check=True, env=env,
+        )  # fmt: skip
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent
+
+
+class Postgres:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.data = workdir / "pgdata"
+        self.port = free_port()
+        self.bin = _bindir()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/mlflow"
+
+    def _as_postgres(self, *cmd: str) -> list[str]:
+        return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else list(cmd)
+
+    def start(self) -> Postgres:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.workdir, "postgres", "postgres")
+        subprocess.run(
+            self._as_postgres(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
+                              "--auth=trust", "-E", "UTF8"),
+            check=True, capture_output=True,
+        )  # fmt: skip
+        subprocess.run(
+            self._as_postgres(
+                str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.workdir / "pg.log"),
+                "-o", f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1", "-w",
+                "start",
+            ),
+            check=True, capture_output=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            made = subprocess.run(
+                self._as_postgres(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p",
+                                  str(self.port), "-U", "postgres", "mlflow"),
+                capture_output=True, text=True,
+            )  # fmt: skip
+            if made.returncode == 0:
+                return self
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"createdb failed: {made.stderr}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            subprocess.run(
+                self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast",
+                                  "-w", "stop"),
+                capture_output=True,
+            )  # fmt: skip
