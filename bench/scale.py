@@ -163,7 +163,7 @@ def bench(backend: str, n: int, work: Path, workers: int) -> Table:
     if backend == "postgres":
         from tests.support.postgres import Postgres
 
-        pg = Postgres(work / "postgres").start()
+        pg = Postgres().start()
         server = MlflowServer(work / "mlflow", backend_store_uri=pg.url, workers=workers)
     else:
         server = MlflowServer(work / "mlflow", workers=workers)

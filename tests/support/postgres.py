@@ -9,6 +9,7 @@ import glob
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,32 +32,31 @@ def _bindir() -> Path:
 
 
 class Postgres:
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.data = workdir / "pgdata"
+    def __init__(self) -> None:
+        # A directory of its own, that the postgres user can reach (a caller's temporary
+        # directory is root's, mode 0700).
+        self.workdir = Path(tempfile.mkdtemp(prefix="agentctl-pg-"))
+        self.data = self.workdir / "pgdata"
         self.port = free_port()
         self.bin = _bindir()
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/mlflow"
+        self.url = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/mlflow"
 
     def _as_postgres(self, *cmd: str) -> list[str]:
         return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else list(cmd)
 
+    def _run(self, *cmd: str) -> None:
+        done = subprocess.run(self._as_postgres(*cmd), capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}{done.stderr}")
+
     def start(self) -> Postgres:
-        self.workdir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.workdir, "postgres", "postgres")
-        subprocess.run(
-            self._as_postgres(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
-                              "--auth=trust", "-E", "UTF8"),
-            check=True, capture_output=True,
-        )  # fmt: skip
-        subprocess.run(
-            self._as_postgres(
-                str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.workdir / "pg.log"),
-                "-o", f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1", "-w",
-                "start",
-            ),
-            check=True, capture_output=True,
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
+                  "--auth=trust", "-E", "UTF8")  # fmt: skip
+        self._run(
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.workdir / "pg.log"),
+            "-o", f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1", "-w", "start",
         )  # fmt: skip
         deadline = time.monotonic() + 30
         while True:
@@ -78,3 +78,4 @@ class Postgres:
                                   "-w", "stop"),
                 capture_output=True,
             )  # fmt: skip
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -4,6 +4,7 @@ commands that touch no server do not import mlflow."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,24 @@ def test_the_controller_against_a_tracking_server_does_not_import_mlflow() -> No
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=PKG.parent, check=False
     )
     assert out.stdout.strip().splitlines()[-1] == "CLEAN", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("command", ["plan", "apply"])
+def test_plan_and_apply_against_a_tracking_server_do_not_import_mlflow(command: str) -> None:
+    """Against a tracking server the CLI speaks REST: no mlflow import (seconds, and 100+ MiB),
+    here up to the error of a server that does not answer."""
+    argv = [command, "manifests", "--tracking-uri", "http://127.0.0.1:1", "--target", "registry"]
+    code = (
+        "import sys\n"
+        "from controller.cli import app\n"
+        f"try:\n    app({argv!r})\nexcept SystemExit as e:\n    print('EXIT', e.code)\n"
+        "print('MLFLOW' if 'mlflow' in sys.modules else 'CLEAN')\n"
+    )
+    env = {**os.environ, "AGENTCTL_RETRY_ATTEMPTS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=PKG.parent, check=False,
+        env=env,
+    )  # fmt: skip
+    lines = out.stdout.strip().splitlines()
+    assert lines[-2:] == ["EXIT 1", "CLEAN"], out.stdout + out.stderr
+    assert "did not answer" in out.stderr, out.stderr
