@@ -144,9 +144,16 @@ def baseline_reads(client: Any, names: list[str]) -> int:
     return calls
 
 
-def baseline_writes(client: Any, names: list[str], version: int) -> None:
-    for name in names:
+def baseline_writes(client: Any, names: list[str], version: int, threads: int = 1) -> None:
+    def move(name: str) -> None:
         client.set_registered_model_alias(name, "champion", version)
+
+    if threads == 1:
+        for name in names:
+            move(name)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(move, names))
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -160,15 +167,17 @@ def bench(backend: str, n: int, work: Path, workers: int) -> Table:
 
     table = Table()
     pg = None
-    if backend == "postgres":
-        from tests.support.postgres import Postgres
-
-        pg = Postgres().start()
-        server = MlflowServer(work / "mlflow", backend_store_uri=pg.url, workers=workers)
-    else:
-        server = MlflowServer(work / "mlflow", workers=workers)
-    server.start(timeout=300)
+    server: MlflowServer | None = None
     try:
+        if backend == "postgres":
+            from tests.support.postgres import Postgres
+
+            pg = Postgres()
+            pg.start()
+            server = MlflowServer(work / "mlflow", backend_store_uri=pg.url, workers=workers)
+        else:
+            server = MlflowServer(work / "mlflow", workers=workers)
+        server.start(timeout=300)
         with CountingProxy(server.url) as proxy:
             client = MlflowClient(server.url, server.url)
             root = work / "repo"
@@ -221,6 +230,7 @@ def bench(backend: str, n: int, work: Path, workers: int) -> Table:
             assert moved.code == 0 and f"Apply complete: {n} configured" in moved.out, moved.out
             runs.append(moved)
             moved_requests = len(proxy.records)
+            refused = [r.status for r in proxy.records if r.status >= 300]
             write_manifests(manifests, n, champion=1)
             back = agentctl("apply", str(manifests), "--parallelism", "1", env=env)
             assert back.code == 0, back.out
@@ -243,10 +253,14 @@ def bench(backend: str, n: int, work: Path, workers: int) -> Table:
                       1.2 * t_raw, "s")  # fmt: skip
             table.add("(c) apply moving N aliases, parallel (8)", parallel.wall, t_raw, "s")
             table.add("(c) apply moving N aliases, REST requests", moved_requests, None, "req")
+            table.add("(c) of which answered >= 300 (retried)", len(refused), None, "req")
+            t_raw8 = timed(lambda: baseline_writes(client, names, 2, threads=8))
+            table.add("(d) for context: the raw client on 8 threads, wall", t_raw8, None, "s")
             table.add("(e) peak RSS of agentctl (max of every run)", max(r.rss_mib for r in runs),
                       200.0, "MiB")  # fmt: skip
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
         if pg is not None:
             pg.stop()
     return table

@@ -66,11 +66,22 @@ def apply(
             executor.check_source(change)
     except SourceChanged as exc:
         raise ApplyFailed(str(exc), ChangeSet(), exc) from exc
-    lanes: dict[str, list[int]] = {}
-    for i, change in enumerate(plan.changes):
-        lanes.setdefault(change.agent, []).append(i)
+    # Deleting a model no manifest declares (prune), and everything of an agent that is only
+    # being removed, waits until the rest has gone through without a failure, as it does when
+    # applying one change at a time: nothing is deleted in an apply that fails.
+    removal_only = {
+        agent
+        for agent in {c.agent for c in plan.changes}
+        if all(c.action is Action.DELETE for c in plan.changes if c.agent == agent)
+    }
+    late = {
+        i
+        for i, c in enumerate(plan.changes)
+        if c.agent in removal_only
+        or (c.kind is Kind.REGISTERED_MODEL and c.action is Action.DELETE)
+    }
     done: dict[int, Entry] = {}
-    failures: list[tuple[int, Exception]] = []
+    failures: list[tuple[int, BaseException]] = []
     lock = threading.Lock()
 
     def halted() -> bool:
@@ -89,7 +100,7 @@ def apply(
                 # them again.
                 executor.waiting[change.agent] = str(exc)
                 entry = Entry(change.address, Verb.WAITING, str(exc))
-            except (BackendError, SourceChanged) as exc:
+            except BaseException as exc:  # a backend's error, or a bug: either way, stop all
                 with lock:
                     failures.append((i, exc))
                 return
@@ -98,15 +109,32 @@ def apply(
                 if on_entry is not None:
                     on_entry(entry)
 
-    if workers <= 1 or len(lanes) <= 1:
-        run_lane(list(range(len(plan.changes))))
-    else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply") as pool:
-            for future in [pool.submit(run_lane, idx) for idx in lanes.values()]:
-                future.result()  # re-raises what is not a backend error (a bug)
+    def run_phase(indexes: list[int]) -> None:
+        lanes: dict[str, list[int]] = {}
+        for i in indexes:
+            lanes.setdefault(plan.changes[i].agent, []).append(i)
+        if workers <= 1 or len(lanes) <= 1:
+            run_lane(indexes)
+            return
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply")
+        try:
+            for future in [pool.submit(run_lane, lane) for lane in lanes.values()]:
+                future.result()
+        except BaseException as exc:  # Ctrl-C, SIGTERM: no lane starts another change
+            with lock:
+                failures.append((-1, exc))
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    run_phase([i for i in range(len(plan.changes)) if i not in late])
+    if not halted():
+        run_phase(sorted(late))
     changeset = ChangeSet(tuple(done[i] for i in sorted(done)))
     if failures:
         first, error = min(failures, key=lambda f: f[0])
+        if not isinstance(error, (BackendError, SourceChanged)):
+            raise error
         raise ApplyFailed(f"{plan.changes[first].address}: {error}", changeset, error) from error
     return changeset
 

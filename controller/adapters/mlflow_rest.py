@@ -46,8 +46,24 @@ from controller.ports import VersionSource
 __all__ = ["RestRegistry", "usable"]
 
 
-def usable(tracking_uri: str) -> bool:
-    """Whether this adapter can serve a tracking URI: a plain MLflow tracking server."""
+#: Authentication this adapter does not speak (an MLflow auth plugin, AWS SigV4): the MLflow
+#: client does, so such a tracking URI is left to it.
+_CLIENT_ONLY_AUTH = ("MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_AWS_SIGV4")
+
+
+def _true(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("true", "1")
+
+
+def usable(tracking_uri: str, env: Mapping[str, str] | None = None) -> bool:
+    """Whether this adapter can serve a tracking URI: a plain MLflow tracking server, with no
+    authentication that only the MLflow client speaks, unless ``AGENTCTL_REGISTRY_CLIENT=mlflow``
+    asks for the client."""
+    env = os.environ if env is None else env
+    if env.get("AGENTCTL_REGISTRY_CLIENT", "").lower() == "mlflow":
+        return False
+    if env.get("MLFLOW_TRACKING_AUTH") or _true(env.get("MLFLOW_TRACKING_AWS_SIGV4")):
+        return False
     return tracking_uri.startswith(("http://", "https://"))
 
 
@@ -57,12 +73,13 @@ class RestRegistry:
         self.tracking_uri = tracking_uri
         auth: Any = None
         headers = {"User-Agent": "agentctl"}
-        if env.get("MLFLOW_TRACKING_TOKEN"):
+        # As the MLflow client: a username and a password, else a token.
+        if env.get("MLFLOW_TRACKING_USERNAME") and env.get("MLFLOW_TRACKING_PASSWORD"):
+            auth = (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"])
+        elif env.get("MLFLOW_TRACKING_TOKEN"):
             headers["Authorization"] = f"Bearer {env['MLFLOW_TRACKING_TOKEN']}"
-        elif env.get("MLFLOW_TRACKING_USERNAME"):
-            auth = (env["MLFLOW_TRACKING_USERNAME"], env.get("MLFLOW_TRACKING_PASSWORD", ""))
         verify: Any = True
-        if env.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+        if _true(env.get("MLFLOW_TRACKING_INSECURE_TLS")):
             verify = False
         elif env.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
             verify = env["MLFLOW_TRACKING_SERVER_CERT_PATH"]
@@ -74,6 +91,10 @@ class RestRegistry:
         self._http.verify = verify
         self._http.cert = env.get("MLFLOW_TRACKING_CLIENT_CERT_PATH") or None
         self._http.trust_env = False  # no proxies from the environment: the URI says where
+        # Room for every thread of a parallel apply (--parallelism) and the observation pair.
+        pool = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=64)
+        self._http.mount("http://", pool)
+        self._http.mount("https://", pool)
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -94,12 +115,24 @@ class RestRegistry:
             r = self._http.request(
                 method, (base or self._base) + path, params=query, json=body, timeout=self._timeout
             )
+        except requests.exceptions.SSLError as exc:  # a certificate will not fix itself
+            raise PermanentBackendError(
+                f"{operation}: TLS with the MLflow server at {self.tracking_uri} failed ({exc})",
+                operation=operation,
+                target=target,
+            ) from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
             reason = "timed out" if isinstance(exc, requests.Timeout) else "connection refused"
             if not isinstance(exc, requests.Timeout) and "refused" not in str(exc).lower():
                 reason = str(exc)
             raise TemporaryBackendError(
                 f"{operation}: the MLflow server at {self.tracking_uri} did not answer ({reason})",
+                operation=operation,
+                target=target,
+            ) from exc
+        except requests.RequestException as exc:  # a malformed URL, too many redirects, ...
+            raise PermanentBackendError(
+                f"{operation}: cannot ask the MLflow server at {self.tracking_uri}: {exc}",
                 operation=operation,
                 target=target,
             ) from exc

@@ -50,6 +50,14 @@ class Postgres:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}{done.stderr}")
 
     def start(self) -> Postgres:
+        """Start it; on failure stop what was started and remove the directory."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> Postgres:
         if os.geteuid() == 0:
             shutil.chown(self.workdir, "postgres", "postgres")
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",

@@ -365,3 +365,31 @@ def test_serving_changes_run_one_at_a_time(tmp_path: Path) -> None:
     reg, srv = FakeRegistry(), Watched()
     reconcile(desired, reg, apply=True, policy=NO_WAIT, serving=srv, workers=4)
     assert srv.most == 1 and set(srv.weights) == {"a", "b", "c", "d"}
+
+
+def test_nothing_is_pruned_in_an_apply_that_fails(tmp_path: Path) -> None:
+    root = many(tmp_path, 6)
+    desired, _ = load(root)
+    reg = SlowRegistry()
+    apply(plan(desired, reg.observe()), reg, root=desired.root, policy=NO_WAIT, workers=4)
+    (root / "agent-05.yaml").unlink()  # no longer declared: pruned by an apply with --prune
+    (root / "agent-00.yaml").write_text(PLAIN.format(i=0).replace("number 0", "changed"))
+    desired, _ = load(root)
+    p = plan(desired, reg.observe(), prune=True)
+    reg.faults["set_model_description"] = [PERMANENT]
+    with pytest.raises(ApplyFailed):
+        apply(p, reg, root=desired.root, policy=NO_WAIT, workers=4)
+    assert "agent-05" in reg.models  # the delete waited for the rest, which failed
+    apply(
+        plan(desired, reg.observe(), prune=True), reg, root=desired.root, policy=NO_WAIT, workers=4
+    )
+    assert "agent-05" not in reg.models
+
+
+def test_an_unexpected_error_stops_every_agent_and_surfaces(tmp_path: Path) -> None:
+    desired, _ = load(many(tmp_path, 20))
+    reg = SlowRegistry()
+    reg.faults["create_model"] = [KeyError("a bug")]
+    with pytest.raises(KeyError, match="a bug"):
+        apply(plan(desired, reg.observe()), reg, root=desired.root, policy=NO_WAIT, workers=4)
+    assert len(reg.models) < 19

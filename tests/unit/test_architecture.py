@@ -147,3 +147,24 @@ def test_plan_and_apply_against_a_tracking_server_do_not_import_mlflow(command: 
     lines = out.stdout.strip().splitlines()
     assert lines[-2:] == ["EXIT 1", "CLEAN"], out.stdout + out.stderr
     assert "did not answer" in out.stderr, out.stderr
+
+
+def test_the_rest_adapter_serves_plain_servers_and_leaves_the_rest_to_the_mlflow_client() -> None:
+    from controller.adapters.mlflow_rest import RestRegistry, usable
+
+    assert usable("http://127.0.0.1:5000", {}) and usable("https://mlflow.example", {})
+    assert not usable("sqlite:///mlflow.db", {}) and not usable("databricks", {})
+    assert not usable("https://m", {"MLFLOW_TRACKING_AUTH": "my_plugin"})
+    assert not usable("https://m", {"MLFLOW_TRACKING_AWS_SIGV4": "true"})
+    assert not usable("https://m", {"AGENTCTL_REGISTRY_CLIENT": "mlflow"})
+    # Credentials as the MLflow client picks them: username and password, else the token.
+    both = RestRegistry("https://m", env={"MLFLOW_TRACKING_USERNAME": "u",
+                                          "MLFLOW_TRACKING_PASSWORD": "p",
+                                          "MLFLOW_TRACKING_TOKEN": "t"})  # fmt: skip
+    assert both._http.auth == ("u", "p") and "Authorization" not in both._http.headers
+    token = RestRegistry("https://m", env={"MLFLOW_TRACKING_USERNAME": "u",
+                                           "MLFLOW_TRACKING_TOKEN": "t"})  # fmt: skip
+    assert token._http.auth is None and token._http.headers["Authorization"] == "Bearer t"
+    assert (
+        RestRegistry("https://m", env={"MLFLOW_TRACKING_INSECURE_TLS": "1"})._http.verify is False
+    )
