@@ -1060,17 +1060,30 @@ def status(
         )
 
 
-def _command(tracking_uri: str, agent: str, make: Callable[[RolloutState | None], Command]) -> str:
-    """Write a rollout command to the agent's model tags; return what it asks."""
+def _ask(
+    tracking_uri: str,
+    agent: str,
+    make: Callable[[RolloutState | None], Command],
+    check: Callable[[], None] = lambda: None,
+) -> None:
+    """Write the rollout command ``make`` gives (from the agent's recorded rollout) to the
+    agent's model tags, after ``check``; say what was asked; exit 1 on an error."""
     from controller.retry import RetryPolicy
     from controller.rollout import COMMAND_TAG, RolloutState
 
-    registry = _registry(tracking_uri)
-    policy = RetryPolicy.from_env()
-    model = _agent_model(policy.call(registry.observe), agent)
-    command = make(RolloutState.from_tags(model.tags))
-    policy.call(lambda: registry.set_model_tag(model.name, COMMAND_TAG, command.to_tag()))
-    return command.to_tag()
+    try:
+        check()
+        registry = _registry(tracking_uri)
+        policy = RetryPolicy.from_env()
+        model = _agent_model(policy.call(registry.observe), agent)
+        command = make(RolloutState.from_tags(model.tags))
+        policy.call(lambda: registry.set_model_tag(model.name, COMMAND_TAG, command.to_tag()))
+    except AgentctlError as exc:
+        raise _fail(exc) from None
+    what = {"promote": "promote", "abort": "abort"}.get(
+        command.kind, f"roll back to v{command.version}"
+    )
+    typer.echo(f"{agent}: asked to {what} ({command.to_tag()}). {_ACTS}")
 
 
 def _active(agent: str, state: RolloutState | None) -> RolloutState:
@@ -1095,11 +1108,7 @@ def promote(agent: AgentArg, tracking_uri: TrackingOpt = DEFAULT_TRACKING_URI) -
         s = _active(agent, state)
         return Command("promote", s.canary, step=s.step)
 
-    try:
-        asked = _command(tracking_uri, agent, make)
-    except AgentctlError as exc:
-        raise _fail(exc) from None
-    typer.echo(f"{agent}: asked to promote ({asked}). {_ACTS}")
+    _ask(tracking_uri, agent, make)
 
 
 @app.command()
@@ -1111,11 +1120,7 @@ def abort(agent: AgentArg, tracking_uri: TrackingOpt = DEFAULT_TRACKING_URI) -> 
     def make(state: RolloutState | None) -> Command:
         return Command("abort", _active(agent, state).canary)
 
-    try:
-        asked = _command(tracking_uri, agent, make)
-    except AgentctlError as exc:
-        raise _fail(exc) from None
-    typer.echo(f"{agent}: asked to abort ({asked}). {_ACTS}")
+    _ask(tracking_uri, agent, make)
 
 
 @app.command()
@@ -1132,36 +1137,27 @@ def rollback(
     changes."""
     from controller.rollout import Command
 
-    versions: list[int] = []
-
     def make(state: RolloutState | None) -> Command:
         if state is None:
             raise InvalidInput.of(
                 f"agent '{agent}' has no recorded rollout to roll back", field="AGENT"
             )
         target = to_version if to_version is not None else state.stable
-        versions.append(target)
         return Command("rollback", state.canary, version=target)
 
-    try:
-        registry_versions = None
+    def check() -> None:
         snapshot = _observe_registry(tracking_uri)
-        if snapshot is not None:
-            registry_versions = set(_agent_model(snapshot, agent).versions)
-        if (
-            to_version is not None
-            and registry_versions is not None
-            and to_version not in registry_versions
-        ):
+        if to_version is None or snapshot is None:
+            return
+        existing = set(_agent_model(snapshot, agent).versions)
+        if to_version not in existing:
             raise InvalidInput.of(
                 f"version {to_version} of agent '{agent}' does not exist "
-                f"(versions: {', '.join(map(str, sorted(registry_versions)))})",
+                f"(versions: {', '.join(map(str, sorted(existing)))})",
                 field="--to-version",
             )
-        asked = _command(tracking_uri, agent, make)
-    except AgentctlError as exc:
-        raise _fail(exc) from None
-    typer.echo(f"{agent}: asked to roll back to v{versions[0]} ({asked}). {_ACTS}")
+
+    _ask(tracking_uri, agent, make, check)
 
 
 def main() -> None:

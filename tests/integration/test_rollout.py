@@ -28,12 +28,10 @@ import requests
 
 from controller.rollout import RolloutState
 from tests.integration.conftest import AGENTCTL
-from tests.integration.test_local_serving import LOCAL, processes_of
+from tests.integration.test_local_serving import LOCAL, QUESTION, processes_of
 from tests.support.proxy import CountingProxy
 
 pytestmark = pytest.mark.integration
-
-QUESTION = {"input": [{"role": "user", "content": "how do I get a refund?"}]}
 
 MANIFEST = """\
 apiVersion: agentctl.io/v1alpha1

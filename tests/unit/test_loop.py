@@ -293,19 +293,33 @@ def _until(condition: object, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+class Rolling:
+    """A controller over in-memory registry and serving, with a wall clock the test moves and
+    a metric source whose answers it sets (for rollouts)."""
+
+    def __init__(self, tmp_path: Path, config: LoopConfig | None = None) -> None:
+        from controller.rollout import Measurement
+        from tests.unit.test_progressive import Source
+
+        self.reg, self.srv = FakeRegistry(), FakeServing()
+        self.root = write_repo(tmp_path, GOOD)
+        self.wall = [1_000_000.0]
+        self.source = Source(Measurement(0.0, 50))
+        self.ctl, _, self.events, self.metrics = controller(
+            self.root, self.reg, config, serving=self.srv, wall=lambda: self.wall[0],
+            providers={"router": self.source},
+        )  # fmt: skip
+
+
 def test_a_rollout_is_progress_not_drift_and_its_end_is_an_event_and_a_metric(
     tmp_path: Path,
 ) -> None:
     from controller.rollout import Measurement
-    from tests.unit.test_progressive import ROLLOUT, Source
+    from tests.unit.test_progressive import ROLLOUT
 
-    reg, srv = FakeRegistry(), FakeServing()
-    root = write_repo(tmp_path, GOOD)
-    wall = [1_000_000.0]
-    source = Source(Measurement(0.0, 50))
-    ctl, _, events, metrics = controller(
-        root, reg, serving=srv, wall=lambda: wall[0], providers={"router": source}
-    )
+    r = Rolling(tmp_path)
+    reg, srv, root, wall, source = r.reg, r.srv, r.root, r.wall, r.source
+    ctl, events, metrics = r.ctl, r.events, r.metrics
     assert ctl.reconcile().ok and srv.weights["bot"] == {1: 100}
     (root / "config.yaml").write_text("greeting: hello\n")
     (root / "bot.yaml").write_text(GOOD + ROLLOUT)
@@ -343,16 +357,10 @@ def test_without_self_heal_a_rollout_still_rolls_back_promotes_and_scales_down(
     tmp_path: Path,
 ) -> None:
     from controller.rollout import Measurement
-    from tests.unit.test_progressive import ROLLOUT, Source
+    from tests.unit.test_progressive import ROLLOUT
 
-    reg, srv = FakeRegistry(), FakeServing()
-    root = write_repo(tmp_path, GOOD)
-    wall = [1_000_000.0]
-    source = Source(Measurement(0.0, 50))
-    ctl, _, _, _ = controller(
-        root, reg, LoopConfig(self_heal=False), serving=srv, wall=lambda: wall[0],
-        providers={"router": source},
-    )  # fmt: skip
+    r = Rolling(tmp_path, LoopConfig(self_heal=False))
+    reg, srv, root, wall, source, ctl = r.reg, r.srv, r.root, r.wall, r.source, r.ctl
 
     def cycle(dt: float) -> CycleReport:
         wall[0] += dt
