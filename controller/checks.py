@@ -187,7 +187,7 @@ def _check_rollout(
         )
     # The manifest declares where a rollout ends: the promote alias on the canary's version,
     # and all traffic to it. The rollout is the way there.
-    canary_ref = spec.aliases.get(canary.alias) if canary.alias is not None else canary.version
+    canary_ref = canary.resolve(spec.aliases)
     end = spec.aliases.get(rollout.promote_alias)
     if canary_ref is not None and end is not None and end != canary_ref:
         problems.append(

@@ -499,11 +499,7 @@ def _plan_agent_serving(
         weights = {version: percent for version, percent in progress.weights.items()}
         rollout = spec.rollout
         if progress.warm_canary and rollout is not None:
-            ref = (
-                spec.aliases[rollout.canary.alias]
-                if rollout.canary.alias is not None
-                else rollout.canary.version
-            )
+            ref = rollout.canary.resolve(spec.aliases)
             canary = resolved.get(ref) if ref is not None else None
             if canary is not None:
                 weights.setdefault(canary, 0)

@@ -42,8 +42,7 @@ def canary_of(agent: DesiredAgent, model: ObservedModel) -> int | None:
     yet (this apply logs it) or does not exist (the plan reports that)."""
     rollout = agent.manifest.spec.rollout
     assert rollout is not None
-    spec = agent.manifest.spec
-    ref = spec.aliases.get(rollout.canary.alias) if rollout.canary.alias else rollout.canary.version
+    ref = rollout.canary.resolve(agent.manifest.spec.aliases)
     if ref == CURRENT:
         if agent.source is None:
             return None
@@ -72,9 +71,7 @@ def evaluate(
         current = model.aliases.get(rollout.promote_alias)
         canary = canary_of(agent, model)
         if canary is None:
-            spec = agent.manifest.spec
-            ref = spec.aliases.get(rollout.canary.alias) if rollout.canary.alias else None
-            pending = (ref or rollout.canary.version) == CURRENT
+            pending = rollout.canary.resolve(agent.manifest.spec.aliases) == CURRENT
             if current is not None and pending:
                 out[agent.name] = hold_for_canary(rollout.promote_alias, current)
             continue

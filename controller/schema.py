@@ -9,6 +9,7 @@ in :mod:`controller.checks`, so that they can name the exact field that is wrong
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -231,6 +232,10 @@ class CanaryRef(_Model):
         if (self.version is None) == (self.alias is None):
             raise ValueError("give exactly one of 'version' or 'alias'")
         return self
+
+    def resolve(self, aliases: Mapping[str, VersionRef]) -> VersionRef | None:
+        """The version it names, through ``aliases`` (None: an undeclared alias)."""
+        return aliases.get(self.alias) if self.alias is not None else self.version
 
 
 class RolloutStep(_Model):
