@@ -14,38 +14,35 @@ from collections.abc import Mapping
 from controller.desired import Desired, DesiredAgent
 from controller.plan import Plan
 
-__all__ = ["agent_digest", "drifted"]
+__all__ = ["agent_digest", "drifted", "marked"]
 
 
-def agent_digest(agent: DesiredAgent, desired: Desired, mark: str = "") -> str:
-    """What an agent's desired state is made of: its manifest, its source's content, the
-    ServingDefaults it serves under and (``mark``) where its rollout stands."""
+def agent_digest(agent: DesiredAgent, desired: Desired) -> str:
+    """What an agent's desired state is made of: its manifest, its source's content and the
+    ServingDefaults it serves under."""
     parts = [
         agent.manifest.model_dump_json(),
         agent.source.digest if agent.source else "",
         desired.defaults.model_dump_json() if desired.defaults else "",
-        mark,
     ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
+def marked(digest: str, mark: str) -> str:
+    """An agent's digest with where its rollout stands (``mark``, from
+    :attr:`controller.rollout.Progress.mark`): a rollout that moves is a deployment."""
+    return hashlib.sha256(f"{digest}\0{mark}".encode()).hexdigest() if mark else digest
+
+
 def drifted(
-    plan: Plan,
-    desired: Desired,
-    converged: Mapping[str, str],
-    marks: Mapping[str, str] | None = None,
+    plan: Plan, digests: Mapping[str, str], converged: Mapping[str, str]
 ) -> dict[str, list[str]]:
-    """Agent -> the addresses of its planned changes, for each agent whose changes are drift.
-    ``marks`` (agent -> what its rollout asks this round) count as part of the desired state:
-    a rollout that moves is a deployment."""
-    agents = {a.name: a for a in desired.agents}
+    """Agent -> the addresses of its planned changes, for each agent whose changes are drift:
+    its desired state (``digests``, agent -> digest) is the one it last converged to."""
     out: dict[str, list[str]] = {}
     for change in plan.changes:
-        agent = agents.get(change.agent)
-        if agent is None:
-            continue
-        digest = agent_digest(agent, desired, (marks or {}).get(change.agent, ""))
-        if converged.get(change.agent) != digest:
+        digest = digests.get(change.agent)
+        if digest is None or converged.get(change.agent) != digest:
             continue
         out.setdefault(change.agent, []).append(change.address)
     return out

@@ -25,7 +25,7 @@ from controller.backoff import AgentBackoff
 from controller.changeset import ChangeSet, Verb
 from controller.desired import Desired
 from controller.diagnostics import Diagnostics
-from controller.drift import agent_digest, drifted
+from controller.drift import agent_digest, drifted, marked
 from controller.errors import AgentctlError, ApplyFailed, InvalidInput
 from controller.metrics import Metrics
 from controller.plan import Change, Kind, Plan
@@ -228,10 +228,13 @@ class Controller:
         blocked = {d.agent for d in the_plan.diagnostics.errors}
         for d in the_plan.diagnostics.errors:
             log.error("plan: %s", d)
-        marks = {agent: p.mark for agent, p in report.progress.items()}
-        report.drift = drifted(the_plan, desired, self.converged, marks)
-        digests = {a.name: agent_digest(a, desired, marks.get(a.name, "")) for a in desired.agents}
         manifests = {a.name: agent_digest(a, desired) for a in desired.agents}
+        progress = report.progress
+        digests = {
+            name: marked(d, progress[name].mark if name in progress else "")
+            for name, d in manifests.items()
+        }
+        report.drift = drifted(the_plan, digests, self.converged)
         for agent, at in list(self._failed_digest.items()):
             if manifests.get(agent) != at:  # its manifest changed since it failed: try it now
                 self.backoff.succeeded(agent)
