@@ -353,17 +353,13 @@ def _plan_agent(
             unchanged += _plan_version_tags(governing, versions[number], change)
 
     if progress is not None and model is not None:
-        # The command tag is the CLI's: left in place (the state records it as consumed).
-        before_state = {
-            k: v for k, v in model.tags.items() if k.startswith(TAG_PREFIX) and k != COMMAND_TAG
-        }
+        recorded = {k: v for k, v in sorted(model.tags.items()) if k.startswith(TAG_PREFIX)}
+        # The command tag is the CLI's: left in place (the state records it as consumed); only
+        # clearing the record takes it too.
+        before_state = {k: v for k, v in recorded.items() if k != COMMAND_TAG}
         if progress.clear:
-            before_state = {k: v for k, v in model.tags.items() if k.startswith(TAG_PREFIX)}
-            if before_state:
-                change(
-                    Kind.ROLLOUT, "", Action.DELETE, dict(sorted(before_state.items())), None,
-                    progress.reason,
-                )  # fmt: skip
+            if recorded:
+                change(Kind.ROLLOUT, "", Action.DELETE, recorded, None, progress.reason)
             progress = None  # the manifest governs alias and traffic
         elif progress.state is not None:
             after_state = progress.state.to_tags()
@@ -372,7 +368,7 @@ def _plan_agent(
                     Kind.ROLLOUT,
                     "",
                     Action.UPDATE if before_state else Action.CREATE,
-                    dict(sorted(before_state.items())) or None,
+                    before_state or None,
                     dict(sorted(after_state.items())),
                     progress.reason,
                 )
