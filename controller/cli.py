@@ -1064,18 +1064,19 @@ def _ask(
     tracking_uri: str,
     agent: str,
     make: Callable[[RolloutState | None], Command],
-    check: Callable[[], None] = lambda: None,
+    check: Callable[[ObservedModel], None] = lambda model: None,
 ) -> None:
     """Write the rollout command ``make`` gives (from the agent's recorded rollout) to the
-    agent's model tags, after ``check``; say what was asked; exit 1 on an error."""
+    agent's model tags, once ``check`` passes on the model; say what was asked; exit 1 on an
+    error."""
     from controller.retry import RetryPolicy
     from controller.rollout import COMMAND_TAG, RolloutState
 
     try:
-        check()
         registry = _registry(tracking_uri)
         policy = RetryPolicy.from_env()
         model = _agent_model(policy.call(registry.observe), agent)
+        check(model)
         command = make(RolloutState.from_tags(model.tags))
         policy.call(lambda: registry.set_model_tag(model.name, COMMAND_TAG, command.to_tag()))
     except AgentctlError as exc:
@@ -1145,15 +1146,11 @@ def rollback(
         target = to_version if to_version is not None else state.stable
         return Command("rollback", state.canary, version=target)
 
-    def check() -> None:
-        snapshot = _observe_registry(tracking_uri)
-        if to_version is None or snapshot is None:
-            return
-        existing = set(_agent_model(snapshot, agent).versions)
-        if to_version not in existing:
+    def check(model: ObservedModel) -> None:
+        if to_version is not None and to_version not in model.versions:
             raise InvalidInput.of(
                 f"version {to_version} of agent '{agent}' does not exist "
-                f"(versions: {', '.join(map(str, sorted(existing)))})",
+                f"(versions: {', '.join(map(str, sorted(model.versions)))})",
                 field="--to-version",
             )
 
