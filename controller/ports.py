@@ -5,14 +5,15 @@ Adapters (``controller.adapters``) implement them; tests may pass in-memory fake
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from controller.observed import RegistrySnapshot, ServingSnapshot
-from controller.plan import Change
-from controller.preview import ObjectPreview
-from controller.rollout import Measurement
+from controller.core.plan.changes import Change
+from controller.core.plan.preview import ObjectPreview
+from controller.core.rollout.machine import Measurement
+from controller.core.state.observed import RegistrySnapshot, ServingSnapshot
 
 __all__ = [
     "Clock",
@@ -23,6 +24,7 @@ __all__ = [
     "Registry",
     "ServingBackend",
     "ServingTarget",
+    "SystemClock",
     "TraceReader",
     "TrafficRouter",
     "VersionSource",
@@ -41,7 +43,7 @@ class VersionSource:
 
 
 class Registry(Protocol):
-    """A model registry. Every method raises :class:`~controller.errors.BackendError` on failure."""
+    """A model registry. Every method raises :class:`~controller.core.errors.BackendError` on failure."""
 
     def observe(self) -> RegistrySnapshot:
         """All registered models with their tags, aliases and versions, in bulk."""
@@ -141,6 +143,16 @@ class Clock(Protocol):
     def monotonic(self) -> float: ...
 
     def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The process's own clock: what every Clock defaults to outside tests."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
 
 
 class EventSink(Protocol):

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from controller.adapters.kubernetes import KubernetesServing, connect
-from controller.errors import BackendError, NotReady, TemporaryBackendError
-from controller.kube_objects import settings_of
-from controller.loader import load
-from controller.reconcile import reconcile
-from controller.retry import RetryPolicy
+from controller.adapters.kubernetes.serving import KubernetesServing, connect
+from controller.core.errors import BackendError, NotReady, TemporaryBackendError
+from controller.core.plan.kube_objects import settings_of
+from controller.engine.loader import load
+from controller.engine.reconcile import reconcile
+from controller.engine.retry import RetryPolicy
 from tests.support.controller import repo_with
 from tests.support.kube_apiserver import LIMITED_TOKEN, ApiServer, api_server
 from tests.unit.fake_registry import FakeRegistry
@@ -585,8 +585,8 @@ ROLLOUT_K8S = """\
 def test_a_rollout_walks_the_httproute_weights_and_a_failing_gate_rolls_back(
     kube: ApiServer, ns: str, tmp_path: Path
 ) -> None:
-    from controller.adapters.prometheus import PrometheusMetrics
-    from controller.rollout import RolloutState
+    from controller.adapters.gates.prometheus import PrometheusMetrics
+    from controller.core.rollout.machine import RolloutState
 
     root, reg = _routed_bot(kube, ns, tmp_path)
     prom = PromQL()

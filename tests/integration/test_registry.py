@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from controller.observed import DIGEST_TAG, OWNER_TAG
+from controller.core.state.observed import DIGEST_TAG, OWNER_TAG
 from tests.support.proxy import CountingProxy
 
 pytestmark = pytest.mark.integration
@@ -236,8 +236,8 @@ def test_agent_code_that_fails_to_log_is_not_retried(
 def test_a_model_name_with_quotes_is_found_by_digest(
     examples: Path, agentctl: Any, mlflow_server: Any, client: Any
 ) -> None:
-    from controller.adapters.mlflow_registry import MlflowRegistry
-    from controller.loader import load
+    from controller.adapters.mlflow.client import MlflowRegistry
+    from controller.engine.loader import load
 
     manifest = examples / "support-bot.yaml"
     manifest.write_text(
@@ -281,10 +281,10 @@ def test_registered_example_agents_answer_deterministically(
 def test_the_controller_s_isolated_logging_registers_and_fails_the_same_way(
     examples: Path, mlflow_server: Any, client: Any
 ) -> None:
-    from controller.adapters.mlflow_registry import MlflowRegistry
-    from controller.adapters.model_logger import log_model_isolated
-    from controller.errors import PermanentBackendError, TemporaryBackendError
-    from controller.loader import load
+    from controller.adapters.mlflow.client import MlflowRegistry
+    from controller.adapters.mlflow.logger import log_model_isolated
+    from controller.core.errors import PermanentBackendError, TemporaryBackendError
+    from controller.engine.loader import load
     from controller.ports import VersionSource
     from tests.support.mlflow_server import free_port
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from controller.adapters.mlflow_registry import MlflowRegistry
-from controller.adapters.mlflow_rest import RestRegistry, usable
-from controller.errors import PermanentBackendError, TemporaryBackendError
-from controller.loader import load
-from controller.observed import DIGEST_TAG, OWNER_TAG
+from controller.adapters.mlflow.client import MlflowRegistry
+from controller.adapters.mlflow.rest import RestRegistry, usable
+from controller.core.errors import PermanentBackendError, TemporaryBackendError
+from controller.core.state.observed import DIGEST_TAG, OWNER_TAG
+from controller.engine.loader import load
 from controller.ports import Registry, VersionSource
 from tests.support.mlflow_server import MlflowServer, free_port
 
@@ -104,7 +104,7 @@ def test_both_adapters_read_the_same_traces_of_one_logged_model(
 
     import mlflow
 
-    from controller.adapters.mlflow_registry import experiment_name
+    from controller.adapters.mlflow.client import experiment_name
 
     mlflow.set_tracking_uri(mlflow_server.url)
     exp = mlflow.set_experiment(experiment_name("traced"))

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import requests
 
-from controller.rollout import RolloutState
+from controller.core.rollout.machine import RolloutState
 from tests.integration.conftest import AGENTCTL
 from tests.integration.test_local_serving import LOCAL, QUESTION, processes_of
 from tests.support.proxy import CountingProxy

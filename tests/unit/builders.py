@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.desired import Desired, DesiredAgent, ResolvedSource
-from controller.observed import (
+from controller.core.manifest.desired import Desired, DesiredAgent, ResolvedSource
+from controller.core.manifest.schema import AgentManifest
+from controller.core.state.observed import (
     AGENT_TAG,
     DIGEST_TAG,
     MANAGED_ALIASES_TAG,
@@ -15,7 +16,6 @@ from controller.observed import (
     ObservedVersion,
     RegistrySnapshot,
 )
-from controller.schema import AgentManifest
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

@@ -6,8 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from controller.errors import PermanentBackendError, TemporaryBackendError
-from controller.observed import DIGEST_TAG, ObservedModel, ObservedVersion, RegistrySnapshot
+from controller.core.errors import PermanentBackendError, TemporaryBackendError
+from controller.core.state.observed import (
+    DIGEST_TAG,
+    ObservedModel,
+    ObservedVersion,
+    RegistrySnapshot,
+)
 from controller.ports import VersionSource
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from controller.errors import NotReady
-from controller.observed import AgentServing, ServedVersion, ServingSnapshot
+from controller.core.errors import NotReady
+from controller.core.state.observed import AgentServing, ServedVersion, ServingSnapshot
 
 
 class FakeServing:

@@ -6,13 +6,13 @@ import math
 
 import pytest
 
-from controller.analysis import (
+from controller.core.rollout.analysis import (
     counter_error_rate,
     error_rate,
     histogram_quantile,
     latency_quantile,
 )
-from controller.rollout import Measurement
+from controller.core.rollout.machine import Measurement
 
 INF = math.inf
 

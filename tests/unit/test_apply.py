@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from controller.apply import apply
-from controller.changeset import Verb
-from controller.errors import ApplyFailed, PlanRejected, TemporaryBackendError
-from controller.loader import load
-from controller.planner import plan
-from controller.reconcile import reconcile
-from controller.retry import RetryPolicy
+from controller.core.errors import ApplyFailed, PlanRejected, TemporaryBackendError
+from controller.core.plan.changeset import Verb
+from controller.core.plan.planner import plan
+from controller.engine.apply import apply
+from controller.engine.loader import load
+from controller.engine.reconcile import reconcile
+from controller.engine.retry import RetryPolicy
 
 from .fake_registry import PERMANENT, TEMPORARY, FakeRegistry
 from .fake_serving import FakeServing
@@ -75,7 +75,7 @@ def test_a_version_registered_since_the_plan_is_not_logged_twice(tmp_path: Path)
     reg = FakeRegistry()
     the_plan = plan(desired, reg.observe())
     # Someone (a concurrent apply) registers the same source between plan and apply.
-    from controller.apply import apply
+    from controller.engine.apply import apply
 
     apply(plan(desired, reg.observe()), reg, root=desired.root, policy=NO_WAIT)
     changeset = apply(the_plan, FakeRegistryView(reg), root=desired.root, policy=NO_WAIT)
@@ -100,7 +100,7 @@ def test_apply_refuses_sources_changed_since_the_plan(tmp_path: Path) -> None:
     reg = FakeRegistry()
     the_plan = plan(desired, reg.observe())
     (tmp_path / "config.yaml").write_text("greeting: changed\n")
-    from controller.apply import apply
+    from controller.engine.apply import apply
 
     with pytest.raises(ApplyFailed) as info:
         apply(the_plan, reg, root=desired.root, policy=NO_WAIT)
@@ -113,7 +113,7 @@ def test_a_plan_with_errors_is_never_applied(tmp_path: Path) -> None:
     reg = FakeRegistry()
     the_plan = plan(desired, reg.observe())
     assert the_plan.has_errors
-    from controller.apply import apply
+    from controller.engine.apply import apply
 
     with pytest.raises(PlanRejected):
         apply(the_plan, reg, root=desired.root, policy=NO_WAIT)
@@ -145,7 +145,7 @@ def test_retry_after_is_honoured() -> None:
     ],
 )
 def test_bad_retry_settings_are_invalid_input(env: dict[str, str]) -> None:
-    from controller.errors import InvalidInput
+    from controller.core.errors import InvalidInput
 
     with pytest.raises(InvalidInput) as info:
         RetryPolicy.from_env(env)

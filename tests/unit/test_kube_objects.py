@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from controller import kube_objects as ko
-from controller.loader import load
-from controller.schema import KubernetesServing
+from controller.core.manifest.schema import KubernetesServing
+from controller.core.plan import kube_objects as ko
+from controller.engine.loader import load
 from tests.unit.test_loader import GOOD, errors_of, write_repo
 
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from controller.adapters.lease import LeaderElector
-from controller.errors import TemporaryBackendError
+from controller.adapters.kubernetes.lease import LeaderElector
+from controller.core.errors import TemporaryBackendError
 
 
 class Clock:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from controller.diagnostics import Diagnostic
-from controller.errors import InvalidInput
-from controller.loader import load
-from controller.schema import CURRENT
+from controller.core.diagnostics import Diagnostic
+from controller.core.errors import InvalidInput
+from controller.core.manifest.schema import CURRENT
+from controller.engine.loader import load
 
 GOOD = """\
 apiVersion: agentctl.io/v1alpha1

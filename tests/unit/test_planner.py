@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from controller.plan import Action, Kind, Plan
-from controller.planner import plan
-from controller.schema import CURRENT
+from controller.core.manifest.schema import CURRENT
+from controller.core.plan.changes import Action, Kind, Plan
+from controller.core.plan.planner import plan
 
 from .builders import D1, D2, agent, desired, model, snapshot
 

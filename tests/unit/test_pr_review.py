@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from controller.annotations import escape_data, escape_property, workflow_commands
-from controller.diagnostics import Diagnostic, Location, Severity
-from controller.planner import plan
-from controller.render import REDACTED, redact, render_plan
-from controller.schema import CURRENT
-from controller.scope import select
+from controller.core.diagnostics import Diagnostic, Location, Severity
+from controller.core.manifest.schema import CURRENT
+from controller.core.plan.planner import plan
+from controller.core.plan.scope import select
+from controller.core.render.annotations import escape_data, escape_property, workflow_commands
+from controller.core.render.formats import REDACTED, redact, render_plan
 
 from .builders import D1, D2, agent, desired, model, snapshot
 

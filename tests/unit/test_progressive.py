@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from controller.loader import load
-from controller.plan import Kind
+from controller.core.plan.changes import Kind
+from controller.core.rollout.machine import COMMAND_TAG, Command, Measurement, Phase, RolloutState
+from controller.engine.loader import load
+from controller.engine.reconcile import Result, reconcile
+from controller.engine.retry import RetryPolicy
 from controller.ports import GateQuery
-from controller.reconcile import Result, reconcile
-from controller.retry import RetryPolicy
-from controller.rollout import COMMAND_TAG, Command, Measurement, Phase, RolloutState
 from tests.unit.fake_registry import FakeRegistry
 from tests.unit.fake_serving import FakeServing
 from tests.unit.test_loader import GOOD, write_repo

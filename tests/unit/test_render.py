@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import re
 
-from controller.plan import Plan
-from controller.planner import plan
-from controller.render import MARKER, render_plan
-from controller.schema import CURRENT
+from controller.core.manifest.schema import CURRENT
+from controller.core.plan.changes import Plan
+from controller.core.plan.planner import plan
+from controller.core.render.formats import MARKER, render_plan
 
 from .builders import D2, agent, desired, model, snapshot
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.loader import load
-from controller.rollout import (
+from controller.core.rollout.machine import (
     STATE_TAG,
     TAG_PREFIX,
     Gate,
@@ -23,6 +22,7 @@ from controller.rollout import (
     judge,
     start,
 )
+from controller.engine.loader import load
 from tests.unit.test_loader import GOOD, errors_of, write_repo
 
 STEPS = [Step(10, 60), Step(25, 60), Step(50, 60), Step(100, 0)]

@@ -14,8 +14,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from controller.adapters.local.router import VERSION_HEADER, Router
+from controller.adapters.local.routing import Route
 from controller.adapters.local.supervisor import ModelServer, free_port
-from controller.routing import Route
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

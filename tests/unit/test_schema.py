@@ -11,8 +11,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from controller.cli import app
-from controller.schema_json import manifest_json_schema
+from controller.app.cli import app
+from controller.core.manifest.schema_json import manifest_json_schema
 
 REPO = Path(__file__).resolve().parents[2]
 

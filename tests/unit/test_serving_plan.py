@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.observed import AgentServing, ServedVersion, ServingSnapshot
-from controller.plan import Plan
-from controller.planner import plan
-from controller.routing import Route
-from controller.schema import CURRENT
+from controller.adapters.local.routing import Route
+from controller.core.manifest.schema import CURRENT
+from controller.core.plan.changes import Plan
+from controller.core.plan.planner import plan
+from controller.core.state.observed import AgentServing, ServedVersion, ServingSnapshot
 
 from .builders import D1, D2, agent, desired, model, snapshot
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import watchfiles
 
-from controller.manager import watch_filter
+from controller.app.manager import watch_filter
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,9 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry
 
-from controller.adapters.endpoints import Endpoints, Probes
-from controller.metrics import Metrics
-from controller.webhook import WebhookRefused, verify
+from controller.adapters.http.endpoints import Endpoints, Probes
+from controller.adapters.http.webhook import WebhookRefused, verify
+from controller.engine.metrics import Metrics
 
 NOW = 1_800_000_000.0
 BODY = json.dumps(

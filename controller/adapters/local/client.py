@@ -32,8 +32,8 @@ from controller.adapters.local.rundir import (
     reap_leftovers,
     tail,
 )
-from controller.errors import PermanentBackendError, TemporaryBackendError
-from controller.observed import AgentServing, ServedVersion, ServingSnapshot
+from controller.core.errors import PermanentBackendError, TemporaryBackendError
+from controller.core.state.observed import AgentServing, ServedVersion, ServingSnapshot
 
 __all__ = ["DEFAULT_ROUTER_PORT", "LocalServing", "absolute_tracking_uri"]
 

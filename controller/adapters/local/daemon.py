@@ -37,9 +37,9 @@ import aiohttp
 from aiohttp import web
 
 from controller.adapters.local.router import Router
+from controller.adapters.local.routing import Route
 from controller.adapters.local.rundir import ENV_MARKER, RunDir, alive, reap_leftovers
 from controller.adapters.local.supervisor import Command, ModelServer, ServerFailed, mlflow_serve
-from controller.routing import Route
 
 __all__ = ["Daemon", "main"]
 

@@ -1,7 +1,7 @@
 """The local traffic router: one port on 127.0.0.1 in front of every agent's model servers.
 
 - ``POST /agents/<agent>/invocations``: forwarded to one ready version, chosen by the route's
-  weights (:class:`controller.routing.Route`); the answer carries ``X-Agentctl-Version``. A
+  weights (:class:`controller.adapters.local.routing.Route`); the answer carries ``X-Agentctl-Version``. A
   response without a length (a stream) is passed on chunk by chunk as it arrives.
 - A refused connection marks that server down and the request goes to another ready version:
   the request never reached the first, so sending it again is safe.
@@ -28,8 +28,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
+from controller.adapters.local.routing import Route
 from controller.adapters.local.supervisor import ModelServer
-from controller.routing import Route
 
 __all__ = ["MAX_MIRRORS", "VERSION_HEADER", "Router"]
 

@@ -1,0 +1,5 @@
+"""``python -m controller``: the agentctl command."""
+
+from controller.app.cli import main
+
+main()

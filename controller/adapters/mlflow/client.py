@@ -1,0 +1,395 @@
+"""The MLflow Model Registry behind :class:`controller.ports.Registry`.
+
+Observation is two paged bulk reads (``search_registered_models`` and ``search_model_versions``),
+whatever the number of agents. MLflow's own HTTP retries are turned off here by default
+(``MLFLOW_HTTP_REQUEST_MAX_RETRIES=0``, unless the user set it) so that one policy, agentctl's
+(:mod:`controller.engine.retry`), decides how long to wait for a server that is down or slow.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, TypeVar
+
+from controller.adapters.mlflow.logger import is_transport, log_model, log_model_isolated
+from controller.core.errors import BackendError, PermanentBackendError, TemporaryBackendError
+from controller.core.state.observed import (
+    DIGEST_TAG,
+    FAILED,
+    OWNER_TAG,
+    ObservedModel,
+    ObservedVersion,
+    RegistrySnapshot,
+    experiment_name,
+)
+from controller.ports import VersionSource
+
+__all__ = [
+    "GONE",
+    "MODELS_PAGE",
+    "TRANSIENT_STATUS",
+    "VERSIONS_PAGE",
+    "MlflowRegistry",
+    "experiment_name",
+]
+
+T = TypeVar("T")
+
+MODELS_PAGE = 1000  # MLflow's maximum for search_registered_models
+VERSIONS_PAGE = 10000  # MLflow's default (and Databricks' maximum) for search_model_versions
+TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+GONE = ("RESOURCE_DOES_NOT_EXIST",)  # deleting what is already gone reaches the goal
+
+
+def trace_filter(model_id: str, since_ms: int) -> str:
+    """MLflow's filter for the traces of one logged model that started after ``since_ms``."""
+    if not model_id.replace("-", "").isalnum():
+        raise PermanentBackendError(f"not a logged model id: {model_id!r}")
+    return f"metadata.`mlflow.modelId` = '{model_id}' AND trace.timestamp_ms > {int(since_ms)}"
+
+
+class MlflowRegistry:
+    def __init__(
+        self, tracking_uri: str, *, http_timeout: int = 30, isolate_logging: bool = False
+    ) -> None:
+        """``isolate_logging``: log models in a child process (the controller does)."""
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(http_timeout))
+        self.tracking_uri = tracking_uri
+        self.isolate_logging = isolate_logging
+        self._lazy_client: Any = None
+
+    @property
+    def _client(self) -> Any:
+        """The MlflowClient, built on first use so that a bad URI is a clear error."""
+        if self._lazy_client is None:
+            from mlflow import MlflowClient
+            from mlflow.exceptions import MlflowException
+
+            try:
+                client = MlflowClient(
+                    tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
+                )
+            except MlflowException as exc:
+                raise PermanentBackendError(
+                    f"cannot use the tracking URI {self.tracking_uri!r}: {exc.message}",
+                    operation="connect",
+                    target=self.tracking_uri,
+                ) from exc
+            self._lazy_client = client
+        return self._lazy_client
+
+    def _sqlite_file_missing(self) -> bool:
+        """An embedded sqlite registry that does not exist yet: observing it must not create it."""
+        prefix = "sqlite:///"
+        if not self.tracking_uri.startswith(prefix):
+            return False
+        path = self.tracking_uri[len(prefix) :].split("?", 1)[0]
+        return path not in ("", ":memory:") and not os.path.exists(path)
+
+    # -- error translation -------------------------------------------------------------------
+
+    def _call(
+        self,
+        operation: str,
+        target: str,
+        fn: Callable[[], T],
+        *,
+        ok_codes: tuple[str, ...] = (),
+    ) -> T | None:
+        """Run one client call, translating its errors; an error code in ``ok_codes`` -> None."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return fn()
+        except MlflowException as exc:
+            if exc.error_code in ok_codes:
+                return None
+            raise _translate(exc, operation, target, self.tracking_uri) from exc
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            raise TemporaryBackendError(
+                f"{operation} {target}: {exc}", operation=operation, target=target
+            ) from exc
+
+    def _get(self, operation: str, target: str, fn: Callable[[], T]) -> T:
+        result = self._call(operation, target, fn)
+        assert result is not None
+        return result
+
+    def _pages(self, operation: str, search: Callable[..., Any]) -> list[Any]:
+        """Every item of a paged search."""
+        items: list[Any] = []
+        token = None
+        while True:
+            page = self._get(operation, self.tracking_uri, partial(search, page_token=token))
+            items.extend(page)
+            token = page.token
+            if not token:
+                return items
+
+    # -- observation -------------------------------------------------------------------------
+
+    def observe(self) -> RegistrySnapshot:
+        if self._sqlite_file_missing():
+            return RegistrySnapshot()
+        c = self._client
+        raw_models = self._pages(
+            "search registered models",
+            partial(c.search_registered_models, max_results=MODELS_PAGE),
+        )
+        raw_versions = self._pages(
+            "search model versions",
+            partial(
+                c.search_model_versions,
+                max_results=VERSIONS_PAGE,
+                order_by=["name ASC", "version_number ASC"],
+            ),
+        )
+        versions: dict[str, dict[int, ObservedVersion]] = {}
+        for mv in raw_versions:
+            versions.setdefault(mv.name, {})[int(mv.version)] = _version(mv)
+        models = {}
+        for rm in raw_models:
+            aliases = {str(k): int(v) for k, v in (rm.aliases or {}).items()}
+            models[rm.name] = ObservedModel(
+                name=rm.name,
+                description=rm.description or "",
+                tags={k: v or "" for k, v in (rm.tags or {}).items()},
+                aliases=aliases,
+                versions=versions.get(rm.name, {}),
+            )
+        return RegistrySnapshot(models)
+
+    def traces(
+        self, model: str, model_id: str, since_ms: int, limit: int
+    ) -> list[tuple[str, float]]:
+        exp = self._call(
+            "get experiment",
+            experiment_name(model),
+            lambda: self._client.get_experiment_by_name(experiment_name(model)),
+        )
+        if exp is None or not model_id:
+            return []
+        flt = trace_filter(model_id, since_ms)
+        out: list[tuple[str, float]] = []
+        token = None
+        while len(out) < limit:
+            page = self._get(
+                "search traces",
+                model,
+                lambda t=token: self._client.search_traces(  # type: ignore[misc]
+                    locations=[str(exp.experiment_id)],
+                    filter_string=flt,
+                    max_results=min(500, limit - len(out)),
+                    page_token=t,
+                    include_spans=False,
+                ),
+            )
+            for trace in page:
+                state = getattr(trace.info.state, "value", str(trace.info.state))
+                out.append((str(state), float(trace.info.execution_duration or 0)))
+            token = page.token
+            if not token:
+                break
+        return out
+
+    def find_version(self, name: str, digest: str) -> int | None:
+        # Filter on the digest alone (hex, safe to quote) and match the name here: MLflow's
+        # filter parser does not unescape quotes, so names with ' or \\ would never match.
+        flt = f"tags.`{DIGEST_TAG}` = '{digest}'"
+        found = self._get(
+            "search model versions",
+            name,
+            lambda: self._client.search_model_versions(filter_string=flt, max_results=1000),
+        )
+        numbers = [int(mv.version) for mv in found if mv.name == name and mv.status != FAILED]
+        return min(numbers) if numbers else None
+
+    # -- registered models -------------------------------------------------------------------
+
+    def create_model(self, name: str, description: str | None, tags: Mapping[str, str]) -> None:
+        c = self._client
+        created = self._call(
+            "create registered model",
+            name,
+            lambda: c.create_registered_model(name, tags=dict(tags), description=description),
+            ok_codes=("RESOURCE_ALREADY_EXISTS",),
+        )
+        if created is not None:
+            return
+        # A retry after a create that did succeed is fine if the model is ours; else a conflict.
+        existing = self._get("get registered model", name, partial(c.get_registered_model, name))
+        if (existing.tags or {}).get(OWNER_TAG) != tags.get(OWNER_TAG):
+            raise PermanentBackendError(
+                f"registered model '{name}' was created by someone else since the plan",
+                operation="create registered model",
+                target=name,
+            )
+
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        self._call(
+            "set tag",
+            f"{name} {key}",
+            partial(self._client.set_registered_model_tag, name, key, value),
+        )
+
+    def delete_model_tag(self, name: str, key: str) -> None:
+        self._call(
+            "delete tag",
+            f"{name} {key}",
+            partial(self._client.delete_registered_model_tag, name, key),
+            ok_codes=GONE,
+        )
+
+    def set_model_description(self, name: str, description: str) -> None:
+        self._call(
+            "update registered model",
+            name,
+            partial(self._client.update_registered_model, name, description=description),
+        )
+
+    def delete_model(self, name: str) -> None:
+        self._call(
+            "delete registered model",
+            name,
+            partial(self._client.delete_registered_model, name),
+            ok_codes=GONE,
+        )
+
+    # -- versions ----------------------------------------------------------------------------
+
+    def log_version(
+        self,
+        name: str,
+        source: VersionSource,
+        tags: Mapping[str, str],
+        description: str | None,
+    ) -> int:
+        return self._get(
+            "log model version", name, lambda: self._log(name, source, tags, description)
+        )
+
+    def _log(
+        self, name: str, source: VersionSource, tags: Mapping[str, str], description: str | None
+    ) -> int:
+        exp_id = self._experiment_id(name)
+        if self.isolate_logging:
+            model_uri, run_id, model_id = log_model_isolated(self.tracking_uri, exp_id, source)
+        else:
+            try:
+                model_uri, run_id, model_id = log_model(self.tracking_uri, exp_id, source)
+            except Exception as exc:
+                if is_transport(exc):
+                    raise  # the server: translated (and maybe retried) by the caller
+                # The agent's own code failed to import or to answer the validation request:
+                # retrying cannot help.
+                raise PermanentBackendError(
+                    f"logging {source.code_path} failed: {getattr(exc, 'message', exc)}",
+                    operation="log model version",
+                    target=name,
+                ) from exc
+        # Tags and description go in with the version itself: a version never exists without
+        # its digest, so a crash here cannot lead to the same source being registered twice.
+        mv = self._client.create_model_version(
+            name=name,
+            source=model_uri,
+            run_id=run_id,
+            tags=dict(tags),
+            description=description,
+            model_id=model_id,
+        )
+        return int(mv.version)
+
+    def experiment_id(self, model: str) -> str:
+        """The id of the experiment of ``model``'s logged models and traces; created if missing."""
+        return self._get(
+            "get experiment", experiment_name(model), lambda: self._experiment_id(model)
+        )
+
+    def _experiment_id(self, model: str) -> str:
+        exp_name = experiment_name(model)
+        exp = self._client.get_experiment_by_name(exp_name)
+        return str(exp.experiment_id) if exp is not None else self._create_experiment(exp_name)
+
+    def _create_experiment(self, exp_name: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self._client.create_experiment(exp_name))
+        except MlflowException as exc:  # created concurrently: read it back
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            exp = self._client.get_experiment_by_name(exp_name)
+            assert exp is not None
+            return str(exp.experiment_id)
+
+    def set_version_tag(self, name: str, version: int, key: str, value: str) -> None:
+        self._call(
+            "set version tag",
+            f"{name}/{version} {key}",
+            partial(self._client.set_model_version_tag, name, str(version), key, value),
+        )
+
+    def delete_version_tag(self, name: str, version: int, key: str) -> None:
+        self._call(
+            "delete version tag",
+            f"{name}/{version} {key}",
+            partial(self._client.delete_model_version_tag, name, str(version), key),
+            ok_codes=GONE,
+        )
+
+    def set_version_description(self, name: str, version: int, description: str) -> None:
+        self._call(
+            "update model version",
+            f"{name}/{version}",
+            partial(self._client.update_model_version, name, str(version), description=description),
+        )
+
+    # -- aliases -----------------------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        self._call(
+            "set alias",
+            f"{name}@{alias}",
+            lambda: self._client.set_registered_model_alias(name, alias, str(version)),
+        )
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._call(
+            "delete alias",
+            f"{name}@{alias}",
+            partial(self._client.delete_registered_model_alias, name, alias),
+            ok_codes=GONE,
+        )
+
+
+def _version(mv: Any) -> ObservedVersion:
+    return ObservedVersion(
+        number=int(mv.version),
+        status=str(mv.status or "READY"),
+        tags={k: v or "" for k, v in (mv.tags or {}).items()},
+        description=mv.description or "",
+        source=mv.source or "",
+        run_id=mv.run_id,
+    )
+
+
+def _translate(exc: Any, operation: str, target: str, uri: str) -> BackendError:
+    status = int(exc.get_http_status_code())
+    text = str(getattr(exc, "message", exc))
+    message = f"{operation} {target}: {text}"
+    if "failed with exception" in text or "failed with timeout" in text:
+        lowered = text.lower()
+        if "connection refused" in lowered:
+            reason = "connection refused"
+        elif "timeout" in lowered or "timed out" in lowered:
+            reason = "timed out"
+        else:
+            reason = text
+        message = f"{operation}: the MLflow server at {uri} did not answer ({reason})"
+    if status in TRANSIENT_STATUS:
+        return TemporaryBackendError(message, operation=operation, target=target)
+    return PermanentBackendError(message, operation=operation, target=target)

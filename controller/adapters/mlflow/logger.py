@@ -1,0 +1,127 @@
+"""Logging an agent's source as an MLflow model (``mlflow.pyfunc.log_model``, models from code),
+in this process or in a process of its own.
+
+The controller logs in a child process (``python -m controller.adapters.mlflow.logger``): logging
+imports the agent's code to validate it, and imports ``mlflow.pyfunc`` (over 100 MiB), neither of
+which belongs in a long-running controller. The child reads its request as JSON on stdin and
+writes its answer to the file named by its one argument; registering the version (with its
+digest tag) stays with the caller, so a version never exists without its digest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict
+from typing import Any
+
+from controller.core.errors import PermanentBackendError, TemporaryBackendError
+from controller.core.state.observed import DIGEST_TAG
+from controller.ports import VersionSource
+
+__all__ = ["INPUT_EXAMPLE", "Logged", "is_transport", "log_model", "log_model_isolated"]
+
+INPUT_EXAMPLE = {"input": [{"role": "user", "content": "Hello, what can you do?"}]}
+Logged = tuple[str, str, str | None]  # model URI, run id, logged model id
+
+
+def log_model(tracking_uri: str, experiment_id: str, source: VersionSource) -> Logged:
+    """Log in this process; MLflow's exceptions propagate."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    run_tags = {DIGEST_TAG: source.digest, "agentctl.io/agent": source.agent}
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"log-{source.digest[7:19]}", tags=run_tags
+    ):
+        info = mlflow.pyfunc.log_model(
+            name="agent",
+            python_model=source.code_path,
+            model_config=source.config_path,
+            pip_requirements=list(source.pip_requirements),
+            input_example=INPUT_EXAMPLE,
+        )
+    return str(info.model_uri), str(info.run_id), info.model_id
+
+
+def log_model_isolated(
+    tracking_uri: str, experiment_id: str, source: VersionSource, timeout: float = 900.0
+) -> Logged:
+    """Log in a child process. A failure of the MLflow server is a TemporaryBackendError (the
+    caller's policy retries it); the agent's code failing, or the child dying, is permanent."""
+    request = {
+        "tracking_uri": tracking_uri,
+        "experiment_id": experiment_id,
+        "source": {**asdict(source), "pip_requirements": list(source.pip_requirements)},
+    }
+    with tempfile.TemporaryDirectory(prefix="agentctl-log-") as tmp:
+        answer_file = os.path.join(tmp, "answer.json")
+        try:
+            child = subprocess.run(
+                [sys.executable, "-m", "controller.adapters.mlflow.logger", answer_file],
+                input=json.dumps(request),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise PermanentBackendError(
+                f"logging {source.code_path} took over {timeout:.0f} s",
+                operation="log model version",
+            ) from exc
+        try:
+            with open(answer_file) as fh:
+                answer: dict[str, Any] = json.load(fh)
+        except (OSError, ValueError):
+            tail = (child.stderr or "").strip().splitlines()[-5:]
+            raise PermanentBackendError(
+                f"logging {source.code_path}: the logging process exited {child.returncode}"
+                + (f": {' / '.join(tail)}" if tail else ""),
+                operation="log model version",
+            ) from None
+    if "error" in answer:
+        error = TemporaryBackendError if answer.get("transport") else PermanentBackendError
+        raise error(str(answer["error"]), operation="log model version")
+    return answer["model_uri"], answer["run_id"], answer.get("model_id")
+
+
+def _main(answer_file: str) -> int:
+
+    request = json.loads(sys.stdin.read())
+    raw = request["source"]
+    source = VersionSource(
+        agent=raw["agent"],
+        code_path=raw["code_path"],
+        config_path=raw["config_path"],
+        pip_requirements=tuple(raw["pip_requirements"]),
+        digest=raw["digest"],
+    )
+    try:
+        uri, run_id, model_id = log_model(request["tracking_uri"], request["experiment_id"], source)
+        answer: dict[str, Any] = {"model_uri": uri, "run_id": run_id, "model_id": model_id}
+    except Exception as exc:
+        transport = is_transport(exc)
+        text = str(getattr(exc, "message", exc))
+        answer = {"error": text if transport else f"logging {source.code_path} failed: {text}",
+                  "transport": transport}  # fmt: skip
+    with open(answer_file, "w") as fh:
+        json.dump(answer, fh)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1]))
+
+
+def is_transport(exc: BaseException) -> bool:
+    """Did the MLflow server (or the way to it) fail, rather than the code being logged?"""
+    from mlflow.exceptions import MlflowException, RestException
+
+    if isinstance(exc, RestException):
+        return True
+    text = str(exc)
+    return isinstance(exc, MlflowException) and text.startswith("API request to")

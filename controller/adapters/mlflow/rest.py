@@ -1,0 +1,460 @@
+"""The MLflow Model Registry over its REST API (``/api/2.0/mlflow/...``), with requests.
+
+The same :class:`~controller.ports.Registry` as :class:`~controller.adapters.mlflow.client.
+MlflowRegistry`, for an ``http(s)://`` tracking server, without importing mlflow: the MLflow
+client pulls in pandas, numpy, pyarrow and more (about 120 MiB), which a long-running controller
+does not need. Models are still logged by mlflow itself, in a child process
+(:mod:`controller.adapters.mlflow.logger`); registering the version stays here.
+
+Credentials follow MLflow's own environment variables: ``MLFLOW_TRACKING_TOKEN`` (bearer) or
+``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` (basic); ``MLFLOW_TRACKING_INSECURE_TLS``,
+``MLFLOW_TRACKING_SERVER_CERT_PATH`` and ``MLFLOW_TRACKING_CLIENT_CERT_PATH``; the timeout is
+``MLFLOW_HTTP_REQUEST_TIMEOUT`` (default 30 s). Errors are typed as the client adapter's are: no
+answer, 408, 429 and 5xx are temporary; the rest permanent.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+
+from controller.adapters.mlflow.client import (
+    GONE,
+    MODELS_PAGE,
+    TRANSIENT_STATUS,
+    VERSIONS_PAGE,
+    experiment_name,
+    trace_filter,
+)
+from controller.adapters.mlflow.logger import log_model_isolated
+from controller.core.errors import PermanentBackendError, TemporaryBackendError
+from controller.core.state.observed import (
+    DIGEST_TAG,
+    FAILED,
+    OWNER_TAG,
+    ObservedModel,
+    ObservedVersion,
+    RegistrySnapshot,
+)
+from controller.ports import VersionSource
+
+__all__ = ["RestRegistry", "usable"]
+
+
+#: Authentication this adapter does not speak (an MLflow auth plugin, AWS SigV4): the MLflow
+#: client does, so such a tracking URI is left to it.
+_CLIENT_ONLY_AUTH = ("MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_AWS_SIGV4")
+
+
+def _true(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("true", "1")
+
+
+def usable(tracking_uri: str, env: Mapping[str, str] | None = None) -> bool:
+    """Whether this adapter can serve a tracking URI: a plain MLflow tracking server, with no
+    authentication that only the MLflow client speaks, unless ``AGENTCTL_REGISTRY_CLIENT=mlflow``
+    asks for the client."""
+    env = os.environ if env is None else env
+    if env.get("AGENTCTL_REGISTRY_CLIENT", "").lower() == "mlflow":
+        return False
+    if env.get("MLFLOW_TRACKING_AUTH") or _true(env.get("MLFLOW_TRACKING_AWS_SIGV4")):
+        return False
+    return tracking_uri.startswith(("http://", "https://"))
+
+
+class RestRegistry:
+    def __init__(self, tracking_uri: str, *, env: Mapping[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
+        self.tracking_uri = tracking_uri
+        auth: Any = None
+        headers = {"User-Agent": "agentctl"}
+        # As the MLflow client: a username and a password, else a token.
+        if env.get("MLFLOW_TRACKING_USERNAME") and env.get("MLFLOW_TRACKING_PASSWORD"):
+            auth = (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"])
+        elif env.get("MLFLOW_TRACKING_TOKEN"):
+            headers["Authorization"] = f"Bearer {env['MLFLOW_TRACKING_TOKEN']}"
+        verify: Any = True
+        if _true(env.get("MLFLOW_TRACKING_INSECURE_TLS")):
+            verify = False
+        elif env.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
+            verify = env["MLFLOW_TRACKING_SERVER_CERT_PATH"]
+        self._base = tracking_uri.rstrip("/") + "/api/2.0/mlflow/"
+        self._timeout = float(env.get("MLFLOW_HTTP_REQUEST_TIMEOUT") or 30)
+        self._http = requests.Session()
+        self._http.headers.update(headers)
+        self._http.auth = auth
+        self._http.verify = verify
+        self._http.cert = env.get("MLFLOW_TRACKING_CLIENT_CERT_PATH") or None
+        self._http.trust_env = False  # no proxies from the environment: the URI says where
+        # Room for every thread of a parallel apply (--parallelism) and the observation pair.
+        pool = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=64)
+        self._http.mount("http://", pool)
+        self._http.mount("https://", pool)
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        target: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+        ok_codes: tuple[str, ...] = (),
+        base: str | None = None,
+    ) -> dict[str, Any] | None:
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            r = self._http.request(
+                method, (base or self._base) + path, params=query, json=body, timeout=self._timeout
+            )
+        except requests.exceptions.SSLError as exc:  # a certificate will not fix itself
+            raise PermanentBackendError(
+                f"{operation}: TLS with the MLflow server at {self.tracking_uri} failed ({exc})",
+                operation=operation,
+                target=target,
+            ) from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            reason = "timed out" if isinstance(exc, requests.Timeout) else "connection refused"
+            if not isinstance(exc, requests.Timeout) and "refused" not in str(exc).lower():
+                reason = str(exc)
+            raise TemporaryBackendError(
+                f"{operation}: the MLflow server at {self.tracking_uri} did not answer ({reason})",
+                operation=operation,
+                target=target,
+            ) from exc
+        except requests.RequestException as exc:  # a malformed URL, too many redirects, ...
+            raise PermanentBackendError(
+                f"{operation}: cannot ask the MLflow server at {self.tracking_uri}: {exc}",
+                operation=operation,
+                target=target,
+            ) from exc
+        data: dict[str, Any] = {}
+        try:
+            data = r.json() if r.content else {}
+        except ValueError:
+            data = {"message": r.text[:500]}
+        if r.ok:
+            return data
+        code = str(data.get("error_code", ""))
+        if code in ok_codes:
+            return None
+        text = data.get("message") or r.reason
+        message = f"{operation} {target}: {text} ({code or r.status_code})"
+        if r.status_code in TRANSIENT_STATUS:
+            raise TemporaryBackendError(message, operation=operation, target=target)
+        raise PermanentBackendError(message, operation=operation, target=target)
+
+    def _get(self, path: str, operation: str, target: str, **params: Any) -> dict[str, Any]:
+        found = self._request("GET", path, operation, target, params=params)
+        assert found is not None
+        return found
+
+    def _pages(self, path: str, key: str, operation: str, **params: Any) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        token = None
+        while True:
+            page = self._get(path, operation, self.tracking_uri, **params, page_token=token)
+            items.extend(page.get(key) or [])
+            token = page.get("next_page_token")
+            if not token:
+                return items
+
+    # -- traces --------------------------------------------------------------------------------
+
+    def traces(
+        self, model: str, model_id: str, since_ms: int, limit: int
+    ) -> list[tuple[str, float]]:
+        exp = self._request(
+            "GET",
+            "experiments/get-by-name",
+            "get experiment",
+            experiment_name(model),
+            params={"experiment_name": experiment_name(model)},
+            ok_codes=GONE,
+        )
+        if exp is None or not model_id:
+            return []
+        location = {
+            "type": "MLFLOW_EXPERIMENT",
+            "mlflow_experiment": {"experiment_id": exp["experiment"]["experiment_id"]},
+        }
+        body: dict[str, Any] = {"locations": [location], "filter": trace_filter(model_id, since_ms)}
+        out: list[tuple[str, float]] = []
+        while len(out) < limit:
+            body["max_results"] = min(500, limit - len(out))
+            page = self._request(
+                "POST",
+                "traces/search",
+                "search traces",
+                model,
+                body=body,
+                base=self.tracking_uri.rstrip("/") + "/api/3.0/mlflow/",
+            )
+            assert page is not None
+            for info in page.get("traces") or []:
+                # execution_duration is a protobuf Duration: "0.123s" in JSON.
+                duration = str(info.get("execution_duration") or "0s").rstrip("s")
+                out.append((str(info.get("state", "")), float(duration or 0) * 1000.0))
+            token = page.get("next_page_token")
+            if not token:
+                break
+            body["page_token"] = token
+        return out
+
+    # -- observation ---------------------------------------------------------------------------
+
+    def observe(self) -> RegistrySnapshot:
+        # The two searches are independent: ask both at once (the server's time dominates).
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="observe") as pool:
+            models_f = pool.submit(
+                self._pages,
+                "registered-models/search",
+                "registered_models",
+                "search registered models",
+                max_results=MODELS_PAGE,
+            )
+            versions_f = pool.submit(
+                self._pages,
+                "model-versions/search",
+                "model_versions",
+                "search model versions",
+                max_results=VERSIONS_PAGE,
+                order_by=["name ASC", "version_number ASC"],
+            )
+            models, versions = models_f.result(), versions_f.result()
+        by_model: dict[str, dict[int, ObservedVersion]] = {}
+        for mv in versions:
+            by_model.setdefault(mv["name"], {})[int(mv["version"])] = _version(mv)
+        out = {}
+        for rm in models:
+            out[rm["name"]] = ObservedModel(
+                name=rm["name"],
+                description=rm.get("description") or "",
+                tags=_tags(rm),
+                aliases={a["alias"]: int(a["version"]) for a in rm.get("aliases") or []},
+                versions=by_model.get(rm["name"], {}),
+            )
+        return RegistrySnapshot(out)
+
+    def find_version(self, name: str, digest: str) -> int | None:
+        # As the client adapter: filter on the digest alone (hex, safe to quote), match the name
+        # here, since MLflow's filter parser does not unescape quotes in names.
+        found = self._get(
+            "model-versions/search",
+            "search model versions",
+            name,
+            filter=f"tags.`{DIGEST_TAG}` = '{digest}'",
+            max_results=1000,
+        )
+        numbers = [
+            int(mv["version"])
+            for mv in found.get("model_versions") or []
+            if mv["name"] == name and mv.get("status") != FAILED
+        ]
+        return min(numbers) if numbers else None
+
+    # -- registered models ---------------------------------------------------------------------
+
+    def create_model(self, name: str, description: str | None, tags: Mapping[str, str]) -> None:
+        body: dict[str, Any] = {
+            "name": name,
+            "tags": [{"key": k, "value": v} for k, v in tags.items()],
+        }
+        if description is not None:
+            body["description"] = description
+        created = self._request(
+            "POST",
+            "registered-models/create",
+            "create registered model",
+            name,
+            body=body,
+            ok_codes=("RESOURCE_ALREADY_EXISTS",),
+        )
+        if created is not None:
+            return
+        existing = self._get("registered-models/get", "get registered model", name, name=name)
+        if _tags(existing.get("registered_model") or {}).get(OWNER_TAG) != tags.get(OWNER_TAG):
+            raise PermanentBackendError(
+                f"registered model '{name}' was created by someone else since the plan",
+                operation="create registered model",
+                target=name,
+            )
+
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        body = {"name": name, "key": key, "value": value}
+        self._request("POST", "registered-models/set-tag", "set tag", f"{name} {key}", body=body)
+
+    def delete_model_tag(self, name: str, key: str) -> None:
+        self._request(
+            "DELETE",
+            "registered-models/delete-tag",
+            "delete tag",
+            f"{name} {key}",
+            body={"name": name, "key": key},
+            ok_codes=GONE,
+        )
+
+    def set_model_description(self, name: str, description: str) -> None:
+        self._request(
+            "PATCH",
+            "registered-models/update",
+            "update registered model",
+            name,
+            body={"name": name, "description": description},
+        )
+
+    def delete_model(self, name: str) -> None:
+        self._request(
+            "DELETE",
+            "registered-models/delete",
+            "delete registered model",
+            name,
+            body={"name": name},
+            ok_codes=GONE,
+        )
+
+    # -- versions ------------------------------------------------------------------------------
+
+    def log_version(
+        self, name: str, source: VersionSource, tags: Mapping[str, str], description: str | None
+    ) -> int:
+        model_uri, run_id, model_id = log_model_isolated(
+            self.tracking_uri, self.experiment_id(name), source
+        )
+        body: dict[str, Any] = {
+            "name": name,
+            "source": model_uri,
+            "run_id": run_id,
+            "tags": [{"key": k, "value": v} for k, v in tags.items()],
+        }
+        if description is not None:
+            body["description"] = description
+        if model_id:
+            body["model_id"] = model_id
+        created = self._request(
+            "POST", "model-versions/create", "create model version", name, body=body
+        )
+        assert created is not None
+        mv = created["model_version"]
+        return self._ready(name, int(mv["version"]), str(mv.get("status") or "READY"))
+
+    def _ready(self, name: str, version: int, status: str, timeout: float = 300.0) -> int:
+        """Wait, as MLflow's client does, for a version still being registered."""
+        deadline = time.monotonic() + timeout
+        while status == "PENDING_REGISTRATION" and time.monotonic() < deadline:
+            time.sleep(1.0)
+            got = self._get(
+                "model-versions/get",
+                "get model version",
+                f"{name}/{version}",
+                name=name,
+                version=str(version),
+            )
+            status = str(got["model_version"].get("status") or "READY")
+        if status != "READY":
+            raise PermanentBackendError(
+                f"model version {name}/{version} is {status}",
+                operation="create model version",
+                target=f"{name}/{version}",
+            )
+        return version
+
+    def experiment_id(self, model: str) -> str:
+        """The id of the experiment of ``model``'s logged models and traces; created if missing."""
+        exp_name = experiment_name(model)
+        for _ in range(2):
+            found = self._request(
+                "GET",
+                "experiments/get-by-name",
+                "get experiment",
+                exp_name,
+                params={"experiment_name": exp_name},
+                ok_codes=GONE,
+            )
+            if found is not None:
+                return str(found["experiment"]["experiment_id"])
+            created = self._request(
+                "POST",
+                "experiments/create",
+                "create experiment",
+                exp_name,
+                body={"name": exp_name},
+                ok_codes=("RESOURCE_ALREADY_EXISTS",),
+            )
+            if created is not None:  # else created concurrently: read it back
+                return str(created["experiment_id"])
+        raise PermanentBackendError(
+            f"experiment {exp_name} cannot be found or created", operation="get experiment"
+        )
+
+    def set_version_tag(self, name: str, version: int, key: str, value: str) -> None:
+        self._request(
+            "POST",
+            "model-versions/set-tag",
+            "set version tag",
+            f"{name}/{version} {key}",
+            body={"name": name, "version": str(version), "key": key, "value": value},
+        )
+
+    def delete_version_tag(self, name: str, version: int, key: str) -> None:
+        self._request(
+            "DELETE",
+            "model-versions/delete-tag",
+            "delete version tag",
+            f"{name}/{version} {key}",
+            body={"name": name, "version": str(version), "key": key},
+            ok_codes=GONE,
+        )
+
+    def set_version_description(self, name: str, version: int, description: str) -> None:
+        self._request(
+            "PATCH",
+            "model-versions/update",
+            "update model version",
+            f"{name}/{version}",
+            body={"name": name, "version": str(version), "description": description},
+        )
+
+    # -- aliases -------------------------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        self._request(
+            "POST",
+            "registered-models/alias",
+            "set alias",
+            f"{name}@{alias}",
+            body={"name": name, "alias": alias, "version": str(version)},
+        )
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._request(
+            "DELETE",
+            "registered-models/alias",
+            "delete alias",
+            f"{name}@{alias}",
+            body={"name": name, "alias": alias},
+            ok_codes=GONE,
+        )
+
+
+def _tags(obj: Mapping[str, Any]) -> dict[str, str]:
+    return {t["key"]: t.get("value") or "" for t in obj.get("tags") or []}
+
+
+def _version(mv: Mapping[str, Any]) -> ObservedVersion:
+    return ObservedVersion(
+        number=int(mv["version"]),
+        status=str(mv.get("status") or "READY"),
+        tags=_tags(mv),
+        description=mv.get("description") or "",
+        source=mv.get("source") or "",
+        run_id=mv.get("run_id"),
+    )

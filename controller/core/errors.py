@@ -1,0 +1,111 @@
+"""Typed errors of agentctl. Pure data: no I/O.
+
+The tree::
+
+    AgentctlError                     everything agentctl raises on purpose
+     ├── InvalidInput                 bad manifests or flags; carries Diagnostics; exit 1, nothing applied
+     ├── PlanRejected                 the planner found errors (a missing version, a foreign model)
+     ├── BackendError                 a server answered with an error or did not answer
+     │    ├── TemporaryBackendError   worth retrying (connection refused, timeout, 429, 5xx)
+     │    └── PermanentBackendError   retrying will not help (400, 403, 404 ...)
+     ├── ApplyFailed                  apply stopped part-way; carries the ChangeSet of what was done
+     └── NotReady                     a served version did not become ready in time; traffic waits
+
+A temporary error may carry ``retry_after`` (seconds), which the retry policy honours.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from controller.core.diagnostics import Diagnostics
+    from controller.core.plan.changeset import ChangeSet
+
+__all__ = [
+    "AgentctlError",
+    "ApplyFailed",
+    "BackendError",
+    "InvalidInput",
+    "NotReady",
+    "PermanentBackendError",
+    "PlanRejected",
+    "TemporaryBackendError",
+]
+
+
+class AgentctlError(Exception):
+    """Base of every error agentctl raises on purpose."""
+
+
+class InvalidInput(AgentctlError):
+    """Manifests or arguments are invalid. ``diagnostics`` holds every problem found."""
+
+    def __init__(self, diagnostics: Diagnostics) -> None:
+        self.diagnostics = diagnostics
+        super().__init__(f"{len(diagnostics.errors)} error(s) in the input")
+
+    @classmethod
+    def of(cls, *messages: str, field: str = "") -> InvalidInput:
+        """Errors that belong to no file: a flag, an environment variable, a git revision."""
+        from controller.core.diagnostics import Diagnostic, Diagnostics, Severity
+
+        return cls(Diagnostics.of(Diagnostic(Severity.ERROR, m, field=field) for m in messages))
+
+
+class PlanRejected(AgentctlError):
+    """The planner found errors; no change may be applied."""
+
+    def __init__(self, diagnostics: Diagnostics) -> None:
+        self.diagnostics = diagnostics
+        super().__init__(f"the plan has {len(diagnostics.errors)} error(s)")
+
+
+class BackendError(AgentctlError):
+    """A backend (MLflow, Kubernetes, a process) failed an operation."""
+
+    def __init__(self, message: str, *, operation: str = "", target: str = "") -> None:
+        self.operation = operation
+        self.target = target
+        super().__init__(message)
+
+
+class TemporaryBackendError(BackendError):
+    """Retrying may succeed: connection refused, timeout, HTTP 429 or 5xx."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str = "",
+        target: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, operation=operation, target=target)
+
+
+class PermanentBackendError(BackendError):
+    """Retrying will not help: the request itself is wrong or forbidden."""
+
+
+class ApplyFailed(AgentctlError):
+    """Apply stopped at a change it could not make. ``changeset`` says what was done before."""
+
+    def __init__(self, message: str, changeset: ChangeSet, cause: BaseException) -> None:
+        self.changeset = changeset
+        self.cause = cause
+        super().__init__(message)
+
+
+class NotReady(AgentctlError):
+    """A served version was started but is not ready yet (a Deployment not Available). Apply
+    moves no traffic to it and stops the agent's remaining serving changes; a later apply or
+    reconcile continues from there."""
+
+    def __init__(self, agent: str, version: int, why: str = "") -> None:
+        self.agent = agent
+        self.version = version
+        self.why = why
+        detail = f" ({why})" if why else ""
+        super().__init__(f"waiting for {agent} v{version} to become available{detail}")

@@ -1,0 +1,275 @@
+"""Semantic checks of one manifest, beyond its schema. Pure data: no I/O.
+
+Each problem names the path of the field that is wrong (``("spec", "aliases", "champion")``),
+so that the loader can point at its file and line.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from controller.core.manifest.schema import (
+    ALIAS_RESERVED,
+    CURRENT,
+    RESERVED_TAG_PREFIX,
+    AgentManifest,
+    AgentSpec,
+    ShadowTarget,
+    TrafficTarget,
+    VersionRef,
+)
+
+__all__ = ["Path", "Problem", "check_manifest", "field_name"]
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: Path
+    message: str
+
+
+def field_name(path: Path) -> str:
+    """``("spec", "traffic", 0, "percent")`` -> ``spec.traffic[0].percent``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _not_a_unique_path(name: str) -> bool:
+    """MLflow's own rule for model names and tag keys (``path_not_unique``): they are used as
+    paths, so ``a//b``, ``a/``, ``./a`` or ``..`` are refused by the server."""
+    norm = posixpath.normpath(name)
+    return norm != name or norm == "." or norm.startswith("..") or norm.startswith("/")
+
+
+def check_manifest(m: AgentManifest) -> list[Problem]:
+    spec = m.spec
+    problems: list[Problem] = []
+
+    if _not_a_unique_path(m.model_name):
+        problems.append(
+            Problem(
+                ("spec", "registeredModel") if spec.registered_model else ("metadata", "name"),
+                f"'{m.model_name}' is not a usable model name: MLflow refuses names that are not "
+                "a normalised path ('..', 'a/', './a')",
+            )
+        )
+
+    for where, tags in (
+        (("spec", "tags"), spec.tags),
+        *((("spec", "versions", i, "tags"), v.tags) for i, v in enumerate(spec.versions)),
+    ):
+        for key in tags:
+            if _not_a_unique_path(key):
+                problems.append(
+                    Problem(
+                        (*where, key),
+                        "MLflow refuses tag keys that are not a normalised path ('a//b', 'a/', '..')",
+                    )
+                )
+            if key.startswith(RESERVED_TAG_PREFIX):
+                problems.append(
+                    Problem(
+                        (*where, key),
+                        f"tag keys under '{RESERVED_TAG_PREFIX}' are reserved for agentctl",
+                    )
+                )
+
+    declared: dict[VersionRef, int] = {}
+    for i, entry in enumerate(spec.versions):
+        if entry.version in declared:
+            problems.append(
+                Problem(
+                    ("spec", "versions", i, "version"),
+                    f"version {entry.version} is declared twice "
+                    f"(first at spec.versions[{declared[entry.version]}])",
+                )
+            )
+        else:
+            declared[entry.version] = i
+        if entry.version == CURRENT and spec.source is None:
+            problems.append(
+                Problem(
+                    ("spec", "versions", i, "version"),
+                    "'current' is the version built from spec.source, but spec.source is not set",
+                )
+            )
+    known: set[VersionRef] = set(declared)
+    if spec.source is not None:
+        known.add("current")
+
+    def check_ref(path: Path, ref: VersionRef) -> None:
+        if ref not in known:
+            if ref == CURRENT:
+                problems.append(Problem(path, "'current' needs spec.source"))
+            else:
+                problems.append(
+                    Problem(
+                        path,
+                        f"version {ref} is not declared in spec.versions "
+                        f"(declared: {_listing(known)})",
+                    )
+                )
+
+    for alias, ref in spec.aliases.items():
+        path: Path = ("spec", "aliases", alias)
+        if ALIAS_RESERVED.match(alias):
+            problems.append(
+                Problem(path, f"alias '{alias}' is reserved by MLflow ('latest' and v<N>)")
+            )
+        check_ref(path, ref)
+
+    if spec.serving is not None:
+        total = 0
+        for i, target in enumerate(spec.serving.traffic):
+            total += target.percent
+            _check_target(problems, ("spec", "serving", "traffic", i), target, spec, check_ref)
+        if total != 100:
+            problems.append(
+                Problem(
+                    ("spec", "serving", "traffic"),
+                    f"traffic percents sum to {total}; they must sum to 100",
+                )
+            )
+        seen: dict[str, int] = {}
+        for i, target in enumerate(spec.serving.traffic):
+            key = target.ref
+            if key in seen:
+                problems.append(
+                    Problem(
+                        ("spec", "serving", "traffic", i),
+                        f"{key} appears twice in traffic (first at traffic[{seen[key]}])",
+                    )
+                )
+            seen.setdefault(key, i)
+        if spec.serving.shadow is not None:
+            shadow = spec.serving.shadow
+            _check_target(problems, ("spec", "serving", "shadow"), shadow, spec, check_ref)
+    if spec.rollout is not None:
+        _check_rollout(problems, spec, check_ref)
+    return problems
+
+
+def _check_rollout(
+    problems: list[Problem], spec: AgentSpec, check_ref: Callable[[Path, VersionRef], None]
+) -> None:
+    rollout = spec.rollout
+    assert rollout is not None
+    base: Path = ("spec", "rollout")
+    if spec.serving is None:
+        problems.append(Problem(base, "a rollout moves traffic: it needs spec.serving"))
+    canary = rollout.canary
+    if canary.alias is not None and canary.alias not in spec.aliases:
+        problems.append(
+            Problem(
+                (*base, "canary", "alias"),
+                f"alias '{canary.alias}' is not declared in spec.aliases "
+                f"(declared: {_listing(spec.aliases)})",
+            )
+        )
+    elif canary.version is not None:
+        check_ref((*base, "canary", "version"), canary.version)
+    if rollout.promote_alias not in spec.aliases:
+        problems.append(
+            Problem(
+                (*base, "promoteAlias"),
+                f"alias '{rollout.promote_alias}' is not declared in spec.aliases "
+                f"(declared: {_listing(spec.aliases)})",
+            )
+        )
+    # The manifest declares where a rollout ends: the promote alias on the canary's version,
+    # and all traffic to it. The rollout is the way there.
+    canary_ref = canary.resolve(spec.aliases)
+    end = spec.aliases.get(rollout.promote_alias)
+    if canary_ref is not None and end is not None and end != canary_ref:
+        problems.append(
+            Problem(
+                (*base, "promoteAlias"),
+                f"alias '{rollout.promote_alias}' is version {end} in spec.aliases but the canary "
+                f"is version {canary_ref}: declare where the rollout ends "
+                f"(spec.aliases.{rollout.promote_alias}: {canary_ref})",
+            )
+        )
+    elif spec.serving is not None and canary_ref is not None:
+        ends = {
+            spec.aliases.get(t.alias) if t.alias is not None else t.version
+            for t in spec.serving.traffic
+        }
+        if ends != {canary_ref}:
+            problems.append(
+                Problem(
+                    ("spec", "serving", "traffic"),
+                    f"with spec.rollout, traffic declares where the rollout ends: all of it to "
+                    f"the canary (version {canary_ref}); the rollout moves it there step by step",
+                )
+            )
+    previous = 0
+    for i, step in enumerate(rollout.steps):
+        if step.weight <= previous:
+            problems.append(
+                Problem(
+                    (*base, "steps", i, "weight"),
+                    f"step weights must increase: {step.weight} after {previous}",
+                )
+            )
+        previous = max(previous, step.weight)
+    if rollout.steps[-1].weight != 100:
+        problems.append(
+            Problem(
+                (*base, "steps", len(rollout.steps) - 1, "weight"),
+                f"the last step must take all traffic (weight 100), not {rollout.steps[-1].weight}",
+            )
+        )
+    if rollout.analysis is not None:
+        seen: dict[str, int] = {}
+        for i, gate in enumerate(rollout.analysis.gates):
+            path: Path = (*base, "analysis", "gates", i)
+            if gate.name in seen:
+                problems.append(
+                    Problem(
+                        (*path, "name"),
+                        f"gate '{gate.name}' appears twice (first at gates[{seen[gate.name]}])",
+                    )
+                )
+            seen.setdefault(gate.name, i)
+            if gate.source == "prometheus" and not gate.query:
+                problems.append(Problem((*path, "query"), "a prometheus gate needs a query"))
+            if gate.source != "prometheus" and gate.query:
+                problems.append(
+                    Problem(
+                        (*path, "query"), f"only a prometheus gate takes a query, not {gate.source}"
+                    )
+                )
+
+
+def _check_target(
+    problems: list[Problem],
+    path: Path,
+    target: TrafficTarget | ShadowTarget,
+    spec: AgentSpec,
+    check_ref: Callable[[Path, VersionRef], None],
+) -> None:
+    if target.alias is not None:
+        if target.alias not in spec.aliases:
+            problems.append(
+                Problem(
+                    (*path, "alias"),
+                    f"alias '{target.alias}' is not declared in spec.aliases "
+                    f"(declared: {_listing(spec.aliases)})",
+                )
+            )
+    elif target.version is not None:
+        check_ref((*path, "version"), target.version)
+
+
+def _listing(items: Iterable[object]) -> str:
+    names = sorted(str(x) for x in items)
+    return ", ".join(names) if names else "none"

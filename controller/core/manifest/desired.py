@@ -1,0 +1,77 @@
+"""The desired state, as loaded from manifests. Pure data: no I/O.
+
+A :class:`Desired` is what the planner takes: every agent with its validated manifest, its
+resolved source (paths and content digest, computed by the loader) and where each of its fields
+stands in its file, so that plan errors can name file and line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from controller.core.diagnostics import Location
+from controller.core.manifest.checks import Path
+from controller.core.manifest.schema import AgentManifest, KubernetesServing, ServingDefaults
+
+__all__ = ["DEFAULTS_KIND", "Desired", "DesiredAgent", "ResolvedSource"]
+
+DEFAULTS_KIND = "ServingDefaults"
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedSource:
+    code_path: str  # absolute
+    config_path: str | None  # absolute
+    code_ref: str  # relative to the root, for display and tags
+    config_ref: str | None
+    pip_requirements: tuple[str, ...]  # as written (normalised for the digest)
+    digest: str
+    requirements_ref: str | None = None  # the requirements file, relative to the root
+
+    @property
+    def refs(self) -> tuple[str, ...]:
+        """Every file the source is made of, relative to the root."""
+        return tuple(r for r in (self.code_ref, self.config_ref, self.requirements_ref) if r)
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredAgent:
+    manifest: AgentManifest
+    file: str
+    source: ResolvedSource | None
+    locations: Mapping[Path, Location] = field(default_factory=dict)
+    manifest_ref: str = ""  # the manifest file, relative to the root
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def model_name(self) -> str:
+        return self.manifest.model_name
+
+    def location(self, path: Path) -> Location:
+        """The location of the deepest prefix of ``path`` that the file has."""
+        for n in range(len(path), -1, -1):
+            loc = self.locations.get(path[:n])
+            if loc is not None:
+                return loc
+        return Location(self.file, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    agents: tuple[DesiredAgent, ...]
+    root: str = ""
+    #: The ``kind: ServingDefaults`` document, if the desired state has one.
+    defaults: ServingDefaults | None = None
+    defaults_location: Location | None = None
+    defaults_ref: str = ""  # its file, relative to the root
+
+    @property
+    def kubernetes_defaults(self) -> KubernetesServing | None:
+        return self.defaults.spec.kubernetes if self.defaults else None
+
+    def by_model(self) -> dict[str, DesiredAgent]:
+        return {a.model_name: a for a in self.agents}

@@ -1,0 +1,338 @@
+"""The manifest schema: ``apiVersion: agentctl.io/v1alpha1``, ``kind: Agent``. Pure data: no I/O.
+
+Field names in YAML are camelCase (``registeredModel``); Python attributes are snake_case.
+Unknown fields are errors, values are not coerced across types (``percent: "10"`` is an error),
+and every model is frozen. Rules that span fields (traffic sums to 100, references resolve) live
+in :mod:`controller.core.manifest.checks`, so that they can name the exact field that is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "API_VERSION",
+    "CURRENT",
+    "KIND",
+    "RESERVED_TAG_PREFIX",
+    "AgentManifest",
+    "AgentSpec",
+    "Analysis",
+    "AnalysisGate",
+    "CanaryRef",
+    "GatewayRef",
+    "KubernetesServing",
+    "Metadata",
+    "MlflowConnection",
+    "Resources",
+    "Rollout",
+    "RolloutStep",
+    "Serving",
+    "ServingDefaults",
+    "ServingDefaultsSpec",
+    "ShadowTarget",
+    "Source",
+    "TrafficTarget",
+    "VersionEntry",
+    "VersionRef",
+    "seconds",
+]
+
+API_VERSION = "agentctl.io/v1alpha1"
+KIND = "Agent"
+#: The version built from ``spec.source``, whatever number the registry gives it.
+CURRENT = "current"
+#: Tags under this prefix are written by agentctl itself; manifests may not set them.
+RESERVED_TAG_PREFIX = "agentctl.io/"
+
+# A DNS-1123 label, so that an agent's name is also a valid Kubernetes object name and label.
+AgentName = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+]
+# A DNS-1123 subdomain: Kubernetes object names (Gateways, Secrets).
+K8sName = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", max_length=253
+    ),
+]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", max_length=253)]
+ResourceName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9]([-./a-zA-Z0-9]*)$")]
+# A Kubernetes quantity: 500m, 1Gi, 2, 1.5
+Quantity = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[numkMGTPE]i?|Ki)?$"
+    ),
+]
+Hostname = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        max_length=253,
+    ),
+]
+# MLflow accepts most names; '/' and ':' break `models:/<name>/<version>` URIs.
+ModelName = Annotated[str, StringConstraints(pattern=r"^[^/:\s][^/:]*$", max_length=256)]
+# MLflow's own alias rule (``[\w-]``), less the reserved ``latest`` and ``v<N>`` (checked in checks).
+AliasName = Annotated[str, StringConstraints(pattern=r"^[\w\-]+$", max_length=255)]
+# MLflow's tag-key rule: slashes, alphanumerics, underscores, periods, dashes and spaces.
+TagKey = Annotated[str, StringConstraints(pattern=r"^[/\w.\- ]+$", max_length=250)]
+TagValue = Annotated[str, StringConstraints(max_length=5000)]
+Percent = Annotated[int, Field(ge=0, le=100, strict=True)]
+VersionNumber = Annotated[int, Field(ge=1, strict=True)]
+#: A registry version number, or ``current``: the version whose content digest is that of spec.source.
+VersionRef = VersionNumber | Literal["current"]
+
+ALIAS_RESERVED = re.compile(r"^(latest|[vV]\d+)$", re.IGNORECASE)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        str_strip_whitespace=False,
+    )
+
+
+class Metadata(_Model):
+    name: AgentName
+    labels: dict[TagKey, TagValue] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Source(_Model):
+    """Where the agent's code lives, relative to the manifest file."""
+
+    code: Annotated[str, StringConstraints(min_length=1)] = Field(
+        description="Python file that calls mlflow.models.set_model() (MLflow models from code)."
+    )
+    config: str | None = Field(
+        default=None, description="Model config file (YAML or JSON) passed as model_config."
+    )
+    pip_requirements: list[str] | str = Field(
+        description="Pinned requirements (name==version), or the path of a requirements file."
+    )
+
+
+class VersionEntry(_Model):
+    """A version the agent keeps: a registry number, or ``current`` (built from spec.source)."""
+
+    version: VersionRef
+    description: str | None = None
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        # `- 3` and `- current` are shorthands for `- version: 3`.
+        if isinstance(data, int | str) and not isinstance(data, bool):
+            return {"version": data}
+        return data
+
+
+class _Target(_Model):
+    version: VersionRef | None = None
+    alias: AliasName | None = None
+    percent: Percent
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> _Target:
+        if (self.version is None) == (self.alias is None):
+            raise ValueError("give exactly one of 'version' or 'alias'")
+        return self
+
+    @property
+    def ref(self) -> str:
+        return f"alias {self.alias}" if self.alias is not None else f"version {self.version}"
+
+
+class TrafficTarget(_Target):
+    """One share of live traffic."""
+
+
+class ShadowTarget(_Target):
+    """A version that receives a copy of ``percent`` of requests; its answers are discarded."""
+
+
+class GatewayRef(_Model):
+    """The Gateway an agent's HTTPRoute attaches to (Gateway API ``parentRefs``)."""
+
+    name: K8sName
+    namespace: K8sName | None = Field(
+        default=None, description="Defaults to the namespace agentctl serves in."
+    )
+    section_name: K8sName | None = Field(default=None, description="A listener of the Gateway.")
+
+
+class MlflowConnection(_Model):
+    """How model servers in the cluster reach MLflow to load ``models:/<name>/<version>``."""
+
+    tracking_uri: str | None = Field(default=None, description="Set as MLFLOW_TRACKING_URI.")
+    secret: K8sName | None = Field(
+        default=None,
+        description="A Secret whose keys become environment variables (MLFLOW_TRACKING_URI, "
+        "MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME/PASSWORD...).",
+    )
+
+
+class Resources(_Model):
+    requests: dict[ResourceName, Quantity] = Field(default_factory=dict)
+    limits: dict[ResourceName, Quantity] = Field(default_factory=dict)
+
+
+class KubernetesServing(_Model):
+    """How ``--target kubernetes`` serves the agent; unset fields take agentctl's defaults."""
+
+    image: Annotated[str, StringConstraints(min_length=1)] | None = Field(
+        default=None, description="Model server image; it must have mlflow and the agent's deps."
+    )
+    replicas: Annotated[int, Field(ge=0, le=1000, strict=True)] | None = None
+    resources: Resources | None = None
+    env: dict[EnvName, str] = Field(default_factory=dict)
+    mlflow: MlflowConnection | None = None
+    gateway: GatewayRef | None = None
+    hostnames: list[Hostname] = Field(default_factory=list, max_length=16)
+    router: Literal["auto", "gateway", "service"] | None = Field(
+        default=None,
+        description="gateway: a Gateway API HTTPRoute (weighted backendRefs, RequestMirror). "
+        "service: one Service over the versions, the split approximated by replica ratio "
+        "(replicas is then the agent's total), no shadow. auto (the default): gateway where the "
+        "cluster serves the Gateway API, else service.",
+    )
+
+
+Duration = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(ms|s|m|h)$"),
+]
+
+
+def seconds(duration: str) -> float:
+    """``"90s"``, ``"5m"``, ``"1.5h"``, ``"500ms"`` -> seconds."""
+    number, unit = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)", duration).groups()  # type: ignore[union-attr]
+    return float(number) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
+
+
+class CanaryRef(_Model):
+    """The version a rollout brings in: by alias or by number (or ``current``)."""
+
+    version: VersionRef | None = None
+    alias: AliasName | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CanaryRef:
+        if (self.version is None) == (self.alias is None):
+            raise ValueError("give exactly one of 'version' or 'alias'")
+        return self
+
+    def resolve(self, aliases: Mapping[str, VersionRef]) -> VersionRef | None:
+        """The version it names, through ``aliases`` (None: an undeclared alias)."""
+        return aliases.get(self.alias) if self.alias is not None else self.version
+
+
+class RolloutStep(_Model):
+    weight: Annotated[int, Field(ge=1, le=100, strict=True)]
+    pause: Duration | None = Field(
+        default=None, description="How long at this weight; unset: until `agentctl promote`."
+    )
+
+
+class AnalysisGate(_Model):
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+    metric: Literal["errorRate", "latencyP50", "latencyP95", "latencyP99"]
+    source: Literal["traces", "prometheus", "router"] = Field(
+        default="traces",
+        description="traces: the canary version's MLflow traces; prometheus: `query`; router: "
+        "the local router's per-version metrics.",
+    )
+    max: Annotated[float, Field(ge=0)] = Field(
+        description="The most the canary may show: a ratio (errorRate) or milliseconds."
+    )
+    min_samples: Annotated[int, Field(ge=1, strict=True)] = 20
+    failure_limit: Annotated[int, Field(ge=1, strict=True)] = Field(
+        default=1, description="This many failed measurements roll the canary back."
+    )
+    query: str | None = Field(
+        default=None, description="PromQL with {{version}} for the canary's number (prometheus)."
+    )
+
+
+class Analysis(_Model):
+    interval: Duration = "1m"
+    gates: list[AnalysisGate] = Field(min_length=1)
+
+
+class Rollout(_Model):
+    """A canary that walks its steps by itself and rolls back when a gate fails."""
+
+    canary: CanaryRef
+    promote_alias: AliasName = Field(
+        description="The alias that moves to the canary once the last step is done."
+    )
+    steps: list[RolloutStep] = Field(min_length=1, max_length=20)
+    analysis: Analysis | None = None
+    scale_down_delay: Duration = Field(
+        default="30s", description="How long the old version keeps serving after promotion."
+    )
+
+
+class Serving(_Model):
+    traffic: list[TrafficTarget] = Field(min_length=1)
+    shadow: ShadowTarget | None = None
+    kubernetes: KubernetesServing | None = None
+
+
+class AgentSpec(_Model):
+    registered_model: ModelName | None = Field(
+        default=None, description="MLflow registered model name; defaults to metadata.name."
+    )
+    description: str | None = Field(
+        default=None, description="Registered model description; unset leaves it alone."
+    )
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict)
+    adopt: bool = Field(
+        default=False,
+        description="Take over a registered model that exists but is not managed by agentctl.",
+    )
+    source: Source | None = None
+    versions: list[VersionEntry] = Field(default_factory=list)
+    aliases: dict[AliasName, VersionRef] = Field(default_factory=dict)
+    serving: Serving | None = None
+    rollout: Rollout | None = None
+
+
+class ServingDefaultsSpec(_Model):
+    kubernetes: KubernetesServing | None = None
+
+
+class ServingDefaults(_Model):
+    """``kind: ServingDefaults``: serving settings for every agent of the desired state, under
+    each agent's own ``spec.serving``. At most one per desired state."""
+
+    api_version: Literal["agentctl.io/v1alpha1"]
+    kind: Literal["ServingDefaults"]
+    metadata: Metadata
+    spec: ServingDefaultsSpec
+
+
+class AgentManifest(_Model):
+    api_version: Literal["agentctl.io/v1alpha1"]
+    kind: Literal["Agent"]
+    metadata: Metadata
+    spec: AgentSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def model_name(self) -> str:
+        return self.spec.registered_model or self.metadata.name

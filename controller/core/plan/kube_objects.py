@@ -1,0 +1,461 @@
+"""The Kubernetes objects agentctl writes for an agent, and how it reads them back. Pure data: no I/O.
+
+Per served version a Deployment (the MLflow model server for ``models:/<model>/<version>``) and a
+Service; per agent a Gateway API HTTPRoute whose weighted ``backendRefs`` carry the traffic split
+and whose ``RequestMirror`` filter carries the shadow. Everything carries the ownership labels
+(``app.kubernetes.io/managed-by: agentctl``, agent, version) that observation selects on, and a
+``agentctl.io/spec-digest`` annotation: the digest of the object as agentctl rendered it, so that a
+re-plan tells "as configured" from "the manifest changed" without a request per object.
+
+Where a cluster serves no Gateway API (or the manifest asks for it), router ``service``: one
+Service per agent over all its versions' pods, with the split approximated by replica counts
+(:func:`replica_shares`); the Service's ``agentctl.io/weights`` annotation records the split asked
+for, since replica counts cannot carry 90/10 exactly.
+
+Readiness follows kstatus: a Deployment is available once its controller has observed its
+generation, every replica is updated and available, and its ``Available`` condition is True.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.core.manifest.desired import Desired
+from controller.core.manifest.schema import GatewayRef, KubernetesServing
+from controller.core.state.observed import experiment_name
+
+__all__ = [
+    "AGENT_LABEL",
+    "DEFAULT_IMAGE",
+    "DIGEST_ANNOTATION",
+    "FIELD_MANAGER",
+    "MANAGED_BY",
+    "MODEL_ANNOTATION",
+    "SELECTOR",
+    "SERVER_PORT",
+    "VERSION_LABEL",
+    "WEIGHTS_ANNOTATION",
+    "Settings",
+    "agent_service",
+    "agent_service_name",
+    "agent_service_state",
+    "availability",
+    "deployment",
+    "digest",
+    "object_name",
+    "replica_shares",
+    "resolve_settings",
+    "route",
+    "route_name",
+    "route_state",
+    "service",
+    "settings_of",
+    "split_note",
+]
+
+FIELD_MANAGER = "agentctl"
+MANAGED_BY = ("app.kubernetes.io/managed-by", "agentctl")
+AGENT_LABEL = "agentctl.io/agent"
+VERSION_LABEL = "agentctl.io/version"
+MODEL_ANNOTATION = "agentctl.io/model"
+DIGEST_ANNOTATION = "agentctl.io/spec-digest"
+WEIGHTS_ANNOTATION = "agentctl.io/weights"
+#: The label selector of everything agentctl writes: one LIST per kind finds it all.
+SELECTOR = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"
+DEFAULT_IMAGE = "ghcr.io/mlflow/mlflow:v3.17.2"
+DEFAULT_GATEWAY = "agentctl"
+SERVER_PORT = 8080  # the model server's container port
+SERVICE_PORT = 80
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """An agent's Kubernetes serving settings: the manifest's, over agentctl's defaults."""
+
+    image: str = DEFAULT_IMAGE
+    replicas: int = 1
+    requests: Mapping[str, str] = field(default_factory=dict)
+    limits: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    tracking_uri: str | None = None
+    secret: str | None = None
+    gateway: GatewayRef = field(default_factory=lambda: GatewayRef(name=DEFAULT_GATEWAY))
+    hostnames: tuple[str, ...] = ()
+    #: ``gateway`` (an HTTPRoute), ``service`` (one Service, split by replicas) or ``auto``
+    #: (gateway where the cluster serves the Gateway API, else service).
+    router: str = "auto"
+
+
+def resolve_settings(
+    spec: KubernetesServing | None, defaults: KubernetesServing | None = None
+) -> Settings:
+    """An agent's settings: each field from its manifest if set there, else from the
+    ServingDefaults document if set there, else agentctl's own. ``env`` is merged (the
+    manifest's keys win); ``resources`` and ``mlflow`` are taken whole from the first that sets
+    them."""
+    base = Settings()
+    layers = [x for x in (spec, defaults) if x is not None]
+
+    def first(attr: str) -> Any:
+        return next((v for x in layers if (v := getattr(x, attr)) is not None), None)
+
+    resources = first("resources")
+    mlflow = first("mlflow")
+    env: dict[str, str] = {}
+    for layer in reversed(layers):
+        env.update(layer.env)
+    replicas = first("replicas")
+    hostnames = next((x.hostnames for x in layers if x.hostnames), [])
+    return Settings(
+        image=first("image") or base.image,
+        replicas=replicas if replicas is not None else base.replicas,
+        requests=dict(resources.requests) if resources else {},
+        limits=dict(resources.limits) if resources else {},
+        env=env,
+        tracking_uri=mlflow.tracking_uri if mlflow else None,
+        secret=mlflow.secret if mlflow else None,
+        gateway=first("gateway") or base.gateway,
+        hostnames=tuple(hostnames),
+        router=first("router") or base.router,
+    )
+
+
+def settings_of(desired: Desired) -> Callable[[str], Settings]:
+    """Each agent's settings in a desired state (its ServingDefaults applied); an agent the
+    desired state does not declare (it is being pruned) gets the defaults."""
+    defaults = desired.kubernetes_defaults
+    settings = {
+        a.name: resolve_settings(a.manifest.spec.serving.kubernetes, defaults)
+        for a in desired.agents
+        if a.manifest.spec.serving is not None
+    }
+    fallback = resolve_settings(None, defaults)
+    return lambda agent: settings.get(agent) or fallback
+
+
+def object_name(agent: str, version: int) -> str:
+    """The Deployment and Service of one version: ``<agent>-v<N>``."""
+    return _dns1035(agent, f"v{version}")
+
+
+def agent_service_name(agent: str) -> str:
+    """Router service: the agent's one Service, ``<agent>-svc``. Its suffix keeps it apart from
+    every version's ``<agent>-v<N>``, whatever the agents are called."""
+    return _dns1035(agent, "svc")
+
+
+def _dns1035(agent: str, suffix: str) -> str:
+    """A Service name is a DNS-1035 label: at most 63 characters, starting with a letter; a
+    longer or digit-led name is cut and given a hash of the agent's name."""
+    name = f"{agent}-{suffix}"
+    if len(name) <= 63 and name[0].isalpha():
+        return name
+    tail = f"-{suffix}-{hashlib.sha256(agent.encode()).hexdigest()[:8]}"
+    return ("a" + agent)[: 63 - len(tail)].rstrip("-") + tail
+
+
+def route_name(agent: str) -> str:
+    return agent
+
+
+def _labels(agent: str, version: int | None) -> dict[str, str]:
+    labels = {MANAGED_BY[0]: MANAGED_BY[1], "app.kubernetes.io/name": agent, AGENT_LABEL: agent}
+    if version is not None:
+        labels[VERSION_LABEL] = str(version)
+    return labels
+
+
+def digest(obj: Mapping[str, Any]) -> str:
+    """The digest of an object as rendered, its own digest annotation and a Deployment's
+    ``spec.replicas`` left out: replicas are compared on their own (with router ``service``
+    the traffic split sets them, not the version)."""
+    meta = dict(obj.get("metadata", {}))
+    annotations = {k: v for k, v in meta.get("annotations", {}).items() if k != DIGEST_ANNOTATION}
+    body = {**obj, "metadata": {**meta, "annotations": annotations}}
+    if obj.get("kind") == "Deployment":
+        body["spec"] = {k: v for k, v in obj.get("spec", {}).items() if k != "replicas"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _stamped(obj: dict[str, Any]) -> dict[str, Any]:
+    obj["metadata"]["annotations"][DIGEST_ANNOTATION] = digest(obj)
+    return obj
+
+
+def _metadata(name: str, namespace: str, agent: str, version: int | None, model: str) -> Any:
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": _labels(agent, version),
+        "annotations": {MODEL_ANNOTATION: model},
+    }
+
+
+def deployment(
+    namespace: str,
+    agent: str,
+    model: str,
+    version: int,
+    s: Settings,
+    replicas: int | None = None,
+) -> dict[str, Any]:
+    """The model server for ``models:/<model>/<version>``: ``s.replicas`` of them, or
+    ``replicas`` (router ``service``: the version's share of the split)."""
+    env: list[dict[str, Any]] = []
+    if s.tracking_uri is not None:
+        env.append({"name": "MLFLOW_TRACKING_URI", "value": s.tracking_uri})
+        if not {"MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"} & set(s.env):
+            # Its traces go to the agent's experiment, where rollout gates read them.
+            env.append({"name": "MLFLOW_EXPERIMENT_NAME", "value": experiment_name(model)})
+    env += [{"name": k, "value": v} for k, v in sorted(s.env.items())]
+    container: dict[str, Any] = {
+        "name": "model-server",
+        "image": s.image,
+        "command": ["mlflow", "models", "serve"],
+        "args": [
+            "--model-uri",
+            f"models:/{model}/{version}",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(SERVER_PORT),
+            "--env-manager",
+            "local",
+        ],
+        "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/ping", "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {
+            "httpGet": {"path": "/ping", "port": "http"},
+            "initialDelaySeconds": 30,
+            "periodSeconds": 10,
+        },
+    }
+    if env:
+        container["env"] = env
+    if s.secret is not None:
+        container["envFrom"] = [{"secretRef": {"name": s.secret}}]
+    if s.requests or s.limits:
+        container["resources"] = {
+            k: dict(sorted(v.items()))
+            for k, v in (("requests", s.requests), ("limits", s.limits))
+            if v
+        }
+    selector = {AGENT_LABEL: agent, VERSION_LABEL: str(version)}
+    return _stamped(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _metadata(object_name(agent, version), namespace, agent, version, model),
+            "spec": {
+                "replicas": s.replicas if replicas is None else replicas,
+                "selector": {"matchLabels": selector},
+                "template": {
+                    "metadata": {"labels": _labels(agent, version)},
+                    "spec": {"containers": [container]},
+                },
+            },
+        }
+    )
+
+
+def service(namespace: str, agent: str, model: str, version: int) -> dict[str, Any]:
+    """One version's Service: what the HTTPRoute's backendRefs name."""
+    return _stamped(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _metadata(object_name(agent, version), namespace, agent, version, model),
+            "spec": {
+                "selector": {AGENT_LABEL: agent, VERSION_LABEL: str(version)},
+                "ports": [
+                    {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}
+                ],
+            },
+        }
+    )
+
+
+def replica_shares(total: int, weights: Mapping[int, int]) -> dict[int, int]:
+    """Router ``service``: how many of ``total`` replicas each version gets for a split, by
+    largest remainder; a version with weight > 0 gets at least one (so the sum may exceed
+    ``total``), a version with weight 0 gets none."""
+    positive = {v: w for v, w in weights.items() if w > 0}
+    out = {v: 0 for v in weights}
+    if not positive:
+        return out
+    whole = sum(positive.values())
+    exact = {v: total * w / whole for v, w in positive.items()}
+    for v, x in exact.items():
+        out[v] = int(x)
+    left = total - sum(out.values())
+    for v in sorted(positive, key=lambda v: (-(exact[v] - int(exact[v])), v))[:left]:
+        out[v] += 1
+    for v in positive:
+        out[v] = max(out[v], 1)
+    return out
+
+
+def split_note(total: int, weights: Mapping[int, int], why: str = "") -> str:
+    """What the plan says of a split that router ``service`` approximates by replicas; ``why``
+    it is router service, if not asked for (``"no Gateway API"``)."""
+    shares = replica_shares(total, weights)
+    whole = sum(shares.values()) or 1
+    parts = ", ".join(
+        f"v{v} {weights[v]}% -> {n} of {whole} replicas (~{round(100 * n / whole)}%)"
+        for v, n in sorted(shares.items())
+    )
+    return (
+        f"router service{f' ({why})' if why else ''}: one Service over the versions, the split "
+        f"approximated by replica ratio: {parts}; a pod takes traffic once it is Ready"
+    )
+
+
+def agent_service(
+    namespace: str, agent: str, model: str, weights: Mapping[int, int]
+) -> dict[str, Any]:
+    """Router ``service``: the agent's one Service over all its versions' pods; the split it
+    stands for is recorded in its ``agentctl.io/weights`` annotation."""
+    meta = _metadata(agent_service_name(agent), namespace, agent, None, model)
+    meta["annotations"][WEIGHTS_ANNOTATION] = ",".join(
+        f"{v}={w}" for v, w in sorted(weights.items())
+    )
+    return _stamped(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta,
+            "spec": {
+                "selector": {AGENT_LABEL: agent},
+                "ports": [
+                    {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}
+                ],
+            },
+        }
+    )
+
+
+def agent_service_state(obj: Mapping[str, Any]) -> dict[int, int] | None:
+    """The split an agent Service stands for; None if its annotation is missing or garbled."""
+    text = (obj.get("metadata", {}).get("annotations") or {}).get(WEIGHTS_ANNOTATION)
+    if text is None:
+        return None
+    weights: dict[int, int] = {}
+    for part in filter(None, text.split(",")):
+        version, _, weight = part.partition("=")
+        if not (version.isdigit() and weight.isdigit()):
+            return None
+        weights[int(version)] = int(weight)
+    return weights
+
+
+def route(
+    namespace: str,
+    agent: str,
+    model: str,
+    weights: Mapping[int, int],
+    shadow: tuple[int, int] | None,
+    s: Settings,
+) -> dict[str, Any]:
+    """The agent's HTTPRoute: ``/agents/<agent>/...`` on the Gateway, rewritten to ``/...``,
+    split by weight over the versions' Services, with the shadow as a RequestMirror filter."""
+    parent: dict[str, Any] = {"name": s.gateway.name}
+    if s.gateway.namespace is not None:
+        parent["namespace"] = s.gateway.namespace
+    if s.gateway.section_name is not None:
+        parent["sectionName"] = s.gateway.section_name
+    filters: list[dict[str, Any]] = [
+        {
+            "type": "URLRewrite",
+            "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}},
+        }
+    ]
+    if shadow is not None:
+        filters.append(
+            {
+                "type": "RequestMirror",
+                "requestMirror": {
+                    "backendRef": {"name": object_name(agent, shadow[0]), "port": SERVICE_PORT},
+                    "percent": shadow[1],
+                },
+            }
+        )
+    spec: dict[str, Any] = {"parentRefs": [parent]}
+    if s.hostnames:
+        spec["hostnames"] = list(s.hostnames)
+    spec["rules"] = [
+        {
+            "matches": [{"path": {"type": "PathPrefix", "value": f"/agents/{agent}"}}],
+            "filters": filters,
+            "backendRefs": [
+                {"name": object_name(agent, v), "port": SERVICE_PORT, "weight": weights[v]}
+                for v in sorted(weights)
+            ],
+        }
+    ]
+    return _stamped(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": _metadata(route_name(agent), namespace, agent, None, model),
+            "spec": spec,
+        }
+    )
+
+
+def route_state(
+    obj: Mapping[str, Any], versions: Mapping[str, int]
+) -> tuple[dict[int, int], tuple[int, int] | None, bool]:
+    """The (weights, shadow) an HTTPRoute carries, its Services mapped to versions by
+    ``versions`` (Service name -> version); and whether every name it routes to is known."""
+    weights: dict[int, int] = {}
+    shadow: tuple[int, int] | None = None
+    known = True
+    rules = obj.get("spec", {}).get("rules") or []
+    for rule in rules[:1]:
+        for ref in rule.get("backendRefs") or []:
+            number = versions.get(ref.get("name", ""))
+            if number is None:
+                known = False
+                continue
+            weights[number] = weights.get(number, 0) + int(ref.get("weight", 1))
+        for f in rule.get("filters") or []:
+            mirror = f.get("requestMirror") if f.get("type") == "RequestMirror" else None
+            if mirror is None:
+                continue
+            number = versions.get(mirror.get("backendRef", {}).get("name", ""))
+            if number is None:
+                known = False
+                continue
+            shadow = (number, int(mirror.get("percent", 100)))
+    return weights, shadow, known and len(rules) == 1
+
+
+def availability(obj: Mapping[str, Any]) -> tuple[bool, str]:
+    """Whether a Deployment is available (kstatus "Current"), and if not, why."""
+    meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status") or {}
+    generation = int(meta.get("generation", 0))
+    observed = int(status.get("observedGeneration", 0))
+    if observed < generation:
+        return False, f"its controller has not yet observed generation {generation}"
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    progressing = conditions.get("Progressing", {})
+    if progressing.get("reason") == "ProgressDeadlineExceeded":
+        return False, f"progress deadline exceeded: {progressing.get('message', '')}".rstrip(": ")
+    want = int(spec.get("replicas", 1))
+    updated = int(status.get("updatedReplicas", 0))
+    total = int(status.get("replicas", 0))
+    available = int(status.get("availableReplicas", 0))
+    if updated < want:
+        return False, f"{updated} of {want} replicas updated"
+    if total > updated:
+        return False, f"{total - updated} old replicas pending termination"
+    if available < want:
+        return False, f"{available} of {want} replicas available"
+    cond = conditions.get("Available")
+    if want > 0 and (cond is None or cond.get("status") != "True"):
+        return False, "its Available condition is not True"
+    return True, ""

@@ -1,0 +1,606 @@
+"""The planner: desired + observed -> an ordered :class:`~controller.core.plan.changes.Plan`.
+
+Pure data: no I/O, no clock, no randomness; the same inputs give the same plan. It never runs
+agent code: a version is identified by the content digest the loader computed.
+
+Per agent, changes come in an order that a crash at any point leaves recoverable by the next
+apply: create the model; delete aliases dropped from the manifest (before the inventory forgets
+them); update model tags and inventory; create versions; update version tags; set aliases.
+Deleting models no longer declared (``prune``) comes last, for all agents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from controller.core.diagnostics import Diagnostic, Diagnostics, Severity
+from controller.core.manifest.checks import Path, field_name
+from controller.core.manifest.desired import Desired, DesiredAgent, ResolvedSource
+from controller.core.manifest.schema import (
+    CURRENT,
+    ShadowTarget,
+    TrafficTarget,
+    VersionEntry,
+    VersionRef,
+)
+from controller.core.plan.changes import Action, AgentView, Change, Kind, Pending, Plan, Share
+from controller.core.plan.serving import DesiredServing, Target, plan_serving, remove_serving
+from controller.core.rollout.machine import COMMAND_TAG, TAG_PREFIX, Progress
+from controller.core.state.observed import (
+    AGENT_TAG,
+    DIGEST_TAG,
+    MANAGED_ALIASES_TAG,
+    MANAGED_TAGS_TAG,
+    OWNER_TAG,
+    SOURCE_TAG,
+    AgentServing,
+    ObservedModel,
+    ObservedVersion,
+    RegistrySnapshot,
+    ServingSnapshot,
+)
+
+__all__ = ["DEFAULT_OWNER", "plan"]
+
+DEFAULT_OWNER = "agentctl"
+
+_PHASE = {
+    (Kind.REGISTERED_MODEL, Action.CREATE): 0,
+    (Kind.ALIAS, Action.DELETE): 1,
+    (Kind.REGISTERED_MODEL, Action.UPDATE): 2,
+    # A rollout's state is recorded before the alias and traffic it decides move: a crash in
+    # between is finished by the next apply, which reads the same state.
+    (Kind.ROLLOUT, Action.CREATE): 2,
+    (Kind.ROLLOUT, Action.UPDATE): 2,
+    (Kind.ROLLOUT, Action.DELETE): 2,
+    (Kind.MODEL_VERSION, Action.CREATE): 3,
+    (Kind.MODEL_VERSION, Action.UPDATE): 4,
+    (Kind.ALIAS, Action.CREATE): 5,
+    (Kind.ALIAS, Action.UPDATE): 5,
+    # Serving: start servers, then move traffic and shadow to them, then stop what is left.
+    (Kind.SERVED_VERSION, Action.CREATE): 6,
+    (Kind.SERVED_VERSION, Action.REPLACE): 6,
+    (Kind.SERVED_VERSION, Action.UPDATE): 6,
+    (Kind.TRAFFIC, Action.CREATE): 7,
+    (Kind.TRAFFIC, Action.UPDATE): 7,
+    (Kind.TRAFFIC, Action.DELETE): 7,
+    (Kind.SHADOW, Action.CREATE): 7,
+    (Kind.SHADOW, Action.UPDATE): 7,
+    (Kind.SHADOW, Action.DELETE): 7,
+    (Kind.SERVED_VERSION, Action.DELETE): 8,
+}
+
+
+def plan(
+    desired: Desired,
+    observed: RegistrySnapshot,
+    *,
+    owner: str = DEFAULT_OWNER,
+    prune: bool = False,
+    scope: Mapping[str, str] | None = None,
+    baseline: Desired | None = None,
+    serving: ServingSnapshot | None = None,
+    progress: Mapping[str, Progress] | None = None,
+) -> Plan:
+    """Plan every agent, or with ``scope`` (agent -> why) only those; ``baseline`` is the desired
+    state of the base revision, whose traffic the views show as "before". ``serving`` is what a
+    serving target runs; without it, ``spec.serving`` is validated but not planned. ``progress``
+    (agent -> this round of its rollout, :func:`controller.core.rollout.machine.decide`) takes the place of
+    the manifest's end state for the promote alias and the traffic split while a rollout runs."""
+    changes: list[Change] = []
+    diags: list[Diagnostic] = []
+    views: list[AgentView] = []
+    unchanged = 0
+    base = {a.name: a for a in baseline.agents} if baseline is not None else None
+    for desired_agent in sorted(desired.agents, key=lambda a: a.name):
+        if scope is not None and desired_agent.name not in scope:
+            continue
+        agent_changes, agent_diags, same, aliases = _plan_agent(
+            desired_agent,
+            observed.models.get(desired_agent.model_name),
+            owner,
+            serving.agents.get(desired_agent.name) if serving is not None else None,
+            serving is not None,
+            (progress or {}).get(desired_agent.name),
+        )
+        agent_changes.sort(key=lambda c: _PHASE[(c.kind, c.action)])
+        changes.extend(agent_changes)
+        diags.extend(agent_diags)
+        unchanged += same
+        before = base.get(desired_agent.name) if base is not None else None
+        views.append(
+            AgentView(
+                agent=desired_agent.name,
+                model=desired_agent.model_name,
+                scope=scope.get(desired_agent.name, "") if scope is not None else "",
+                aliases=aliases,
+                traffic_before=_traffic(before) if base is not None else None,
+                traffic_after=_traffic(desired_agent),
+                shadow_before=_shadow(before),
+                shadow_after=_shadow(desired_agent),
+            )
+        )
+
+    if serving is not None:
+        names = {a.name for a in desired.agents}
+        for agent_name in sorted(set(serving.agents) - names):
+            served = serving.agents[agent_name]
+            if prune:
+
+                def add(
+                    kind: Kind, obj: str, action: Action, before: Any, after: Any, reason: str,
+                    s: AgentServing = served,
+                ) -> None:  # fmt: skip
+                    changes.append(
+                        Change(s.agent, s.model, kind, obj, action, before, after, reason)
+                    )
+
+                remove_serving(served, "no manifest declares the agent any more (--prune)", add)
+            else:
+                diags.append(
+                    Diagnostic(
+                        Severity.WARNING,
+                        f"agent '{agent_name}' is served but no manifest declares it any more; "
+                        "apply with --prune to stop serving it",
+                        agent=agent_name,
+                    )
+                )
+
+    declared = {a.model_name for a in desired.agents}
+    for name in sorted(observed.models):
+        model = observed.models[name]
+        if name in declared or model.owner != owner:
+            continue
+        agent_name = model.tags.get(AGENT_TAG, name)
+        gone = base.get(agent_name) if base is not None else None
+        if gone is not None and gone.model_name == name:
+            # Removed by this change: show what goes away (traffic; aliases only when pruned).
+            managed = sorted(model.inventory(MANAGED_ALIASES_TAG) & set(model.aliases))
+            views.append(
+                AgentView(
+                    agent=agent_name,
+                    model=name,
+                    scope=f"{gone.manifest_ref} was removed",
+                    aliases=tuple(
+                        (a, model.aliases[a], None if prune else model.aliases[a]) for a in managed
+                    ),
+                    traffic_before=_traffic(gone),
+                    traffic_after=(),
+                    shadow_before=_shadow(gone),
+                )
+            )
+        if prune:
+            changes.append(
+                Change(
+                    agent=agent_name,
+                    model=name,
+                    kind=Kind.REGISTERED_MODEL,
+                    name="",
+                    action=Action.DELETE,
+                    before=_model_state(model),
+                    after=None,
+                    reason="no manifest declares it any more (--prune)",
+                )
+            )
+        else:
+            diags.append(
+                Diagnostic(
+                    Severity.WARNING,
+                    f"registered model '{name}' is managed by '{owner}' but no manifest declares "
+                    "it any more; apply with --prune to delete it",
+                    agent=agent_name,
+                )
+            )
+    if serving is None and any(a.manifest.spec.serving is not None for a in desired.agents):
+        diags.append(
+            Diagnostic(
+                Severity.WARNING,
+                "spec.serving is validated but not reconciled with --target registry; "
+                "a serving target (--target local) reconciles it",
+            )
+        )
+    return Plan(
+        owner=owner,
+        changes=tuple(changes),
+        diagnostics=Diagnostics.of(diags),
+        agents=tuple(v.agent for v in views),
+        unchanged=unchanged,
+        views=tuple(views),
+    )
+
+
+def _traffic(agent: DesiredAgent | None) -> tuple[Share, ...]:
+    serving = agent.manifest.spec.serving if agent is not None else None
+    if serving is None:
+        return ()
+    return tuple((t.ref, t.percent) for t in serving.traffic)
+
+
+def _shadow(agent: DesiredAgent | None) -> Share | None:
+    serving = agent.manifest.spec.serving if agent is not None else None
+    if serving is None or serving.shadow is None:
+        return None
+    return (serving.shadow.ref, serving.shadow.percent)
+
+
+def _model_state(model: ObservedModel) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "versions": sorted(model.versions),
+        "aliases": dict(sorted(model.aliases.items())),
+    }
+
+
+def _csv(keys: Iterable[str]) -> str:
+    return ",".join(sorted(keys))
+
+
+def _tag_diff(
+    current: dict[str, str], desired: dict[str, str], inventory: frozenset[str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Before/after views over the keys agentctl manages: desired keys and the old inventory."""
+    keys = set(desired) | set(inventory)
+    before = {k: current[k] for k in sorted(keys) if k in current}
+    after = dict(sorted(desired.items()))
+    return before, after
+
+
+_AliasView = tuple[str, int | None, int | str | None]
+
+
+def _plan_agent(
+    agent: DesiredAgent,
+    model: ObservedModel | None,
+    owner: str,
+    served: AgentServing | None,
+    plan_serving_too: bool,
+    progress: Progress | None,
+) -> tuple[list[Change], list[Diagnostic], int, tuple[_AliasView, ...]]:
+    spec = agent.manifest.spec
+    name = agent.model_name
+    changes: list[Change] = []
+    diags: list[Diagnostic] = []
+    unchanged = 0
+
+    def change(kind: Kind, obj: str, action: Action, before: Any, after: Any, reason: str) -> None:
+        changes.append(Change(agent.name, name, kind, obj, action, before, after, reason))
+
+    def error(path: Path, message: str) -> None:
+        diags.append(
+            Diagnostic(Severity.ERROR, message, agent.location(path), field_name(path), agent.name)
+        )
+
+    # The registered model and its tags.
+    model_tags = dict(spec.tags)
+    model_tags[OWNER_TAG] = owner
+    model_tags[AGENT_TAG] = agent.name
+    model_tags[MANAGED_TAGS_TAG] = _csv(spec.tags)
+    model_tags[MANAGED_ALIASES_TAG] = _csv(spec.aliases)
+    if model is None:
+        after: dict[str, Any] = {"name": name, "tags": dict(sorted(model_tags.items()))}
+        if spec.description is not None:
+            after["description"] = spec.description
+        change(
+            Kind.REGISTERED_MODEL, "", Action.CREATE, None, after, "registered model does not exist"
+        )
+    else:
+        if model.owner is None and not spec.adopt:
+            error(
+                ("spec", "registeredModel"),
+                f"registered model '{name}' exists but is not managed by agentctl; set "
+                "spec.adopt: true to take it over",
+            )
+            return changes, diags, unchanged, ()
+        if model.owner is not None and model.owner != owner:
+            error(
+                ("spec", "registeredModel"),
+                f"registered model '{name}' is managed by '{model.owner}', not '{owner}'",
+            )
+            return changes, diags, unchanged, ()
+        inventory = model.inventory(MANAGED_TAGS_TAG) | {
+            OWNER_TAG,
+            AGENT_TAG,
+            MANAGED_TAGS_TAG,
+            MANAGED_ALIASES_TAG,
+        }
+        before_tags, after_tags = _tag_diff(dict(model.tags), model_tags, inventory)
+        before: dict[str, Any] = {"tags": before_tags}
+        after = {"tags": after_tags}
+        if spec.description is not None:
+            before["description"] = model.description
+            after["description"] = spec.description
+        if before != after:
+            reason = (
+                "adopting an unmanaged model"
+                if model.owner is None
+                else _what_differs(before, after)
+            )
+            change(Kind.REGISTERED_MODEL, "", Action.UPDATE, before, after, reason)
+        else:
+            unchanged += 1
+
+    # Versions: each declared entry resolves to a registry number, or to one apply will create.
+    # Entries that land on the same existing version are planned once (see _one_entry_per_version).
+    entries: list[tuple[Path, VersionEntry]] = [
+        (("spec", "versions", i), e) for i, e in enumerate(spec.versions)
+    ]
+    implicit = agent.source is not None and not any(e.version == CURRENT for e in spec.versions)
+    if implicit:
+        entries.append((("spec", "source"), VersionEntry(version=CURRENT)))
+    resolved: dict[VersionRef, int | Pending] = {}
+    on_version: dict[int, list[tuple[Path, VersionEntry]]] = {}
+    versions = model.versions if model is not None else {}
+    for path, entry in entries:
+        if entry.version == CURRENT:
+            assert agent.source is not None  # checked by the loader
+            found = model.version_with_digest(agent.source.digest) if model is not None else None
+            if found is None:
+                _plan_new_version(entry, agent.source, change)
+                resolved[CURRENT] = Pending(agent.source.digest)
+                continue
+            resolved[CURRENT] = found.number
+            on_version.setdefault(found.number, []).append((path, entry))
+        else:
+            number = entry.version
+            assert isinstance(number, int)
+            if number not in versions:
+                error(
+                    (*path, "version"),
+                    f"version {number} of registered model '{name}' does not exist in the "
+                    "registry; use 'current' for the version built from spec.source",
+                )
+                continue
+            resolved[number] = number
+            on_version.setdefault(number, []).append((path, entry))
+    for number, claims in sorted(on_version.items()):
+        governing = _one_entry_per_version(number, claims, implicit, error)
+        if governing is not None:
+            unchanged += _plan_version_tags(governing, versions[number], change)
+
+    if progress is not None and model is not None:
+        recorded = {k: v for k, v in sorted(model.tags.items()) if k.startswith(TAG_PREFIX)}
+        # The command tag is the CLI's: left in place (the state records it as consumed); only
+        # clearing the record takes it too.
+        before_state = {k: v for k, v in recorded.items() if k != COMMAND_TAG}
+        if progress.clear:
+            if recorded:
+                change(Kind.ROLLOUT, "", Action.DELETE, recorded, None, progress.reason)
+            progress = None  # the manifest governs alias and traffic
+        elif progress.state is not None:
+            after_state = progress.state.to_tags()
+            if before_state != after_state:
+                change(
+                    Kind.ROLLOUT,
+                    "",
+                    Action.UPDATE if before_state else Action.CREATE,
+                    before_state or None,
+                    dict(sorted(after_state.items())),
+                    progress.reason,
+                )
+            else:
+                unchanged += 1
+
+    # Aliases: set what the manifest says; delete only aliases agentctl set before (inventory).
+    # A rollout holds its promote alias on the stable version until the canary is promoted.
+    current_aliases = dict(model.aliases) if model is not None else {}
+    alias_views: list[_AliasView] = []
+    for alias, ref in sorted(spec.aliases.items()):
+        target = resolved.get(ref)
+        if target is None:
+            continue  # its version is in error, reported above
+        if progress is not None and alias == progress.alias:
+            target = progress.alias_version
+        elif (
+            not plan_serving_too
+            and spec.rollout is not None
+            and alias == spec.rollout.promote_alias
+            and alias in current_aliases
+            and target != current_aliases[alias]
+        ):
+            target = current_aliases[alias]
+            diags.append(
+                Diagnostic(
+                    Severity.WARNING,
+                    f"alias '{alias}' stays on version {target}: spec.rollout moves it once a "
+                    "canary is promoted, which a serving target carries out (--target local or "
+                    "kubernetes)",
+                    agent.location(("spec", "rollout")),
+                    "spec.rollout",
+                    agent.name,
+                )
+            )
+        alias_views.append(
+            (alias, current_aliases.get(alias), "new" if isinstance(target, Pending) else target)
+        )
+        after_alias: dict[str, Any] = (
+            {"version": None, "digest": target.digest}
+            if isinstance(target, Pending)
+            else {"version": target}
+        )
+        have = current_aliases.get(alias)
+        if have is None:
+            change(
+                Kind.ALIAS, alias, Action.CREATE, None, after_alias, f"alias '{alias}' is not set"
+            )
+        elif isinstance(target, Pending) or have != target:
+            change(
+                Kind.ALIAS,
+                alias,
+                Action.UPDATE,
+                {"version": have},
+                after_alias,
+                f"alias '{alias}' points to version {have}",
+            )
+        else:
+            unchanged += 1
+    if model is not None:
+        for alias in sorted(model.inventory(MANAGED_ALIASES_TAG) - set(spec.aliases)):
+            if alias in current_aliases:
+                alias_views.append((alias, current_aliases[alias], None))
+                change(
+                    Kind.ALIAS,
+                    alias,
+                    Action.DELETE,
+                    {"version": current_aliases[alias]},
+                    None,
+                    f"alias '{alias}' was removed from the manifest",
+                )
+    if plan_serving_too:
+        unchanged += _plan_agent_serving(agent, resolved, served, change, error, progress)
+    return changes, diags, unchanged, tuple(alias_views)
+
+
+def _plan_agent_serving(
+    agent: DesiredAgent,
+    resolved: Mapping[VersionRef, int | Pending],
+    served: AgentServing | None,
+    change: _ChangeFn,
+    error: Callable[[Path, str], None],
+    progress: Progress | None,
+) -> int:
+    """Resolve spec.serving's targets to versions, then plan servers, traffic and shadow; while
+    a rollout runs, its split takes the place of spec.serving.traffic."""
+    spec = agent.manifest.spec
+    if spec.serving is None:
+        if served is not None:
+            remove_serving(served, "the manifest declares no spec.serving", change)
+        return 0
+
+    def resolve(path: Path, target: TrafficTarget | ShadowTarget) -> Target | None:
+        ref = spec.aliases[target.alias] if target.alias is not None else target.version
+        assert ref is not None  # exactly one of alias / version, checked by the schema
+        found = resolved.get(ref)
+        if found is None:
+            field = "alias" if target.alias is not None else "version"
+            error(
+                (*path, field),
+                f"{target.ref} is version {ref}, which does not exist in the registry of "
+                f"'{agent.model_name}'; nothing is served",
+            )
+        return found
+
+    weights: dict[Target, int] = {}
+    failed = False
+    for i, target in enumerate(spec.serving.traffic):
+        found = resolve(("spec", "serving", "traffic", i), target)
+        if found is None:
+            failed = True
+            continue
+        weights[found] = weights.get(found, 0) + target.percent
+    shadow: tuple[Target, int] | None = None
+    if spec.serving.shadow is not None:
+        found = resolve(("spec", "serving", "shadow"), spec.serving.shadow)
+        if found is None:
+            failed = True
+        else:
+            shadow = (found, spec.serving.shadow.percent)
+    if failed:
+        return 0
+    if progress is not None:
+        weights = {version: percent for version, percent in progress.weights.items()}
+        rollout = spec.rollout
+        if progress.warm_canary and rollout is not None:
+            ref = rollout.canary.resolve(spec.aliases)
+            canary = resolved.get(ref) if ref is not None else None
+            if canary is not None:
+                weights.setdefault(canary, 0)
+    return plan_serving(
+        agent.name, agent.model_name, DesiredServing(weights, shadow), served, change
+    )
+
+
+_ChangeFn = Callable[[Kind, str, Action, Any, Any, str], None]
+
+
+def _plan_new_version(entry: VersionEntry, src: ResolvedSource, change: _ChangeFn) -> None:
+    tags = dict(entry.tags)
+    if entry.tags:
+        tags[MANAGED_TAGS_TAG] = _csv(entry.tags)
+    tags[DIGEST_TAG] = src.digest
+    tags[SOURCE_TAG] = src.code_ref
+    after: dict[str, Any] = {
+        "version": None,
+        "digest": src.digest,
+        "code": src.code_ref,
+        "config": src.config_ref,
+        "pip_requirements": list(src.pip_requirements),
+        "tags": dict(sorted(tags.items())),
+    }
+    if entry.description is not None:
+        after["description"] = entry.description
+    change(
+        Kind.MODEL_VERSION,
+        CURRENT,
+        Action.CREATE,
+        None,
+        after,
+        f"no version has source digest {src.digest[:19]}…: log and register {src.code_ref}",
+    )
+
+
+def _one_entry_per_version(
+    number: int,
+    claims: list[tuple[Path, VersionEntry]],
+    implicit: bool,
+    error: Callable[[Path, str], None],
+) -> VersionEntry | None:
+    """The one entry that governs version ``number``'s tags and description.
+
+    ``current`` can resolve to a number the manifest also pins (the source is unchanged since
+    that version). The implied ``current`` entry then yields to the explicit one; two explicit
+    entries must agree, or each apply would undo the other.
+    """
+    if implicit and len(claims) > 1:
+        claims = [c for c in claims if c[0] != ("spec", "source")]
+    first_path, first = claims[0]
+    for path, other in claims[1:]:
+        if (other.tags, other.description) != (first.tags, first.description):
+            error(
+                (*path, "version"),
+                f"resolves to version {number}, as {field_name(first_path)} does ('current' is "
+                f"version {number}: the source is unchanged), with other tags or description; "
+                "declare the version once",
+            )
+            return None
+    return first
+
+
+def _plan_version_tags(entry: VersionEntry, version: ObservedVersion, change: _ChangeFn) -> int:
+    """Plan the tags and description of an existing version; return 1 if nothing differs."""
+    inventory = version.inventory(MANAGED_TAGS_TAG)
+    desired = dict(entry.tags)
+    if entry.tags or inventory:
+        desired[MANAGED_TAGS_TAG] = _csv(entry.tags)
+    keys = set(inventory) | ({MANAGED_TAGS_TAG} if MANAGED_TAGS_TAG in desired else set())
+    before_tags, after_tags = _tag_diff(dict(version.tags), desired, frozenset(keys))
+    before: dict[str, Any] = {"version": version.number, "tags": before_tags}
+    after: dict[str, Any] = {"version": version.number, "tags": after_tags}
+    if entry.description is not None:
+        before["description"] = version.description
+        after["description"] = entry.description
+    if before == after:
+        return 1
+    change(
+        Kind.MODEL_VERSION,
+        str(entry.version),
+        Action.UPDATE,
+        before,
+        after,
+        f"version {version.number}: {_what_differs(before, after)}",
+    )
+    return 0
+
+
+def _what_differs(before: dict[str, Any], after: dict[str, Any]) -> str:
+    parts = []
+    if before.get("description") != after.get("description"):
+        parts.append("description differs")
+    b, a = before.get("tags", {}), after.get("tags", {})
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    shown = [k for k in changed if k not in (MANAGED_TAGS_TAG, MANAGED_ALIASES_TAG)]
+    if shown:
+        parts.append("tags differ: " + ", ".join(shown))
+    elif changed:
+        parts.append("the record of the tags and aliases agentctl manages changes")
+    return "; ".join(parts) or "differs"

@@ -1,0 +1,213 @@
+"""Plan one agent's serving: desired servers, weights and shadow vs. what the target reports.
+
+Pure data: no I/O. The planner resolves the manifest's targets (aliases, ``current``) to version
+numbers first, or to :class:`~controller.core.plan.changes.Pending` for a version this apply creates; this
+module compares the result with an :class:`~controller.core.state.observed.AgentServing` and emits changes:
+
+- ``served_version`` create / update (not ready: wait for it) / replace (other model) / delete;
+- ``traffic`` create / update / delete: the whole route, version -> percent;
+- ``shadow`` create / update / delete: the version that receives copies, and its percent.
+
+Every version named in traffic is served, a 0 % one too (kept warm, so that moving traffic back is
+instant); the shadow version is served. Servers start before traffic moves to them and stop only
+after traffic has left them (the phase order in :mod:`controller.core.plan.planner`), so that a change of
+split never sends a request to a server that is not there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from controller.core.plan.changes import Action, Kind, Pending
+from controller.core.state.observed import AgentServing
+
+__all__ = ["DesiredServing", "Target", "plan_serving", "remove_serving"]
+
+#: A resolved version: its registry number, or one that apply creates (known after apply).
+Target = int | Pending
+
+_ChangeFn = Callable[[Kind, str, Action, Any, Any, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredServing:
+    """An agent's serving with every target resolved. Weights of one version are summed."""
+
+    weights: Mapping[Target, int]
+    shadow: tuple[Target, int] | None = None
+
+    @property
+    def versions(self) -> list[Target]:
+        wanted = list(self.weights)
+        if self.shadow is not None and self.shadow[0] not in self.weights:
+            wanted.append(self.shadow[0])
+        return wanted
+
+
+def _ref(target: Target) -> dict[str, Any]:
+    if isinstance(target, Pending):
+        return {"version": None, "digest": target.digest}
+    return {"version": target}
+
+
+def _name(target: Target) -> str:
+    return "current" if isinstance(target, Pending) else str(target)
+
+
+def _weights(weights: Mapping[Target, int]) -> list[dict[str, Any]]:
+    def order(t: Target) -> tuple[int, int]:
+        return (1, 0) if isinstance(t, Pending) else (0, t)
+
+    return [{**_ref(t), "percent": weights[t]} for t in sorted(weights, key=order)]
+
+
+def _observed_weights(weights: Mapping[int, int]) -> list[dict[str, Any]]:
+    return [{"version": v, "percent": weights[v]} for v in sorted(weights)]
+
+
+def _observed_shadow(shadow: tuple[int, int]) -> dict[str, Any]:
+    return {"version": shadow[0], "percent": shadow[1]}
+
+
+def plan_serving(
+    agent: str,
+    model: str,
+    desired: DesiredServing,
+    observed: AgentServing | None,
+    change: _ChangeFn,
+) -> int:
+    """Emit the changes that make ``observed`` what ``desired`` says; return how many objects
+    were found as desired."""
+    unchanged = 0
+    have = observed.versions if observed is not None else {}
+    wanted = desired.versions
+    for target in wanted:
+        after = {**_ref(target), "model": model}
+        server = have.get(target) if isinstance(target, int) else None
+        if server is None:
+            why = (
+                "the version this apply registers is not served"
+                if isinstance(target, Pending)
+                else f"version {target} is not served"
+            )
+            change(Kind.SERVED_VERSION, _name(target), Action.CREATE, None, after, why)
+        elif server.model != model:
+            before = {"version": server.version, "model": server.model}
+            change(
+                Kind.SERVED_VERSION,
+                _name(target),
+                Action.REPLACE,
+                before,
+                after,
+                f"version {target} is served from model '{server.model}'",
+            )
+        elif not server.ready:
+            before = {"version": server.version, "model": server.model, "ready": False}
+            why = server.status or f"restarted {server.restarts} times"
+            change(
+                Kind.SERVED_VERSION,
+                _name(target),
+                Action.UPDATE,
+                before,
+                {**after, "ready": True},
+                f"waiting for {agent} v{target} to become available ({why})",
+            )
+        elif server.outdated:
+            before = {"version": server.version, "model": server.model}
+            change(
+                Kind.SERVED_VERSION,
+                _name(target),
+                Action.UPDATE,
+                before,
+                after,
+                f"version {target}: {server.outdated}",
+            )
+        else:
+            unchanged += 1
+
+    after_weights = _weights(desired.weights)
+    if observed is None or not observed.weights:
+        change(
+            Kind.TRAFFIC, "", Action.CREATE, None, {"weights": after_weights}, "no route serves it"
+        )
+    else:
+        before_weights = _observed_weights(observed.weights)
+        if before_weights != after_weights or observed.route_outdated:
+            change(
+                Kind.TRAFFIC,
+                "",
+                Action.UPDATE,
+                {"weights": before_weights},
+                {"weights": after_weights},
+                "the traffic split differs"
+                if before_weights != after_weights
+                else f"the route: {observed.route_outdated}",
+            )
+        else:
+            unchanged += 1
+
+    have_shadow = observed.shadow if observed is not None else None
+    if desired.shadow is None:
+        if have_shadow is not None:
+            change(
+                Kind.SHADOW,
+                "",
+                Action.DELETE,
+                _observed_shadow(have_shadow),
+                None,
+                "the manifest declares no shadow",
+            )
+    else:
+        target, percent = desired.shadow
+        after_shadow = {**_ref(target), "percent": percent}
+        if have_shadow is None:
+            change(Kind.SHADOW, "", Action.CREATE, None, after_shadow, "no shadow is mirrored")
+        elif (have_shadow[0], have_shadow[1]) != (target, percent):
+            change(
+                Kind.SHADOW,
+                "",
+                Action.UPDATE,
+                _observed_shadow(have_shadow),
+                after_shadow,
+                "the shadow differs",
+            )
+        else:
+            unchanged += 1
+
+    keep = {t for t in wanted if isinstance(t, int)}
+    for number in sorted(set(have) - keep):
+        change(
+            Kind.SERVED_VERSION,
+            str(number),
+            Action.DELETE,
+            {"version": number, "model": have[number].model},
+            None,
+            f"no traffic or shadow names version {number} any more",
+        )
+    return unchanged
+
+
+def remove_serving(observed: AgentServing, why: str, change: _ChangeFn) -> None:
+    """Stop serving an agent: its route (the shadow goes with it), then every server."""
+    if observed.weights or observed.route_outdated:
+        change(
+            Kind.TRAFFIC,
+            "",
+            Action.DELETE,
+            {"weights": _observed_weights(observed.weights)},
+            None,
+            why,
+        )
+    elif observed.shadow is not None:
+        change(Kind.SHADOW, "", Action.DELETE, _observed_shadow(observed.shadow), None, why)
+    for number in sorted(observed.versions):
+        change(
+            Kind.SERVED_VERSION,
+            str(number),
+            Action.DELETE,
+            {"version": number, "model": observed.versions[number].model},
+            None,
+            why,
+        )

@@ -1,0 +1,367 @@
+"""Render plans, change sets and diagnostics as text, markdown or JSON. Pure: returns strings.
+
+Only the CLI calls these. Values are shown as they are in the plan; agentctl's own bookkeeping
+tags (``agentctl.io/managed-*``) are left out of the human formats, kept in JSON.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from html import escape
+from itertools import pairwise
+from typing import Any
+
+from controller.core.diagnostics import Diagnostics, Severity
+from controller.core.plan.changes import Action, AgentView, Change, Kind, Plan
+from controller.core.plan.changeset import ChangeSet, Verb
+from controller.core.plan.preview import ObjectPreview, display
+
+__all__ = [
+    "FORMATS",
+    "MARKER",
+    "REDACTED",
+    "redact",
+    "render_changeset",
+    "render_diagnostics",
+    "render_plan",
+    "render_previews",
+]
+
+FORMATS = ("text", "markdown", "json")
+_SYMBOL = {
+    Action.CREATE: "+",
+    Action.UPDATE: "~",
+    Action.DELETE: "-",
+    Action.REPLACE: "-/+",
+    Action.NOOP: " ",
+}
+_VERB = {
+    Action.CREATE: "will be created",
+    Action.UPDATE: "will be updated in place",
+    Action.DELETE: "will be deleted",
+    Action.REPLACE: "will be replaced",
+    Action.NOOP: "is unchanged",
+}
+_HIDDEN = ("agentctl.io/managed-tags", "agentctl.io/managed-aliases")
+
+
+def render_plan(plan: Plan, fmt: str = "text") -> str:
+    if fmt == "json":
+        return json.dumps(plan.to_dict(), indent=2, sort_keys=False)
+    if fmt == "markdown":
+        return _markdown(plan)
+    return _text(plan)
+
+
+def _summary_line(plan: Plan) -> str:
+    s = plan.summary()
+    return f"Plan: {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy."
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if any(key.endswith(h) for h in _HIDDEN):
+                continue
+            out.update(_flatten(v, key))
+        return out
+    return {prefix: redact(prefix, value)}
+
+
+_SECRET_WORDS = {
+    "secret", "secrets", "token", "tokens", "password", "passwd", "pwd", "passphrase", "auth",
+    "authorization", "bearer", "credential", "credentials", "dsn", "cookie", "session", "apikey",
+    "signature",
+}  # fmt: skip
+_SECRET_PAIRS = {("api", "key"), ("access", "key"), ("private", "key"), ("client", "secret")}
+_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
+_TOKEN = re.compile(r"\b(ghp_|gho_|ghs_|github_pat_|sk-|xox[abp]-|AKIA)[A-Za-z0-9_\-]{8,}")
+_BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=\-]+", re.I)
+_KV = re.compile(
+    r"\b(password|passwd|pwd|token|secret|api[-_]?key|access[-_]?key|auth)=([^&\s;,]+)", re.I
+)
+REDACTED = "(redacted)"
+
+
+def _secret_key(key: str) -> bool:
+    last = key.rsplit(".", 1)[-1] if not key.startswith("tags.") else key[len("tags.") :]
+    snake = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", last).lower()
+    words = [w for w in re.split(r"[^a-z0-9]+", snake) if w]
+    return any(w in _SECRET_WORDS for w in words) or any(
+        pair in _SECRET_PAIRS for pair in pairwise(words)
+    )
+
+
+def redact(key: str, value: Any) -> Any:
+    """Hide what looks like a secret: values of secret-sounding keys (``api_token``, ``dbDsn``),
+    URL credentials, bearer tokens, ``password=`` pairs and well-known token shapes."""
+    if isinstance(value, str):
+        if _secret_key(key):
+            return REDACTED
+        value = _USERINFO.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", value)
+        value = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
+        value = _KV.sub(lambda m: f"{m.group(1)}={REDACTED}", value)
+        return _TOKEN.sub(REDACTED, value)
+    if isinstance(value, list):
+        return [redact(key, v) for v in value]
+    return value
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(known after apply)"
+    return json.dumps(value)
+
+
+def _attribute_lines(change: Change) -> list[tuple[str, str, str]]:
+    """(symbol, key, text) per attribute that appears or differs."""
+    before = _flatten(change.before or {})
+    after = _flatten(change.after or {})
+    if change.after and change.after.get("version", 0) is None and "digest" in change.after:
+        after["version"] = None
+        if change.kind is Kind.ALIAS:
+            after.pop("digest")  # the version's own change shows it
+    lines = []
+    for key in sorted(set(before) | set(after)):
+        if key in before and key in after:
+            if before[key] != after[key]:
+                lines.append(("~", key, f"{_show(before[key])} -> {_show(after[key])}"))
+        elif key in after:
+            lines.append(("+", key, _show(after[key])))
+        else:
+            lines.append(("-", key, _show(before[key])))
+    return lines
+
+
+def _title(change: Change) -> str:
+    kind = change.kind.value.replace("_", " ")
+    if change.kind.value == "registered_model":
+        return f'{kind} "{change.model}"'
+    if change.kind.value == "alias":
+        return f'{kind} "{change.model}@{change.name}"'
+    if not change.name:  # traffic, shadow: one per agent
+        return f'{kind} "{change.agent}"'
+    return f'{kind} "{change.model}" ({change.name})'
+
+
+def _text(plan: Plan) -> str:
+    """The changes; diagnostics are rendered apart (the CLI writes them to stderr)."""
+    out: list[str] = []
+    if not plan.changes:
+        out.append("No changes. The registry and serving match the manifests.")
+    else:
+        out.append("agentctl will perform the following actions:")
+        for change in plan.changes:
+            out.append("")
+            out.append(f"  # {change.address} {_VERB[change.action]}: {change.reason}")
+            out.append(f"  {_SYMBOL[change.action]} {_title(change)}")
+            for sym, key, text in _attribute_lines(change):
+                out.append(f"      {sym} {key} = {text}")
+        out.append("")
+        out.append(_summary_line(plan))
+    return "\n".join(out)
+
+
+#: The first line of every markdown plan: lets a CI job find and update its one sticky comment.
+MARKER = "<!-- agentctl-plan -->"
+
+
+def _md(text: str) -> str:
+    """Text safe in a markdown table cell: HTML escaped, no pipes, backticks or newlines, so no
+    value (a tag, a description, a name) can end a cell, a code span or a <details> early."""
+    return (
+        escape(text, quote=True)
+        .replace("|", "&#124;")
+        .replace("`", "&#96;")
+        .replace("\r", " ")
+        .replace("\n", " ")
+    )
+
+
+def _code(text: str) -> str:
+    return f"<code>{_md(text)}</code>"
+
+
+def _markdown(plan: Plan) -> str:
+    out = [MARKER, "### agentctl plan", ""]
+    if not plan.changes:
+        out.append("**No changes.** The registry and serving match the manifests.")
+    else:
+        out.append(f"**{_summary_line(plan)}**")
+    views = {v.agent: v for v in plan.views}
+    agents: dict[str, list[Change]] = {a: [] for a in plan.agents}
+    for change in plan.changes:
+        agents.setdefault(change.agent, []).append(change)
+    quiet = []
+    for agent, changes in agents.items():
+        view = views.get(agent)
+        if changes or (view is not None and _view_differs(view)):
+            out += _md_agent(agent, changes, view)
+        else:
+            quiet.append(agent)
+    if quiet:
+        out += ["", "No changes for: " + ", ".join(_code(a) for a in quiet) + "."]
+    if len(plan.diagnostics):
+        out += ["", "#### Diagnostics", ""]
+        for d in plan.diagnostics:
+            where = f"{_code(str(d.location))} " if d.location else ""
+            field = f"{_code(d.field)}: " if d.field else ""
+            out.append(f"- **{d.severity.value}**: {where}{field}{_md(d.message)}")
+    return "\n".join(out)
+
+
+def _view_differs(view: AgentView) -> bool:
+    """Aliases, traffic or shadow that a reviewer should see move, even with no registry change."""
+    if any(before != after for _, before, after in view.aliases):
+        return True
+    if view.traffic_before is not None and view.traffic_before != view.traffic_after:
+        return True
+    return view.traffic_before is not None and view.shadow_before != view.shadow_after
+
+
+def _md_agent(agent: str, changes: list[Change], view: AgentView | None) -> list[str]:
+    counts = (
+        ", ".join(
+            f"{sum(c.action is a for c in changes)} to {_MD_VERB[a]}"
+            for a in Action
+            if any(c.action is a for c in changes)
+        )
+        or "no registry changes"
+    )
+    model_name = changes[0].model if changes else (view.model if view else agent)
+    model = f" (registered model {_code(model_name)})"
+    out = ["", "<details>", f"<summary><b>{_md(agent)}</b>{model}: {counts}</summary>", ""]
+    if view is not None and view.scope:
+        out += [f"<i>Planned because {_md(view.scope)}.</i>", ""]
+    if view is not None and view.aliases:
+        out += ["**Aliases**", "", "| alias | before | after |", "|---|---|---|"]
+        for alias, before, after in view.aliases:
+            out.append(f"| {_code(alias)} | {_version(before)} | {_version(after)} |")
+        out.append("")
+    if view is not None and (view.traffic_after or view.traffic_before):
+        out += _md_traffic(view)
+    if changes:
+        out += ["**Changes**", "", "| | object | change | reason |", "|---|---|---|---|"]
+        for c in changes:
+            detail = "<br>".join(
+                _code(f"{sym} {key} = {text}") for sym, key, text in _attribute_lines(c)
+            )
+            out.append(f"| {_SYMBOL[c.action]} | {_code(_title(c))} | {detail} | {_md(c.reason)} |")
+    out += ["", "</details>"]
+    return out
+
+
+def _md_traffic(view: AgentView) -> list[str]:
+    known = view.traffic_before is not None
+    rows: dict[str, list[str]] = {}
+    for target, percent in view.traffic_before or ():
+        rows.setdefault(target, ["—", "—"])[0] = f"{percent}%"
+    for target, percent in view.traffic_after:
+        rows.setdefault(target, ["—", "—"])[1] = f"{percent}%"
+    for i, share in enumerate((view.shadow_before, view.shadow_after)):
+        if share is not None:
+            rows.setdefault(f"shadow: {share[0]}", ["—", "—"])[i] = f"{share[1]}% (copy)"
+    if known:
+        out = ["**Traffic** (as declared)", "", "| target | before | after |", "|---|---|---|"]
+        out += [f"| {_md(t)} | {b} | {a} |" for t, (b, a) in rows.items()]
+    else:
+        out = ["**Traffic** (as declared)", "", "| target | share |", "|---|---|"]
+        out += [f"| {_md(t)} | {a} |" for t, (_, a) in rows.items()]
+    return [*out, ""]
+
+
+def _version(value: int | str | None) -> str:
+    if value is None:
+        return "—"
+    if value == "new":
+        return "new version (known after apply)"
+    return f"version {value}"
+
+
+_MD_VERB = {
+    Action.CREATE: "add",
+    Action.UPDATE: "change",
+    Action.DELETE: "destroy",
+    Action.REPLACE: "replace",
+    Action.NOOP: "keep",
+}
+
+
+def render_diagnostics(diags: Diagnostics | Iterable[Any]) -> str:
+    lines = []
+    for d in diags:
+        label = "Error" if d.severity is Severity.ERROR else "Warning"
+        where = f"{d.location}: " if d.location else ""
+        field = f"{d.field}: " if d.field else ""
+        lines.append(f"{label}: {where}{field}{d.message}")
+    return "\n".join(lines)
+
+
+def render_changeset(changeset: ChangeSet, fmt: str = "text") -> str:
+    if fmt == "json":
+        return json.dumps(changeset.to_dict(), indent=2)
+    lines = [
+        f"{e.address}: {e.verb.value}" + (f" ({e.detail})" if e.detail else "")
+        for e in changeset.entries
+    ]
+    done = ", ".join(f"{changeset.count(v)} {v.value}" for v in Verb if changeset.count(v))
+    lines.append(f"Apply complete: {done or 'nothing to do'}.")
+    return "\n".join(lines)
+
+
+def _redact_object(value: Any, key: str = "") -> Any:
+    """An object with secret-looking values hidden; an env entry's value by its name."""
+    if isinstance(value, dict):
+        if isinstance(value.get("name"), str) and "value" in value:
+            return {**value, "value": redact(value["name"], value["value"])}
+        return {k: _redact_object(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_object(v, key) for v in value]
+    return redact(key, value)
+
+
+def _object_lines(obj: Any) -> list[str]:
+    if obj is None:
+        return []
+    return json.dumps(_redact_object(display(obj)), indent=2, sort_keys=True).splitlines()
+
+
+def render_previews(previews: Sequence[ObjectPreview], fmt: str = "text") -> str:
+    """Each object a plan would write: the live object against the server-side dry run's result,
+    as a unified diff (status and server-kept metadata left out, secrets redacted)."""
+    if fmt == "json":
+        return json.dumps([_redact_object(p.to_dict()) for p in previews], indent=2)
+    out: list[str] = []
+    if fmt == "markdown":
+        out += ["", "#### Kubernetes objects (server-side dry run)", ""]
+    else:
+        out += ["", "Kubernetes objects (server-side dry run):"]
+    for p in previews:
+        head = f"{p.address} (agent {p.agent}): {p.action}"
+        if p.note:
+            head += f": {p.note}"
+        diff = list(
+            difflib.unified_diff(
+                _object_lines(p.before),
+                _object_lines(p.after)
+                if p.after is not None or not p.note
+                else _object_lines(p.before),
+                fromfile=f"live {p.address}" if p.before is not None else "/dev/null",
+                tofile=f"dry-run {p.address}" if p.after is not None else "/dev/null",
+                lineterm="",
+                n=3,
+            )
+        )
+        if fmt == "markdown":
+            out += [f"<details><summary>{_code(head)}</summary>", "", "```diff"]
+            out += diff or ["(no difference)"]
+            out += ["```", "</details>"]
+        else:
+            out += ["", f"  # {head}"]
+            out += [f"    {line}" for line in diff] or ["    (no difference)"]
+    return "\n".join(out)

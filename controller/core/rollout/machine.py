@@ -1,0 +1,501 @@
+"""Progressive delivery as a value: where a canary rollout stands and what comes next. Pure data.
+
+Borrowed from Argo Rollouts: a canary walks a list of steps (a traffic weight, then a pause: a
+duration, or until promoted); analysis gates are measured while it does, each measurement
+judged Successful, Failed or Inconclusive (too few samples; never promotes); a gate that fails
+``failure_limit`` times (as Flagger counts its threshold; Argo Rollouts
+tolerates ``failureLimit`` and fails on one more) fails the rollout, which sends all traffic to the
+stable version and stays failed until the canary or the rollout changes; progress is a step index plus
+explicit ``promote`` / ``abort`` commands, so that the CLI asks and the controller acts. The
+state round-trips through registry tags (:meth:`RolloutState.to_tags` /
+:meth:`RolloutState.from_tags`): a restarted controller resumes at the same step.
+
+Nothing here reads a clock: ``now`` (Unix seconds, so that it survives a restart) is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from controller.core.manifest.schema import Rollout, seconds
+
+__all__ = [
+    "COMMAND_TAG",
+    "STATE_TAG",
+    "TAG_PREFIX",
+    "Command",
+    "Decision",
+    "Gate",
+    "Measurement",
+    "Phase",
+    "Progress",
+    "RolloutState",
+    "Step",
+    "Verdict",
+    "advance",
+    "decide",
+    "from_spec",
+    "judge",
+    "measurement_due",
+    "parse_command",
+    "rollout_digest",
+    "start",
+]
+
+#: Registry tags on the registered model that hold an agent's rollout state.
+TAG_PREFIX = "agentctl.io/rollout."
+#: The tag through which ``agentctl promote / abort / rollback`` ask the controller to act:
+#: ``promote@<canary>:<step>``, ``abort@<canary>``, ``rollback@<canary>=<version>``. A command
+#: names the rollout (and step) it is for, so that a stale one, or one acted on twice, does
+#: nothing.
+COMMAND_TAG = TAG_PREFIX + "command"
+#: The tag that holds an agent's rollout state, as JSON.
+STATE_TAG = TAG_PREFIX + "state"
+
+
+class Phase(StrEnum):
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"  # waiting: for promote, or for a conclusive analysis
+    PROMOTED = "Promoted"
+    FAILED = "Failed"
+    ABORTED = "Aborted"
+
+    @property
+    def done(self) -> bool:
+        return self in (Phase.PROMOTED, Phase.FAILED, Phase.ABORTED)
+
+
+class Verdict(StrEnum):
+    SUCCESSFUL = "Successful"
+    FAILED = "Failed"
+    INCONCLUSIVE = "Inconclusive"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    weight: int  # percent of live traffic to the canary, 1..100
+    pause: float | None  # seconds at this weight before the next step; None: until promoted
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """An analysis gate: the canary's ``metric`` must stay at or under ``max_value``."""
+
+    name: str  # e.g. "error-rate", "latency-p95"
+    max_value: float
+    min_samples: int = 20
+    failure_limit: int = 1  # this many failed measurements fail the rollout
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One measurement of a gate's metric over its interval: ``value`` from ``samples``."""
+
+    value: float | None
+    samples: int
+
+
+def from_spec(rollout: Rollout) -> tuple[list[Step], list[Gate]]:
+    """A manifest's ``spec.rollout`` as steps and gates."""
+    steps = [
+        Step(s.weight, seconds(s.pause) if s.pause is not None else None) for s in rollout.steps
+    ]
+    last = steps[-1]
+    if last.weight >= 100 and last.pause is None:
+        steps[-1] = Step(last.weight, 0.0)  # the promotion itself: no pause to wait out
+    gates = [
+        Gate(g.name, g.max, g.min_samples, g.failure_limit)
+        for g in (rollout.analysis.gates if rollout.analysis else [])
+    ]
+    return steps, gates
+
+
+def judge(gate: Gate, m: Measurement) -> Verdict:
+    if m.value is None or m.samples < gate.min_samples:
+        return Verdict.INCONCLUSIVE
+    return Verdict.SUCCESSFUL if m.value <= gate.max_value else Verdict.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutState:
+    canary: int  # the version being rolled out
+    stable: int  # the version it replaces (where a rollback goes)
+    digest: str  # the agent's desired state this rollout is for: a new one starts afresh
+    phase: Phase = Phase.PROGRESSING
+    step: int = 0  # index into the steps
+    step_started: float = 0.0  # Unix seconds
+    failures: Mapping[str, int] = field(default_factory=dict)  # gate -> failed measurements
+    verdicts: Mapping[str, Verdict] = field(default_factory=dict)  # gate -> latest, this step
+    message: str = ""
+    measured_at: float = 0.0  # Unix seconds of the last measurement of the gates
+    consumed: str = ""  # the last CLI command acted on (a command is acted on once)
+
+    def to_tags(self) -> dict[str, str]:
+        """The state as one registry tag (:data:`STATE_TAG`, JSON): written in one request, so
+        that a crash never leaves half of a new state beside half of the old one."""
+        data = {
+            "canary": self.canary,
+            "stable": self.stable,
+            "digest": self.digest,
+            "phase": self.phase.value,
+            "step": self.step,
+            "stepStarted": round(self.step_started, 3),
+            "failures": dict(sorted(self.failures.items())),
+            "verdicts": {g: v.value for g, v in sorted(self.verdicts.items())},
+            "message": self.message[:1000],
+            "measuredAt": round(self.measured_at, 3),
+            "consumed": self.consumed,
+        }
+        return {STATE_TAG: json.dumps(data, separators=(",", ":"))}
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> RolloutState | None:
+        """The state the tags hold; None if there is none, or it is not readable (a rollout
+        whose state is lost starts again rather than guessing)."""
+        try:
+            t = json.loads(tags[STATE_TAG])
+            return cls(
+                canary=int(t["canary"]),
+                stable=int(t["stable"]),
+                digest=str(t["digest"]),
+                phase=Phase(t["phase"]),
+                step=int(t["step"]),
+                step_started=float(t["stepStarted"]),
+                failures={str(g): int(n) for g, n in t.get("failures", {}).items()},
+                verdicts={str(g): Verdict(v) for g, v in t.get("verdicts", {}).items()},
+                message=str(t.get("message", "")),
+                measured_at=float(t.get("measuredAt", 0)),
+                consumed=str(t.get("consumed", "")),
+            )
+        except (KeyError, ValueError, TypeError, AttributeError):
+            return None
+
+
+def start(canary: int, stable: int, digest: str, now: float) -> RolloutState:
+    """A new rollout at its first step; its gates are first measured one interval on (the
+    canary has had no traffic yet)."""
+    return RolloutState(
+        canary=canary, stable=stable, digest=digest, step_started=now, measured_at=now
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    state: RolloutState
+    weights: dict[int, int]  # version -> percent, what the route should carry now
+    promote: bool  # move the rollout's alias to the canary (the last step is done)
+    reason: str
+
+
+def _weights(state: RolloutState, steps: Sequence[Step]) -> dict[int, int]:
+    if state.phase is Phase.PROMOTED:
+        return {state.canary: 100}
+    if state.phase in (Phase.FAILED, Phase.ABORTED):
+        return {state.stable: 100}
+    w = min(steps[min(state.step, len(steps) - 1)].weight, 100)
+    # At 100 % before promotion the stable version keeps serving (0 %): a rollback is instant.
+    return {state.stable: 100 - w, state.canary: w}
+
+
+def advance(
+    steps: Sequence[Step],
+    gates: Sequence[Gate],
+    state: RolloutState,
+    now: float,
+    measurements: Mapping[str, Measurement] | None = None,
+    command: str | None = None,
+) -> Decision:
+    """The next state of a rollout, given the time, this round's measurements (gate name ->
+    measurement; a gate may be missing: not measured this round) and a command (``promote``:
+    skip the current pause or inconclusive hold; ``abort``: back to stable now)."""
+    if not steps:
+        raise ValueError("a rollout needs at least one step")
+    if state.phase.done:
+        return Decision(state, _weights(state, steps), False, state.message)
+    if command == "abort":
+        aborted = replace(state, phase=Phase.ABORTED, message="aborted: all traffic to stable")
+        return Decision(aborted, _weights(aborted, steps), False, aborted.message)
+
+    failures = dict(state.failures)
+    verdicts = dict(state.verdicts)
+    for gate in gates:
+        m = (measurements or {}).get(gate.name)
+        if m is None:
+            continue
+        verdict = judge(gate, m)
+        verdicts[gate.name] = verdict
+        if verdict is Verdict.FAILED:
+            failures[gate.name] = failures.get(gate.name, 0) + 1
+            if failures[gate.name] >= max(gate.failure_limit, 1):
+                failed = replace(
+                    state,
+                    phase=Phase.FAILED,
+                    failures=failures,
+                    verdicts=verdicts,
+                    message=(
+                        f"rolled back: {gate.name} {m.value:g} > {gate.max_value:g} "
+                        f"({failures[gate.name]} failed measurement(s), limit "
+                        f"{gate.failure_limit})"
+                    ),
+                )
+                return Decision(failed, _weights(failed, steps), False, failed.message)
+    current = replace(state, failures=failures, verdicts=verdicts)
+
+    step = steps[current.step]
+    waited = now - current.step_started
+    pending = [g.name for g in gates if verdicts.get(g.name) is not Verdict.SUCCESSFUL]
+    if command != "promote":
+        if step.pause is None:
+            held = replace(current, phase=Phase.PAUSED, message="paused until promoted")
+            return Decision(held, _weights(held, steps), False, held.message)
+        if waited < step.pause:
+            # The recorded message stays the same for the whole pause (a tag write per change,
+            # not per look); the reason says how long is left.
+            going = replace(
+                current,
+                phase=Phase.PROGRESSING,
+                message=f"step {current.step + 1}/{len(steps)}: {step.weight}% "
+                f"for {step.pause:g} s",
+            )
+            left = f"{going.message} ({step.pause - waited:.0f} s left)"
+            return Decision(going, _weights(going, steps), False, left)
+        if pending:
+            # Never promote on too little evidence: hold until conclusive, or promoted.
+            held = replace(
+                current,
+                phase=Phase.PAUSED,
+                message=f"inconclusive: {', '.join(pending)} not yet conclusive",
+            )
+            return Decision(held, _weights(held, steps), False, held.message)
+
+    nxt = current.step + 1
+    if nxt == len(steps) - 1 and steps[nxt].weight >= 100 and not steps[nxt].pause:
+        nxt = len(steps)  # a last step of 100 % without a pause is the promotion itself
+    if nxt >= len(steps):
+        done = replace(
+            current,
+            phase=Phase.PROMOTED,
+            step=len(steps) - 1,
+            step_started=now,  # when it was promoted: the scale-down delay counts from here
+            message=f"promoted: v{current.canary} takes all traffic",
+        )
+        return Decision(done, _weights(done, steps), True, done.message)
+    moved = replace(
+        current,
+        phase=Phase.PROGRESSING,
+        step=nxt,
+        step_started=now,
+        verdicts={},
+        message=f"step {nxt + 1}/{len(steps)}: {steps[nxt].weight}%",
+    )
+    return Decision(moved, _weights(moved, steps), False, moved.message)
+
+
+def rollout_digest(canary: int, rollout: Rollout) -> str:
+    """What a rollout is for: the version it brings in and how (steps, gates, delay). A new
+    canary, or an edited ``spec.rollout``, starts a new rollout; anything else resumes it."""
+    text = json.dumps(
+        {"canary": canary, "rollout": rollout.model_dump(mode="json")}, sort_keys=True
+    )
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A request from the CLI, read from :data:`COMMAND_TAG`."""
+
+    kind: str  # promote | abort | rollback
+    canary: int  # the rollout it is for
+    step: int | None = None  # promote: the step it skips
+    version: int | None = None  # rollback: where traffic goes
+
+    def to_tag(self) -> str:
+        if self.kind == "promote":
+            return f"promote@{self.canary}:{self.step}"
+        if self.kind == "rollback":
+            return f"rollback@{self.canary}={self.version}"
+        return f"abort@{self.canary}"
+
+
+def parse_command(text: str | None) -> Command | None:
+    """The command a tag holds; None if none, or if it is not one (it is then cleared)."""
+    if not text:
+        return None
+    try:
+        kind, _, rest = text.partition("@")
+        if kind == "promote":
+            canary, _, step = rest.partition(":")
+            return Command("promote", int(canary), step=int(step))
+        if kind == "rollback":
+            canary, _, version = rest.partition("=")
+            return Command("rollback", int(canary), version=int(version))
+        if kind == "abort":
+            return Command("abort", int(rest))
+    except ValueError:
+        return None
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What an agent's rollout asks of this round's plan, in place of the manifest's end state:
+    where the promote alias points, the live traffic split (a 0 % version is kept serving: the
+    canary before it takes traffic, the old stable during the scale-down delay), and the state
+    to record. ``active``: the rollout is under way (its changes are progress, not drift);
+    ``requeue``: seconds until it should be looked at again (None: nothing pending)."""
+
+    alias: str
+    alias_version: int
+    weights: Mapping[int, int]
+    state: RolloutState | None
+    reason: str
+    active: bool
+    requeue: float | None = None
+    warm_canary: bool = False  # also serve the canary that this apply registers, at 0 %
+    event: tuple[str, str, bool] | None = None  # (reason, message, warning) to report
+    clear: bool = False  # no rollout applies: delete the recorded state (and any command)
+
+    @classmethod
+    def cleared(cls, reason: str) -> Progress:
+        """No rollout applies (the canary is the stable version again, or there is no stable
+        one): forget the recorded state, so that a later rollout of the same version starts
+        afresh; alias and traffic follow the manifest."""
+        return cls("", 0, {}, None, reason, active=False, clear=True)
+
+    @property
+    def mark(self) -> str:
+        """What this round asks of the plan, for drift detection: a change of it is the
+        rollout moving, not someone else's edit."""
+        if self.clear:
+            return "clear"
+        state = self.state.to_tags() if self.state is not None else None
+        return json.dumps(
+            [self.alias_version, sorted(self.weights.items()), state, self.warm_canary]
+        )
+
+
+def hold_for_canary(alias: str, current: int) -> Progress:
+    """The canary is not registered yet (this apply logs it): traffic stays on the stable
+    version, the canary is started beside it, and the rollout begins on the next round."""
+    return Progress(
+        alias,
+        current,
+        {current: 100},
+        None,
+        f"waiting for the canary to be registered; v{current} keeps all traffic",
+        active=True,
+        requeue=5.0,
+        warm_canary=True,
+    )
+
+
+def begin(
+    rollout: Rollout, canary: int, current: int | None, stored: RolloutState | None, now: float
+) -> RolloutState | None:
+    """The rollout of ``canary``: the stored one if it is for the same canary and spec, else a
+    new one from the version the promote alias holds (``current``). None when there is nothing
+    to roll out: no stable version yet (a first deployment goes straight in) or the canary is
+    it."""
+    digest = rollout_digest(canary, rollout)
+    if stored is not None and stored.digest == digest:
+        return stored
+    if current is None or current == canary:
+        return None
+    return start(canary, current, digest, now)
+
+
+def measurement_due(rollout: Rollout, state: RolloutState, now: float) -> bool:
+    """Whether the gates are to be measured this round."""
+    if rollout.analysis is None or state.phase.done:
+        return False
+    return now - state.measured_at >= seconds(rollout.analysis.interval)
+
+
+def decide(
+    rollout: Rollout,
+    state: RolloutState,
+    stored: RolloutState | None,
+    now: float,
+    measurements: Mapping[str, Measurement] | None = None,
+    command: Command | None = None,
+) -> Progress:
+    """One round of a rollout: apply the command (if it is for this rollout), judge the
+    measurements, walk the steps; then what the plan should do about it."""
+    steps, gates = from_spec(rollout)
+    cmd: str | None = None
+    # A command is for a rollout that was under way when it was given (not one that starts
+    # now), for its canary, and is acted on once: the state records it as consumed. The tag is
+    # left in place (deleting it could delete a newer one written meanwhile).
+    if (
+        command is not None
+        and stored is not None
+        and stored.digest == state.digest
+        and command.canary == state.canary
+        and command.to_tag() != state.consumed
+    ):
+        state = replace(state, consumed=command.to_tag())
+        if command.kind == "abort" and not state.phase.done:
+            cmd = "abort"
+        elif command.kind == "promote" and command.step == state.step and not state.phase.done:
+            cmd = "promote"
+        elif command.kind == "rollback" and command.version is not None:
+            state = replace(
+                state,
+                stable=command.version,
+                phase=Phase.ABORTED,
+                message=f"rolled back: all traffic to v{command.version} (agentctl rollback)",
+            )
+    if measurements:
+        state = replace(state, measured_at=now)
+    decision = advance(steps, gates, state, now, measurements, cmd)
+    new = decision.state
+    weights = dict(decision.weights)
+    active = not new.phase.done
+    requeue: float | None = None
+    if new.phase is Phase.PROMOTED:
+        left = new.step_started + seconds(rollout.scale_down_delay) - now
+        if left > 0 and new.stable != new.canary:
+            weights[new.stable] = 0  # the old version keeps serving until the delay is over
+            active, requeue = True, max(left, 1.0)
+    elif active:
+        interval = seconds(rollout.analysis.interval) if rollout.analysis else None
+        candidates = [] if interval is None else [interval - (now - new.measured_at)]
+        pause = steps[new.step].pause
+        if new.phase is Phase.PROGRESSING and pause is not None:
+            candidates.append(pause - (now - new.step_started))
+        # A pause until promoted waits for a command: look for it every few seconds.
+        candidates.append(10.0 if new.phase is Phase.PAUSED else 60.0)
+        requeue = max(min(candidates), 1.0)
+    alias_version = new.canary if new.phase is Phase.PROMOTED else new.stable
+    return Progress(
+        rollout.promote_alias,
+        alias_version,
+        weights,
+        new,
+        decision.reason,
+        active,
+        requeue,
+        event=_event(stored, new),
+    )
+
+
+def _event(before: RolloutState | None, after: RolloutState) -> tuple[str, str, bool] | None:
+    if before is None or before.digest != after.digest:
+        return (
+            "RolloutStarted",
+            f"v{after.canary} replaces v{after.stable}: {after.message}",
+            False,
+        )
+    if before.phase is after.phase and before.step == after.step:
+        return None
+    reason = {
+        Phase.PROMOTED: "RolloutPromoted",
+        Phase.FAILED: "RolloutFailed",
+        Phase.ABORTED: "RolloutAborted",
+        Phase.PAUSED: "RolloutPaused",
+    }.get(after.phase, "RolloutStep")
+    return (reason, after.message, after.phase in (Phase.FAILED, Phase.ABORTED))

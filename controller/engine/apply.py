@@ -1,0 +1,340 @@
+"""The executor: carry out a plan's changes, in order, through the ports. Returns a ChangeSet.
+
+Apply does only what ``plan.changes`` says (Terraform's rule), each primitive call under the
+retry policy. Every primitive is idempotent (set, delete-if-present, create-or-find), so a run
+that stops part-way is finished by the next plan and apply. A version is logged only after a
+fresh look for its digest, so a retried or repeated apply never registers the same source twice;
+the source files are digested again first, and an apply refuses files that changed since the plan.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from controller.core.errors import AgentctlError, ApplyFailed, BackendError, NotReady, PlanRejected
+from controller.core.plan.changes import Action, Change, Kind, Plan
+from controller.core.plan.changeset import ChangeSet, Entry, Verb
+from controller.core.state.digest import normalize_requirement, source_digest
+from controller.core.state.observed import MANAGED_ALIASES_TAG, MANAGED_TAGS_TAG
+from controller.engine.retry import RetryPolicy
+from controller.ports import Registry, ServingTarget, VersionSource
+
+__all__ = ["SourceChanged", "apply"]
+
+_SERVING = (Kind.SERVED_VERSION, Kind.TRAFFIC, Kind.SHADOW)
+
+# Inventory tags are written after the tags they list, so a crash never loses track of a tag.
+_LAST = (MANAGED_TAGS_TAG, MANAGED_ALIASES_TAG)
+
+
+class SourceChanged(AgentctlError):
+    """The agent's files changed between plan and apply."""
+
+
+def apply(
+    plan: Plan,
+    registry: Registry,
+    *,
+    root: str,
+    policy: RetryPolicy | None = None,
+    on_entry: Callable[[Entry], None] | None = None,
+    serving: ServingTarget | None = None,
+    stop: Callable[[], bool] | None = None,
+    workers: int = 1,
+) -> ChangeSet:
+    """Make exactly the plan's changes, in order. ``stop`` is asked before each change: once it
+    says so, the change in flight has finished and the rest are left for the next apply (every
+    change is idempotent, and the next plan starts from what is there).
+
+    With ``workers`` > 1, agents are applied side by side on that many threads, each agent's
+    changes in their order; logging a model and every serving change still run one at a time.
+    After a failure no agent starts another change; the ones in flight finish, and the
+    ChangeSet holds everything done, in plan order."""
+    if plan.has_errors:
+        raise PlanRejected(plan.diagnostics)
+    if serving is None and any(c.kind in _SERVING for c in plan.changes):
+        raise ValueError("the plan changes serving, but no serving target was given")
+    executor = _Executor(registry, root, policy or RetryPolicy(), serving)
+    # Every source is digested again before the first write: a plan whose files changed is
+    # refused whole, not half-way.
+    try:
+        for change in plan.changes:
+            executor.check_source(change)
+    except SourceChanged as exc:
+        raise ApplyFailed(str(exc), ChangeSet(), exc) from exc
+    # Deleting a model no manifest declares (prune), and everything of an agent that is only
+    # being removed, waits until the rest has gone through without a failure, as it does when
+    # applying one change at a time: nothing is deleted in an apply that fails.
+    removal_only = {
+        agent
+        for agent in {c.agent for c in plan.changes}
+        if all(c.action is Action.DELETE for c in plan.changes if c.agent == agent)
+    }
+    late = {
+        i
+        for i, c in enumerate(plan.changes)
+        if c.agent in removal_only
+        or (c.kind is Kind.REGISTERED_MODEL and c.action is Action.DELETE)
+    }
+    done: dict[int, Entry] = {}
+    failures: list[tuple[int, BaseException]] = []
+    lock = threading.Lock()
+
+    def halted() -> bool:
+        return bool(failures) or (stop is not None and stop())
+
+    def run_lane(indexes: list[int]) -> None:
+        for i in indexes:
+            if halted():
+                return
+            change = plan.changes[i]
+            try:
+                entry = executor.run(change)
+            except NotReady as exc:
+                # Traffic never moves to a version that is not ready: the agent's traffic,
+                # shadow and server stops wait for a later apply (or reconcile), which plans
+                # them again.
+                executor.waiting[change.agent] = str(exc)
+                entry = Entry(change.address, Verb.WAITING, str(exc))
+            except BaseException as exc:  # a backend's error, or a bug: either way, stop all
+                with lock:
+                    failures.append((i, exc))
+                return
+            with lock:
+                done[i] = entry
+                if on_entry is not None:
+                    on_entry(entry)
+
+    def run_phase(indexes: list[int]) -> None:
+        lanes: dict[str, list[int]] = {}
+        for i in indexes:
+            lanes.setdefault(plan.changes[i].agent, []).append(i)
+        if workers <= 1 or len(lanes) <= 1:
+            run_lane(indexes)
+            return
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply")
+        try:
+            for future in [pool.submit(run_lane, lane) for lane in lanes.values()]:
+                future.result()
+        except BaseException as exc:  # Ctrl-C, SIGTERM: no lane starts another change
+            with lock:
+                failures.append((-1, exc))
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    run_phase([i for i in range(len(plan.changes)) if i not in late])
+    if not halted():
+        run_phase(sorted(late))
+    changeset = ChangeSet(tuple(done[i] for i in sorted(done)))
+    if failures:
+        first, error = min(failures, key=lambda f: f[0])
+        if not isinstance(error, (BackendError, SourceChanged)):
+            raise error
+        raise ApplyFailed(f"{plan.changes[first].address}: {error}", changeset, error) from error
+    return changeset
+
+
+class _Executor:
+    def __init__(
+        self, registry: Registry, root: str, policy: RetryPolicy, serving: ServingTarget | None
+    ) -> None:
+        self.registry = registry
+        self.serving = serving
+        self.root = root
+        self.policy = policy
+        self.created: dict[tuple[str, str], int] = {}  # (model, digest) -> version number
+        self.sources: dict[str, VersionSource] = {}  # address -> checked source
+        self.waiting: dict[str, str] = {}  # agent -> the version its serving waits for
+        self._one_at_a_time = threading.Lock()
+
+    def check_source(self, change: Change) -> None:
+        if change.kind is Kind.MODEL_VERSION and change.action is Action.CREATE:
+            self.sources[change.address] = self._source(change.agent, change.after or {})
+
+    def run(self, change: Change) -> Entry:
+        if change.kind in _SERVING or (
+            change.kind is Kind.MODEL_VERSION and change.action is Action.CREATE
+        ):
+            # One at a time: logging a model runs MLflow's fluent API (process-wide state), and
+            # a serving target is driven as one sequence.
+            with self._one_at_a_time:
+                return self._run(change)
+        return self._run(change)
+
+    def _run(self, change: Change) -> Entry:
+        held = self.waiting.get(change.agent)
+        # Other servers of the agent still start (they come up side by side); nothing that
+        # moves traffic, or stops a server traffic may still need, runs.
+        if held is not None and (
+            change.kind in (Kind.TRAFFIC, Kind.SHADOW)
+            or (change.kind is Kind.SERVED_VERSION and change.action is Action.DELETE)
+        ):
+            return Entry(change.address, Verb.SKIPPED, held)
+        handler = {
+            Kind.REGISTERED_MODEL: self._model,
+            Kind.MODEL_VERSION: self._version,
+            Kind.ALIAS: self._alias,
+            Kind.SERVED_VERSION: self._served,
+            Kind.TRAFFIC: self._traffic,
+            Kind.SHADOW: self._shadow,
+            Kind.ROLLOUT: self._rollout,
+        }[change.kind]
+        return handler(change)
+
+    def _model(self, c: Change) -> Entry:
+        r, call = self.registry, self.policy.call
+        if c.action is Action.CREATE:
+            after = c.after or {}
+            call(lambda: r.create_model(c.model, after.get("description"), after["tags"]))
+            return Entry(c.address, Verb.CREATED, c.model)
+        if c.action is Action.DELETE:
+            call(lambda: r.delete_model(c.model))
+            return Entry(c.address, Verb.DELETED, c.model)
+        before, after = c.before or {}, c.after or {}
+        set_tags, delete_tags = _tag_ops(before.get("tags", {}), after.get("tags", {}))
+        for key in delete_tags:
+            call(lambda k=key: r.delete_model_tag(c.model, k))  # type: ignore[misc]
+        for key, value in set_tags:
+            call(lambda k=key, v=value: r.set_model_tag(c.model, k, v))  # type: ignore[misc]
+        if "description" in after and after["description"] != before.get("description"):
+            call(lambda: r.set_model_description(c.model, after["description"]))
+        return Entry(c.address, Verb.CONFIGURED, c.reason)
+
+    def _rollout(self, c: Change) -> Entry:
+        """Record a rollout's state in the model's tags (a command it consumed is deleted)."""
+        r, call = self.registry, self.policy.call
+        set_tags, delete_tags = _tag_ops(c.before or {}, c.after or {})
+        for key, value in set_tags:  # the state is one tag: one write
+            call(lambda k=key, v=value: r.set_model_tag(c.model, k, v))  # type: ignore[misc]
+        for key in delete_tags:
+            call(lambda k=key: r.delete_model_tag(c.model, k))  # type: ignore[misc]
+        if c.action is Action.DELETE:
+            return Entry(c.address, Verb.DELETED, c.reason)
+        verb = Verb.CREATED if c.action is Action.CREATE else Verb.CONFIGURED
+        return Entry(c.address, verb, c.reason)
+
+    def _version(self, c: Change) -> Entry:
+        r, call = self.registry, self.policy.call
+        after = c.after or {}
+        if c.action is Action.CREATE:
+            digest = after["digest"]
+            source = self.sources[c.address]
+
+            def find_or_log() -> tuple[int, bool]:
+                existing = r.find_version(c.model, digest)
+                if existing is not None:
+                    return existing, False
+                return r.log_version(c.model, source, after["tags"], after.get("description")), True
+
+            number, logged = call(find_or_log)
+            self.created[(c.model, digest)] = number
+            if not logged:
+                return Entry(c.address, Verb.UNCHANGED, f"already registered as version {number}")
+            return Entry(c.address, Verb.CREATED, f"version {number}")
+        before = c.before or {}
+        number = int(after["version"])
+        set_tags, delete_tags = _tag_ops(before.get("tags", {}), after.get("tags", {}))
+        for key in delete_tags:
+            call(lambda k=key: r.delete_version_tag(c.model, number, k))  # type: ignore[misc]
+        for key, value in set_tags:
+            call(lambda k=key, v=value: r.set_version_tag(c.model, number, k, v))  # type: ignore[misc]
+        if "description" in after and after["description"] != before.get("description"):
+            call(lambda: r.set_version_description(c.model, number, after["description"]))
+        return Entry(c.address, Verb.CONFIGURED, f"version {number}")
+
+    def _alias(self, c: Change) -> Entry:
+        r, call = self.registry, self.policy.call
+        if c.action is Action.DELETE:
+            call(lambda: r.delete_alias(c.model, c.name))
+            return Entry(c.address, Verb.DELETED, c.name)
+        number = self._number(c, c.after or {})
+        call(lambda: r.set_alias(c.model, c.name, number))
+        verb = Verb.CREATED if c.action is Action.CREATE else Verb.CONFIGURED
+        return Entry(c.address, verb, f"-> version {number}")
+
+    def _number(self, c: Change, ref: dict[str, Any]) -> int:
+        """The version a plan value names: its number, or (known after apply) the version with
+        its digest, created earlier in this run or found in the registry."""
+        version = ref.get("version")
+        if version is not None:
+            return int(version)
+        digest = ref["digest"]
+        found = self.created.get((c.model, digest))
+        if found is None:
+            found = self.policy.call(lambda: self.registry.find_version(c.model, digest))
+        if found is None:
+            raise BackendError(f"no version of '{c.model}' has digest {digest}", target=c.address)
+        return found
+
+    def _served(self, c: Change) -> Entry:
+        s, call = self.serving, self.policy.call
+        assert s is not None
+        if c.action is Action.DELETE:
+            number = int((c.before or {})["version"])
+            call(lambda: s.stop_version(c.agent, number))
+            return Entry(c.address, Verb.DELETED, f"version {number}")
+        number = self._number(c, c.after or {})
+        url = call(lambda: s.start_version(c.agent, c.model, number))
+        verb = {Action.CREATE: Verb.CREATED, Action.REPLACE: Verb.CREATED}.get(
+            c.action, Verb.CONFIGURED
+        )
+        return Entry(c.address, verb, f"version {number} ready at {url}")
+
+    def _traffic(self, c: Change) -> Entry:
+        s, call = self.serving, self.policy.call
+        assert s is not None
+        if c.action is Action.DELETE:
+            call(lambda: s.remove_route(c.agent))
+            return Entry(c.address, Verb.DELETED, "route removed")
+        weights = {self._number(c, w): int(w["percent"]) for w in (c.after or {})["weights"]}
+        call(lambda: s.set_weights(c.agent, c.model, weights))
+        split = ", ".join(f"v{v} {p}%" for v, p in sorted(weights.items()))
+        verb = Verb.CREATED if c.action is Action.CREATE else Verb.CONFIGURED
+        return Entry(c.address, verb, split)
+
+    def _shadow(self, c: Change) -> Entry:
+        s, call = self.serving, self.policy.call
+        assert s is not None
+        if c.action is Action.DELETE:
+            call(lambda: s.set_mirror(c.agent, None))
+            return Entry(c.address, Verb.DELETED, "no shadow")
+        after = c.after or {}
+        mirror = (self._number(c, after), int(after["percent"]))
+        call(lambda: s.set_mirror(c.agent, mirror))
+        verb = Verb.CREATED if c.action is Action.CREATE else Verb.CONFIGURED
+        return Entry(c.address, verb, f"v{mirror[0]} {mirror[1]}%")
+
+    def _source(self, agent: str, after: dict[str, Any]) -> VersionSource:
+        code = os.path.join(self.root, after["code"])
+        config = os.path.join(self.root, after["config"]) if after.get("config") else None
+        reqs = tuple(after["pip_requirements"])
+        try:
+            with open(code, "rb") as fh:
+                code_bytes = fh.read()
+            config_bytes = None
+            if config is not None:
+                with open(config, "rb") as fh:
+                    config_bytes = fh.read()
+        except OSError as exc:
+            raise SourceChanged(f"cannot read the source of {agent}: {exc}") from exc
+        digest = source_digest(code_bytes, config_bytes, [normalize_requirement(x) for x in reqs])
+        if digest != after["digest"]:
+            raise SourceChanged(
+                f"the source of {agent} changed since the plan ({after['digest'][:19]}… -> "
+                f"{digest[:19]}…); plan again"
+            )
+        return VersionSource(agent, code, config, reqs, digest)
+
+
+def _tag_ops(
+    before: dict[str, str], after: dict[str, str]
+) -> tuple[list[tuple[str, str]], list[str]]:
+    deletes = sorted(k for k in before if k not in after)
+    sets = [(k, v) for k, v in after.items() if before.get(k) != v]
+    sets.sort(key=lambda kv: (kv[0] in _LAST, kv[0]))
+    return sets, deletes

@@ -1,0 +1,665 @@
+"""Load a directory (or file) of manifests into :class:`~controller.core.manifest.desired.Desired`.
+
+This module does file I/O: it reads YAML and the agents' source files (to digest them).
+Every problem is collected as a :class:`~controller.core.diagnostics.Diagnostic` naming file, line,
+column and field; if any is an error, :func:`load` raises :class:`~controller.core.errors.InvalidInput`
+and returns nothing, so nothing downstream can act on half-valid input.
+
+YAML documents that have neither ``apiVersion`` nor ``kind`` are not manifests (an agent's
+``config.yaml`` may sit beside them) and are skipped.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from controller.core.diagnostics import Diagnostic, Diagnostics, Location, Severity
+from controller.core.errors import InvalidInput
+from controller.core.manifest.checks import Path, check_manifest, field_name
+from controller.core.manifest.desired import DEFAULTS_KIND, Desired, DesiredAgent, ResolvedSource
+from controller.core.manifest.schema import KIND, AgentManifest, ServingDefaults, Source
+from controller.core.plan.kube_objects import resolve_settings
+from controller.core.state.digest import normalize_requirement, source_digest
+
+__all__ = ["find_root", "git_work_tree", "load"]
+
+_SKIP_DIRS = {"node_modules", "__pycache__"}
+_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class _Doc:
+    data: Any
+    locations: dict[Path, Location]
+    file: str
+    start: Location
+
+
+@dataclass
+class _Collector:
+    items: list[Diagnostic] = field(default_factory=list)
+
+    def error(self, loc: Location | None, field_: str, message: str, agent: str = "") -> None:
+        self.items.append(Diagnostic(Severity.ERROR, message, loc, field_, agent))
+
+    def warn(self, loc: Location | None, field_: str, message: str, agent: str = "") -> None:
+        self.items.append(Diagnostic(Severity.WARNING, message, loc, field_, agent))
+
+
+def git_work_tree(path: FsPath) -> FsPath | None:
+    """The nearest directory at or above ``path`` that holds ``.git``, if any."""
+    start = path.resolve()
+    if start.is_file():
+        start = start.parent
+    for candidate in (start, *start.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return None
+
+
+def find_root(path: FsPath) -> FsPath:
+    """The repository root above ``path`` (the nearest directory with ``.git``), else its dir."""
+    start = path.resolve()
+    return git_work_tree(start) or (start.parent if start.is_file() else start)
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    allow_empty: bool = False,
+    partial: bool = False,
+) -> tuple[Desired, Diagnostics]:
+    """Load every manifest under ``path``. Raise InvalidInput if any error is found, unless
+    ``partial``: then return the agents that are valid, with the diagnostics of the rest."""
+    base = FsPath(path)
+    out = _Collector()
+    if not base.exists():
+        out.error(None, "", f"{base}: no such file or directory")
+        raise InvalidInput(Diagnostics.of(out.items))
+    root_dir = FsPath(root).resolve() if root is not None else find_root(base)
+
+    agents: list[DesiredAgent] = []
+    by_name: dict[str, DesiredAgent] = {}
+    by_model: dict[str, DesiredAgent] = {}
+    defaults: _Defaults | None = None
+    for file in _manifest_files(base):
+        display = _display(file)
+        for doc in _read_documents(file, display, out):
+            if isinstance(doc.data, dict) and doc.data.get("kind") == DEFAULTS_KIND:
+                found = _build_defaults(doc, root_dir, out)
+                if found is None:
+                    continue
+                if defaults is not None:
+                    out.error(
+                        found.location,
+                        "kind",
+                        f"a second {DEFAULTS_KIND} document; the first is at "
+                        f"{defaults.location} (one per desired state)",
+                    )
+                    continue
+                defaults = found
+                continue
+            agent = _build_agent(doc, root_dir, out)
+            if agent is None:
+                continue
+            clash = _clash(agent, by_name, by_model)
+            if clash is not None:
+                where, message = clash
+                out.error(agent.location(where), field_name(where), message, agent.name)
+                continue
+            by_name[agent.name] = agent
+            by_model[agent.model_name] = agent
+            agents.append(agent)
+
+    agents = _check_settings(agents, defaults, out)
+    if not agents and not out.items and not allow_empty:
+        out.error(
+            None,
+            "",
+            f"{base}: no Agent manifests found (an empty desired state would prune every "
+            "managed model; pass --allow-empty if that is meant)",
+        )
+    diags = Diagnostics.of(out.items)
+    if diags.has_errors and not partial:
+        raise InvalidInput(diags)
+    agents.sort(key=lambda a: a.name)
+    return (
+        Desired(
+            tuple(agents),
+            str(root_dir),
+            defaults=defaults.manifest if defaults else None,
+            defaults_location=defaults.location if defaults else None,
+            defaults_ref=defaults.ref if defaults else "",
+        ),
+        diags,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Defaults:
+    manifest: ServingDefaults
+    doc: _Doc
+    ref: str  # the file, relative to the root
+
+    @property
+    def location(self) -> Location:
+        return _deepest(self.doc, ("kind",))
+
+
+def _build_defaults(doc: _Doc, root: FsPath, out: _Collector) -> _Defaults | None:
+    try:
+        found = ServingDefaults.model_validate(doc.data)
+    except ValidationError as exc:
+        _report_validation(exc, doc, "", out, ServingDefaults)
+        return None
+    return _Defaults(found, doc, _relative(doc.file, root))
+
+
+def _relative(file: str, root: FsPath) -> str:
+    ref = FsPath(file).resolve()
+    return ref.relative_to(root).as_posix() if ref.is_relative_to(root) else file
+
+
+def _check_settings(
+    agents: list[DesiredAgent], defaults: _Defaults | None, out: _Collector
+) -> list[DesiredAgent]:
+    """Each agent's Kubernetes serving settings as resolved (its own over ServingDefaults):
+    an agent whose settings cannot serve is reported and left out."""
+    under = defaults.manifest.spec.kubernetes if defaults else None
+    kept = []
+    for agent in agents:
+        serving = agent.manifest.spec.serving
+        if serving is None:
+            kept.append(agent)
+            continue
+        own = serving.kubernetes
+        settings = resolve_settings(own, under)
+        ok = True
+        if settings.router == "service" and serving.shadow is not None:
+            ok = False
+            path: Path = ("spec", "serving", "shadow")
+            whence = "" if own and own.router else f" (router service from {DEFAULTS_KIND})"
+            out.error(
+                agent.location(path),
+                field_name(path),
+                f"router service{whence} cannot mirror traffic: a shadow needs router gateway "
+                "(the Gateway API's RequestMirror filter)",
+                agent.name,
+            )
+        if settings.replicas == 0 and settings.router != "service":
+            ok = False
+            message = (
+                "replicas 0 would leave the traffic sent to each version with no server; use at "
+                "least 1 (with router service, replicas is the agent's total)"
+            )
+            if own is not None and own.replicas is not None:
+                path = ("spec", "serving", "kubernetes", "replicas")
+                out.error(agent.location(path), field_name(path), message, agent.name)
+            elif defaults is not None:
+                path = ("spec", "kubernetes", "replicas")
+                out.error(
+                    _deepest(defaults.doc, path),
+                    field_name(path),
+                    message.replace(
+                        "replicas 0", f"replicas 0, which agent {agent.name} takes,", 1
+                    ),
+                    agent.name,
+                )
+        if ok:
+            kept.append(agent)
+    return kept
+
+
+def _clash(
+    agent: DesiredAgent, by_name: dict[str, DesiredAgent], by_model: dict[str, DesiredAgent]
+) -> tuple[Path, str] | None:
+    """An agent defined twice, or a registered model claimed by two agents."""
+    name_path: Path = ("metadata", "name")
+    first = by_name.get(agent.name)
+    if first is not None:
+        return (
+            name_path,
+            f"agent '{agent.name}' is defined twice; first at {first.location(name_path)}",
+        )
+    first = by_model.get(agent.model_name)
+    if first is not None:
+        return ("spec", "registeredModel"), (
+            f"registered model '{agent.model_name}' is already managed by agent "
+            f"'{first.name}' ({first.location(name_path)})"
+        )
+    return None
+
+
+def _display(file: FsPath) -> str:
+    try:
+        return os.path.relpath(file)
+    except ValueError:  # another drive on Windows
+        return str(file)
+
+
+def _manifest_files(base: FsPath) -> Iterator[FsPath]:
+    if base.is_file():
+        yield base
+        return
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _SKIP_DIRS)
+        for name in sorted(filenames):
+            if name.endswith(_SUFFIXES) and not name.startswith("."):
+                yield FsPath(dirpath) / name
+
+
+def _mark(file: str, mark: yaml.Mark | None) -> Location:
+    if mark is None:
+        return Location(file, 1, 1)
+    return Location(file, mark.line + 1, mark.column + 1)
+
+
+def _read_documents(file: FsPath, display: str, out: _Collector) -> Iterator[_Doc]:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        out.error(Location(display, 1, 1), "", f"cannot read: {exc}")
+        return
+    loader = _Loader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            builder = _Builder(loader, display, out)
+            try:
+                data = builder.build(node, ())
+            except _Refused as exc:
+                out.error(_mark(display, exc.node.start_mark), "", exc.message)
+                continue
+            yield _Doc(data, builder.locations, display, _mark(display, node.start_mark))
+    except yaml.MarkedYAMLError as exc:
+        loc = _mark(display, exc.problem_mark or exc.context_mark)
+        problem = " ".join(p for p in (exc.context, exc.problem) if p)
+        out.error(loc, "", f"invalid YAML: {problem or exc}")
+    except yaml.YAMLError as exc:
+        out.error(Location(display, 1, 1), "", f"invalid YAML: {exc}")
+    except RecursionError:
+        out.error(Location(display, 1, 1), "", "invalid YAML: nested too deeply")
+    finally:
+        loader.dispose()
+
+
+#: libyaml's parser where PyYAML was built with it (ten times faster; the same marks and nodes).
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+#: At most this many nodes per document, counting each use of an alias in full (so a small file
+#: of nested aliases, a "billion laughs", is refused instead of expanded).
+MAX_NODES = 100_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Refused(Exception):
+    def __init__(self, node: yaml.Node, message: str) -> None:
+        self.node = node
+        self.message = message
+        super().__init__(message)
+
+
+class _Builder:
+    """Build Python data from one YAML document, recording where each path starts.
+
+    Each node is built once (an alias reuses the value), recursive aliases are refused, and the
+    expanded size is counted against MAX_NODES. Merge keys (``<<``) follow YAML: explicit keys
+    override merged ones, and only two explicit keys that are equal are a duplicate.
+    """
+
+    def __init__(self, loader: yaml.SafeLoader, file: str, out: _Collector) -> None:
+        self.loader = loader
+        self.file = file
+        self.out = out
+        self.locations: dict[Path, Location] = {}
+        self._built: dict[int, tuple[Any, int]] = {}  # id(node) -> (value, expanded size)
+        self._active: set[int] = set()
+        self._count = 0
+
+    def _grow(self, node: yaml.Node, n: int) -> None:
+        self._count += n
+        if self._count > MAX_NODES:
+            raise _Refused(node, f"document has more than {MAX_NODES} nodes once aliases expand")
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.locations.setdefault(path, _mark(self.file, node.start_mark))
+        key = id(node)
+        if key in self._active:
+            raise _Refused(node, "invalid YAML: an alias refers to a node that contains it")
+        if key in self._built:
+            value, size = self._built[key]
+            self._grow(node, size)
+            return value
+        self._active.add(key)
+        start = self._count
+        self._grow(node, 1)
+        if isinstance(node, yaml.MappingNode):
+            value = self._mapping(node, path)
+        elif isinstance(node, yaml.SequenceNode):
+            value = [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        else:
+            value = self._scalar(node)
+        self._active.discard(key)
+        self._built[key] = (value, self._count - start)
+        return value
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, OverflowError) as exc:
+            raise _Refused(node, f"invalid YAML value: {exc}") from None
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
+        explicit = sum(1 for k, _ in node.value if k.tag != _MERGE_TAG)
+        self.loader.flatten_mapping(node)
+        merged = len(node.value) - explicit  # flatten_mapping puts merged pairs first
+        result: dict[Any, Any] = {}
+        first_explicit: dict[Any, Location] = {}
+        for i, (key_node, value_node) in enumerate(node.value):
+            key = self._scalar(key_node)
+            where = _mark(self.file, key_node.start_mark)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                self.out.error(where, field_name(path), "keys must be scalars")
+                continue
+            child: Path = (*path, str(key))
+            if i >= merged:
+                if key in first_explicit:
+                    line = first_explicit[key].line
+                    self.out.error(
+                        where, field_name(child), f"duplicate key '{key}' (first at line {line})"
+                    )
+                    continue
+                first_explicit[key] = where
+            self.locations[child] = where
+            result[key] = self.build(value_node, child)
+        return result
+
+
+def _build_agent(doc: _Doc, root: FsPath, out: _Collector) -> DesiredAgent | None:
+    data = doc.data
+    if isinstance(data, list) and any(isinstance(x, dict) and "apiVersion" in x for x in data):
+        out.error(doc.start, "", "one manifest per YAML document: separate them with '---'")
+        return None
+    if not isinstance(data, dict):
+        return None  # data, not a manifest
+    if "apiVersion" not in data and "kind" not in data:
+        return None  # not a manifest: data such as an agent's config file
+    kind = data.get("kind")
+    if isinstance(kind, str) and kind != KIND:
+        out.error(
+            _deepest(doc, ("kind",)),
+            "kind",
+            f"kind must be {KIND} or {DEFAULTS_KIND} (got {kind!r})",
+        )
+        return None
+    name = ""
+    if isinstance(data.get("metadata"), dict) and isinstance(data["metadata"].get("name"), str):
+        name = data["metadata"]["name"]
+    try:
+        manifest = AgentManifest.model_validate(data)
+    except ValidationError as exc:
+        _report_validation(exc, doc, name, out)
+        return None
+    manifest_ref = _relative(doc.file, root)
+    agent = DesiredAgent(manifest, doc.file, None, doc.locations, manifest_ref)
+    problems = check_manifest(manifest)
+    for p in problems:
+        out.error(agent.location(p.path), field_name(p.path), p.message, manifest.name)
+    source = None
+    if manifest.spec.source is not None:
+        source = _resolve_source(manifest.spec.source, agent, root, out)
+        if source is None:
+            return None
+    if problems:
+        return None
+    return DesiredAgent(manifest, doc.file, source, doc.locations, manifest_ref)
+
+
+def _report_validation(
+    exc: ValidationError,
+    doc: _Doc,
+    agent: str,
+    out: _Collector,
+    model: type[BaseModel] = AgentManifest,
+) -> None:
+    grouped: dict[Path, tuple[list[str], str]] = {}
+    for err in exc.errors():
+        path = _data_path(doc.data, err["loc"])
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            msg = f"unknown field '{path[-1]}'" + _suggest(path, model)
+        elif kind == "missing":
+            msg = "required field is missing"
+        elif kind == "string_pattern_mismatch":
+            pattern = str((err.get("ctx") or {}).get("pattern", ""))
+            msg = _PATTERN_HELP.get(pattern, err["msg"])
+        else:
+            msg = err["msg"]
+        got = ""
+        if (
+            kind not in ("missing", "extra_forbidden")
+            and "input" in err
+            and not isinstance(err["input"], dict | list)
+        ):
+            got = f" (got {err['input']!r})"
+        msgs, _ = grouped.setdefault(path, ([], got))
+        if msg not in msgs:
+            msgs.append(msg)
+    for path, (msgs, got) in grouped.items():
+        if len(msgs) == 1:
+            message = msgs[0]
+        elif any("valid integer" in m for m in msgs) and any("'current'" in m for m in msgs):
+            message = "must be a version number (an integer >= 1) or 'current'"
+        else:
+            message = "expected one of: " + "; or ".join(msgs)
+        out.error(_deepest(doc, path), field_name(path), message + got, agent)
+
+
+_PATTERN_HELP = {
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$": (
+        "must be a DNS label: lowercase letters, digits and '-', starting and ending with a "
+        "letter or digit, at most 63 characters"
+    ),
+    r"^[^/:\s][^/:]*$": "a registered model name may not contain '/' or ':' or start with a space",
+    r"^[\w\-]+$": "an alias may contain only letters, digits, '_' and '-'",
+    r"^[/\w.\- ]+$": "a tag key may contain only letters, digits, '_', '-', '.', '/' and spaces",
+}
+
+
+def _data_path(data: Any, loc: tuple[int | str, ...]) -> Path:
+    """Keep the elements of a pydantic error location that address the data (not union tags)."""
+    path: list[str | int] = []
+    cur = data
+    for elem in loc:
+        if isinstance(cur, dict) and elem in cur:
+            path.append(str(elem))
+            cur = cur[elem]
+        elif isinstance(cur, list) and isinstance(elem, int) and 0 <= elem < len(cur):
+            path.append(elem)
+            cur = cur[elem]
+        elif isinstance(cur, dict) and isinstance(elem, str) and not _is_branch_tag(elem):
+            path.append(elem)  # a missing or unknown key: keep it so the message can name it
+            cur = None
+    return tuple(path)
+
+
+def _is_branch_tag(elem: str) -> bool:
+    return "[" in elem or elem in {"int", "str", "bool", "float", "list", "dict"}
+
+
+def _deepest(doc: _Doc, path: Path) -> Location:
+    for n in range(len(path), -1, -1):
+        loc = doc.locations.get(path[:n])
+        if loc is not None:
+            return loc
+    return doc.start
+
+
+def _suggest(path: Path, model: type[BaseModel] = AgentManifest) -> str:
+    allowed = _allowed_fields(path[:-1], model)
+    if not allowed:
+        return ""
+    close = difflib.get_close_matches(str(path[-1]), allowed, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"{hint} (allowed: {', '.join(sorted(allowed))})"
+
+
+def _allowed_fields(path: Path, model: type[BaseModel] = AgentManifest) -> list[str]:
+    """The YAML field names allowed at ``path`` in the schema of ``model``."""
+    tp: Any = model
+    for elem in path:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            fields = {(f.alias or n): f for n, f in tp.model_fields.items()}
+            if elem not in fields:
+                return []
+            tp = fields[str(elem)].annotation
+        elif typing.get_origin(tp) is list:
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        else:
+            return []
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [f.alias or n for n, f in tp.model_fields.items()]
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    """Optional[X] / X | None -> X; Annotated[X, ...] -> X."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            models = [
+                a for a in typing.get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)
+            ]
+            others = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = models[0] if models else (others[0] if len(others) == 1 else tp)
+            if tp not in models and len(others) != 1:
+                return tp
+        else:
+            return tp
+
+
+def _resolve_file(
+    raw: str, agent: DesiredAgent, root: FsPath, path: Path, out: _Collector
+) -> FsPath | None:
+    loc = agent.location(path)
+    where = field_name(path)
+    if os.path.isabs(raw):
+        out.error(
+            loc, where, f"'{raw}' is absolute; give a path relative to the manifest", agent.name
+        )
+        return None
+    target = (FsPath(agent.file).resolve().parent / raw).resolve()
+    if not target.is_relative_to(root):
+        out.error(
+            loc,
+            where,
+            f"'{raw}' resolves to {target}, outside the repository root {root}",
+            agent.name,
+        )
+        return None
+    if not target.is_file():
+        out.error(loc, where, f"'{raw}' ({target}) is not a file", agent.name)
+        return None
+    return target
+
+
+def _resolve_source(
+    src: Source, agent: DesiredAgent, root: FsPath, out: _Collector
+) -> ResolvedSource | None:
+    base: Path = ("spec", "source")
+    ok = True
+    code = _resolve_file(src.code, agent, root, (*base, "code"), out)
+    config = None
+    if src.config is not None:
+        config = _resolve_file(src.config, agent, root, (*base, "config"), out)
+        ok = ok and config is not None
+    ok = ok and code is not None
+
+    requirements: list[str] = []
+    normalized: list[str] = []
+    req_path: Path = (*base, "pipRequirements")
+    requirements_ref = None
+    if isinstance(src.pip_requirements, str):
+        req_file = _resolve_file(src.pip_requirements, agent, root, req_path, out)
+        if req_file is None:
+            return None
+        requirements_ref = req_file.relative_to(root).as_posix()
+        display = _display(req_file)
+        try:
+            lines = req_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            out.error(Location(display, 1, 1), "", f"cannot read: {exc}", agent.name)
+            return None
+        for lineno, line in enumerate(lines, 1):
+            text = line.split("#", 1)[0].strip()
+            if not text:
+                continue
+            if text.startswith("-"):
+                out.error(
+                    Location(display, lineno, 1),
+                    "",
+                    f"pip options are not supported here: {text!r}",
+                    agent.name,
+                )
+                ok = False
+                continue
+            try:
+                normalized.append(normalize_requirement(text))
+                requirements.append(text)
+            except ValueError as exc:
+                out.error(Location(display, lineno, 1), "", str(exc), agent.name)
+                ok = False
+    else:
+        for i, text in enumerate(src.pip_requirements):
+            try:
+                normalized.append(normalize_requirement(text))
+                requirements.append(text)
+            except ValueError as exc:
+                out.error(
+                    agent.location((*req_path, i)), field_name((*req_path, i)), str(exc), agent.name
+                )
+                ok = False
+    if not requirements and ok:
+        out.error(
+            agent.location(req_path),
+            field_name(req_path),
+            "at least one pinned requirement is needed (e.g. mlflow==3.17.2)",
+            agent.name,
+        )
+        ok = False
+    if not ok or code is None:
+        return None
+    try:
+        code_bytes = code.read_bytes()
+        config_bytes = config.read_bytes() if config is not None else None
+    except OSError as exc:
+        out.error(agent.location(base), field_name(base), f"cannot read: {exc}", agent.name)
+        return None
+    return ResolvedSource(
+        code_path=str(code),
+        config_path=str(config) if config is not None else None,
+        code_ref=code.relative_to(root).as_posix(),
+        config_ref=config.relative_to(root).as_posix() if config is not None else None,
+        pip_requirements=tuple(requirements),
+        digest=source_digest(code_bytes, config_bytes, normalized),
+        requirements_ref=requirements_ref,
+    )

@@ -1,0 +1,132 @@
+"""Rollouts in a reconcile: for every agent with ``spec.rollout``, this round's
+:class:`~controller.core.rollout.machine.Progress`, which the planner puts in place of the manifest's end
+state (the promote alias and the traffic split) while the rollout runs.
+
+Per agent: resolve the canary (the version the manifest brings in) and the stable version (what
+the promote alias holds in the registry); read the rollout's state and any CLI command from the
+registered model's tags; measure the gates when their interval is due, through one
+:class:`~controller.ports.MetricProvider` per source; then :func:`controller.core.rollout.machine.decide`.
+A source that cannot be read gives an inconclusive measurement (logged): it never promotes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from controller.core.errors import AgentctlError
+from controller.core.manifest.desired import Desired, DesiredAgent
+from controller.core.manifest.schema import CURRENT
+from controller.core.rollout.machine import (
+    COMMAND_TAG,
+    TAG_PREFIX,
+    Measurement,
+    Progress,
+    RolloutState,
+    begin,
+    decide,
+    hold_for_canary,
+    measurement_due,
+    parse_command,
+)
+from controller.core.state.observed import ObservedModel, RegistrySnapshot
+from controller.ports import GateQuery, MetricProvider
+
+__all__ = ["canary_of", "evaluate"]
+
+log = logging.getLogger("agentctl.rollout")
+
+
+def canary_of(agent: DesiredAgent, model: ObservedModel) -> int | None:
+    """The registry number of the version the rollout brings in; None if it is not registered
+    yet (this apply logs it) or does not exist (the plan reports that)."""
+    rollout = agent.manifest.spec.rollout
+    assert rollout is not None
+    ref = rollout.canary.resolve(agent.manifest.spec.aliases)
+    if ref == CURRENT:
+        if agent.source is None:
+            return None
+        found = model.version_with_digest(agent.source.digest)
+        return found.number if found is not None else None
+    if isinstance(ref, int) and ref in model.versions:
+        return ref
+    return None
+
+
+def evaluate(
+    desired: Desired,
+    observed: RegistrySnapshot,
+    now: float,
+    providers: Mapping[str, MetricProvider] | None = None,
+) -> dict[str, Progress]:
+    """Agent -> this round of its rollout, for each agent that has one under way or recorded.
+    ``now`` is Unix seconds (rollout state outlives the process); without ``providers`` the
+    gates are not measured (a dry run)."""
+    out: dict[str, Progress] = {}
+    for agent in desired.agents:
+        rollout = agent.manifest.spec.rollout
+        model = observed.models.get(agent.model_name)
+        if rollout is None or model is None:
+            continue  # no rollout, or a first deployment: straight to the end state
+        current = model.aliases.get(rollout.promote_alias)
+        canary = canary_of(agent, model)
+        if canary is None:
+            pending = rollout.canary.resolve(agent.manifest.spec.aliases) == CURRENT
+            if current is not None and pending:
+                out[agent.name] = hold_for_canary(rollout.promote_alias, current)
+            continue
+        stored = RolloutState.from_tags(model.tags)
+        command = parse_command(model.tags.get(COMMAND_TAG))
+        state = begin(rollout, canary, current, stored, now)
+        if state is None:
+            if any(k.startswith(TAG_PREFIX) for k in model.tags):
+                out[agent.name] = Progress.cleared(
+                    f"v{canary} is the stable version: no rollout; its record is cleared"
+                )
+            continue
+        measurements: dict[str, Measurement] | None = None
+        if providers is not None and measurement_due(rollout, state, now):
+            measurements = _measure(agent, model, state, providers)
+        out[agent.name] = decide(rollout, state, stored, now, measurements, command)
+    return out
+
+
+def _measure(
+    agent: DesiredAgent,
+    model: ObservedModel,
+    state: RolloutState,
+    providers: Mapping[str, MetricProvider],
+) -> dict[str, Measurement]:
+    rollout = agent.manifest.spec.rollout
+    assert rollout is not None and rollout.analysis is not None
+    version = model.versions.get(state.canary)
+    model_id = version.model_id if version is not None else ""
+    out: dict[str, Measurement] = {}
+    for gate in rollout.analysis.gates:
+        provider = providers.get(gate.source)
+        if provider is None:
+            log.warning("agent %s: gate %s: no %s source configured", agent.name, gate.name,
+                        gate.source)  # fmt: skip
+            out[gate.name] = Measurement(None, 0)
+            continue
+        q = GateQuery(
+            agent.name, agent.model_name, state.canary, model_id, gate.metric, state.step_started,
+            gate.query,
+        )  # fmt: skip
+        try:
+            m = provider.measure(q)
+        except AgentctlError as exc:
+            log.warning("agent %s: gate %s: %s (inconclusive)", agent.name, gate.name, exc)
+            m = Measurement(None, 0)
+        except Exception as exc:  # a source's surprise must not stop the reconcile
+            log.exception("agent %s: gate %s: unexpected %r (inconclusive)", agent.name,
+                          gate.name, exc)  # fmt: skip
+            m = Measurement(None, 0)
+        if gate.source == "prometheus" and m.value is not None:
+            m = Measurement(m.value, max(m.samples, gate.min_samples))  # the query is the evidence
+        log.info(
+            "agent %s: gate %s %s of v%d: %s from %d sample(s)", agent.name, gate.name, gate.metric,
+            state.canary, "none" if m.value is None else f"{m.value:g}", m.samples,
+        )  # fmt: skip
+        out[gate.name] = m
+    return out
