@@ -28,8 +28,8 @@ sys.path.insert(0, str(REPO))
 from controller.adapters.kubernetes.serving import KubernetesServing, connect  # noqa: E402
 from controller.core.plan.kube_objects import Settings  # noqa: E402
 from controller.engine.loader import load  # noqa: E402
-from controller.engine.reconcile import reconcile  # noqa: E402
 from controller.engine.retry import RetryPolicy  # noqa: E402
+from tests.support.engine import reconcile  # noqa: E402
 from tests.support.kube_apiserver import api_server  # noqa: E402
 from tests.unit.fake_registry import FakeRegistry  # noqa: E402
 

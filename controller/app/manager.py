@@ -16,41 +16,38 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from controller.core.manifest.desired import Desired
+from controller.app import wiring
+from controller.app.options import Options, Target
+from controller.app.sources import Latest
 from controller.engine.loop import Controller, CycleReport, LogEvents, LoopConfig, Wakeups
 from controller.engine.metrics import Metrics
-from controller.engine.retry import RetryPolicy
 from controller.ports import EventSink, ServingTarget
 
-__all__ = ["Options", "run", "watch_filter"]
+if TYPE_CHECKING:
+    from controller.adapters.http.endpoints import Endpoints
+    from controller.adapters.kubernetes.lease import LeaderElector
+    from controller.adapters.kubernetes.serving import KubeApi
+
+__all__ = ["ControllerOptions", "run", "watch_filter"]
 
 log = logging.getLogger("agentctl.controller")
 
 
-@dataclass
-class Options:
+@dataclass(frozen=True)
+class ControllerOptions:
+    """The controller's own settings, beside the ones every command shares (``common``)."""
+
     manifests: Path
-    tracking_uri: str
-    target: str = "kubernetes"  # kubernetes | local | registry
-    root: Path | None = None
-    allow_empty: bool = False
-    owner: str = "agentctl"
-    prune: bool = False
+    common: Options
     resync: float = 60.0
     self_heal: bool = True
     debounce_ms: int = 200
     listen: str = "127.0.0.1:8080"
-    watch: list[Path] = field(default_factory=list)
-    # --target kubernetes
-    namespace: str | None = None
-    context: str | None = None
-    kubeconfig: str | None = None
-    wait: float = 0.0
-    # leader election
+    watch: tuple[Path, ...] = ()
     leader_elect: bool | None = None  # None: on with --target kubernetes
     lease_name: str = "agentctl-controller"
     lease_namespace: str | None = None
@@ -58,132 +55,136 @@ class Options:
     renew_deadline: float = 10.0
     retry_period: float = 2.0
     identity: str | None = None
-    prometheus_url: str | None = None  # where prometheus gates query
-    # --target local
-    run_dir: Path = Path(".agentctl")
-    router_port: int = 8765
-    local_env: dict[str, str] = field(default_factory=dict)
 
 
-def _listen(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return host or "0.0.0.0", int(port)  # a pod's probes reach it from outside
-
-
-def run(opts: Options) -> int:
+def run(opts: ControllerOptions) -> int:
     """Run until stopped; the process exit code."""
-    from controller.adapters.http.endpoints import Endpoints, Probes
-    from controller.adapters.mlflow.client import MlflowRegistry
-    from controller.adapters.mlflow.rest import RestRegistry, usable
-    from controller.engine.loader import load
-
+    c = opts.common
     identity = opts.identity or f"{socket.gethostname()}_{os.getpid()}"
     metrics = Metrics()
     stop, wakeups = threading.Event(), Wakeups()
-    # Against a tracking server, the registry over REST: the MLflow client's imports (pandas,
+    latest = Latest(opts.manifests, c)
+    api = wiring.kube_api(c) if c.target is Target.kubernetes else None
+    # Against a tracking server the registry speaks REST: the MLflow client's imports (pandas,
     # numpy, pyarrow...) would more than double the controller's memory. Models are logged in
     # a child process either way.
-    registry: RestRegistry | MlflowRegistry = (
-        RestRegistry(opts.tracking_uri)
-        if usable(opts.tracking_uri)
-        else MlflowRegistry(opts.tracking_uri, isolate_logging=True)
-    )
-    current: dict[str, Any] = {}  # the desired state the loop works from, for serving settings
-
-    def load_desired() -> Desired:
-        desired, _ = load(opts.manifests, root=opts.root, allow_empty=opts.allow_empty)
-        return desired
-
-    serving: ServingTarget | None = None
-    events: EventSink = LogEvents()
-    is_leader: Callable[[], bool] = lambda: True  # noqa: E731
-    elector = None
-    if opts.target == "kubernetes":
-        from controller.adapters.kubernetes.events import KubeEvents
-        from controller.adapters.kubernetes.lease import LeaderElector, LeaseLock
-        from controller.adapters.kubernetes.serving import KubeApi, KubernetesServing, connect
-        from controller.core.plan.kube_objects import settings_of
-
-        api, default_ns = connect(opts.kubeconfig, opts.context)
-        namespace = opts.namespace or default_ns
-
-        def settings(agent: str) -> Any:
-            desired = current.get("desired")
-            if desired is None:
-                return settings_of(Desired(()))(agent)
-            cached = current.get("settings")
-            if cached is None or cached[0] is not desired:
-                cached = current["settings"] = (desired, settings_of(desired))
-            return cached[1](agent)
-
-        kube = KubernetesServing(api, namespace, settings, wait=opts.wait)
-        serving = kube
-        lease_ns = opts.lease_namespace or namespace
-        leading = opts.leader_elect is not False
-
-        def lease_ref() -> dict[str, str] | None:
-            if not leading:
-                return None  # no Lease: controller-wide events are logged only
-            return {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "name": opts.lease_name,
-                "namespace": lease_ns,
-            }
-
-        events = KubeEvents(api, identity, kube.object_ref, lease_ref)
-        if leading:
-            # Lease requests give up before the renew deadline: a hung request must not keep
-            # a leader from noticing that it no longer leads.
-            lease_api = KubeApi(
-                api.api_client, timeout=max(1.0, opts.renew_deadline - opts.retry_period)
-            )
-            lock = LeaseLock(
-                lease_api, lease_ns, opts.lease_name, identity, lease_duration=opts.lease_duration
-            )
-            elector = LeaderElector(
-                lock,
-                renew_deadline=opts.renew_deadline,
-                retry_period=opts.retry_period,
-                on_change=lambda now_leading: _leading(metrics, wakeups, now_leading, stop),
-            )
-            is_leader = elector.is_leader
-    elif opts.target == "local":
-        from controller.adapters.local import LocalServing
-
-        serving = LocalServing(
-            opts.run_dir,
-            registry.tracking_uri,
-            experiment_of=registry.experiment_id,
-            router_port=opts.router_port,
-            attach=True,
-            env=opts.local_env,
-        )
+    backends = wiring.backends(c, latest.settings, attach=True, isolate_logging=True, api=api)
+    events, elector = _leadership(opts, api, identity, backends.serving, metrics, wakeups, stop)
+    is_leader: Callable[[], bool] = elector.is_leader if elector is not None else lambda: True
     if elector is None:
         metrics.leader.set(1)
-
-    def tracked_load() -> Desired:
-        desired = load_desired()
-        current["desired"] = desired
-        return desired
-
-    from controller.app.gates import local_router, metric_providers
-
     ctl = Controller(
-        tracked_load,
-        registry,
-        serving,
-        providers=metric_providers(
-            registry, router=local_router(serving), prometheus_url=opts.prometheus_url
-        ),
-        config=LoopConfig(
-            resync=opts.resync, self_heal=opts.self_heal, prune=opts.prune, owner=opts.owner
-        ),
-        metrics=metrics,
-        events=events,
-        policy=RetryPolicy.from_env(),
-    )
+        latest.load, backends.registry, backends.serving, providers=dict(backends.providers),
+        config=LoopConfig(resync=opts.resync, self_heal=opts.self_heal, prune=c.prune,
+                          owner=c.owner),
+        metrics=metrics, events=events, policy=backends.policy,
+    )  # fmt: skip
     loop_error: list[BaseException] = []
+    endpoints = _endpoints(opts, metrics, ctl, loop_error, is_leader, wakeups)
+    _stop_on_signals(stop, wakeups)
+    # The elector stops (and releases the Lease) only after the loop has returned: never while
+    # an action is in flight.
+    elector_stop = threading.Event()
+    leader = [threading.Thread(target=elector.run, args=(elector_stop,), name="leader")] if (
+        elector is not None
+    ) else []  # fmt: skip
+    watched = list(opts.watch) or [Path(c.root or opts.manifests)]
+    watch = threading.Thread(
+        target=_watch, args=(watched, opts, wakeups, stop), name="watch", daemon=True
+    )
+    for t in (*leader, watch):
+        t.start()
+    try:
+        code = _loop(ctl, wakeups, stop, is_leader, loop_error)
+    finally:
+        stop.set()
+        elector_stop.set()
+        wakeups.notify("stop")
+        for t in leader:
+            t.join(timeout=opts.retry_period + 5)
+        endpoints.stop()
+        shutdown = getattr(backends.serving, "shutdown", None)
+        if c.target is Target.local and shutdown is not None:
+            shutdown()
+    log.info("stopped")
+    return code
+
+
+def _loop(
+    ctl: Controller,
+    wakeups: Wakeups,
+    stop: threading.Event,
+    is_leader: Callable[[], bool],
+    loop_error: list[BaseException],
+) -> int:
+    """The loop on this thread until stopped: 0, or 1 if leadership was lost or it failed."""
+    try:
+        ctl.run(wakeups, stop, is_leader=is_leader, on_cycle=_summarize)
+    except BaseException as exc:
+        loop_error.append(exc)
+        log.exception("the reconcile loop failed")
+        return 1
+    return 0 if stop.is_set() else 1  # not stopped: leadership lost
+
+
+def _stop_on_signals(stop: threading.Event, wakeups: Wakeups) -> None:
+    def terminate(signum: int, _frame: object) -> None:
+        log.info("%s: finishing the action in flight, then stopping", signal.Signals(signum).name)
+        stop.set()
+        wakeups.notify("stop")
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, terminate)
+
+
+def _leadership(
+    opts: ControllerOptions,
+    api: tuple[KubeApi, str] | None,
+    identity: str,
+    serving: ServingTarget | None,
+    metrics: Metrics,
+    wakeups: Wakeups,
+    stop: threading.Event,
+) -> tuple[EventSink, LeaderElector | None]:
+    """Where events go, and the Lease elector (on Kubernetes, unless turned off)."""
+    if api is None:
+        return LogEvents(), None
+    from controller.adapters.kubernetes.lease import LeaderElector, LeaseLock
+    from controller.adapters.kubernetes.serving import KubeApi
+
+    client, namespace = api
+    lease_ns = opts.lease_namespace or namespace
+    leading = opts.leader_elect is not False
+    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "name": opts.lease_name,
+             "namespace": lease_ns}  # fmt: skip
+    # Without a Lease, controller-wide events are logged only.
+    events = wiring.events(client, identity, serving, lambda: lease if leading else None)
+    if not leading:
+        return events, None
+    # Lease requests give up before the renew deadline: a hung request must not keep a leader
+    # from noticing that it no longer leads.
+    lease_api = KubeApi(
+        client.api_client, timeout=max(1.0, opts.renew_deadline - opts.retry_period)
+    )
+    lock = LeaseLock(lease_api, lease_ns, opts.lease_name, identity,
+                     lease_duration=opts.lease_duration)  # fmt: skip
+    elector = LeaderElector(
+        lock, renew_deadline=opts.renew_deadline, retry_period=opts.retry_period,
+        on_change=lambda now_leading: _leading(metrics, wakeups, now_leading, stop),
+    )  # fmt: skip
+    return events, elector
+
+
+def _endpoints(
+    opts: ControllerOptions,
+    metrics: Metrics,
+    ctl: Controller,
+    loop_error: list[BaseException],
+    is_leader: Callable[[], bool],
+    wakeups: Wakeups,
+) -> Endpoints:
+    """/healthz, /readyz, /metrics and the MLflow webhook, started."""
+    from controller.adapters.http.endpoints import Endpoints, Probes
 
     def alive() -> str:
         return f"the reconcile loop died: {loop_error[0]}" if loop_error else ""
@@ -204,57 +205,16 @@ def run(opts: Options) -> int:
 
     host, port = _listen(opts.listen)
     endpoints = Endpoints(
-        host,
-        port,
-        metrics,
-        Probes(alive, ready),
-        webhook_secret=os.environ.get("AGENTCTL_WEBHOOK_SECRET") or None,
-        on_webhook=webhook,
-    ).start()
+        host, port, metrics, Probes(alive, ready),
+        webhook_secret=os.environ.get("AGENTCTL_WEBHOOK_SECRET") or None, on_webhook=webhook,
+    ).start()  # fmt: skip
     log.info("listening on %s:%d (/healthz /readyz /metrics)", host, endpoints.port)
+    return endpoints
 
-    def terminate(signum: int, _frame: object) -> None:
-        log.info("%s: finishing the action in flight, then stopping", signal.Signals(signum).name)
-        stop.set()
-        wakeups.notify("stop")
 
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, terminate)
-    threads = []
-    # The elector stops (and releases the Lease) only after the loop has returned: never while
-    # an action is in flight.
-    elector_stop = threading.Event()
-    if elector is not None:
-        threads.append(threading.Thread(target=elector.run, args=(elector_stop,), name="leader"))
-    watched = opts.watch or [Path(opts.root or opts.manifests)]
-    threads.append(
-        threading.Thread(
-            target=_watch, args=(watched, opts, wakeups, stop), name="watch", daemon=True
-        )
-    )
-    for t in threads:
-        t.start()
-    code = 0
-    try:
-        ctl.run(wakeups, stop, is_leader=is_leader, on_cycle=_summarize)
-        if not stop.is_set():
-            code = 1  # leadership lost
-    except BaseException as exc:
-        loop_error.append(exc)
-        log.exception("the reconcile loop failed")
-        code = 1
-    finally:
-        stop.set()
-        elector_stop.set()
-        wakeups.notify("stop")
-        for t in threads:
-            if not t.daemon:
-                t.join(timeout=opts.retry_period + 5)
-        endpoints.stop()
-        if opts.target == "local" and serving is not None:
-            serving.shutdown()  # type: ignore[attr-defined]
-    log.info("stopped")
-    return code
+def _listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host or "0.0.0.0", int(port)  # a pod's probes reach it from outside
 
 
 def _leading(metrics: Metrics, wakeups: Wakeups, leading: bool, stop: threading.Event) -> None:
@@ -286,14 +246,16 @@ def _summarize(report: CycleReport) -> None:
     log.info("%s", "; ".join(parts))
 
 
-def _watch(paths: list[Path], opts: Options, wakeups: Wakeups, stop: threading.Event) -> None:
+def _watch(
+    paths: list[Path], opts: ControllerOptions, wakeups: Wakeups, stop: threading.Event
+) -> None:
     import watchfiles
 
     existing = [p for p in paths if p.exists()]
     log.info("watching %s", ", ".join(str(p) for p in existing))
     for changes in watchfiles.watch(
         *existing,
-        watch_filter=watch_filter(opts.run_dir),
+        watch_filter=watch_filter(opts.common.run_dir),
         step=opts.debounce_ms,
         debounce=max(1600, 4 * opts.debounce_ms),
         stop_event=stop,

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from controller.core.errors import AgentctlError, ApplyFailed, BackendError, NotReady, PlanRejected
-from controller.core.plan.changes import Action, Change, Kind, Plan
+from controller.core.plan.changes import SERVING_KINDS, Action, Change, Kind, Plan
 from controller.core.plan.changeset import ChangeSet, Entry, Verb
 from controller.core.state.digest import normalize_requirement, source_digest
 from controller.core.state.observed import MANAGED_ALIASES_TAG, MANAGED_TAGS_TAG
@@ -24,8 +24,6 @@ from controller.engine.retry import RetryPolicy
 from controller.ports import Registry, ServingTarget, VersionSource
 
 __all__ = ["SourceChanged", "apply"]
-
-_SERVING = (Kind.SERVED_VERSION, Kind.TRAFFIC, Kind.SHADOW)
 
 # Inventory tags are written after the tags they list, so a crash never loses track of a tag.
 _LAST = (MANAGED_TAGS_TAG, MANAGED_ALIASES_TAG)
@@ -56,7 +54,7 @@ def apply(
     ChangeSet holds everything done, in plan order."""
     if plan.has_errors:
         raise PlanRejected(plan.diagnostics)
-    if serving is None and any(c.kind in _SERVING for c in plan.changes):
+    if serving is None and any(c.kind in SERVING_KINDS for c in plan.changes):
         raise ValueError("the plan changes serving, but no serving target was given")
     executor = _Executor(registry, root, policy or RetryPolicy(), serving)
     # Every source is digested again before the first write: a plan whose files changed is
@@ -157,7 +155,7 @@ class _Executor:
             self.sources[change.address] = self._source(change.agent, change.after or {})
 
     def run(self, change: Change) -> Entry:
-        if change.kind in _SERVING or (
+        if change.kind in SERVING_KINDS or (
             change.kind is Kind.MODEL_VERSION and change.action is Action.CREATE
         ):
             # One at a time: logging a model runs MLflow's fluent API (process-wide state), and

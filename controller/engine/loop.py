@@ -15,30 +15,27 @@ Time comes from an injectable clock; the wall clock only stamps the last-success
 from __future__ import annotations
 
 import logging
+import random as _random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from controller.core.diagnostics import Diagnostics
-from controller.core.errors import AgentctlError, ApplyFailed, InvalidInput
+from controller.core.errors import AgentctlError, InvalidInput
 from controller.core.manifest.desired import Desired
 from controller.core.plan.changes import Change, Kind, Plan
-from controller.core.plan.changeset import ChangeSet, Verb
+from controller.core.plan.changeset import ChangeSet, Entry, Verb
 from controller.core.plan.planner import DEFAULT_OWNER
-from controller.core.plan.planner import plan as make_plan
 from controller.core.rollout.machine import Progress
-from controller.engine.apply import apply as apply_plan
 from controller.engine.backoff import AgentBackoff
 from controller.engine.drift import agent_digest, drifted, marked
 from controller.engine.metrics import Metrics
-from controller.engine.progressive import evaluate
+from controller.engine.reconcile import Backends, reconcile
 from controller.engine.retry import RetryPolicy
 from controller.ports import (
     Clock,
     EventSink,
     MetricProvider,
-    Previewer,
     Registry,
     ServingTarget,
     SystemClock,
@@ -56,8 +53,8 @@ class LoopConfig:
     self_heal: bool = True  # revert drift; False: report it only
     prune: bool = False
     owner: str = DEFAULT_OWNER
-    #: seconds to the next reconcile while a served version is still becoming ready
-    requeue_waiting: float = 5.0
+    #: resyncs come after ``resync * (1 + jitter * u)`` seconds, u uniform in [0, 1)
+    jitter: float = 0.1
 
 
 @dataclass
@@ -71,18 +68,14 @@ class CycleReport:
     drift: dict[str, list[str]] = field(default_factory=dict)  # agent -> addresses
     desired_valid: bool = True
     progress: dict[str, Progress] = field(default_factory=dict)  # agent -> its rollout's round
+    #: seconds until something under way wants another look (None: nothing is pending)
+    requeue: float | None = None
     error: str = ""  # the reconcile as a whole failed (no desired state, observation failed)
     stopped: bool = False  # asked to stop before it was done
 
     @property
     def ok(self) -> bool:
         return not (self.error or self.failed or self.stopped)
-
-    @property
-    def requeue(self) -> float | None:
-        """Seconds until a rollout under way wants another look (None: none does)."""
-        waits = [p.requeue for p in self.progress.values() if p.requeue is not None]
-        return min(waits) if waits else None
 
 
 class Wakeups:
@@ -131,6 +124,7 @@ class Controller:
         backoff: AgentBackoff | None = None,
         wall: Callable[[], float] = time.time,
         providers: dict[str, MetricProvider] | None = None,
+        random: Callable[[], float] = _random.random,
     ) -> None:
         self.load = load
         self.registry = registry
@@ -143,6 +137,8 @@ class Controller:
         self.backoff = backoff or AgentBackoff()
         self.wall = wall  # Unix time: rollout steps and pauses, which outlive the process
         self.providers = providers or {}
+        self.random = random  # the resync's jitter
+        self.backends = Backends(registry, serving, self.providers, self.policy)
         self.last_good: Desired | None = None
         self.converged: dict[str, str] = {}  # agent -> digest of the desired state it reached
         self.cycles = 0  # reconciles ended
@@ -203,10 +199,56 @@ class Controller:
             report.error = "no valid desired state yet"
             self.metrics.errors.labels("").inc()
             return
-        serving = self.serving
+        manifests = {a.name: agent_digest(a, desired) for a in desired.agents}
+        digests: dict[str, str] = {}  # agent -> its desired state marked with its rollout's round
+        planned: list[Plan] = []  # the plan being applied, once made
+        owners: dict[str, str] = {}  # its changes' addresses -> agent
+
+        def hold(the_plan: Plan, progress: Mapping[str, Progress]) -> dict[str, str]:
+            """The loop's policies over the plan: plan errors, backoff and drift."""
+            planned.append(the_plan)
+            owners.update((c.address, c.agent) for c in the_plan.changes)
+            report.progress = dict(progress)
+            for d in the_plan.diagnostics.errors:
+                log.error("plan: %s", d)
+            digests.update(
+                (name, marked(d, progress[name].mark if name in progress else ""))
+                for name, d in manifests.items()
+            )
+            report.drift = drifted(the_plan, digests, self.converged)
+            for agent, at in list(self._failed_digest.items()):
+                if manifests.get(agent) != at:  # its manifest changed since it failed: try it now
+                    self.backoff.succeeded(agent)
+                    del self._failed_digest[agent]
+            for agent in set(self._drift_reported) - set(report.drift):
+                del self._drift_reported[agent]
+            blocked = {d.agent for d in the_plan.diagnostics.errors}
+            holds = {}
+            for agent in dict.fromkeys(c.agent for c in the_plan.changes):
+                why = self._hold(agent, blocked, report)
+                if why:
+                    holds[agent] = why
+            return holds
+
+        def on_agent(agent: str, changeset: ChangeSet, error: BaseException | None) -> None:
+            changes = planned[0].for_agent(agent)
+            if error is not None:
+                self._failed(agent, changes, changeset, error)
+                if agent in manifests:
+                    self._failed_digest[agent] = manifests[agent]
+            else:
+                self._applied(agent, changes, changeset, report)
+
+        def on_entry(e: Entry) -> None:
+            log.info("agent %s: %s %s %s", owners.get(e.address, ""), e.address, e.verb.value,
+                     e.detail)  # fmt: skip
+
         try:
-            observed = self.policy.call(self.registry.observe)
-            served = self.policy.call(serving.observe) if serving is not None else None
+            result = reconcile(
+                desired, self.backends, apply=True, owner=self.config.owner,
+                prune=self.config.prune, isolate=True, hold=hold, on_agent=on_agent,
+                on_entry=on_entry, stop=stop, wall=self.wall,
+            )  # fmt: skip
         except AgentctlError as exc:
             report.error = f"observing failed: {exc}"
             log.error("%s", report.error)
@@ -216,44 +258,14 @@ class Controller:
                 self.events.event("", "ObserveFailed", report.error, warning=True)
             return
         self._observe_failed = False
-        if served is not None:
-            report.progress = evaluate(desired, observed, self.wall(), self.providers)
-        the_plan = make_plan(
-            desired,
-            observed,
-            owner=self.config.owner,
-            prune=self.config.prune,
-            serving=served,
-            progress=report.progress,
-        )
+        report.requeue = result.requeue_after
+        report.held.update(result.held)
+        report.failed.update({a: str(e) for a, e in result.failed.items()})
+        report.stopped = report.stopped or result.stopped
+        the_plan = result.plan
         blocked = {d.agent for d in the_plan.diagnostics.errors}
-        for d in the_plan.diagnostics.errors:
-            log.error("plan: %s", d)
-        manifests = {a.name: agent_digest(a, desired) for a in desired.agents}
-        progress = report.progress
-        digests = {
-            name: marked(d, progress[name].mark if name in progress else "")
-            for name, d in manifests.items()
-        }
-        report.drift = drifted(the_plan, digests, self.converged)
-        for agent, at in list(self._failed_digest.items()):
-            if manifests.get(agent) != at:  # its manifest changed since it failed: try it now
-                self.backoff.succeeded(agent)
-                del self._failed_digest[agent]
-        for agent in set(self._drift_reported) - set(report.drift):
-            del self._drift_reported[agent]
         agents = list(dict.fromkeys(c.agent for c in the_plan.changes))
         for agent in agents:
-            if stop():
-                report.stopped = True
-                break
-            why = self._hold(agent, blocked, report)
-            if why:
-                report.held[agent] = why
-                continue
-            self._apply_agent(agent, the_plan, desired, report, stop)
-            if agent in report.failed and agent in manifests:
-                self._failed_digest[agent] = manifests[agent]
             changeset = report.applied.get(agent)
             if (
                 changeset is not None
@@ -290,54 +302,28 @@ class Controller:
                 return "drift reported (self-heal is off)"
         return ""
 
-    def _apply_agent(
-        self,
-        agent: str,
-        the_plan: Plan,
-        desired: Desired,
-        report: CycleReport,
-        stop: Callable[[], bool],
+    def _failed(
+        self, agent: str, changes: tuple[Change, ...], done: ChangeSet, exc: BaseException
     ) -> None:
-        changes = the_plan.for_agent(agent)
-        sub = Plan(the_plan.owner, changes=changes, diagnostics=Diagnostics(), agents=(agent,))
-        serving = self.serving
-        try:
-            serving_changes = [c for c in changes if c.kind in _SERVING]
-            if isinstance(serving, Previewer) and serving_changes:
-                previewer = serving
-                self.policy.call(lambda: previewer.preview(serving_changes))
-            changeset = apply_plan(
-                sub,
-                self.registry,
-                root=desired.root,
-                policy=self.policy,
-                serving=serving,
-                stop=stop,
-                on_entry=lambda e: log.info(
-                    "agent %s: %s %s %s", agent, e.address, e.verb.value, e.detail
-                ),
-            )
-        except Exception as exc:
-            if not isinstance(exc, AgentctlError):
-                log.exception("agent %s: unexpected error", agent)
-            done = exc.changeset if isinstance(exc, ApplyFailed) else ChangeSet()
-            self._count(changes, done, failed=True)
-            delay = self.backoff.failed(agent, self.clock.monotonic())
-            report.failed[agent] = str(exc)
-            self.metrics.errors.labels(agent).inc()
-            text = str(exc)
-            text = text if text.startswith(f"agent {agent}:") else f"agent {agent}: {text}"
-            log.error("%s (next try in %.0f s)", text, delay)
-            self.events.event(
-                agent, "ReconcileFailed", f"{exc} (next try in {delay:.0f} s)", warning=True
-            )
-            return
+        if not isinstance(exc, AgentctlError):
+            log.error("agent %s: unexpected error", agent, exc_info=exc)
+        self._count(changes, done, failed=True)
+        delay = self.backoff.failed(agent, self.clock.monotonic())
+        self.metrics.errors.labels(agent).inc()
+        text = str(exc)
+        text = text if text.startswith(f"agent {agent}:") else f"agent {agent}: {text}"
+        log.error("%s (next try in %.0f s)", text, delay)
+        self.events.event(
+            agent, "ReconcileFailed", f"{exc} (next try in {delay:.0f} s)", warning=True
+        )
+
+    def _applied(
+        self, agent: str, changes: tuple[Change, ...], changeset: ChangeSet, report: CycleReport
+    ) -> None:
         self.backoff.succeeded(agent)
         report.applied[agent] = changeset
         self._rollout_event(agent, report.progress.get(agent))
         self._count(changes, changeset)
-        if len(changeset.entries) < len(changes):
-            report.stopped = True
         made = [e for e in changeset.entries if e.verb not in (Verb.WAITING, Verb.SKIPPED)]
         if made:
             self.events.event(
@@ -401,10 +387,9 @@ class Controller:
                 )
                 if on_cycle is not None:
                     on_cycle(report)
-                waiting = any(cs.waiting for cs in report.applied.values())
-                interval = self.config.resync
-                if waiting:
-                    interval = min(interval, self.config.requeue_waiting)
+                # Resync with jitter (as controller-runtime does), so that replicas and
+                # controllers started together do not all read the registry at once.
+                interval = self.config.resync * (1.0 + self.config.jitter * self.random())
                 if report.requeue is not None:
                     interval = min(interval, report.requeue)
                 next_resync = self.clock.monotonic() + interval

@@ -1,9 +1,18 @@
-"""One reconcile: observe -> plan -> apply. The CLI (plan, apply, up) and the loop call this.
+"""The one reconcile: observe -> rollout progress -> plan -> preview -> apply -> Result.
 
-Reads are retried under the same policy as writes. ``apply=False`` stops after the plan. With a
-serving target, its state is observed too and the plan covers ``spec.serving``, and rollouts
-take their next step (:mod:`controller.engine.progressive`): measured through ``providers`` when
-applying, not measured in a dry run.
+Every caller goes through :func:`reconcile`: ``agentctl plan`` (``apply=False``), ``agentctl
+apply`` (and each round of ``apply --wait``), ``agentctl up`` on every change, and the
+controller's loop (:mod:`controller.engine.loop`), which adds only its policies (per-agent
+isolation through ``isolate``, backoff and drift through ``hold``, events and metrics through
+``on_agent``). As Flux's reconcilers do, it returns when to look again
+(:attr:`Result.requeue_after`) or that it cannot proceed (:attr:`Result.terminal`).
+
+Reads are retried under the same policy as writes. With a serving target its state is observed
+too, the plan covers ``spec.serving``, and rollouts take their next step
+(:mod:`controller.engine.progressive`): measured through ``backends.providers`` when applying,
+not measured in a dry run. A target that can dry-run its writes (Kubernetes) previews every
+serving change first: a refusal stops the reconcile (or, isolated, that agent) before anything
+is written.
 """
 
 from __future__ import annotations
@@ -13,83 +22,198 @@ from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass, field
 
 from controller.core.manifest.desired import Desired
-from controller.core.plan.changes import Kind, Plan
+from controller.core.plan.changes import SERVING_KINDS, Change, Plan
 from controller.core.plan.changeset import ChangeSet, Entry
 from controller.core.plan.planner import DEFAULT_OWNER, plan
 from controller.core.plan.preview import ObjectPreview
 from controller.core.plan.scope import select
 from controller.core.rollout.machine import Progress
+from controller.core.state.observed import RegistrySnapshot, ServingSnapshot
 from controller.engine.apply import apply as apply_plan
 from controller.engine.progressive import evaluate
 from controller.engine.retry import RetryPolicy
 from controller.ports import MetricProvider, Previewer, Registry, ServingTarget
 
-__all__ = ["Result", "reconcile"]
+__all__ = ["Backends", "Result", "reconcile"]
 
-_SERVING = (Kind.SERVED_VERSION, Kind.TRAFFIC, Kind.SHADOW)
+#: Seconds to the next look while a served version is still becoming ready.
+REQUEUE_WAITING = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Backends:
+    """What a reconcile talks to, built once by the composition root (:mod:`controller.app.wiring`)."""
+
+    registry: Registry
+    serving: ServingTarget | None = None
+    providers: Mapping[str, MetricProvider] = field(default_factory=dict)
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 @dataclass(frozen=True, slots=True)
 class Result:
     plan: Plan
+    #: What apply did (the whole plan; with ``isolate``, every agent's entries in plan order).
     changeset: ChangeSet | None = None
     #: What the serving changes would write, per object (targets that dry-run: Kubernetes).
     previews: tuple[ObjectPreview, ...] = ()
     #: Agent -> this round of its rollout (with a serving target).
     progress: Mapping[str, Progress] = field(default_factory=dict)
+    #: With ``isolate``: per agent, what was applied, what failed, and what was held (and why).
+    applied: Mapping[str, ChangeSet] = field(default_factory=dict)
+    failed: Mapping[str, BaseException] = field(default_factory=dict)
+    held: Mapping[str, str] = field(default_factory=dict)
+    #: Asked to stop before every change was made (the rest is left for the next reconcile).
+    stopped: bool = False
+    #: Seconds until something under way wants another look: a rollout's pause or gate, a
+    #: server becoming ready. None: nothing is pending; look again at the next resync.
+    requeue_after: float | None = None
+    #: Why this reconcile cannot proceed until the input changes (the plan has errors).
+    terminal: str | None = None
 
 
 def reconcile(
     desired: Desired,
-    registry: Registry,
+    backends: Backends,
     *,
     apply: bool,
     owner: str = DEFAULT_OWNER,
     prune: bool = False,
-    policy: RetryPolicy | None = None,
-    on_plan: Callable[[Plan], None] | None = None,
-    on_entry: Callable[[Entry], None] | None = None,
     changed: Set[str] | None = None,
     baseline: Desired | None = None,
-    serving: ServingTarget | None = None,
-    providers: Mapping[str, MetricProvider] | None = None,
-    wall: Callable[[], float] = time.time,
     workers: int = 1,
+    isolate: bool = False,
+    hold: Callable[[Plan, Mapping[str, Progress]], Mapping[str, str]] | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+    on_entry: Callable[[Entry], None] | None = None,
+    on_agent: Callable[[str, ChangeSet, BaseException | None], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    wall: Callable[[], float] = time.time,
 ) -> Result:
-    """``changed`` (paths relative to the root) limits the plan to the agents they touch, plus
-    those whose source is not registered; ``baseline`` is the desired state before the change."""
-    policy = policy or RetryPolicy()
-    observed = policy.call(registry.observe)
-    served = policy.call(serving.observe) if serving is not None else None
+    """Observe, plan and (with ``apply``) apply ``desired``.
+
+    ``changed`` (paths relative to the root) limits the plan to the agents they touch, plus
+    those whose source is not registered; ``baseline`` is the desired state before the change.
+
+    Without ``isolate`` the whole plan is previewed, then applied on ``workers`` threads; an
+    apply that fails raises :class:`~controller.core.errors.ApplyFailed`. With ``isolate``
+    each agent is previewed and applied on its own, in plan order: ``hold`` (given the plan and
+    the rollouts' progress) names agents not to apply and why, a failure stays with its agent
+    (``Result.failed``), ``on_agent`` hears each agent's outcome as it ends, and ``stop`` is
+    asked before each agent and each change."""
+    policy = backends.policy
+    serving = backends.serving
+    observed, served = _observe(backends)
     scope = select(desired, changed, observed) if changed is not None else None
     progress = (
-        evaluate(desired, observed, wall(), providers if apply else None)
+        evaluate(desired, observed, wall(), backends.providers if apply else None)
         if serving is not None
         else {}
     )
     the_plan = plan(
-        desired,
-        observed,
-        owner=owner,
-        prune=prune,
-        scope=scope,
-        baseline=baseline,
-        serving=served,
-        progress=progress,
-    )
+        desired, observed, owner=owner, prune=prune, scope=scope, baseline=baseline,
+        serving=served, progress=progress,
+    )  # fmt: skip
+    terminal = "the plan has errors" if the_plan.has_errors else None
+    if isolate:
+        return _apply_isolated(the_plan, desired, backends, progress, hold, on_agent, on_entry,
+                               stop, apply)  # fmt: skip
     previews: tuple[ObjectPreview, ...] = ()
-    serving_changes = [c for c in the_plan.changes if c.kind in _SERVING]
-    if isinstance(serving, Previewer) and serving_changes and not the_plan.has_errors:
-        # A dry run of every write first: a name collision, RBAC, a missing Gateway or an object
-        # the API server refuses stops here, before anything is written.
-        target = serving
-        previews = tuple(policy.call(lambda: target.preview(serving_changes)))
+    if not the_plan.has_errors:
+        previews = _preview(serving, the_plan.changes, policy)
     if on_plan is not None:
         on_plan(the_plan)
     if not apply or the_plan.has_errors or not the_plan.has_changes:
-        return Result(the_plan, previews=previews, progress=progress)
+        return Result(the_plan, previews=previews, progress=progress,
+                      requeue_after=_requeue(progress, None), terminal=terminal)  # fmt: skip
     changeset = apply_plan(
-        the_plan, registry, root=desired.root, policy=policy, on_entry=on_entry, serving=serving,
-        workers=workers,
+        the_plan, backends.registry, root=desired.root, policy=policy, on_entry=on_entry,
+        serving=serving, workers=workers, stop=stop,
     )  # fmt: skip
-    return Result(the_plan, changeset, previews, progress)
+    return Result(
+        the_plan, changeset, previews, progress,
+        stopped=len(changeset.entries) < len(the_plan.changes),
+        requeue_after=_requeue(progress, changeset),
+    )  # fmt: skip
+
+
+def _observe(backends: Backends) -> tuple[RegistrySnapshot, ServingSnapshot | None]:
+    policy, serving = backends.policy, backends.serving
+    observed = policy.call(backends.registry.observe)
+    served = policy.call(serving.observe) if serving is not None else None
+    return observed, served
+
+
+def _preview(
+    serving: ServingTarget | None, changes: tuple[Change, ...], policy: RetryPolicy
+) -> tuple[ObjectPreview, ...]:
+    """A dry run of every serving write: a name collision, RBAC, a missing Gateway or an object
+    the API server refuses is raised here, before anything is written."""
+    serving_changes = [c for c in changes if c.kind in SERVING_KINDS]
+    if not isinstance(serving, Previewer) or not serving_changes:
+        return ()
+    target = serving
+    return tuple(policy.call(lambda: target.preview(serving_changes)))
+
+
+def _requeue(progress: Mapping[str, Progress], changeset: ChangeSet | None) -> float | None:
+    """When to look again: the soonest rollout that waits for a pause or a gate, or a few
+    seconds while a served version becomes ready."""
+    waits = [p.requeue for p in progress.values() if p.requeue is not None]
+    if changeset is not None and changeset.waiting:
+        waits.append(REQUEUE_WAITING)
+    return min(waits) if waits else None
+
+
+def _apply_isolated(
+    the_plan: Plan,
+    desired: Desired,
+    backends: Backends,
+    progress: Mapping[str, Progress],
+    hold: Callable[[Plan, Mapping[str, Progress]], Mapping[str, str]] | None,
+    on_agent: Callable[[str, ChangeSet, BaseException | None], None] | None,
+    on_entry: Callable[[Entry], None] | None,
+    stop: Callable[[], bool] | None,
+    apply: bool,
+) -> Result:
+    """Each agent on its own: one agent's refusal or failure does not hold up the others."""
+    stop = stop or (lambda: False)
+    held = dict(hold(the_plan, progress)) if hold is not None else {}
+    blocked = {d.agent for d in the_plan.diagnostics.errors}
+    applied: dict[str, ChangeSet] = {}
+    failed: dict[str, BaseException] = {}
+    stopped = False
+    for agent in dict.fromkeys(c.agent for c in the_plan.changes):
+        if agent in blocked or "" in blocked:
+            held.setdefault(agent, "the plan has errors")
+        if agent in held or not apply:
+            continue
+        if stop():
+            stopped = True
+            break
+        changes = the_plan.for_agent(agent)
+        sub = Plan(the_plan.owner, changes=changes, agents=(agent,))
+        try:
+            _preview(backends.serving, changes, backends.policy)
+            changeset = apply_plan(
+                sub, backends.registry, root=desired.root, policy=backends.policy,
+                serving=backends.serving, stop=stop, on_entry=on_entry,
+            )  # fmt: skip
+        except Exception as exc:
+            failed[agent] = exc
+            done = getattr(exc, "changeset", None)
+            if on_agent is not None:
+                on_agent(agent, done if isinstance(done, ChangeSet) else ChangeSet(), exc)
+            continue
+        applied[agent] = changeset
+        if on_agent is not None:
+            on_agent(agent, changeset, None)
+        if len(changeset.entries) < len(changes):
+            stopped = True
+    entries = tuple(e for cs in applied.values() for e in cs.entries)
+    whole = ChangeSet(entries) if applied else None
+    return Result(
+        the_plan, whole, (), progress, applied, failed, held, stopped,
+        requeue_after=_requeue(progress, whole),
+        terminal="the plan has errors" if the_plan.has_errors else None,
+    )  # fmt: skip

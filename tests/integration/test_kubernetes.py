@@ -23,9 +23,9 @@ from controller.adapters.kubernetes.serving import KubernetesServing, connect
 from controller.core.errors import BackendError, NotReady, TemporaryBackendError
 from controller.core.plan.kube_objects import settings_of
 from controller.engine.loader import load
-from controller.engine.reconcile import reconcile
 from controller.engine.retry import RetryPolicy
 from tests.support.controller import repo_with
+from tests.support.engine import reconcile
 from tests.support.kube_apiserver import LIMITED_TOKEN, ApiServer, api_server
 from tests.unit.fake_registry import FakeRegistry
 from tests.unit.test_kube_objects import DEFAULTS

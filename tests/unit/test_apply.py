@@ -11,8 +11,8 @@ from controller.core.plan.changeset import Verb
 from controller.core.plan.planner import plan
 from controller.engine.apply import apply
 from controller.engine.loader import load
-from controller.engine.reconcile import reconcile
 from controller.engine.retry import RetryPolicy
+from tests.support.engine import reconcile
 
 from .fake_registry import PERMANENT, TEMPORARY, FakeRegistry
 from .fake_serving import FakeServing

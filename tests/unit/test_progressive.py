@@ -13,9 +13,9 @@ import pytest
 from controller.core.plan.changes import Kind
 from controller.core.rollout.machine import COMMAND_TAG, Command, Measurement, Phase, RolloutState
 from controller.engine.loader import load
-from controller.engine.reconcile import Result, reconcile
 from controller.engine.retry import RetryPolicy
 from controller.ports import GateQuery
+from tests.support.engine import Result, reconcile
 from tests.unit.fake_registry import FakeRegistry
 from tests.unit.fake_serving import FakeServing
 from tests.unit.test_loader import GOOD, write_repo

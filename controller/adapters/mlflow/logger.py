@@ -89,8 +89,17 @@ def log_model_isolated(
     return answer["model_uri"], answer["run_id"], answer.get("model_id")
 
 
-def _main(answer_file: str) -> int:
+def is_transport(exc: BaseException) -> bool:
+    """Did the MLflow server (or the way to it) fail, rather than the code being logged?"""
+    from mlflow.exceptions import MlflowException, RestException
 
+    if isinstance(exc, RestException):
+        return True
+    text = str(exc)
+    return isinstance(exc, MlflowException) and text.startswith("API request to")
+
+
+def _main(answer_file: str) -> int:
     request = json.loads(sys.stdin.read())
     raw = request["source"]
     source = VersionSource(
@@ -115,13 +124,3 @@ def _main(answer_file: str) -> int:
 
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1]))
-
-
-def is_transport(exc: BaseException) -> bool:
-    """Did the MLflow server (or the way to it) fail, rather than the code being logged?"""
-    from mlflow.exceptions import MlflowException, RestException
-
-    if isinstance(exc, RestException):
-        return True
-    text = str(exc)
-    return isinstance(exc, MlflowException) and text.startswith("API request to")

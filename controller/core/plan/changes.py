@@ -14,7 +14,17 @@ from typing import Any
 
 from controller.core.diagnostics import Diagnostic, Diagnostics, Location, Severity
 
-__all__ = ["FORMAT_VERSION", "Action", "AgentView", "Change", "Kind", "Pending", "Plan", "Share"]
+__all__ = [
+    "FORMAT_VERSION",
+    "SERVING_KINDS",
+    "Action",
+    "AgentView",
+    "Change",
+    "Kind",
+    "Pending",
+    "Plan",
+    "Share",
+]
 
 FORMAT_VERSION = "1"
 
@@ -35,6 +45,10 @@ class Kind(StrEnum):
     TRAFFIC = "traffic"  # the agent's route: version -> percent of live traffic
     SHADOW = "shadow"  # the version that receives copies of requests
     ROLLOUT = "rollout"  # a canary rollout's state, recorded as registry tags on the model
+
+
+#: The kinds a serving target carries out; the others are the registry's.
+SERVING_KINDS = frozenset({Kind.SERVED_VERSION, Kind.TRAFFIC, Kind.SHADOW})
 
 
 @dataclass(frozen=True, slots=True)

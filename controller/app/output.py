@@ -1,0 +1,124 @@
+"""What the CLI prints, all through :mod:`controller.core.render`; and its one error handler.
+
+Plans and results go to stdout; diagnostics and errors to stderr. Inside GitHub Actions each
+diagnostic is also printed as a workflow command (an annotation on the pull request's diff).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from controller.app.options import Format
+from controller.core.diagnostics import Diagnostic
+from controller.core.errors import (
+    AgentctlError,
+    ApplyFailed,
+    InvalidInput,
+    PlanRejected,
+    TemporaryBackendError,
+)
+from controller.core.plan.changes import Plan
+from controller.core.plan.changeset import Entry
+
+__all__ = ["annotate", "err", "fail", "handled", "show_endpoint", "show_entry", "show_plan"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def err(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+def annotate(diagnostics: Iterable[Diagnostic]) -> None:
+    """Inside GitHub Actions, also print each diagnostic as a workflow command. GitHub matches
+    paths relative to the repository root, so each file is made relative to the git work tree
+    that holds it; a file in none gets no file property."""
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        return
+    from controller.core.render.annotations import workflow_commands
+    from controller.engine.loader import git_work_tree
+
+    def repo_path(file: str) -> str | None:
+        path = Path(file).resolve()
+        top = git_work_tree(path)
+        return path.relative_to(top).as_posix() if top is not None else None
+
+    for line in workflow_commands(diagnostics, repo_path):
+        typer.echo(line)
+
+
+def fail(exc: AgentctlError, fmt: Format = Format.text) -> typer.Exit:
+    """Say what went wrong and what was (not) applied; the command exits 1."""
+    from controller.core.render.formats import render_changeset, render_diagnostics
+
+    if isinstance(exc, InvalidInput | PlanRejected):
+        if fmt is Format.text:
+            annotate(exc.diagnostics)
+        if fmt is Format.json:
+            diags = [d.to_dict() for d in exc.diagnostics]
+            typer.echo(json.dumps({"valid": False, "diagnostics": diags}, indent=2))
+        err(render_diagnostics(exc.diagnostics))
+    elif isinstance(exc, ApplyFailed):
+        if exc.changeset.entries:
+            err(render_changeset(exc.changeset))
+            err(f"Error: apply stopped at {exc}")
+            err("Nothing after that change was applied; the next apply finishes the work.")
+        else:
+            err(f"Error: {exc}")
+            err("Nothing was applied.")
+    elif isinstance(exc, TemporaryBackendError):
+        err(f"Error: {exc}")
+        err(
+            "Gave up after retrying with backoff (AGENTCTL_RETRY_ATTEMPTS, AGENTCTL_RETRY_DEADLINE)."
+        )
+    else:
+        err(f"Error: {exc}")
+    return typer.Exit(1)
+
+
+def handled(fn: F) -> F:
+    """The one error handler: an AgentctlError a command raises is said once, in the format the
+    command was asked for, and exits 1."""
+
+    @functools.wraps(fn)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AgentctlError as exc:
+            fmt = kwargs.get("format", Format.text)
+            raise fail(exc, fmt if isinstance(fmt, Format) else Format.text) from None
+
+    return command  # type: ignore[return-value]
+
+
+def show_plan(plan: Plan, fmt: Format) -> None:
+    """The plan on stdout; in text, diagnostics go to stderr and a plan with errors shows only
+    them."""
+    from controller.core.render.formats import render_diagnostics, render_plan
+
+    if fmt is not Format.text:
+        typer.echo(render_plan(plan, fmt.value))
+    elif not plan.has_errors:
+        typer.echo(render_plan(plan, "text"))
+    if fmt is Format.text and len(plan.diagnostics):
+        annotate(plan.diagnostics)
+        err(("\n" if not plan.has_errors else "") + render_diagnostics(plan.diagnostics))
+
+
+def show_entry(e: Entry) -> None:
+    typer.echo(f"{e.address}: {e.verb.value}" + (f" ({e.detail})" if e.detail else ""))
+
+
+def show_endpoint(run_dir: Path) -> None:
+    from controller.adapters.local.rundir import RunDir
+
+    info = RunDir.read(RunDir(run_dir).daemon_file)
+    if info is not None:
+        typer.echo(f"Serving at {info['router']}/agents/<agent>/invocations")

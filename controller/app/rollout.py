@@ -1,0 +1,118 @@
+"""``agentctl rollout promote | abort | rollback``: ask the controller to act on a rollout.
+
+A command is written to the agent's registered model as a tag that names the rollout (and step)
+it is for; the next reconcile acts on it once (Argo Rollouts' explicit promote / abort flags).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from controller.app import wiring
+from controller.app.options import Options
+from controller.core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from controller.core.rollout.machine import Command, RolloutState
+    from controller.core.state.observed import ObservedModel
+
+__all__ = ["abort", "promote", "rollback"]
+
+AgentArg = Annotated[str, typer.Argument(help="The agent (metadata.name).")]
+
+_ACTS = (
+    "A running controller (or `agentctl apply --wait`) acts on it at its next reconcile; "
+    "`agentctl apply` does once."
+)
+
+
+def _ask(
+    opts: Options,
+    agent: str,
+    make: Callable[[RolloutState | None], Command],
+    check: Callable[[ObservedModel], None] = lambda model: None,
+) -> None:
+    """Write the rollout command ``make`` gives (from the agent's recorded rollout) to the
+    agent's model tags, once ``check`` passes on the model; say what was asked."""
+    from controller.core.rollout.machine import COMMAND_TAG, RolloutState
+    from controller.core.state.observed import AGENT_TAG
+    from controller.engine.retry import RetryPolicy
+
+    registry = wiring.registry(opts.tracking_uri)
+    policy = RetryPolicy.from_env()
+    model = next(
+        (m for m in policy.call(registry.observe).models.values()
+         if m.tags.get(AGENT_TAG) == agent and m.owner is not None),
+        None,
+    )  # fmt: skip
+    if model is None:
+        raise InvalidInput.of(
+            f"no registered model managed by agentctl belongs to agent '{agent}'", field="AGENT"
+        )
+    check(model)
+    cmd = make(RolloutState.from_tags(model.tags))
+    policy.call(lambda: registry.set_model_tag(model.name, COMMAND_TAG, cmd.to_tag()))
+    what = {"promote": "promote", "abort": "abort"}.get(cmd.kind, f"roll back to v{cmd.version}")
+    typer.echo(f"{agent}: asked to {what} ({cmd.to_tag()}). {_ACTS}")
+
+
+def _active(agent: str, state: RolloutState | None) -> RolloutState:
+    if state is None or state.phase.done:
+        where = "none is recorded" if state is None else f"the last one is {state.phase.value}"
+        raise InvalidInput.of(f"agent '{agent}' has no rollout under way ({where})", field="AGENT")
+    return state
+
+
+def promote(agent: AgentArg, *, opts: Options) -> None:
+    """Skip the current step's pause (or an inconclusive hold) of AGENT's rollout."""
+    from controller.core.rollout.machine import Command
+
+    def make(state: RolloutState | None) -> Command:
+        s = _active(agent, state)
+        return Command("promote", s.canary, step=s.step)
+
+    _ask(opts, agent, make)
+
+
+def abort(agent: AgentArg, *, opts: Options) -> None:
+    """Send all of AGENT's traffic back to the stable version now; the rollout stays aborted
+    until its canary or spec.rollout changes."""
+    from controller.core.rollout.machine import Command
+
+    _ask(opts, agent, lambda state: Command("abort", _active(agent, state).canary))
+
+
+def rollback(
+    agent: AgentArg,
+    to_version: Annotated[
+        int | None,
+        typer.Option("--to-version", min=1, help="Default: the version the last rollout replaced."),
+    ] = None,
+    *,
+    opts: Options,
+) -> None:
+    """Send AGENT's traffic and promote alias back to the previously stable version (recorded by
+    its last rollout), or to --to-version; it stays there until the canary or spec.rollout
+    changes."""
+    from controller.core.rollout.machine import Command
+
+    def make(state: RolloutState | None) -> Command:
+        if state is None:
+            raise InvalidInput.of(
+                f"agent '{agent}' has no recorded rollout to roll back", field="AGENT"
+            )
+        target = to_version if to_version is not None else state.stable
+        return Command("rollback", state.canary, version=target)
+
+    def check(model: ObservedModel) -> None:
+        if to_version is not None and to_version not in model.versions:
+            raise InvalidInput.of(
+                f"version {to_version} of agent '{agent}' does not exist "
+                f"(versions: {', '.join(map(str, sorted(model.versions)))})",
+                field="--to-version",
+            )
+
+    _ask(opts, agent, make, check)

@@ -1,0 +1,106 @@
+"""Where the desired state comes from: the manifests at PATH, the same at a git revision (for
+``plan --changed-since``), and the folders ``up`` watches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from controller.app.options import Options
+from controller.core.diagnostics import Diagnostics
+from controller.core.errors import AgentctlError, InvalidInput
+from controller.core.manifest.desired import Desired
+
+if TYPE_CHECKING:
+    from controller.core.plan.kube_objects import Settings
+
+__all__ = ["Latest", "changes_since", "load", "watched"]
+
+
+def load(path: Path, opts: Options) -> tuple[Desired, Diagnostics]:
+    from controller.engine.loader import load as load_manifests
+
+    return load_manifests(path, root=opts.root, allow_empty=opts.allow_empty)
+
+
+def changes_since(path: Path, root: Path, ref: str) -> tuple[frozenset[str], Desired]:
+    """Files changed since ``ref`` (relative to ``root``) and the desired state at ``ref``.
+
+    The "before" is loaded from the revision's tree; an agent that did not validate there (or a
+    PATH that did not exist there) simply has no "before".
+    """
+    import tempfile
+
+    from controller.adapters.git import diff as gitdiff
+    from controller.engine.loader import load as load_manifests
+
+    top = gitdiff.repo_root(root)
+    root_abs, path_abs = root.resolve(), path.resolve()
+    for what, p in (("the root", root_abs), ("PATH", path_abs)):
+        if not p.is_relative_to(top):
+            raise InvalidInput.of(
+                f"{what} {p} is outside the git repository {top}", field="--changed-since"
+            )
+    if not path_abs.is_relative_to(root_abs):
+        raise InvalidInput.of(
+            f"PATH {path_abs} is outside the root {root_abs}", field="--changed-since"
+        )
+    root_rel = root_abs.relative_to(top).as_posix()
+    path_rel = path_abs.relative_to(top).as_posix()
+    commit = gitdiff.resolve(top, ref)
+    changed = gitdiff.changed_paths(top, commit)
+    if root_rel != ".":  # paths relative to the root, as the loader records them
+        prefix = root_rel + "/"
+        changed = frozenset(p[len(prefix) :] for p in changed if p.startswith(prefix))
+    if not gitdiff.path_exists(top, commit, "" if path_rel == "." else path_rel):
+        return changed, Desired(())
+    with tempfile.TemporaryDirectory(prefix="agentctl-base-") as tmp:
+        subdir = "" if root_rel == "." else root_rel
+        gitdiff.export_tree(top, commit, Path(tmp), subdir)
+        base_root = Path(tmp) / subdir
+        baseline, _ = load_manifests(
+            base_root / path_abs.relative_to(root_abs),
+            root=base_root,
+            allow_empty=True,
+            partial=True,
+        )
+    return changed, baseline
+
+
+def watched(path: Path, opts: Options) -> list[Path]:
+    """PATH, and the directories of the agents' source files that lie outside it."""
+    folders = [path.resolve()]
+    try:
+        desired, _ = load(path, opts)
+    except AgentctlError:
+        return folders
+    for agent in desired.agents:
+        if agent.source is None:
+            continue
+        for ref in agent.source.refs:
+            folder = (Path(desired.root) / ref).parent.resolve()
+            if not any(folder.is_relative_to(w) for w in folders):
+                folders.append(folder)
+    return folders
+
+
+class Latest:
+    """The manifests at PATH as last loaded, and each agent's serving settings under them: what
+    a serving target built once (``up``, ``apply --wait``, the controller) renders with."""
+
+    def __init__(self, path: Path, opts: Options) -> None:
+        from controller.core.plan.kube_objects import settings_of
+
+        self.path, self.opts = path, opts
+        self._settings = settings_of(Desired(()))
+        self.desired: Desired | None = None
+
+    def load(self) -> Desired:
+        from controller.core.plan.kube_objects import settings_of
+
+        desired, _ = load(self.path, self.opts)
+        self.desired, self._settings = desired, settings_of(desired)
+        return desired
+
+    def settings(self, agent: str) -> Settings:
+        return self._settings(agent)

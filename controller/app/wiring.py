@@ -1,0 +1,150 @@
+"""The composition root: the one place that builds adapters, from one :class:`Options` value.
+
+The CLI's commands and the controller process (:mod:`controller.app.manager`) ask here for the
+registry, the serving target, the rollout gates' metric sources and the retry policy (together
+a :class:`~controller.engine.reconcile.Backends`), and for the Kubernetes client, event sink and
+leader elector. Nothing else in the package constructs an adapter. Adapters are imported when
+built, so that a command pays only for the ones it uses (no mlflow import against a tracking
+server, no kubernetes client without ``--target kubernetes``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from controller.app.options import Options, Target
+from controller.core.errors import InvalidInput
+from controller.engine.reconcile import Backends
+from controller.engine.retry import RetryPolicy
+from controller.ports import EventSink, MetricProvider, ServingTarget, TraceReader
+
+if TYPE_CHECKING:
+    from controller.adapters.kubernetes.serving import KubeApi
+    from controller.adapters.local import LocalServing
+    from controller.adapters.mlflow.client import MlflowRegistry
+    from controller.adapters.mlflow.rest import RestRegistry
+    from controller.core.plan.kube_objects import Settings
+
+    AnyRegistry = MlflowRegistry | RestRegistry
+
+__all__ = [
+    "backends",
+    "events",
+    "kube_api",
+    "local_serving",
+    "metric_providers",
+    "registry",
+    "serving",
+]
+
+
+def registry(tracking_uri: str, *, isolate_logging: bool = False) -> AnyRegistry:
+    """Against a tracking server, its REST API (no mlflow import: a plan of 1,000 agents takes
+    two requests; a model is logged in a child process); otherwise (a sqlite file, a local
+    directory, Databricks) the MLflow client, logging in a child with ``isolate_logging``."""
+    from controller.adapters.mlflow.client import MlflowRegistry
+    from controller.adapters.mlflow.rest import RestRegistry, usable
+
+    if not tracking_uri.strip():
+        raise InvalidInput.of(
+            "the tracking URI is empty (is the secret that should hold it missing?)",
+            field="--tracking-uri",
+        )
+    if usable(tracking_uri):
+        return RestRegistry(tracking_uri)
+    if isolate_logging:
+        return MlflowRegistry(tracking_uri, isolate_logging=True)
+    return MlflowRegistry(tracking_uri)
+
+
+def kube_api(opts: Options) -> tuple[KubeApi, str]:
+    """The Kubernetes client of ``--kubeconfig`` / ``--context`` and the namespace to serve in."""
+    from controller.adapters.kubernetes.serving import connect
+
+    api, namespace = connect(opts.kubeconfig, opts.context)
+    return api, opts.namespace or namespace
+
+
+def local_serving(opts: Options, tracking_uri: str = "", *, attach: bool = False,
+                  experiment_of: Callable[[str], str] | None = None) -> LocalServing:  # fmt: skip
+    """Local serving in ``--run-dir``: with a registry to serve from, or (to observe or stop
+    it) none."""
+    from controller.adapters.local import LocalServing
+
+    return LocalServing(
+        opts.run_dir, tracking_uri, experiment_of=experiment_of or (lambda model: ""),
+        router_port=opts.router_port, attach=attach, env=dict(opts.env),
+    )  # fmt: skip
+
+
+def serving(
+    opts: Options,
+    registry: AnyRegistry,
+    settings: Callable[[str], Settings],
+    *,
+    attach: bool = False,
+    api: tuple[KubeApi, str] | None = None,
+) -> ServingTarget | None:
+    """The serving target of ``--target``; ``settings`` gives each agent's resolved Kubernetes
+    settings (its manifest's over the ServingDefaults)."""
+    if opts.target is Target.local:
+        return local_serving(
+            opts, registry.tracking_uri, attach=attach, experiment_of=registry.experiment_id
+        )
+    if opts.target is Target.kubernetes:
+        from controller.adapters.kubernetes.serving import KubernetesServing
+
+        client, namespace = api or kube_api(opts)
+        return KubernetesServing(client, namespace, settings, wait=opts.ready_timeout)
+    return None
+
+
+def metric_providers(
+    opts: Options, registry: TraceReader, target: ServingTarget | None
+) -> dict[str, MetricProvider]:
+    """The sources a rollout's analysis gates read, by their ``source`` name: ``traces`` (the
+    registry's MLflow traces), ``router`` (the local router's ``/metrics``, with ``--target
+    local``) and ``prometheus`` (with ``--prometheus-url``)."""
+    from controller.adapters.gates.prometheus import PrometheusMetrics, RouterMetrics
+    from controller.adapters.gates.traces import TraceMetrics
+
+    out: dict[str, MetricProvider] = {"traces": TraceMetrics(registry)}
+    daemon = getattr(target, "daemon", None)
+    if daemon is not None:
+
+        def endpoint() -> str | None:
+            info = daemon()
+            return str(info["router"]) if info and info.get("router") else None
+
+        out["router"] = RouterMetrics(endpoint)
+    if opts.prometheus_url:
+        out["prometheus"] = PrometheusMetrics(opts.prometheus_url)
+    return out
+
+
+def backends(
+    opts: Options,
+    settings: Callable[[str], Settings],
+    *,
+    attach: bool = False,
+    isolate_logging: bool = False,
+    api: tuple[KubeApi, str] | None = None,
+) -> Backends:
+    """Everything a reconcile talks to."""
+    reg = registry(opts.tracking_uri, isolate_logging=isolate_logging)
+    target = serving(opts, reg, settings, attach=attach, api=api)
+    return Backends(reg, target, metric_providers(opts, reg, target), RetryPolicy.from_env())
+
+
+def events(
+    api: KubeApi,
+    identity: str,
+    target: ServingTarget | None,
+    lease: Callable[[], dict[str, str] | None],
+) -> EventSink:
+    """Kubernetes Events on each agent's route object (on the Lease for the controller's own)."""
+    from controller.adapters.kubernetes.events import KubeEvents
+
+    object_ref: Callable[[str], Any] = getattr(target, "object_ref", lambda agent: None)
+    return KubeEvents(api, identity, object_ref, lease)

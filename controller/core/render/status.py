@@ -1,0 +1,194 @@
+"""``agentctl status`` as a view: each agent's versions, aliases, weights, servers and rollout,
+built from the observed snapshots, rendered as a text table or JSON. Pure data: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.core.rollout.machine import RolloutState
+from controller.core.state.observed import (
+    AGENT_TAG,
+    ObservedModel,
+    RegistrySnapshot,
+    ServingSnapshot,
+)
+
+__all__ = [
+    "AgentStatus",
+    "RolloutStatus",
+    "StatusView",
+    "VersionStatus",
+    "known_agents",
+    "status_view",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class VersionStatus:
+    aliases: tuple[str, ...] = ()
+    weight: int | None = None
+    server: str | None = None  # "ready", "not ready", or None: not served
+    shadow: int | None = None  # percent of requests copied to it
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutStatus:
+    canary: int
+    stable: int
+    phase: str
+    step: int  # 1-based
+    message: str
+    gates: Mapping[str, str] = field(default_factory=dict)
+    failures: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, state: RolloutState) -> RolloutStatus:
+        return cls(
+            state.canary, state.stable, state.phase.value, state.step + 1, state.message,
+            {g: v.value for g, v in sorted(state.verdicts.items())},
+            dict(sorted(state.failures.items())),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStatus:
+    model: str
+    versions: Mapping[int, VersionStatus]
+    rollout: RolloutStatus | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusView:
+    endpoint: str
+    agents: Mapping[str, AgentStatus]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "agents": {
+                name: {
+                    "model": a.model,
+                    "versions": {
+                        str(v): {
+                            "aliases": list(s.aliases),
+                            "weight": s.weight,
+                            "server": s.server,
+                            "shadow": s.shadow,
+                        }
+                        for v, s in a.versions.items()
+                    },
+                    "rollout": None
+                    if a.rollout is None
+                    else {
+                        "canary": a.rollout.canary,
+                        "stable": a.rollout.stable,
+                        "phase": a.rollout.phase,
+                        "step": a.rollout.step,
+                        "message": a.rollout.message,
+                        "gates": dict(a.rollout.gates),
+                        "failures": dict(a.rollout.failures),
+                    },
+                }
+                for name, a in self.agents.items()
+            },
+        }
+
+    def render(self, fmt: str = "text") -> str:
+        if fmt == "json":
+            return json.dumps(self.to_dict(), indent=2)
+        if not self.agents:
+            return "No agents in the registry or served."
+        rows: list[Sequence[str]] = []
+        for name, a in self.agents.items():
+            roles = {a.rollout.canary: "canary", a.rollout.stable: "stable"} if a.rollout else {}
+            for i, (v, s) in enumerate(a.versions.items()):
+                weight = "" if s.weight is None else f"{s.weight}%"
+                if s.shadow is not None:
+                    weight = (weight + " " if weight else "") + f"shadow {s.shadow}%"
+                rows.append((
+                    name if i == 0 else "", a.model if i == 0 else "", str(v),
+                    ",".join(s.aliases), weight, s.server or "", roles.get(v, ""),
+                ))  # fmt: skip
+        lines = _table(
+            ("AGENT", "MODEL", "VERSION", "ALIASES", "WEIGHT", "SERVER", "ROLLOUT"), rows
+        )
+        if self.endpoint:
+            lines.append(f"Serving at {self.endpoint}")
+        for name, a in self.agents.items():
+            r = a.rollout
+            if r is None:
+                continue
+            gates = ", ".join(
+                f"{g} {v} ({r.failures.get(g, 0)} failed)" for g, v in r.gates.items()
+            ) or "none measured at this step"  # fmt: skip
+            lines.append(
+                f"{name}: rollout v{r.canary} over v{r.stable}: {r.phase}, step {r.step}: "
+                f"{r.message}; gates: {gates}"
+            )
+        return "\n".join(lines)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Columns padded to their widest cell, two spaces apart, no trailing blanks."""
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in (header, *rows)]  # fmt: skip
+
+
+def status_view(
+    registry: RegistrySnapshot | None, served: ServingSnapshot, agent: str | None = None
+) -> StatusView:
+    """Every agent the registry manages or a target serves (or only ``agent``, which the caller
+    has checked is one of them)."""
+    models = _managed(registry)
+    names = [agent] if agent is not None else sorted(set(models) | set(served.agents))
+    out: dict[str, AgentStatus] = {}
+    for name in names:
+        model = models.get(name)
+        serving = served.agents.get(name)
+        state = RolloutState.from_tags(model.tags) if model is not None else None
+        numbers = sorted(
+            set(model.versions if model is not None else ())
+            | set(serving.versions if serving is not None else ())
+        )
+        versions = {
+            v: VersionStatus(
+                aliases=tuple(
+                    sorted(a for a, n in (model.aliases.items() if model else ()) if n == v)
+                ),
+                weight=serving.weights.get(v) if serving is not None else None,
+                server=(
+                    ("ready" if serving.versions[v].ready else "not ready")
+                    if serving is not None and v in serving.versions
+                    else None
+                ),
+                shadow=serving.shadow[1]
+                if serving is not None and serving.shadow and serving.shadow[0] == v
+                else None,
+            )
+            for v in numbers
+        }
+        out[name] = AgentStatus(
+            model.name if model is not None else serving.model if serving else "",
+            versions,
+            RolloutStatus.of(state) if state is not None else None,
+        )
+    return StatusView(served.endpoint, out)
+
+
+def known_agents(registry: RegistrySnapshot | None, served: ServingSnapshot) -> set[str]:
+    """The agents status can show: managed in the registry, or served."""
+    return set(_managed(registry)) | set(served.agents)
+
+
+def _managed(registry: RegistrySnapshot | None) -> dict[str, ObservedModel]:
+    """Agent -> the registered model agentctl manages for it."""
+    return {
+        m.tags.get(AGENT_TAG, m.name): m
+        for m in (registry.models.values() if registry is not None else ())
+        if m.owner is not None
+    }
