@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from controller.core.manifest.desired import Desired
     from controller.core.plan.changes import Plan
     from controller.core.plan.changeset import Entry
-    from controller.core.rollout.machine import Command, RolloutState
+    from controller.core.rollout.codec import RolloutState
+    from controller.core.rollout.commands import Command
     from controller.core.state.observed import ObservedModel, RegistrySnapshot
     from controller.engine.reconcile import Result
     from controller.ports import ServingTarget
@@ -558,6 +559,7 @@ def apply_cmd(
     traffic moves to a version only once its Deployment is Available. A spec.rollout takes one
     step per apply; --wait walks it to the end."""
     from controller.core.render.formats import render_changeset
+    from controller.core.rollout.progress import Running
 
     def show_plan(p: Plan) -> None:
         if format is not Format.json or p.has_errors:
@@ -602,7 +604,9 @@ def apply_cmd(
             raise typer.Exit(1)
         time.sleep(max(0.5, min([*pending, 5.0], default=5.0)))
     failed = sorted(
-        a for a, p in result.progress.items() if p.state is not None and p.state.phase == "Failed"
+        a
+        for a, p in result.progress.items()
+        if isinstance(p, Running) and p.state.phase == "Failed"
     )
     if format is Format.json:
         payload = {
@@ -944,7 +948,7 @@ def status(
 ) -> None:
     """Each agent's versions, aliases, traffic weights and servers, and its rollout: phase, step,
     gate results. Reads the registry and the serving target; changes nothing."""
-    from controller.core.rollout.machine import RolloutState
+    from controller.core.rollout import codec
     from controller.core.state.observed import AGENT_TAG, ServingSnapshot
 
     try:
@@ -976,7 +980,7 @@ def status(
     for name in names:
         model = models.get(name)
         serving = served.agents.get(name)
-        state = RolloutState.from_tags(model.tags) if model is not None else None
+        state = codec.read(model.tags).state if model is not None else None
         versions = sorted(
             set(model.versions if model is not None else ())
             | set(serving.versions if serving is not None else ())
@@ -1069,7 +1073,8 @@ def _ask(
     """Write the rollout command ``make`` gives (from the agent's recorded rollout) to the
     agent's model tags, once ``check`` passes on the model; say what was asked; exit 1 on an
     error."""
-    from controller.core.rollout.machine import COMMAND_TAG, RolloutState
+    from controller.core.rollout import codec
+    from controller.core.rollout.commands import COMMAND_TAG
     from controller.engine.retry import RetryPolicy
 
     try:
@@ -1077,7 +1082,7 @@ def _ask(
         policy = RetryPolicy.from_env()
         model = _agent_model(policy.call(registry.observe), agent)
         check(model)
-        command = make(RolloutState.from_tags(model.tags))
+        command = make(codec.read(model.tags).state)
         policy.call(lambda: registry.set_model_tag(model.name, COMMAND_TAG, command.to_tag()))
     except AgentctlError as exc:
         raise _fail(exc) from None
@@ -1103,7 +1108,7 @@ _ACTS = (
 @app.command()
 def promote(agent: AgentArg, tracking_uri: TrackingOpt = DEFAULT_TRACKING_URI) -> None:
     """Skip the current step's pause (or an inconclusive hold) of AGENT's rollout."""
-    from controller.core.rollout.machine import Command
+    from controller.core.rollout.commands import Command
 
     def make(state: RolloutState | None) -> Command:
         s = _active(agent, state)
@@ -1116,7 +1121,7 @@ def promote(agent: AgentArg, tracking_uri: TrackingOpt = DEFAULT_TRACKING_URI) -
 def abort(agent: AgentArg, tracking_uri: TrackingOpt = DEFAULT_TRACKING_URI) -> None:
     """Send all of AGENT's traffic back to the stable version now; the rollout stays aborted
     until its canary or spec.rollout changes."""
-    from controller.core.rollout.machine import Command
+    from controller.core.rollout.commands import Command
 
     def make(state: RolloutState | None) -> Command:
         return Command("abort", _active(agent, state).canary)
@@ -1136,7 +1141,7 @@ def rollback(
     """Send AGENT's traffic and promote alias back to the previously stable version (recorded by
     its last rollout), or to --to-version; it stays there until the canary or spec.rollout
     changes."""
-    from controller.core.rollout.machine import Command
+    from controller.core.rollout.commands import Command
 
     def make(state: RolloutState | None) -> Command:
         if state is None:

@@ -27,7 +27,7 @@ from controller.core.plan.changes import Change, Kind, Plan
 from controller.core.plan.changeset import ChangeSet, Verb
 from controller.core.plan.planner import DEFAULT_OWNER
 from controller.core.plan.planner import plan as make_plan
-from controller.core.rollout.machine import Progress
+from controller.core.rollout.progress import Progress, Running
 from controller.engine.apply import apply as apply_plan
 from controller.engine.backoff import AgentBackoff
 from controller.engine.drift import agent_digest, drifted, marked
@@ -348,8 +348,8 @@ class Controller:
 
     def _rollout_event(self, agent: str, progress: Progress | None) -> None:
         """Report a rollout's step, promotion, failure or abort once it is recorded."""
-        if progress is None or progress.state is None:
-            return
+        if not isinstance(progress, Running):
+            return  # nothing recorded this round (held for the canary, or cleared)
         self.metrics.rollout_step.labels(agent).set(progress.state.step + 1)
         if progress.event is None:
             return

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from controller.core.plan.changes import Kind
-from controller.core.rollout.machine import COMMAND_TAG, Command, Measurement, Phase, RolloutState
+from controller.core.rollout.codec import Phase, RolloutState
+from controller.core.rollout.commands import COMMAND_TAG, Command
+from controller.core.rollout.gates import Measurement
 from controller.engine.loader import load
 from controller.engine.reconcile import Result, reconcile
 from controller.engine.retry import RetryPolicy
@@ -84,7 +86,7 @@ class World:
 
     @property
     def state(self) -> RolloutState | None:
-        return RolloutState.from_tags(self.reg.models["bot"].tags)
+        return RolloutState.from_storage(self.reg.models["bot"].tags)
 
     def tag(self, key: str, value: str) -> None:
         self.reg.models["bot"].tags[key] = value

@@ -8,20 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.core.rollout.machine import (
-    STATE_TAG,
-    TAG_PREFIX,
-    Gate,
-    Measurement,
-    Phase,
-    RolloutState,
-    Step,
-    Verdict,
-    advance,
-    from_spec,
-    judge,
-    start,
-)
+from controller.core.rollout.codec import STATE_TAG, TAG_PREFIX, Phase, RolloutState
+from controller.core.rollout.gates import Gate, Measurement, Verdict, judge
+from controller.core.rollout.machine import Step, advance, from_spec, start
 from controller.engine.loader import load
 from tests.unit.test_loader import GOOD, errors_of, write_repo
 
@@ -107,9 +96,9 @@ def test_abort_sends_everything_back_to_stable() -> None:
 def test_the_state_survives_a_restart_through_registry_tags() -> None:
     state = advance(STEPS, [ERRORS], start(2, 1, "sha256:abc", 0.0), 61, OK).state
     state = advance(STEPS, [ERRORS], state, 70, BAD).state
-    tags = state.to_tags()
+    tags = state.to_storage()
     assert all(k.startswith(TAG_PREFIX) and isinstance(v, str) for k, v in tags.items())
-    back = RolloutState.from_tags({**tags, "unrelated": "x"})
+    back = RolloutState.from_storage({**tags, "unrelated": "x"})
     assert back == state
     # the restarted controller carries on from the same step, with the failure remembered
     failed = advance(STEPS, [ERRORS], back, 80, BAD)
@@ -122,11 +111,11 @@ def test_the_state_survives_a_restart_through_registry_tags() -> None:
         {},
         {STATE_TAG: "{not json"},
         {STATE_TAG: '{"canary": "x"}'},
-        {STATE_TAG: start(2, 1, "d", 0).to_tags()[STATE_TAG].replace("Progressing", "?")},
+        {STATE_TAG: start(2, 1, "d", 0).to_storage()[STATE_TAG].replace("Progressing", "?")},
     ],
 )
 def test_unreadable_state_is_none(broken: dict[str, str]) -> None:
-    assert RolloutState.from_tags(broken) is None
+    assert RolloutState.from_storage(broken) is None
 
 
 def test_a_rollout_needs_steps() -> None:
