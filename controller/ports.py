@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from controller.core.plan.changes import Change
 from controller.core.plan.preview import ObjectPreview
-from controller.core.rollout.machine import Measurement
+from controller.core.rollout.gates import Measurement
 from controller.core.state.observed import RegistrySnapshot, ServingSnapshot
 
 __all__ = [

@@ -193,6 +193,7 @@ def apply_cmd(
     traffic moves to a version only once its Deployment is Available. A spec.rollout takes one
     step per apply; --wait walks it to the end."""
     from controller.core.render.formats import render_changeset
+    from controller.core.rollout.progress import Running
 
     def show_plan(p: Plan) -> None:
         if format is not Format.json or p.has_errors:
@@ -236,7 +237,9 @@ def apply_cmd(
     if format is Format.text and opts.target is Target.local:
         output.show_endpoint(opts.run_dir)
     failed = sorted(
-        a for a, p in result.progress.items() if p.state is not None and p.state.phase == "Failed"
+        a
+        for a, p in result.progress.items()
+        if isinstance(p, Running) and p.state.phase == "Failed"
     )
     if wait and failed:
         output.err(f"Error: the rollout of {', '.join(failed)} failed and was rolled back")

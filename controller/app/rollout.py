@@ -16,7 +16,8 @@ from controller.app.options import Options
 from controller.core.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from controller.core.rollout.machine import Command, RolloutState
+    from controller.core.rollout.codec import RolloutState
+    from controller.core.rollout.commands import Command
     from controller.core.state.observed import ObservedModel
 
 __all__ = ["abort", "promote", "rollback"]
@@ -37,7 +38,8 @@ def _ask(
 ) -> None:
     """Write the rollout command ``make`` gives (from the agent's recorded rollout) to the
     agent's model tags, once ``check`` passes on the model; say what was asked."""
-    from controller.core.rollout.machine import COMMAND_TAG, RolloutState
+    from controller.core.rollout import codec
+    from controller.core.rollout.commands import COMMAND_TAG
     from controller.core.state.observed import AGENT_TAG
     from controller.engine.retry import RetryPolicy
 
@@ -53,7 +55,7 @@ def _ask(
             f"no registered model managed by agentctl belongs to agent '{agent}'", field="AGENT"
         )
     check(model)
-    cmd = make(RolloutState.from_tags(model.tags))
+    cmd = make(codec.read(model.tags).state)
     policy.call(lambda: registry.set_model_tag(model.name, COMMAND_TAG, cmd.to_tag()))
     what = {"promote": "promote", "abort": "abort"}.get(cmd.kind, f"roll back to v{cmd.version}")
     typer.echo(f"{agent}: asked to {what} ({cmd.to_tag()}). {_ACTS}")
@@ -68,7 +70,7 @@ def _active(agent: str, state: RolloutState | None) -> RolloutState:
 
 def promote(agent: AgentArg, *, opts: Options) -> None:
     """Skip the current step's pause (or an inconclusive hold) of AGENT's rollout."""
-    from controller.core.rollout.machine import Command
+    from controller.core.rollout.commands import Command
 
     def make(state: RolloutState | None) -> Command:
         s = _active(agent, state)
@@ -80,7 +82,7 @@ def promote(agent: AgentArg, *, opts: Options) -> None:
 def abort(agent: AgentArg, *, opts: Options) -> None:
     """Send all of AGENT's traffic back to the stable version now; the rollout stays aborted
     until its canary or spec.rollout changes."""
-    from controller.core.rollout.machine import Command
+    from controller.core.rollout.commands import Command
 
     _ask(opts, agent, lambda state: Command("abort", _active(agent, state).canary))
 
@@ -97,7 +99,7 @@ def rollback(
     """Send AGENT's traffic and promote alias back to the previously stable version (recorded by
     its last rollout), or to --to-version; it stays there until the canary or spec.rollout
     changes."""
-    from controller.core.rollout.machine import Command
+    from controller.core.rollout.commands import Command
 
     def make(state: RolloutState | None) -> Command:
         if state is None:

@@ -30,7 +30,7 @@ def agent_digest(agent: DesiredAgent, desired: Desired) -> str:
 
 def marked(digest: str, mark: str) -> str:
     """An agent's digest with where its rollout stands (``mark``, from
-    :attr:`controller.core.rollout.machine.Progress.mark`): a rollout that moves is a deployment."""
+    :data:`controller.core.rollout.progress.Progress`): a rollout that moves is a deployment."""
     return hashlib.sha256(f"{digest}\0{mark}".encode()).hexdigest() if mark else digest
 
 

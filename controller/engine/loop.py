@@ -26,7 +26,7 @@ from controller.core.manifest.desired import Desired
 from controller.core.plan.changes import Change, Kind, Plan
 from controller.core.plan.changeset import ChangeSet, Entry, Verb
 from controller.core.plan.planner import DEFAULT_OWNER
-from controller.core.rollout.machine import Progress
+from controller.core.rollout.progress import Progress, Running
 from controller.engine.backoff import AgentBackoff
 from controller.engine.drift import agent_digest, drifted, marked
 from controller.engine.metrics import Metrics
@@ -334,8 +334,8 @@ class Controller:
 
     def _rollout_event(self, agent: str, progress: Progress | None) -> None:
         """Report a rollout's step, promotion, failure or abort once it is recorded."""
-        if progress is None or progress.state is None:
-            return
+        if not isinstance(progress, Running):
+            return  # nothing recorded this round (held for the canary, or cleared)
         self.metrics.rollout_step.labels(agent).set(progress.state.step + 1)
         if progress.event is None:
             return

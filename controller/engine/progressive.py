@@ -1,12 +1,14 @@
 """Rollouts in a reconcile: for every agent with ``spec.rollout``, this round's
-:class:`~controller.core.rollout.machine.Progress`, which the planner puts in place of the manifest's end
-state (the promote alias and the traffic split) while the rollout runs.
+:data:`~controller.core.rollout.progress.Progress`, which the planner puts in place of the
+manifest's end state (the promote alias and the traffic split) while the rollout runs.
 
-Per agent: resolve the canary (the version the manifest brings in) and the stable version (what
-the promote alias holds in the registry); read the rollout's state and any CLI command from the
-registered model's tags; measure the gates when their interval is due, through one
-:class:`~controller.ports.MetricProvider` per source; then :func:`controller.core.rollout.machine.decide`.
-A source that cannot be read gives an inconclusive measurement (logged): it never promotes.
+Per agent: resolve the canary (the version the manifest brings in) once, and the stable version
+(what the promote alias holds in the registry); read the rollout's record and any CLI command
+from the registered model's tags (:func:`controller.core.rollout.codec.read`: the one place
+they are parsed; the record travels on in the progress value); measure the gates when their
+interval is due, through one :class:`~controller.ports.MetricProvider` per source; then
+:func:`controller.core.rollout.machine.decide`. A source that cannot be read gives an
+inconclusive measurement (logged): it never promotes.
 """
 
 from __future__ import annotations
@@ -16,19 +18,12 @@ from collections.abc import Mapping
 
 from controller.core.errors import AgentctlError
 from controller.core.manifest.desired import Desired, DesiredAgent
-from controller.core.manifest.schema import CURRENT
-from controller.core.rollout.machine import (
-    COMMAND_TAG,
-    TAG_PREFIX,
-    Measurement,
-    Progress,
-    RolloutState,
-    begin,
-    decide,
-    hold_for_canary,
-    measurement_due,
-    parse_command,
-)
+from controller.core.manifest.schema import CURRENT, VersionRef
+from controller.core.rollout import codec
+from controller.core.rollout.codec import RolloutState
+from controller.core.rollout.gates import Measurement
+from controller.core.rollout.machine import begin, decide, measurement_due
+from controller.core.rollout.progress import Clear, Hold, Progress
 from controller.core.state.observed import ObservedModel, RegistrySnapshot
 from controller.ports import GateQuery, MetricProvider
 
@@ -37,12 +32,10 @@ __all__ = ["canary_of", "evaluate"]
 log = logging.getLogger("agentctl.rollout")
 
 
-def canary_of(agent: DesiredAgent, model: ObservedModel) -> int | None:
-    """The registry number of the version the rollout brings in; None if it is not registered
-    yet (this apply logs it) or does not exist (the plan reports that)."""
-    rollout = agent.manifest.spec.rollout
-    assert rollout is not None
-    ref = rollout.canary.resolve(agent.manifest.spec.aliases)
+def canary_of(agent: DesiredAgent, ref: VersionRef | None, model: ObservedModel) -> int | None:
+    """The registry number of the version the rollout brings in (``ref``, as the manifest
+    resolves it); None if it is not registered yet (this apply logs it) or does not exist (the
+    plan reports that)."""
     if ref == CURRENT:
         if agent.source is None:
             return None
@@ -69,25 +62,26 @@ def evaluate(
         if rollout is None or model is None:
             continue  # no rollout, or a first deployment: straight to the end state
         current = model.aliases.get(rollout.promote_alias)
-        canary = canary_of(agent, model)
+        ref = rollout.canary.resolve(agent.manifest.spec.aliases)
+        canary = canary_of(agent, ref, model)
+        stored = codec.read(model.tags)
         if canary is None:
-            pending = rollout.canary.resolve(agent.manifest.spec.aliases) == CURRENT
-            if current is not None and pending:
-                out[agent.name] = hold_for_canary(rollout.promote_alias, current)
+            if current is not None and ref == CURRENT:
+                out[agent.name] = Hold(rollout.promote_alias, current, CURRENT, stored)
             continue
-        stored = RolloutState.from_tags(model.tags)
-        command = parse_command(model.tags.get(COMMAND_TAG))
-        state = begin(rollout, canary, current, stored, now)
+        state = begin(rollout, canary, current, stored.state, now)
         if state is None:
-            if any(k.startswith(TAG_PREFIX) for k in model.tags):
-                out[agent.name] = Progress.cleared(
-                    f"v{canary} is the stable version: no rollout; its record is cleared"
+            if stored.tags:
+                out[agent.name] = Clear(
+                    canary,
+                    stored,
+                    f"v{canary} is the stable version: no rollout; its record is cleared",
                 )
             continue
         measurements: dict[str, Measurement] | None = None
         if providers is not None and measurement_due(rollout, state, now):
             measurements = _measure(agent, model, state, providers)
-        out[agent.name] = decide(rollout, state, stored, now, measurements, command)
+        out[agent.name] = decide(rollout, state, stored, now, measurements)
     return out
 
 

@@ -27,7 +27,7 @@ from controller.core.plan.changeset import ChangeSet, Entry
 from controller.core.plan.planner import DEFAULT_OWNER, plan
 from controller.core.plan.preview import ObjectPreview
 from controller.core.plan.scope import select
-from controller.core.rollout.machine import Progress
+from controller.core.rollout.progress import Progress
 from controller.core.state.observed import RegistrySnapshot, ServingSnapshot
 from controller.engine.apply import apply as apply_plan
 from controller.engine.progressive import evaluate

@@ -586,7 +586,7 @@ def test_a_rollout_walks_the_httproute_weights_and_a_failing_gate_rolls_back(
     kube: ApiServer, ns: str, tmp_path: Path
 ) -> None:
     from controller.adapters.gates.prometheus import PrometheusMetrics
-    from controller.core.rollout.machine import RolloutState
+    from controller.core.rollout.codec import RolloutState
 
     root, reg = _routed_bot(kube, ns, tmp_path)
     prom = PromQL()
@@ -629,7 +629,7 @@ def test_a_rollout_walks_the_httproute_weights_and_a_failing_gate_rolls_back(
     step(1)
     assert backends() == [("bot-v2", 70), ("bot-v3", 30)]
     failed = step(1.5)
-    state = RolloutState.from_tags(reg.models["bot"].tags)
+    state = RolloutState.from_storage(reg.models["bot"].tags)
     assert state is not None and state.phase.value == "Failed", failed.progress
     assert backends() == [("bot-v2", 100)] and reg.models["bot"].aliases["champion"] == 2
     assert set(kube.objects(ns, "Deployment")) == {"bot-v2"}

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import requests
 
-from controller.core.rollout.machine import RolloutState
+from controller.core.rollout.codec import RolloutState
 from tests.integration.conftest import AGENTCTL
 from tests.integration.test_local_serving import LOCAL, QUESTION, processes_of
 from tests.support.proxy import CountingProxy
@@ -129,7 +129,7 @@ class Bench:
 
     def state(self) -> RolloutState | None:
         tags = self.client.get_registered_model("support-bot").tags
-        return RolloutState.from_tags(tags)
+        return RolloutState.from_storage(tags)
 
     def champion(self) -> int:
         return int(self.client.get_model_version_by_alias("support-bot", "champion").version)

@@ -12,7 +12,7 @@ from controller.core.rollout.analysis import (
     histogram_quantile,
     latency_quantile,
 )
-from controller.core.rollout.machine import Measurement
+from controller.core.rollout.gates import Measurement
 
 INF = math.inf
 

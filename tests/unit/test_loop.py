@@ -298,7 +298,7 @@ class Rolling:
     a metric source whose answers it sets (for rollouts)."""
 
     def __init__(self, tmp_path: Path, config: LoopConfig | None = None) -> None:
-        from controller.core.rollout.machine import Measurement
+        from controller.core.rollout.gates import Measurement
         from tests.unit.test_progressive import Source
 
         self.reg, self.srv = FakeRegistry(), FakeServing()
@@ -314,7 +314,7 @@ class Rolling:
 def test_a_rollout_is_progress_not_drift_and_its_end_is_an_event_and_a_metric(
     tmp_path: Path,
 ) -> None:
-    from controller.core.rollout.machine import Measurement
+    from controller.core.rollout.gates import Measurement
     from tests.unit.test_progressive import ROLLOUT
 
     r = Rolling(tmp_path)
@@ -356,7 +356,7 @@ def test_a_rollout_is_progress_not_drift_and_its_end_is_an_event_and_a_metric(
 def test_without_self_heal_a_rollout_still_rolls_back_promotes_and_scales_down(
     tmp_path: Path,
 ) -> None:
-    from controller.core.rollout.machine import Measurement
+    from controller.core.rollout.gates import Measurement
     from tests.unit.test_progressive import ROLLOUT
 
     r = Rolling(tmp_path, LoopConfig(self_heal=False))

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import pytest
 
 from controller.core.manifest.schema import CURRENT
 from controller.core.plan.changes import Action, Kind, Plan
 from controller.core.plan.planner import plan
+from controller.core.rollout.codec import STATE_TAG, TAG_PREFIX, Phase, RolloutState, read
+from controller.core.rollout.commands import COMMAND_TAG
+from controller.core.rollout.progress import Clear, Hold, Progress, Running
+from controller.core.state.observed import AgentServing, ServedVersion, ServingSnapshot
+from controller.engine.progressive import evaluate
 
 from .builders import D1, D2, agent, desired, model, snapshot
 
@@ -200,3 +208,111 @@ def test_two_explicit_entries_on_one_version_that_disagree_are_an_error() -> Non
     (err,) = p.diagnostics.errors
     assert err.field == "spec.versions[1].version" and "resolves to version 1" in err.message
     assert not any(c.kind is Kind.MODEL_VERSION for c in p.changes)
+
+
+# -- a rollout's round (Progress) in place of the manifest's end state ------------------------
+
+ROLLING = agent(
+    digest=D2,
+    aliases={"champion": CURRENT},
+    serving={"traffic": [{"alias": "champion", "percent": 100}]},
+    rollout={
+        "canary": {"alias": "champion"},
+        "promoteAlias": "champion",
+        "steps": [{"weight": 20, "pause": "60s"}, {"weight": 100}],
+    },
+)
+STATE = RolloutState(2, 1, "d", message="step 1/2: 20% for 60 s")
+OLD = RolloutState(2, 1, "d", step_started=-5.0)
+CMD = {COMMAND_TAG: "promote@2:0"}
+SERVED = ServingSnapshot(
+    {"bot": AgentServing("bot", "bot", {1: ServedVersion(1, "bot")}, {1: 100})}
+)
+
+
+def _running(stored: dict[str, str], state: RolloutState = STATE, **kw: Any) -> Running:
+    fields: dict[str, Any] = {"alias_version": 1, "weights": {1: 80, 2: 20}, **kw}
+    return Running(
+        "champion", state=state, stored=read(stored), reason="why", active=True, **fields
+    )
+
+
+PROMOTED = replace(STATE, phase=Phase.PROMOTED)
+
+
+@pytest.mark.parametrize(
+    ("progress", "registered", "rollout", "alias", "weights"),
+    [
+        # Nothing recorded yet: the state is created, before the alias and traffic move.
+        (_running({}), {1: D1, 2: D2}, ("create", None, STATE.to_storage(), "why"), None,
+         [(1, 80), (2, 20)]),
+        # Recorded, with the CLI's command beside it: the command is not the controller's.
+        (_running({**OLD.to_storage(), **CMD}), {1: D1, 2: D2},
+         ("update", OLD.to_storage(), STATE.to_storage(), "why"), None, [(1, 80), (2, 20)]),
+        (_running({**STATE.to_storage(), **CMD}), {1: D1, 2: D2}, None, None,
+         [(1, 80), (2, 20)]),
+        # Promoted: the alias moves; the old version serves at 0 % until the delay is over.
+        (_running(STATE.to_storage(), PROMOTED, alias_version=2, weights={2: 100, 1: 0}),
+         {1: D1, 2: D2}, ("update", STATE.to_storage(), PROMOTED.to_storage(), "why"), 2,
+         [(1, 0), (2, 100)]),
+        # Cleared: the whole record goes (the command too); the manifest governs.
+        (Clear(2, read({**OLD.to_storage(), **CMD}), "cleared"), {1: D1, 2: D2},
+         ("delete", {**CMD, **OLD.to_storage()}, None, "cleared"), 2, [(2, 100)]),
+        (Clear(2, read({}), "cleared"), {1: D1, 2: D2}, None, 2, [(2, 100)]),
+        # Held for the canary this apply registers: it is served too, without traffic.
+        (Hold("champion", 1, CURRENT, read(OLD.to_storage())), {1: D1}, None, None,
+         [(1, 100), ("new", 0)]),
+    ],
+)  # fmt: skip
+def test_a_rollouts_round_is_planned_from_the_progress_value_alone(
+    progress: Progress,
+    registered: dict[int, str | None],
+    rollout: tuple[Any, ...] | None,
+    alias: int | None,
+    weights: list[tuple[int | str, int]],
+) -> None:
+    """The observed model carries no rollout tags at all: what the plan records, and the
+    before it shows, come from the progress value (the planner reads no raw rollout tags)."""
+    bare = snapshot(model(aliases={"champion": 1}, versions=registered))
+    assert not any(k.startswith(TAG_PREFIX) for k in bare.models["bot"].tags)
+    p = plan(desired(ROLLING), bare, serving=SERVED, progress={"bot": progress})
+    assert not p.has_errors, p.diagnostics
+    got = [
+        (c.action.value, c.before, c.after, c.reason) for c in p.changes if c.kind is Kind.ROLLOUT
+    ]
+    assert got == ([rollout] if rollout else [])
+    moved = [c.after["version"] for c in p.changes if c.kind is Kind.ALIAS and c.after]
+    assert moved == ([alias] if alias else [])
+    [traffic] = [c.after for c in p.changes if c.kind is Kind.TRAFFIC]
+    assert [
+        (w["version"] if w["version"] is not None else "new", w["percent"])
+        for w in traffic["weights"]
+    ] == weights
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [
+        {},
+        {**OLD.to_storage(), **CMD},
+        {STATE_TAG: "{garbage", COMMAND_TAG: "nonsense", TAG_PREFIX + "legacy": "x"},
+    ],
+)
+def test_the_plan_is_the_same_whatever_rollout_tags_the_observed_model_carries(
+    tags: dict[str, str],
+) -> None:
+    """The round is evaluated once, from the tags; the planner then gives the same plan
+    whether the model it is handed still carries them or not."""
+    registered: dict[int, str | None] = {1: D1, 2: D2}
+    tagged = snapshot(model(aliases={"champion": 1}, versions=registered, tags=tags,
+                            managed_tags=""))  # fmt: skip
+    bare = snapshot(model(aliases={"champion": 1}, versions=registered))
+    progress = evaluate(desired(ROLLING), tagged, now=1000.0)
+    assert isinstance(progress["bot"], Running)
+    with_tags = plan(desired(ROLLING), tagged, serving=SERVED, progress=progress)
+    without = plan(desired(ROLLING), bare, serving=SERVED, progress=progress)
+    assert with_tags.changes == without.changes
+    [change] = [c for c in without.changes if c.kind is Kind.ROLLOUT]
+    record = {k: v for k, v in sorted(tags.items()) if k != COMMAND_TAG}
+    assert change.before == (record or None)
+    assert change.after == progress["bot"].state.to_storage()

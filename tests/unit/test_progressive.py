@@ -6,16 +6,25 @@ once, by the tags the CLI writes; with the registry target alone the promote ali
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from controller.core.manifest.desired import DesiredAgent
+from controller.core.manifest.schema import CURRENT
 from controller.core.plan.changes import Kind
-from controller.core.rollout.machine import COMMAND_TAG, Command, Measurement, Phase, RolloutState
+from controller.core.rollout.codec import STATE_TAG, Phase, RolloutState, read
+from controller.core.rollout.commands import COMMAND_TAG, Command
+from controller.core.rollout.gates import Measurement
+from controller.core.rollout.progress import Clear, Hold, Progress, Running
+from controller.core.state.observed import RegistrySnapshot
 from controller.engine.loader import load
+from controller.engine.progressive import evaluate
 from controller.engine.retry import RetryPolicy
 from controller.ports import GateQuery
 from tests.support.engine import Result, reconcile
+from tests.unit.builders import D1, D2, agent, desired, model, snapshot
 from tests.unit.fake_registry import FakeRegistry
 from tests.unit.fake_serving import FakeServing
 from tests.unit.test_loader import GOOD, write_repo
@@ -84,7 +93,7 @@ class World:
 
     @property
     def state(self) -> RolloutState | None:
-        return RolloutState.from_tags(self.reg.models["bot"].tags)
+        return RolloutState.from_storage(self.reg.models["bot"].tags)
 
     def tag(self, key: str, value: str) -> None:
         self.reg.models["bot"].tags[key] = value
@@ -294,3 +303,98 @@ def test_a_source_that_breaks_is_inconclusive_not_a_crash(world: World) -> None:
     assert result.progress["bot"].state is not None
     assert result.progress["bot"].state.phase is Phase.PAUSED  # inconclusive: held, not promoted
     assert w.weights == {1: 80, 2: 20}
+
+
+# -- each round's Progress from evaluate, table-driven over observed registries (no I/O) -------
+
+RSPEC = {
+    "canary": {"alias": "champion"},
+    "promoteAlias": "champion",
+    "steps": [{"weight": 20, "pause": "60s"}, {"weight": 50, "pause": "60s"}, {"weight": 100}],
+}
+
+
+def rolling(digest: str = D2, canary: object = None) -> DesiredAgent:
+    spec = dict(RSPEC, canary=canary) if canary is not None else RSPEC
+    return agent(
+        digest=digest,
+        aliases={"champion": CURRENT},
+        serving={"traffic": [{"alias": "champion", "percent": 100}]},
+        rollout=spec,
+    )
+
+
+RECORD = {
+    STATE_TAG: RolloutState(9, 8, "sha256:old", Phase.FAILED).to_storage()[STATE_TAG],
+    COMMAND_TAG: "abort@9",
+}
+
+
+def observed(versions: dict[int, str | None], champion: int | None = 1,
+             tags: dict[str, str] | None = None) -> RegistrySnapshot:  # fmt: skip
+    aliases = {"champion": champion} if champion is not None else {}
+    return snapshot(model(aliases=aliases, versions=versions, tags=tags, managed_tags=""))
+
+
+@pytest.mark.parametrize(
+    ("agent_", "registry", "expected"),
+    [
+        # The canary (current) is not registered yet: hold on the stable version.
+        (rolling(), observed({1: D1}), Hold("champion", 1, CURRENT, read({}))),
+        (rolling(), observed({1: D1}, tags=RECORD), Hold("champion", 1, CURRENT, read(RECORD))),
+        # A first deployment (no stable version), or no registered model: no rollout.
+        (rolling(), observed({1: D1}, champion=None), None),
+        (rolling(), snapshot(), None),
+        (agent(digest=D2, aliases={"champion": CURRENT}), observed({1: D1}), None),
+        # The canary is the stable version: a recorded rollout is cleared, else nothing.
+        (rolling(D1), observed({1: D1}, tags=RECORD),
+         Clear(1, read(RECORD), "v1 is the stable version: no rollout; its record is cleared")),
+        (rolling(D1), observed({1: D1}), None),
+        # No stable version (the promote alias is unset): a recorded rollout is cleared too.
+        (rolling(D2), observed({1: D1, 2: D2}, champion=None, tags=RECORD),
+         Clear(2, read(RECORD), "v2 is the stable version: no rollout; its record is cleared")),
+        # A pinned canary that does not exist: the plan reports it; no rollout.
+        (rolling(canary={"version": 7}), observed({1: D1, 2: D2}), None),
+        # A registered canary: the rollout runs, from the record it was decided from.
+        (rolling(), observed({1: D1, 2: D2}), "running"),
+        (rolling(), observed({1: D1, 2: D2}, tags=RECORD), "running"),
+        (rolling(canary={"version": 2}), observed({1: D1, 2: D2}), "running"),
+    ],
+)  # fmt: skip
+def test_each_round_is_held_cleared_or_running(
+    agent_: DesiredAgent, registry: RegistrySnapshot, expected: Progress | str | None
+) -> None:
+    got = evaluate(desired(agent_), registry, now=1000.0).get("bot")
+    if expected != "running":
+        assert got == expected
+        return
+    assert isinstance(got, Running)
+    assert got.stored == read(registry.models["bot"].tags) and got.canary == 2
+    assert (got.state.stable, got.state.step, got.state.step_started) == (1, 0, 1000.0)
+    assert (dict(got.weights), got.alias_version, got.active) == ({1: 80, 2: 20}, 1, True)
+    assert got.event is not None and got.event[0] == "RolloutStarted"
+
+
+def test_what_every_round_answers() -> None:
+    """Those who only wait or report (the loop, apply --wait) read the same few attributes of
+    every case; the mark (drift) differs between rounds that ask different things."""
+    empty = read({})
+    hold = Hold("champion", 1, CURRENT, empty)
+    clear = Clear(2, empty, "cleared")
+    state = RolloutState(2, 1, "d")
+    running = Running("champion", 1, {1: 80, 2: 20}, state, empty, "step 1/3", True, 9.0)
+    table = [
+        (hold, True, 5.0, None, "waiting for the canary to be registered; v1 keeps all traffic"),
+        (clear, False, None, None, "cleared"),
+        (running, True, 9.0, None, "step 1/3"),
+    ]
+    for p, active, requeue, event, reason in table:
+        assert (p.active, p.requeue, p.event, p.reason) == (active, requeue, event, reason)
+    assert hold.warm_canary and (dict(hold.weights), hold.alias_version) == ({1: 100}, 1)
+    assert clear.mark == "clear"
+    marks = {hold.mark, clear.mark, running.mark}
+    marks.add(Running("champion", 1, {1: 50, 2: 50}, state, empty, "", True).mark)
+    marks.add(Running("champion", 1, {1: 80, 2: 20}, replace(state, step=1), empty, "", True).mark)
+    assert len(marks) == 5
+    # the reason and when to look again are not where the rollout stands
+    assert running.mark == replace(running, reason="other", requeue=1.0).mark

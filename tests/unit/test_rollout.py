@@ -4,24 +4,25 @@ tags resuming at the same step."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from controller.core.manifest.schema import Rollout
+from controller.core.rollout.codec import STATE_TAG, TAG_PREFIX, Phase, RolloutState, read
+from controller.core.rollout.commands import COMMAND_TAG, Command
+from controller.core.rollout.gates import Gate, Measurement, Verdict, judge
 from controller.core.rollout.machine import (
-    STATE_TAG,
-    TAG_PREFIX,
-    Gate,
-    Measurement,
-    Phase,
-    RolloutState,
     Step,
-    Verdict,
     advance,
+    begin,
+    decide,
     from_spec,
-    judge,
+    rollout_digest,
     start,
 )
+from controller.core.rollout.progress import Running
 from controller.engine.loader import load
 from tests.unit.test_loader import GOOD, errors_of, write_repo
 
@@ -107,9 +108,9 @@ def test_abort_sends_everything_back_to_stable() -> None:
 def test_the_state_survives_a_restart_through_registry_tags() -> None:
     state = advance(STEPS, [ERRORS], start(2, 1, "sha256:abc", 0.0), 61, OK).state
     state = advance(STEPS, [ERRORS], state, 70, BAD).state
-    tags = state.to_tags()
+    tags = state.to_storage()
     assert all(k.startswith(TAG_PREFIX) and isinstance(v, str) for k, v in tags.items())
-    back = RolloutState.from_tags({**tags, "unrelated": "x"})
+    back = RolloutState.from_storage({**tags, "unrelated": "x"})
     assert back == state
     # the restarted controller carries on from the same step, with the failure remembered
     failed = advance(STEPS, [ERRORS], back, 80, BAD)
@@ -122,11 +123,107 @@ def test_the_state_survives_a_restart_through_registry_tags() -> None:
         {},
         {STATE_TAG: "{not json"},
         {STATE_TAG: '{"canary": "x"}'},
-        {STATE_TAG: start(2, 1, "d", 0).to_tags()[STATE_TAG].replace("Progressing", "?")},
+        {STATE_TAG: start(2, 1, "d", 0).to_storage()[STATE_TAG].replace("Progressing", "?")},
     ],
 )
 def test_unreadable_state_is_none(broken: dict[str, str]) -> None:
-    assert RolloutState.from_tags(broken) is None
+    assert RolloutState.from_storage(broken) is None
+
+
+SPEC = Rollout.model_validate(
+    {
+        "canary": {"alias": "champion"},
+        "promoteAlias": "champion",
+        "steps": [{"weight": 20, "pause": "60s"}, {"weight": 50, "pause": "60s"}, {"weight": 100}],
+        "scaleDownDelay": "30s",
+        "analysis": {
+            "interval": "10s",
+            "gates": [
+                {"name": "errors", "metric": "errorRate", "source": "router", "max": 0.1,
+                 "minSamples": 10, "failureLimit": 2},
+            ],
+        },
+    }
+)  # fmt: skip
+DG = rollout_digest(2, SPEC)
+NEW = start(2, 1, DG, 0.0)
+AT_1 = RolloutState(2, 1, DG, step=1, step_started=100.0, measured_at=100.0,
+                    message="step 2/3: 50%")  # fmt: skip
+ONE_BAD = RolloutState(2, 1, DG, failures={"errors": 1}, verdicts={"errors": Verdict.FAILED},
+                       measured_at=10.0, message="step 1/3: 20% for 60 s")  # fmt: skip
+DONE = RolloutState(2, 1, DG, Phase.PROMOTED, step=2, step_started=500.0,
+                    message="promoted: v2 takes all traffic")  # fmt: skip
+GREEN = {"errors": Measurement(0.0, 50)}
+RED = {"errors": Measurement(0.5, 50)}
+THIN = {"errors": Measurement(0.0, 3)}
+
+
+def stored(state: RolloutState | None, command: Command | None = None) -> dict[str, str]:
+    tags = state.to_storage() if state is not None else {}
+    return {**tags, COMMAND_TAG: command.to_tag()} if command is not None else tags
+
+
+@pytest.mark.parametrize(
+    ("state", "tags", "now", "measured", "expected"),
+    [
+        # A new rollout: 20 % to the canary, an event, the next look when the gate is due.
+        (NEW, {}, 1.0, None,
+         (Phase.PROGRESSING, 0, {1: 80, 2: 20}, 1, True, 9.0, "RolloutStarted", "")),
+        # Resumed within the pause: nothing to report.
+        (NEW, stored(NEW), 5.0, None,
+         (Phase.PROGRESSING, 0, {1: 80, 2: 20}, 1, True, 5.0, None, "")),
+        # The pause is over and the gate passed: the next step.
+        (NEW, stored(NEW), 61.0, GREEN,
+         (Phase.PROGRESSING, 1, {1: 50, 2: 50}, 1, True, 10.0, "RolloutStep", "")),
+        # Too few samples when the pause is over: held, looked at again soon.
+        (NEW, stored(NEW), 61.0, THIN,
+         (Phase.PAUSED, 0, {1: 80, 2: 20}, 1, True, 10.0, "RolloutPaused", "")),
+        # The last pause is over: promoted; the old version serves at 0 % for the delay.
+        (AT_1, stored(AT_1), 161.0, GREEN,
+         (Phase.PROMOTED, 2, {2: 100, 1: 0}, 2, True, 30.0, "RolloutPromoted", "")),
+        # The delay is over: done, nothing pending.
+        (DONE, stored(DONE), 531.0, None,
+         (Phase.PROMOTED, 2, {2: 100}, 2, False, None, None, "")),
+        # The second failed measurement: rolled back.
+        (ONE_BAD, stored(ONE_BAD), 20.0, RED,
+         (Phase.FAILED, 0, {1: 100}, 1, False, None, "RolloutFailed", "")),
+        # Commands: acted on once, and recorded as consumed.
+        (NEW, stored(NEW, Command("abort", 2)), 5.0, None,
+         (Phase.ABORTED, 0, {1: 100}, 1, False, None, "RolloutAborted", "abort@2")),
+        (NEW, stored(NEW, Command("promote", 2, step=0)), 5.0, None,
+         (Phase.PROGRESSING, 1, {1: 50, 2: 50}, 1, True, 5.0, "RolloutStep", "promote@2:0")),
+        (NEW, stored(NEW, Command("promote", 2, step=1)), 5.0, None,  # a step not reached
+         (Phase.PROGRESSING, 0, {1: 80, 2: 20}, 1, True, 5.0, None, "promote@2:1")),
+        (DONE, stored(DONE, Command("rollback", 2, version=1)), 900.0, None,
+         (Phase.ABORTED, 2, {1: 100}, 1, False, None, "RolloutAborted", "rollback@2=1")),
+        # Not for this rollout: another canary's, one already acted on, one older than it.
+        (NEW, stored(NEW, Command("abort", 3)), 5.0, None,
+         (Phase.PROGRESSING, 0, {1: 80, 2: 20}, 1, True, 5.0, None, "")),
+        (replace(NEW, consumed="abort@2"), stored(replace(NEW, consumed="abort@2"),
+         Command("abort", 2)), 5.0, None,
+         (Phase.PROGRESSING, 0, {1: 80, 2: 20}, 1, True, 5.0, None, "abort@2")),
+        (NEW, stored(None, Command("abort", 2)), 1.0, None,
+         (Phase.PROGRESSING, 0, {1: 80, 2: 20}, 1, True, 9.0, "RolloutStarted", "")),
+    ],
+)  # fmt: skip
+def test_decide_gives_the_round_to_record_and_to_plan(
+    state: RolloutState,
+    tags: dict[str, str],
+    now: float,
+    measured: dict[str, Measurement] | None,
+    expected: tuple[object, ...],
+) -> None:
+    record = read(tags)
+    assert begin(SPEC, 2, 1, record.state, now) == (record.state or start(2, 1, DG, now))
+    p = decide(SPEC, state, record, now, measured)
+    assert isinstance(p, Running)
+    assert p.stored == record and p.canary == 2 and p.alias == "champion"
+    got = (
+        p.state.phase, p.state.step, dict(p.weights), p.alias_version, p.active, p.requeue,
+        p.event[0] if p.event else None, p.state.consumed,
+    )  # fmt: skip
+    assert got == expected
+    assert p.reason  # said in the plan and by apply --wait
 
 
 def test_a_rollout_needs_steps() -> None:

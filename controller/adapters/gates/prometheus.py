@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from controller.adapters.gates.traces import QUANTILES
 from controller.core.errors import PermanentBackendError, TemporaryBackendError
 from controller.core.rollout.analysis import counter_error_rate, histogram_quantile
-from controller.core.rollout.machine import Measurement
+from controller.core.rollout.gates import Measurement
 from controller.ports import GateQuery
 
 __all__ = ["PrometheusMetrics", "RouterMetrics", "fill"]

@@ -9,7 +9,7 @@ execution durations (ms). No existing rollout tool gates on agent traces: this o
 from __future__ import annotations
 
 from controller.core.rollout.analysis import error_rate, latency_quantile
-from controller.core.rollout.machine import Measurement
+from controller.core.rollout.gates import Measurement
 from controller.ports import GateQuery, TraceReader
 
 __all__ = ["QUANTILES", "TraceMetrics"]

@@ -26,7 +26,7 @@ from controller.core.manifest.schema import (
 )
 from controller.core.plan.changes import Action, AgentView, Change, Kind, Pending, Plan, Share
 from controller.core.plan.serving import DesiredServing, Target, plan_serving, remove_serving
-from controller.core.rollout.machine import COMMAND_TAG, TAG_PREFIX, Progress
+from controller.core.rollout.progress import Clear, Hold, Progress, Running
 from controller.core.state.observed import (
     AGENT_TAG,
     DIGEST_TAG,
@@ -86,8 +86,9 @@ def plan(
     """Plan every agent, or with ``scope`` (agent -> why) only those; ``baseline`` is the desired
     state of the base revision, whose traffic the views show as "before". ``serving`` is what a
     serving target runs; without it, ``spec.serving`` is validated but not planned. ``progress``
-    (agent -> this round of its rollout, :func:`controller.core.rollout.machine.decide`) takes the place of
-    the manifest's end state for the promote alias and the traffic split while a rollout runs."""
+    (agent -> this round of its rollout, :data:`controller.core.rollout.progress.Progress`) takes
+    the place of the manifest's end state for the promote alias and the traffic split while a
+    rollout runs; it carries the rollout's record too (the planner reads no rollout tags)."""
     changes: list[Change] = []
     diags: list[Diagnostic] = []
     views: list[AgentView] = []
@@ -358,28 +359,30 @@ def _plan_agent(
         if governing is not None:
             unchanged += _plan_version_tags(governing, versions[number], change)
 
-    if progress is not None and model is not None:
-        recorded = {k: v for k, v in sorted(model.tags.items()) if k.startswith(TAG_PREFIX)}
+    # What moves the promote alias and the traffic in place of the manifest: a rollout held or
+    # under way; a cleared one leaves them to the manifest.
+    steering = progress if isinstance(progress, Hold | Running) else None
+    if isinstance(progress, Clear) and model is not None:
+        if progress.stored.tags:
+            change(
+                Kind.ROLLOUT, "", Action.DELETE, dict(progress.stored.tags), None, progress.reason
+            )
+    elif isinstance(progress, Running) and model is not None:
         # The command tag is the CLI's: left in place (the state records it as consumed); only
         # clearing the record takes it too.
-        before_state = {k: v for k, v in recorded.items() if k != COMMAND_TAG}
-        if progress.clear:
-            if recorded:
-                change(Kind.ROLLOUT, "", Action.DELETE, recorded, None, progress.reason)
-            progress = None  # the manifest governs alias and traffic
-        elif progress.state is not None:
-            after_state = progress.state.to_tags()
-            if before_state != after_state:
-                change(
-                    Kind.ROLLOUT,
-                    "",
-                    Action.UPDATE if before_state else Action.CREATE,
-                    before_state or None,
-                    dict(sorted(after_state.items())),
-                    progress.reason,
-                )
-            else:
-                unchanged += 1
+        before_state = progress.stored.record
+        after_state = progress.state.to_storage()
+        if before_state != after_state:
+            change(
+                Kind.ROLLOUT,
+                "",
+                Action.UPDATE if before_state else Action.CREATE,
+                before_state or None,
+                dict(sorted(after_state.items())),
+                progress.reason,
+            )
+        else:
+            unchanged += 1
 
     # Aliases: set what the manifest says; delete only aliases agentctl set before (inventory).
     # A rollout holds its promote alias on the stable version until the canary is promoted.
@@ -389,8 +392,8 @@ def _plan_agent(
         target = resolved.get(ref)
         if target is None:
             continue  # its version is in error, reported above
-        if progress is not None and alias == progress.alias:
-            target = progress.alias_version
+        if steering is not None and alias == steering.alias:
+            target = steering.alias_version
         elif (
             not plan_serving_too
             and spec.rollout is not None
@@ -447,7 +450,7 @@ def _plan_agent(
                     f"alias '{alias}' was removed from the manifest",
                 )
     if plan_serving_too:
-        unchanged += _plan_agent_serving(agent, resolved, served, change, error, progress)
+        unchanged += _plan_agent_serving(agent, resolved, served, change, error, steering)
     return changes, diags, unchanged, tuple(alias_views)
 
 
@@ -457,7 +460,7 @@ def _plan_agent_serving(
     served: AgentServing | None,
     change: _ChangeFn,
     error: Callable[[Path, str], None],
-    progress: Progress | None,
+    progress: Hold | Running | None,
 ) -> int:
     """Resolve spec.serving's targets to versions, then plan servers, traffic and shadow; while
     a rollout runs, its split takes the place of spec.serving.traffic."""
@@ -499,10 +502,8 @@ def _plan_agent_serving(
         return 0
     if progress is not None:
         weights = {version: percent for version, percent in progress.weights.items()}
-        rollout = spec.rollout
-        if progress.warm_canary and rollout is not None:
-            ref = rollout.canary.resolve(spec.aliases)
-            canary = resolved.get(ref) if ref is not None else None
+        if isinstance(progress, Hold):  # the canary this apply registers, started at 0 %
+            canary = resolved.get(progress.canary)
             if canary is not None:
                 weights.setdefault(canary, 0)
     return plan_serving(

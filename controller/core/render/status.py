@@ -9,7 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.core.rollout.machine import RolloutState
+from controller.core.rollout import codec
+from controller.core.rollout.codec import RolloutState
 from controller.core.state.observed import (
     AGENT_TAG,
     ObservedModel,
@@ -150,7 +151,7 @@ def status_view(
     for name in names:
         model = models.get(name)
         serving = served.agents.get(name)
-        state = RolloutState.from_tags(model.tags) if model is not None else None
+        state = codec.read(model.tags).state if model is not None else None
         numbers = sorted(
             set(model.versions if model is not None else ())
             | set(serving.versions if serving is not None else ())

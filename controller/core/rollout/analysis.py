@@ -1,7 +1,7 @@
 """Analysis measurements for rollout gates, from what the providers return. Pure data.
 
-Two shapes of evidence, one result (:class:`~controller.core.rollout.machine.Measurement`: a value and how
-many samples it rests on):
+Two shapes of evidence, one result (:class:`~controller.core.rollout.gates.Measurement`: a value
+and how many samples it rests on):
 - per-request records, as MLflow traces give them (each trace's state OK / ERROR and its
   execution duration in ms): :func:`error_rate` and :func:`latency_quantile`;
 - cumulative counters and histogram buckets, as Prometheus (or the local router's ``/metrics``)
@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from controller.core.rollout.machine import Measurement
+from controller.core.rollout.gates import Measurement
 
 __all__ = ["counter_error_rate", "error_rate", "histogram_quantile", "latency_quantile"]
 

@@ -1,14 +1,19 @@
-"""Progressive delivery as a value: where a canary rollout stands and what comes next. Pure data.
+"""The canary step machine: where a rollout stands and what comes next. Pure data.
 
 Borrowed from Argo Rollouts: a canary walks a list of steps (a traffic weight, then a pause: a
-duration, or until promoted); analysis gates are measured while it does, each measurement
-judged Successful, Failed or Inconclusive (too few samples; never promotes); a gate that fails
-``failure_limit`` times (as Flagger counts its threshold; Argo Rollouts
-tolerates ``failureLimit`` and fails on one more) fails the rollout, which sends all traffic to the
-stable version and stays failed until the canary or the rollout changes; progress is a step index plus
-explicit ``promote`` / ``abort`` commands, so that the CLI asks and the controller acts. The
-state round-trips through registry tags (:meth:`RolloutState.to_tags` /
-:meth:`RolloutState.from_tags`): a restarted controller resumes at the same step.
+duration, or until promoted); analysis gates (:mod:`controller.core.rollout.gates`) are
+measured while it does; a gate that fails ``failure_limit`` times (as Flagger counts its
+threshold; Argo Rollouts tolerates ``failureLimit`` and fails on one more) fails the rollout,
+which sends all traffic to the stable version and stays failed until the canary or the rollout
+changes; progress is a step index plus explicit ``promote`` / ``abort`` commands
+(:mod:`controller.core.rollout.commands`), so that the CLI asks and the controller acts. The
+state (:class:`~controller.core.rollout.codec.RolloutState`) is recorded in registry tags, so
+that a restarted controller resumes at the same step.
+
+One round: :func:`begin` (the stored rollout, or a new one), then, once the engine has measured
+the gates that are due (:func:`measurement_due`), :func:`decide`, which walks the steps
+(:func:`advance`) and says what the plan should do about it
+(:class:`~controller.core.rollout.progress.Running`).
 
 Nothing here reads a clock: ``now`` (Unix seconds, so that it survives a restart) is given.
 """
@@ -18,85 +23,30 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from dataclasses import dataclass, replace
 
 from controller.core.manifest.schema import Rollout, seconds
+from controller.core.rollout.codec import Phase, RolloutState, Stored
+from controller.core.rollout.gates import Gate, Measurement, Verdict, judge
+from controller.core.rollout.progress import Event, Running
 
 __all__ = [
-    "COMMAND_TAG",
-    "STATE_TAG",
-    "TAG_PREFIX",
-    "Command",
     "Decision",
-    "Gate",
-    "Measurement",
-    "Phase",
-    "Progress",
-    "RolloutState",
     "Step",
-    "Verdict",
     "advance",
+    "begin",
     "decide",
     "from_spec",
-    "judge",
     "measurement_due",
-    "parse_command",
     "rollout_digest",
     "start",
 ]
-
-#: Registry tags on the registered model that hold an agent's rollout state.
-TAG_PREFIX = "agentctl.io/rollout."
-#: The tag through which ``agentctl promote / abort / rollback`` ask the controller to act:
-#: ``promote@<canary>:<step>``, ``abort@<canary>``, ``rollback@<canary>=<version>``. A command
-#: names the rollout (and step) it is for, so that a stale one, or one acted on twice, does
-#: nothing.
-COMMAND_TAG = TAG_PREFIX + "command"
-#: The tag that holds an agent's rollout state, as JSON.
-STATE_TAG = TAG_PREFIX + "state"
-
-
-class Phase(StrEnum):
-    PROGRESSING = "Progressing"
-    PAUSED = "Paused"  # waiting: for promote, or for a conclusive analysis
-    PROMOTED = "Promoted"
-    FAILED = "Failed"
-    ABORTED = "Aborted"
-
-    @property
-    def done(self) -> bool:
-        return self in (Phase.PROMOTED, Phase.FAILED, Phase.ABORTED)
-
-
-class Verdict(StrEnum):
-    SUCCESSFUL = "Successful"
-    FAILED = "Failed"
-    INCONCLUSIVE = "Inconclusive"
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
     weight: int  # percent of live traffic to the canary, 1..100
     pause: float | None  # seconds at this weight before the next step; None: until promoted
-
-
-@dataclass(frozen=True, slots=True)
-class Gate:
-    """An analysis gate: the canary's ``metric`` must stay at or under ``max_value``."""
-
-    name: str  # e.g. "error-rate", "latency-p95"
-    max_value: float
-    min_samples: int = 20
-    failure_limit: int = 1  # this many failed measurements fail the rollout
-
-
-@dataclass(frozen=True, slots=True)
-class Measurement:
-    """One measurement of a gate's metric over its interval: ``value`` from ``samples``."""
-
-    value: float | None
-    samples: int
 
 
 def from_spec(rollout: Rollout) -> tuple[list[Step], list[Gate]]:
@@ -112,67 +62,6 @@ def from_spec(rollout: Rollout) -> tuple[list[Step], list[Gate]]:
         for g in (rollout.analysis.gates if rollout.analysis else [])
     ]
     return steps, gates
-
-
-def judge(gate: Gate, m: Measurement) -> Verdict:
-    if m.value is None or m.samples < gate.min_samples:
-        return Verdict.INCONCLUSIVE
-    return Verdict.SUCCESSFUL if m.value <= gate.max_value else Verdict.FAILED
-
-
-@dataclass(frozen=True, slots=True)
-class RolloutState:
-    canary: int  # the version being rolled out
-    stable: int  # the version it replaces (where a rollback goes)
-    digest: str  # the agent's desired state this rollout is for: a new one starts afresh
-    phase: Phase = Phase.PROGRESSING
-    step: int = 0  # index into the steps
-    step_started: float = 0.0  # Unix seconds
-    failures: Mapping[str, int] = field(default_factory=dict)  # gate -> failed measurements
-    verdicts: Mapping[str, Verdict] = field(default_factory=dict)  # gate -> latest, this step
-    message: str = ""
-    measured_at: float = 0.0  # Unix seconds of the last measurement of the gates
-    consumed: str = ""  # the last CLI command acted on (a command is acted on once)
-
-    def to_tags(self) -> dict[str, str]:
-        """The state as one registry tag (:data:`STATE_TAG`, JSON): written in one request, so
-        that a crash never leaves half of a new state beside half of the old one."""
-        data = {
-            "canary": self.canary,
-            "stable": self.stable,
-            "digest": self.digest,
-            "phase": self.phase.value,
-            "step": self.step,
-            "stepStarted": round(self.step_started, 3),
-            "failures": dict(sorted(self.failures.items())),
-            "verdicts": {g: v.value for g, v in sorted(self.verdicts.items())},
-            "message": self.message[:1000],
-            "measuredAt": round(self.measured_at, 3),
-            "consumed": self.consumed,
-        }
-        return {STATE_TAG: json.dumps(data, separators=(",", ":"))}
-
-    @classmethod
-    def from_tags(cls, tags: Mapping[str, str]) -> RolloutState | None:
-        """The state the tags hold; None if there is none, or it is not readable (a rollout
-        whose state is lost starts again rather than guessing)."""
-        try:
-            t = json.loads(tags[STATE_TAG])
-            return cls(
-                canary=int(t["canary"]),
-                stable=int(t["stable"]),
-                digest=str(t["digest"]),
-                phase=Phase(t["phase"]),
-                step=int(t["step"]),
-                step_started=float(t["stepStarted"]),
-                failures={str(g): int(n) for g, n in t.get("failures", {}).items()},
-                verdicts={str(g): Verdict(v) for g, v in t.get("verdicts", {}).items()},
-                message=str(t.get("message", "")),
-                measured_at=float(t.get("measuredAt", 0)),
-                consumed=str(t.get("consumed", "")),
-            )
-        except (KeyError, ValueError, TypeError, AttributeError):
-            return None
 
 
 def start(canary: int, stable: int, digest: str, now: float) -> RolloutState:
@@ -304,95 +193,6 @@ def rollout_digest(canary: int, rollout: Rollout) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class Command:
-    """A request from the CLI, read from :data:`COMMAND_TAG`."""
-
-    kind: str  # promote | abort | rollback
-    canary: int  # the rollout it is for
-    step: int | None = None  # promote: the step it skips
-    version: int | None = None  # rollback: where traffic goes
-
-    def to_tag(self) -> str:
-        if self.kind == "promote":
-            return f"promote@{self.canary}:{self.step}"
-        if self.kind == "rollback":
-            return f"rollback@{self.canary}={self.version}"
-        return f"abort@{self.canary}"
-
-
-def parse_command(text: str | None) -> Command | None:
-    """The command a tag holds; None if none, or if it is not one (it is then cleared)."""
-    if not text:
-        return None
-    try:
-        kind, _, rest = text.partition("@")
-        if kind == "promote":
-            canary, _, step = rest.partition(":")
-            return Command("promote", int(canary), step=int(step))
-        if kind == "rollback":
-            canary, _, version = rest.partition("=")
-            return Command("rollback", int(canary), version=int(version))
-        if kind == "abort":
-            return Command("abort", int(rest))
-    except ValueError:
-        return None
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """What an agent's rollout asks of this round's plan, in place of the manifest's end state:
-    where the promote alias points, the live traffic split (a 0 % version is kept serving: the
-    canary before it takes traffic, the old stable during the scale-down delay), and the state
-    to record. ``active``: the rollout is under way (its changes are progress, not drift);
-    ``requeue``: seconds until it should be looked at again (None: nothing pending)."""
-
-    alias: str
-    alias_version: int
-    weights: Mapping[int, int]
-    state: RolloutState | None
-    reason: str
-    active: bool
-    requeue: float | None = None
-    warm_canary: bool = False  # also serve the canary that this apply registers, at 0 %
-    event: tuple[str, str, bool] | None = None  # (reason, message, warning) to report
-    clear: bool = False  # no rollout applies: delete the recorded state (and any command)
-
-    @classmethod
-    def cleared(cls, reason: str) -> Progress:
-        """No rollout applies (the canary is the stable version again, or there is no stable
-        one): forget the recorded state, so that a later rollout of the same version starts
-        afresh; alias and traffic follow the manifest."""
-        return cls("", 0, {}, None, reason, active=False, clear=True)
-
-    @property
-    def mark(self) -> str:
-        """What this round asks of the plan, for drift detection: a change of it is the
-        rollout moving, not someone else's edit."""
-        if self.clear:
-            return "clear"
-        state = self.state.to_tags() if self.state is not None else None
-        return json.dumps(
-            [self.alias_version, sorted(self.weights.items()), state, self.warm_canary]
-        )
-
-
-def hold_for_canary(alias: str, current: int) -> Progress:
-    """The canary is not registered yet (this apply logs it): traffic stays on the stable
-    version, the canary is started beside it, and the rollout begins on the next round."""
-    return Progress(
-        alias,
-        current,
-        {current: 100},
-        None,
-        f"waiting for the canary to be registered; v{current} keeps all traffic",
-        active=True,
-        requeue=5.0,
-        warm_canary=True,
-    )
-
-
 def begin(
     rollout: Rollout, canary: int, current: int | None, stored: RolloutState | None, now: float
 ) -> RolloutState | None:
@@ -418,29 +218,32 @@ def measurement_due(rollout: Rollout, state: RolloutState, now: float) -> bool:
 def decide(
     rollout: Rollout,
     state: RolloutState,
-    stored: RolloutState | None,
+    stored: Stored,
     now: float,
     measurements: Mapping[str, Measurement] | None = None,
-    command: Command | None = None,
-) -> Progress:
-    """One round of a rollout: apply the command (if it is for this rollout), judge the
-    measurements, walk the steps; then what the plan should do about it."""
+) -> Running:
+    """One round of the rollout ``state`` (from :func:`begin`), decided from what the registry
+    held (``stored``: the recorded state and the CLI's command): apply the command (if it is
+    for this rollout), judge the measurements, walk the steps; then what the plan should do
+    about it."""
     steps, gates = from_spec(rollout)
+    before = stored.state
+    command = stored.command
     cmd: str | None = None
     # A command is for a rollout that was under way when it was given (not one that starts
     # now), for its canary, and is acted on once: the state records it as consumed. The tag is
     # left in place (deleting it could delete a newer one written meanwhile).
     if (
         command is not None
-        and stored is not None
-        and stored.digest == state.digest
-        and command.canary == state.canary
+        and before is not None
+        and before.digest == state.digest
+        and command.is_for(state.canary)
         and command.to_tag() != state.consumed
     ):
         state = replace(state, consumed=command.to_tag())
         if command.kind == "abort" and not state.phase.done:
             cmd = "abort"
-        elif command.kind == "promote" and command.step == state.step and not state.phase.done:
+        elif command.skips(state.step) and not state.phase.done:
             cmd = "promote"
         elif command.kind == "rollback" and command.version is not None:
             state = replace(
@@ -471,19 +274,20 @@ def decide(
         candidates.append(10.0 if new.phase is Phase.PAUSED else 60.0)
         requeue = max(min(candidates), 1.0)
     alias_version = new.canary if new.phase is Phase.PROMOTED else new.stable
-    return Progress(
+    return Running(
         rollout.promote_alias,
         alias_version,
         weights,
         new,
+        stored,
         decision.reason,
         active,
         requeue,
-        event=_event(stored, new),
+        event=_event(before, new),
     )
 
 
-def _event(before: RolloutState | None, after: RolloutState) -> tuple[str, str, bool] | None:
+def _event(before: RolloutState | None, after: RolloutState) -> Event | None:
     if before is None or before.digest != after.digest:
         return (
             "RolloutStarted",
