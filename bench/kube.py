@@ -30,8 +30,8 @@ from controller.core.plan.kube_objects import Settings  # noqa: E402
 from controller.engine.loader import load  # noqa: E402
 from controller.engine.retry import RetryPolicy  # noqa: E402
 from tests.support.engine import reconcile  # noqa: E402
+from tests.support.fake_registry import FakeRegistry  # noqa: E402
 from tests.support.kube_apiserver import api_server  # noqa: E402
-from tests.unit.fake_registry import FakeRegistry  # noqa: E402
 
 MANIFEST = """\
 apiVersion: agentctl.io/v1alpha1

@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "manifests"
+from tests.support.controller import EXAMPLES
 
 
 @pytest.fixture

@@ -358,6 +358,14 @@ class Controller:
 
     # -- the loop ------------------------------------------------------------------------------
 
+    def next_look(self, report: CycleReport) -> float:
+        """Seconds until the next reconcile: what the last one asked for (a rollout's pause or
+        gate, a server becoming ready), else the resync with jitter (as controller-runtime's
+        is), so that replicas and controllers started together do not read the registry at
+        once."""
+        interval = self.config.resync * (1.0 + self.config.jitter * self.random())
+        return interval if report.requeue is None else min(interval, report.requeue)
+
     def run(
         self,
         wakeups: Wakeups,
@@ -387,12 +395,7 @@ class Controller:
                 )
                 if on_cycle is not None:
                     on_cycle(report)
-                # Resync with jitter (as controller-runtime does), so that replicas and
-                # controllers started together do not all read the registry at once.
-                interval = self.config.resync * (1.0 + self.config.jitter * self.random())
-                if report.requeue is not None:
-                    interval = min(interval, report.requeue)
-                next_resync = self.clock.monotonic() + interval
+                next_resync = self.clock.monotonic() + self.next_look(report)
                 trigger = ""
             due = min(next_resync, self.backoff.next_due(self.clock.monotonic(), next_resync))
             reasons = wakeups.wait(due - self.clock.monotonic())

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import urllib.error
 from collections.abc import Callable, Iterator
@@ -15,12 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.controller import Proc
+from tests.support.controller import AGENTCTL, Proc
 from tests.support.kube_apiserver import ApiServer, api_server
 from tests.support.mlflow_server import MlflowServer, free_port
 from tests.support.proxy import CountingProxy
-
-AGENTCTL = str(Path(sys.executable).with_name("agentctl"))
 
 # MLflow's client retries a failed request 7 times with backoff (minutes). In this process that
 # only ever hides a bug, and a request still queued when the session's server stops (an async

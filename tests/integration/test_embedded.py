@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+from tests.support.controller import AGENTCTL
 
-AGENTCTL = str(Path(sys.executable).with_name("agentctl"))
+pytestmark = pytest.mark.integration
 
 
 def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

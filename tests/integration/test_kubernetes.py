@@ -26,10 +26,9 @@ from controller.engine.loader import load
 from controller.engine.retry import RetryPolicy
 from tests.support.controller import repo_with
 from tests.support.engine import reconcile
+from tests.support.fake_registry import FakeRegistry
 from tests.support.kube_apiserver import LIMITED_TOKEN, ApiServer, api_server
-from tests.unit.fake_registry import FakeRegistry
-from tests.unit.test_kube_objects import DEFAULTS
-from tests.unit.test_loader import GOOD, write_repo
+from tests.support.manifests import DEFAULTS, GOOD, write_repo
 
 pytestmark = pytest.mark.integration
 

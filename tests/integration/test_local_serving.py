@@ -25,20 +25,11 @@ from typing import Any
 import pytest
 import requests
 
-from controller.adapters.local.rundir import ENV_MARKER
-from tests.integration.conftest import AGENTCTL
+from tests.support.controller import AGENTCTL
+from tests.support.local import LOCAL, QUESTION, processes_of
 from tests.support.proxy import CountingProxy
 
 pytestmark = pytest.mark.integration
-
-# Model servers inherit agentctl's environment: let them retry trace exports, as MLflow does by
-# default (the suite turns MLflow's retries off for itself).
-LOCAL = {
-    "AGENTCTL_TARGET": "local",
-    "AGENTCTL_ROUTER_PORT": "0",
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
-}
-QUESTION = {"input": [{"role": "user", "content": "how do I get a refund?"}]}
 
 MANIFEST = """\
 apiVersion: agentctl.io/v1alpha1
@@ -72,21 +63,6 @@ traffic:
 def write_manifest(manifests: Path, serving: str) -> None:
     body = MANIFEST.format(serving=textwrap.indent(textwrap.dedent(serving).strip(), "    "))
     (manifests / "support-bot.yaml").write_text(body)
-
-
-def processes_of(run_dir: Path) -> list[int]:
-    """Every live process that local serving of ``run_dir`` started (they carry its path)."""
-    marker = f"{ENV_MARKER}={run_dir.resolve()}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
 
 
 def binomial_ok(hits: int, n: int, p: float, sigmas: float = 4.0) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import EXAMPLES
+from tests.support.controller import EXAMPLES
 
 pytestmark = pytest.mark.integration
 

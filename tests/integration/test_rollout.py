@@ -27,8 +27,8 @@ import pytest
 import requests
 
 from controller.core.rollout.codec import RolloutState
-from tests.integration.conftest import AGENTCTL
-from tests.integration.test_local_serving import LOCAL, QUESTION, processes_of
+from tests.support.controller import AGENTCTL
+from tests.support.local import LOCAL, QUESTION, processes_of
 from tests.support.proxy import CountingProxy
 
 pytestmark = pytest.mark.integration

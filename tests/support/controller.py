@@ -15,7 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+#: The agentctl command of the interpreter running the tests (the checkout, installed editable).
 AGENTCTL = str(Path(sys.executable).with_name("agentctl"))
+REPO = Path(__file__).resolve().parents[2]
+#: The example manifests of the repository.
+EXAMPLES = REPO / "manifests"
 
 AGENT = """\
 apiVersion: agentctl.io/v1alpha1

@@ -254,3 +254,28 @@ def test_the_public_surface_is_the_export_table() -> None:
     import controller
 
     assert sorted(controller.__all__) == sorted([*controller._EXPORTS, "__version__"])
+
+
+TESTS = PKG.parent / "tests"
+
+
+def test_tests_share_pieces_through_tests_support_only() -> None:
+    """Fakes, clocks, manifests and helpers live in tests/support; no test module imports
+    another test module (or its conftest)."""
+    for path in sorted(TESTS.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                rel = path.relative_to(TESTS)
+                assert node.level == 0, f"tests/{rel}: relative import"
+                module = node.module or ""
+                if module.startswith("tests"):
+                    assert module.startswith("tests.support"), f"tests/{rel} imports {module}"
+
+
+def test_unit_tests_mirror_the_package() -> None:
+    """tests/unit/<folder> tests controller/<folder>: the same tree."""
+    unit = TESTS / "unit"
+    for folder in sorted(p for p in unit.rglob("*") if p.is_dir() and p.name != "__pycache__"):
+        rel = folder.relative_to(unit)
+        assert (PKG / rel).is_dir(), f"tests/unit/{rel} has no controller/{rel} to test"
+        assert (folder / "__init__.py").exists(), f"tests/unit/{rel} needs an __init__.py"

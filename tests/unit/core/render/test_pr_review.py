@@ -12,8 +12,7 @@ from controller.core.plan.planner import plan
 from controller.core.plan.scope import select
 from controller.core.render.annotations import escape_data, escape_property, workflow_commands
 from controller.core.render.formats import REDACTED, redact, render_plan
-
-from .builders import D1, D2, agent, desired, model, snapshot
+from tests.support.builders import D1, D2, agent, desired, model, snapshot
 
 
 def in_repo(a, manifest: str, code: str = "agents/x/agent.py"):  # type: ignore[no-untyped-def]

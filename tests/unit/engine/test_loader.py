@@ -2,48 +2,13 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from controller.core.diagnostics import Diagnostic
-from controller.core.errors import InvalidInput
 from controller.core.manifest.schema import CURRENT
 from controller.engine.loader import load
-
-GOOD = """\
-apiVersion: agentctl.io/v1alpha1
-kind: Agent
-metadata:
-  name: bot
-spec:
-  source:
-    code: agent.py
-    config: config.yaml
-    pipRequirements: [mlflow==3.17.2]
-  versions: [current]
-  aliases:
-    champion: current
-  serving:
-    traffic:
-      - alias: champion
-        percent: 100
-"""
-
-
-def write_repo(root: Path, manifest: str, name: str = "bot.yaml") -> Path:
-    (root / ".git").mkdir(parents=True, exist_ok=True)
-    (root / "agent.py").write_text("print('never run by plan')\n")
-    (root / "config.yaml").write_text("greeting: hi\n")
-    (root / name).write_text(textwrap.dedent(manifest))
-    return root
-
-
-def errors_of(path: Path) -> list[Diagnostic]:
-    with pytest.raises(InvalidInput) as info:
-        load(path)
-    return list(info.value.diagnostics.errors)
+from tests.support.manifests import GOOD, errors_of, write_repo
 
 
 def test_examples_load(examples: Path) -> None:

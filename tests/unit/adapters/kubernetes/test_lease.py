@@ -10,17 +10,7 @@ import pytest
 
 from controller.adapters.kubernetes.lease import LeaderElector
 from controller.core.errors import TemporaryBackendError
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support.fakes import FakeClock
 
 
 class ScriptedLock:
@@ -29,7 +19,7 @@ class ScriptedLock:
 
     namespace, name, identity, lease_duration = "ns", "lease", "me", 15.0
 
-    def __init__(self, clock: Clock, script: list[object], took: float = 0.0) -> None:
+    def __init__(self, clock: FakeClock, script: list[object], took: float = 0.0) -> None:
         self.clock, self.script, self.took = clock, script, took
         self.holder = ""
         self.released = False
@@ -49,7 +39,7 @@ class ScriptedLock:
         self.released = True
 
 
-def drive(lock: ScriptedLock, elector: LeaderElector, clock: Clock, steps: int) -> list[bool]:
+def drive(lock: ScriptedLock, elector: LeaderElector, clock: FakeClock, steps: int) -> list[bool]:
     """Run the elector for ``steps`` attempts, ``retry_period`` apart; is_leader after each."""
     seen: list[bool] = []
     stop = threading.Event()
@@ -69,7 +59,7 @@ def drive(lock: ScriptedLock, elector: LeaderElector, clock: Clock, steps: int) 
     return seen
 
 
-def elector(lock: ScriptedLock, clock: Clock, changes: list[bool]) -> LeaderElector:
+def elector(lock: ScriptedLock, clock: FakeClock, changes: list[bool]) -> LeaderElector:
     return LeaderElector(
         lock,  # type: ignore[arg-type]
         renew_deadline=10.0,
@@ -80,14 +70,14 @@ def elector(lock: ScriptedLock, clock: Clock, changes: list[bool]) -> LeaderElec
 
 
 def test_leads_while_it_renews_and_releases_on_stop() -> None:
-    clock, changes = Clock(), []
+    clock, changes = FakeClock(), []
     lock = ScriptedLock(clock, [True, True, True])
     assert drive(lock, elector(lock, clock, changes), clock, 3) == [True, True, True]
     assert lock.released and changes == [True, False]
 
 
 def test_another_holder_ends_leadership_at_once() -> None:
-    clock, changes = Clock(), []
+    clock, changes = FakeClock(), []
     lock = ScriptedLock(clock, [True, False])
     assert drive(lock, elector(lock, clock, changes), clock, 2) == [True, False]
     assert not lock.released
@@ -95,7 +85,7 @@ def test_another_holder_ends_leadership_at_once() -> None:
 
 @pytest.mark.parametrize("failure", ["conflict", TemporaryBackendError("timed out")])
 def test_failed_renewals_keep_leadership_until_the_renew_deadline(failure: object) -> None:
-    clock, changes = Clock(), []
+    clock, changes = FakeClock(), []
     lock = ScriptedLock(clock, [True] + [failure] * 6)
     seen = drive(lock, elector(lock, clock, changes), clock, 7)
     # renewed at t=0; attempts at 2, 4, 6, 8 fail and it still leads; at 10 the deadline is up
@@ -105,7 +95,7 @@ def test_failed_renewals_keep_leadership_until_the_renew_deadline(failure: objec
 def test_a_renewal_that_hangs_does_not_extend_leadership() -> None:
     """is_leader is a deadline from when the last good renewal was sent, so a leader stuck in
     a slow request stops leading on time, before the request even returns."""
-    clock, changes = Clock(), []
+    clock, changes = FakeClock(), []
     lock = ScriptedLock(clock, [True, True], took=0.0)
     e = elector(lock, clock, changes)
     seen_during: list[bool] = []
@@ -123,7 +113,7 @@ def test_a_renewal_that_hangs_does_not_extend_leadership() -> None:
 
 
 def test_settings_must_leave_room_between_renewal_and_expiry() -> None:
-    clock = Clock()
+    clock = FakeClock()
     lock = ScriptedLock(clock, [])
     with pytest.raises(ValueError, match="retry period < renew deadline < lease duration"):
         LeaderElector(lock, renew_deadline=20.0, retry_period=2.0, clock=clock)  # type: ignore[arg-type]

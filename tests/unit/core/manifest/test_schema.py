@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from controller.app.cli import app
 from controller.core.manifest.schema_json import manifest_json_schema
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 
 
 def example_manifests() -> list[Path]:

@@ -23,48 +23,14 @@ from controller.engine.loader import load
 from controller.engine.progressive import evaluate
 from controller.engine.retry import RetryPolicy
 from controller.ports import GateQuery
+from tests.support.builders import D1, D2, agent, desired, model, snapshot
 from tests.support.engine import Result, reconcile
-from tests.unit.builders import D1, D2, agent, desired, model, snapshot
-from tests.unit.fake_registry import FakeRegistry
-from tests.unit.fake_serving import FakeServing
-from tests.unit.test_loader import GOOD, write_repo
+from tests.support.fake_registry import FakeRegistry
+from tests.support.fake_serving import FakeServing
+from tests.support.manifests import GOOD, ROLLOUT, write_repo
+from tests.support.sources import Source
 
 NO_WAIT = RetryPolicy(attempts=2, initial=0.0, maximum=0.0, sleep=lambda s: None)
-
-ROLLOUT = """\
-  rollout:
-    canary:
-      alias: champion
-    promoteAlias: champion
-    steps:
-      - weight: 20
-        pause: 60s
-      - weight: 50
-        pause: 60s
-      - weight: 100
-    scaleDownDelay: 30s
-    analysis:
-      interval: 10s
-      gates:
-        - name: errors
-          metric: errorRate
-          source: router
-          max: 0.1
-          minSamples: 10
-          failureLimit: 2
-"""
-
-
-class Source:
-    """A metric source whose next answers the test sets."""
-
-    def __init__(self, m: Measurement) -> None:
-        self.m = m
-        self.asked: list[GateQuery] = []
-
-    def measure(self, q: GateQuery) -> Measurement:
-        self.asked.append(q)
-        return self.m
 
 
 class World:

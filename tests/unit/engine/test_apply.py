@@ -13,10 +13,9 @@ from controller.engine.apply import apply
 from controller.engine.loader import load
 from controller.engine.retry import RetryPolicy
 from tests.support.engine import reconcile
-
-from .fake_registry import PERMANENT, TEMPORARY, FakeRegistry
-from .fake_serving import FakeServing
-from .test_loader import GOOD, write_repo
+from tests.support.fake_registry import PERMANENT, TEMPORARY, FakeRegistry
+from tests.support.fake_serving import FakeServing
+from tests.support.manifests import GOOD, write_repo
 
 NO_WAIT = RetryPolicy(attempts=4, initial=0.0, maximum=0.0, sleep=lambda s: None)
 

@@ -10,8 +10,7 @@ from controller.core.manifest.schema import CURRENT
 from controller.core.plan.changes import Plan
 from controller.core.plan.planner import plan
 from controller.core.render.formats import MARKER, render_plan
-
-from .builders import D2, agent, desired, model, snapshot
+from tests.support.builders import D2, agent, desired, model, snapshot
 
 
 def sample() -> Plan:

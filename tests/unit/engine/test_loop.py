@@ -15,33 +15,13 @@ from controller.engine.loader import load
 from controller.engine.loop import Controller, CycleReport, LoopConfig, Wakeups
 from controller.engine.metrics import Metrics
 from controller.engine.retry import RetryPolicy
-from tests.unit.fake_registry import PERMANENT, FakeRegistry
-from tests.unit.fake_serving import FakeServing
-from tests.unit.test_loader import GOOD, write_repo
+from controller.ports import SystemClock
+from tests.support.fake_registry import PERMANENT, FakeRegistry
+from tests.support.fake_serving import FakeServing
+from tests.support.fakes import Events, FakeClock
+from tests.support.manifests import GOOD, write_repo
 
 NO_WAIT = RetryPolicy(attempts=2, initial=0.0, maximum=0.0, sleep=lambda s: None)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class Events:
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str, str, bool]] = []
-
-    def event(self, agent: str, reason: str, message: str, warning: bool = False) -> None:
-        self.seen.append((agent, reason, message, warning))
-
-    def reasons(self) -> list[tuple[str, str]]:
-        return [(a, r) for a, r, _, _ in self.seen]
 
 
 def two_agents(tmp_path: Path) -> Path:
@@ -54,7 +34,7 @@ def two_agents(tmp_path: Path) -> Path:
 def controller(
     root: Path, reg: FakeRegistry, config: LoopConfig | None = None, **kw: object
 ) -> tuple[Controller, FakeClock, Events, Metrics]:
-    clock, events = FakeClock(), Events()
+    clock, events = FakeClock(1000.0), Events()
     metrics = Metrics(CollectorRegistry())
     ctl = Controller(
         lambda: load(root)[0],
@@ -236,7 +216,7 @@ def test_serving_failures_stay_with_their_agent(tmp_path: Path) -> None:
 def test_the_loop_reconciles_on_start_on_wakeups_and_on_resync(tmp_path: Path) -> None:
     reg = FakeRegistry()
     ctl, _, _, _ = controller(write_repo(tmp_path, GOOD), reg, LoopConfig(resync=0.3))
-    ctl.clock = _RealClock()
+    ctl.clock = SystemClock()
     wakeups, stop = Wakeups(), threading.Event()
     seen: list[CycleReport] = []
     thread = threading.Thread(
@@ -259,7 +239,7 @@ def test_the_loop_reconciles_on_start_on_wakeups_and_on_resync(tmp_path: Path) -
 def test_the_loop_waits_for_leadership_and_returns_when_it_is_lost(tmp_path: Path) -> None:
     reg = FakeRegistry()
     ctl, _, _, _ = controller(write_repo(tmp_path, GOOD), reg, LoopConfig(resync=0.1))
-    ctl.clock = _RealClock()
+    ctl.clock = SystemClock()
     leader = threading.Event()
     seen: list[CycleReport] = []
     thread = threading.Thread(
@@ -278,14 +258,6 @@ def test_the_loop_waits_for_leadership_and_returns_when_it_is_lost(tmp_path: Pat
     assert "bot" in reg.models
 
 
-class _RealClock:
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-
 def _until(condition: object, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():  # type: ignore[operator]
@@ -299,7 +271,7 @@ class Rolling:
 
     def __init__(self, tmp_path: Path, config: LoopConfig | None = None) -> None:
         from controller.core.rollout.gates import Measurement
-        from tests.unit.test_progressive import Source
+        from tests.support.sources import Source
 
         self.reg, self.srv = FakeRegistry(), FakeServing()
         self.root = write_repo(tmp_path, GOOD)
@@ -315,7 +287,7 @@ def test_a_rollout_is_progress_not_drift_and_its_end_is_an_event_and_a_metric(
     tmp_path: Path,
 ) -> None:
     from controller.core.rollout.gates import Measurement
-    from tests.unit.test_progressive import ROLLOUT
+    from tests.support.manifests import ROLLOUT
 
     r = Rolling(tmp_path)
     reg, srv, root, wall, source = r.reg, r.srv, r.root, r.wall, r.source
@@ -357,7 +329,7 @@ def test_without_self_heal_a_rollout_still_rolls_back_promotes_and_scales_down(
     tmp_path: Path,
 ) -> None:
     from controller.core.rollout.gates import Measurement
-    from tests.unit.test_progressive import ROLLOUT
+    from tests.support.manifests import ROLLOUT
 
     r = Rolling(tmp_path, LoopConfig(self_heal=False))
     reg, srv, root, wall, source, ctl = r.reg, r.srv, r.root, r.wall, r.source, r.ctl
@@ -386,3 +358,16 @@ def test_without_self_heal_a_rollout_still_rolls_back_promotes_and_scales_down(
     cycle(10)
     cycle(10)
     assert srv.weights["bot"] == {2: 100} and reg.models["bot"].aliases["champion"] == 2
+
+
+def test_the_next_look_is_the_resync_with_jitter_or_sooner_when_something_is_pending(
+    tmp_path: Path,
+) -> None:
+    reg = FakeRegistry()
+    config = LoopConfig(resync=60.0, jitter=0.1)
+    low, _, _, _ = controller(write_repo(tmp_path, GOOD), reg, config, random=lambda: 0.0)
+    high, _, _, _ = controller(write_repo(tmp_path, GOOD), reg, config, random=lambda: 0.999)
+    idle = CycleReport("resync")
+    assert low.next_look(idle) == 60.0 and 65.9 < high.next_look(idle) < 66.0
+    pending = CycleReport("resync", requeue=5.0)
+    assert low.next_look(pending) == high.next_look(pending) == 5.0

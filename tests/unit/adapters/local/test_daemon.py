@@ -19,7 +19,7 @@ from controller.adapters.local.daemon import Closing, Daemon
 from controller.adapters.local.rundir import RunDir, alive
 from controller.adapters.local.supervisor import ModelServer, ServerFailed
 
-STAND_IN = str(Path(__file__).resolve().parents[1] / "support" / "stand_in_server.py")
+STAND_IN = str(Path(__file__).resolve().parents[3] / "support" / "stand_in_server.py")
 
 
 def command(*extra: str) -> Callable[[str, int, int], list[str]]:

@@ -24,7 +24,7 @@ from controller.core.rollout.machine import (
 )
 from controller.core.rollout.progress import Running
 from controller.engine.loader import load
-from tests.unit.test_loader import GOOD, errors_of, write_repo
+from tests.support.manifests import GOOD, errors_of, write_repo
 
 STEPS = [Step(10, 60), Step(25, 60), Step(50, 60), Step(100, 0)]
 ERRORS = Gate("error-rate", max_value=0.05, min_samples=20, failure_limit=2)

@@ -9,8 +9,7 @@ from controller.core.manifest.schema import CURRENT
 from controller.core.plan.changes import Plan
 from controller.core.plan.planner import plan
 from controller.core.state.observed import AgentServing, ServedVersion, ServingSnapshot
-
-from .builders import D1, D2, agent, desired, model, snapshot
+from tests.support.builders import D1, D2, agent, desired, model, snapshot
 
 
 def kinds(p: Plan) -> list[tuple[str, str, str]]:

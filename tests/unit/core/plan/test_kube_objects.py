@@ -11,7 +11,7 @@ import pytest
 from controller.core.manifest.schema import KubernetesServing
 from controller.core.plan import kube_objects as ko
 from controller.engine.loader import load
-from tests.unit.test_loader import GOOD, errors_of, write_repo
+from tests.support.manifests import DEFAULTS, GOOD, errors_of, write_repo
 
 
 @pytest.mark.parametrize(
@@ -83,18 +83,6 @@ def test_settings_come_from_the_manifest_then_the_defaults_then_agentctl() -> No
     builtin = ko.resolve_settings(None, None)
     assert (builtin.image, builtin.replicas, builtin.router) == (ko.DEFAULT_IMAGE, 1, "auto")
     assert builtin.gateway.name == "agentctl"
-
-
-DEFAULTS = """\
-apiVersion: agentctl.io/v1alpha1
-kind: ServingDefaults
-metadata:
-  name: defaults
-spec:
-  kubernetes:
-    image: team/agents:1
-    replicas: 3
-"""
 
 
 def test_serving_defaults_apply_to_every_agent_and_to_agents_being_pruned(

@@ -15,8 +15,7 @@ from controller.core.rollout.commands import COMMAND_TAG
 from controller.core.rollout.progress import Clear, Hold, Progress, Running
 from controller.core.state.observed import AgentServing, ServedVersion, ServingSnapshot
 from controller.engine.progressive import evaluate
-
-from .builders import D1, D2, agent, desired, model, snapshot
+from tests.support.builders import D1, D2, agent, desired, model, snapshot
 
 
 def kinds(p: Plan) -> list[tuple[str, str, str]]:

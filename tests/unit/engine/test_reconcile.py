@@ -1,0 +1,64 @@
+"""The one reconcile: what it returns says when to look again, or that it cannot proceed; in
+isolation one agent's failure stays with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controller.core.errors import PermanentBackendError
+from controller.core.plan.changeset import ChangeSet
+from controller.engine.loader import load
+from controller.engine.reconcile import REQUEUE_WAITING, Backends, reconcile
+from controller.engine.retry import RetryPolicy
+from tests.support.fake_registry import FakeRegistry
+from tests.support.fake_serving import FakeServing
+from tests.support.manifests import GOOD, write_repo
+
+NO_WAIT = RetryPolicy(attempts=1, initial=0.0, maximum=0.0, sleep=lambda s: None)
+
+
+def test_nothing_pending_means_no_requeue_and_a_plan_with_errors_is_terminal(
+    tmp_path: Path,
+) -> None:
+    desired, _ = load(write_repo(tmp_path, GOOD))
+    reg, srv = FakeRegistry(), FakeServing()
+    done = reconcile(desired, Backends(reg, srv, policy=NO_WAIT), apply=True)
+    assert done.changeset is not None and done.requeue_after is None and done.terminal is None
+    bad, _ = load(write_repo(tmp_path / "b", GOOD.replace("[current]", "[current, 7]")))
+    refused = reconcile(bad, Backends(reg, srv, policy=NO_WAIT), apply=True)
+    assert refused.terminal == "the plan has errors" and refused.changeset is None
+
+
+def test_a_server_becoming_ready_asks_for_a_look_in_a_few_seconds(tmp_path: Path) -> None:
+    desired, _ = load(write_repo(tmp_path, GOOD))
+    reg, srv = FakeRegistry(), FakeServing()
+    srv.slow.add(("bot", 1))
+    waiting = reconcile(desired, Backends(reg, srv, policy=NO_WAIT), apply=True)
+    assert waiting.changeset is not None and waiting.changeset.waiting
+    assert waiting.requeue_after == REQUEUE_WAITING
+
+
+def test_isolated_a_failing_agent_does_not_stop_the_others_and_holds_are_kept(
+    tmp_path: Path,
+) -> None:
+    write_repo(tmp_path, GOOD)
+    write_repo(tmp_path, GOOD.replace("name: bot", "name: other"), name="other.yaml")
+    desired, _ = load(tmp_path)
+    reg = FakeRegistry()
+    reg.fail("create_model", PermanentBackendError("refused"))
+    heard: list[tuple[str, bool]] = []
+
+    def on_agent(agent: str, cs: ChangeSet, error: BaseException | None) -> None:
+        heard.append((agent, error is None))
+
+    result = reconcile(
+        desired, Backends(reg, policy=NO_WAIT), apply=True, isolate=True, on_agent=on_agent,
+        hold=lambda plan, progress: {"nobody": "not planned"},
+    )  # fmt: skip
+    assert list(result.failed) == ["bot"] and list(result.applied) == ["other"]
+    assert heard == [("bot", False), ("other", True)]
+    assert result.held == {"nobody": "not planned"}
+    # A dry run applies nothing, isolated or not.
+    reg2 = FakeRegistry()
+    dry = reconcile(desired, Backends(reg2, policy=NO_WAIT), apply=False, isolate=True)
+    assert dry.applied == {} and reg2.models == {} and dry.plan.has_changes
