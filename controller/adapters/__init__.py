@@ -1,1 +1,2 @@
-"""Adapters: one module per outside system, each behind a Protocol in :mod:`controller.ports`."""
+"""One package per outside system, each implementing ports; none imports another, nor the engine.
+"""

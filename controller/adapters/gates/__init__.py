@@ -1,1 +1,2 @@
-"""controller/adapters/gates"""
+"""Rollout gate sources: MLflow traces, a PromQL query, the local router's ``/metrics``.
+"""

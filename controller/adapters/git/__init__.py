@@ -1,1 +1,2 @@
-"""controller/adapters/git"""
+"""git: files changed since a revision, and that revision's tree.
+"""

@@ -1,1 +1,2 @@
-"""controller/adapters/http"""
+"""The controller's HTTP endpoints (health, readiness, metrics) and MLflow webhook checks.
+"""

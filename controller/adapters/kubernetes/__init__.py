@@ -1,1 +1,2 @@
-"""controller/adapters/kubernetes"""
+"""Kubernetes: Deployments, Services and Gateway API HTTPRoutes; Events; Lease leader election.
+"""

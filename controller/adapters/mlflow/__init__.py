@@ -1,1 +1,2 @@
-"""controller/adapters/mlflow"""
+"""MLflow: the Model Registry over REST or the MLflow client, and the model logger.
+"""

@@ -1,1 +1,3 @@
-"""controller/core/plan"""
+"""Plans: ``Action``, ``Change`` and its typed payloads, ``Plan``; the planners (registry,
+serving, Kubernetes objects); previews, change sets, scope. Pure.
+"""

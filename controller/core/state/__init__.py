@@ -1,1 +1,3 @@
-"""controller/core/state"""
+"""The observed state: registry and serving snapshots, the ``agentctl.io/*`` tag names, source
+digests. Pure.
+"""
