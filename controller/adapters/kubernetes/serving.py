@@ -42,7 +42,14 @@ from controller.core.errors import (
     TemporaryBackendError,
 )
 from controller.core.plan import kube_objects as ko
-from controller.core.plan.changes import Action, Change, Kind
+from controller.core.plan.changes import (
+    Action,
+    Change,
+    Kind,
+    ServerState,
+    ShadowState,
+    TrafficSplit,
+)
 from controller.core.plan.preview import ObjectPreview
 from controller.core.state.observed import AgentServing, ServedVersion, ServingSnapshot
 from controller.ports import Clock, SystemClock
@@ -704,20 +711,22 @@ class KubernetesServing:
                 route = _Route(
                     c.model, dict(old.weights) if old else {}, old.shadow if old else None
                 )
-                after = c.after or {}
                 if c.kind is Kind.TRAFFIC and c.action is not Action.DELETE:
-                    if any(w.get("version") is None for w in after["weights"]):
+                    split = c.after_as(TrafficSplit)
+                    numbered = {t: p for t, p in split.weights if isinstance(t, int)}
+                    if len(numbered) < len(split.weights):
                         out.append(self._unknown_route(c.agent, c.model))
                         routes.pop(c.agent, None)
                         continue
-                    route.weights = {int(w["version"]): int(w["percent"]) for w in after["weights"]}
+                    route.weights = numbered
                 elif c.kind is Kind.SHADOW and c.action is not Action.DELETE:
                     if self.router(c.agent) == "service":
                         raise self._no_mirror(c.agent)
-                    if after.get("version") is None:
+                    shadow = c.after_as(ShadowState)
+                    if not isinstance(shadow.target, int):
                         out.append(self._unknown_route(c.agent, c.model))
                         continue
-                    route.shadow = (int(after["version"]), int(after["percent"]))
+                    route.shadow = (shadow.target, shadow.percent)
                 elif c.kind is Kind.SHADOW:
                     route.shadow = None
                 else:  # the route goes: whichever route objects it has
@@ -806,14 +815,14 @@ class KubernetesServing:
 
     def _preview_served(self, c: Change) -> list[ObjectPreview]:
         if c.action is Action.DELETE:
-            number = int((c.before or {})["version"])
-            name = ko.object_name(c.agent, number)
+            stopped = c.before_as(ServerState).target
+            name = ko.object_name(c.agent, stopped if isinstance(stopped, int) else 0)
             return [self._preview_delete(c, k, name) for k in ("Deployment", "Service")]
-        after = c.after or {}
-        pending = after.get("version") is None
+        target = c.after_as(ServerState).target
+        pending = not isinstance(target, int)
         # A version this apply registers has no number yet: dry-run it as v0, which checks the
         # namespace, RBAC and the API server's validation all the same.
-        number = 0 if pending else int(after["version"])
+        number = target if isinstance(target, int) else 0
         settings = self.settings_of(c.agent)
         out = []
         replicas = self._start_replicas(c.agent, number)
