@@ -22,6 +22,7 @@ import pytest
 from controller.adapters.kubernetes.serving import KubernetesServing, connect
 from controller.core.errors import BackendError, NotReady, TemporaryBackendError
 from controller.core.plan.kube_objects import settings_of
+from controller.core.plan.kube_outdated import mark_outdated
 from controller.engine.loader import load
 from controller.engine.reconcile import reconcile
 from controller.engine.retry import RetryPolicy
@@ -386,7 +387,8 @@ def test_start_version_waits_for_availability_up_to_its_limit(
         srv.start_version("bot", "bot", 7)
     kube.mark_available(ns)
     assert srv.start_version("bot", "bot", 7) == f"http://bot-v7.{ns}.svc:80"
-    observed = srv.observe().agents["bot"].versions[7]
+    desired, _ = load(root)
+    observed = mark_outdated(srv.observe(), settings_of(desired)).agents["bot"].versions[7]
     assert observed.ready and observed.outdated == ""
 
 
@@ -402,6 +404,71 @@ def test_observation_is_one_list_per_kind(kube: ApiServer, ns: str, tmp_path: Pa
     assert snapshot.agents["bot"].weights == {1: 100}
     # The namespace, then Deployments, Services and HTTPRoutes: one request each.
     assert srv.api.requests == 4
+
+
+def test_observing_reads_what_is_live_and_the_core_says_what_is_outdated(
+    kube: ApiServer, ns: str, tmp_path: Path
+) -> None:
+    root, _ = _routed_bot(kube, ns, tmp_path)
+    api, _ = connect(kube.kubeconfig())
+
+    def refuse(agent: str) -> Any:
+        raise AssertionError(f"the settings of {agent} were asked for while observing")
+
+    snapshot = KubernetesServing(api, ns, refuse).observe()
+    assert snapshot.cluster is not None and snapshot.cluster.gateway_api
+    live = snapshot.cluster.agents["bot"]
+    dep = kube.objects(ns, "Deployment")["bot-v1"]
+    assert live.deployments[1].digest == dep["metadata"]["annotations"]["agentctl.io/spec-digest"]
+    assert live.http_route is not None and live.http_route.weights == {1: 100}
+    assert snapshot.agents["bot"].weights == {1: 100}
+    desired, _ = load(root)
+    assert mark_outdated(snapshot, settings_of(desired)).agents["bot"].versions[1].outdated == ""
+
+    # Replicas changed by hand: the adapter reports them, the core finds them outdated.
+    kube.request(
+        "PATCH",
+        f"/apis/apps/v1/namespaces/{ns}/deployments/bot-v1",
+        {"spec": {"replicas": 7}},
+        content_type="application/merge-patch+json",
+    )
+    again = KubernetesServing(api, ns, refuse).observe()
+    assert again.agents["bot"].versions[1].outdated == ""  # the adapter does not judge
+    marked = mark_outdated(again, settings_of(desired)).agents["bot"].versions[1]
+    assert marked.outdated == "its Deployment was changed outside agentctl (replicas 7, want 1)"
+
+
+@pytest.mark.parametrize("router", ["gateway", "service"])
+def test_verify_weight_reads_the_route_back(
+    kube: ApiServer, ns: str, tmp_path: Path, router: str
+) -> None:
+    root = write_repo(tmp_path, GOOD + f"    kubernetes:\n      router: {router}\n")
+    reg = FakeRegistry()
+    for _ in range(3):  # start v1, (router service: scale it up, waiting for it,) route to it
+        run(root, reg, serving(kube, ns, root))
+        kube.mark_available(ns)
+    srv = serving(kube, ns, root)
+    assert run(root, reg, srv).plan.changes == ()
+    assert srv.verify_weight("bot", {1: 100})
+    assert not srv.verify_weight("bot", {1: 50})
+    assert not srv.verify_weight("bot", {1: 90, 2: 10})
+    if router == "gateway":  # someone edits the HTTPRoute's weights
+        route = kube.objects(ns, "HTTPRoute")["bot"]
+        route["spec"]["rules"][0]["backendRefs"][0]["weight"] = 40
+        kube.request(
+            "PUT", f"/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes/bot", route
+        )
+    else:  # someone scales the version by hand
+        kube.request(
+            "PATCH",
+            f"/apis/apps/v1/namespaces/{ns}/deployments/bot-v1",
+            {"spec": {"replicas": 3}},
+            content_type="application/merge-patch+json",
+        )
+    assert not srv.verify_weight("bot", {1: 100})
+    srv.observe()  # as every apply does, before it writes
+    srv.set_weights("bot", "bot", {1: 100})
+    assert srv.verify_weight("bot", {1: 100})
 
 
 def test_an_unreachable_api_server_is_a_temporary_error(kube: ApiServer) -> None:

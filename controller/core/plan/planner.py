@@ -40,6 +40,8 @@ from controller.core.plan.changes import (
     VersionCreate,
     VersionState,
 )
+from controller.core.plan.kube_objects import settings_of
+from controller.core.plan.kube_outdated import mark_outdated
 from controller.core.plan.serving import DesiredServing, plan_serving, remove_serving
 from controller.core.rollout.machine import COMMAND_TAG, TAG_PREFIX, Progress
 from controller.core.state.observed import (
@@ -100,13 +102,17 @@ def plan(
 ) -> Plan:
     """Plan every agent, or with ``scope`` (agent -> why) only those; ``baseline`` is the desired
     state of the base revision, whose traffic the views show as "before". ``serving`` is what a
-    serving target runs; without it, ``spec.serving`` is validated but not planned. ``progress``
+    serving target runs (a Kubernetes target's objects are compared with the desired settings here);
+    without it, ``spec.serving`` is validated but not planned. ``progress``
     (agent -> this round of its rollout, :func:`controller.core.rollout.machine.decide`) takes the place of
     the manifest's end state for the promote alias and the traffic split while a rollout runs."""
     changes: list[Change] = []
     diags: list[Diagnostic] = []
     views: list[AgentView] = []
     unchanged = 0
+    if serving is not None and serving.cluster is not None:
+        # A Kubernetes target reports the objects it read; what is outdated is decided here.
+        serving = mark_outdated(serving, settings_of(desired))
     base = {a.name: a for a in baseline.agents} if baseline is not None else None
     for desired_agent in sorted(desired.agents, key=lambda a: a.name):
         if scope is not None and desired_agent.name not in scope:
