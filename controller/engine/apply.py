@@ -20,6 +20,7 @@ from controller.core.errors import (
     BackendError,
     NotReady,
     PlanRejected,
+    TemporaryBackendError,
 )
 from controller.core.plan.changes import (
     Action,
@@ -318,7 +319,19 @@ class _Executor:
             return Entry(c.address, Verb.DELETED, "route removed")
         weights = {self._number(c, t): p for t, p in c.after_as(TrafficSplit).weights}
 
-        call(lambda: s.set_weights(c.agent, c.model, weights))
+        def route() -> None:
+            s.set_weights(c.agent, c.model, weights)
+            # Argo Rollouts' verify step: the route must say what was set before anything that
+            # follows counts on it; a router that has not caught up is asked again, with backoff.
+            if not s.verify_weight(c.agent, weights):
+                raise TemporaryBackendError(
+                    f"agent {c.agent}: the route does not carry the weights just set "
+                    f"({_split(weights)})",
+                    operation="verify weights",
+                    target=c.address,
+                )
+
+        call(route)
         verb = Verb.CREATED if c.action is Action.CREATE else Verb.CONFIGURED
         return Entry(c.address, verb, _split(weights))
 
