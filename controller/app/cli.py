@@ -469,7 +469,11 @@ def plan(
         bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes.")
     ] = False,
     out: Annotated[
-        Path | None, typer.Option(help="Also write the plan as JSON to this file.")
+        Path | None,
+        typer.Option(
+            help="Also save the plan to this file: `agentctl apply FILE` applies exactly it, or "
+            "refuses if the manifests, registry or serving changed since."
+        ),
     ] = None,
     tracking_uri: TrackingOpt = DEFAULT_TRACKING_URI,
     owner: OwnerOpt = "agentctl",
@@ -485,7 +489,7 @@ def plan(
 ) -> None:
     """Show what apply would change. Never runs agent code, never writes, never starts a server.
     With --target kubernetes, each object it would write is shown as a server-side dry-run diff."""
-    from controller.core.render.formats import render_plan, render_previews
+    from controller.core.render.formats import render_previews
 
     try:
         result = _reconcile(
@@ -504,11 +508,70 @@ def plan(
         if result.previews and not result.plan.has_errors:
             typer.echo(render_previews(result.previews, format.value))
     if out is not None:
-        out.write_text(render_plan(result.plan, "json") + "\n", encoding="utf-8")
+        _save_plan(out, result, path, allow_empty, target)
     if result.plan.has_errors:
         raise typer.Exit(1)
     if detailed_exitcode and result.plan.has_changes:
         raise typer.Exit(2)
+
+
+def _is_saved_plan(path: Path) -> bool:
+    """``apply``'s PATH is a saved plan: a .json file, or a file (not YAML) that starts with {."""
+    if path.suffix == ".json":
+        return True
+    if not path.is_file() or path.suffix in (".yaml", ".yml"):
+        return False
+    with path.open("rb") as fh:
+        return fh.read(64).lstrip().startswith(b"{")
+
+
+def _save_plan(out: Path, result: Result, path: Path, allow_empty: bool, target: Target) -> None:
+    """``plan --out``: the plan and the fingerprints of what it was made from."""
+    from controller.engine.saved import save, write_saved
+
+    if result.plan.has_errors or result.desired is None or result.observed is None:
+        _err(f"No plan was saved to {out}: the plan has errors.")
+        return
+    saved = save(
+        result.plan, result.desired, result.observed, result.served,
+        path=path, allow_empty=allow_empty, target=target.value,
+    )  # fmt: skip
+    write_saved(out, saved)
+
+
+def _apply_saved(
+    file: Path, fmt: Format, tracking_uri: str, run_dir: Path, router_port: int, kube: Kube,
+    parallelism: int,
+) -> None:  # fmt: skip
+    """``apply FILE``: exactly the saved plan, against the target it was made for, unless the
+    manifests, registry or serving changed since (a stale plan: exit 1, nothing written)."""
+    from controller.core.render.formats import render_changeset
+    from controller.engine.retry import RetryPolicy
+    from controller.engine.saved import apply_saved, read_saved
+
+    def show_entry(e: Entry) -> None:
+        if fmt is Format.text:
+            typer.echo(f"{e.address}: {e.verb.value}" + (f" ({e.detail})" if e.detail else ""))
+
+    try:
+        saved = read_saved(file)
+        m = saved.manifests
+        desired, _ = _load(Path(m.path), Path(m.root), m.allow_empty)
+        registry = _registry(tracking_uri)
+        kube.namespace = kube.namespace or saved.namespace
+        build = _serving(Target(saved.target), run_dir, router_port, kube)
+        changeset = apply_saved(
+            saved, desired, registry, file=str(file),
+            serving=build(registry, desired) if build is not None else None,
+            policy=RetryPolicy.from_env(), on_entry=show_entry, workers=parallelism,
+        )  # fmt: skip
+    except AgentctlError as exc:
+        raise _fail(exc, fmt) from None
+    if fmt is Format.json:
+        payload = {"plan": saved.plan.to_dict(), "changeset": changeset.to_dict()}
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        typer.echo(render_changeset(changeset).splitlines()[-1])
 
 
 @app.command("apply")
@@ -556,8 +619,17 @@ def apply_cmd(
     servers and set their traffic (with --target local they keep running after this command;
     `agentctl down` stops them). With --target kubernetes every write is dry-run first, and
     traffic moves to a version only once its Deployment is Available. A spec.rollout takes one
-    step per apply; --wait walks it to the end."""
+    step per apply; --wait walks it to the end. PATH may be a plan saved by `plan --out`: it is
+    applied exactly, or refused (exit 1) if what it was made from has changed since."""
     from controller.core.render.formats import render_changeset
+
+    if _is_saved_plan(path):
+        if wait:
+            _err("Error: --wait applies manifests round after round; a saved plan is applied once")
+            raise typer.Exit(1)
+        kube = Kube(namespace, context, kubeconfig, ready_timeout)
+        _apply_saved(path, format, tracking_uri, run_dir, router_port, kube, parallelism)
+        return
 
     def show_plan(p: Plan) -> None:
         if format is not Format.json or p.has_errors:

@@ -19,6 +19,7 @@ from controller.core.plan.planner import DEFAULT_OWNER, plan
 from controller.core.plan.preview import ObjectPreview
 from controller.core.plan.scope import select
 from controller.core.rollout.machine import Progress
+from controller.core.state.observed import RegistrySnapshot, ServingSnapshot
 from controller.engine.apply import apply as apply_plan
 from controller.engine.progressive import evaluate
 from controller.engine.retry import RetryPolicy
@@ -37,6 +38,10 @@ class Result:
     previews: tuple[ObjectPreview, ...] = ()
     #: Agent -> this round of its rollout (with a serving target).
     progress: Mapping[str, Progress] = field(default_factory=dict)
+    #: What the plan was made from (a saved plan records their fingerprints).
+    desired: Desired | None = None
+    observed: RegistrySnapshot | None = None
+    served: ServingSnapshot | None = None
 
 
 def reconcile(
@@ -87,9 +92,9 @@ def reconcile(
     if on_plan is not None:
         on_plan(the_plan)
     if not apply or the_plan.has_errors or not the_plan.has_changes:
-        return Result(the_plan, previews=previews, progress=progress)
+        return Result(the_plan, None, previews, progress, desired, observed, served)
     changeset = apply_plan(
         the_plan, registry, root=desired.root, policy=policy, on_entry=on_entry, serving=serving,
         workers=workers,
     )  # fmt: skip
-    return Result(the_plan, changeset, previews, progress)
+    return Result(the_plan, changeset, previews, progress, desired, observed, served)
