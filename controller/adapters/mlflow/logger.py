@@ -113,10 +113,6 @@ def _main(answer_file: str) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1]))
-
-
 def is_transport(exc: BaseException) -> bool:
     """Did the MLflow server (or the way to it) fail, rather than the code being logged?"""
     from mlflow.exceptions import MlflowException, RestException
@@ -125,3 +121,7 @@ def is_transport(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return isinstance(exc, MlflowException) and text.startswith("API request to")
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1]))
