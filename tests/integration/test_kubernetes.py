@@ -20,12 +20,14 @@ from typing import Any
 import pytest
 
 from controller.adapters.kubernetes.serving import KubernetesServing, connect
-from controller.core.errors import BackendError, NotReady, TemporaryBackendError
+from controller.core.errors import BackendError, NotReady, StalePlan, TemporaryBackendError
 from controller.core.plan.kube_objects import settings_of
 from controller.core.plan.kube_outdated import mark_outdated
+from controller.core.plan.saved import SavedPlan
 from controller.engine.loader import load
 from controller.engine.reconcile import reconcile
 from controller.engine.retry import RetryPolicy
+from controller.engine.saved import apply_saved, save
 from tests.support.controller import repo_with
 from tests.support.kube_apiserver import LIMITED_TOKEN, ApiServer, api_server
 from tests.unit.fake_registry import FakeRegistry
@@ -469,6 +471,39 @@ def test_verify_weight_reads_the_route_back(
     srv.observe()  # as every apply does, before it writes
     srv.set_weights("bot", "bot", {1: 100})
     assert srv.verify_weight("bot", {1: 100})
+
+
+def test_a_saved_plan_applies_on_the_cluster_or_is_stale_after_a_hand_edit(
+    kube: ApiServer, ns: str, tmp_path: Path
+) -> None:
+    root, reg = _routed_bot(kube, ns, tmp_path)
+    (root / "bot.yaml").write_text(CANARY)  # v2 (the source changes too): started, 80/20
+    (root / "config.yaml").write_text("greeting: hello\n")
+
+    def saved_now() -> SavedPlan:
+        result = run(root, reg, serving(kube, ns, root), apply=False)
+        assert result.plan.changes and result.served is not None
+        return save(result.plan, result.desired, result.observed, result.served,
+                    path=root, allow_empty=False, target="kubernetes")  # fmt: skip
+
+    saved = saved_now()
+    assert saved.namespace == ns and saved.serving is not None
+    # Someone edits the HTTPRoute by hand: the plan was not made from that.
+    route = kube.objects(ns, "HTTPRoute")["bot"]
+    route["spec"]["rules"][0]["backendRefs"][0]["weight"] = 50
+    kube.request("PUT", f"/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes/bot", route)
+    before = writes(kube)
+    desired, _ = load(root)
+    with pytest.raises(StalePlan, match="what the kubernetes serving target runs changed"):
+        apply_saved(saved, desired, reg, file="plan.json", serving=serving(kube, ns, root),
+                    policy=NO_WAIT)  # fmt: skip
+    assert writes(kube) == before and len(reg.models["bot"].versions) == 1
+
+    saved = saved_now()  # planned again: applied exactly, across two observations of the cluster
+    done = apply_saved(saved, desired, reg, file="plan.json", serving=serving(kube, ns, root),
+                       policy=NO_WAIT)  # fmt: skip
+    assert [e.address for e in done.entries] == [c.address for c in saved.plan.changes]
+    assert set(kube.objects(ns, "Deployment")) == {"bot-v1", "bot-v2"}
 
 
 def test_an_unreachable_api_server_is_a_temporary_error(kube: ApiServer) -> None:

@@ -19,7 +19,10 @@ from controller.core.errors import BackendError, NotReady, PermanentBackendError
 from controller.core.plan import kube_objects as ko
 from controller.ports import Clock, SystemClock
 
-__all__ = ["Cluster", "Route", "managed"]
+__all__ = ["PENDING", "Cluster", "Route", "managed"]
+
+#: What a preview says of an object that names a version this apply registers.
+PENDING = "names the version this apply registers (its number is known after apply; dry-run as v0)"
 
 _PATHS = {
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",

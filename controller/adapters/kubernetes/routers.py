@@ -21,14 +21,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from controller.adapters.kubernetes.objects import Cluster, Route
+from controller.adapters.kubernetes.objects import PENDING, Cluster, Route
 from controller.core.errors import PermanentBackendError
 from controller.core.plan import kube_objects as ko
 from controller.core.plan.preview import ObjectPreview
 
 __all__ = ["GatewayRouter", "KubeRouter", "ServiceRouter"]
-
-_PENDING = "names the version this apply registers (its number is known after apply; dry-run as v0)"
 
 
 class _Router:
@@ -95,7 +93,7 @@ class _Router:
         before = self.cluster.live.get((kind, name))
         action = "update" if before else "create"
         return ObjectPreview(
-            agent, kind, name, self.cluster.namespace, action, before, None, note=_PENDING
+            agent, kind, name, self.cluster.namespace, action, before, None, note=PENDING
         )
 
 

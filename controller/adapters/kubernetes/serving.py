@@ -31,7 +31,7 @@ from controller.adapters.kubernetes.api import (
     connect,
     micro_time,
 )
-from controller.adapters.kubernetes.objects import Cluster, Route
+from controller.adapters.kubernetes.objects import PENDING, Cluster, Route
 from controller.adapters.kubernetes.routers import GatewayRouter, KubeRouter, ServiceRouter
 from controller.core.plan import kube_objects as ko
 from controller.core.plan.changes import (
@@ -59,7 +59,6 @@ __all__ = [
     "micro_time",
 ]
 
-_PENDING = "names the version this apply registers (its number is known after apply; dry-run as v0)"
 _ROUTE_KINDS = ("HTTPRoute", "Service")
 
 
@@ -375,7 +374,7 @@ class KubernetesServing:
                     "update" if before else "create",
                     before,
                     dry,
-                    note=_PENDING if pending else "",
+                    note=PENDING if pending else "",
                 )
             )
         return out

@@ -102,10 +102,10 @@ def plan(
 ) -> Plan:
     """Plan every agent, or with ``scope`` (agent -> why) only those; ``baseline`` is the desired
     state of the base revision, whose traffic the views show as "before". ``serving`` is what a
-    serving target runs (a Kubernetes target's objects are compared with the desired settings here);
-    without it, ``spec.serving`` is validated but not planned. ``progress``
-    (agent -> this round of its rollout, :func:`controller.core.rollout.machine.decide`) takes the place of
-    the manifest's end state for the promote alias and the traffic split while a rollout runs."""
+    serving target runs (a Kubernetes target's objects are compared with the desired settings
+    here); without it, ``spec.serving`` is validated but not planned. ``progress`` (agent -> this
+    round of its rollout, :func:`controller.core.rollout.machine.decide`) takes the place of the
+    manifest's end state for the promote alias and the traffic split while a rollout runs."""
     changes: list[Change] = []
     diags: list[Diagnostic] = []
     views: list[AgentView] = []
