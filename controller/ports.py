@@ -117,6 +117,11 @@ class TrafficRouter(Protocol):
         """Route live traffic by version -> percent. Requests in flight are not dropped."""
         ...
 
+    def verify_weight(self, agent: str, weights: Mapping[int, int]) -> bool:
+        """Whether the live route says what :meth:`set_weights` set, read back from where the
+        router keeps it (Argo Rollouts' ``VerifyWeight``); False while it has not caught up."""
+        ...
+
     def set_mirror(self, agent: str, shadow: tuple[int, int] | None) -> None:
         """Copy ``percent`` of requests to ``version`` (answers discarded); None stops it."""
         ...

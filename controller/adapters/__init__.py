@@ -1,2 +1,1 @@
-"""One package per outside system, each implementing ports; none imports another, nor the engine.
-"""
+"""One package per outside system, each implementing ports; none imports another, nor the engine."""

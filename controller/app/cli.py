@@ -140,14 +140,18 @@ def plan(
         bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes.")
     ] = False,
     out: Annotated[
-        Path | None, typer.Option(help="Also write the plan as JSON to this file.")
+        Path | None,
+        typer.Option(
+            help="Also save the plan to this file: `agentctl apply FILE` applies exactly it, or "
+            "refuses if the manifests, registry or serving changed since."
+        ),
     ] = None,
     *,
     opts: Options,
 ) -> None:
     """Show what apply would change. Never runs agent code, never writes, never starts a server.
     With --target kubernetes, each object it would write is shown as a server-side dry-run diff."""
-    from controller.core.render.formats import render_plan, render_previews
+    from controller.core.render.formats import render_previews
 
     result = _Session(path, opts).reconcile(apply=False, changed_since=changed_since)
     if format is Format.json and result.previews:
@@ -159,11 +163,61 @@ def plan(
         if result.previews and not result.plan.has_errors:
             typer.echo(render_previews(result.previews, format.value))
     if out is not None:
-        out.write_text(render_plan(result.plan, "json") + "\n", encoding="utf-8")
+        _save_plan(out, result, path, opts)
     if result.plan.has_errors:
         raise typer.Exit(1)
     if detailed_exitcode and result.plan.has_changes:
         raise typer.Exit(2)
+
+
+def _is_saved_plan(path: Path) -> bool:
+    """``apply``'s PATH is a saved plan: a .json file, or a file (not YAML) that starts with {."""
+    if path.suffix == ".json":
+        return True
+    if not path.is_file() or path.suffix in (".yaml", ".yml"):
+        return False
+    with path.open("rb") as fh:
+        return fh.read(64).lstrip().startswith(b"{")
+
+
+def _save_plan(out: Path, result: Result, path: Path, opts: Options) -> None:
+    """``plan --out``: the plan and the fingerprints of what it was made from."""
+    from controller.engine.saved import save, write_saved
+
+    if result.plan.has_errors or result.desired is None or result.observed is None:
+        output.err(f"No plan was saved to {out}: the plan has errors.")
+        return
+    saved = save(
+        result.plan, result.desired, result.observed, result.served,
+        path=path, allow_empty=opts.allow_empty, target=opts.target.value,
+    )  # fmt: skip
+    write_saved(out, saved)
+
+
+def _apply_saved(file: Path, fmt: Format, opts: Options) -> None:
+    """``apply FILE``: exactly the saved plan, against the target it was made for, unless the
+    manifests, registry or serving changed since (a stale plan: exit 1, nothing written)."""
+    from dataclasses import replace
+
+    from controller.core.plan.kube_objects import settings_of
+    from controller.core.render.formats import render_changeset
+    from controller.engine.loader import load
+    from controller.engine.saved import apply_saved, read_saved
+
+    saved = read_saved(file)
+    m = saved.manifests
+    desired, _ = load(Path(m.path), root=Path(m.root), allow_empty=m.allow_empty)
+    opts = replace(opts, target=Target(saved.target), namespace=opts.namespace or saved.namespace)
+    backends = wiring.backends(opts, settings_of(desired))
+    changeset = apply_saved(
+        saved, desired, backends, file=str(file), workers=opts.parallelism,
+        on_entry=output.show_entry if fmt is Format.text else None,
+    )  # fmt: skip
+    if fmt is Format.json:
+        payload = {"plan": saved.plan.to_dict(), "changeset": changeset.to_dict()}
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        typer.echo(render_changeset(changeset).splitlines()[-1])
 
 
 @command(*o.REGISTRY, *o.WRITE, *o.LOAD, *o.SERVING, "ready_timeout", "prometheus_url",
@@ -191,9 +245,18 @@ def apply_cmd(
     servers and set their traffic (with --target local they keep running after this command;
     `agentctl down` stops them). With --target kubernetes every write is dry-run first, and
     traffic moves to a version only once its Deployment is Available. A spec.rollout takes one
-    step per apply; --wait walks it to the end."""
+    step per apply; --wait walks it to the end. PATH may be a plan saved by `plan --out`: it is
+    applied exactly, or refused (exit 1) if what it was made from has changed since."""
     from controller.core.render.formats import render_changeset
     from controller.core.rollout.progress import Running
+
+    if _is_saved_plan(path):
+        if wait:
+            output.err("Error: --wait applies manifests round after round; a saved plan is "
+                       "applied once")  # fmt: skip
+            raise typer.Exit(1)
+        _apply_saved(path, format, opts)
+        return
 
     def show_plan(p: Plan) -> None:
         if format is not Format.json or p.has_errors:

@@ -27,9 +27,11 @@ __all__ = [
     "ApplyFailed",
     "BackendError",
     "InvalidInput",
+    "InvalidPlanFile",
     "NotReady",
     "PermanentBackendError",
     "PlanRejected",
+    "StalePlan",
     "TemporaryBackendError",
 ]
 
@@ -109,3 +111,14 @@ class NotReady(AgentctlError):
         self.why = why
         detail = f" ({why})" if why else ""
         super().__init__(f"waiting for {agent} v{version} to become available{detail}")
+
+
+class InvalidPlanFile(AgentctlError):
+    """A saved plan (``agentctl plan --out``) that cannot be applied as it is: not JSON, not a
+    saved plan, of another format version, missing a field, or changed after it was written (its
+    checksum does not match)."""
+
+
+class StalePlan(AgentctlError):
+    """A saved plan made from manifests, or a registry or serving target, that have changed since:
+    applying it would not do what was shown. Plan again."""

@@ -11,12 +11,34 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
-from controller.core.errors import AgentctlError, ApplyFailed, BackendError, NotReady, PlanRejected
-from controller.core.plan.changes import SERVING_KINDS, Action, Change, Kind, Plan
+from controller.core.errors import (
+    AgentctlError,
+    ApplyFailed,
+    BackendError,
+    NotReady,
+    PlanRejected,
+    TemporaryBackendError,
+)
+from controller.core.plan.changes import (
+    SERVING_KINDS,
+    Action,
+    AliasTarget,
+    Change,
+    Kind,
+    ModelState,
+    Pending,
+    Plan,
+    RolloutRecord,
+    ServerState,
+    ShadowState,
+    Target,
+    TrafficSplit,
+    VersionCreate,
+    VersionState,
+)
 from controller.core.plan.changeset import ChangeSet, Entry, Verb
 from controller.core.state.digest import normalize_requirement, source_digest
 from controller.core.state.observed import MANAGED_ALIASES_TAG, MANAGED_TAGS_TAG
@@ -152,7 +174,9 @@ class _Executor:
 
     def check_source(self, change: Change) -> None:
         if change.kind is Kind.MODEL_VERSION and change.action is Action.CREATE:
-            self.sources[change.address] = self._source(change.agent, change.after or {})
+            self.sources[change.address] = self._source(
+                change.agent, change.after_as(VersionCreate)
+            )
 
     def run(self, change: Change) -> Entry:
         if change.kind in SERVING_KINDS or (
@@ -187,26 +211,29 @@ class _Executor:
     def _model(self, c: Change) -> Entry:
         r, call = self.registry, self.policy.call
         if c.action is Action.CREATE:
-            after = c.after or {}
-            call(lambda: r.create_model(c.model, after.get("description"), after["tags"]))
+            new = c.after_as(ModelState)
+            call(lambda: r.create_model(c.model, new.description, new.tags))
             return Entry(c.address, Verb.CREATED, c.model)
         if c.action is Action.DELETE:
             call(lambda: r.delete_model(c.model))
             return Entry(c.address, Verb.DELETED, c.model)
-        before, after = c.before or {}, c.after or {}
-        set_tags, delete_tags = _tag_ops(before.get("tags", {}), after.get("tags", {}))
+        before, after = c.before_as(ModelState), c.after_as(ModelState)
+        set_tags, delete_tags = _tag_ops(before.tags, after.tags)
         for key in delete_tags:
             call(lambda k=key: r.delete_model_tag(c.model, k))  # type: ignore[misc]
         for key, value in set_tags:
             call(lambda k=key, v=value: r.set_model_tag(c.model, k, v))  # type: ignore[misc]
-        if "description" in after and after["description"] != before.get("description"):
-            call(lambda: r.set_model_description(c.model, after["description"]))
+        description = after.description
+        if description is not None and description != before.description:
+            call(lambda: r.set_model_description(c.model, description))
         return Entry(c.address, Verb.CONFIGURED, c.reason)
 
     def _rollout(self, c: Change) -> Entry:
         """Record a rollout's state in the model's tags (a command it consumed is deleted)."""
         r, call = self.registry, self.policy.call
-        set_tags, delete_tags = _tag_ops(c.before or {}, c.after or {})
+        before = c.before_as(RolloutRecord).tags if c.before is not None else {}
+        after = c.after_as(RolloutRecord).tags if c.after is not None else {}
+        set_tags, delete_tags = _tag_ops(before, after)
         for key, value in set_tags:  # the state is one tag: one write
             call(lambda k=key, v=value: r.set_model_tag(c.model, k, v))  # type: ignore[misc]
         for key in delete_tags:
@@ -218,31 +245,32 @@ class _Executor:
 
     def _version(self, c: Change) -> Entry:
         r, call = self.registry, self.policy.call
-        after = c.after or {}
         if c.action is Action.CREATE:
-            digest = after["digest"]
+            new = c.after_as(VersionCreate)
+            digest = new.digest
             source = self.sources[c.address]
 
             def find_or_log() -> tuple[int, bool]:
                 existing = r.find_version(c.model, digest)
                 if existing is not None:
                     return existing, False
-                return r.log_version(c.model, source, after["tags"], after.get("description")), True
+                return r.log_version(c.model, source, new.tags, new.description), True
 
             number, logged = call(find_or_log)
             self.created[(c.model, digest)] = number
             if not logged:
                 return Entry(c.address, Verb.UNCHANGED, f"already registered as version {number}")
             return Entry(c.address, Verb.CREATED, f"version {number}")
-        before = c.before or {}
-        number = int(after["version"])
-        set_tags, delete_tags = _tag_ops(before.get("tags", {}), after.get("tags", {}))
+        before, after = c.before_as(VersionState), c.after_as(VersionState)
+        number = after.version
+        set_tags, delete_tags = _tag_ops(before.tags, after.tags)
         for key in delete_tags:
             call(lambda k=key: r.delete_version_tag(c.model, number, k))  # type: ignore[misc]
         for key, value in set_tags:
             call(lambda k=key, v=value: r.set_version_tag(c.model, number, k, v))  # type: ignore[misc]
-        if "description" in after and after["description"] != before.get("description"):
-            call(lambda: r.set_version_description(c.model, number, after["description"]))
+        description = after.description
+        if description is not None and description != before.description:
+            call(lambda: r.set_version_description(c.model, number, description))
         return Entry(c.address, Verb.CONFIGURED, f"version {number}")
 
     def _alias(self, c: Change) -> Entry:
@@ -250,18 +278,17 @@ class _Executor:
         if c.action is Action.DELETE:
             call(lambda: r.delete_alias(c.model, c.name))
             return Entry(c.address, Verb.DELETED, c.name)
-        number = self._number(c, c.after or {})
+        number = self._number(c, c.after_as(AliasTarget).target)
         call(lambda: r.set_alias(c.model, c.name, number))
         verb = Verb.CREATED if c.action is Action.CREATE else Verb.CONFIGURED
         return Entry(c.address, verb, f"-> version {number}")
 
-    def _number(self, c: Change, ref: dict[str, Any]) -> int:
+    def _number(self, c: Change, target: Target) -> int:
         """The version a plan value names: its number, or (known after apply) the version with
         its digest, created earlier in this run or found in the registry."""
-        version = ref.get("version")
-        if version is not None:
-            return int(version)
-        digest = ref["digest"]
+        if not isinstance(target, Pending):
+            return target
+        digest = target.digest
         found = self.created.get((c.model, digest))
         if found is None:
             found = self.policy.call(lambda: self.registry.find_version(c.model, digest))
@@ -273,10 +300,10 @@ class _Executor:
         s, call = self.serving, self.policy.call
         assert s is not None
         if c.action is Action.DELETE:
-            number = int((c.before or {})["version"])
-            call(lambda: s.stop_version(c.agent, number))
-            return Entry(c.address, Verb.DELETED, f"version {number}")
-        number = self._number(c, c.after or {})
+            stopped = self._number(c, c.before_as(ServerState).target)
+            call(lambda: s.stop_version(c.agent, stopped))
+            return Entry(c.address, Verb.DELETED, f"version {stopped}")
+        number = self._number(c, c.after_as(ServerState).target)
         url = call(lambda: s.start_version(c.agent, c.model, number))
         verb = {Action.CREATE: Verb.CREATED, Action.REPLACE: Verb.CREATED}.get(
             c.action, Verb.CONFIGURED
@@ -289,11 +316,23 @@ class _Executor:
         if c.action is Action.DELETE:
             call(lambda: s.remove_route(c.agent))
             return Entry(c.address, Verb.DELETED, "route removed")
-        weights = {self._number(c, w): int(w["percent"]) for w in (c.after or {})["weights"]}
-        call(lambda: s.set_weights(c.agent, c.model, weights))
-        split = ", ".join(f"v{v} {p}%" for v, p in sorted(weights.items()))
+        weights = {self._number(c, t): p for t, p in c.after_as(TrafficSplit).weights}
+
+        def route() -> None:
+            s.set_weights(c.agent, c.model, weights)
+            # Argo Rollouts' verify step: the route must say what was set before anything that
+            # follows counts on it; a router that has not caught up is asked again, with backoff.
+            if not s.verify_weight(c.agent, weights):
+                raise TemporaryBackendError(
+                    f"agent {c.agent}: the route does not carry the weights just set "
+                    f"({_split(weights)})",
+                    operation="verify weights",
+                    target=c.address,
+                )
+
+        call(route)
         verb = Verb.CREATED if c.action is Action.CREATE else Verb.CONFIGURED
-        return Entry(c.address, verb, split)
+        return Entry(c.address, verb, _split(weights))
 
     def _shadow(self, c: Change) -> Entry:
         s, call = self.serving, self.policy.call
@@ -301,16 +340,16 @@ class _Executor:
         if c.action is Action.DELETE:
             call(lambda: s.set_mirror(c.agent, None))
             return Entry(c.address, Verb.DELETED, "no shadow")
-        after = c.after or {}
-        mirror = (self._number(c, after), int(after["percent"]))
+        shadow = c.after_as(ShadowState)
+        mirror = (self._number(c, shadow.target), shadow.percent)
         call(lambda: s.set_mirror(c.agent, mirror))
         verb = Verb.CREATED if c.action is Action.CREATE else Verb.CONFIGURED
         return Entry(c.address, verb, f"v{mirror[0]} {mirror[1]}%")
 
-    def _source(self, agent: str, after: dict[str, Any]) -> VersionSource:
-        code = os.path.join(self.root, after["code"])
-        config = os.path.join(self.root, after["config"]) if after.get("config") else None
-        reqs = tuple(after["pip_requirements"])
+    def _source(self, agent: str, after: VersionCreate) -> VersionSource:
+        code = os.path.join(self.root, after.code)
+        config = os.path.join(self.root, after.config) if after.config else None
+        reqs = after.pip_requirements
         try:
             with open(code, "rb") as fh:
                 code_bytes = fh.read()
@@ -321,16 +360,20 @@ class _Executor:
         except OSError as exc:
             raise SourceChanged(f"cannot read the source of {agent}: {exc}") from exc
         digest = source_digest(code_bytes, config_bytes, [normalize_requirement(x) for x in reqs])
-        if digest != after["digest"]:
+        if digest != after.digest:
             raise SourceChanged(
-                f"the source of {agent} changed since the plan ({after['digest'][:19]}… -> "
+                f"the source of {agent} changed since the plan ({after.digest[:19]}… -> "
                 f"{digest[:19]}…); plan again"
             )
         return VersionSource(agent, code, config, reqs, digest)
 
 
+def _split(weights: Mapping[int, int]) -> str:
+    return ", ".join(f"v{v} {p}%" for v, p in sorted(weights.items()))
+
+
 def _tag_ops(
-    before: dict[str, str], after: dict[str, str]
+    before: Mapping[str, str], after: Mapping[str, str]
 ) -> tuple[list[tuple[str, str]], list[str]]:
     deletes = sorted(k for k in before if k not in after)
     sets = [(k, v) for k, v in after.items() if before.get(k) != v]

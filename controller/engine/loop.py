@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from controller.core.errors import AgentctlError, InvalidInput
 from controller.core.manifest.desired import Desired
-from controller.core.plan.changes import Change, Kind, Plan
+from controller.core.plan.changes import Change, Plan
 from controller.core.plan.changeset import ChangeSet, Entry, Verb
 from controller.core.plan.planner import DEFAULT_OWNER
 from controller.core.rollout.progress import Progress, Running
@@ -43,7 +43,6 @@ from controller.ports import (
 
 __all__ = ["Controller", "CycleReport", "LogEvents", "LoopConfig", "Wakeups"]
 
-_SERVING = (Kind.SERVED_VERSION, Kind.TRAFFIC, Kind.SHADOW)
 log = logging.getLogger("agentctl.controller")
 
 

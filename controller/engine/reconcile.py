@@ -34,7 +34,7 @@ from controller.engine.progressive import evaluate
 from controller.engine.retry import RetryPolicy
 from controller.ports import MetricProvider, Previewer, Registry, ServingTarget
 
-__all__ = ["Backends", "Result", "reconcile"]
+__all__ = ["Backends", "Result", "observe", "preview", "reconcile"]
 
 #: Seconds to the next look while a served version is still becoming ready.
 REQUEUE_WAITING = 5.0
@@ -70,6 +70,10 @@ class Result:
     requeue_after: float | None = None
     #: Why this reconcile cannot proceed until the input changes (the plan has errors).
     terminal: str | None = None
+    #: What the plan was made from (a saved plan records their fingerprints).
+    desired: Desired | None = None
+    observed: RegistrySnapshot | None = None
+    served: ServingSnapshot | None = None
 
 
 def reconcile(
@@ -103,7 +107,7 @@ def reconcile(
     asked before each agent and each change."""
     policy = backends.policy
     serving = backends.serving
-    observed, served = _observe(backends)
+    observed, served = observe(backends)
     scope = select(desired, changed, observed) if changed is not None else None
     progress = (
         evaluate(desired, observed, wall(), backends.providers if apply else None)
@@ -120,12 +124,13 @@ def reconcile(
                                stop, apply)  # fmt: skip
     previews: tuple[ObjectPreview, ...] = ()
     if not the_plan.has_errors:
-        previews = _preview(serving, the_plan.changes, policy)
+        previews = preview(serving, the_plan.changes, policy)
     if on_plan is not None:
         on_plan(the_plan)
     if not apply or the_plan.has_errors or not the_plan.has_changes:
         return Result(the_plan, previews=previews, progress=progress,
-                      requeue_after=_requeue(progress, None), terminal=terminal)  # fmt: skip
+                      requeue_after=_requeue(progress, None), terminal=terminal,
+                      desired=desired, observed=observed, served=served)  # fmt: skip
     changeset = apply_plan(
         the_plan, backends.registry, root=desired.root, policy=policy, on_entry=on_entry,
         serving=serving, workers=workers, stop=stop,
@@ -137,14 +142,14 @@ def reconcile(
     )  # fmt: skip
 
 
-def _observe(backends: Backends) -> tuple[RegistrySnapshot, ServingSnapshot | None]:
+def observe(backends: Backends) -> tuple[RegistrySnapshot, ServingSnapshot | None]:
     policy, serving = backends.policy, backends.serving
     observed = policy.call(backends.registry.observe)
     served = policy.call(serving.observe) if serving is not None else None
     return observed, served
 
 
-def _preview(
+def preview(
     serving: ServingTarget | None, changes: tuple[Change, ...], policy: RetryPolicy
 ) -> tuple[ObjectPreview, ...]:
     """A dry run of every serving write: a name collision, RBAC, a missing Gateway or an object
@@ -194,7 +199,7 @@ def _apply_isolated(
         changes = the_plan.for_agent(agent)
         sub = Plan(the_plan.owner, changes=changes, agents=(agent,))
         try:
-            _preview(backends.serving, changes, backends.policy)
+            preview(backends.serving, changes, backends.policy)
             changeset = apply_plan(
                 sub, backends.registry, root=desired.root, policy=backends.policy,
                 serving=backends.serving, stop=stop, on_entry=on_entry,

@@ -20,12 +20,15 @@ from typing import Any
 import pytest
 
 from controller.adapters.kubernetes.serving import KubernetesServing, connect
-from controller.core.errors import BackendError, NotReady, TemporaryBackendError
+from controller.core.errors import BackendError, NotReady, StalePlan, TemporaryBackendError
 from controller.core.plan.kube_objects import settings_of
+from controller.core.plan.kube_outdated import mark_outdated
+from controller.core.plan.saved import SavedPlan
 from controller.engine.loader import load
 from controller.engine.retry import RetryPolicy
+from controller.engine.saved import save
 from tests.support.controller import repo_with
-from tests.support.engine import reconcile
+from tests.support.engine import apply_saved, reconcile
 from tests.support.fake_registry import FakeRegistry
 from tests.support.kube_apiserver import LIMITED_TOKEN, ApiServer, api_server
 from tests.support.manifests import DEFAULTS, GOOD, write_repo
@@ -385,7 +388,8 @@ def test_start_version_waits_for_availability_up_to_its_limit(
         srv.start_version("bot", "bot", 7)
     kube.mark_available(ns)
     assert srv.start_version("bot", "bot", 7) == f"http://bot-v7.{ns}.svc:80"
-    observed = srv.observe().agents["bot"].versions[7]
+    desired, _ = load(root)
+    observed = mark_outdated(srv.observe(), settings_of(desired)).agents["bot"].versions[7]
     assert observed.ready and observed.outdated == ""
 
 
@@ -401,6 +405,104 @@ def test_observation_is_one_list_per_kind(kube: ApiServer, ns: str, tmp_path: Pa
     assert snapshot.agents["bot"].weights == {1: 100}
     # The namespace, then Deployments, Services and HTTPRoutes: one request each.
     assert srv.api.requests == 4
+
+
+def test_observing_reads_what_is_live_and_the_core_says_what_is_outdated(
+    kube: ApiServer, ns: str, tmp_path: Path
+) -> None:
+    root, _ = _routed_bot(kube, ns, tmp_path)
+    api, _ = connect(kube.kubeconfig())
+
+    def refuse(agent: str) -> Any:
+        raise AssertionError(f"the settings of {agent} were asked for while observing")
+
+    snapshot = KubernetesServing(api, ns, refuse).observe()
+    assert snapshot.cluster is not None and snapshot.cluster.gateway_api
+    live = snapshot.cluster.agents["bot"]
+    dep = kube.objects(ns, "Deployment")["bot-v1"]
+    assert live.deployments[1].digest == dep["metadata"]["annotations"]["agentctl.io/spec-digest"]
+    assert live.http_route is not None and live.http_route.weights == {1: 100}
+    assert snapshot.agents["bot"].weights == {1: 100}
+    desired, _ = load(root)
+    assert mark_outdated(snapshot, settings_of(desired)).agents["bot"].versions[1].outdated == ""
+
+    # Replicas changed by hand: the adapter reports them, the core finds them outdated.
+    kube.request(
+        "PATCH",
+        f"/apis/apps/v1/namespaces/{ns}/deployments/bot-v1",
+        {"spec": {"replicas": 7}},
+        content_type="application/merge-patch+json",
+    )
+    again = KubernetesServing(api, ns, refuse).observe()
+    assert again.agents["bot"].versions[1].outdated == ""  # the adapter does not judge
+    marked = mark_outdated(again, settings_of(desired)).agents["bot"].versions[1]
+    assert marked.outdated == "its Deployment was changed outside agentctl (replicas 7, want 1)"
+
+
+@pytest.mark.parametrize("router", ["gateway", "service"])
+def test_verify_weight_reads_the_route_back(
+    kube: ApiServer, ns: str, tmp_path: Path, router: str
+) -> None:
+    root = write_repo(tmp_path, GOOD + f"    kubernetes:\n      router: {router}\n")
+    reg = FakeRegistry()
+    for _ in range(3):  # start v1, (router service: scale it up, waiting for it,) route to it
+        run(root, reg, serving(kube, ns, root))
+        kube.mark_available(ns)
+    srv = serving(kube, ns, root)
+    assert run(root, reg, srv).plan.changes == ()
+    assert srv.verify_weight("bot", {1: 100})
+    assert not srv.verify_weight("bot", {1: 50})
+    assert not srv.verify_weight("bot", {1: 90, 2: 10})
+    if router == "gateway":  # someone edits the HTTPRoute's weights
+        route = kube.objects(ns, "HTTPRoute")["bot"]
+        route["spec"]["rules"][0]["backendRefs"][0]["weight"] = 40
+        kube.request(
+            "PUT", f"/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes/bot", route
+        )
+    else:  # someone scales the version by hand
+        kube.request(
+            "PATCH",
+            f"/apis/apps/v1/namespaces/{ns}/deployments/bot-v1",
+            {"spec": {"replicas": 3}},
+            content_type="application/merge-patch+json",
+        )
+    assert not srv.verify_weight("bot", {1: 100})
+    srv.observe()  # as every apply does, before it writes
+    srv.set_weights("bot", "bot", {1: 100})
+    assert srv.verify_weight("bot", {1: 100})
+
+
+def test_a_saved_plan_applies_on_the_cluster_or_is_stale_after_a_hand_edit(
+    kube: ApiServer, ns: str, tmp_path: Path
+) -> None:
+    root, reg = _routed_bot(kube, ns, tmp_path)
+    (root / "bot.yaml").write_text(CANARY)  # v2 (the source changes too): started, 80/20
+    (root / "config.yaml").write_text("greeting: hello\n")
+
+    def saved_now() -> SavedPlan:
+        result = run(root, reg, serving(kube, ns, root), apply=False)
+        assert result.plan.changes and result.served is not None
+        return save(result.plan, result.desired, result.observed, result.served,
+                    path=root, allow_empty=False, target="kubernetes")  # fmt: skip
+
+    saved = saved_now()
+    assert saved.namespace == ns and saved.serving is not None
+    # Someone edits the HTTPRoute by hand: the plan was not made from that.
+    route = kube.objects(ns, "HTTPRoute")["bot"]
+    route["spec"]["rules"][0]["backendRefs"][0]["weight"] = 50
+    kube.request("PUT", f"/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes/bot", route)
+    before = writes(kube)
+    desired, _ = load(root)
+    with pytest.raises(StalePlan, match="what the kubernetes serving target runs changed"):
+        apply_saved(saved, desired, reg, file="plan.json", serving=serving(kube, ns, root),
+                    policy=NO_WAIT)  # fmt: skip
+    assert writes(kube) == before and len(reg.models["bot"].versions) == 1
+
+    saved = saved_now()  # planned again: applied exactly, across two observations of the cluster
+    done = apply_saved(saved, desired, reg, file="plan.json", serving=serving(kube, ns, root),
+                       policy=NO_WAIT)  # fmt: skip
+    assert [e.address for e in done.entries] == [c.address for c in saved.plan.changes]
+    assert set(kube.objects(ns, "Deployment")) == {"bot-v1", "bot-v2"}
 
 
 def test_an_unreachable_api_server_is_a_temporary_error(kube: ApiServer) -> None:

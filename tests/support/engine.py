@@ -1,4 +1,4 @@
-"""The engine's one reconcile, called the way the tests describe a world: a registry, and
+"""The engine's one reconcile (and a saved plan's apply), called the way the tests describe a world: a registry, and
 optionally a serving target, metric providers and a retry policy (built into Backends here)."""
 
 from __future__ import annotations
@@ -7,12 +7,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller.core.manifest.desired import Desired
+from controller.core.plan.changeset import ChangeSet
+from controller.core.plan.saved import SavedPlan
 from controller.engine.reconcile import Backends, Result
 from controller.engine.reconcile import reconcile as engine_reconcile
 from controller.engine.retry import RetryPolicy
+from controller.engine.saved import apply_saved as engine_apply_saved
 from controller.ports import MetricProvider, Registry, ServingTarget
 
-__all__ = ["Result", "reconcile"]
+__all__ = ["Result", "apply_saved", "reconcile"]
 
 
 def reconcile(
@@ -27,3 +30,17 @@ def reconcile(
 ) -> Result:
     backends = Backends(registry, serving, providers or {}, policy or RetryPolicy())
     return engine_reconcile(desired, backends, apply=apply, **kwargs)
+
+
+def apply_saved(
+    saved: SavedPlan,
+    desired: Desired,
+    registry: Registry,
+    *,
+    file: str,
+    policy: RetryPolicy | None = None,
+    serving: ServingTarget | None = None,
+    **kwargs: Any,
+) -> ChangeSet:
+    backends = Backends(registry, serving, {}, policy or RetryPolicy())
+    return engine_apply_saved(saved, desired, backends, file=file, **kwargs)

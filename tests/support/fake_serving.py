@@ -21,6 +21,10 @@ class FakeServing:
         #: (agent, version) pairs that start but do not become ready (a Deployment rolling out).
         self.slow: set[tuple[str, int]] = set()
         self.faults: dict[str, list[Exception]] = {}
+        #: (agent, weights) of every verify_weight call, apart from ``calls`` (which are writes).
+        self.verified: list[tuple[str, dict[int, int]]] = []
+        #: agent -> how many more times verify_weight says the route has not caught up.
+        self.lagging: dict[str, int] = {}
 
     def fail(self, op: str, *errors: Exception) -> None:
         """The next calls of ``op`` raise these, one each."""
@@ -71,6 +75,15 @@ class FakeServing:
                 raise AssertionError(f"traffic moved to version {v}, which is not ready")
         self.weights[agent] = dict(weights)
         self.models[agent] = model
+
+    def verify_weight(self, agent: str, weights: Mapping[int, int]) -> bool:
+        self.verified.append((agent, dict(weights)))
+        if self.faults.get("verify_weight"):
+            raise self.faults["verify_weight"].pop(0)
+        if self.lagging.get(agent, 0) > 0:  # a router that has not caught up yet
+            self.lagging[agent] -= 1
+            return False
+        return self.weights.get(agent) == dict(weights)
 
     def set_mirror(self, agent: str, shadow: tuple[int, int] | None) -> None:
         self.calls.append(("mirror", agent, shadow))

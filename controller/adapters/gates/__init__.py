@@ -1,2 +1,1 @@
-"""Rollout gate sources: MLflow traces, a PromQL query, the local router's ``/metrics``.
-"""
+"""Rollout gate sources: MLflow traces, a PromQL query, the local router's ``/metrics``."""

@@ -1,2 +1,1 @@
-"""git: files changed since a revision, and that revision's tree.
-"""
+"""git: files changed since a revision, and that revision's tree."""

@@ -1,2 +1,1 @@
-"""The controller's HTTP endpoints (health, readiness, metrics) and MLflow webhook checks.
-"""
+"""The controller's HTTP endpoints (health, readiness, metrics) and MLflow webhook checks."""

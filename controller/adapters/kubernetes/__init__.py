@@ -1,2 +1,1 @@
-"""Kubernetes: Deployments, Services and Gateway API HTTPRoutes; Events; Lease leader election.
-"""
+"""Kubernetes: Deployments, Services and Gateway API HTTPRoutes; Events; Lease leader election."""

@@ -256,6 +256,14 @@ class LocalServing:
         body = {"model": model, "weights": {str(v): p for v, p in weights.items()}}
         self._request("PUT", f"/agents/{agent}/route", body)
 
+    def verify_weight(self, agent: str, weights: Mapping[int, int]) -> bool:
+        """Read the daemon's route back: its weights must be exactly these."""
+        if self.daemon() is None:
+            return False
+        state = self._request("GET", "/state")
+        route = state.get("agents", {}).get(agent, {}).get("weights", {})
+        return {int(v): int(p) for v, p in route.items()} == dict(weights)
+
     def set_mirror(self, agent: str, shadow: tuple[int, int] | None) -> None:
         self.ensure_daemon()
         self._request(

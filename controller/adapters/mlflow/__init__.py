@@ -1,2 +1,1 @@
-"""MLflow: the Model Registry over REST or the MLflow client, and the model logger.
-"""
+"""MLflow: the Model Registry over REST or the MLflow client, and the model logger."""

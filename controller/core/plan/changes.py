@@ -2,15 +2,22 @@
 
 Borrowed from Terraform's ``internal/plans``: a plan is computed once, shown, and applied as
 shown; it serialises to JSON with a format version, and reads back with :meth:`Plan.from_dict`.
+
+Each change carries a typed payload before and after (Terraform's typed changes), one type per
+kind: :class:`ModelState` (and :class:`ModelContents` for a model being deleted),
+:class:`VersionCreate` / :class:`VersionState`, :class:`AliasTarget`, :class:`ServerState`,
+:class:`TrafficSplit`, :class:`ShadowState` and :class:`RolloutRecord`. Apply, previews and
+renderers read their attributes; ``to_dict`` / ``from_dict`` are the JSON form, lossless.
 A value that apply will only learn (the number of a version it is about to create) is written as
 ``{"version": null, "digest": "sha256:…"}``: "known after apply".
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from controller.core.diagnostics import Diagnostic, Diagnostics, Location, Severity
 
@@ -19,11 +26,23 @@ __all__ = [
     "SERVING_KINDS",
     "Action",
     "AgentView",
+    "AliasTarget",
     "Change",
     "Kind",
+    "ModelContents",
+    "ModelState",
+    "Payload",
     "Pending",
     "Plan",
+    "RolloutRecord",
+    "ServerState",
+    "ShadowState",
     "Share",
+    "Target",
+    "TrafficSplit",
+    "VersionCreate",
+    "VersionState",
+    "payload_type",
 ]
 
 FORMAT_VERSION = "1"
@@ -58,6 +77,296 @@ class Pending:
     digest: str
 
 
+#: A resolved version: its registry number, or one that apply creates (known after apply).
+Target = int | Pending
+
+
+def _ref(target: Target) -> dict[str, Any]:
+    """A version as plans write it: ``{"version": 3}``, or ``{"version": null, "digest": …}``."""
+    if isinstance(target, Pending):
+        return {"version": None, "digest": target.digest}
+    return {"version": target}
+
+
+# -- reading a payload back: strict, so that a hand-edited or truncated value is an error --------
+
+
+def _obj(data: Any) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"expected an object, not {data!r}")
+    return data
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer, not {value!r}")
+    return value
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, not {value!r}")
+    return value
+
+
+def _opt_str(data: Mapping[str, Any], key: str) -> str | None:
+    return _str(data[key]) if data.get(key) is not None else None
+
+
+def _tags(value: Any) -> dict[str, str]:
+    return {_str(k): _str(v) for k, v in _obj(value).items()}
+
+
+def _target(data: Mapping[str, Any]) -> Target:
+    if data["version"] is None:
+        return Pending(_str(data["digest"]))
+    return _int(data["version"])
+
+
+# -- the payloads: what each kind of change carries before and after -----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ModelState:
+    """A registered model's managed attributes: the tags agentctl manages (its inventory's keys),
+    the description (None: the manifest leaves it alone) and, on create, its name."""
+
+    tags: Mapping[str, str]
+    description: str | None = None
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {} if self.name is None else {"name": self.name}
+        out["tags"] = dict(self.tags)
+        if self.description is not None:
+            out["description"] = self.description
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelState:
+        data = _obj(data)
+        return cls(_tags(data["tags"]), _opt_str(data, "description"), _opt_str(data, "name"))
+
+
+@dataclass(frozen=True, slots=True)
+class ModelContents:
+    """What a registered model holds as it is deleted: its versions and aliases."""
+
+    name: str
+    versions: tuple[int, ...] = ()
+    aliases: tuple[tuple[str, int], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "versions": list(self.versions), "aliases": dict(self.aliases)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelContents:
+        data = _obj(data)
+        return cls(
+            _str(data["name"]),
+            tuple(_int(v) for v in data["versions"]),
+            tuple((_str(a), _int(v)) for a, v in _obj(data["aliases"]).items()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VersionCreate:
+    """A version apply logs and registers: the source it is logged from (paths relative to the
+    root, pinned requirements, their digest), its tags and description. Its number is known
+    after apply."""
+
+    digest: str
+    code: str
+    config: str | None
+    pip_requirements: tuple[str, ...]
+    tags: Mapping[str, str]
+    description: str | None = None
+
+    @property
+    def target(self) -> Pending:
+        return Pending(self.digest)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "version": None,
+            "digest": self.digest,
+            "code": self.code,
+            "config": self.config,
+            "pip_requirements": list(self.pip_requirements),
+            "tags": dict(self.tags),
+        }
+        if self.description is not None:
+            out["description"] = self.description
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> VersionCreate:
+        data = _obj(data)
+        if data["version"] is not None:
+            raise ValueError("a version to create has no number before apply")
+        return cls(
+            _str(data["digest"]),
+            _str(data["code"]),
+            _opt_str(data, "config"),
+            tuple(_str(r) for r in data["pip_requirements"]),
+            _tags(data["tags"]),
+            _opt_str(data, "description"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VersionState:
+    """An existing version's managed tags and description (None: left alone)."""
+
+    version: int
+    tags: Mapping[str, str]
+    description: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"version": self.version, "tags": dict(self.tags)}
+        if self.description is not None:
+            out["description"] = self.description
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> VersionState:
+        data = _obj(data)
+        return cls(_int(data["version"]), _tags(data["tags"]), _opt_str(data, "description"))
+
+
+@dataclass(frozen=True, slots=True)
+class AliasTarget:
+    """The version an alias points to: a number, or the version this apply creates."""
+
+    target: Target
+
+    @property
+    def pending(self) -> bool:
+        return isinstance(self.target, Pending)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _ref(self.target)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> AliasTarget:
+        return cls(_target(_obj(data)))
+
+
+@dataclass(frozen=True, slots=True)
+class ServerState:
+    """A model server for one version of ``model``; ``ready`` is said only when it is what
+    differs (a server that is up but not yet ready)."""
+
+    target: Target
+    model: str
+    ready: bool | None = None
+
+    @property
+    def pending(self) -> bool:
+        return isinstance(self.target, Pending)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {**_ref(self.target), "model": self.model}
+        if self.ready is not None:
+            out["ready"] = self.ready
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ServerState:
+        data = _obj(data)
+        ready = data.get("ready")
+        if ready is not None and not isinstance(ready, bool):
+            raise ValueError(f"expected true or false, not {ready!r}")
+        return cls(_target(data), _str(data["model"]), ready)
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficSplit:
+    """An agent's route: (version, percent) pairs, numbered versions first, in order."""
+
+    weights: tuple[tuple[Target, int], ...]
+
+    @property
+    def pending(self) -> bool:
+        return any(isinstance(t, Pending) for t, _ in self.weights)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weights": [{**_ref(t), "percent": p} for t, p in self.weights]}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TrafficSplit:
+        rows = _obj(data)["weights"]
+        if not isinstance(rows, list):
+            raise ValueError(f"expected a list of weights, not {rows!r}")
+        return cls(tuple((_target(_obj(w)), _int(w["percent"])) for w in rows))
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowState:
+    """The version that receives copies of ``percent`` of requests (answers discarded)."""
+
+    target: Target
+    percent: int
+
+    @property
+    def pending(self) -> bool:
+        return isinstance(self.target, Pending)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**_ref(self.target), "percent": self.percent}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ShadowState:
+        data = _obj(data)
+        return cls(_target(data), _int(data["percent"]))
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutRecord:
+    """A rollout's state as the registry tags that record it on the model."""
+
+    tags: Mapping[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.tags)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RolloutRecord:
+        return cls(_tags(data))
+
+
+Payload = (
+    ModelState
+    | ModelContents
+    | VersionCreate
+    | VersionState
+    | AliasTarget
+    | ServerState
+    | TrafficSplit
+    | ShadowState
+    | RolloutRecord
+)
+P = TypeVar("P", bound=Payload)
+
+
+def payload_type(kind: Kind, action: Action, after: bool) -> type[Payload]:
+    """The payload a change of ``kind`` and ``action`` carries before (``after=False``) or after."""
+    if kind is Kind.REGISTERED_MODEL:
+        return ModelContents if action is Action.DELETE and not after else ModelState
+    if kind is Kind.MODEL_VERSION:
+        return VersionCreate if action is Action.CREATE and after else VersionState
+    return _PAYLOAD[kind]
+
+
+_PAYLOAD: dict[Kind, type[Payload]] = {
+    Kind.ALIAS: AliasTarget,
+    Kind.SERVED_VERSION: ServerState,
+    Kind.TRAFFIC: TrafficSplit,
+    Kind.SHADOW: ShadowState,
+    Kind.ROLLOUT: RolloutRecord,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     agent: str
@@ -65,14 +374,35 @@ class Change:
     kind: Kind
     name: str  # the object within the agent: "", a version ref ("current", "3"), an alias name
     action: Action
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
+    before: Payload | None
+    after: Payload | None
     reason: str
+
+    def __post_init__(self) -> None:
+        for side, value in ((False, self.before), (True, self.after)):
+            want = payload_type(self.kind, self.action, side)
+            if value is not None and not isinstance(value, want):
+                raise TypeError(
+                    f"{self.address}: {'after' if side else 'before'} is a "
+                    f"{type(value).__name__}, not a {want.__name__}"
+                )
 
     @property
     def address(self) -> str:
         suffix = f".{self.name}" if self.name else ""
         return f"{self.agent}.{self.kind.value}{suffix}"
+
+    def before_as(self, cls: type[P]) -> P:
+        """The value before, which a change of this kind carries as ``cls``."""
+        if not isinstance(self.before, cls):
+            raise TypeError(f"{self.address}: no {cls.__name__} before the change")
+        return self.before
+
+    def after_as(self, cls: type[P]) -> P:
+        """The value after, which a change of this kind carries as ``cls``."""
+        if not isinstance(self.after, cls):
+            raise TypeError(f"{self.address}: no {cls.__name__} after the change")
+        return self.after
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,22 +412,24 @@ class Change:
             "kind": self.kind.value,
             "name": self.name,
             "action": self.action.value,
-            "before": self.before,
-            "after": self.after,
+            "before": self.before.to_dict() if self.before is not None else None,
+            "after": self.after.to_dict() if self.after is not None else None,
             "reason": self.reason,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Change:
+        kind, action = Kind(data["kind"]), Action(data["action"])
+        before, after = data["before"], data["after"]
         return cls(
-            agent=data["agent"],
-            model=data["model"],
-            kind=Kind(data["kind"]),
-            name=data["name"],
-            action=Action(data["action"]),
-            before=data["before"],
-            after=data["after"],
-            reason=data["reason"],
+            agent=_str(data["agent"]),
+            model=_str(data["model"]),
+            kind=kind,
+            name=_str(data["name"]),
+            action=action,
+            before=None if before is None else payload_type(kind, action, False).from_dict(before),
+            after=None if after is None else payload_type(kind, action, True).from_dict(after),
+            reason=_str(data["reason"]),
         )
 
 

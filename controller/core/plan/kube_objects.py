@@ -52,6 +52,7 @@ __all__ = [
     "route",
     "route_name",
     "route_state",
+    "router_kind",
     "service",
     "settings_of",
     "split_note",
@@ -122,6 +123,14 @@ def resolve_settings(
         hostnames=tuple(hostnames),
         router=first("router") or base.router,
     )
+
+
+def router_kind(s: Settings, gateway_api: bool | None) -> str:
+    """``gateway`` or ``service``: the agent's setting, ``auto`` resolved by whether the cluster
+    serves the Gateway API (None: not known yet, taken as yes)."""
+    if s.router == "auto":
+        return "service" if gateway_api is False else "gateway"
+    return s.router
 
 
 def settings_of(desired: Desired) -> Callable[[str], Settings]:

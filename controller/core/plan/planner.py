@@ -12,7 +12,6 @@ Deleting models no longer declared (``prune``) comes last, for all agents.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 from controller.core.diagnostics import Diagnostic, Diagnostics, Severity
 from controller.core.manifest.checks import Path, field_name
@@ -24,8 +23,26 @@ from controller.core.manifest.schema import (
     VersionEntry,
     VersionRef,
 )
-from controller.core.plan.changes import Action, AgentView, Change, Kind, Pending, Plan, Share
-from controller.core.plan.serving import DesiredServing, Target, plan_serving, remove_serving
+from controller.core.plan.changes import (
+    Action,
+    AgentView,
+    AliasTarget,
+    Change,
+    Kind,
+    ModelContents,
+    ModelState,
+    Payload,
+    Pending,
+    Plan,
+    RolloutRecord,
+    Share,
+    Target,
+    VersionCreate,
+    VersionState,
+)
+from controller.core.plan.kube_objects import settings_of
+from controller.core.plan.kube_outdated import mark_outdated
+from controller.core.plan.serving import DesiredServing, plan_serving, remove_serving
 from controller.core.rollout.progress import Clear, Hold, Progress, Running
 from controller.core.state.observed import (
     AGENT_TAG,
@@ -85,14 +102,18 @@ def plan(
 ) -> Plan:
     """Plan every agent, or with ``scope`` (agent -> why) only those; ``baseline`` is the desired
     state of the base revision, whose traffic the views show as "before". ``serving`` is what a
-    serving target runs; without it, ``spec.serving`` is validated but not planned. ``progress``
-    (agent -> this round of its rollout, :data:`controller.core.rollout.progress.Progress`) takes
-    the place of the manifest's end state for the promote alias and the traffic split while a
-    rollout runs; it carries the rollout's record too (the planner reads no rollout tags)."""
+    serving target runs (a Kubernetes target's objects are compared with the desired settings
+    here); without it, ``spec.serving`` is validated but not planned. ``progress`` (agent -> this
+    round of its rollout, :data:`controller.core.rollout.progress.Progress`) takes the place of
+    the manifest's end state for the promote alias and the traffic split while a rollout runs;
+    it carries the rollout's record too (the planner reads no rollout tags)."""
     changes: list[Change] = []
     diags: list[Diagnostic] = []
     views: list[AgentView] = []
     unchanged = 0
+    if serving is not None and serving.cluster is not None:
+        # A Kubernetes target reports the objects it read; what is outdated is decided here.
+        serving = mark_outdated(serving, settings_of(desired))
     base = {a.name: a for a in baseline.agents} if baseline is not None else None
     for desired_agent in sorted(desired.agents, key=lambda a: a.name):
         if scope is not None and desired_agent.name not in scope:
@@ -130,8 +151,8 @@ def plan(
             if prune:
 
                 def add(
-                    kind: Kind, obj: str, action: Action, before: Any, after: Any, reason: str,
-                    s: AgentServing = served,
+                    kind: Kind, obj: str, action: Action, before: Payload | None,
+                    after: Payload | None, reason: str, s: AgentServing = served,
                 ) -> None:  # fmt: skip
                     changes.append(
                         Change(s.agent, s.model, kind, obj, action, before, after, reason)
@@ -225,12 +246,10 @@ def _shadow(agent: DesiredAgent | None) -> Share | None:
     return (serving.shadow.ref, serving.shadow.percent)
 
 
-def _model_state(model: ObservedModel) -> dict[str, Any]:
-    return {
-        "name": model.name,
-        "versions": sorted(model.versions),
-        "aliases": dict(sorted(model.aliases.items())),
-    }
+def _model_state(model: ObservedModel) -> ModelContents:
+    return ModelContents(
+        model.name, tuple(sorted(model.versions)), tuple(sorted(model.aliases.items()))
+    )
 
 
 def _csv(keys: Iterable[str]) -> str:
@@ -264,7 +283,14 @@ def _plan_agent(
     diags: list[Diagnostic] = []
     unchanged = 0
 
-    def change(kind: Kind, obj: str, action: Action, before: Any, after: Any, reason: str) -> None:
+    def change(
+        kind: Kind,
+        obj: str,
+        action: Action,
+        before: Payload | None,
+        after: Payload | None,
+        reason: str,
+    ) -> None:
         changes.append(Change(agent.name, name, kind, obj, action, before, after, reason))
 
     def error(path: Path, message: str) -> None:
@@ -279,9 +305,7 @@ def _plan_agent(
     model_tags[MANAGED_TAGS_TAG] = _csv(spec.tags)
     model_tags[MANAGED_ALIASES_TAG] = _csv(spec.aliases)
     if model is None:
-        after: dict[str, Any] = {"name": name, "tags": dict(sorted(model_tags.items()))}
-        if spec.description is not None:
-            after["description"] = spec.description
+        after = ModelState(dict(sorted(model_tags.items())), spec.description, name=name)
         change(
             Kind.REGISTERED_MODEL, "", Action.CREATE, None, after, "registered model does not exist"
         )
@@ -306,11 +330,9 @@ def _plan_agent(
             MANAGED_ALIASES_TAG,
         }
         before_tags, after_tags = _tag_diff(dict(model.tags), model_tags, inventory)
-        before: dict[str, Any] = {"tags": before_tags}
-        after = {"tags": after_tags}
-        if spec.description is not None:
-            before["description"] = model.description
-            after["description"] = spec.description
+        managed = spec.description is not None
+        before = ModelState(before_tags, model.description if managed else None)
+        after = ModelState(after_tags, spec.description)
         if before != after:
             reason = (
                 "adopting an unmanaged model"
@@ -365,7 +387,12 @@ def _plan_agent(
     if isinstance(progress, Clear) and model is not None:
         if progress.stored.tags:
             change(
-                Kind.ROLLOUT, "", Action.DELETE, dict(progress.stored.tags), None, progress.reason
+                Kind.ROLLOUT,
+                "",
+                Action.DELETE,
+                RolloutRecord(dict(progress.stored.tags)),
+                None,
+                progress.reason,
             )
     elif isinstance(progress, Running) and model is not None:
         # The command tag is the CLI's: left in place (the state records it as consumed); only
@@ -377,8 +404,8 @@ def _plan_agent(
                 Kind.ROLLOUT,
                 "",
                 Action.UPDATE if before_state else Action.CREATE,
-                before_state or None,
-                dict(sorted(after_state.items())),
+                RolloutRecord(before_state) if before_state else None,
+                RolloutRecord(dict(sorted(after_state.items()))),
                 progress.reason,
             )
         else:
@@ -416,11 +443,7 @@ def _plan_agent(
         alias_views.append(
             (alias, current_aliases.get(alias), "new" if isinstance(target, Pending) else target)
         )
-        after_alias: dict[str, Any] = (
-            {"version": None, "digest": target.digest}
-            if isinstance(target, Pending)
-            else {"version": target}
-        )
+        after_alias = AliasTarget(target)
         have = current_aliases.get(alias)
         if have is None:
             change(
@@ -431,7 +454,7 @@ def _plan_agent(
                 Kind.ALIAS,
                 alias,
                 Action.UPDATE,
-                {"version": have},
+                AliasTarget(have),
                 after_alias,
                 f"alias '{alias}' points to version {have}",
             )
@@ -445,7 +468,7 @@ def _plan_agent(
                     Kind.ALIAS,
                     alias,
                     Action.DELETE,
-                    {"version": current_aliases[alias]},
+                    AliasTarget(current_aliases[alias]),
                     None,
                     f"alias '{alias}' was removed from the manifest",
                 )
@@ -511,7 +534,7 @@ def _plan_agent_serving(
     )
 
 
-_ChangeFn = Callable[[Kind, str, Action, Any, Any, str], None]
+_ChangeFn = Callable[[Kind, str, Action, Payload | None, Payload | None, str], None]
 
 
 def _plan_new_version(entry: VersionEntry, src: ResolvedSource, change: _ChangeFn) -> None:
@@ -520,16 +543,14 @@ def _plan_new_version(entry: VersionEntry, src: ResolvedSource, change: _ChangeF
         tags[MANAGED_TAGS_TAG] = _csv(entry.tags)
     tags[DIGEST_TAG] = src.digest
     tags[SOURCE_TAG] = src.code_ref
-    after: dict[str, Any] = {
-        "version": None,
-        "digest": src.digest,
-        "code": src.code_ref,
-        "config": src.config_ref,
-        "pip_requirements": list(src.pip_requirements),
-        "tags": dict(sorted(tags.items())),
-    }
-    if entry.description is not None:
-        after["description"] = entry.description
+    after = VersionCreate(
+        digest=src.digest,
+        code=src.code_ref,
+        config=src.config_ref,
+        pip_requirements=tuple(src.pip_requirements),
+        tags=dict(sorted(tags.items())),
+        description=entry.description,
+    )
     change(
         Kind.MODEL_VERSION,
         CURRENT,
@@ -575,11 +596,9 @@ def _plan_version_tags(entry: VersionEntry, version: ObservedVersion, change: _C
         desired[MANAGED_TAGS_TAG] = _csv(entry.tags)
     keys = set(inventory) | ({MANAGED_TAGS_TAG} if MANAGED_TAGS_TAG in desired else set())
     before_tags, after_tags = _tag_diff(dict(version.tags), desired, frozenset(keys))
-    before: dict[str, Any] = {"version": version.number, "tags": before_tags}
-    after: dict[str, Any] = {"version": version.number, "tags": after_tags}
-    if entry.description is not None:
-        before["description"] = version.description
-        after["description"] = entry.description
+    managed = entry.description is not None
+    before = VersionState(version.number, before_tags, version.description if managed else None)
+    after = VersionState(version.number, after_tags, entry.description)
     if before == after:
         return 1
     change(
@@ -593,11 +612,11 @@ def _plan_version_tags(entry: VersionEntry, version: ObservedVersion, change: _C
     return 0
 
 
-def _what_differs(before: dict[str, Any], after: dict[str, Any]) -> str:
+def _what_differs(before: ModelState | VersionState, after: ModelState | VersionState) -> str:
     parts = []
-    if before.get("description") != after.get("description"):
+    if before.description != after.description:
         parts.append("description differs")
-    b, a = before.get("tags", {}), after.get("tags", {})
+    b, a = before.tags, after.tags
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     shown = [k for k in changed if k not in (MANAGED_TAGS_TAG, MANAGED_ALIASES_TAG)]
     if shown:

@@ -18,17 +18,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from controller.core.plan.changes import Action, Kind, Pending
+from controller.core.plan.changes import (
+    Action,
+    Kind,
+    Payload,
+    Pending,
+    ServerState,
+    ShadowState,
+    Target,
+    TrafficSplit,
+)
 from controller.core.state.observed import AgentServing
 
 __all__ = ["DesiredServing", "Target", "plan_serving", "remove_serving"]
 
-#: A resolved version: its registry number, or one that apply creates (known after apply).
-Target = int | Pending
-
-_ChangeFn = Callable[[Kind, str, Action, Any, Any, str], None]
+_ChangeFn = Callable[[Kind, str, Action, Payload | None, Payload | None, str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,29 +51,19 @@ class DesiredServing:
         return wanted
 
 
-def _ref(target: Target) -> dict[str, Any]:
-    if isinstance(target, Pending):
-        return {"version": None, "digest": target.digest}
-    return {"version": target}
-
-
 def _name(target: Target) -> str:
     return "current" if isinstance(target, Pending) else str(target)
 
 
-def _weights(weights: Mapping[Target, int]) -> list[dict[str, Any]]:
+def _split(weights: Mapping[Target, int]) -> TrafficSplit:
     def order(t: Target) -> tuple[int, int]:
         return (1, 0) if isinstance(t, Pending) else (0, t)
 
-    return [{**_ref(t), "percent": weights[t]} for t in sorted(weights, key=order)]
+    return TrafficSplit(tuple((t, weights[t]) for t in sorted(weights, key=order)))
 
 
-def _observed_weights(weights: Mapping[int, int]) -> list[dict[str, Any]]:
-    return [{"version": v, "percent": weights[v]} for v in sorted(weights)]
-
-
-def _observed_shadow(shadow: tuple[int, int]) -> dict[str, Any]:
-    return {"version": shadow[0], "percent": shadow[1]}
+def _observed_split(weights: Mapping[int, int]) -> TrafficSplit:
+    return TrafficSplit(tuple((v, weights[v]) for v in sorted(weights)))
 
 
 def plan_serving(
@@ -84,7 +79,7 @@ def plan_serving(
     have = observed.versions if observed is not None else {}
     wanted = desired.versions
     for target in wanted:
-        after = {**_ref(target), "model": model}
+        after = ServerState(target, model)
         server = have.get(target) if isinstance(target, int) else None
         if server is None:
             why = (
@@ -94,7 +89,7 @@ def plan_serving(
             )
             change(Kind.SERVED_VERSION, _name(target), Action.CREATE, None, after, why)
         elif server.model != model:
-            before = {"version": server.version, "model": server.model}
+            before = ServerState(server.version, server.model)
             change(
                 Kind.SERVED_VERSION,
                 _name(target),
@@ -104,18 +99,18 @@ def plan_serving(
                 f"version {target} is served from model '{server.model}'",
             )
         elif not server.ready:
-            before = {"version": server.version, "model": server.model, "ready": False}
+            before = ServerState(server.version, server.model, ready=False)
             why = server.status or f"restarted {server.restarts} times"
             change(
                 Kind.SERVED_VERSION,
                 _name(target),
                 Action.UPDATE,
                 before,
-                {**after, "ready": True},
+                ServerState(target, model, ready=True),
                 f"waiting for {agent} v{target} to become available ({why})",
             )
         elif server.outdated:
-            before = {"version": server.version, "model": server.model}
+            before = ServerState(server.version, server.model)
             change(
                 Kind.SERVED_VERSION,
                 _name(target),
@@ -127,20 +122,18 @@ def plan_serving(
         else:
             unchanged += 1
 
-    after_weights = _weights(desired.weights)
+    after_weights = _split(desired.weights)
     if observed is None or not observed.weights:
-        change(
-            Kind.TRAFFIC, "", Action.CREATE, None, {"weights": after_weights}, "no route serves it"
-        )
+        change(Kind.TRAFFIC, "", Action.CREATE, None, after_weights, "no route serves it")
     else:
-        before_weights = _observed_weights(observed.weights)
+        before_weights = _observed_split(observed.weights)
         if before_weights != after_weights or observed.route_outdated:
             change(
                 Kind.TRAFFIC,
                 "",
                 Action.UPDATE,
-                {"weights": before_weights},
-                {"weights": after_weights},
+                before_weights,
+                after_weights,
                 "the traffic split differs"
                 if before_weights != after_weights
                 else f"the route: {observed.route_outdated}",
@@ -155,13 +148,13 @@ def plan_serving(
                 Kind.SHADOW,
                 "",
                 Action.DELETE,
-                _observed_shadow(have_shadow),
+                ShadowState(*have_shadow),
                 None,
                 "the manifest declares no shadow",
             )
     else:
         target, percent = desired.shadow
-        after_shadow = {**_ref(target), "percent": percent}
+        after_shadow = ShadowState(target, percent)
         if have_shadow is None:
             change(Kind.SHADOW, "", Action.CREATE, None, after_shadow, "no shadow is mirrored")
         elif (have_shadow[0], have_shadow[1]) != (target, percent):
@@ -169,7 +162,7 @@ def plan_serving(
                 Kind.SHADOW,
                 "",
                 Action.UPDATE,
-                _observed_shadow(have_shadow),
+                ShadowState(*have_shadow),
                 after_shadow,
                 "the shadow differs",
             )
@@ -182,7 +175,7 @@ def plan_serving(
             Kind.SERVED_VERSION,
             str(number),
             Action.DELETE,
-            {"version": number, "model": have[number].model},
+            ServerState(number, have[number].model),
             None,
             f"no traffic or shadow names version {number} any more",
         )
@@ -196,18 +189,18 @@ def remove_serving(observed: AgentServing, why: str, change: _ChangeFn) -> None:
             Kind.TRAFFIC,
             "",
             Action.DELETE,
-            {"weights": _observed_weights(observed.weights)},
+            _observed_split(observed.weights),
             None,
             why,
         )
     elif observed.shadow is not None:
-        change(Kind.SHADOW, "", Action.DELETE, _observed_shadow(observed.shadow), None, why)
+        change(Kind.SHADOW, "", Action.DELETE, ShadowState(*observed.shadow), None, why)
     for number in sorted(observed.versions):
         change(
             Kind.SERVED_VERSION,
             str(number),
             Action.DELETE,
-            {"version": number, "model": observed.versions[number].model},
+            ServerState(number, observed.versions[number].model),
             None,
             why,
         )

@@ -15,7 +15,7 @@ from itertools import pairwise
 from typing import Any
 
 from controller.core.diagnostics import Diagnostics, Severity
-from controller.core.plan.changes import Action, AgentView, Change, Kind, Plan
+from controller.core.plan.changes import Action, AgentView, AliasTarget, Change, Kind, Plan
 from controller.core.plan.changeset import ChangeSet, Verb
 from controller.core.plan.preview import ObjectPreview, display
 
@@ -120,12 +120,10 @@ def _show(value: Any) -> str:
 
 def _attribute_lines(change: Change) -> list[tuple[str, str, str]]:
     """(symbol, key, text) per attribute that appears or differs."""
-    before = _flatten(change.before or {})
-    after = _flatten(change.after or {})
-    if change.after and change.after.get("version", 0) is None and "digest" in change.after:
-        after["version"] = None
-        if change.kind is Kind.ALIAS:
-            after.pop("digest")  # the version's own change shows it
+    before = _flatten(change.before.to_dict() if change.before is not None else {})
+    after = _flatten(change.after.to_dict() if change.after is not None else {})
+    if isinstance(change.after, AliasTarget) and change.after.pending:
+        after.pop("digest")  # the version's own change shows it
     lines = []
     for key in sorted(set(before) | set(after)):
         if key in before and key in after:
@@ -140,9 +138,9 @@ def _attribute_lines(change: Change) -> list[tuple[str, str, str]]:
 
 def _title(change: Change) -> str:
     kind = change.kind.value.replace("_", " ")
-    if change.kind.value == "registered_model":
+    if change.kind is Kind.REGISTERED_MODEL:
         return f'{kind} "{change.model}"'
-    if change.kind.value == "alias":
+    if change.kind is Kind.ALIAS:
         return f'{kind} "{change.model}@{change.name}"'
     if not change.name:  # traffic, shadow: one per agent
         return f'{kind} "{change.agent}"'

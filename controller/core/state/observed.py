@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from controller.core.state.cluster import ClusterState
+
 __all__ = [
     "AGENT_TAG",
     "DIGEST_TAG",
@@ -111,7 +113,8 @@ class ServedVersion:
     """One served version: ``models:/<model>/<version>``.
 
     ``status`` says why it is not ready (empty: the target gives no reason); ``outdated`` why it
-    does not run as the manifest now asks (empty: it does, or the target cannot tell).
+    does not run as the manifest now asks (empty: it does, or the target cannot tell), filled in
+    by the planner from what the target read.
     """
 
     version: int
@@ -142,7 +145,12 @@ class AgentServing:
 
 @dataclass(frozen=True, slots=True)
 class ServingSnapshot:
-    """Every agent a serving target serves, from one read. ``endpoint`` is where callers go."""
+    """Every agent a serving target serves, from one read. ``endpoint`` is where callers go.
+
+    A Kubernetes target also reports the objects it read (``cluster``): the planner decides from
+    them, and the desired settings, which servers and routes are outdated
+    (:func:`controller.core.plan.kube_outdated.mark_outdated`)."""
 
     agents: Mapping[str, AgentServing] = field(default_factory=dict)
     endpoint: str = ""
+    cluster: ClusterState | None = None

@@ -64,7 +64,9 @@ def test_a_run_that_stops_part_way_is_finished_by_the_next(tmp_path: Path) -> No
     assert reg.models["bot"].aliases == {}
     second = reconcile(desired, reg, apply=True, policy=NO_WAIT)
     assert [c.address for c in second.plan.changes] == ["bot.alias.champion"]
-    assert second.plan.changes[0].after == {"version": 1}  # found by digest: no second log
+    assert second.plan.changes[0].after.to_dict() == {
+        "version": 1
+    }  # found by digest: no second log
     assert reg.writes.count("log_version") == 1
     assert reconcile(desired, reg, apply=False).plan.changes == ()
 
@@ -180,6 +182,29 @@ def test_a_new_version_takes_the_traffic_and_the_old_one_stops_last(tmp_path: Pa
     reconcile(desired, reg, apply=True, policy=NO_WAIT, serving=srv)
     # FakeServing refuses to stop a version that still takes traffic, or to route to none.
     assert srv.calls == [("start", "bot", 2), ("weights", "bot", {2: 100}), ("stop", "bot", 1)]
+
+
+def test_weights_are_verified_and_set_again_until_the_route_says_so(tmp_path: Path) -> None:
+    desired, _ = load(write_repo(tmp_path, GOOD))
+    reg, srv = FakeRegistry(), FakeServing()
+    srv.lagging["bot"] = 2  # the router reads back the old route twice
+    result = reconcile(desired, reg, apply=True, policy=NO_WAIT, serving=srv)
+    assert result.changeset is not None and srv.weights == {"bot": {1: 100}}
+    assert srv.verified == [("bot", {1: 100})] * 3
+    assert srv.calls.count(("weights", "bot", {1: 100})) == 3  # set again on each retry
+
+
+def test_a_route_that_never_says_what_was_set_fails_the_apply(tmp_path: Path) -> None:
+    desired, _ = load(write_repo(tmp_path, GOOD))
+    reg, srv = FakeRegistry(), FakeServing()
+    srv.lagging["bot"] = NO_WAIT.attempts
+    with pytest.raises(ApplyFailed) as info:
+        reconcile(desired, reg, apply=True, policy=NO_WAIT, serving=srv)
+    assert isinstance(info.value.cause, TemporaryBackendError)
+    assert "bot.traffic: agent bot: the route does not carry the weights just set (v1 100%)" in (
+        str(info.value)
+    )
+    assert len(srv.verified) == NO_WAIT.attempts
 
 
 def test_serving_changes_need_a_serving_target(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ def test_fresh_registry_creates_model_version_and_aliases_in_order() -> None:
         ("alias", "champion", "create"),
     ]
     alias = p.changes[2]
-    assert alias.after == {"version": None, "digest": D1}  # known after apply
+    assert alias.after.to_dict() == {"version": None, "digest": D1}  # known after apply
     assert p.summary() == {"add": 3, "change": 0, "destroy": 0}
     assert not p.has_errors
 
@@ -48,8 +48,8 @@ def test_changed_source_logs_a_new_version_and_moves_the_alias() -> None:
     obs = snapshot(model(aliases={"champion": 1}, versions={1: D1}))
     p = plan(d, obs)
     assert kinds(p) == [("model_version", "current", "create"), ("alias", "champion", "update")]
-    assert p.changes[1].before == {"version": 1}
-    assert p.changes[1].after == {"version": None, "digest": D2}
+    assert p.changes[1].before.to_dict() == {"version": 1}
+    assert p.changes[1].after.to_dict() == {"version": None, "digest": D2}
 
 
 def test_source_already_registered_is_not_logged_again() -> None:
@@ -60,10 +60,10 @@ def test_source_already_registered_is_not_logged_again() -> None:
     p = plan(d, obs)
     # No version is logged: the inventory learns the new alias, then the alias is set.
     assert kinds(p) == [("registered_model", "", "update"), ("alias", "challenger", "create")]
-    assert p.changes[0].after and p.changes[0].after["tags"]["agentctl.io/managed-aliases"] == (
+    assert p.changes[0].after and p.changes[0].after.tags["agentctl.io/managed-aliases"] == (
         "challenger,champion"
     )
-    assert p.changes[1].after == {"version": 2}
+    assert p.changes[1].after.to_dict() == {"version": 2}
 
 
 def test_pinned_version_that_does_not_exist_is_an_error_with_its_location() -> None:
@@ -85,7 +85,7 @@ def test_adopt_takes_over_an_unmanaged_model() -> None:
     p = plan(desired(agent(adopt=True)), snapshot(model(owner=None, versions={1: D1})))
     (change,) = p.changes
     assert (change.kind, change.action) == (Kind.REGISTERED_MODEL, Action.UPDATE)
-    assert change.after and change.after["tags"]["agentctl.io/owner"] == "agentctl"
+    assert change.after and change.after.tags["agentctl.io/owner"] == "agentctl"
     assert change.reason == "adopting an unmanaged model"
 
 
@@ -116,9 +116,9 @@ def test_tags_removed_from_the_manifest_are_deleted_others_left() -> None:
     p = plan(desired(agent(tags={"team": "b"})), snapshot(obs))
     (change,) = p.changes
     assert change.before and change.after
-    assert change.before["tags"]["cost"] == "x" and "cost" not in change.after["tags"]
-    assert change.after["tags"]["team"] == "b"
-    assert "someone-elses" not in change.before["tags"]
+    assert change.before.tags["cost"] == "x" and "cost" not in change.after.tags
+    assert change.after.tags["team"] == "b"
+    assert "someone-elses" not in change.before.tags
 
 
 @pytest.mark.parametrize(
@@ -142,9 +142,7 @@ def test_version_tags_are_planned_on_the_resolved_version() -> None:
         "current",
         Action.UPDATE,
     )
-    assert (
-        change.after and change.after["version"] == 3 and change.after["tags"]["channel"] == "web"
-    )
+    assert change.after and change.after.version == 3 and change.after.tags["channel"] == "web"
 
 
 def test_models_no_longer_declared_are_pruned_only_when_asked() -> None:
@@ -184,10 +182,10 @@ def test_current_resolving_to_a_pinned_version_is_planned_once_and_settles() -> 
     obs = model(versions={1: D1})
     p = plan(d, snapshot(obs))
     (change,) = p.changes
-    assert change.after and change.after["tags"]["stage"] == "prod"
+    assert change.after and change.after.tags["stage"] == "prod"
     # Once applied, nothing is left to do (the implied `current` entry must not undo it).
     v1 = obs.versions[1]
-    tags = {**v1.tags, **change.after["tags"]}
+    tags = {**v1.tags, **change.after.tags}
     applied = type(obs)(
         obs.name, obs.description, obs.tags, obs.aliases, {1: type(v1)(1, tags=tags)}
     )
@@ -277,12 +275,14 @@ def test_a_rollouts_round_is_planned_from_the_progress_value_alone(
     p = plan(desired(ROLLING), bare, serving=SERVED, progress={"bot": progress})
     assert not p.has_errors, p.diagnostics
     got = [
-        (c.action.value, c.before, c.after, c.reason) for c in p.changes if c.kind is Kind.ROLLOUT
+        (c.action.value, _d(c.before), _d(c.after), c.reason)
+        for c in p.changes
+        if c.kind is Kind.ROLLOUT
     ]
     assert got == ([rollout] if rollout else [])
-    moved = [c.after["version"] for c in p.changes if c.kind is Kind.ALIAS and c.after]
+    moved = [_d(c.after)["version"] for c in p.changes if c.kind is Kind.ALIAS and c.after]
     assert moved == ([alias] if alias else [])
-    [traffic] = [c.after for c in p.changes if c.kind is Kind.TRAFFIC]
+    [traffic] = [_d(c.after) for c in p.changes if c.kind is Kind.TRAFFIC]
     assert [
         (w["version"] if w["version"] is not None else "new", w["percent"])
         for w in traffic["weights"]
@@ -313,5 +313,10 @@ def test_the_plan_is_the_same_whatever_rollout_tags_the_observed_model_carries(
     assert with_tags.changes == without.changes
     [change] = [c for c in without.changes if c.kind is Kind.ROLLOUT]
     record = {k: v for k, v in sorted(tags.items()) if k != COMMAND_TAG}
-    assert change.before == (record or None)
-    assert change.after == progress["bot"].state.to_storage()
+    assert _d(change.before) == (record or None)
+    assert _d(change.after) == progress["bot"].state.to_storage()
+
+
+def _d(payload: Any) -> Any:
+    """A change's payload as the plan's JSON shows it."""
+    return payload.to_dict() if payload is not None else None

@@ -48,7 +48,7 @@ def test_nothing_served_starts_servers_then_routes() -> None:
         ("served_version", "2", "create"),
         ("traffic", "", "create"),
     ]
-    assert p.changes[2].after == {
+    assert p.changes[2].after.to_dict() == {
         "weights": [{"version": 1, "percent": 80}, {"version": 2, "percent": 20}]
     }
 
@@ -61,7 +61,7 @@ def test_serving_as_desired_is_no_change() -> None:
 def test_weight_change_moves_traffic_only() -> None:
     p = plan(desired(canary(**SPLIT)), REGISTRY, serving=served({1: True, 2: True}, {1: 50, 2: 50}))
     assert kinds(p) == [("traffic", "", "update")]
-    assert p.changes[0].before == {
+    assert p.changes[0].before.to_dict() == {
         "weights": [{"version": 1, "percent": 50}, {"version": 2, "percent": 50}]
     }
 
@@ -99,8 +99,10 @@ def test_new_version_is_started_before_traffic_and_known_after_apply() -> None:
         ("traffic", "", "update"),
         ("served_version", "1", "delete"),
     ]
-    assert p.changes[2].after == {"version": None, "digest": D2, "model": "bot"}
-    assert p.changes[3].after == {"weights": [{"version": None, "digest": D2, "percent": 100}]}
+    assert p.changes[2].after.to_dict() == {"version": None, "digest": D2, "model": "bot"}
+    assert p.changes[3].after.to_dict() == {
+        "weights": [{"version": None, "digest": D2, "percent": 100}]
+    }
 
 
 def test_two_aliases_on_one_version_share_one_server() -> None:
@@ -108,7 +110,7 @@ def test_two_aliases_on_one_version_share_one_server() -> None:
     obs = snapshot(model(aliases={"champion": 1, "challenger": 1}, versions={1: D1}))
     p = plan(d, obs, serving=ServingSnapshot())
     assert kinds(p) == [("served_version", "1", "create"), ("traffic", "", "create")]
-    assert p.changes[1].after == {"weights": [{"version": 1, "percent": 100}]}
+    assert p.changes[1].after.to_dict() == {"weights": [{"version": 1, "percent": 100}]}
 
 
 def test_shadow_is_served_and_mirrored() -> None:
@@ -120,7 +122,7 @@ def test_shadow_is_served_and_mirrored() -> None:
     )
     p = plan(d, REGISTRY, serving=served({1: True}, {1: 100}))
     assert kinds(p) == [("served_version", "2", "create"), ("shadow", "", "create")]
-    assert p.changes[1].after == {"version": 2, "percent": 30}
+    assert p.changes[1].after.to_dict() == {"version": 2, "percent": 30}
     same = plan(d, REGISTRY, serving=served({1: True, 2: True}, {1: 100}, (2, 30)))
     assert same.changes == ()
     gone = plan(desired(canary(traffic=[{"alias": "champion", "percent": 100}])), REGISTRY,
