@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from controller.app import options as o
-from controller.app import output, rollout, sources, wiring
+from controller.app import output, rollout, saved, sources, wiring
 from controller.app.options import (
     Format,
     FormatOpt,
@@ -53,12 +53,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def command(*names: str, name: str | None = None, group: typer.Typer = app,
-            help: dict[str, str] | None = None, **defaults: Any) -> Callable[[F], F]:  # fmt: skip
+            help: dict[str, str] | None = None, json_errors: bool = True,
+            **defaults: Any) -> Callable[[F], F]:  # fmt: skip
     """Register a command that takes the shared options ``names`` and whose AgentctlErrors go
     through the one handler."""
 
     def wrap(fn: F) -> F:
-        group.command(name)(output.handled(takes(*names, help=help, **defaults)(fn)))
+        taking = takes(*names, help=help, **defaults)(fn)
+        group.command(name)(output.handled(taking, json_errors=json_errors))
         return fn
 
     return wrap
@@ -163,61 +165,11 @@ def plan(
         if result.previews and not result.plan.has_errors:
             typer.echo(render_previews(result.previews, format.value))
     if out is not None:
-        _save_plan(out, result, path, opts)
+        saved.save_plan(out, result, path, opts)
     if result.plan.has_errors:
         raise typer.Exit(1)
     if detailed_exitcode and result.plan.has_changes:
         raise typer.Exit(2)
-
-
-def _is_saved_plan(path: Path) -> bool:
-    """``apply``'s PATH is a saved plan: a .json file, or a file (not YAML) that starts with {."""
-    if path.suffix == ".json":
-        return True
-    if not path.is_file() or path.suffix in (".yaml", ".yml"):
-        return False
-    with path.open("rb") as fh:
-        return fh.read(64).lstrip().startswith(b"{")
-
-
-def _save_plan(out: Path, result: Result, path: Path, opts: Options) -> None:
-    """``plan --out``: the plan and the fingerprints of what it was made from."""
-    from controller.engine.saved import save, write_saved
-
-    if result.plan.has_errors or result.desired is None or result.observed is None:
-        output.err(f"No plan was saved to {out}: the plan has errors.")
-        return
-    saved = save(
-        result.plan, result.desired, result.observed, result.served,
-        path=path, allow_empty=opts.allow_empty, target=opts.target.value,
-    )  # fmt: skip
-    write_saved(out, saved)
-
-
-def _apply_saved(file: Path, fmt: Format, opts: Options) -> None:
-    """``apply FILE``: exactly the saved plan, against the target it was made for, unless the
-    manifests, registry or serving changed since (a stale plan: exit 1, nothing written)."""
-    from dataclasses import replace
-
-    from controller.core.plan.kube_objects import settings_of
-    from controller.core.render.formats import render_changeset
-    from controller.engine.loader import load
-    from controller.engine.saved import apply_saved, read_saved
-
-    saved = read_saved(file)
-    m = saved.manifests
-    desired, _ = load(Path(m.path), root=Path(m.root), allow_empty=m.allow_empty)
-    opts = replace(opts, target=Target(saved.target), namespace=opts.namespace or saved.namespace)
-    backends = wiring.backends(opts, settings_of(desired))
-    changeset = apply_saved(
-        saved, desired, backends, file=str(file), workers=opts.parallelism,
-        on_entry=output.show_entry if fmt is Format.text else None,
-    )  # fmt: skip
-    if fmt is Format.json:
-        payload = {"plan": saved.plan.to_dict(), "changeset": changeset.to_dict()}
-        typer.echo(json.dumps(payload, indent=2))
-    else:
-        typer.echo(render_changeset(changeset).splitlines()[-1])
 
 
 @command(*o.REGISTRY, *o.WRITE, *o.LOAD, *o.SERVING, "ready_timeout", "prometheus_url",
@@ -250,12 +202,12 @@ def apply_cmd(
     from controller.core.render.formats import render_changeset
     from controller.core.rollout.progress import Running
 
-    if _is_saved_plan(path):
+    if saved.is_saved_plan(path):
         if wait:
             output.err("Error: --wait applies manifests round after round; a saved plan is "
                        "applied once")  # fmt: skip
             raise typer.Exit(1)
-        _apply_saved(path, format, opts)
+        saved.apply_file(path, format, opts)
         return
 
     def show_plan(p: Plan) -> None:
@@ -491,7 +443,7 @@ def down(*, opts: Options) -> None:
         typer.echo(f"Nothing is running in {opts.run_dir}.")
 
 
-@command(*o.REGISTRY, *o.SERVING)
+@command(*o.REGISTRY, "target", "run_dir", *o.KUBE, json_errors=False)
 def status(
     agent: Annotated[str | None, typer.Argument(help="Only this agent.")] = None,
     format: FormatOpt = Format.text,

@@ -20,6 +20,9 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
+from controller.adapters.local.client import DEFAULT_ROUTER_PORT
+from controller.core.plan.planner import DEFAULT_OWNER
+
 __all__ = [
     "DEFAULT_OWNER",
     "DEFAULT_ROUTER_PORT",
@@ -35,8 +38,6 @@ __all__ = [
 ]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-DEFAULT_OWNER = "agentctl"  # the planner's default owner id
-DEFAULT_ROUTER_PORT = 8765
 DEFAULT_RUN_DIR = Path(".agentctl")
 #: The environment as the user gave it, before the registry adapter sets its MLflow defaults
 #: (no HTTP retries of MLflow's own, for one): what model servers start from.
@@ -80,6 +81,8 @@ class Options:
     prometheus_url: str | None = None
     parallelism: int = 8
     env: Mapping[str, str] = field(default_factory=lambda: USER_ENV)
+    #: the options given a value other than the command's default
+    given: frozenset[str] = frozenset()
 
 
 _HELP_READY = (
@@ -225,8 +228,9 @@ def takes(*names: str, help: Mapping[str, str] | None = None, **defaults: Any) -
 
         @functools.wraps(fn)
         def command(**kwargs: Any) -> Any:
-            opts = Options(**{n: kwargs.pop(n) for n in names})
-            return fn(**kwargs, opts=opts)
+            values = {n: kwargs.pop(n) for n in names}
+            given = frozenset(n for n, v in values.items() if v != defaults.get(n, _DEFAULTS[n]))
+            return fn(**kwargs, opts=Options(**values, given=given))
 
         params = [*kept, *added]
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]

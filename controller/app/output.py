@@ -83,9 +83,10 @@ def fail(exc: AgentctlError, fmt: Format = Format.text) -> typer.Exit:
     return typer.Exit(1)
 
 
-def handled(fn: F) -> F:
-    """The one error handler: an AgentctlError a command raises is said once, in the format the
-    command was asked for, and exits 1."""
+def handled(fn: F, *, json_errors: bool = True) -> F:
+    """The one error handler: an AgentctlError a command raises is said once and exits 1; with
+    ``json_errors``, bad input is also a JSON object on stdout when ``--format json`` was asked
+    for (validate, plan, apply)."""
 
     @functools.wraps(fn)
     def command(*args: Any, **kwargs: Any) -> Any:
@@ -93,7 +94,8 @@ def handled(fn: F) -> F:
             return fn(*args, **kwargs)
         except AgentctlError as exc:
             fmt = kwargs.get("format", Format.text)
-            raise fail(exc, fmt if isinstance(fmt, Format) else Format.text) from None
+            json_asked = json_errors and fmt is Format.json
+            raise fail(exc, Format.json if json_asked else Format.text) from None
 
     return command  # type: ignore[return-value]
 

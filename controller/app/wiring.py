@@ -10,6 +10,7 @@ server, no kubernetes client without ``--target kubernetes``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ __all__ = [
     "local_serving",
     "metric_providers",
     "registry",
+    "registry_identity",
     "serving",
 ]
 
@@ -56,6 +58,16 @@ def registry(tracking_uri: str, *, isolate_logging: bool = False) -> AnyRegistry
     if isolate_logging:
         return MlflowRegistry(tracking_uri, isolate_logging=True)
     return MlflowRegistry(tracking_uri)
+
+
+def registry_identity(tracking_uri: str) -> str:
+    """Which registry ``tracking_uri`` names, without its credentials: a relative sqlite file
+    made absolute, user info dropped."""
+    from controller.engine.saved import without_credentials
+
+    if tracking_uri.startswith("sqlite:///") and not tracking_uri.startswith("sqlite:////"):
+        return "sqlite:///" + os.path.abspath(tracking_uri[len("sqlite:///") :])
+    return without_credentials(tracking_uri)
 
 
 def kube_api(opts: Options) -> tuple[KubeApi, str]:

@@ -17,7 +17,7 @@ import types
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from controller.core.diagnostics import Diagnostic, Diagnostics, Location, Severity
 from controller.core.errors import InvalidInput
-from controller.core.manifest.checks import Path, check_manifest, field_name
+from controller.core.manifest.checks import FieldPath, check_manifest, field_name
 from controller.core.manifest.desired import DEFAULTS_KIND, Desired, DesiredAgent, ResolvedSource
 from controller.core.manifest.schema import KIND, AgentManifest, ServingDefaults, Source
 from controller.core.plan.kube_objects import resolve_settings
@@ -40,7 +40,7 @@ _SUFFIXES = (".yaml", ".yml")
 @dataclass
 class _Doc:
     data: Any
-    locations: dict[Path, Location]
+    locations: dict[FieldPath, Location]
     file: str
     start: Location
 
@@ -56,7 +56,7 @@ class _Collector:
         self.items.append(Diagnostic(Severity.WARNING, message, loc, field_, agent))
 
 
-def git_work_tree(path: FsPath) -> FsPath | None:
+def git_work_tree(path: Path) -> Path | None:
     """The nearest directory at or above ``path`` that holds ``.git``, if any."""
     start = path.resolve()
     if start.is_file():
@@ -67,7 +67,7 @@ def git_work_tree(path: FsPath) -> FsPath | None:
     return None
 
 
-def find_root(path: FsPath) -> FsPath:
+def find_root(path: Path) -> Path:
     """The repository root above ``path`` (the nearest directory with ``.git``), else its dir."""
     start = path.resolve()
     return git_work_tree(start) or (start.parent if start.is_file() else start)
@@ -82,12 +82,12 @@ def load(
 ) -> tuple[Desired, Diagnostics]:
     """Load every manifest under ``path``. Raise InvalidInput if any error is found, unless
     ``partial``: then return the agents that are valid, with the diagnostics of the rest."""
-    base = FsPath(path)
+    base = Path(path)
     out = _Collector()
     if not base.exists():
         out.error(None, "", f"{base}: no such file or directory")
         raise InvalidInput(Diagnostics.of(out.items))
-    root_dir = FsPath(root).resolve() if root is not None else find_root(base)
+    root_dir = Path(root).resolve() if root is not None else find_root(base)
 
     agents: list[DesiredAgent] = []
     by_name: dict[str, DesiredAgent] = {}
@@ -157,7 +157,7 @@ class _Defaults:
         return _deepest(self.doc, ("kind",))
 
 
-def _build_defaults(doc: _Doc, root: FsPath, out: _Collector) -> _Defaults | None:
+def _build_defaults(doc: _Doc, root: Path, out: _Collector) -> _Defaults | None:
     try:
         found = ServingDefaults.model_validate(doc.data)
     except ValidationError as exc:
@@ -166,8 +166,8 @@ def _build_defaults(doc: _Doc, root: FsPath, out: _Collector) -> _Defaults | Non
     return _Defaults(found, doc, _relative(doc.file, root))
 
 
-def _relative(file: str, root: FsPath) -> str:
-    ref = FsPath(file).resolve()
+def _relative(file: str, root: Path) -> str:
+    ref = Path(file).resolve()
     return ref.relative_to(root).as_posix() if ref.is_relative_to(root) else file
 
 
@@ -188,7 +188,7 @@ def _check_settings(
         ok = True
         if settings.router == "service" and serving.shadow is not None:
             ok = False
-            path: Path = ("spec", "serving", "shadow")
+            path: FieldPath = ("spec", "serving", "shadow")
             whence = "" if own and own.router else f" (router service from {DEFAULTS_KIND})"
             out.error(
                 agent.location(path),
@@ -223,9 +223,9 @@ def _check_settings(
 
 def _clash(
     agent: DesiredAgent, by_name: dict[str, DesiredAgent], by_model: dict[str, DesiredAgent]
-) -> tuple[Path, str] | None:
+) -> tuple[FieldPath, str] | None:
     """An agent defined twice, or a registered model claimed by two agents."""
-    name_path: Path = ("metadata", "name")
+    name_path: FieldPath = ("metadata", "name")
     first = by_name.get(agent.name)
     if first is not None:
         return (
@@ -241,14 +241,14 @@ def _clash(
     return None
 
 
-def _display(file: FsPath) -> str:
+def _display(file: Path) -> str:
     try:
         return os.path.relpath(file)
     except ValueError:  # another drive on Windows
         return str(file)
 
 
-def _manifest_files(base: FsPath) -> Iterator[FsPath]:
+def _manifest_files(base: Path) -> Iterator[Path]:
     if base.is_file():
         yield base
         return
@@ -256,7 +256,7 @@ def _manifest_files(base: FsPath) -> Iterator[FsPath]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _SKIP_DIRS)
         for name in sorted(filenames):
             if name.endswith(_SUFFIXES) and not name.startswith("."):
-                yield FsPath(dirpath) / name
+                yield Path(dirpath) / name
 
 
 def _mark(file: str, mark: yaml.Mark | None) -> Location:
@@ -265,7 +265,7 @@ def _mark(file: str, mark: yaml.Mark | None) -> Location:
     return Location(file, mark.line + 1, mark.column + 1)
 
 
-def _read_documents(file: FsPath, display: str, out: _Collector) -> Iterator[_Doc]:
+def _read_documents(file: Path, display: str, out: _Collector) -> Iterator[_Doc]:
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -324,7 +324,7 @@ class _Builder:
         self.loader = loader
         self.file = file
         self.out = out
-        self.locations: dict[Path, Location] = {}
+        self.locations: dict[FieldPath, Location] = {}
         self._built: dict[int, tuple[Any, int]] = {}  # id(node) -> (value, expanded size)
         self._active: set[int] = set()
         self._count = 0
@@ -334,7 +334,7 @@ class _Builder:
         if self._count > MAX_NODES:
             raise _Refused(node, f"document has more than {MAX_NODES} nodes once aliases expand")
 
-    def build(self, node: yaml.Node, path: Path) -> Any:
+    def build(self, node: yaml.Node, path: FieldPath) -> Any:
         self.locations.setdefault(path, _mark(self.file, node.start_mark))
         key = id(node)
         if key in self._active:
@@ -362,7 +362,7 @@ class _Builder:
         except (ValueError, OverflowError) as exc:
             raise _Refused(node, f"invalid YAML value: {exc}") from None
 
-    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
+    def _mapping(self, node: yaml.MappingNode, path: FieldPath) -> dict[Any, Any]:
         explicit = sum(1 for k, _ in node.value if k.tag != _MERGE_TAG)
         self.loader.flatten_mapping(node)
         merged = len(node.value) - explicit  # flatten_mapping puts merged pairs first
@@ -374,7 +374,7 @@ class _Builder:
             if not isinstance(key, str | int | float | bool) and key is not None:
                 self.out.error(where, field_name(path), "keys must be scalars")
                 continue
-            child: Path = (*path, str(key))
+            child: FieldPath = (*path, str(key))
             if i >= merged:
                 if key in first_explicit:
                     line = first_explicit[key].line
@@ -388,7 +388,7 @@ class _Builder:
         return result
 
 
-def _build_agent(doc: _Doc, root: FsPath, out: _Collector) -> DesiredAgent | None:
+def _build_agent(doc: _Doc, root: Path, out: _Collector) -> DesiredAgent | None:
     data = doc.data
     if isinstance(data, list) and any(isinstance(x, dict) and "apiVersion" in x for x in data):
         out.error(doc.start, "", "one manifest per YAML document: separate them with '---'")
@@ -435,7 +435,7 @@ def _report_validation(
     out: _Collector,
     model: type[BaseModel] = AgentManifest,
 ) -> None:
-    grouped: dict[Path, tuple[list[str], str]] = {}
+    grouped: dict[FieldPath, tuple[list[str], str]] = {}
     for err in exc.errors():
         path = _data_path(doc.data, err["loc"])
         kind = err["type"]
@@ -479,7 +479,7 @@ _PATTERN_HELP = {
 }
 
 
-def _data_path(data: Any, loc: tuple[int | str, ...]) -> Path:
+def _data_path(data: Any, loc: tuple[int | str, ...]) -> FieldPath:
     """Keep the elements of a pydantic error location that address the data (not union tags)."""
     path: list[str | int] = []
     cur = data
@@ -500,7 +500,7 @@ def _is_branch_tag(elem: str) -> bool:
     return "[" in elem or elem in {"int", "str", "bool", "float", "list", "dict"}
 
 
-def _deepest(doc: _Doc, path: Path) -> Location:
+def _deepest(doc: _Doc, path: FieldPath) -> Location:
     for n in range(len(path), -1, -1):
         loc = doc.locations.get(path[:n])
         if loc is not None:
@@ -508,7 +508,7 @@ def _deepest(doc: _Doc, path: Path) -> Location:
     return doc.start
 
 
-def _suggest(path: Path, model: type[BaseModel] = AgentManifest) -> str:
+def _suggest(path: FieldPath, model: type[BaseModel] = AgentManifest) -> str:
     allowed = _allowed_fields(path[:-1], model)
     if not allowed:
         return ""
@@ -517,7 +517,7 @@ def _suggest(path: Path, model: type[BaseModel] = AgentManifest) -> str:
     return f"{hint} (allowed: {', '.join(sorted(allowed))})"
 
 
-def _allowed_fields(path: Path, model: type[BaseModel] = AgentManifest) -> list[str]:
+def _allowed_fields(path: FieldPath, model: type[BaseModel] = AgentManifest) -> list[str]:
     """The YAML field names allowed at ``path`` in the schema of ``model``."""
     tp: Any = model
     for elem in path:
@@ -558,8 +558,8 @@ def _unwrap(tp: Any) -> Any:
 
 
 def _resolve_file(
-    raw: str, agent: DesiredAgent, root: FsPath, path: Path, out: _Collector
-) -> FsPath | None:
+    raw: str, agent: DesiredAgent, root: Path, path: FieldPath, out: _Collector
+) -> Path | None:
     loc = agent.location(path)
     where = field_name(path)
     if os.path.isabs(raw):
@@ -567,7 +567,7 @@ def _resolve_file(
             loc, where, f"'{raw}' is absolute; give a path relative to the manifest", agent.name
         )
         return None
-    target = (FsPath(agent.file).resolve().parent / raw).resolve()
+    target = (Path(agent.file).resolve().parent / raw).resolve()
     if not target.is_relative_to(root):
         out.error(
             loc,
@@ -583,9 +583,9 @@ def _resolve_file(
 
 
 def _resolve_source(
-    src: Source, agent: DesiredAgent, root: FsPath, out: _Collector
+    src: Source, agent: DesiredAgent, root: Path, out: _Collector
 ) -> ResolvedSource | None:
-    base: Path = ("spec", "source")
+    base: FieldPath = ("spec", "source")
     ok = True
     code = _resolve_file(src.code, agent, root, (*base, "code"), out)
     config = None
@@ -596,7 +596,7 @@ def _resolve_source(
 
     requirements: list[str] = []
     normalized: list[str] = []
-    req_path: Path = (*base, "pipRequirements")
+    req_path: FieldPath = (*base, "pipRequirements")
     requirements_ref = None
     if isinstance(src.pip_requirements, str):
         req_file = _resolve_file(src.pip_requirements, agent, root, req_path, out)

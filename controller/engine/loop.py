@@ -203,7 +203,7 @@ class Controller:
         planned: list[Plan] = []  # the plan being applied, once made
         owners: dict[str, str] = {}  # its changes' addresses -> agent
 
-        def hold(the_plan: Plan, progress: Mapping[str, Progress]) -> dict[str, str]:
+        def hold(the_plan: Plan, progress: Mapping[str, Progress]) -> Callable[[str], str]:
             """The loop's policies over the plan: plan errors, backoff and drift."""
             planned.append(the_plan)
             owners.update((c.address, c.agent) for c in the_plan.changes)
@@ -222,12 +222,7 @@ class Controller:
             for agent in set(self._drift_reported) - set(report.drift):
                 del self._drift_reported[agent]
             blocked = {d.agent for d in the_plan.diagnostics.errors}
-            holds = {}
-            for agent in dict.fromkeys(c.agent for c in the_plan.changes):
-                why = self._hold(agent, blocked, report)
-                if why:
-                    holds[agent] = why
-            return holds
+            return lambda agent: self._hold(agent, blocked, report)
 
         def on_agent(agent: str, changeset: ChangeSet, error: BaseException | None) -> None:
             changes = planned[0].for_agent(agent)

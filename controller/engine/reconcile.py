@@ -34,7 +34,7 @@ from controller.engine.progressive import evaluate
 from controller.engine.retry import RetryPolicy
 from controller.ports import MetricProvider, Previewer, Registry, ServingTarget
 
-__all__ = ["Backends", "Result", "observe", "preview", "reconcile"]
+__all__ = ["Backends", "Made", "Result", "observe", "plan_round", "preview", "reconcile"]
 
 #: Seconds to the next look while a served version is still becoming ready.
 REQUEUE_WAITING = 5.0
@@ -70,10 +70,20 @@ class Result:
     requeue_after: float | None = None
     #: Why this reconcile cannot proceed until the input changes (the plan has errors).
     terminal: str | None = None
-    #: What the plan was made from (a saved plan records their fingerprints).
-    desired: Desired | None = None
-    observed: RegistrySnapshot | None = None
-    served: ServingSnapshot | None = None
+    #: What the plan was made from (a saved plan records it), for a plan that was not applied.
+    made: Made | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Made:
+    """The inputs of a plan: the desired state, what was observed, the clock the rollouts read,
+    and the agents it was scoped to (None: all)."""
+
+    desired: Desired
+    observed: RegistrySnapshot
+    served: ServingSnapshot | None
+    now: float
+    scope: Mapping[str, str] | None
 
 
 def reconcile(
@@ -87,7 +97,7 @@ def reconcile(
     baseline: Desired | None = None,
     workers: int = 1,
     isolate: bool = False,
-    hold: Callable[[Plan, Mapping[str, Progress]], Mapping[str, str]] | None = None,
+    hold: Callable[[Plan, Mapping[str, Progress]], Callable[[str], str]] | None = None,
     on_plan: Callable[[Plan], None] | None = None,
     on_entry: Callable[[Entry], None] | None = None,
     on_agent: Callable[[str, ChangeSet, BaseException | None], None] | None = None,
@@ -102,21 +112,18 @@ def reconcile(
     Without ``isolate`` the whole plan is previewed, then applied on ``workers`` threads; an
     apply that fails raises :class:`~controller.core.errors.ApplyFailed`. With ``isolate``
     each agent is previewed and applied on its own, in plan order: ``hold`` (given the plan and
-    the rollouts' progress) names agents not to apply and why, a failure stays with its agent
+    the rollouts' progress) returns what to ask of each agent when its turn comes: why it is
+    not applied ("" to apply it); a failure stays with its agent
     (``Result.failed``), ``on_agent`` hears each agent's outcome as it ends, and ``stop`` is
     asked before each agent and each change."""
     policy = backends.policy
     serving = backends.serving
     observed, served = observe(backends)
     scope = select(desired, changed, observed) if changed is not None else None
-    progress = (
-        evaluate(desired, observed, wall(), backends.providers if apply else None)
-        if serving is not None
-        else {}
-    )
-    the_plan = plan(
-        desired, observed, owner=owner, prune=prune, scope=scope, baseline=baseline,
-        serving=served, progress=progress,
+    now = wall()
+    the_plan, progress = plan_round(
+        desired, observed, served, owner=owner, prune=prune, scope=scope, baseline=baseline,
+        now=now, providers=backends.providers if apply else None,
     )  # fmt: skip
     terminal = "the plan has errors" if the_plan.has_errors else None
     if isolate:
@@ -130,7 +137,7 @@ def reconcile(
     if not apply or the_plan.has_errors or not the_plan.has_changes:
         return Result(the_plan, previews=previews, progress=progress,
                       requeue_after=_requeue(progress, None), terminal=terminal,
-                      desired=desired, observed=observed, served=served)  # fmt: skip
+                      made=Made(desired, observed, served, now, scope))  # fmt: skip
     changeset = apply_plan(
         the_plan, backends.registry, root=desired.root, policy=policy, on_entry=on_entry,
         serving=serving, workers=workers, stop=stop,
@@ -140,6 +147,28 @@ def reconcile(
         stopped=len(changeset.entries) < len(the_plan.changes),
         requeue_after=_requeue(progress, changeset),
     )  # fmt: skip
+
+
+def plan_round(
+    desired: Desired,
+    observed: RegistrySnapshot,
+    served: ServingSnapshot | None,
+    *,
+    owner: str,
+    prune: bool,
+    scope: Mapping[str, str] | None,
+    now: float,
+    providers: Mapping[str, MetricProvider] | None,
+    baseline: Desired | None = None,
+) -> tuple[Plan, Mapping[str, Progress]]:
+    """The plan of one round, from its inputs alone: with a serving target, rollouts take their
+    next step first (gates measured through ``providers``; None: a dry run, not measured)."""
+    progress = evaluate(desired, observed, now, providers) if served is not None else {}
+    the_plan = plan(
+        desired, observed, owner=owner, prune=prune, scope=scope, baseline=baseline,
+        serving=served, progress=progress,
+    )  # fmt: skip
+    return the_plan, progress
 
 
 def observe(backends: Backends) -> tuple[RegistrySnapshot, ServingSnapshot | None]:
@@ -175,7 +204,7 @@ def _apply_isolated(
     desired: Desired,
     backends: Backends,
     progress: Mapping[str, Progress],
-    hold: Callable[[Plan, Mapping[str, Progress]], Mapping[str, str]] | None,
+    hold: Callable[[Plan, Mapping[str, Progress]], Callable[[str], str]] | None,
     on_agent: Callable[[str, ChangeSet, BaseException | None], None] | None,
     on_entry: Callable[[Entry], None] | None,
     stop: Callable[[], bool] | None,
@@ -183,19 +212,21 @@ def _apply_isolated(
 ) -> Result:
     """Each agent on its own: one agent's refusal or failure does not hold up the others."""
     stop = stop or (lambda: False)
-    held = dict(hold(the_plan, progress)) if hold is not None else {}
+    why_not = hold(the_plan, progress) if hold is not None else (lambda agent: "")
     blocked = {d.agent for d in the_plan.diagnostics.errors}
     applied: dict[str, ChangeSet] = {}
     failed: dict[str, BaseException] = {}
+    held: dict[str, str] = {}
     stopped = False
-    for agent in dict.fromkeys(c.agent for c in the_plan.changes):
-        if agent in blocked or "" in blocked:
-            held.setdefault(agent, "the plan has errors")
-        if agent in held or not apply:
-            continue
+    for agent in dict.fromkeys(c.agent for c in the_plan.changes) if apply else ():
         if stop():
             stopped = True
             break
+        # Asked agent by agent, when its turn comes (backoff, drift reported once reached).
+        why = "the plan has errors" if agent in blocked or "" in blocked else why_not(agent)
+        if why:
+            held[agent] = why
+            continue
         changes = the_plan.for_agent(agent)
         sub = Plan(the_plan.owner, changes=changes, agents=(agent,))
         try:

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 from controller.core.errors import InvalidPlanFile, StalePlan
 from controller.core.manifest.desired import Desired
 from controller.core.plan.changes import Plan
 from controller.core.plan.changeset import ChangeSet, Entry
+from controller.core.plan.saved import Made as SavedMade
 from controller.core.plan.saved import Manifests, SavedPlan, from_json, to_json
 from controller.core.state.fingerprint import fingerprint
-from controller.core.state.observed import RegistrySnapshot, ServingSnapshot
 from controller.engine.apply import apply
-from controller.engine.reconcile import Backends, observe, preview
+from controller.engine.reconcile import Backends, Made, observe, plan_round, preview
 
-__all__ = ["apply_saved", "read_saved", "save", "write_saved"]
+__all__ = ["apply_saved", "read_saved", "save", "without_credentials", "write_saved"]
 
 
 def _models(plan: Plan) -> set[str]:
@@ -35,26 +36,45 @@ def _agents(plan: Plan) -> set[str]:
 
 def save(
     plan: Plan,
-    desired: Desired,
-    observed: RegistrySnapshot,
-    served: ServingSnapshot | None,
+    made: Made,
     *,
     path: str | os.PathLike[str],
     allow_empty: bool,
     target: str,
+    owner: str,
+    prune: bool,
+    tracking_uri: str,
+    cluster: str | None = None,
 ) -> SavedPlan:
-    """The saved form of ``plan``, made from ``desired`` (loaded from ``path``), the registry as
-    ``observed`` and the serving target as ``served`` (None: none)."""
-    cluster = served.cluster if served is not None else None
+    """The saved form of ``plan``, made (by :func:`controller.engine.reconcile.reconcile`) from
+    ``made`` with manifests loaded from ``path``, against ``tracking_uri`` (credentials are
+    dropped) and the Kubernetes API server ``cluster``."""
+    served = made.served
+    namespace = served.cluster.namespace if served is not None and served.cluster else None
     return SavedPlan(
         plan=plan,
-        manifests=Manifests(os.path.abspath(path), desired.root, allow_empty),
+        manifests=Manifests(os.path.abspath(path), made.desired.root, allow_empty),
         target=target,
-        namespace=cluster.namespace if cluster is not None else None,
-        desired=fingerprint(desired),
-        registry=fingerprint(observed, only=_models(plan)),
+        namespace=namespace,
+        desired=fingerprint(made.desired),
+        registry=fingerprint(made.observed, only=_models(plan)),
         serving=fingerprint(served, only=_agents(plan)) if served is not None else None,
+        made=SavedMade(
+            owner, prune, made.now, without_credentials(tracking_uri), cluster, made.scope
+        ),
     )
+
+
+def without_credentials(uri: str) -> str:
+    """``uri`` without its user info (``http://user:pw@host`` -> ``http://host``)."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port is not None else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def write_saved(file: str | os.PathLike[str], saved: SavedPlan) -> None:
@@ -99,7 +119,7 @@ def apply_saved(
     if fingerprint(desired) != saved.desired:
         raise stale(f"the manifests under {saved.manifests.path} (or their sources)")
     if saved.serving is not None and backends.serving is None:
-        raise ValueError("the plan was made with a serving target, but none was given")
+        raise InvalidPlanFile(f"{file}: the plan was made with a serving target; none was given")
     observed, served = observe(backends)
     if fingerprint(observed, only=_models(plan)) != saved.registry:
         raise stale("the registry")
@@ -109,6 +129,18 @@ def apply_saved(
         and fingerprint(served, only=_agents(plan)) != saved.serving
     ):
         raise stale(f"what the {saved.target} serving target runs")
+    # Plan again from the same inputs (the fingerprints prove them unchanged): a file whose
+    # changes are not what agentctl plans from them was edited, its checksum recomputed.
+    again, _ = plan_round(
+        desired, observed, served if saved.serving is not None else None,
+        owner=saved.made.owner, prune=saved.made.prune, scope=saved.made.scope,
+        now=saved.made.now, providers=None,
+    )  # fmt: skip
+    if [c.to_dict() for c in again.changes] != [c.to_dict() for c in plan.changes]:
+        raise InvalidPlanFile(
+            f"{file}: its changes are not the ones agentctl plans from what it was made from (the "
+            "file was edited); nothing was applied. Plan again rather than edit a saved plan."
+        )
     if not plan.has_errors:
         preview(backends.serving, plan.changes, backends.policy)  # as a fresh plan's apply does
     return apply(

@@ -481,9 +481,9 @@ def test_a_saved_plan_applies_on_the_cluster_or_is_stale_after_a_hand_edit(
 
     def saved_now() -> SavedPlan:
         result = run(root, reg, serving(kube, ns, root), apply=False)
-        assert result.plan.changes and result.served is not None
-        return save(result.plan, result.desired, result.observed, result.served,
-                    path=root, allow_empty=False, target="kubernetes")  # fmt: skip
+        assert result.plan.changes and result.made is not None and result.made.served is not None
+        return save(result.plan, result.made, path=root, allow_empty=False, target="kubernetes",
+                    owner="agentctl", prune=False, tracking_uri="fake")  # fmt: skip
 
     saved = saved_now()
     assert saved.namespace == ns and saved.serving is not None

@@ -192,3 +192,28 @@ def test_a_plan_file_that_cannot_be_trusted_is_refused_and_nothing_is_written(
     assert "Traceback" not in result.err
     assert proxy.records == [], "refused before the registry is asked anything"
     assert client.search_registered_models() == []
+
+
+def test_a_saved_plan_is_applied_only_where_and_as_it_was_made(
+    examples: Path, agentctl: Any, proxy: CountingProxy, mlflow_server: Any, client: Any,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Another registry (the same server by another address counts: what the plan names is the
+    address), another owner, and an edit whose checksum was recomputed are refused; nothing is
+    written."""
+    file, _ = saved_plan(agentctl, examples, tmp_path)
+    proxy.reset()
+    elsewhere = agentctl("apply", str(file), env={"MLFLOW_TRACKING_URI": mlflow_server.url})
+    assert elsewhere.code == 1
+    assert f"was planned against the registry at {proxy.url}" in elsewhere.err, elsewhere.err
+    other_owner = agentctl("apply", str(file), "--owner", "team-b")
+    assert other_owner.code == 1 and "was planned with --owner agentctl" in other_owner.err
+
+    def inject(data: dict[str, Any]) -> None:
+        data["plan"]["changes"][0]["after"]["tags"]["injected"] = "by-mallory"
+        data["checksum"] = checksum({k: v for k, v in data.items() if k != "checksum"})
+
+    file.write_text(json.dumps(_edited(file.read_text(), inject)))
+    edited = agentctl("apply", str(file))
+    assert edited.code == 1 and "the file was edited" in edited.err, edited.err
+    assert proxy.writes() == [] and client.search_registered_models() == []

@@ -21,18 +21,18 @@ from controller.core.manifest.schema import (
     VersionRef,
 )
 
-__all__ = ["Path", "Problem", "check_manifest", "field_name"]
+__all__ = ["FieldPath", "Problem", "check_manifest", "field_name"]
 
-Path = tuple[str | int, ...]
+FieldPath = tuple[str | int, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    path: Path
+    path: FieldPath
     message: str
 
 
-def field_name(path: Path) -> str:
+def field_name(path: FieldPath) -> str:
     """``("spec", "traffic", 0, "percent")`` -> ``spec.traffic[0].percent``."""
     out = ""
     for part in path:
@@ -106,7 +106,7 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
     if spec.source is not None:
         known.add("current")
 
-    def check_ref(path: Path, ref: VersionRef) -> None:
+    def check_ref(path: FieldPath, ref: VersionRef) -> None:
         if ref not in known:
             if ref == CURRENT:
                 problems.append(Problem(path, "'current' needs spec.source"))
@@ -120,7 +120,7 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
                 )
 
     for alias, ref in spec.aliases.items():
-        path: Path = ("spec", "aliases", alias)
+        path: FieldPath = ("spec", "aliases", alias)
         if ALIAS_RESERVED.match(alias):
             problems.append(
                 Problem(path, f"alias '{alias}' is reserved by MLflow ('latest' and v<N>)")
@@ -159,11 +159,11 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
 
 
 def _check_rollout(
-    problems: list[Problem], spec: AgentSpec, check_ref: Callable[[Path, VersionRef], None]
+    problems: list[Problem], spec: AgentSpec, check_ref: Callable[[FieldPath, VersionRef], None]
 ) -> None:
     rollout = spec.rollout
     assert rollout is not None
-    base: Path = ("spec", "rollout")
+    base: FieldPath = ("spec", "rollout")
     if spec.serving is None:
         problems.append(Problem(base, "a rollout moves traffic: it needs spec.serving"))
     canary = rollout.canary
@@ -231,7 +231,7 @@ def _check_rollout(
     if rollout.analysis is not None:
         seen: dict[str, int] = {}
         for i, gate in enumerate(rollout.analysis.gates):
-            path: Path = (*base, "analysis", "gates", i)
+            path: FieldPath = (*base, "analysis", "gates", i)
             if gate.name in seen:
                 problems.append(
                     Problem(
@@ -252,10 +252,10 @@ def _check_rollout(
 
 def _check_target(
     problems: list[Problem],
-    path: Path,
+    path: FieldPath,
     target: TrafficTarget | ShadowTarget,
     spec: AgentSpec,
-    check_ref: Callable[[Path, VersionRef], None],
+    check_ref: Callable[[FieldPath, VersionRef], None],
 ) -> None:
     if target.alias is not None:
         if target.alias not in spec.aliases:

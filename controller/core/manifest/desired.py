@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from controller.core.diagnostics import Location
-from controller.core.manifest.checks import Path
+from controller.core.manifest.checks import FieldPath
 from controller.core.manifest.schema import AgentManifest, KubernetesServing, ServingDefaults
 
 __all__ = ["DEFAULTS_KIND", "Desired", "DesiredAgent", "ResolvedSource"]
@@ -40,7 +40,7 @@ class DesiredAgent:
     manifest: AgentManifest
     file: str
     source: ResolvedSource | None
-    locations: Mapping[Path, Location] = field(default_factory=dict)
+    locations: Mapping[FieldPath, Location] = field(default_factory=dict)
     manifest_ref: str = ""  # the manifest file, relative to the root
 
     @property
@@ -51,7 +51,7 @@ class DesiredAgent:
     def model_name(self) -> str:
         return self.manifest.model_name
 
-    def location(self, path: Path) -> Location:
+    def location(self, path: FieldPath) -> Location:
         """The location of the deepest prefix of ``path`` that the file has."""
         for n in range(len(path), -1, -1):
             loc = self.locations.get(path[:n])

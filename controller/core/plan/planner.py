@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from controller.core.diagnostics import Diagnostic, Diagnostics, Severity
-from controller.core.manifest.checks import Path, field_name
+from controller.core.manifest.checks import FieldPath, field_name
 from controller.core.manifest.desired import Desired, DesiredAgent, ResolvedSource
 from controller.core.manifest.schema import (
     CURRENT,
@@ -293,7 +293,7 @@ def _plan_agent(
     ) -> None:
         changes.append(Change(agent.name, name, kind, obj, action, before, after, reason))
 
-    def error(path: Path, message: str) -> None:
+    def error(path: FieldPath, message: str) -> None:
         diags.append(
             Diagnostic(Severity.ERROR, message, agent.location(path), field_name(path), agent.name)
         )
@@ -345,14 +345,14 @@ def _plan_agent(
 
     # Versions: each declared entry resolves to a registry number, or to one apply will create.
     # Entries that land on the same existing version are planned once (see _one_entry_per_version).
-    entries: list[tuple[Path, VersionEntry]] = [
+    entries: list[tuple[FieldPath, VersionEntry]] = [
         (("spec", "versions", i), e) for i, e in enumerate(spec.versions)
     ]
     implicit = agent.source is not None and not any(e.version == CURRENT for e in spec.versions)
     if implicit:
         entries.append((("spec", "source"), VersionEntry(version=CURRENT)))
     resolved: dict[VersionRef, int | Pending] = {}
-    on_version: dict[int, list[tuple[Path, VersionEntry]]] = {}
+    on_version: dict[int, list[tuple[FieldPath, VersionEntry]]] = {}
     versions = model.versions if model is not None else {}
     for path, entry in entries:
         if entry.version == CURRENT:
@@ -482,7 +482,7 @@ def _plan_agent_serving(
     resolved: Mapping[VersionRef, int | Pending],
     served: AgentServing | None,
     change: _ChangeFn,
-    error: Callable[[Path, str], None],
+    error: Callable[[FieldPath, str], None],
     progress: Hold | Running | None,
 ) -> int:
     """Resolve spec.serving's targets to versions, then plan servers, traffic and shadow; while
@@ -493,7 +493,7 @@ def _plan_agent_serving(
             remove_serving(served, "the manifest declares no spec.serving", change)
         return 0
 
-    def resolve(path: Path, target: TrafficTarget | ShadowTarget) -> Target | None:
+    def resolve(path: FieldPath, target: TrafficTarget | ShadowTarget) -> Target | None:
         ref = spec.aliases[target.alias] if target.alias is not None else target.version
         assert ref is not None  # exactly one of alias / version, checked by the schema
         found = resolved.get(ref)
@@ -563,9 +563,9 @@ def _plan_new_version(entry: VersionEntry, src: ResolvedSource, change: _ChangeF
 
 def _one_entry_per_version(
     number: int,
-    claims: list[tuple[Path, VersionEntry]],
+    claims: list[tuple[FieldPath, VersionEntry]],
     implicit: bool,
-    error: Callable[[Path, str], None],
+    error: Callable[[FieldPath, str], None],
 ) -> VersionEntry | None:
     """The one entry that governs version ``number``'s tags and description.
 

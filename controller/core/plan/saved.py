@@ -12,6 +12,11 @@ was shown, and to refuse when that is no longer the plan it would make:
 - ``fingerprints`` (:func:`controller.core.state.fingerprint.fingerprint`): of the desired state,
   and of the observed registry and serving target restricted to what the plan's agents depend
   on; any that differs on apply makes the plan stale;
+- ``made``: how the plan was made (owner, ``--prune``, the agents ``--changed-since`` scoped it
+  to, the clock its rollout decisions read) and where (the tracking URI without credentials, the
+  Kubernetes API server): apply refuses another registry or cluster, and plans again from the
+  same inputs, which the fingerprints prove unchanged, refusing a file whose changes are not the
+  ones that gives (an edit with its checksum recomputed);
 - ``checksum``: ``sha256:<hex>`` of the canonical JSON of everything else, so that a file edited
   after it was written is refused (a guard against accidents and truncation, not a signature).
 """
@@ -31,6 +36,7 @@ __all__ = [
     "FILE_KIND",
     "SAVED_FORMAT",
     "TARGETS",
+    "Made",
     "Manifests",
     "SavedPlan",
     "checksum",
@@ -53,6 +59,19 @@ class Manifests:
 
 
 @dataclass(frozen=True, slots=True)
+class Made:
+    """How and where the plan was made: what apply needs to plan it again, and to refuse another
+    registry or cluster. ``scope`` (agent -> why) is None for a plan of every agent."""
+
+    owner: str
+    prune: bool
+    now: float  # Unix seconds: the clock the rollouts' decisions read
+    tracking_uri: str  # without user info
+    cluster: str | None = None  # the Kubernetes API server
+    scope: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SavedPlan:
     """A plan and what it was made from. ``serving`` is None when the plan was made without a
     serving target (``--target registry``); ``namespace`` is the Kubernetes target's."""
@@ -64,6 +83,7 @@ class SavedPlan:
     registry: str  # fingerprint of the registry, restricted to the plan's models
     serving: str | None = None  # fingerprint of the serving target, restricted to its agents
     namespace: str | None = None
+    made: Made = Made("", False, 0.0, "")
 
     def body(self) -> dict[str, Any]:
         """The file's content, without its checksum."""
@@ -80,6 +100,14 @@ class SavedPlan:
                 "desired": self.desired,
                 "registry": self.registry,
                 "serving": self.serving,
+            },
+            "made": {
+                "owner": self.made.owner,
+                "prune": self.made.prune,
+                "now": self.made.now,
+                "tracking_uri": self.made.tracking_uri,
+                "cluster": self.made.cluster,
+                "scope": dict(self.made.scope) if self.made.scope is not None else None,
             },
             "plan": self.plan.to_dict(),
         }
@@ -135,6 +163,14 @@ def from_json(text: str) -> SavedPlan:
 
 def _saved(body: Mapping[str, Any]) -> SavedPlan:
     manifests, target, prints = body["manifests"], body["target"], body["fingerprints"]
+    made = body["made"]
+    scope = made["scope"]
+    if scope is not None and not (
+        isinstance(scope, dict) and all(isinstance(v, str) for v in scope.values())
+    ):
+        raise ValueError(f"scope {scope!r} is not a mapping of agent to reason")
+    if not isinstance(made["now"], int | float) or isinstance(made["now"], bool):
+        raise ValueError(f"now {made['now']!r} is not a time")
     if target["kind"] not in TARGETS:
         raise ValueError(f"target {target['kind']!r} is none of {', '.join(TARGETS)}")
     return SavedPlan(
@@ -149,6 +185,14 @@ def _saved(body: Mapping[str, Any]) -> SavedPlan:
         desired=_text(prints["desired"]),
         registry=_text(prints["registry"]),
         serving=_optional(prints["serving"]),
+        made=Made(
+            owner=_text(made["owner"]),
+            prune=_flag(made["prune"]),
+            now=float(made["now"]),
+            tracking_uri=_text(made["tracking_uri"]),
+            cluster=_optional(made["cluster"]),
+            scope=dict(scope) if scope is not None else None,
+        ),
     )
 
 

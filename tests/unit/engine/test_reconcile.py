@@ -3,6 +3,7 @@ isolation one agent's failure stays with it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from controller.core.errors import PermanentBackendError
@@ -52,12 +53,29 @@ def test_isolated_a_failing_agent_does_not_stop_the_others_and_holds_are_kept(
         heard.append((agent, error is None))
 
     result = reconcile(
-        desired, Backends(reg, policy=NO_WAIT), apply=True, isolate=True, on_agent=on_agent,
-        hold=lambda plan, progress: {"nobody": "not planned"},
-    )  # fmt: skip
+        desired, Backends(reg, policy=NO_WAIT), apply=True, isolate=True, on_agent=on_agent
+    )
     assert list(result.failed) == ["bot"] and list(result.applied) == ["other"]
     assert heard == [("bot", False), ("other", True)]
-    assert result.held == {"nobody": "not planned"}
+    # hold is asked agent by agent, when its turn comes: not for agents a stop never reached.
+    asked: list[str] = []
+
+    def hold(plan: object, progress: object) -> Callable[[str], str]:
+        def why(agent: str) -> str:
+            asked.append(agent)
+            return "held by the test"
+
+        return why
+
+    reg3 = FakeRegistry()
+    held = reconcile(desired, Backends(reg3, policy=NO_WAIT), apply=True, isolate=True, hold=hold)
+    assert held.held == {"bot": "held by the test", "other": "held by the test"}
+    assert reg3.models == {} and asked == ["bot", "other"]
+    asked.clear()
+    stops = iter([False, True])
+    reconcile(desired, Backends(FakeRegistry(), policy=NO_WAIT), apply=True, isolate=True,
+              hold=hold, stop=lambda: next(stops))  # fmt: skip
+    assert asked == ["bot"]
     # A dry run applies nothing, isolated or not.
     reg2 = FakeRegistry()
     dry = reconcile(desired, Backends(reg2, policy=NO_WAIT), apply=False, isolate=True)

@@ -32,15 +32,16 @@ def planned(tmp_path: Path, serving: FakeServing | None = None) -> tuple[SavedPl
     desired, _ = load(root)
     reg = FakeRegistry()
     result = reconcile(desired, reg, apply=False, serving=serving)
-    assert result.desired is not None and result.observed is not None
+    assert result.made is not None
     saved = save(
         result.plan,
-        result.desired,
-        result.observed,
-        result.served,
+        result.made,
         path=root,
         allow_empty=False,
         target="local" if serving is not None else "registry",
+        owner="agentctl",
+        prune=False,
+        tracking_uri="http://user:secret@127.0.0.1:5000",
     )
     return saved, reg
 
@@ -254,3 +255,38 @@ def test_a_plan_with_serving_is_stale_when_what_is_served_changed(tmp_path: Path
     srv.calls.clear()
     apply_saved(saved, desired, reg, file="plan.json", serving=srv, policy=NO_WAIT)
     assert srv.calls == [("start", "bot", 1), ("weights", "bot", {1: 100})]
+
+
+def test_an_edit_with_its_checksum_recomputed_is_refused_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    """The checksum only guards against accidents: apply plans again from the same inputs and
+    refuses changes that are not the ones that gives."""
+    saved, reg = planned(tmp_path)
+
+    def inject(data: dict[str, Any]) -> None:
+        after = data["plan"]["changes"][0]["after"]
+        del after["tags"]["agentctl.io/owner"]
+        after["tags"]["injected"] = "by-mallory"
+        after["description"] = "tampered"
+
+    edited = from_json(_rewrite(to_json(saved), inject))  # a checksum that matches
+    desired, _ = load(tmp_path)
+    with pytest.raises(InvalidPlanFile, match="the file was edited"):
+        apply_saved(edited, desired, reg, file="plan.json", policy=NO_WAIT)
+    assert reg.writes == [] and reg.models == {}
+    # The same plan, unedited, applies.
+    apply_saved(saved, desired, reg, file="plan.json", policy=NO_WAIT)
+    assert "injected" not in reg.models["bot"].tags
+
+
+def test_the_file_records_where_and_how_the_plan_was_made_without_credentials(
+    tmp_path: Path,
+) -> None:
+    saved, _ = planned(tmp_path)
+    text = to_json(saved)
+    assert "secret" not in text and "user" not in json.loads(text)["made"]["tracking_uri"]
+    made = json.loads(text)["made"]
+    assert made["tracking_uri"] == "http://127.0.0.1:5000"
+    assert made["owner"] == "agentctl" and made["prune"] is False and made["scope"] is None
+    assert isinstance(made["now"], float)
