@@ -20,8 +20,8 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
-from controller.adapters.local.client import DEFAULT_ROUTER_PORT
-from controller.core.plan.planner import DEFAULT_OWNER
+from controller.adapters.local.defaults import DEFAULT_ROUTER_PORT
+from controller.core.state.observed import DEFAULT_OWNER
 
 __all__ = [
     "DEFAULT_OWNER",

@@ -16,16 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from controller.app.options import Options, Target
 from controller.core.errors import InvalidInput
-from controller.engine.reconcile import Backends
-from controller.engine.retry import RetryPolicy
 from controller.ports import EventSink, MetricProvider, ServingTarget, TraceReader
 
 if TYPE_CHECKING:
     from controller.adapters.kubernetes.serving import KubeApi
-    from controller.adapters.local import LocalServing
+    from controller.adapters.local.client import LocalServing
     from controller.adapters.mlflow.client import MlflowRegistry
     from controller.adapters.mlflow.rest import RestRegistry
     from controller.core.plan.kube_objects import Settings
+    from controller.engine.reconcile import Backends
 
     AnyRegistry = MlflowRegistry | RestRegistry
 
@@ -82,7 +81,7 @@ def local_serving(opts: Options, tracking_uri: str = "", *, attach: bool = False
                   experiment_of: Callable[[str], str] | None = None) -> LocalServing:  # fmt: skip
     """Local serving in ``--run-dir``: with a registry to serve from, or (to observe or stop
     it) none."""
-    from controller.adapters.local import LocalServing
+    from controller.adapters.local.client import LocalServing
 
     return LocalServing(
         opts.run_dir, tracking_uri, experiment_of=experiment_of or (lambda model: ""),
@@ -144,6 +143,9 @@ def backends(
     api: tuple[KubeApi, str] | None = None,
 ) -> Backends:
     """Everything a reconcile talks to."""
+    from controller.engine.reconcile import Backends
+    from controller.engine.retry import RetryPolicy
+
     reg = registry(opts.tracking_uri, isolate_logging=isolate_logging)
     target = serving(opts, reg, settings, attach=attach, api=api)
     return Backends(reg, target, metric_providers(opts, reg, target), RetryPolicy.from_env())

@@ -1,9 +1,6 @@
 """Local serving: model servers, their supervisor and a traffic router on 127.0.0.1.
 
-:class:`LocalServing` (the client) is what ``--target local`` uses; the daemon it starts lives in
-:mod:`controller.adapters.local.daemon`.
+``controller.adapters.local.client.LocalServing`` is what ``--target local`` uses; the daemon it
+starts lives in ``controller.adapters.local.daemon``. Nothing is imported here, so that naming a
+default (``defaults``) does not load the client.
 """
-
-from controller.adapters.local.client import DEFAULT_ROUTER_PORT, LocalServing
-
-__all__ = ["DEFAULT_ROUTER_PORT", "LocalServing"]

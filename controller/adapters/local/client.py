@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from controller.adapters.local.defaults import DEFAULT_ROUTER_PORT
 from controller.adapters.local.rundir import (
     ENV_MARKER,
     RunDir,
@@ -36,8 +37,6 @@ from controller.core.errors import PermanentBackendError, TemporaryBackendError
 from controller.core.state.observed import AgentServing, ServedVersion, ServingSnapshot
 
 __all__ = ["DEFAULT_ROUTER_PORT", "LocalServing", "absolute_tracking_uri"]
-
-DEFAULT_ROUTER_PORT = 8765
 
 
 def absolute_tracking_uri(uri: str) -> str:

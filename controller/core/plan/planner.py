@@ -46,6 +46,7 @@ from controller.core.plan.serving import DesiredServing, plan_serving, remove_se
 from controller.core.rollout.progress import Clear, Hold, Progress, Running
 from controller.core.state.observed import (
     AGENT_TAG,
+    DEFAULT_OWNER,
     DIGEST_TAG,
     MANAGED_ALIASES_TAG,
     MANAGED_TAGS_TAG,
@@ -60,7 +61,6 @@ from controller.core.state.observed import (
 
 __all__ = ["DEFAULT_OWNER", "plan"]
 
-DEFAULT_OWNER = "agentctl"
 
 _PHASE = {
     (Kind.REGISTERED_MODEL, Action.CREATE): 0,

@@ -13,6 +13,7 @@ from controller.core.state.cluster import ClusterState
 
 __all__ = [
     "AGENT_TAG",
+    "DEFAULT_OWNER",
     "DIGEST_TAG",
     "MANAGED_ALIASES_TAG",
     "MANAGED_TAGS_TAG",
@@ -29,6 +30,8 @@ __all__ = [
 
 #: On a registered model: which agentctl instance owns it. Absent: not managed.
 OWNER_TAG = "agentctl.io/owner"
+#: The owner id agentctl writes when none is given (``--owner``, ``AGENTCTL_OWNER``).
+DEFAULT_OWNER = "agentctl"
 #: On a registered model: the agent (metadata.name) it belongs to.
 AGENT_TAG = "agentctl.io/agent"
 #: On a model or version: the tag keys agentctl set from the manifest (its inventory), comma-separated.

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from controller.adapters.local import LocalServing
+from controller.adapters.local.client import LocalServing
 
 
 def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state: dict[str, Any] | None) -> Any:
