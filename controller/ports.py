@@ -33,13 +33,21 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class VersionSource:
-    """What to log as a new version: absolute paths and pinned requirements."""
+    """What to log as a new version: absolute paths and pinned requirements. At apply time the
+    paths are those of a snapshot whose content has this digest (:mod:`controller.engine.snapshot`);
+    ``code_ref`` is the code file as the repository names it, for messages."""
 
     agent: str
     code_path: str
     config_path: str | None
     pip_requirements: tuple[str, ...]
     digest: str
+    code_ref: str = ""
+
+    @property
+    def label(self) -> str:
+        """The code file for messages: as the repository names it, else its path."""
+        return self.code_ref or self.code_path
 
 
 class Registry(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from controller.core.errors import PermanentBackendError, TemporaryBackendError
 from controller.core.state.observed import (
@@ -29,6 +30,9 @@ class FakeRegistry:
         self.models: dict[str, _Model] = {}
         self.writes: list[str] = []
         self.faults: dict[str, list[Exception]] = {}
+        #: (model, version) -> the code and config bytes logged, read from the source's paths
+        #: when the version is logged (as the MLflow logger reads them)
+        self.logged: dict[tuple[str, int], tuple[bytes | None, bytes | None]] = {}
 
     def fail(self, op: str, *errors: Exception) -> None:
         self.faults.setdefault(op, []).extend(errors)
@@ -86,6 +90,7 @@ class FakeRegistry:
         m = self.models[name]
         number = max(m.versions, default=0) + 1
         m.versions[number] = ObservedVersion(number, tags=dict(tags), description=description or "")
+        self.logged[(name, number)] = (_read(source.code_path), _read(source.config_path))
         return number
 
     def _version(self, name: str, version: int) -> ObservedVersion:
@@ -120,6 +125,10 @@ class FakeRegistry:
     def delete_alias(self, name: str, alias: str) -> None:
         self._op("delete_alias")
         self.models[name].aliases.pop(alias, None)
+
+
+def _read(path: str | None) -> bytes | None:
+    return Path(path).read_bytes() if path is not None else None
 
 
 TEMPORARY = TemporaryBackendError("injected: 503")

@@ -287,7 +287,7 @@ class MlflowRegistry:
                 # The agent's own code failed to import or to answer the validation request:
                 # retrying cannot help.
                 raise PermanentBackendError(
-                    f"logging {source.code_path} failed: {getattr(exc, 'message', exc)}",
+                    f"logging {source.label} failed: {getattr(exc, 'message', exc)}",
                     operation="log model version",
                     target=name,
                 ) from exc

@@ -70,7 +70,7 @@ def log_model_isolated(
             )
         except subprocess.TimeoutExpired as exc:
             raise PermanentBackendError(
-                f"logging {source.code_path} took over {timeout:.0f} s",
+                f"logging {source.label} took over {timeout:.0f} s",
                 operation="log model version",
             ) from exc
         try:
@@ -79,7 +79,7 @@ def log_model_isolated(
         except (OSError, ValueError):
             tail = (child.stderr or "").strip().splitlines()[-5:]
             raise PermanentBackendError(
-                f"logging {source.code_path}: the logging process exited {child.returncode}"
+                f"logging {source.label}: the logging process exited {child.returncode}"
                 + (f": {' / '.join(tail)}" if tail else ""),
                 operation="log model version",
             ) from None
@@ -108,6 +108,7 @@ def _main(answer_file: str) -> int:
         config_path=raw["config_path"],
         pip_requirements=tuple(raw["pip_requirements"]),
         digest=raw["digest"],
+        code_ref=raw.get("code_ref", ""),
     )
     try:
         uri, run_id, model_id = log_model(request["tracking_uri"], request["experiment_id"], source)
@@ -115,7 +116,7 @@ def _main(answer_file: str) -> int:
     except Exception as exc:
         transport = is_transport(exc)
         text = str(getattr(exc, "message", exc))
-        answer = {"error": text if transport else f"logging {source.code_path} failed: {text}",
+        answer = {"error": text if transport else f"logging {source.label} failed: {text}",
                   "transport": transport}  # fmt: skip
     with open(answer_file, "w") as fh:
         json.dump(answer, fh)
