@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 from controller.core.plan.changes import Change
 from controller.core.plan.preview import ObjectPreview
 from controller.core.rollout.gates import Measurement
+from controller.core.state.logged import LoggedSnapshot
 from controller.core.state.observed import RegistrySnapshot, ServingSnapshot
 
 __all__ = [
@@ -43,6 +44,7 @@ class VersionSource:
     pip_requirements: tuple[str, ...]
     digest: str
     code_ref: str = ""
+    owner: str = ""  # tagged on the run and the logged model (what `gc` goes by)
 
     @property
     def label(self) -> str:
@@ -96,6 +98,18 @@ class Registry(Protocol):
     def set_alias(self, name: str, alias: str, version: int) -> None: ...
 
     def delete_alias(self, name: str, alias: str) -> None:
+        """Delete it; succeed if it is already gone."""
+        ...
+
+    def observe_logged(self) -> LoggedSnapshot:
+        """Every active run and logged model in agentctl's experiments, in bulk."""
+        ...
+
+    def delete_logged_model(self, model_id: str) -> None:
+        """Delete it; succeed if it is already gone."""
+        ...
+
+    def delete_run(self, run_id: str) -> None:
         """Delete it; succeed if it is already gone."""
         ...
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from controller.app import gc as gc_cmd
 from controller.app import options as o
 from controller.app import output, rollout, saved, sources, wiring
 from controller.app.options import (
@@ -485,6 +486,9 @@ def _observe(registry: Any) -> Any:
 for _fn in (rollout.promote, rollout.abort, rollout.rollback):
     command(*o.REGISTRY, "owner", group=rollout_app)(_fn)
     command(*o.REGISTRY, "owner", name=_fn.__name__.replace("_", "-"))(_fn)
+
+
+command(*o.REGISTRY, "owner", name="gc")(gc_cmd.gc)
 
 
 def main() -> None:

@@ -75,7 +75,7 @@ def apply(
         raise PlanRejected(plan.diagnostics)
     if serving is None and any(c.kind in SERVING_KINDS for c in plan.changes):
         raise ValueError("the plan changes serving, but no serving target was given")
-    executor = _Executor(registry, root, policy or RetryPolicy(), serving)
+    executor = _Executor(registry, root, policy or RetryPolicy(), serving, plan.owner)
     try:
         return _apply(plan, executor, on_entry, stop, workers)
     finally:
@@ -171,9 +171,15 @@ def _apply(
 
 class _Executor:
     def __init__(
-        self, registry: Registry, root: str, policy: RetryPolicy, serving: ServingTarget | None
+        self,
+        registry: Registry,
+        root: str,
+        policy: RetryPolicy,
+        serving: ServingTarget | None,
+        owner: str = "",
     ) -> None:
         self.registry = registry
+        self.owner = owner
         self.serving = serving
         self.root = root
         self.policy = policy
@@ -185,7 +191,7 @@ class _Executor:
     def check_source(self, change: Change) -> None:
         if change.kind is Kind.MODEL_VERSION and change.action is Action.CREATE:
             self.sources[change.address] = snapshot.take(
-                change.agent, self.root, change.after_as(VersionCreate)
+                change.agent, self.root, change.after_as(VersionCreate), self.owner
             )
 
     def close(self) -> None:

@@ -46,9 +46,10 @@ class Snapshot:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def take(agent: str, root: str, after: VersionCreate) -> Snapshot:
+def take(agent: str, root: str, after: VersionCreate, owner: str = "") -> Snapshot:
     """Copy the source of ``after`` under ``root`` into a private directory and check its digest
-    against the plan's; the caller removes it (:meth:`Snapshot.remove`) once logged."""
+    against the plan's; the caller removes it (:meth:`Snapshot.remove`) once logged. ``owner``
+    goes on what is logged from it."""
     try:
         code = _read(os.path.join(root, after.code))
         config = _read(os.path.join(root, after.config)) if after.config else None
@@ -70,9 +71,8 @@ def take(agent: str, root: str, after: VersionCreate) -> Snapshot:
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
-    return Snapshot(
-        directory, VersionSource(agent, code_path, config_path, reqs, digest, after.code)
-    )
+    source = VersionSource(agent, code_path, config_path, reqs, digest, after.code, owner)
+    return Snapshot(directory, source)
 
 
 def _read(path: str) -> bytes:

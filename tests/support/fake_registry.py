@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.core.errors import PermanentBackendError, TemporaryBackendError
+from controller.core.state.logged import LoggedModel, LoggedRun, LoggedSnapshot
 from controller.core.state.observed import (
     DIGEST_TAG,
     ObservedModel,
@@ -33,6 +34,9 @@ class FakeRegistry:
         #: (model, version) -> the code and config bytes logged, read from the source's paths
         #: when the version is logged (as the MLflow logger reads them)
         self.logged: dict[tuple[str, int], tuple[bytes | None, bytes | None]] = {}
+        #: what observe_logged reports: the runs and logged models agentctl's experiments hold
+        self.runs: dict[str, LoggedRun] = {}
+        self.logged_models: dict[str, LoggedModel] = {}
 
     def fail(self, op: str, *errors: Exception) -> None:
         self.faults.setdefault(op, []).extend(errors)
@@ -92,6 +96,18 @@ class FakeRegistry:
         m.versions[number] = ObservedVersion(number, tags=dict(tags), description=description or "")
         self.logged[(name, number)] = (_read(source.code_path), _read(source.config_path))
         return number
+
+    def observe_logged(self) -> LoggedSnapshot:
+        self._op("observe_logged", write=False)
+        return LoggedSnapshot(tuple(self.runs.values()), tuple(self.logged_models.values()))
+
+    def delete_logged_model(self, model_id: str) -> None:
+        self._op("delete_logged_model")
+        self.logged_models.pop(model_id, None)
+
+    def delete_run(self, run_id: str) -> None:
+        self._op("delete_run")
+        self.runs.pop(run_id, None)
 
     def _version(self, name: str, version: int) -> ObservedVersion:
         return self.models[name].versions[version]

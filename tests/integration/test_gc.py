@@ -1,0 +1,83 @@
+"""``agentctl gc`` against the real MLflow server: an apply that fails after logging a model but
+before registering it leaves a run and a logged model that no version references; ``gc`` lists
+exactly those, ``gc --yes`` deletes them, and nothing referenced, nothing another owner logged
+and nothing agentctl did not log is touched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.core.state.observed import AGENT_TAG, DIGEST_TAG, OWNER_TAG, experiment_name
+from tests.support.proxy import CountingProxy
+
+pytestmark = pytest.mark.integration
+
+OWNER = {"AGENTCTL_OWNER": "team-a"}
+
+
+def _active(client: Any, experiment_id: str) -> tuple[set[str], set[str]]:
+    runs = {r.info.run_id for r in client.search_runs([experiment_id])}
+    models = {m.model_id for m in client.search_logged_models([experiment_id])}
+    return runs, models
+
+
+def test_gc_deletes_exactly_what_an_interrupted_apply_logged_and_no_version_references(
+    examples: Path, agentctl: Any, proxy: CountingProxy, client: Any
+) -> None:
+    (examples / "support-bot.yaml").unlink()  # one agent: one model logged per apply
+    assert agentctl("apply", str(examples), env=OWNER).code == 0
+    v1 = client.get_model_version("summarizer", "1")
+    v1_model = v1.source.removeprefix("models:/")  # the logged model the version was made from
+    exp_id = client.get_experiment_by_name(experiment_name("summarizer")).experiment_id
+    assert _active(client, exp_id) == ({v1.run_id}, {v1_model})
+
+    # A new source: the model is logged, then registering it fails until the retries run out.
+    config = examples / "agents" / "summarizer" / "config.yaml"
+    config.write_text(config.read_text().replace("max_words: 30", "max_words: 12"))
+    proxy.fail("model-versions/create", times=-1, status=503)
+    broken = agentctl("apply", str(examples), env={**OWNER, "AGENTCTL_RETRY_ATTEMPTS": "2"})
+    assert broken.code == 1, broken.out
+    proxy.reset()
+    runs, models = _active(client, exp_id)
+    left_runs, left_models = runs - {v1.run_id}, models - {v1_model}
+    assert left_runs and left_models, "the interrupted apply logged, and registered nothing"
+    assert [v.version for v in client.search_model_versions("name='summarizer'")] == ["1"]
+    for run_id in left_runs:  # the logger says whose it is and what it was logged from
+        tags = client.get_run(run_id).data.tags
+        assert tags[OWNER_TAG] == "team-a" and tags[AGENT_TAG] == "summarizer"
+        assert tags[DIGEST_TAG].startswith("sha256:")
+
+    # Beside them: another owner's orphan, and a run of someone's own in the same experiment.
+    other_exp = client.create_experiment(experiment_name("theirs"))
+    theirs = client.create_run(other_exp, tags={OWNER_TAG: "team-b", DIGEST_TAG: "sha256:0"})
+    client.set_terminated(theirs.info.run_id)
+    by_hand = client.create_run(exp_id, tags={OWNER_TAG: "team-a"})  # no digest: not agentctl's
+    client.set_terminated(by_hand.info.run_id)
+
+    young = agentctl("gc", env=OWNER)  # an hour by default: an apply may still register them
+    assert young.code == 0, young.err
+    assert "Nothing to collect" in young.out
+
+    proxy.reset()
+    dry = agentctl("gc", "--min-age", "0", env=OWNER)
+    assert dry.code == 0, dry.err
+    assert proxy.writes() == [], "a dry run deletes nothing"
+    listed = {line.split()[1] for line in dry.out.splitlines() if line.startswith("  ")}
+    assert listed == left_runs | left_models, dry.out
+    assert "--yes deletes" in dry.out
+
+    done = agentctl("gc", "--min-age", "0", "--yes", env=OWNER)
+    assert done.code == 0, done.err
+    assert f"Deleted {len(left_runs | left_models)}." in done.out
+    assert _active(client, exp_id) == ({v1.run_id, by_hand.info.run_id}, {v1_model})
+    assert client.get_run(theirs.info.run_id).info.lifecycle_stage == "active"
+    assert client.get_logged_model(v1_model).model_id == v1_model
+
+    again = agentctl("gc", "--min-age", "0", "--yes", env=OWNER)
+    assert again.code == 0 and "Nothing to collect" in again.out, again.out
+    # The version the interrupted apply left out is registered by the next apply.
+    assert agentctl("apply", str(examples), env=OWNER).code == 0
+    assert client.get_model_version("summarizer", "2").tags[DIGEST_TAG] != v1.tags[DIGEST_TAG]
