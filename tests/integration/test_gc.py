@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from controller.core.state.observed import AGENT_TAG, DIGEST_TAG, OWNER_TAG, experiment_name
+from tests.support.mlflow_server import MlflowServer
 from tests.support.proxy import CountingProxy
 
 pytestmark = pytest.mark.integration
@@ -81,3 +82,36 @@ def test_gc_deletes_exactly_what_an_interrupted_apply_logged_and_no_version_refe
     # The version the interrupted apply left out is registered by the next apply.
     assert agentctl("apply", str(examples), env=OWNER).code == 0
     assert client.get_model_version("summarizer", "2").tags[DIGEST_TAG] != v1.tags[DIGEST_TAG]
+
+
+@pytest.mark.parametrize("adapter", ["rest", "client"])
+def test_both_adapters_read_and_delete_what_was_logged_alike(
+    adapter: str, mlflow_server: MlflowServer, client: Any
+) -> None:
+    from controller.adapters.mlflow.client import MlflowRegistry
+    from controller.adapters.mlflow.rest import RestRegistry
+
+    registry = (RestRegistry if adapter == "rest" else MlflowRegistry)(mlflow_server.url)
+    exp_id = client.create_experiment(experiment_name(f"gc-{adapter}"))
+    client.create_experiment(f"/elsewhere/gc-{adapter}")  # not agentctl's: never read
+    tags = {OWNER_TAG: "team-a", AGENT_TAG: "bot", DIGEST_TAG: "sha256:1"}
+    run = client.create_run(exp_id, tags=tags)
+    client.set_terminated(run.info.run_id)
+    lm = client.create_logged_model(exp_id, source_run_id=run.info.run_id, tags=tags)
+
+    logged = registry.observe_logged()
+    (seen_run,) = [r for r in logged.runs if r.model == f"gc-{adapter}"]
+    (seen_lm,) = [m for m in logged.models if m.model == f"gc-{adapter}"]
+    assert seen_run.run_id == run.info.run_id and tags.items() <= seen_run.tags.items()
+    assert seen_run.started_ms == run.info.start_time
+    assert (seen_lm.model_id, seen_lm.run_id) == (lm.model_id, run.info.run_id)
+    assert tags.items() <= seen_lm.tags.items()
+    assert seen_lm.created_ms == lm.creation_timestamp
+
+    for _ in range(2):  # deleting what is already gone succeeds
+        registry.delete_logged_model(lm.model_id)
+        registry.delete_run(run.info.run_id)
+    after = registry.observe_logged()
+    assert all(r.model != f"gc-{adapter}" for r in after.runs)
+    assert all(m.model != f"gc-{adapter}" for m in after.models)
+    registry.delete_run("0" * 32)  # never existed

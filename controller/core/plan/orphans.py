@@ -10,8 +10,9 @@ no later apply reuses them (it logs afresh, then registers). Such a leftover is 
   run, too);
 - it is the owner's: its ``agentctl.io/owner`` tag says so; one logged before that tag existed
   is the owner's when its experiment's registered model is;
-- no version of any registered model, whoever owns it, names it: neither the run (``run_id``)
-  nor the logged model (``models:/m-...``); a logged model whose run a version names is kept;
+- no version of any registered model, whoever owns it, names it: a run is kept by a version's
+  ``run_id``, a ``runs:/<id>/...`` source, or a version naming a model logged in it; a logged
+  model by a version's ``models:/m-...`` source, or a version naming its run;
 - it is at least ``min_age_s`` old: an apply logging now has not registered yet.
 """
 
@@ -46,7 +47,11 @@ def orphans(
     """The owner's runs and logged models that no version references, logged models first (a
     run is deleted after what was logged in it), each sorted by model and id."""
     versions = [v for m in registry.models.values() for v in m.versions.values()]
-    named_runs = {v.run_id for v in versions if v.run_id}
+    named_runs = {v.run_id for v in versions if v.run_id} | {
+        v.source[len("runs:/") :].split("/", 1)[0]
+        for v in versions
+        if v.source.startswith("runs:/")
+    }
     named_models = {v.model_id for v in versions if v.model_id}
     owners = {name: m.owner for name, m in registry.models.items()}
 
