@@ -19,9 +19,13 @@ pytestmark = pytest.mark.integration
 OWNER = {"AGENTCTL_OWNER": "team-a"}
 
 
-def _active(client: Any, experiment_id: str) -> tuple[set[str], set[str]]:
-    runs = {r.info.run_id for r in client.search_runs([experiment_id])}
-    models = {m.model_id for m in client.search_logged_models([experiment_id])}
+def _active(client: Any, model: str) -> tuple[set[str], set[str]]:
+    """The active runs and logged models of ``model``'s experiment."""
+    exp = client.get_experiment_by_name(experiment_name(model))
+    if exp is None:
+        return set(), set()
+    runs = {r.info.run_id for r in client.search_runs([exp.experiment_id])}
+    models = {m.model_id for m in client.search_logged_models([exp.experiment_id])}
     return runs, models
 
 
@@ -29,11 +33,17 @@ def test_gc_deletes_exactly_what_an_interrupted_apply_logged_and_no_version_refe
     examples: Path, agentctl: Any, proxy: CountingProxy, client: Any
 ) -> None:
     (examples / "support-bot.yaml").unlink()  # one agent: one model logged per apply
+    # The experiment outlives the registry's models between tests: what earlier tests logged
+    # (owner 'agentctl') stays, and is no business of team-a's gc.
+    earlier_runs, earlier_models = _active(client, "summarizer")
     assert agentctl("apply", str(examples), env=OWNER).code == 0
     v1 = client.get_model_version("summarizer", "1")
     v1_model = v1.source.removeprefix("models:/")  # the logged model the version was made from
     exp_id = client.get_experiment_by_name(experiment_name("summarizer")).experiment_id
-    assert _active(client, exp_id) == ({v1.run_id}, {v1_model})
+    assert _active(client, "summarizer") == (
+        earlier_runs | {v1.run_id},
+        earlier_models | {v1_model},
+    )
 
     # A new source: the model is logged, then registering it fails until the retries run out.
     config = examples / "agents" / "summarizer" / "config.yaml"
@@ -42,8 +52,9 @@ def test_gc_deletes_exactly_what_an_interrupted_apply_logged_and_no_version_refe
     broken = agentctl("apply", str(examples), env={**OWNER, "AGENTCTL_RETRY_ATTEMPTS": "2"})
     assert broken.code == 1, broken.out
     proxy.reset()
-    runs, models = _active(client, exp_id)
-    left_runs, left_models = runs - {v1.run_id}, models - {v1_model}
+    runs, models = _active(client, "summarizer")
+    left_runs = runs - earlier_runs - {v1.run_id}
+    left_models = models - earlier_models - {v1_model}
     assert left_runs and left_models, "the interrupted apply logged, and registered nothing"
     assert [v.version for v in client.search_model_versions("name='summarizer'")] == ["1"]
     for run_id in left_runs:  # the logger says whose it is and what it was logged from
@@ -73,7 +84,10 @@ def test_gc_deletes_exactly_what_an_interrupted_apply_logged_and_no_version_refe
     done = agentctl("gc", "--min-age", "0", "--yes", env=OWNER)
     assert done.code == 0, done.err
     assert f"Deleted {len(left_runs | left_models)}." in done.out
-    assert _active(client, exp_id) == ({v1.run_id, by_hand.info.run_id}, {v1_model})
+    assert _active(client, "summarizer") == (
+        earlier_runs | {v1.run_id, by_hand.info.run_id},
+        earlier_models | {v1_model},
+    )
     assert client.get_run(theirs.info.run_id).info.lifecycle_stage == "active"
     assert client.get_logged_model(v1_model).model_id == v1_model
 
