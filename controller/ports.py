@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 from controller.core.plan.changes import Change
 from controller.core.plan.preview import ObjectPreview
 from controller.core.rollout.gates import Measurement
+from controller.core.state.logged import LoggedSnapshot
 from controller.core.state.observed import RegistrySnapshot, ServingSnapshot
 
 __all__ = [
@@ -33,13 +34,22 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class VersionSource:
-    """What to log as a new version: absolute paths and pinned requirements."""
+    """What to log as a new version: absolute paths and pinned requirements. At apply time the
+    paths are those of a snapshot whose content has this digest (:mod:`controller.engine.snapshot`);
+    ``code_ref`` is the code file as the repository names it, for messages."""
 
     agent: str
     code_path: str
     config_path: str | None
     pip_requirements: tuple[str, ...]
     digest: str
+    code_ref: str = ""
+    owner: str = ""  # tagged on the run and the logged model (what `gc` goes by)
+
+    @property
+    def label(self) -> str:
+        """The code file for messages: as the repository names it, else its path."""
+        return self.code_ref or self.code_path
 
 
 class Registry(Protocol):
@@ -88,6 +98,18 @@ class Registry(Protocol):
     def set_alias(self, name: str, alias: str, version: int) -> None: ...
 
     def delete_alias(self, name: str, alias: str) -> None:
+        """Delete it; succeed if it is already gone."""
+        ...
+
+    def observe_logged(self) -> LoggedSnapshot:
+        """Every active run and logged model in agentctl's experiments, in bulk."""
+        ...
+
+    def delete_logged_model(self, model_id: str) -> None:
+        """Delete it; succeed if it is already gone."""
+        ...
+
+    def delete_run(self, run_id: str) -> None:
         """Delete it; succeed if it is already gone."""
         ...
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from controller.app import gc as gc_cmd
 from controller.app import options as o
 from controller.app import output, rollout, saved, sources, wiring
 from controller.app.options import (
@@ -443,7 +444,8 @@ def down(*, opts: Options) -> None:
         typer.echo(f"Nothing is running in {opts.run_dir}.")
 
 
-@command(*o.REGISTRY, "target", "run_dir", *o.KUBE, json_errors=False)
+@command(*o.REGISTRY, "owner", "target", "run_dir", *o.KUBE, json_errors=False,
+         help={"owner": "Show only the models of this owner (and what serves them)."})  # fmt: skip
 def status(
     agent: Annotated[str | None, typer.Argument(help="Only this agent.")] = None,
     format: FormatOpt = Format.text,
@@ -467,10 +469,11 @@ def status(
         from controller.adapters.kubernetes.serving import KubernetesServing
 
         served = KubernetesServing(*wiring.kube_api(opts)).observe()
-    if agent is not None and agent not in known_agents(snapshot, served):
-        output.err(f"Error: no agent '{agent}' in the registry at {uri} or served")
+    if agent is not None and agent not in known_agents(snapshot, served, opts.owner):
+        output.err(f"Error: no agent '{agent}' of owner '{opts.owner}' in the registry at {uri} "
+                   "or served")  # fmt: skip
         raise typer.Exit(1)
-    typer.echo(status_view(snapshot, served, agent).render(format.value))
+    typer.echo(status_view(snapshot, served, agent, opts.owner).render(format.value))
 
 
 def _observe(registry: Any) -> Any:
@@ -481,8 +484,11 @@ def _observe(registry: Any) -> Any:
 
 # `agentctl rollout promote|abort|rollback`, and the same at the top level (as they were first).
 for _fn in (rollout.promote, rollout.abort, rollout.rollback):
-    command(*o.REGISTRY, group=rollout_app)(_fn)
-    command(*o.REGISTRY, name=_fn.__name__.replace("_", "-"))(_fn)
+    command(*o.REGISTRY, "owner", group=rollout_app)(_fn)
+    command(*o.REGISTRY, "owner", name=_fn.__name__.replace("_", "-"))(_fn)
+
+
+command(*o.REGISTRY, "owner", name="gc")(gc_cmd.gc)
 
 
 def main() -> None:

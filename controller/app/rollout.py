@@ -36,8 +36,9 @@ def _ask(
     make: Callable[[RolloutState | None], Command],
     check: Callable[[ObservedModel], None] = lambda model: None,
 ) -> None:
-    """Write the rollout command ``make`` gives (from the agent's recorded rollout) to the
-    agent's model tags, once ``check`` passes on the model; say what was asked."""
+    """Write the rollout command ``make`` gives (from the agent's recorded rollout) to the tags
+    of the agent's model that ``opts.owner`` owns, once ``check`` passes on the model; say what
+    was asked."""
     from controller.core.rollout import codec
     from controller.core.rollout.commands import COMMAND_TAG
     from controller.core.state.observed import AGENT_TAG
@@ -45,14 +46,15 @@ def _ask(
 
     registry = wiring.registry(opts.tracking_uri)
     policy = RetryPolicy.from_env()
-    model = next(
-        (m for m in policy.call(registry.observe).models.values()
-         if m.tags.get(AGENT_TAG) == agent and m.owner is not None),
-        None,
-    )  # fmt: skip
-    if model is None:
+    observed = policy.call(registry.observe)
+    model = observed.agents(opts.owner).get(agent)
+    if model is None or model.tags.get(AGENT_TAG) != agent:
+        others = observed.others(agent, opts.owner)
+        why = "; ".join(f"'{m}' is managed by '{o}'" for m, o in others.items())
         raise InvalidInput.of(
-            f"no registered model managed by agentctl belongs to agent '{agent}'", field="AGENT"
+            f"no registered model owned by '{opts.owner}' belongs to agent '{agent}'"
+            + (f" ({why}; models of other owners are never touched)" if why else ""),
+            field="AGENT",
         )
     check(model)
     cmd = make(codec.read(model.tags).state)

@@ -3,19 +3,19 @@
 Apply does only what ``plan.changes`` says (Terraform's rule), each primitive call under the
 retry policy. Every primitive is idempotent (set, delete-if-present, create-or-find), so a run
 that stops part-way is finished by the next plan and apply. A version is logged only after a
-fresh look for its digest, so a retried or repeated apply never registers the same source twice;
-the source files are digested again first, and an apply refuses files that changed since the plan.
+fresh look for its digest, so a retried or repeated apply never registers the same source twice.
+Each source is snapshotted first (:mod:`controller.engine.snapshot`) and logged from the snapshot,
+whose digest must be the plan's: an apply refuses files that changed since the plan, and a file
+edited while the apply runs is never logged under the digest checked.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from controller.core.errors import (
-    AgentctlError,
     ApplyFailed,
     BackendError,
     NotReady,
@@ -40,19 +40,16 @@ from controller.core.plan.changes import (
     VersionState,
 )
 from controller.core.plan.changeset import ChangeSet, Entry, Verb
-from controller.core.state.digest import normalize_requirement, source_digest
 from controller.core.state.observed import MANAGED_ALIASES_TAG, MANAGED_TAGS_TAG
+from controller.engine import snapshot
 from controller.engine.retry import RetryPolicy
-from controller.ports import Registry, ServingTarget, VersionSource
+from controller.engine.snapshot import Snapshot, SourceChanged
+from controller.ports import Registry, ServingTarget
 
 __all__ = ["SourceChanged", "apply"]
 
 # Inventory tags are written after the tags they list, so a crash never loses track of a tag.
 _LAST = (MANAGED_TAGS_TAG, MANAGED_ALIASES_TAG)
-
-
-class SourceChanged(AgentctlError):
-    """The agent's files changed between plan and apply."""
 
 
 def apply(
@@ -78,9 +75,22 @@ def apply(
         raise PlanRejected(plan.diagnostics)
     if serving is None and any(c.kind in SERVING_KINDS for c in plan.changes):
         raise ValueError("the plan changes serving, but no serving target was given")
-    executor = _Executor(registry, root, policy or RetryPolicy(), serving)
-    # Every source is digested again before the first write: a plan whose files changed is
-    # refused whole, not half-way.
+    executor = _Executor(registry, root, policy or RetryPolicy(), serving, plan.owner)
+    try:
+        return _apply(plan, executor, on_entry, stop, workers)
+    finally:
+        executor.close()
+
+
+def _apply(
+    plan: Plan,
+    executor: _Executor,
+    on_entry: Callable[[Entry], None] | None,
+    stop: Callable[[], bool] | None,
+    workers: int,
+) -> ChangeSet:
+    # Every source is snapshotted and digested before the first write: a plan whose files
+    # changed is refused whole, not half-way.
     try:
         for change in plan.changes:
             executor.check_source(change)
@@ -161,22 +171,33 @@ def apply(
 
 class _Executor:
     def __init__(
-        self, registry: Registry, root: str, policy: RetryPolicy, serving: ServingTarget | None
+        self,
+        registry: Registry,
+        root: str,
+        policy: RetryPolicy,
+        serving: ServingTarget | None,
+        owner: str = "",
     ) -> None:
         self.registry = registry
+        self.owner = owner
         self.serving = serving
         self.root = root
         self.policy = policy
         self.created: dict[tuple[str, str], int] = {}  # (model, digest) -> version number
-        self.sources: dict[str, VersionSource] = {}  # address -> checked source
+        self.sources: dict[str, Snapshot] = {}  # address -> its source, as checked
         self.waiting: dict[str, str] = {}  # agent -> the version its serving waits for
         self._one_at_a_time = threading.Lock()
 
     def check_source(self, change: Change) -> None:
         if change.kind is Kind.MODEL_VERSION and change.action is Action.CREATE:
-            self.sources[change.address] = self._source(
-                change.agent, change.after_as(VersionCreate)
+            self.sources[change.address] = snapshot.take(
+                change.agent, self.root, change.after_as(VersionCreate), self.owner
             )
+
+    def close(self) -> None:
+        """Remove the sources' snapshots."""
+        for taken in self.sources.values():
+            taken.remove()
 
     def run(self, change: Change) -> Entry:
         if change.kind in SERVING_KINDS or (
@@ -248,7 +269,7 @@ class _Executor:
         if c.action is Action.CREATE:
             new = c.after_as(VersionCreate)
             digest = new.digest
-            source = self.sources[c.address]
+            source = self.sources[c.address].source
 
             def find_or_log() -> tuple[int, bool]:
                 existing = r.find_version(c.model, digest)
@@ -345,27 +366,6 @@ class _Executor:
         call(lambda: s.set_mirror(c.agent, mirror))
         verb = Verb.CREATED if c.action is Action.CREATE else Verb.CONFIGURED
         return Entry(c.address, verb, f"v{mirror[0]} {mirror[1]}%")
-
-    def _source(self, agent: str, after: VersionCreate) -> VersionSource:
-        code = os.path.join(self.root, after.code)
-        config = os.path.join(self.root, after.config) if after.config else None
-        reqs = after.pip_requirements
-        try:
-            with open(code, "rb") as fh:
-                code_bytes = fh.read()
-            config_bytes = None
-            if config is not None:
-                with open(config, "rb") as fh:
-                    config_bytes = fh.read()
-        except OSError as exc:
-            raise SourceChanged(f"cannot read the source of {agent}: {exc}") from exc
-        digest = source_digest(code_bytes, config_bytes, [normalize_requirement(x) for x in reqs])
-        if digest != after.digest:
-            raise SourceChanged(
-                f"the source of {agent} changed since the plan ({after.digest[:19]}… -> "
-                f"{digest[:19]}…); plan again"
-            )
-        return VersionSource(agent, code, config, reqs, digest)
 
 
 def _split(weights: Mapping[int, int]) -> str:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from controller.core.errors import PermanentBackendError, TemporaryBackendError
+from controller.core.state.logged import LoggedModel, LoggedRun, LoggedSnapshot
 from controller.core.state.observed import (
     DIGEST_TAG,
     ObservedModel,
@@ -29,6 +31,12 @@ class FakeRegistry:
         self.models: dict[str, _Model] = {}
         self.writes: list[str] = []
         self.faults: dict[str, list[Exception]] = {}
+        #: (model, version) -> the code and config bytes logged, read from the source's paths
+        #: when the version is logged (as the MLflow logger reads them)
+        self.logged: dict[tuple[str, int], tuple[bytes | None, bytes | None]] = {}
+        #: what observe_logged reports: the runs and logged models agentctl's experiments hold
+        self.runs: dict[str, LoggedRun] = {}
+        self.logged_models: dict[str, LoggedModel] = {}
 
     def fail(self, op: str, *errors: Exception) -> None:
         self.faults.setdefault(op, []).extend(errors)
@@ -86,7 +94,20 @@ class FakeRegistry:
         m = self.models[name]
         number = max(m.versions, default=0) + 1
         m.versions[number] = ObservedVersion(number, tags=dict(tags), description=description or "")
+        self.logged[(name, number)] = (_read(source.code_path), _read(source.config_path))
         return number
+
+    def observe_logged(self) -> LoggedSnapshot:
+        self._op("observe_logged", write=False)
+        return LoggedSnapshot(tuple(self.runs.values()), tuple(self.logged_models.values()))
+
+    def delete_logged_model(self, model_id: str) -> None:
+        self._op("delete_logged_model")
+        self.logged_models.pop(model_id, None)
+
+    def delete_run(self, run_id: str) -> None:
+        self._op("delete_run")
+        self.runs.pop(run_id, None)
 
     def _version(self, name: str, version: int) -> ObservedVersion:
         return self.models[name].versions[version]
@@ -120,6 +141,10 @@ class FakeRegistry:
     def delete_alias(self, name: str, alias: str) -> None:
         self._op("delete_alias")
         self.models[name].aliases.pop(alias, None)
+
+
+def _read(path: str | None) -> bytes | None:
+    return Path(path).read_bytes() if path is not None else None
 
 
 TEMPORARY = TemporaryBackendError("injected: 503")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -34,6 +35,8 @@ class Record:
 class _State:
     records: list[Record] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    #: (path_contains, fn): fn runs once, before the first matching request is forwarded
+    hooks: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -72,10 +75,16 @@ class CountingProxy:
         with self.state.lock:
             self.state.records.clear()
             self.state.faults.clear()
+            self.state.hooks.clear()
 
     def fail(self, path_contains: str, times: int = 1, status: int = 503) -> None:
         with self.state.lock:
             self.state.faults.append(Fault(path_contains, times, status))
+
+    def before(self, path_contains: str, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once, before the next matching request goes to the server."""
+        with self.state.lock:
+            self.state.hooks.append((path_contains, fn))
 
     @property
     def records(self) -> list[Record]:
@@ -115,6 +124,11 @@ class CountingProxy:
                     )
                     if fault is not None and fault.remaining > 0:
                         fault.remaining -= 1
+                    hooks = [h for h in proxy.state.hooks if h[0] in self.path]
+                    for hook in hooks:
+                        proxy.state.hooks.remove(hook)
+                for _, fn in hooks:
+                    fn()
                 if fault is not None:
                     payload = b'{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "injected"}'
                     self._record(fault.status)

@@ -15,6 +15,13 @@ from typing import Any, TypeVar
 
 from controller.adapters.mlflow.logger import is_transport, log_model, log_model_isolated
 from controller.core.errors import BackendError, PermanentBackendError, TemporaryBackendError
+from controller.core.state.logged import (
+    EXPERIMENT_PREFIX,
+    LoggedModel,
+    LoggedRun,
+    LoggedSnapshot,
+    model_of_experiment,
+)
 from controller.core.state.observed import (
     DIGEST_TAG,
     FAILED,
@@ -27,6 +34,7 @@ from controller.core.state.observed import (
 from controller.ports import VersionSource
 
 __all__ = [
+    "EXPERIMENTS_CHUNK",
     "GONE",
     "MODELS_PAGE",
     "TRANSIENT_STATUS",
@@ -40,6 +48,8 @@ T = TypeVar("T")
 MODELS_PAGE = 1000  # MLflow's maximum for search_registered_models
 VERSIONS_PAGE = 10000  # MLflow's default (and Databricks' maximum) for search_model_versions
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+#: Experiment ids asked about in one search of runs or logged models.
+EXPERIMENTS_CHUNK = 100
 GONE = ("RESOURCE_DOES_NOT_EXIST",)  # deleting what is already gone reaches the goal
 
 
@@ -287,7 +297,7 @@ class MlflowRegistry:
                 # The agent's own code failed to import or to answer the validation request:
                 # retrying cannot help.
                 raise PermanentBackendError(
-                    f"logging {source.code_path} failed: {getattr(exc, 'message', exc)}",
+                    f"logging {source.label} failed: {getattr(exc, 'message', exc)}",
                     operation="log model version",
                     target=name,
                 ) from exc
@@ -364,6 +374,66 @@ class MlflowRegistry:
             partial(self._client.delete_registered_model_alias, name, alias),
             ok_codes=GONE,
         )
+
+    # -- what agentctl logged (for gc) -------------------------------------------------------
+
+    def observe_logged(self) -> LoggedSnapshot:
+        if self._sqlite_file_missing():
+            return LoggedSnapshot()
+        from mlflow.entities import ViewType
+
+        c = self._client
+        experiments = {
+            str(e.experiment_id): model
+            for e in self._pages(
+                "search experiments",
+                partial(
+                    c.search_experiments,
+                    filter_string=f"name LIKE '{EXPERIMENT_PREFIX}%'",
+                    max_results=1000,
+                ),
+            )
+            if (model := model_of_experiment(str(e.name))) is not None
+        }
+        ids = sorted(experiments)
+        runs: list[LoggedRun] = []
+        models: list[LoggedModel] = []
+        for chunk in (
+            ids[i : i + EXPERIMENTS_CHUNK] for i in range(0, len(ids), EXPERIMENTS_CHUNK)
+        ):
+            for run in self._pages(
+                "search runs",
+                partial(c.search_runs, chunk, run_view_type=ViewType.ACTIVE_ONLY, max_results=1000),
+            ):
+                runs.append(LoggedRun(
+                    run_id=str(run.info.run_id),
+                    model=experiments[str(run.info.experiment_id)],
+                    started_ms=int(run.info.start_time or 0),
+                    tags={k: v or "" for k, v in (run.data.tags or {}).items()},
+                ))  # fmt: skip
+            for lm in self._pages(
+                "search logged models",
+                partial(c.search_logged_models, chunk, max_results=100),
+            ):
+                models.append(LoggedModel(
+                    model_id=str(lm.model_id),
+                    run_id=str(lm.source_run_id or ""),
+                    model=experiments[str(lm.experiment_id)],
+                    created_ms=int(lm.creation_timestamp or 0),
+                    tags={k: v or "" for k, v in (lm.tags or {}).items()},
+                ))  # fmt: skip
+        return LoggedSnapshot(tuple(runs), tuple(models))
+
+    def delete_logged_model(self, model_id: str) -> None:
+        self._call(
+            "delete logged model",
+            model_id,
+            partial(self._client.delete_logged_model, model_id),
+            ok_codes=GONE,
+        )
+
+    def delete_run(self, run_id: str) -> None:
+        self._call("delete run", run_id, partial(self._client.delete_run, run_id), ok_codes=GONE)
 
 
 def _version(mv: Any) -> ObservedVersion:

@@ -19,7 +19,7 @@ from dataclasses import asdict
 from typing import Any
 
 from controller.core.errors import PermanentBackendError, TemporaryBackendError
-from controller.core.state.observed import DIGEST_TAG
+from controller.core.state.observed import AGENT_TAG, DIGEST_TAG, OWNER_TAG
 from controller.ports import VersionSource
 
 __all__ = ["INPUT_EXAMPLE", "Logged", "is_transport", "log_model", "log_model_isolated"]
@@ -33,7 +33,10 @@ def log_model(tracking_uri: str, experiment_id: str, source: VersionSource) -> L
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
-    run_tags = {DIGEST_TAG: source.digest, "agentctl.io/agent": source.agent}
+    # The run and the logged model say who logged them, from what: `agentctl gc` goes by these.
+    run_tags = {DIGEST_TAG: source.digest, AGENT_TAG: source.agent}
+    if source.owner:
+        run_tags[OWNER_TAG] = source.owner
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=f"log-{source.digest[7:19]}", tags=run_tags
     ):
@@ -43,6 +46,7 @@ def log_model(tracking_uri: str, experiment_id: str, source: VersionSource) -> L
             model_config=source.config_path,
             pip_requirements=list(source.pip_requirements),
             input_example=INPUT_EXAMPLE,
+            tags=run_tags,
         )
     return str(info.model_uri), str(info.run_id), info.model_id
 
@@ -70,7 +74,7 @@ def log_model_isolated(
             )
         except subprocess.TimeoutExpired as exc:
             raise PermanentBackendError(
-                f"logging {source.code_path} took over {timeout:.0f} s",
+                f"logging {source.label} took over {timeout:.0f} s",
                 operation="log model version",
             ) from exc
         try:
@@ -79,7 +83,7 @@ def log_model_isolated(
         except (OSError, ValueError):
             tail = (child.stderr or "").strip().splitlines()[-5:]
             raise PermanentBackendError(
-                f"logging {source.code_path}: the logging process exited {child.returncode}"
+                f"logging {source.label}: the logging process exited {child.returncode}"
                 + (f": {' / '.join(tail)}" if tail else ""),
                 operation="log model version",
             ) from None
@@ -108,6 +112,8 @@ def _main(answer_file: str) -> int:
         config_path=raw["config_path"],
         pip_requirements=tuple(raw["pip_requirements"]),
         digest=raw["digest"],
+        code_ref=raw.get("code_ref", ""),
+        owner=raw.get("owner", ""),
     )
     try:
         uri, run_id, model_id = log_model(request["tracking_uri"], request["experiment_id"], source)
@@ -115,7 +121,7 @@ def _main(answer_file: str) -> int:
     except Exception as exc:
         transport = is_transport(exc)
         text = str(getattr(exc, "message", exc))
-        answer = {"error": text if transport else f"logging {source.code_path} failed: {text}",
+        answer = {"error": text if transport else f"logging {source.label} failed: {text}",
                   "transport": transport}  # fmt: skip
     with open(answer_file, "w") as fh:
         json.dump(answer, fh)

@@ -24,6 +24,7 @@ from typing import Any
 import requests
 
 from controller.adapters.mlflow.client import (
+    EXPERIMENTS_CHUNK,
     GONE,
     MODELS_PAGE,
     TRANSIENT_STATUS,
@@ -33,6 +34,13 @@ from controller.adapters.mlflow.client import (
 )
 from controller.adapters.mlflow.logger import log_model_isolated
 from controller.core.errors import PermanentBackendError, TemporaryBackendError
+from controller.core.state.logged import (
+    EXPERIMENT_PREFIX,
+    LoggedModel,
+    LoggedRun,
+    LoggedSnapshot,
+    model_of_experiment,
+)
 from controller.core.state.observed import (
     DIGEST_TAG,
     FAILED,
@@ -442,6 +450,84 @@ class RestRegistry:
             f"{name}@{alias}",
             body={"name": name, "alias": alias},
             ok_codes=GONE,
+        )
+
+    # -- what agentctl logged (for gc) -----------------------------------------------------------
+
+    def _post_pages(
+        self, path: str, key: str, operation: str, body: Mapping[str, Any]
+    ) -> list[Any]:
+        items: list[Any] = []
+        token = None
+        while True:
+            page = self._request(
+                "POST", path, operation, self.tracking_uri, body={**body, "page_token": token}
+            )
+            assert page is not None
+            items.extend(page.get(key) or [])
+            token = page.get("next_page_token")
+            if not token:
+                return items
+
+    def observe_logged(self) -> LoggedSnapshot:
+        experiments = {
+            str(e["experiment_id"]): model
+            for e in self._post_pages(
+                "experiments/search",
+                "experiments",
+                "search experiments",
+                {"filter": f"name LIKE '{EXPERIMENT_PREFIX}%'", "max_results": 1000},
+            )
+            if (model := model_of_experiment(str(e.get("name") or ""))) is not None
+        }
+        ids = sorted(experiments)
+        runs: list[LoggedRun] = []
+        models: list[LoggedModel] = []
+        for chunk in (
+            ids[i : i + EXPERIMENTS_CHUNK] for i in range(0, len(ids), EXPERIMENTS_CHUNK)
+        ):
+            for run in self._post_pages(
+                "runs/search",
+                "runs",
+                "search runs",
+                {"experiment_ids": chunk, "max_results": 1000, "run_view_type": "ACTIVE_ONLY"},
+            ):
+                info = run.get("info") or {}
+                runs.append(LoggedRun(
+                    run_id=str(info["run_id"]),
+                    model=experiments[str(info["experiment_id"])],
+                    started_ms=int(info.get("start_time") or 0),
+                    tags=_tags(run.get("data") or {}),
+                ))  # fmt: skip
+            for lm in self._post_pages(
+                "logged-models/search",
+                "models",
+                "search logged models",
+                {"experiment_ids": chunk, "max_results": 100},
+            ):
+                info = lm.get("info") or {}
+                models.append(LoggedModel(
+                    model_id=str(info["model_id"]),
+                    run_id=str(info.get("source_run_id") or ""),
+                    model=experiments[str(info["experiment_id"])],
+                    created_ms=int(info.get("creation_timestamp_ms") or 0),
+                    tags=_tags(info),
+                ))  # fmt: skip
+        return LoggedSnapshot(tuple(runs), tuple(models))
+
+    def delete_logged_model(self, model_id: str) -> None:
+        self._request(
+            "DELETE",
+            f"logged-models/{model_id}",
+            "delete logged model",
+            model_id,
+            body={"model_id": model_id},
+            ok_codes=GONE,
+        )
+
+    def delete_run(self, run_id: str) -> None:
+        self._request(
+            "POST", "runs/delete", "delete run", run_id, body={"run_id": run_id}, ok_codes=GONE
         )
 
 

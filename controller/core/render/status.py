@@ -1,5 +1,9 @@
 """``agentctl status`` as a view: each agent's versions, aliases, weights, servers and rollout,
 built from the observed snapshots, rendered as a text table or JSON. Pure data: no I/O.
+
+Only one owner's agents are shown: the models it manages, and what is served of them (a served
+agent whose model another owner manages is not shown; one whose model the registry does not
+hold is, since status cannot tell whose it is).
 """
 
 from __future__ import annotations
@@ -9,10 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.core.plan.planner import DEFAULT_OWNER
 from controller.core.rollout import codec
 from controller.core.rollout.codec import RolloutState
 from controller.core.state.observed import (
-    AGENT_TAG,
+    AgentServing,
     ObservedModel,
     RegistrySnapshot,
     ServingSnapshot,
@@ -141,16 +146,20 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def status_view(
-    registry: RegistrySnapshot | None, served: ServingSnapshot, agent: str | None = None
+    registry: RegistrySnapshot | None,
+    served: ServingSnapshot,
+    agent: str | None = None,
+    owner: str = DEFAULT_OWNER,
 ) -> StatusView:
-    """Every agent the registry manages or a target serves (or only ``agent``, which the caller
-    has checked is one of them)."""
-    models = _managed(registry)
-    names = [agent] if agent is not None else sorted(set(models) | set(served.agents))
+    """Every agent ``owner`` manages in the registry or a target serves for it (or only
+    ``agent``, which the caller has checked is one of them)."""
+    models = _managed(registry, owner)
+    serves = _served(registry, served, owner)
+    names = [agent] if agent is not None else sorted(set(models) | set(serves))
     out: dict[str, AgentStatus] = {}
     for name in names:
         model = models.get(name)
-        serving = served.agents.get(name)
+        serving = serves.get(name)
         state = codec.read(model.tags).state if model is not None else None
         numbers = sorted(
             set(model.versions if model is not None else ())
@@ -181,15 +190,25 @@ def status_view(
     return StatusView(served.endpoint, out)
 
 
-def known_agents(registry: RegistrySnapshot | None, served: ServingSnapshot) -> set[str]:
-    """The agents status can show: managed in the registry, or served."""
-    return set(_managed(registry)) | set(served.agents)
+def known_agents(
+    registry: RegistrySnapshot | None, served: ServingSnapshot, owner: str = DEFAULT_OWNER
+) -> set[str]:
+    """The agents status can show ``owner``: managed by it in the registry, or served for it."""
+    return set(_managed(registry, owner)) | set(_served(registry, served, owner))
 
 
-def _managed(registry: RegistrySnapshot | None) -> dict[str, ObservedModel]:
-    """Agent -> the registered model agentctl manages for it."""
+def _managed(registry: RegistrySnapshot | None, owner: str) -> dict[str, ObservedModel]:
+    """Agent -> the registered model ``owner`` manages for it."""
+    return registry.agents(owner) if registry is not None else {}
+
+
+def _served(
+    registry: RegistrySnapshot | None, served: ServingSnapshot, owner: str
+) -> dict[str, AgentServing]:
+    """Agent -> its serving, unless its model is one another owner manages."""
+    models = registry.models if registry is not None else {}
     return {
-        m.tags.get(AGENT_TAG, m.name): m
-        for m in (registry.models.values() if registry is not None else ())
-        if m.owner is not None
+        name: s
+        for name, s in served.agents.items()
+        if s.model not in models or models[s.model].owner in (None, owner)
     }

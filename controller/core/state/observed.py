@@ -110,6 +110,24 @@ class ObservedModel:
 class RegistrySnapshot:
     models: Mapping[str, ObservedModel] = field(default_factory=dict)
 
+    def agents(self, owner: str) -> dict[str, ObservedModel]:
+        """Agent -> the registered model ``owner`` manages for it: another owner's models, and
+        unmanaged ones, are not there (whatever their agent tag says)."""
+        return {
+            m.tags.get(AGENT_TAG, m.name): m
+            for m in sorted(self.models.values(), key=lambda m: m.name)
+            if m.owner == owner
+        }
+
+    def others(self, agent: str, owner: str) -> dict[str, str]:
+        """Model -> owner of the models other owners manage for ``agent`` (for a message that
+        says why ``owner`` has none)."""
+        return {
+            m.name: m.owner
+            for m in sorted(self.models.values(), key=lambda m: m.name)
+            if m.owner is not None and m.owner != owner and m.tags.get(AGENT_TAG, m.name) == agent
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class ServedVersion:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from controller.core.plan.planner import plan
 from controller.engine.apply import apply
 from controller.engine.loader import load
 from controller.engine.retry import RetryPolicy
+from controller.ports import VersionSource
 from tests.support.engine import reconcile
 from tests.support.fake_registry import PERMANENT, TEMPORARY, FakeRegistry
 from tests.support.fake_serving import FakeServing
@@ -107,6 +109,40 @@ def test_apply_refuses_sources_changed_since_the_plan(tmp_path: Path) -> None:
         apply(the_plan, reg, root=desired.root, policy=NO_WAIT)
     assert "changed since the plan" in str(info.value)
     assert reg.writes == [], "a plan whose sources changed is refused before the first write"
+
+
+def test_the_logged_source_is_the_digested_one_whatever_is_edited_meanwhile(
+    tmp_path: Path,
+) -> None:
+    desired, _ = load(write_repo(tmp_path, GOOD))
+    config = tmp_path / "config.yaml"
+    digested = config.read_bytes()
+    logged_from: list[str] = []
+
+    class EditedWhileLogging(FakeRegistry):
+        """Someone edits the config after the digest check, before the model is logged."""
+
+        def find_version(self, name: str, digest: str) -> int | None:
+            config.write_text("greeting: edited after the check\n")
+            return super().find_version(name, digest)
+
+        def log_version(self, name: str, source: VersionSource, *args: Any) -> int:
+            logged_from.append(source.code_path)
+            assert source.code_ref == "agent.py"
+            return super().log_version(name, source, *args)
+
+    reg = EditedWhileLogging()
+    the_plan = plan(desired, reg.observe())
+    apply(the_plan, reg, root=desired.root, policy=NO_WAIT)
+
+    code, logged_config = reg.logged[("bot", 1)]
+    assert logged_config == digested and code == (tmp_path / "agent.py").read_bytes()
+    assert reg.models["bot"].versions[1].digest == desired.agents[0].source.digest  # type: ignore[union-attr]
+    # Logged from a snapshot, under the code file's own name, removed once the apply is done.
+    assert Path(logged_from[0]).name == "agent.py" and not Path(logged_from[0]).is_relative_to(
+        tmp_path
+    )
+    assert not Path(logged_from[0]).exists()
 
 
 def test_a_plan_with_errors_is_never_applied(tmp_path: Path) -> None:

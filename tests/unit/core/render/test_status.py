@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from controller.core.render.status import known_agents, status_view
 from controller.core.rollout.codec import Phase, RolloutState
 from controller.core.rollout.gates import Verdict
-from controller.core.state.observed import AgentServing, ServedVersion, ServingSnapshot
+from controller.core.state.observed import (
+    AGENT_TAG,
+    AgentServing,
+    ObservedModel,
+    ServedVersion,
+    ServingSnapshot,
+)
 from tests.support.builders import model, snapshot
 
 
@@ -53,3 +60,27 @@ def test_unmanaged_models_are_not_agents_and_nothing_says_so() -> None:
     assert known_agents(reg, ServingSnapshot()) == set()
     assert status_view(reg, ServingSnapshot()).render() == "No agents in the registry or served."
     assert known_agents(None, ServingSnapshot()) == set()
+
+
+def _shared(name: str, owner: str) -> ObservedModel:
+    """A model ``owner`` manages for the agent 'shared' (each owner names its model apart)."""
+    m = model(name, owner=owner, versions={1: None}, aliases={"champion": 1})
+    return replace(m, tags={**m.tags, AGENT_TAG: "shared"})
+
+
+def test_only_the_owners_models_and_what_serves_them_are_shown() -> None:
+    reg = snapshot(_shared("shared-teama", "teamA"), _shared("shared-teamb", "teamB"))
+    served = ServingSnapshot({
+        "shared": AgentServing("shared", "shared-teama", {1: ServedVersion(1, "shared-teama")},
+                               {1: 100}),
+        "other": AgentServing("other", "other", {1: ServedVersion(1, "other")}, {1: 100}),
+    })  # fmt: skip
+
+    view = status_view(reg, served, owner="teamB").to_dict()["agents"]
+    assert set(view) == {"shared", "other"}  # 'other': a model the registry does not hold
+    assert view["shared"]["model"] == "shared-teamb"
+    assert view["shared"]["versions"]["1"]["weight"] is None  # teamA's route is not teamB's
+
+    assert known_agents(reg, ServingSnapshot(), "teamC") == set()
+    mine = status_view(reg, ServingSnapshot(), owner="teamA").to_dict()["agents"]
+    assert mine["shared"]["model"] == "shared-teama"
