@@ -6,6 +6,10 @@ restarted with exponential backoff (1 s doubling to 30 s, back to 1 s after a mi
 ``/ping`` decides readiness, and three failed pings in a row make a ready server unready. The
 router never sends a request to a server that is not ready, and tells the supervisor at once
 when a connection to it is refused (:meth:`ModelServer.mark_down`).
+
+Its log (0600) is kept under ``log_max_bytes`` (:func:`controller.adapters.local.rundir.rotate`:
+the log and one older file), and uvicorn is told not to log the pings
+(:mod:`controller.adapters.local.access_log`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from typing import Any
 
 import aiohttp
 
-from controller.adapters.local.rundir import tail
+from controller.adapters.local import access_log
+from controller.adapters.local.rundir import private_open, rotate, tail
 
 __all__ = ["Command", "ModelServer", "ServerFailed", "free_port", "mlflow_serve"]
 
@@ -44,6 +49,7 @@ BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
 HEALTHY_RESET = 60.0  # seconds up after which the backoff starts again from BACKOFF_FIRST
 PING_FAILURES = 3
+LOG_MAX_BYTES = 10 << 20  # a model server's log, and one older file of about as much
 
 
 class ServerFailed(Exception):
@@ -75,6 +81,7 @@ class ModelServer:
         interval: float = 0.25,
         on_change: Callable[[], None] = lambda: None,
         command: Command = mlflow_serve,
+        log_max_bytes: int = LOG_MAX_BYTES,
     ) -> None:
         self.agent = agent
         self.model = model
@@ -86,6 +93,7 @@ class ModelServer:
         self.interval = interval
         self.on_change = on_change  # called when the process or its readiness changes
         self.command = command
+        self.log_max_bytes = log_max_bytes
         self.ready = False
         self.restarts = 0
         self.in_flight = 0
@@ -178,12 +186,13 @@ class ModelServer:
             await asyncio.sleep(0.02)
 
     def _spawn(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         bindir = os.path.dirname(sys.executable)  # `mlflow models serve` runs `uvicorn` by name
         env = dict(self.env)  # the environment of the apply that started it, not the daemon's
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+        env[access_log.ENV] = str(access_log.write_config(self.log_path.parent))
         command = self.command(self.model, self.version, self.port)
-        with open(self.log_path, "ab") as log:
+        with private_open(self.log_path, "ab") as log:
             log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(command)}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
@@ -194,6 +203,12 @@ class ModelServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def _log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
 
     async def _ping(self) -> bool:
         try:
@@ -225,6 +240,8 @@ class ModelServer:
                     if failures >= PING_FAILURES:
                         self.ready = False
                         self.on_change()
+                if self._log_size() > self.log_max_bytes:
+                    await asyncio.to_thread(rotate, self.log_path, self.log_max_bytes)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.interval)
             self.ready = False
@@ -242,7 +259,7 @@ class ModelServer:
             self.on_change()
             if time.monotonic() - started > HEALTHY_RESET:
                 backoff = BACKOFF_FIRST
-            with open(self.log_path, "ab") as log:
+            with private_open(self.log_path, "ab") as log:
                 log.write(
                     f"--- exited with {self.proc.returncode}; restart {self.restarts} "
                     f"in {backoff:.0f} s\n".encode()
