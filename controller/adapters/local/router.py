@@ -214,6 +214,7 @@ class Router:
             async with self._session.post(
                 f"{server.url}/invocations", data=body, headers=headers
             ) as upstream:
+                server.answered()
                 code = str(upstream.status)
                 out = {k: v for k, v in upstream.headers.items() if k.lower() not in _SKIP_RESPONSE}
                 out[VERSION_HEADER] = str(server.version)
@@ -230,6 +231,7 @@ class Router:
                     return response
                 prepared = True
                 async for chunk in upstream.content.iter_any():
+                    server.answered()  # a stream in progress: alive, whatever its pings say
                     try:
                         await response.write(chunk)
                     except ConnectionError:
@@ -303,6 +305,7 @@ class Router:
             async with self._session.post(
                 f"{server.url}/invocations", data=body, headers=headers
             ) as upstream:
+                server.answered()
                 await upstream.read()
                 code = str(upstream.status)
         except aiohttp.ClientConnectorError:
