@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from controller.app import wiring
 from controller.app.options import Options, Target
 from controller.app.sources import Latest
+from controller.core.errors import InvalidInput
 from controller.engine.loop import Controller, CycleReport, LogEvents, LoopConfig, Wakeups
 from controller.engine.metrics import Metrics
 from controller.ports import EventSink, ServingTarget
@@ -204,10 +205,19 @@ def _endpoints(
         return True
 
     host, port = _listen(opts.listen)
-    endpoints = Endpoints(
-        host, port, metrics, Probes(alive, ready),
-        webhook_secret=os.environ.get("AGENTCTL_WEBHOOK_SECRET") or None, on_webhook=webhook,
-    ).start()  # fmt: skip
+    try:
+        endpoints = Endpoints(
+            host, port, metrics, Probes(alive, ready),
+            webhook_secret=os.environ.get("AGENTCTL_WEBHOOK_SECRET") or None,
+            on_webhook=webhook,
+        ).start()  # fmt: skip
+    except OSError as exc:  # in use, not an address of this machine, a privileged port...
+        why = exc.strerror or str(exc)
+        raise InvalidInput.of(
+            f"cannot listen on {opts.listen} ({why}): stop what listens there or choose "
+            "another HOST:PORT (--listen, AGENTCTL_LISTEN)",
+            field="--listen",
+        ) from None
     log.info("listening on %s:%d (/healthz /readyz /metrics)", host, endpoints.port)
     return endpoints
 

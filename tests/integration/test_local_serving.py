@@ -11,6 +11,7 @@ import json
 import math
 import os
 import signal
+import stat
 import subprocess
 import textwrap
 import threading
@@ -164,6 +165,12 @@ def test_split_shadow_metrics_traces_and_a_second_apply_that_touches_nothing(
     )
     assert primary == n
     assert received == {"1": by_header["1"], "2": by_header["2"], "3": shadow}
+    # The run directory is private, and the model servers' logs hold no readiness pings.
+    assert stat.S_IMODE(serving.run_dir.stat().st_mode) == 0o700
+    for v in ("1", "2", "3"):
+        log = serving.run_dir / "logs" / f"support-bot-v{v}.log"
+        assert stat.S_IMODE(log.stat().st_mode) == 0o600
+        assert "/ping" not in log.read_text()
 
     # Their traces reach the tracking server, in the agent's experiment. (A single-worker sqlite
     # tracking server flooded with 1,300 traces in seconds may drop a few: MLflow logs each.)

@@ -6,7 +6,9 @@ job (see :class:`Probes`), else 503 with why; ``/metrics`` is the Prometheus tex
 webhook endpoint is on only when a secret is configured: a genuine MLflow delivery about an
 alias wakes the loop (202) if this replica leads, else 503 so that MLflow delivers it again
 (perhaps to the leader); anything else signed is acknowledged and ignored (204); anything
-unsigned or stale is refused (401); a body without a sane length, 400 or 413.
+unsigned or stale is refused (401); a delivery id accepted before, 409; a body without a sane
+length, 400 or 413. The listen backlog (:data:`BACKLOG`) holds a burst of connections while the
+accepting thread catches up, instead of resetting them.
 """
 
 from __future__ import annotations
@@ -19,12 +21,20 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
 
+from controller.adapters.http.replay import ReplayCache
 from controller.adapters.http.webhook import WebhookRefused, verify
 
-__all__ = ["Endpoints", "Probes"]
+__all__ = ["BACKLOG", "Endpoints", "Probes"]
 
 log = logging.getLogger("agentctl.http")
 _MAX_BODY = 1 << 20
+#: Connections the kernel queues before this server accepts them (capped by net.core.somaxconn).
+BACKLOG = 1024
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = BACKLOG
+    daemon_threads = True
 
 
 class Exposition(Protocol):
@@ -52,7 +62,10 @@ class Endpoints:
         webhook_secret: str | None = None,
         on_webhook: Callable[[str], bool] = lambda reason: True,
         clock: Callable[[], float] = time.time,
+        replays: ReplayCache | None = None,
     ) -> None:
+        seen = replays if replays is not None else ReplayCache()
+
         class Handler(BaseHTTPRequestHandler):
             server_version = "agentctl"
             timeout = 10  # seconds a client may take to send its request
@@ -94,23 +107,36 @@ class Endpoints:
                     return
                 body = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                now = clock()
                 try:
-                    delivery = verify(webhook_secret, headers, body, clock())
+                    delivery = verify(webhook_secret, headers, body, now)
                 except WebhookRefused as exc:
                     log.warning("webhook refused from %s: %s", self.address_string(), exc)
                     self._send(exc.status, f"{exc}\n".encode())
+                    return
+                first = seen.first(delivery.delivery_id, delivery.expires, now)
+                if first is None:
+                    log.warning("webhook: too many deliveries in the window; asking again later")
+                    self._send(503, b"too many deliveries: deliver again later\n")
+                    return
+                if not first:
+                    log.warning(
+                        "webhook refused from %s: delivery %s was received before",
+                        self.address_string(), delivery.delivery_id,
+                    )  # fmt: skip
+                    self._send(409, b"delivery already received\n")
                     return
                 if delivery.relevant:
                     log.info("webhook: %s %s@%s", delivery.event, delivery.model, delivery.alias)
                     if on_webhook("webhook"):
                         self._send(202, b"reconciling\n")
                     else:
+                        seen.forget(delivery.delivery_id)  # not acted on: it may come again
                         self._send(503, b"not the leader: deliver again\n")
                 else:
                     self._send(204)
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server((host, port), Handler)
         self.port = int(self.server.server_address[1])
         self._thread = threading.Thread(
             target=self.server.serve_forever, name="agentctl-http", daemon=True

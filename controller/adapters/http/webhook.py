@@ -6,7 +6,11 @@ MLflow (3.3 and later) signs a delivery with the webhook's secret: the header
 ``X-MLflow-Timestamp`` (Unix seconds). The body is ``{"entity", "action", "timestamp", "data"}``;
 alias events are ``model_version_alias.created`` and ``model_version_alias.deleted``. A delivery
 older (or newer) than ``tolerance`` seconds is refused, as the Standard Webhooks convention that
-MLflow follows recommends, so that a captured request cannot be replayed later.
+MLflow follows recommends, so that a captured request cannot be replayed later; a timestamp
+that is not a finite number (``nan``, ``inf``) is refused even when signed. Within the window a
+replay is caught by its delivery id (MLflow makes a new uuid4 per delivery and keeps it, with
+the timestamp, when it retries): :mod:`controller.adapters.http.replay` remembers the ids until
+:attr:`Delivery.expires`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -37,6 +42,14 @@ class Delivery:
     event: str  # "model_version_alias.created"
     model: str
     alias: str
+    delivery_id: str = ""
+    sent: float = 0.0  # its X-MLflow-Timestamp
+
+    @property
+    def expires(self) -> float:
+        """When it stops being fresh: a replay after this is refused as stale, so its id need
+        not be remembered longer."""
+        return self.sent + TOLERANCE
 
     @property
     def relevant(self) -> bool:
@@ -56,6 +69,8 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float) -> 
         sent = float(stamp)
     except ValueError:
         raise WebhookRefused(401, f"bad X-MLflow-Timestamp {stamp!r}") from None
+    if not math.isfinite(sent):
+        raise WebhookRefused(401, f"X-MLflow-Timestamp {stamp!r} is not a finite number")
     if abs(now - sent) > TOLERANCE:
         raise WebhookRefused(401, f"timestamp {stamp} is more than {TOLERANCE:.0f} s from now")
     signed = delivery_id.encode() + b"." + stamp.encode() + b"." + body
@@ -70,4 +85,4 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float) -> 
         event = f"{payload['entity']}.{payload['action']}"
     except (ValueError, KeyError, AttributeError, TypeError):
         raise WebhookRefused(400, "body is not an MLflow webhook payload") from None
-    return Delivery(event, str(data.get("name", "")), str(data.get("alias", "")))
+    return Delivery(event, str(data.get("name", "")), str(data.get("alias", "")), delivery_id, sent)

@@ -30,6 +30,7 @@ from controller.adapters.local.rundir import (
     RunDir,
     alive,
     ours,
+    private_open,
     reap_leftovers,
     tail,
 )
@@ -117,7 +118,7 @@ class LocalServing:
         if self.attach:
             command += ["--parent-pid", str(os.getpid())]
         env = {**os.environ, ENV_MARKER: str(self.run_dir.path)}
-        with open(self.run_dir.daemon_log, "ab") as log:
+        with private_open(self.run_dir.daemon_log, "ab") as log:
             proc = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,

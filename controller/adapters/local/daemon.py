@@ -38,7 +38,13 @@ from aiohttp import web
 
 from controller.adapters.local.router import Router
 from controller.adapters.local.routing import Route
-from controller.adapters.local.rundir import ENV_MARKER, RunDir, alive, reap_leftovers
+from controller.adapters.local.rundir import (
+    ENV_MARKER,
+    RunDir,
+    alive,
+    private_open,
+    reap_leftovers,
+)
 from controller.adapters.local.supervisor import Command, ModelServer, ServerFailed, mlflow_serve
 
 __all__ = ["Daemon", "main"]
@@ -387,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
-    lock = open(run_dir.lock_file, "a+")  # noqa: SIM115 - held for the life of the process
+    lock = private_open(run_dir.lock_file, "a+")  # held for the life of the process
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -9,7 +9,10 @@
   caller never waits for that copy nor sees its answer. At most ``MAX_MIRRORS`` copies are in
   flight; beyond that copies are dropped (and counted), never queued.
 - ``GET /agents/<agent>/ping``: 200 when a weighted version is ready, else 503.
-- ``GET /metrics``: Prometheus metrics per agent, version and role (primary / shadow).
+- ``GET /metrics``: Prometheus metrics per agent, version and role (primary / shadow). The
+  label set is bounded: requests for an agent that is not routed are all counted under agent
+  ``UNKNOWN_AGENT`` (whatever name they asked for), and the exposition is rendered on a worker
+  thread, so a scrape never holds up routing.
 
 A route is replaced as a whole (one assignment): requests in flight keep the server they chose,
 and servers are stopped only after the route has left them and their requests have finished.
@@ -21,6 +24,7 @@ import asyncio
 import random
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
@@ -31,13 +35,17 @@ from prometheus_client.exposition import generate_latest
 from controller.adapters.local.routing import Route
 from controller.adapters.local.supervisor import ModelServer
 
-__all__ = ["MAX_MIRRORS", "VERSION_HEADER", "Router"]
+__all__ = ["MAX_MIRRORS", "UNKNOWN_AGENT", "VERSION_HEADER", "Router"]
 
 VERSION_HEADER = "X-Agentctl-Version"
 #: The code recorded when the caller hung up before the answer was through (nginx's 499).
 CLIENT_GONE = "499"
 #: The version label of requests the router refused itself (no route, no ready version).
 NO_VERSION = 0
+#: The agent label of requests for agents that are not routed: one label, whatever name was
+#: asked for, so that /metrics stays bounded. Not a valid agent name (no "_" in a DNS label),
+#: so it never mixes with a real agent's counts.
+UNKNOWN_AGENT = "_unknown"
 MAX_MIRRORS = 256
 # Hop-by-hop headers (RFC 9110 7.6.1) and those aiohttp sets itself.
 _SKIP_REQUEST = {"host", "connection", "keep-alive", "transfer-encoding", "te", "upgrade",
@@ -88,6 +96,8 @@ class Router:
         self._session: aiohttp.ClientSession | None = None
         self._children: dict[tuple[str, int, str], tuple[Any, Any]] = {}
         self._counts: dict[tuple[str, int, str, str], Any] = {}
+        # One thread renders /metrics: scrapes wait for each other, never for routing.
+        self._render = ThreadPoolExecutor(max_workers=1, thread_name_prefix="router-metrics")
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -115,6 +125,7 @@ class Router:
             task.cancel()
         if self._session is not None:
             await self._session.close()
+        self._render.shutdown(wait=False, cancel_futures=True)
 
     # -- routes --------------------------------------------------------------------------------
 
@@ -133,9 +144,9 @@ class Router:
         return web.json_response({"status": "ok"})
 
     async def prometheus(self, _request: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(self.metrics), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        loop = asyncio.get_running_loop()
+        body = await loop.run_in_executor(self._render, generate_latest, self.metrics)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def ping(self, request: web.Request) -> web.Response:
         agent = request.match_info["agent"]
@@ -148,9 +159,11 @@ class Router:
         return web.json_response({"status": "ok", "ready": sorted(ready)})
 
     def _unrouted(self, agent: str, status: int, message: str) -> web.Response:
-        """The router's own refusal (no route, no ready version): counted as version "none"."""
-        self._count(agent, NO_VERSION, "primary", str(status))
-        self._child(agent, NO_VERSION, "primary")[1].inc()
+        """The router's own refusal (no route, no ready version): counted as version "none",
+        under ``UNKNOWN_AGENT`` when the agent is not routed."""
+        counted = agent if agent in self.routes else UNKNOWN_AGENT
+        self._count(counted, NO_VERSION, "primary", str(status))
+        self._child(counted, NO_VERSION, "primary")[1].inc()
         return _error(status, message)
 
     async def invocations(self, request: web.Request) -> web.StreamResponse:
@@ -201,6 +214,7 @@ class Router:
             async with self._session.post(
                 f"{server.url}/invocations", data=body, headers=headers
             ) as upstream:
+                server.answered()
                 code = str(upstream.status)
                 out = {k: v for k, v in upstream.headers.items() if k.lower() not in _SKIP_RESPONSE}
                 out[VERSION_HEADER] = str(server.version)
@@ -217,6 +231,7 @@ class Router:
                     return response
                 prepared = True
                 async for chunk in upstream.content.iter_any():
+                    server.answered()  # a stream in progress: alive, whatever its pings say
                     try:
                         await response.write(chunk)
                     except ConnectionError:
@@ -290,6 +305,7 @@ class Router:
             async with self._session.post(
                 f"{server.url}/invocations", data=body, headers=headers
             ) as upstream:
+                server.answered()
                 await upstream.read()
                 code = str(upstream.status)
         except aiohttp.ClientConnectorError:

@@ -5,7 +5,11 @@
 - ``state.json``: the servers the daemon started (agent, version, port, process group) and the
   routes, rewritten on every change; a daemon that starts after a crash stops what it lists.
 - ``daemon.lock``: held by the daemon while it runs, so that one run directory has one daemon.
-- ``logs/``: one log file per model server, and ``daemon.log``.
+- ``logs/``: one log file per model server (rotated: :func:`rotate`), and ``daemon.log``.
+
+Everything in it is private to its user: directories 0700, files 0600 (:func:`private_open`),
+whatever the umask; a directory made before by a looser version is tightened by
+:meth:`RunDir.prepare`.
 """
 
 from __future__ import annotations
@@ -13,11 +17,26 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-__all__ = ["ENV_MARKER", "RunDir", "alive", "ours", "reap_leftovers", "tail"]
+__all__ = [
+    "DIR_MODE",
+    "ENV_MARKER",
+    "FILE_MODE",
+    "RunDir",
+    "alive",
+    "ours",
+    "private_open",
+    "reap_leftovers",
+    "rotate",
+    "tail",
+]
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
 
 #: Set in the environment of every process local serving starts: the absolute run directory.
 #: (Not AGENTCTL_RUN_DIR, the --run-dir setting, which a user may export in their shell.)
@@ -66,10 +85,18 @@ class RunDir:
                 f"({len(os.fsencode(self.socket))} > {_MAX_SOCKET_PATH} bytes); "
                 "pass a shorter --run-dir"
             )
-        self.logs.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        self.logs.mkdir(mode=DIR_MODE, exist_ok=True)
+        for directory in (self.path, self.logs):
+            os.chmod(directory, DIR_MODE)  # mkdir's mode is masked by the umask; and old dirs
+        for old in (*self.path.iterdir(), *self.logs.iterdir()):
+            if old.is_file() and not old.is_symlink():
+                with contextlib.suppress(OSError):
+                    os.chmod(old, FILE_MODE)
         gitignore = self.path / ".gitignore"
         if not gitignore.exists():
-            gitignore.write_text("*\n", encoding="utf-8")
+            with private_open(gitignore, "w") as fh:
+                fh.write("*\n")
 
     @staticmethod
     def read(path: Path) -> dict[str, Any] | None:
@@ -83,8 +110,46 @@ class RunDir:
     def write(path: Path, data: dict[str, Any]) -> None:
         """Write atomically: readers see the old file or the new one, never half of one."""
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        with private_open(tmp, "w") as fh:
+            fh.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, path)
+
+
+def private_open(path: Path, mode: str = "ab") -> IO[Any]:
+    """``open(path, mode)`` ("ab", "a+", "w" or "wb") for a file only its user may read: created
+    0600, and made 0600 if it was there before."""
+    flags = {"ab": os.O_APPEND, "a+": os.O_APPEND | os.O_RDWR, "w": os.O_TRUNC, "wb": os.O_TRUNC}[
+        mode
+    ]
+    if "+" not in mode:
+        flags |= os.O_WRONLY
+    fd = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        return os.fdopen(fd, mode)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def rotate(path: Path, max_bytes: int) -> bool:
+    """Keep a log that a process appends to (opened with O_APPEND) under ``max_bytes``: once it
+    is larger, its content moves to ``<path>.1`` (replacing the one before) and it starts again
+    empty: at most two files of about ``max_bytes`` each. The writer keeps its descriptor (copy
+    and truncate, as logrotate's copytruncate: the lines written between the two are lost).
+    True if it rotated."""
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+        backup = path.with_name(path.name + ".1")
+        tmp = path.with_name(f".{path.name}.1.tmp")
+        with open(path, "rb") as src, private_open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        os.replace(tmp, backup)
+        os.truncate(path, 0)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def alive(pid: int) -> bool:

@@ -3,15 +3,24 @@
 The process runs in a session (process group) of its own, so that stopping it also stops the
 uvicorn it starts. The supervisor checks it every ``interval`` seconds: a process that exits is
 restarted with exponential backoff (1 s doubling to 30 s, back to 1 s after a minute of health);
-``/ping`` decides readiness, and three failed pings in a row make a ready server unready. The
-router never sends a request to a server that is not ready, and tells the supervisor at once
-when a connection to it is refused (:meth:`ModelServer.mark_down`).
+``/ping`` decides readiness. Readiness tells overload from death: a process that exited, or a
+ping whose connection is refused, makes the server unready at once; a ping that times out
+(``ping_timeout``) counts as a failure only when the server gave no answer through the router
+(:meth:`ModelServer.answered`) since that ping was sent, since a busy server's pings queue
+behind its requests; three failures in a row make it unready. The router never sends a request
+to a server that is not ready, and tells the supervisor at once when a connection to it is
+refused (:meth:`ModelServer.mark_down`).
+
+Its log (0600) is kept under ``log_max_bytes`` (:func:`controller.adapters.local.rundir.rotate`:
+the log and one older file), and uvicorn is told not to log the pings
+(:mod:`controller.adapters.local.access_log`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import os
 import signal
 import socket
@@ -24,7 +33,8 @@ from typing import Any
 
 import aiohttp
 
-from controller.adapters.local.rundir import tail
+from controller.adapters.local import access_log
+from controller.adapters.local.rundir import private_open, rotate, tail
 
 __all__ = ["Command", "ModelServer", "ServerFailed", "free_port", "mlflow_serve"]
 
@@ -44,10 +54,19 @@ BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
 HEALTHY_RESET = 60.0  # seconds up after which the backoff starts again from BACKOFF_FIRST
 PING_FAILURES = 3
+PING_TIMEOUT = 2.0
+LOG_MAX_BYTES = 10 << 20  # a model server's log, and one older file of about as much
 
 
 class ServerFailed(Exception):
     """A model server did not become ready."""
+
+
+class Ping(enum.Enum):
+    OK = "ok"
+    SLOW = "slow"  # no answer in time: busy, or hung
+    REFUSED = "refused"  # nothing listens: dead
+    FAILED = "failed"  # another answer than 200, or the connection broke
 
 
 def free_port() -> int:
@@ -75,6 +94,7 @@ class ModelServer:
         interval: float = 0.25,
         on_change: Callable[[], None] = lambda: None,
         command: Command = mlflow_serve,
+        log_max_bytes: int = LOG_MAX_BYTES,
     ) -> None:
         self.agent = agent
         self.model = model
@@ -86,9 +106,12 @@ class ModelServer:
         self.interval = interval
         self.on_change = on_change  # called when the process or its readiness changes
         self.command = command
+        self.log_max_bytes = log_max_bytes
         self.ready = False
         self.restarts = 0
         self.in_flight = 0
+        self.ping_timeout = PING_TIMEOUT
+        self.answered_at = float("-inf")  # time.monotonic() of its last answer via the router
         self.failures_before_ready = 0  # exits before the first ready: a model that cannot load
         self.ever_ready = False
         self.proc: subprocess.Popen[bytes] | None = None
@@ -119,6 +142,10 @@ class ModelServer:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"serve {self.agent} v{self.version}")
+
+    def answered(self) -> None:
+        """The router got an answer from it: it is alive, however slow its pings are."""
+        self.answered_at = time.monotonic()
 
     def mark_down(self) -> None:
         """The router could not connect: stop routing here, and check the process now."""
@@ -178,12 +205,13 @@ class ModelServer:
             await asyncio.sleep(0.02)
 
     def _spawn(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         bindir = os.path.dirname(sys.executable)  # `mlflow models serve` runs `uvicorn` by name
         env = dict(self.env)  # the environment of the apply that started it, not the daemon's
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+        env[access_log.ENV] = str(access_log.write_config(self.log_path.parent))
         command = self.command(self.model, self.version, self.port)
-        with open(self.log_path, "ab") as log:
+        with private_open(self.log_path, "ab") as log:
             log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(command)}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
@@ -195,14 +223,30 @@ class ModelServer:
                 start_new_session=True,
             )
 
-    async def _ping(self) -> bool:
+    def _log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    async def _ping(self) -> Ping:
         try:
             async with self.session.get(
-                f"{self.url}/ping", timeout=aiohttp.ClientTimeout(total=2)
+                f"{self.url}/ping", timeout=aiohttp.ClientTimeout(total=self.ping_timeout)
             ) as resp:
-                return resp.status == 200
-        except (aiohttp.ClientError, TimeoutError):
-            return False
+                return Ping.OK if resp.status == 200 else Ping.FAILED
+        except aiohttp.ClientConnectorError:
+            return Ping.REFUSED
+        except TimeoutError:
+            return Ping.SLOW
+        except aiohttp.ClientError:
+            return Ping.FAILED
+
+    def _failed(self, ping: Ping, sent: float) -> bool:
+        """Whether a ready server's ping outcome counts against it."""
+        if ping is Ping.SLOW:
+            return self.answered_at < sent  # nothing came back through the router either
+        return ping is not Ping.OK
 
     async def _run(self) -> None:
         backoff = BACKOFF_FIRST
@@ -215,16 +259,22 @@ class ModelServer:
             ready_this_time = False
             while not self._stopping and self.proc.poll() is None:
                 self._wake.clear()  # before the ping: a mark_down during it is not lost
-                if await self._ping():
+                sent = time.monotonic()
+                ping = await self._ping()
+                if ping is Ping.OK:
                     failures = 0
                     if not self.ready:
                         self.ready = self.ever_ready = ready_this_time = True
                         self.on_change()
+                elif self.ready and not self._failed(ping, sent):
+                    failures = 0  # busy, not dead: it keeps answering through the router
                 elif self.ready:
-                    failures += 1
+                    failures = PING_FAILURES if ping is Ping.REFUSED else failures + 1
                     if failures >= PING_FAILURES:
                         self.ready = False
                         self.on_change()
+                if self._log_size() > self.log_max_bytes:
+                    await asyncio.to_thread(rotate, self.log_path, self.log_max_bytes)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.interval)
             self.ready = False
@@ -242,7 +292,7 @@ class ModelServer:
             self.on_change()
             if time.monotonic() - started > HEALTHY_RESET:
                 backoff = BACKOFF_FIRST
-            with open(self.log_path, "ab") as log:
+            with private_open(self.log_path, "ab") as log:
                 log.write(
                     f"--- exited with {self.proc.returncode}; restart {self.restarts} "
                     f"in {backoff:.0f} s\n".encode()

@@ -3,9 +3,11 @@ malformed deliveries refused; and the controller's endpoint in front of it."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import urllib.error
 import urllib.request
@@ -14,6 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from controller.adapters.http.endpoints import Endpoints, Probes
+from controller.adapters.http.replay import ReplayCache
 from controller.adapters.http.webhook import WebhookRefused, verify
 from controller.engine.metrics import Metrics
 
@@ -28,12 +31,25 @@ BODY = json.dumps(
 ).encode()
 
 
-def signed(body: bytes = BODY, secret: str = "s3cret", at: float = NOW) -> dict[str, str]:
-    """Headers as MLflow's webhooks/delivery.py makes them."""
-    stamp = str(int(at))
-    mac = hmac.new(secret.encode(), f"d-1.{stamp}.".encode() + body, hashlib.sha256).digest()
+_ids = itertools.count(1)
+
+
+def signed(
+    body: bytes = BODY,
+    secret: str = "s3cret",
+    at: float = NOW,
+    *,
+    stamp: str = "",
+    delivery_id: str = "",
+) -> dict[str, str]:
+    """Headers as MLflow's webhooks/delivery.py makes them: a new delivery id each time unless
+    one is given (MLflow makes a uuid4 per delivery)."""
+    stamp = stamp or str(int(at))
+    delivery_id = delivery_id or f"d-{next(_ids)}"
+    signed = f"{delivery_id}.{stamp}.".encode() + body
+    mac = hmac.new(secret.encode(), signed, hashlib.sha256).digest()
     return {
-        "x-mlflow-delivery-id": "d-1",
+        "x-mlflow-delivery-id": delivery_id,
         "x-mlflow-timestamp": stamp,
         "x-mlflow-signature": "v1," + base64.b64encode(mac).decode(),
     }
@@ -56,6 +72,10 @@ def test_a_genuine_delivery_is_read() -> None:
         (signed(secret="other"), BODY, 401, "signature does not match"),
         (signed(), BODY + b" ", 401, "signature does not match"),
         (signed(at=NOW - 301), BODY, 401, "more than 300 s from now"),
+        (signed(stamp="nan"), BODY, 401, "not a finite number"),
+        (signed(stamp="inf"), BODY, 401, "not a finite number"),
+        (signed(stamp="-inf"), BODY, 401, "not a finite number"),
+        (signed(stamp="NaN"), BODY, 401, "not a finite number"),
         (signed(b"[]"), b"[]", 400, "not an MLflow webhook payload"),
     ],
 )
@@ -145,3 +165,99 @@ def test_a_signature_that_is_not_ascii_is_refused_not_a_crash() -> None:
     with pytest.raises(WebhookRefused) as info:
         verify("s3cret", headers, BODY, NOW)
     assert info.value.status == 401
+
+
+def _endpoints(**kwargs: object) -> Endpoints:
+    return Endpoints(
+        "127.0.0.1",
+        0,
+        Metrics(CollectorRegistry()),
+        Probes(lambda: "", lambda: ""),
+        webhook_secret="s3cret",
+        clock=lambda: NOW,
+        **kwargs,  # type: ignore[arg-type]
+    ).start()
+
+
+def test_a_delivery_is_accepted_once_within_its_window() -> None:
+    woken: list[str] = []
+    ep = _endpoints(on_webhook=lambda reason: bool(woken.append(reason)) or True)
+    try:
+        first = signed()
+        assert _post(ep.port, first) == 202
+        assert _post(ep.port, first) == 409  # replayed, still fresh and correctly signed
+        other = BODY.replace(b"model_version_alias", b"model_version")
+        ignored = signed(other)
+        assert _post(ep.port, ignored, other) == 204
+        assert _post(ep.port, ignored, other) == 409
+        assert woken == ["webhook"]
+        assert _post(ep.port, signed()) == 202  # another delivery of the same event
+        assert woken == ["webhook", "webhook"]
+    finally:
+        ep.stop()
+
+
+def test_a_delivery_a_standby_refused_is_accepted_when_delivered_again() -> None:
+    leading = {"now": False}
+    ep = _endpoints(on_webhook=lambda reason: leading["now"])
+    try:
+        headers = signed()
+        assert _post(ep.port, headers) == 503  # MLflow retries with the same id and timestamp
+        leading["now"] = True
+        assert _post(ep.port, headers) == 202
+        assert _post(ep.port, headers) == 409
+    finally:
+        ep.stop()
+
+
+def test_a_full_replay_cache_asks_mlflow_to_deliver_again() -> None:
+    ep = _endpoints(replays=ReplayCache(capacity=1))
+    try:
+        assert _post(ep.port, signed()) == 202
+        assert _post(ep.port, signed()) == 503
+    finally:
+        ep.stop()
+
+
+async def _burst(port: int, n: int) -> tuple[int, list[str]]:
+    """``n`` connections opened at once, each asking /healthz: how many were answered 200,
+    and the errors of the others."""
+    start = asyncio.Event()
+
+    async def ask() -> str:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+        return "ok" if answer.startswith(b"HTTP/1.0 200") else repr(answer[:40])
+
+    async def one() -> str:
+        await start.wait()
+        try:
+            return await asyncio.wait_for(ask(), timeout=30)
+        except (OSError, TimeoutError) as exc:
+            return type(exc).__name__
+
+    tasks = [asyncio.create_task(one()) for _ in range(n)]
+    await asyncio.sleep(0)
+    start.set()
+    results = await asyncio.gather(*tasks)
+    return results.count("ok"), [r for r in results if r != "ok"]
+
+
+def test_a_burst_of_2000_connections_is_queued_not_reset() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 5000 <= hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (5000, hard))
+    ep = Endpoints(
+        "127.0.0.1", 0, Metrics(CollectorRegistry()), Probes(lambda: "", lambda: "")
+    ).start()
+    try:
+        ok, errors = asyncio.run(_burst(ep.port, 2000))
+    finally:
+        ep.stop()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert (ok, {e: errors.count(e) for e in errors}) == (2000, {})

@@ -1,19 +1,23 @@
 """The local serving daemon's operations, with stand-in model servers (real processes on
 127.0.0.1, tests/support/stand_in_server.py) in place of `mlflow models serve`: replacing a
-version without a gap, a start that fails, shutting down while a replacement gets ready."""
+version without a gap, a start that fails, shutting down while a replacement gets ready; and
+readiness behind the real router: a busy server stays in, a dead one is routed around."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from controller.adapters.local.daemon import Closing, Daemon
 from controller.adapters.local.rundir import RunDir, alive
@@ -157,3 +161,103 @@ def test_a_server_whose_port_was_taken_restarts_on_another(tmp_path: Path) -> No
                     await server.stop(drain=0)
 
     asyncio.run(asyncio.wait_for(test(), 60))
+
+
+async def _through_router(daemon: Daemon, test: Callable[[str], Awaitable[None]]) -> None:
+    """The daemon's router served on 127.0.0.1 as the daemon runs it; ``test(agents_url)``."""
+    runner = web.AppRunner(daemon.router.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        await test(f"http://127.0.0.1:{runner.addresses[0][1]}/agents/bot")
+    finally:
+        await runner.cleanup()
+
+
+async def _traffic(
+    url: str,
+    seconds: float,
+    on_answer: Callable[[int, str, bool], None],
+    before: Callable[[], bool] = lambda: True,
+    workers: int = 4,
+) -> None:
+    """Requests from ``workers`` callers for ``seconds`` (at most 2,000 each); ``on_answer``
+    gets each status, the version that answered and what ``before()`` said as it was sent."""
+    deadline = time.monotonic() + seconds
+    timeout = aiohttp.ClientTimeout(total=10)
+
+    async def caller(http: aiohttp.ClientSession) -> None:
+        for _ in range(2000):
+            if time.monotonic() > deadline:
+                return
+            tag = before()
+            async with http.post(f"{url}/invocations", json={}, timeout=timeout) as resp:
+                await resp.read()
+                on_answer(resp.status, resp.headers.get("X-Agentctl-Version", ""), tag)
+
+    async with aiohttp.ClientSession() as http:
+        await asyncio.gather(*(caller(http) for _ in range(workers)))
+
+
+def test_a_busy_server_whose_pings_time_out_stays_ready_and_nothing_is_refused(
+    tmp_path: Path,
+) -> None:
+    answers: list[tuple[int, str, bool]] = []
+
+    async def test(daemon: Daemon, _session: aiohttp.ClientSession) -> None:
+        server = await daemon.start_version("bot", 1, "m", ENV, 30)
+        daemon.set_route("bot", "m", {1: 100})
+        # Once busy, its pings take 1 s: five times the ping timeout, so every ping of the
+        # 2.5 s below times out (three in a row used to mark it down), while its answers go on.
+        server.ping_timeout = 0.2
+
+        async def run(url: str) -> None:
+            await _traffic(url, 2.5, lambda *a: answers.append(a), lambda: server.ready)
+
+        await _through_router(daemon, run)
+
+    run_daemon(tmp_path, command("--slow-ping", "1.0", "--answer-delay", "0.02"), test)
+    assert len(answers) > 20
+    assert {(status, v) for status, v, _ in answers} == {(200, "1")}
+    assert all(ready for _, _, ready in answers), "a busy server was marked down"
+
+
+def test_a_killed_server_is_marked_down_at_once_and_routed_around(tmp_path: Path) -> None:
+    answers: list[tuple[int, str, bool]] = []
+    seen_down: list[bool] = []
+
+    async def test(daemon: Daemon, _session: aiohttp.ClientSession) -> None:
+        for v in (1, 2):
+            await daemon.start_version("bot", v, "m", ENV, 30)
+        daemon.set_route("bot", "m", {1: 50, 2: 50})
+        killed = daemon.servers["bot"][2]
+
+        async def run(url: str) -> None:
+            async def kill_then_watch() -> None:
+                await asyncio.sleep(0.5)
+                os.killpg(killed.pid or 0, signal.SIGKILL)
+                for _ in range(40):  # bounded: its supervisor looks every 0.25 s
+                    if not killed.ready:
+                        seen_down.append(True)
+                        return
+                    await asyncio.sleep(0.05)
+
+            await asyncio.gather(
+                _traffic(url, 2.0, lambda *a: answers.append(a), lambda: killed.ready),
+                kill_then_watch(),
+            )
+
+        await _through_router(daemon, run)
+
+    run_daemon(tmp_path, command(), test)
+    assert seen_down == [True], "the killed server was not marked down"
+    statuses = [status for status, _, _ in answers]
+    # None is refused for want of a ready version; only requests sent to it before its death
+    # was noticed are lost (502: a POST it may have begun is not sent again).
+    assert 503 not in statuses, statuses
+    assert all(ready for status, _, ready in answers if status != 200), answers
+    # Sent while it was down: all answered by the other version.
+    routed_around = [(status, v) for status, v, ready in answers if not ready]
+    assert routed_around and set(routed_around) == {(200, "1")}
+    assert {v for status, v, _ in answers if status == 200} == {"1", "2"}

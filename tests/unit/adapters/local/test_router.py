@@ -5,7 +5,9 @@ refused connection, shadow copies and error metrics. Real model servers: test_lo
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -13,7 +15,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from controller.adapters.local.router import VERSION_HEADER, Router
+from controller.adapters.local.router import UNKNOWN_AGENT, VERSION_HEADER, Router
 from controller.adapters.local.routing import Route
 from controller.adapters.local.supervisor import ModelServer, free_port
 
@@ -251,7 +253,84 @@ def test_refusals_and_hang_ups_are_counted_apart_from_answers() -> None:
         assert 'errors_total{agent="bot",role="primary",version="1"} 0.0' in metrics
         assert 'requests_total{agent="bot",code="503",role="primary",version="none"} 1.0' in metrics
         assert (
-            'requests_total{agent="nobody",code="404",role="primary",version="none"} 1.0' in metrics
+            'requests_total{agent="_unknown",code="404",role="primary",version="none"} 1.0'
+            in metrics
         )
+        assert "nobody" not in metrics
 
     _run(lambda: _with_router({1: endless}, Route.of({1: 100}), check))
+
+
+def test_requests_for_agents_that_are_not_routed_leave_the_metrics_bounded() -> None:
+    async def check(router: Router, base: str) -> None:
+        root = base.removesuffix("/agents/bot")
+        sem = asyncio.Semaphore(64)
+        statuses: dict[int, int] = {}
+
+        async def one(http: aiohttp.ClientSession) -> None:
+            async with sem, http.post(f"{root}/agents/{uuid.uuid4().hex}/invocations") as resp:
+                statuses[resp.status] = statuses.get(resp.status, 0) + 1
+
+        async with aiohttp.ClientSession() as http:
+            await asyncio.gather(*(one(http) for _ in range(20_000)))
+            async with http.post(f"{base}/invocations", json={}) as resp:
+                assert resp.status == 200
+            async with http.get(f"{root}/metrics") as resp:
+                metrics = await resp.read()
+        assert statuses == {404: 20_000}
+        assert len(metrics) < 100_000, f"{len(metrics)} bytes"
+        assert (
+            f'agentctl_router_requests_total{{agent="{UNKNOWN_AGENT}",code="404",'
+            'role="primary",version="none"} 20000.0'
+        ).encode() in metrics
+        # The routed agent keeps its own labels, as the rollout gates read them.
+        assert (
+            b'agentctl_router_requests_total{agent="bot",code="200",role="primary",version="1"} 1.0'
+            in metrics
+        )
+
+    asyncio.run(asyncio.wait_for(_with_router({1: answering(1)}, Route.of({1: 100}), check), 300))
+
+
+class _Blocking:
+    """A collector whose collection waits until released: a scrape that takes as long as the
+    test wants."""
+
+    def __init__(self) -> None:
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def collect(self) -> list[Any]:
+        self.started.set()
+        self.release.wait(30)
+        return []
+
+
+def test_routed_requests_are_answered_while_a_scrape_is_in_flight() -> None:
+    blocking = _Blocking()
+
+    async def check(router: Router, base: str) -> None:
+        router.metrics.register(blocking)  # type: ignore[arg-type]
+        root = base.removesuffix("/agents/bot")
+        try:
+            async with aiohttp.ClientSession() as http:
+                scrape = asyncio.create_task(http.get(f"{root}/metrics"))
+                for _ in range(100):  # bounded: the scrape has begun rendering
+                    if blocking.started.is_set():
+                        break
+                    await asyncio.sleep(0.05)
+                assert blocking.started.is_set()
+                timeout = aiohttp.ClientTimeout(total=10)
+                for _ in range(20):
+                    async with http.post(f"{base}/invocations", json={}, timeout=timeout) as resp:
+                        assert resp.status == 200 and resp.headers[VERSION_HEADER] == "1"
+                # Every routed request was answered while the scrape was still being rendered.
+                assert not scrape.done() and not blocking.release.is_set()
+                blocking.release.set()
+                resp = await scrape
+                assert resp.status == 200
+                assert b"agentctl_router_requests_total" in await resp.read()
+                resp.release()
+        finally:
+            blocking.release.set()
+
+    _run(lambda: _with_router({1: answering(1)}, Route.of({1: 100}), check))
