@@ -27,7 +27,13 @@ from controller.core.diagnostics import Diagnostic, Diagnostics, Location, Sever
 from controller.core.errors import InvalidInput
 from controller.core.manifest.checks import FieldPath, check_manifest, field_name
 from controller.core.manifest.desired import DEFAULTS_KIND, Desired, DesiredAgent, ResolvedSource
-from controller.core.manifest.schema import KIND, AgentManifest, ServingDefaults, Source
+from controller.core.manifest.schema import (
+    KIND,
+    MODEL_NAME_PATTERN,
+    AgentManifest,
+    ServingDefaults,
+    Source,
+)
 from controller.core.plan.kube_objects import resolve_settings
 from controller.core.state.digest import normalize_requirement, source_digest
 
@@ -473,7 +479,10 @@ _PATTERN_HELP = {
         "must be a DNS label: lowercase letters, digits and '-', starting and ending with a "
         "letter or digit, at most 63 characters"
     ),
-    r"^[^/:\s][^/:]*$": "a registered model name may not contain '/' or ':' or start with a space",
+    MODEL_NAME_PATTERN: (
+        "a registered model name may not contain '/', ':', '?', '#', '%', '@', whitespace or "
+        "control characters (it is served as models:/<name>/<version>)"
+    ),
     r"^[\w\-]+$": "an alias may contain only letters, digits, '_' and '-'",
     r"^[/\w.\- ]+$": "a tag key may contain only letters, digits, '_', '-', '.', '/' and spaces",
 }

@@ -263,3 +263,54 @@ def test_names_mlflow_would_refuse_fail_validation(
     errors = errors_of(tmp_path)
     assert [e.field for e in errors] == [field], [str(e) for e in errors]
     assert "normalised path" in errors[0].message
+
+
+# A registered model name is served as models:/<name>/<version> and moved as models:/<name>@<a>:
+# each of these names validated, was registered, and could never be served.
+UNSERVABLE_MODEL_NAMES = [
+    ("query", '"bot?x"'),
+    ("fragment", '"bot#x"'),
+    ("slash", '"team/bot"'),
+    ("colon", '"team:bot"'),
+    ("alias separator", '"bot@x"'),
+    ("percent escape", '"bot%2Fx"'),
+    ("space", '"my bot"'),
+    ("trailing space", '"bot "'),
+    ("tab", '"bot\\tx"'),
+    ("newline", '"bot\\n"'),
+    ("control character", '"bot\\x01"'),
+    ("delete", '"bot\\x7f"'),
+    ("no-break space", '"bot\\u00a0x"'),
+    ("zero-width space", '"bot\\u200bx"'),
+]
+
+
+@pytest.mark.parametrize(
+    "name", [n[1] for n in UNSERVABLE_MODEL_NAMES], ids=[n[0] for n in UNSERVABLE_MODEL_NAMES]
+)
+def test_model_names_that_could_never_be_served_fail_validation(tmp_path: Path, name: str) -> None:
+    write_repo(tmp_path, GOOD.replace("spec:\n", f"spec:\n  registeredModel: {name}\n", 1))
+    (err,) = errors_of(tmp_path)
+    assert err.field == "spec.registeredModel", str(err)
+    assert err.location is not None and err.location.file.endswith("bot.yaml")
+    assert err.location.line == 6, str(err)
+    assert "may not contain" in err.message and "models:/<name>/<version>" in err.message
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["support-bot", "it's-a-bot", "main.agents.support_bot", "Bot_V2", "модель-1", "x" * 256],
+)
+def test_model_names_mlflow_serves_stay_valid(tmp_path: Path, name: str) -> None:
+    write_repo(tmp_path, GOOD.replace("spec:\n", f'spec:\n  registeredModel: "{name}"\n', 1))
+    desired, diags = load(tmp_path)
+    assert not diags.has_errors
+    assert [a.manifest.model_name for a in desired.agents] == [name]
+
+
+@pytest.mark.parametrize("name", ['"bot?x"', '"bot#x"', '"a b"', '"bot\\x01"', '"team/bot"'])
+def test_agent_names_are_dns_labels(tmp_path: Path, name: str) -> None:
+    # The router serves /agents/<name>/... and Kubernetes objects are named after it.
+    write_repo(tmp_path, GOOD.replace("name: bot", f"name: {name}", 1))
+    (err,) = errors_of(tmp_path)
+    assert err.field == "metadata.name" and "DNS label" in err.message, str(err)
