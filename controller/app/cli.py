@@ -30,6 +30,7 @@ from controller.app.options import (
     takes,
 )
 from controller.core.errors import AgentctlError
+from controller.core.secrets import without_credentials
 
 if TYPE_CHECKING:
     from controller.core.plan.changes import Plan
@@ -104,13 +105,13 @@ class _Session:
 @command(*o.LOAD)
 def validate(path: PathArg, format: FormatOpt = Format.text, *, opts: Options) -> None:
     """Check manifests and the files they name. Exit 0 if valid, 1 if not. Touches no server."""
-    from controller.core.render.formats import render_diagnostics
+    from controller.core.render.formats import render_diagnostics, render_json
 
     desired, diags = sources.load(path, opts)
     if format is Format.json:
         payload = {"valid": True, "agents": [a.name for a in desired.agents],
                    "diagnostics": [d.to_dict() for d in diags]}  # fmt: skip
-        typer.echo(json.dumps(payload, indent=2))
+        typer.echo(render_json(payload))
         return
     if len(diags):
         output.annotate(diags)
@@ -154,13 +155,13 @@ def plan(
 ) -> None:
     """Show what apply would change. Never runs agent code, never writes, never starts a server.
     With --target kubernetes, each object it would write is shown as a server-side dry-run diff."""
-    from controller.core.render.formats import render_previews
+    from controller.core.render.formats import render_json, render_previews
 
     result = _Session(path, opts).reconcile(apply=False, changed_since=changed_since)
     if format is Format.json and result.previews:
         payload = result.plan.to_dict()
         payload["objects"] = json.loads(render_previews(result.previews, "json"))
-        typer.echo(json.dumps(payload, indent=2))
+        typer.echo(render_json(payload))
     else:
         output.show_plan(result.plan, format)
         if result.previews and not result.plan.has_errors:
@@ -200,7 +201,7 @@ def apply_cmd(
     traffic moves to a version only once its Deployment is Available. A spec.rollout takes one
     step per apply; --wait walks it to the end. PATH may be a plan saved by `plan --out`: it is
     applied exactly, or refused (exit 1) if what it was made from has changed since."""
-    from controller.core.render.formats import render_changeset
+    from controller.core.render.formats import render_changeset, render_json
     from controller.core.rollout.progress import Running
 
     if saved.is_saved_plan(path):
@@ -243,7 +244,7 @@ def apply_cmd(
         time.sleep(max(0.5, min(result.requeue_after, 5.0)))
     if format is Format.json:
         changeset = result.changeset.to_dict() if result.changeset else None
-        typer.echo(json.dumps({"plan": result.plan.to_dict(), "changeset": changeset}, indent=2))
+        typer.echo(render_json({"plan": result.plan.to_dict(), "changeset": changeset}))
     elif result.changeset is not None:
         typer.echo("")
         typer.echo(render_changeset(result.changeset).splitlines()[-1])
@@ -413,13 +414,9 @@ def controller_cmd(
     """Reconcile continuously: on start, when the manifests change, on an MLflow webhook and
     every --resync seconds, reverting drift; with leader election, health, readiness and
     Prometheus metrics. SIGTERM finishes the action in flight and exits."""
-    import logging
-
     from controller.app import manager
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    output.configure_logging()
     wiring.registry(opts.tracking_uri)  # an empty URI is bad input, before anything starts
     try:
         code = manager.run(manager.ControllerOptions(
@@ -470,7 +467,8 @@ def status(
 
         served = KubernetesServing(*wiring.kube_api(opts)).observe()
     if agent is not None and agent not in known_agents(snapshot, served, opts.owner):
-        output.err(f"Error: no agent '{agent}' of owner '{opts.owner}' in the registry at {uri} "
+        where = without_credentials(uri)
+        output.err(f"Error: no agent '{agent}' of owner '{opts.owner}' in the registry at {where} "
                    "or served")  # fmt: skip
         raise typer.Exit(1)
     typer.echo(status_view(snapshot, served, agent, opts.owner).render(format.value))

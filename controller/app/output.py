@@ -7,7 +7,7 @@ diagnostic is also printed as a workflow command (an annotation on the pull requ
 from __future__ import annotations
 
 import functools
-import json
+import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -27,13 +27,42 @@ from controller.core.errors import (
 from controller.core.plan.changes import Plan
 from controller.core.plan.changeset import Entry
 
-__all__ = ["annotate", "err", "fail", "handled", "show_endpoint", "show_entry", "show_plan"]
+__all__ = [
+    "annotate",
+    "configure_logging",
+    "err",
+    "fail",
+    "handled",
+    "show_endpoint",
+    "show_entry",
+    "show_plan",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def err(text: str) -> None:
-    typer.echo(text, err=True)
+    """A message on stderr, what looks like a secret redacted (an error may quote a URI)."""
+    from controller.core.secrets import redact_text
+
+    typer.echo(redact_text(text), err=True)
+
+
+class _Redacting(logging.Formatter):
+    """Each log line, its traceback included, with what looks like a secret redacted: a library
+    that logs a request's URL (with its user info) says nothing more than agentctl's messages."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from controller.core.secrets import redact_text
+
+        return redact_text(super().format(record))
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """The long-running commands' log on stderr: a time, a level, the logger, the message."""
+    logging.basicConfig(level=level)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_Redacting("%(asctime)s %(levelname)s %(name)s: %(message)s"))
 
 
 def annotate(diagnostics: Iterable[Diagnostic]) -> None:
@@ -56,14 +85,14 @@ def annotate(diagnostics: Iterable[Diagnostic]) -> None:
 
 def fail(exc: AgentctlError, fmt: Format = Format.text) -> typer.Exit:
     """Say what went wrong and what was (not) applied; the command exits 1."""
-    from controller.core.render.formats import render_changeset, render_diagnostics
+    from controller.core.render.formats import render_changeset, render_diagnostics, render_json
 
     if isinstance(exc, InvalidInput | PlanRejected):
         if fmt is Format.text:
             annotate(exc.diagnostics)
         if fmt is Format.json:
             diags = [d.to_dict() for d in exc.diagnostics]
-            typer.echo(json.dumps({"valid": False, "diagnostics": diags}, indent=2))
+            typer.echo(render_json({"valid": False, "diagnostics": diags}))
         err(render_diagnostics(exc.diagnostics))
     elif isinstance(exc, ApplyFailed):
         if exc.changeset.entries:

@@ -64,7 +64,7 @@ def apply_file(file: Path, fmt: Format, opts: Options) -> None:
     what it was made from changed since (a stale plan) or the file was edited: exit 1, nothing
     written."""
     from controller.core.plan.kube_objects import settings_of
-    from controller.core.render.formats import render_changeset
+    from controller.core.render.formats import render_changeset, render_json
     from controller.engine.loader import load
     from controller.engine.saved import apply_saved, read_saved
 
@@ -86,7 +86,7 @@ def apply_file(file: Path, fmt: Format, opts: Options) -> None:
     )  # fmt: skip
     if fmt is Format.json:
         payload = {"plan": saved.plan.to_dict(), "changeset": changeset.to_dict()}
-        typer.echo(json.dumps(payload, indent=2))
+        typer.echo(render_json(payload))
     else:
         typer.echo(render_changeset(changeset).splitlines()[-1])
 

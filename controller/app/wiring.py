@@ -62,7 +62,7 @@ def registry(tracking_uri: str, *, isolate_logging: bool = False) -> AnyRegistry
 def registry_identity(tracking_uri: str) -> str:
     """Which registry ``tracking_uri`` names, without its credentials: a relative sqlite file
     made absolute, user info dropped."""
-    from controller.engine.saved import without_credentials
+    from controller.core.secrets import without_credentials
 
     if tracking_uri.startswith("sqlite:///") and not tracking_uri.startswith("sqlite:////"):
         return "sqlite:///" + os.path.abspath(tracking_uri[len("sqlite:///") :])

@@ -27,9 +27,16 @@ from controller.core.diagnostics import Diagnostic, Diagnostics, Location, Sever
 from controller.core.errors import InvalidInput
 from controller.core.manifest.checks import FieldPath, check_manifest, field_name
 from controller.core.manifest.desired import DEFAULTS_KIND, Desired, DesiredAgent, ResolvedSource
-from controller.core.manifest.schema import KIND, AgentManifest, ServingDefaults, Source
+from controller.core.manifest.schema import (
+    KIND,
+    MODEL_NAME_PATTERN,
+    AgentManifest,
+    ServingDefaults,
+    Source,
+)
 from controller.core.plan.kube_objects import resolve_settings
 from controller.core.state.digest import normalize_requirement, source_digest
+from controller.engine.files import MAX_MANIFEST_BYTES, MAX_SOURCE_BYTES, Unreadable, read_regular
 
 __all__ = ["find_root", "git_work_tree", "load"]
 
@@ -95,7 +102,7 @@ def load(
     defaults: _Defaults | None = None
     for file in _manifest_files(base):
         display = _display(file)
-        for doc in _read_documents(file, display, out):
+        for doc in _read_documents(file, display, root_dir, out):
             if isinstance(doc.data, dict) and doc.data.get("kind") == DEFAULTS_KIND:
                 found = _build_defaults(doc, root_dir, out)
                 if found is None:
@@ -249,7 +256,7 @@ def _display(file: Path) -> str:
 
 
 def _manifest_files(base: Path) -> Iterator[Path]:
-    if base.is_file():
+    if not base.is_dir():  # a file, or something named as one that the reader refuses
         yield base
         return
     for dirpath, dirnames, filenames in os.walk(base):
@@ -265,10 +272,23 @@ def _mark(file: str, mark: yaml.Mark | None) -> Location:
     return Location(file, mark.line + 1, mark.column + 1)
 
 
-def _read_documents(file: Path, display: str, out: _Collector) -> Iterator[_Doc]:
+def _read_documents(file: Path, display: str, root: Path, out: _Collector) -> Iterator[_Doc]:
+    """The YAML documents of one manifest file: a regular file inside the repository root, of at
+    most MAX_MANIFEST_BYTES (a symlink out of the root is refused unread)."""
+    real = Path(os.path.realpath(file))
+    if not real.is_relative_to(root) and real != Path(os.path.abspath(file)):
+        out.error(
+            Location(display, 1, 1),
+            "",
+            f"a symlink to {real}, outside the repository root {root}: not read",
+        )
+        return
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_regular(file, MAX_MANIFEST_BYTES).decode("utf-8")
+    except Unreadable as exc:
+        out.error(Location(display, 1, 1), "", exc.reason)
+        return
+    except UnicodeDecodeError as exc:
         out.error(Location(display, 1, 1), "", f"cannot read: {exc}")
         return
     loader = _Loader(text)
@@ -473,7 +493,10 @@ _PATTERN_HELP = {
         "must be a DNS label: lowercase letters, digits and '-', starting and ending with a "
         "letter or digit, at most 63 characters"
     ),
-    r"^[^/:\s][^/:]*$": "a registered model name may not contain '/' or ':' or start with a space",
+    MODEL_NAME_PATTERN: (
+        "a registered model name may not contain '/', ':', '?', '#', '%', '@', whitespace or "
+        "control characters (it is served as models:/<name>/<version>)"
+    ),
     r"^[\w\-]+$": "an alias may contain only letters, digits, '_' and '-'",
     r"^[/\w.\- ]+$": "a tag key may contain only letters, digits, '_', '-', '.', '/' and spaces",
 }
@@ -605,8 +628,11 @@ def _resolve_source(
         requirements_ref = req_file.relative_to(root).as_posix()
         display = _display(req_file)
         try:
-            lines = req_file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
+            lines = read_regular(req_file, MAX_SOURCE_BYTES).decode("utf-8").splitlines()
+        except Unreadable as exc:
+            out.error(Location(display, 1, 1), "", exc.reason, agent.name)
+            return None
+        except UnicodeDecodeError as exc:
             out.error(Location(display, 1, 1), "", f"cannot read: {exc}", agent.name)
             return None
         for lineno, line in enumerate(lines, 1):
@@ -648,12 +674,18 @@ def _resolve_source(
         ok = False
     if not ok or code is None:
         return None
-    try:
-        code_bytes = code.read_bytes()
-        config_bytes = config.read_bytes() if config is not None else None
-    except OSError as exc:
-        out.error(agent.location(base), field_name(base), f"cannot read: {exc}", agent.name)
+    read: dict[str, bytes] = {}
+    for name, file in (("code", code), ("config", config)):
+        if file is None:
+            continue
+        try:
+            read[name] = read_regular(file, MAX_SOURCE_BYTES)
+        except Unreadable as exc:
+            where = (*base, name)
+            out.error(agent.location(where), field_name(where), exc.reason, agent.name)
+    if "code" not in read or (config is not None and "config" not in read):
         return None
+    code_bytes, config_bytes = read["code"], read.get("config")
     return ResolvedSource(
         code_path=str(code),
         config_path=str(config) if config is not None else None,

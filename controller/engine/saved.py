@@ -8,21 +8,22 @@ only if every fingerprint is the one saved: otherwise the plan is stale, and not
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
-from urllib.parse import urlsplit, urlunsplit
 
-from controller.core.errors import InvalidPlanFile, StalePlan
+from controller.core.errors import InvalidInput, InvalidPlanFile, StalePlan
 from controller.core.manifest.desired import Desired
 from controller.core.plan.changes import Plan
 from controller.core.plan.changeset import ChangeSet, Entry
 from controller.core.plan.saved import Made as SavedMade
 from controller.core.plan.saved import Manifests, SavedPlan, from_json, to_json
+from controller.core.secrets import secret_paths, without_credentials
 from controller.core.state.fingerprint import fingerprint
 from controller.engine.apply import apply
 from controller.engine.reconcile import Backends, Made, observe, plan_round, preview
 
-__all__ = ["apply_saved", "read_saved", "save", "without_credentials", "write_saved"]
+__all__ = ["apply_saved", "read_saved", "save", "write_saved"]
 
 
 def _models(plan: Plan) -> set[str]:
@@ -48,10 +49,11 @@ def save(
 ) -> SavedPlan:
     """The saved form of ``plan``, made (by :func:`controller.engine.reconcile.reconcile`) from
     ``made`` with manifests loaded from ``path``, against ``tracking_uri`` (credentials are
-    dropped) and the Kubernetes API server ``cluster``."""
+    dropped) and the Kubernetes API server ``cluster``; :class:`InvalidInput` if it would hold a
+    value that looks like a secret."""
     served = made.served
     namespace = served.cluster.namespace if served is not None and served.cluster else None
-    return SavedPlan(
+    saved = SavedPlan(
         plan=plan,
         manifests=Manifests(os.path.abspath(path), made.desired.root, allow_empty),
         target=target,
@@ -63,18 +65,25 @@ def save(
             owner, prune, made.now, without_credentials(tracking_uri), cluster, made.scope
         ),
     )
+    _refuse_secrets(saved)
+    return saved
 
 
-def without_credentials(uri: str) -> str:
-    """``uri`` without its user info (``http://user:pw@host`` -> ``http://host``)."""
-    parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host + (f":{parts.port}" if parts.port is not None else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+def _refuse_secrets(saved: SavedPlan) -> None:
+    """A saved plan holds every value as it is (apply plans again and compares), so one that
+    would carry a value that looks like a secret (an ``api_token`` tag, ``password=`` in a
+    description, a URL's user info) is not made: every output redacts such values, and a plan
+    file, kept as a CI artifact, would hold them in clear."""
+    found = secret_paths(json.loads(to_json(saved)))
+    if found:
+        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        raise InvalidInput.of(
+            f"the plan holds values that look like secrets ({shown}); a saved plan keeps every "
+            "value as it is, to apply exactly it, and would hold them in clear, so none was "
+            "saved. Keep secrets out of tags and descriptions (the registry shows them to "
+            "everyone who can read it), or apply without --out.",
+            field="--out",
+        )
 
 
 def write_saved(file: str | os.PathLike[str], saved: SavedPlan) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from controller.core.errors import AgentctlError
 from controller.core.plan.changes import VersionCreate
 from controller.core.state.digest import normalize_requirement, source_digest
+from controller.engine.files import MAX_SOURCE_BYTES, Unreadable, read_regular
 from controller.ports import VersionSource
 
 __all__ = ["Snapshot", "SourceChanged", "take"]
@@ -50,10 +51,14 @@ def take(agent: str, root: str, after: VersionCreate, owner: str = "") -> Snapsh
     """Copy the source of ``after`` under ``root`` into a private directory and check its digest
     against the plan's; the caller removes it (:meth:`Snapshot.remove`) once logged. ``owner``
     goes on what is logged from it."""
-    try:
-        code = _read(os.path.join(root, after.code))
-        config = _read(os.path.join(root, after.config)) if after.config else None
-    except OSError as exc:
+    try:  # regular files only, of a bounded size, as the loader read them
+        code = read_regular(os.path.join(root, after.code), MAX_SOURCE_BYTES)
+        config = (
+            read_regular(os.path.join(root, after.config), MAX_SOURCE_BYTES)
+            if after.config
+            else None
+        )
+    except Unreadable as exc:
         raise SourceChanged(f"cannot read the source of {agent}: {exc}") from exc
     directory = tempfile.mkdtemp(prefix="agentctl-source-")
     try:

@@ -10,6 +10,7 @@ No Deployment controller runs: a thread here marks Deployments Available, as one
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import signal
 import time
@@ -260,4 +261,34 @@ def test_a_signed_mlflow_webhook_wakes_the_controller(
         assert "drift: hooked.alias.champion changed outside the manifests" in ctl.text()
     finally:
         client.delete_webhook(hook.webhook_id)
+    assert ctl.stop() == 0
+
+
+@pytest.mark.timeout(180)
+def test_a_fifo_among_the_manifests_is_reported_and_the_controller_stays_up(
+    mlflow_server: MlflowServer,
+    client: Any,
+    controllers: Callable[..., Proc],
+    tmp_path: Path,
+) -> None:
+    manifest = AGENT.format(name="piped", description="first").split("  source:")[0]
+    root = repo_with(tmp_path, manifest)
+    ctl = controllers(
+        "--manifests", str(root / "manifests"), "--target", "registry", "--resync", "1",
+        env={"MLFLOW_TRACKING_URI": mlflow_server.url},
+    )  # fmt: skip
+    until("converged", lambda: client.get_registered_model("piped").description == "first", 60)
+    os.mkfifo(root / "manifests" / "pipe.yaml")  # before, every load blocked in open()
+    until(
+        "the FIFO reported",
+        lambda: re.search(r"manifests: .*pipe\.yaml.*not a regular file \(a FIFO\)", ctl.text()),
+        30,
+        (ctl,),
+    )
+    assert ctl.get("/healthz")[0] == 200
+    until("reported invalid", lambda: "agentctl_desired_state_valid 0.0" in ctl.get("/metrics")[1])
+    (root / "manifests" / "pipe.yaml").unlink()
+    (root / "manifests" / "agent.yaml").write_text(manifest.replace("first", "second"))
+    until("converged again", lambda: client.get_registered_model("piped").description == "second")
+    assert "manifests: valid again" in ctl.text()
     assert ctl.stop() == 0

@@ -23,6 +23,7 @@ from controller.adapters.gates.traces import QUANTILES
 from controller.core.errors import PermanentBackendError, TemporaryBackendError
 from controller.core.rollout.analysis import counter_error_rate, histogram_quantile
 from controller.core.rollout.gates import Measurement
+from controller.core.secrets import redact_text, without_credentials
 from controller.ports import GateQuery
 
 __all__ = ["PrometheusMetrics", "RouterMetrics", "fill"]
@@ -37,16 +38,18 @@ def fill(query: str, q: GateQuery) -> str:
 
 
 def _get(url: str, what: str, params: dict[str, str] | None = None, timeout: float = 10) -> Any:
+    shown = without_credentials(url)  # a URL's user info is never in a message
     try:
         r = requests.get(url, params=params, timeout=timeout)
     except (requests.ConnectionError, requests.Timeout) as exc:
-        raise TemporaryBackendError(f"{what}: {url} did not answer ({exc})") from exc
+        reason = redact_text(str(exc))
+        raise TemporaryBackendError(f"{what}: {shown} did not answer ({reason})") from exc
     except requests.RequestException as exc:  # a URL without a scheme, and the like
-        raise PermanentBackendError(f"{what}: cannot ask {url}: {exc}") from exc
+        raise PermanentBackendError(f"{what}: cannot ask {shown}: {redact_text(str(exc))}") from exc
     if r.status_code >= 500 or r.status_code == 429:
-        raise TemporaryBackendError(f"{what}: {url} answered {r.status_code}")
+        raise TemporaryBackendError(f"{what}: {shown} answered {r.status_code}")
     if not r.ok:
-        raise PermanentBackendError(f"{what}: {url} answered {r.status_code}: {r.text[:300]}")
+        raise PermanentBackendError(f"{what}: {shown} answered {r.status_code}: {r.text[:300]}")
     return r
 
 

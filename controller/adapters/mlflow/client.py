@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from controller.adapters.mlflow.logger import is_transport, log_model, log_model_isolated
 from controller.core.errors import BackendError, PermanentBackendError, TemporaryBackendError
+from controller.core.secrets import redact_text, without_credentials
 from controller.core.state.logged import (
     EXPERIMENT_PREFIX,
     LoggedModel,
@@ -69,6 +70,8 @@ class MlflowRegistry:
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(http_timeout))
         self.tracking_uri = tracking_uri
+        #: How the registry is named in messages: never with the URI's credentials.
+        self.shown = without_credentials(tracking_uri)
         self.isolate_logging = isolate_logging
         self._lazy_client: Any = None
 
@@ -85,9 +88,9 @@ class MlflowRegistry:
                 )
             except MlflowException as exc:
                 raise PermanentBackendError(
-                    f"cannot use the tracking URI {self.tracking_uri!r}: {exc.message}",
+                    f"cannot use the tracking URI {self.shown!r}: {redact_text(exc.message)}",
                     operation="connect",
-                    target=self.tracking_uri,
+                    target=self.shown,
                 ) from exc
             self._lazy_client = client
         return self._lazy_client
@@ -118,7 +121,7 @@ class MlflowRegistry:
         except MlflowException as exc:
             if exc.error_code in ok_codes:
                 return None
-            raise _translate(exc, operation, target, self.tracking_uri) from exc
+            raise _translate(exc, operation, target, self.shown) from exc
         except (ConnectionError, TimeoutError, OSError) as exc:
             raise TemporaryBackendError(
                 f"{operation} {target}: {exc}", operation=operation, target=target
@@ -134,7 +137,7 @@ class MlflowRegistry:
         items: list[Any] = []
         token = None
         while True:
-            page = self._get(operation, self.tracking_uri, partial(search, page_token=token))
+            page = self._get(operation, self.shown, partial(search, page_token=token))
             items.extend(page)
             token = page.token
             if not token:
@@ -449,7 +452,7 @@ def _version(mv: Any) -> ObservedVersion:
 
 def _translate(exc: Any, operation: str, target: str, uri: str) -> BackendError:
     status = int(exc.get_http_status_code())
-    text = str(getattr(exc, "message", exc))
+    text = redact_text(str(getattr(exc, "message", exc)))
     message = f"{operation} {target}: {text}"
     if "failed with exception" in text or "failed with timeout" in text:
         lowered = text.lower()

@@ -34,6 +34,7 @@ from controller.adapters.mlflow.client import (
 )
 from controller.adapters.mlflow.logger import log_model_isolated
 from controller.core.errors import PermanentBackendError, TemporaryBackendError
+from controller.core.secrets import redact_text, without_credentials
 from controller.core.state.logged import (
     EXPERIMENT_PREFIX,
     LoggedModel,
@@ -79,6 +80,8 @@ class RestRegistry:
     def __init__(self, tracking_uri: str, *, env: Mapping[str, str] | None = None) -> None:
         env = os.environ if env is None else env
         self.tracking_uri = tracking_uri
+        #: How the server is named in messages: never with the URI's credentials.
+        self.shown = without_credentials(tracking_uri)
         auth: Any = None
         headers = {"User-Agent": "agentctl"}
         # As the MLflow client: a username and a password, else a token.
@@ -125,7 +128,7 @@ class RestRegistry:
             )
         except requests.exceptions.SSLError as exc:  # a certificate will not fix itself
             raise PermanentBackendError(
-                f"{operation}: TLS with the MLflow server at {self.tracking_uri} failed ({exc})",
+                f"{operation}: TLS with the MLflow server at {self.shown} failed ({exc})",
                 operation=operation,
                 target=target,
             ) from exc
@@ -134,13 +137,13 @@ class RestRegistry:
             if not isinstance(exc, requests.Timeout) and "refused" not in str(exc).lower():
                 reason = str(exc)
             raise TemporaryBackendError(
-                f"{operation}: the MLflow server at {self.tracking_uri} did not answer ({reason})",
+                f"{operation}: the MLflow server at {self.shown} did not answer ({reason})",
                 operation=operation,
                 target=target,
             ) from exc
         except requests.RequestException as exc:  # a malformed URL, too many redirects, ...
             raise PermanentBackendError(
-                f"{operation}: cannot ask the MLflow server at {self.tracking_uri}: {exc}",
+                f"{operation}: cannot ask the MLflow server at {self.shown}: {redact_text(str(exc))}",
                 operation=operation,
                 target=target,
             ) from exc
@@ -169,7 +172,7 @@ class RestRegistry:
         items: list[dict[str, Any]] = []
         token = None
         while True:
-            page = self._get(path, operation, self.tracking_uri, **params, page_token=token)
+            page = self._get(path, operation, self.shown, **params, page_token=token)
             items.extend(page.get(key) or [])
             token = page.get("next_page_token")
             if not token:

@@ -19,6 +19,7 @@ __all__ = [
     "API_VERSION",
     "CURRENT",
     "KIND",
+    "MODEL_NAME_PATTERN",
     "RESERVED_TAG_PREFIX",
     "AgentManifest",
     "AgentSpec",
@@ -77,8 +78,16 @@ Hostname = Annotated[
         max_length=253,
     ),
 ]
-# MLflow accepts most names; '/' and ':' break `models:/<name>/<version>` URIs.
-ModelName = Annotated[str, StringConstraints(pattern=r"^[^/:\s][^/:]*$", max_length=256)]
+#: A registered model name is served as ``models:/<name>/<version>`` (``mlflow models serve``
+#: parses it as a URL), moved as ``models:/<name>@<alias>`` and sent in registry requests, so it
+#: may not hold: '/' and ':' (MLflow refuses them), '?', '#' and '%' (a URL's query, fragment and
+#: escapes), '@' (the alias separator), whitespace, control characters or invisible format
+#: characters (a URL parser strips them). Everything else MLflow takes stays valid: letters in
+#: any script, digits, '.', '_', '-', quotes (Unity Catalog's ``catalog.schema.model`` too).
+MODEL_NAME_PATTERN = (
+    r"^[^/:?#@%\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]+$"
+)
+ModelName = Annotated[str, StringConstraints(pattern=MODEL_NAME_PATTERN, max_length=256)]
 # MLflow's own alias rule (``[\w-]``), less the reserved ``latest`` and ``v<N>`` (checked in checks).
 AliasName = Annotated[str, StringConstraints(pattern=r"^[\w\-]+$", max_length=255)]
 # MLflow's tag-key rule: slashes, alphanumerics, underscores, periods, dashes and spaces.

@@ -1,23 +1,24 @@
 """Render plans, change sets and diagnostics as text, markdown or JSON. Pure: returns strings.
 
-Only the CLI calls these. Values are shown as they are in the plan; agentctl's own bookkeeping
-tags (``agentctl.io/managed-*``) are left out of the human formats, kept in JSON.
+Only the CLI calls these. Values are shown as they are in the plan, except what looks like a
+secret (:mod:`controller.core.secrets`), hidden alike in every format, JSON included;
+agentctl's own bookkeeping tags (``agentctl.io/managed-*``) are left out of the human formats,
+kept in JSON.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-import re
 from collections.abc import Iterable, Sequence
 from html import escape
-from itertools import pairwise
 from typing import Any
 
 from controller.core.diagnostics import Diagnostics, Severity
 from controller.core.plan.changes import Action, AgentView, AliasTarget, Change, Kind, Plan
 from controller.core.plan.changeset import ChangeSet, Verb
 from controller.core.plan.preview import ObjectPreview, display
+from controller.core.secrets import REDACTED, redact, redact_text, redact_tree
 
 __all__ = [
     "FORMATS",
@@ -26,6 +27,7 @@ __all__ = [
     "redact",
     "render_changeset",
     "render_diagnostics",
+    "render_json",
     "render_plan",
     "render_previews",
 ]
@@ -50,7 +52,7 @@ _HIDDEN = ("agentctl.io/managed-tags", "agentctl.io/managed-aliases")
 
 def render_plan(plan: Plan, fmt: str = "text") -> str:
     if fmt == "json":
-        return json.dumps(plan.to_dict(), indent=2, sort_keys=False)
+        return render_json(plan.to_dict())
     if fmt == "markdown":
         return _markdown(plan)
     return _text(plan)
@@ -71,45 +73,6 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
             out.update(_flatten(v, key))
         return out
     return {prefix: redact(prefix, value)}
-
-
-_SECRET_WORDS = {
-    "secret", "secrets", "token", "tokens", "password", "passwd", "pwd", "passphrase", "auth",
-    "authorization", "bearer", "credential", "credentials", "dsn", "cookie", "session", "apikey",
-    "signature",
-}  # fmt: skip
-_SECRET_PAIRS = {("api", "key"), ("access", "key"), ("private", "key"), ("client", "secret")}
-_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
-_TOKEN = re.compile(r"\b(ghp_|gho_|ghs_|github_pat_|sk-|xox[abp]-|AKIA)[A-Za-z0-9_\-]{8,}")
-_BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=\-]+", re.I)
-_KV = re.compile(
-    r"\b(password|passwd|pwd|token|secret|api[-_]?key|access[-_]?key|auth)=([^&\s;,]+)", re.I
-)
-REDACTED = "(redacted)"
-
-
-def _secret_key(key: str) -> bool:
-    last = key.rsplit(".", 1)[-1] if not key.startswith("tags.") else key[len("tags.") :]
-    snake = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", last).lower()
-    words = [w for w in re.split(r"[^a-z0-9]+", snake) if w]
-    return any(w in _SECRET_WORDS for w in words) or any(
-        pair in _SECRET_PAIRS for pair in pairwise(words)
-    )
-
-
-def redact(key: str, value: Any) -> Any:
-    """Hide what looks like a secret: values of secret-sounding keys (``api_token``, ``dbDsn``),
-    URL credentials, bearer tokens, ``password=`` pairs and well-known token shapes."""
-    if isinstance(value, str):
-        if _secret_key(key):
-            return REDACTED
-        value = _USERINFO.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", value)
-        value = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
-        value = _KV.sub(lambda m: f"{m.group(1)}={REDACTED}", value)
-        return _TOKEN.sub(REDACTED, value)
-    if isinstance(value, list):
-        return [redact(key, v) for v in value]
-    return value
 
 
 def _show(value: Any) -> str:
@@ -296,13 +259,19 @@ def render_diagnostics(diags: Diagnostics | Iterable[Any]) -> str:
         label = "Error" if d.severity is Severity.ERROR else "Warning"
         where = f"{d.location}: " if d.location else ""
         field = f"{d.field}: " if d.field else ""
-        lines.append(f"{label}: {where}{field}{d.message}")
+        lines.append(f"{label}: {where}{field}{redact_text(d.message)}")
     return "\n".join(lines)
+
+
+def render_json(document: Any) -> str:
+    """A JSON document (a plan's, a change set's, or one made of them) with what looks like a
+    secret redacted, as the text and markdown formats do."""
+    return json.dumps(redact_tree(document), indent=2)
 
 
 def render_changeset(changeset: ChangeSet, fmt: str = "text") -> str:
     if fmt == "json":
-        return json.dumps(changeset.to_dict(), indent=2)
+        return render_json(changeset.to_dict())
     lines = [
         f"{e.address}: {e.verb.value}" + (f" ({e.detail})" if e.detail else "")
         for e in changeset.entries

@@ -16,6 +16,7 @@ from typing import Any
 from controller.core.plan.planner import DEFAULT_OWNER
 from controller.core.rollout import codec
 from controller.core.rollout.codec import RolloutState
+from controller.core.secrets import redact_text, redact_tree
 from controller.core.state.observed import (
     AgentServing,
     ObservedModel,
@@ -105,7 +106,7 @@ class StatusView:
 
     def render(self, fmt: str = "text") -> str:
         if fmt == "json":
-            return json.dumps(self.to_dict(), indent=2)
+            return json.dumps(redact_tree(self.to_dict()), indent=2)
         if not self.agents:
             return "No agents in the registry or served."
         rows: list[Sequence[str]] = []
@@ -135,7 +136,7 @@ class StatusView:
                 f"{name}: rollout v{r.canary} over v{r.stable}: {r.phase}, step {r.step}: "
                 f"{r.message}; gates: {gates}"
             )
-        return "\n".join(lines)
+        return redact_text("\n".join(lines))
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

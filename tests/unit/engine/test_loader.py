@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import resource
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from controller.core.errors import InvalidInput
 from controller.core.manifest.schema import CURRENT
+from controller.engine.files import MAX_MANIFEST_BYTES, MAX_SOURCE_BYTES
 from controller.engine.loader import load
 from tests.support.manifests import GOOD, errors_of, write_repo
 
@@ -263,3 +268,163 @@ def test_names_mlflow_would_refuse_fail_validation(
     errors = errors_of(tmp_path)
     assert [e.field for e in errors] == [field], [str(e) for e in errors]
     assert "normalised path" in errors[0].message
+
+
+# A registered model name is served as models:/<name>/<version> and moved as models:/<name>@<a>:
+# each of these names validated, was registered, and could never be served.
+UNSERVABLE_MODEL_NAMES = [
+    ("query", '"bot?x"'),
+    ("fragment", '"bot#x"'),
+    ("slash", '"team/bot"'),
+    ("colon", '"team:bot"'),
+    ("alias separator", '"bot@x"'),
+    ("percent escape", '"bot%2Fx"'),
+    ("space", '"my bot"'),
+    ("trailing space", '"bot "'),
+    ("tab", '"bot\\tx"'),
+    ("newline", '"bot\\n"'),
+    ("control character", '"bot\\x01"'),
+    ("delete", '"bot\\x7f"'),
+    ("no-break space", '"bot\\u00a0x"'),
+    ("zero-width space", '"bot\\u200bx"'),
+]
+
+
+@pytest.mark.parametrize(
+    "name", [n[1] for n in UNSERVABLE_MODEL_NAMES], ids=[n[0] for n in UNSERVABLE_MODEL_NAMES]
+)
+def test_model_names_that_could_never_be_served_fail_validation(tmp_path: Path, name: str) -> None:
+    write_repo(tmp_path, GOOD.replace("spec:\n", f"spec:\n  registeredModel: {name}\n", 1))
+    (err,) = errors_of(tmp_path)
+    assert err.field == "spec.registeredModel", str(err)
+    assert err.location is not None and err.location.file.endswith("bot.yaml")
+    assert err.location.line == 6, str(err)
+    assert "may not contain" in err.message and "models:/<name>/<version>" in err.message
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["support-bot", "it's-a-bot", "main.agents.support_bot", "Bot_V2", "модель-1", "x" * 256],
+)
+def test_model_names_mlflow_serves_stay_valid(tmp_path: Path, name: str) -> None:
+    write_repo(tmp_path, GOOD.replace("spec:\n", f'spec:\n  registeredModel: "{name}"\n', 1))
+    desired, diags = load(tmp_path)
+    assert not diags.has_errors
+    assert [a.manifest.model_name for a in desired.agents] == [name]
+
+
+@pytest.mark.parametrize("name", ['"bot?x"', '"bot#x"', '"a b"', '"bot\\x01"', '"team/bot"'])
+def test_agent_names_are_dns_labels(tmp_path: Path, name: str) -> None:
+    # The router serves /agents/<name>/... and Kubernetes objects are named after it.
+    write_repo(tmp_path, GOOD.replace("name: bot", f"name: {name}", 1))
+    (err,) = errors_of(tmp_path)
+    assert err.field == "metadata.name" and "DNS label" in err.message, str(err)
+
+
+@pytest.fixture
+def memory_cap() -> Iterator[None]:
+    """At most 1 GiB more address space for the test: a loader that reads /dev/zero without
+    bound (as it did) fails with MemoryError instead of exhausting the machine."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/status") as fh:
+        vm_kib = next(int(line.split()[1]) for line in fh if line.startswith("VmSize:"))
+    cap = vm_kib * 1024 + 1024**3
+    resource.setrlimit(
+        resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard)
+    )
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+# Special files in the manifest tree: each is one clear error naming the file; nothing blocks,
+# nothing is read without bound, and a file outside the repository is never read or echoed.
+# (pytest-timeout is only a guard: before, the FIFO blocked open() for ever.)
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_named_like_a_manifest_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    write_repo(tmp_path, GOOD)
+    os.mkfifo(tmp_path / "pipe.yaml")
+    (err,) = errors_of(tmp_path)
+    assert err.location is not None and err.location.file.endswith("pipe.yaml")
+    assert "not a regular file (a FIFO)" in err.message
+    (err,) = errors_of(tmp_path / "pipe.yaml")  # named as PATH itself
+    assert err.location is not None and err.location.file.endswith("pipe.yaml")
+    assert "not a regular file (a FIFO)" in err.message
+
+
+@pytest.mark.timeout(30)
+def test_a_symlink_to_dev_zero_is_refused_unread(tmp_path: Path, memory_cap: None) -> None:
+    write_repo(tmp_path, GOOD)
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    (err,) = errors_of(tmp_path)
+    assert err.location is not None and err.location.file.endswith("zero.yaml")
+    assert "outside the repository root" in err.message and "not read" in err.message
+    # Even with the whole file system as the root, a device is not a manifest.
+    with pytest.raises(InvalidInput) as info:
+        load(tmp_path / "zero.yaml", root="/")
+    (err,) = info.value.diagnostics.errors
+    assert "not a regular file (a character device)" in err.message
+
+
+def test_a_manifest_symlink_out_of_the_repository_is_not_read(tmp_path: Path) -> None:
+    repo, outside = tmp_path / "repo", tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "creds.yaml"
+    secret.write_text("apiVersion: agentctl.io/v1alpha1\nkind: Agent\npassword: hunter2-SECRET\n")
+    write_repo(repo, GOOD)
+    (repo / "creds.yaml").symlink_to(secret)
+    errors = errors_of(repo)
+    assert [e.location.file.endswith("creds.yaml") for e in errors if e.location] == [True]
+    (err,) = errors
+    assert "outside the repository root" in err.message and "not read" in err.message
+    assert "hunter2" not in str(err)
+    # A symlink that stays inside the repository is read as before.
+    (repo / "creds.yaml").unlink()
+    (repo / "real").mkdir()
+    (repo / "real" / "other.yaml").write_text(GOOD.replace("name: bot", "name: other"))
+    (repo / "other.yaml").symlink_to(repo / "real" / "other.yaml")
+    (repo / "real" / "agent.py").write_text("print('x')\n")
+    (repo / "real" / "config.yaml").write_text("greeting: hi\n")
+    desired, _ = load(repo / "other.yaml")
+    assert [a.name for a in desired.agents] == ["other"]
+
+
+def test_an_oversized_manifest_is_refused(tmp_path: Path) -> None:
+    write_repo(tmp_path, GOOD)
+    (tmp_path / "big.yaml").write_text("#" * MAX_MANIFEST_BYTES + "\n")
+    (err,) = errors_of(tmp_path)
+    assert err.location is not None and err.location.file.endswith("big.yaml")
+    assert "more than the 1 MiB a file may hold here" in err.message
+    (tmp_path / "big.yaml").write_text("#" * (MAX_MANIFEST_BYTES - 1) + "\n")  # at the limit
+    desired, _ = load(tmp_path)
+    assert [a.name for a in desired.agents] == ["bot"]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("field", ["code", "config"])
+def test_source_files_are_regular_and_bounded(tmp_path: Path, field: str) -> None:
+    write_repo(tmp_path, GOOD)
+    name = {"code": "agent.py", "config": "config.yaml"}[field]
+    (tmp_path / name).unlink()
+    os.mkfifo(tmp_path / name)
+    # (config.yaml is also looked at as a manifest: refused there too, by its file name)
+    (err,) = [e for e in errors_of(tmp_path) if e.field]
+    assert err.field == f"spec.source.{field}" and "is not a file" in err.message
+    (tmp_path / name).unlink()
+    (tmp_path / name).write_bytes(b"#" * (MAX_SOURCE_BYTES + 1))
+    (err,) = [e for e in errors_of(tmp_path) if e.field]
+    assert err.field == f"spec.source.{field}", str(err)
+    assert err.location is not None and err.location.line == {"code": 7, "config": 8}[field]
+    assert "more than the 10 MiB" in err.message
+
+
+@pytest.mark.timeout(30)
+def test_a_requirements_file_is_regular_and_bounded(tmp_path: Path) -> None:
+    write_repo(tmp_path, GOOD.replace("[mlflow==3.17.2]", "requirements.txt"))
+    (tmp_path / "requirements.txt").write_bytes(b"mlflow==3.17.2\n" + b"#" * MAX_SOURCE_BYTES)
+    (err,) = errors_of(tmp_path)
+    assert err.location is not None and err.location.file.endswith("requirements.txt")
+    assert "more than the 10 MiB" in err.message

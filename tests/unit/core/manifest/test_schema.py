@@ -60,3 +60,13 @@ def test_schema_takes_serving_defaults_by_kind() -> None:
     doc["spec"]["traffic"] = []  # an Agent's field, not a ServingDefaults one
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc, manifest_json_schema())
+
+
+@pytest.mark.parametrize("name", ["bot?x", "bot#x", "my bot", "bot\x01", "bot@x", "team/bot"])
+def test_schema_rejects_model_names_that_could_never_be_served(name: str) -> None:
+    doc = yaml.safe_load((REPO / "manifests" / "support-bot.yaml").read_text())
+    doc["spec"]["registeredModel"] = name
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, manifest_json_schema())
+    doc["spec"]["registeredModel"] = "main.agents.support_bot"
+    jsonschema.validate(doc, manifest_json_schema())

@@ -3,6 +3,7 @@ the markdown comment (parsed, not compared to a frozen string), annotations, no 
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 
@@ -148,9 +149,14 @@ def test_no_secrets_in_the_comment() -> None:
     )
     md = render_plan(plan(d, snapshot()), "markdown")
     text = render_plan(plan(d, snapshot()), "text")
-    for out in (md, text):
+    as_json = render_plan(plan(d, snapshot()), "json")
+    for out in (md, text, as_json):
         assert "t0p-secret" not in out and "hunter2" not in out and "ghp_abcdef" not in out
         assert REDACTED in out
+    # JSON stays JSON, with the same values hidden as in text.
+    tags = next(c for c in json.loads(as_json)["changes"] if c["after"] and "tags" in c["after"])
+    assert tags["after"]["tags"]["api_token"] == REDACTED
+    assert tags["after"]["tags"]["owner_url"] == f"https://{REDACTED}@example.test/x"
     assert redact("tags.team", "search") == "search"
 
 
