@@ -8,8 +8,10 @@ only if every fingerprint is the one saved: otherwise the plan is stale, and not
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from controller.core.errors import InvalidPlanFile, StalePlan
@@ -104,11 +106,17 @@ def apply_saved(
     file: str,
     on_entry: Callable[[Entry], None] | None = None,
     workers: int = 1,
+    guard: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
 ) -> ChangeSet:
     """Apply exactly ``saved.plan``, if ``desired`` (the manifests loaded again) and a fresh
     observation of the registry (and the serving target, if the plan was made with one) are
-    what it was made from; else raise :class:`StalePlan`, having written nothing."""
+    what it was made from; else raise :class:`StalePlan`, having written nothing. ``guard``
+    (the registry lock) is held from the fresh observation to the end of a plan with changes."""
     plan = saved.plan
+    if guard is not None and plan.has_changes:
+        with guard():
+            return apply_saved(saved, desired, backends, file=file, on_entry=on_entry,
+                               workers=workers)  # fmt: skip
 
     def stale(what: str) -> StalePlan:
         return StalePlan(
