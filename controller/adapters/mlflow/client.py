@@ -252,7 +252,7 @@ class MlflowRegistry:
         renamed = self._call(
             "take over lock",
             name,
-            partial(self._client.rename_registered_model, name, new_name),
+            lambda: self._client.rename_registered_model(name, new_name) or True,
             ok_codes=("RESOURCE_ALREADY_EXISTS", *GONE),
         )
         return renamed is not None
