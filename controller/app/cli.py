@@ -175,7 +175,7 @@ def plan(
 
 
 @command(*o.REGISTRY, *o.WRITE, *o.LOAD, *o.SERVING, "ready_timeout", "prometheus_url",
-         "parallelism", "lock_timeout", name="apply", ready_timeout=120.0)  # fmt: skip
+         "parallelism", "lock", "lock_timeout", name="apply", ready_timeout=120.0)  # fmt: skip
 def apply_cmd(
     path: PathArg,
     format: FormatOpt = Format.text,
@@ -263,7 +263,7 @@ def apply_cmd(
         raise typer.Exit(1)
 
 
-@command(*o.REGISTRY, *o.WRITE, *o.LOAD, *o.LOCAL, "lock_timeout")
+@command(*o.REGISTRY, *o.WRITE, *o.LOAD, *o.LOCAL, "lock", "lock_timeout")
 def up(
     path: PathArg,
     debounce: Annotated[

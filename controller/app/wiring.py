@@ -152,10 +152,13 @@ def backends(
     return Backends(reg, target, metric_providers(opts, reg, target), RetryPolicy.from_env())
 
 
-def lock(opts: Options, registry: Registry) -> Callable[[], RegistryLock]:
-    """The registry lock a CLI apply takes before its first write (``--lock-timeout``)."""
+def lock(opts: Options, registry: Registry) -> Callable[[], RegistryLock] | None:
+    """The registry lock a CLI apply takes before its first write (``--lock-timeout``); None
+    with ``--no-lock``."""
     from controller.engine.lock import RegistryLock
 
+    if not opts.lock:
+        return None
     return lambda: RegistryLock(
         registry, opts.owner, timeout=opts.lock_timeout, policy=RetryPolicy.from_env()
     )
