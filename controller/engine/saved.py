@@ -111,12 +111,26 @@ def apply_saved(
     """Apply exactly ``saved.plan``, if ``desired`` (the manifests loaded again) and a fresh
     observation of the registry (and the serving target, if the plan was made with one) are
     what it was made from; else raise :class:`StalePlan`, having written nothing. ``guard``
-    (the registry lock) is held from the fresh observation to the end of a plan with changes."""
+    (the registry lock) is taken for a plan with changes once it has been found fresh, and the
+    plan checked again under it (another apply may have written in between)."""
     plan = saved.plan
+    _verify(saved, desired, backends, file)
     if guard is not None and plan.has_changes:
         with guard():
-            return apply_saved(saved, desired, backends, file=file, on_entry=on_entry,
-                               workers=workers)  # fmt: skip
+            _verify(saved, desired, backends, file)
+            return apply(
+                plan, backends.registry, root=desired.root, policy=backends.policy,
+                on_entry=on_entry, serving=backends.serving, workers=workers,
+            )  # fmt: skip
+    return apply(
+        plan, backends.registry, root=desired.root, policy=backends.policy, on_entry=on_entry,
+        serving=backends.serving, workers=workers,
+    )  # fmt: skip
+
+
+def _verify(saved: SavedPlan, desired: Desired, backends: Backends, file: str) -> None:
+    """Raise StalePlan or InvalidPlanFile unless the plan is what agentctl plans now."""
+    plan = saved.plan
 
     def stale(what: str) -> StalePlan:
         return StalePlan(
@@ -151,7 +165,3 @@ def apply_saved(
         )
     if not plan.has_errors:
         preview(backends.serving, plan.changes, backends.policy)  # as a fresh plan's apply does
-    return apply(
-        plan, backends.registry, root=desired.root, policy=backends.policy, on_entry=on_entry,
-        serving=backends.serving, workers=workers,
-    )  # fmt: skip
