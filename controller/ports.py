@@ -14,7 +14,7 @@ from controller.core.plan.changes import Change
 from controller.core.plan.preview import ObjectPreview
 from controller.core.rollout.gates import Measurement
 from controller.core.state.logged import LoggedSnapshot
-from controller.core.state.observed import RegistrySnapshot, ServingSnapshot
+from controller.core.state.observed import ObservedVersion, RegistrySnapshot, ServingSnapshot
 
 __all__ = [
     "Clock",
@@ -84,7 +84,17 @@ class Registry(Protocol):
         tags: Mapping[str, str],
         description: str | None,
     ) -> int:
-        """Log the source as a model and register it as a new version; return its number."""
+        """Log the source as a model and register it as a new version; return its number.
+        A create sent without an answer raises :class:`~controller.core.errors.OutcomeUnknown`:
+        the version may exist, now or later."""
+        ...
+
+    def versions_with_digest(self, name: str, digest: str) -> list[ObservedVersion]:
+        """Every usable version of ``name`` logged from ``digest``, lowest number first."""
+        ...
+
+    def delete_version(self, name: str, version: int) -> None:
+        """Delete it; succeed if it is already gone."""
         ...
 
     def set_version_tag(self, name: str, version: int, key: str, value: str) -> None: ...
@@ -111,6 +121,20 @@ class Registry(Protocol):
 
     def delete_run(self, run_id: str) -> None:
         """Delete it; succeed if it is already gone."""
+        ...
+
+    # The registry lock (:mod:`controller.core.state.lock`): registered models used as records.
+
+    def create_lock(self, name: str, tags: Mapping[str, str]) -> bool:
+        """Create registered model ``name`` with ``tags``; False if it exists (exclusive)."""
+        ...
+
+    def read_lock(self, name: str) -> Mapping[str, str] | None:
+        """The tags of registered model ``name``; None if there is none."""
+        ...
+
+    def rename_lock(self, name: str, new_name: str) -> bool:
+        """Rename it; False if ``name`` is gone or ``new_name`` exists (exclusive)."""
         ...
 
 

@@ -96,9 +96,11 @@ class _Session:
         changed, baseline = None, None
         if changed_since is not None:
             changed, baseline = sources.changes_since(self.path, Path(desired.root), changed_since)
+        guard = wiring.lock(self.opts, self.backends.registry) if apply else None
         return reconcile(
             desired, self.backends, apply=apply, owner=self.opts.owner, prune=self.opts.prune,
-            changed=changed, baseline=baseline, workers=self.opts.parallelism, **hooks,
+            changed=changed, baseline=baseline, workers=self.opts.parallelism, guard=guard,
+            **hooks,
         )  # fmt: skip
 
 
@@ -175,7 +177,7 @@ def plan(
 
 
 @command(*o.REGISTRY, *o.WRITE, *o.LOAD, *o.SERVING, "ready_timeout", "prometheus_url",
-         "parallelism", name="apply", ready_timeout=120.0)  # fmt: skip
+         "parallelism", "lock", "lock_timeout", name="apply", ready_timeout=120.0)  # fmt: skip
 def apply_cmd(
     path: PathArg,
     format: FormatOpt = Format.text,
@@ -263,7 +265,7 @@ def apply_cmd(
         raise typer.Exit(1)
 
 
-@command(*o.REGISTRY, *o.WRITE, *o.LOAD, *o.LOCAL)
+@command(*o.REGISTRY, *o.WRITE, *o.LOAD, *o.LOCAL, "lock", "lock_timeout")
 def up(
     path: PathArg,
     debounce: Annotated[
@@ -430,6 +432,22 @@ def controller_cmd(
         output.err(f"error: {exc}")
         raise typer.Exit(1) from None
     raise typer.Exit(code)
+
+
+@command(*o.REGISTRY, "owner", name="force-unlock")
+def force_unlock(
+    lock_id: Annotated[str, typer.Argument(help="The lock ID, as the refused apply printed it.")],
+    *,
+    opts: Options,
+) -> None:
+    """Remove the registry lock of --owner that an apply left behind (killed, or its machine
+    gone), as `terraform force-unlock` does. Only the lock with that ID is removed."""
+    from controller.engine.lock import describe, force_unlock
+    from controller.engine.retry import RetryPolicy
+
+    registry = wiring.registry(opts.tracking_uri)
+    removed = force_unlock(registry, opts.owner, lock_id, RetryPolicy.from_env())
+    typer.echo(f"Removed the registry lock of owner '{opts.owner}': it was {describe(removed)}.")
 
 
 @command("run_dir")

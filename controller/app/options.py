@@ -80,6 +80,8 @@ class Options:
     ready_timeout: float = 0.0
     prometheus_url: str | None = None
     parallelism: int = 8
+    lock: bool = True
+    lock_timeout: float = 0.0
     env: Mapping[str, str] = field(default_factory=lambda: USER_ENV)
     #: the options given a value other than the command's default
     given: frozenset[str] = frozenset()
@@ -190,6 +192,25 @@ DECLARED: dict[str, Any] = {
             min=1,
             help="Agents applied side by side (registry writes; logging models and serving "
             "changes still go one at a time).",
+        ),
+    ],
+    "lock": Annotated[
+        bool,
+        typer.Option(
+            "--lock/--no-lock",
+            envvar="AGENTCTL_LOCK",
+            help="Take the registry lock of --owner before the first write (as Terraform's "
+            "-lock). Without it, applies that race still end with one version per source.",
+        ),
+    ],
+    "lock_timeout": Annotated[
+        float,
+        typer.Option(
+            "--lock-timeout",
+            envvar="AGENTCTL_LOCK_TIMEOUT",
+            min=0,
+            help="Seconds to wait for the registry lock another apply of this owner holds "
+            "(0: fail at once, naming the holder).",
         ),
     ],
 }

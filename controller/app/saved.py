@@ -83,6 +83,7 @@ def apply_file(file: Path, fmt: Format, opts: Options) -> None:
     changeset = apply_saved(
         saved, desired, backends, file=str(file), workers=opts.parallelism,
         on_entry=output.show_entry if fmt is Format.text else None,
+        guard=wiring.lock(opts, backends.registry),
     )  # fmt: skip
     if fmt is Format.json:
         payload = {"plan": saved.plan.to_dict(), "changeset": changeset.to_dict()}

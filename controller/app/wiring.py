@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from controller.adapters.mlflow.client import MlflowRegistry
     from controller.adapters.mlflow.rest import RestRegistry
     from controller.core.plan.kube_objects import Settings
+    from controller.engine.lock import RegistryLock
     from controller.engine.reconcile import Backends
+    from controller.ports import Registry
 
     AnyRegistry = MlflowRegistry | RestRegistry
 
@@ -33,6 +35,7 @@ __all__ = [
     "events",
     "kube_api",
     "local_serving",
+    "lock",
     "metric_providers",
     "registry",
     "registry_identity",
@@ -149,6 +152,19 @@ def backends(
     reg = registry(opts.tracking_uri, isolate_logging=isolate_logging)
     target = serving(opts, reg, settings, attach=attach, api=api)
     return Backends(reg, target, metric_providers(opts, reg, target), RetryPolicy.from_env())
+
+
+def lock(opts: Options, registry: Registry) -> Callable[[], RegistryLock] | None:
+    """The registry lock a CLI apply takes before its first write (``--lock-timeout``); None
+    with ``--no-lock``."""
+    from controller.engine.lock import RegistryLock
+    from controller.engine.retry import RetryPolicy
+
+    if not opts.lock:
+        return None
+    return lambda: RegistryLock(
+        registry, opts.owner, timeout=opts.lock_timeout, policy=RetryPolicy.from_env()
+    )
 
 
 def events(

@@ -7,6 +7,7 @@ The tree::
      ├── PlanRejected                 the planner found errors (a missing version, a foreign model)
      ├── BackendError                 a server answered with an error or did not answer
      │    ├── TemporaryBackendError   worth retrying (connection refused, timeout, 429, 5xx)
+     │    │    └── OutcomeUnknown     a create sent without an answer: it may still commit
      │    └── PermanentBackendError   retrying will not help (400, 403, 404 ...)
      ├── ApplyFailed                  apply stopped part-way; carries the ChangeSet of what was done
      └── NotReady                     a served version did not become ready in time; traffic waits
@@ -29,6 +30,7 @@ __all__ = [
     "InvalidInput",
     "InvalidPlanFile",
     "NotReady",
+    "OutcomeUnknown",
     "PermanentBackendError",
     "PlanRejected",
     "StalePlan",
@@ -85,6 +87,12 @@ class TemporaryBackendError(BackendError):
     ) -> None:
         self.retry_after = retry_after
         super().__init__(message, operation=operation, target=target)
+
+
+class OutcomeUnknown(TemporaryBackendError):
+    """A create was sent and no answer came back (a timeout, a broken connection, a gateway's
+    5xx): the server may have carried it out, now or later. Retried like any temporary error;
+    whoever retries must look for what the lost attempt may have made."""
 
 
 class PermanentBackendError(BackendError):

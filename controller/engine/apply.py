@@ -7,11 +7,21 @@ fresh look for its digest, so a retried or repeated apply never registers the sa
 Each source is snapshotted first (:mod:`controller.engine.snapshot`) and logged from the snapshot,
 whose digest must be the plan's: an apply refuses files that changed since the plan, and a file
 edited while the apply runs is never logged under the digest checked.
+
+Two applies that still race (no lock between them: the controller beside a CLI apply), or a
+create the server commits after its request timed out, can register a source twice. So every
+create attempt carries its own id (``agentctl.io/create-attempt``), and after creating, the apply
+looks again: of the versions with the digest the lowest is the one (as the planner resolves
+``current``), and the apply deletes every other version its own attempts made, waiting up to
+``RetryPolicy.settle`` seconds for an attempt that got no answer to show up. Aliases and traffic
+resolve to the version kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,6 +29,7 @@ from controller.core.errors import (
     ApplyFailed,
     BackendError,
     NotReady,
+    OutcomeUnknown,
     PlanRejected,
     TemporaryBackendError,
 )
@@ -40,7 +51,7 @@ from controller.core.plan.changes import (
     VersionState,
 )
 from controller.core.plan.changeset import ChangeSet, Entry, Verb
-from controller.core.state.observed import MANAGED_ALIASES_TAG, MANAGED_TAGS_TAG
+from controller.core.state.observed import ATTEMPT_TAG, MANAGED_ALIASES_TAG, MANAGED_TAGS_TAG
 from controller.engine import snapshot
 from controller.engine.retry import RetryPolicy
 from controller.engine.snapshot import Snapshot, SourceChanged
@@ -271,13 +282,32 @@ class _Executor:
             digest = new.digest
             source = self.sources[c.address].source
 
+            attempts: list[str] = []  # the id of every create attempt, in order
+            unknown: set[str] = set()  # attempts sent without an answer
+
             def find_or_log() -> tuple[int, bool]:
                 existing = r.find_version(c.model, digest)
                 if existing is not None:
                     return existing, False
-                return r.log_version(c.model, source, new.tags, new.description), True
+                attempt = uuid.uuid4().hex
+                attempts.append(attempt)
+                tags = {**new.tags, ATTEMPT_TAG: attempt}
+                try:
+                    return r.log_version(c.model, source, tags, new.description), True
+                except OutcomeUnknown:
+                    unknown.add(attempt)
+                    raise
 
-            number, logged = call(find_or_log)
+            try:
+                number, logged = call(find_or_log)
+            except BackendError:
+                if unknown:  # what lost attempts made: one version at most outlives this apply
+                    # The registry still failing is said by the error raised below.
+                    with contextlib.suppress(BackendError):
+                        self._settle(c.model, digest, attempts, unknown)
+                raise
+            if attempts:
+                number = self._settle(c.model, digest, attempts, unknown) or number
             self.created[(c.model, digest)] = number
             if not logged:
                 return Entry(c.address, Verb.UNCHANGED, f"already registered as version {number}")
@@ -293,6 +323,27 @@ class _Executor:
         if description is not None and description != before.description:
             call(lambda: r.set_version_description(c.model, number, description))
         return Entry(c.address, Verb.CONFIGURED, f"version {number}")
+
+    def _settle(
+        self, model: str, digest: str, attempts: list[str], unknown: set[str]
+    ) -> int | None:
+        """The version to keep for ``digest`` once this apply's attempts are accounted for: the
+        lowest usable one. Every other version an attempt of this apply made is deleted; an
+        attempt that got no answer is waited for (``policy.settle`` seconds) and deleted too
+        when it commits late, unless it is the lowest."""
+        r, call, policy = self.registry, self.policy.call, self.policy
+        ours = set(attempts)
+        deadline = policy.clock() + policy.settle
+        while True:
+            found = call(lambda: r.versions_with_digest(model, digest))
+            keep = found[0].number if found else None
+            for v in found:
+                if v.number != keep and v.tags.get(ATTEMPT_TAG) in ours:
+                    call(lambda n=v.number: r.delete_version(model, n))  # type: ignore[misc]
+            seen = {v.tags.get(ATTEMPT_TAG) for v in found}
+            if not (unknown - seen) or policy.clock() >= deadline:
+                return keep
+            policy.sleep(1.0)
 
     def _alias(self, c: Change) -> Entry:
         r, call = self.registry, self.policy.call

@@ -17,9 +17,11 @@ is written.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass, field
+from typing import Any
 
 from controller.core.manifest.desired import Desired
 from controller.core.plan.changes import SERVING_KINDS, Change, Plan
@@ -103,6 +105,7 @@ def reconcile(
     on_agent: Callable[[str, ChangeSet, BaseException | None], None] | None = None,
     stop: Callable[[], bool] | None = None,
     wall: Callable[[], float] = time.time,
+    guard: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
 ) -> Result:
     """Observe, plan and (with ``apply``) apply ``desired``.
 
@@ -115,7 +118,10 @@ def reconcile(
     the rollouts' progress) returns what to ask of each agent when its turn comes: why it is
     not applied ("" to apply it); a failure stays with its agent
     (``Result.failed``), ``on_agent`` hears each agent's outcome as it ends, and ``stop`` is
-    asked before each agent and each change."""
+    asked before each agent and each change.
+
+    ``guard`` (the CLI's registry lock) is entered before the first write of a plan with changes
+    and left when apply ends; a plan without changes writes nothing, the lock included."""
     policy = backends.policy
     serving = backends.serving
     observed, served = observe(backends)
@@ -138,10 +144,11 @@ def reconcile(
         return Result(the_plan, previews=previews, progress=progress,
                       requeue_after=_requeue(progress, None), terminal=terminal,
                       made=Made(desired, observed, served, now, scope))  # fmt: skip
-    changeset = apply_plan(
-        the_plan, backends.registry, root=desired.root, policy=policy, on_entry=on_entry,
-        serving=serving, workers=workers, stop=stop,
-    )  # fmt: skip
+    with guard() if guard is not None else contextlib.nullcontext():
+        changeset = apply_plan(
+            the_plan, backends.registry, root=desired.root, policy=policy, on_entry=on_entry,
+            serving=serving, workers=workers, stop=stop,
+        )  # fmt: skip
     return Result(
         the_plan, changeset, previews, progress,
         stopped=len(changeset.entries) < len(the_plan.changes),

@@ -36,10 +36,15 @@ class RetryPolicy:
     maximum: float = 8.0
     deadline: float = 60.0  # seconds across all attempts of one call
     sleep: Callable[[float], None] = time.sleep
+    #: Seconds a create sent without an answer may still commit (a request held by a proxy):
+    #: how long the apply that sent it keeps looking for what it made.
+    settle: float = 30.0
+    clock: Callable[[], float] = time.monotonic
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RetryPolicy:
-        """``AGENTCTL_RETRY_ATTEMPTS`` and ``AGENTCTL_RETRY_DEADLINE`` (seconds) override defaults."""
+        """``AGENTCTL_RETRY_ATTEMPTS``, ``AGENTCTL_RETRY_DEADLINE`` and
+        ``AGENTCTL_LATE_COMMIT_WAIT`` (seconds) override defaults."""
         env = os.environ if env is None else env
         default = cls()
         problems = []
@@ -60,9 +65,18 @@ class RetryPolicy:
                     raise ValueError
             except ValueError:
                 problems.append(f"AGENTCTL_RETRY_DEADLINE must be seconds > 0, not {raw!r}")
+        settle = default.settle
+        raw = env.get("AGENTCTL_LATE_COMMIT_WAIT")
+        if raw is not None:
+            try:
+                settle = float(raw)
+                if not settle >= 0:
+                    raise ValueError
+            except ValueError:
+                problems.append(f"AGENTCTL_LATE_COMMIT_WAIT must be seconds >= 0, not {raw!r}")
         if problems:
             raise InvalidInput.of(*problems, field="environment")
-        return cls(attempts=attempts, deadline=deadline)
+        return cls(attempts=attempts, deadline=deadline, settle=settle)
 
     def _wait(self) -> Callable[[RetryCallState], float]:
         backoff = wait_exponential(multiplier=self.initial, max=self.maximum) + wait_random(

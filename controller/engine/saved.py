@@ -8,9 +8,11 @@ only if every fingerprint is the one saved: otherwise the plan is stale, and not
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable
+from typing import Any
 
 from controller.core.errors import InvalidInput, InvalidPlanFile, StalePlan
 from controller.core.manifest.desired import Desired
@@ -113,10 +115,30 @@ def apply_saved(
     file: str,
     on_entry: Callable[[Entry], None] | None = None,
     workers: int = 1,
+    guard: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
 ) -> ChangeSet:
     """Apply exactly ``saved.plan``, if ``desired`` (the manifests loaded again) and a fresh
     observation of the registry (and the serving target, if the plan was made with one) are
-    what it was made from; else raise :class:`StalePlan`, having written nothing."""
+    what it was made from; else raise :class:`StalePlan`, having written nothing. ``guard``
+    (the registry lock) is taken for a plan with changes once it has been found fresh, and the
+    plan checked again under it (another apply may have written in between)."""
+    plan = saved.plan
+    _verify(saved, desired, backends, file)
+    if guard is not None and plan.has_changes:
+        with guard():
+            _verify(saved, desired, backends, file)
+            return apply(
+                plan, backends.registry, root=desired.root, policy=backends.policy,
+                on_entry=on_entry, serving=backends.serving, workers=workers,
+            )  # fmt: skip
+    return apply(
+        plan, backends.registry, root=desired.root, policy=backends.policy, on_entry=on_entry,
+        serving=backends.serving, workers=workers,
+    )  # fmt: skip
+
+
+def _verify(saved: SavedPlan, desired: Desired, backends: Backends, file: str) -> None:
+    """Raise StalePlan or InvalidPlanFile unless the plan is what agentctl plans now."""
     plan = saved.plan
 
     def stale(what: str) -> StalePlan:
@@ -152,7 +174,3 @@ def apply_saved(
         )
     if not plan.has_errors:
         preview(backends.serving, plan.changes, backends.policy)  # as a fresh plan's apply does
-    return apply(
-        plan, backends.registry, root=desired.root, policy=backends.policy, on_entry=on_entry,
-        serving=backends.serving, workers=workers,
-    )  # fmt: skip

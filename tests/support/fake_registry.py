@@ -109,6 +109,40 @@ class FakeRegistry:
         self._op("delete_run")
         self.runs.pop(run_id, None)
 
+    def versions_with_digest(self, name: str, digest: str) -> list[ObservedVersion]:
+        self._op("versions_with_digest", write=False)
+        m = self.models.get(name)
+        hits = [v for v in (m.versions.values() if m else []) if v.tags.get(DIGEST_TAG) == digest]
+        return sorted(hits, key=lambda v: v.number)
+
+    def delete_version(self, name: str, version: int) -> None:
+        self._op("delete_version")
+        m = self.models.get(name)
+        if m is not None:
+            m.versions.pop(version, None)
+            m.aliases = {a: n for a, n in m.aliases.items() if n != version}
+
+    # -- the registry lock: models with tags, created and renamed exclusively ----------------
+
+    def create_lock(self, name: str, tags: Mapping[str, str]) -> bool:
+        self._op("create_lock")
+        if name in self.models:
+            return False
+        self.models[name] = _Model(tags=dict(tags))
+        return True
+
+    def read_lock(self, name: str) -> Mapping[str, str] | None:
+        self._op("read_lock", write=False)
+        m = self.models.get(name)
+        return dict(m.tags) if m is not None else None
+
+    def rename_lock(self, name: str, new_name: str) -> bool:
+        self._op("rename_lock")
+        if name not in self.models or new_name in self.models:
+            return False
+        self.models[new_name] = self.models.pop(name)
+        return True
+
     def _version(self, name: str, version: int) -> ObservedVersion:
         return self.models[name].versions[version]
 

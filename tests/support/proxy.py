@@ -1,14 +1,20 @@
 """A loopback HTTP proxy in front of the MLflow server that counts requests and injects faults.
 
 Tests point agentctl at the proxy to count what it sends (a second apply must write nothing) and
-to make the server fail on cue (503 for the next N matching requests, or refuse everything).
+to make the server fail on cue (503 for the next N matching requests, or refuse everything). The
+chaos tests also hold matching requests before passing them on (a create the server commits
+after the client gave up), and SIGKILL a process once the server has answered its N-th write.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import os
+import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +31,20 @@ class Fault:
 
 
 @dataclass
+class Hold:
+    path_contains: str
+    remaining: int
+    seconds: float
+
+
+@dataclass
+class Kill:
+    pid: int
+    at_write: int  # 1-based: after the server answered this write, before the client hears it
+    killed: bool = False
+
+
+@dataclass
 class Record:
     method: str
     path: str
@@ -37,6 +57,9 @@ class _State:
     faults: list[Fault] = field(default_factory=list)
     #: (path_contains, fn): fn runs once, before the first matching request is forwarded
     hooks: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+    holds: list[Hold] = field(default_factory=list)
+    kill: Kill | None = None
+    writes: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -76,6 +99,26 @@ class CountingProxy:
             self.state.records.clear()
             self.state.faults.clear()
             self.state.hooks.clear()
+            self.state.holds.clear()
+            self.state.kill = None
+            self.state.writes = 0
+
+    def hold(self, path_contains: str, seconds: float, times: int = 1) -> None:
+        """Pass the next ``times`` matching requests on only after ``seconds``, whether or not
+        the client still waits (a slow proxy: the server commits what the client gave up on)."""
+        with self.state.lock:
+            self.state.holds.append(Hold(path_contains, times, seconds))
+
+    def kill_at_write(self, pid: int, n: int) -> None:
+        """SIGKILL ``pid`` once the server has answered the ``n``-th write from now on."""
+        with self.state.lock:
+            self.state.writes = 0
+            self.state.kill = Kill(pid, n)
+
+    @property
+    def killed(self) -> bool:
+        with self.state.lock:
+            return self.state.kill is not None and self.state.kill.killed
 
     def fail(self, path_contains: str, times: int = 1, status: int = 503) -> None:
         with self.state.lock:
@@ -127,8 +170,20 @@ class CountingProxy:
                     hooks = [h for h in proxy.state.hooks if h[0] in self.path]
                     for hook in hooks:
                         proxy.state.hooks.remove(hook)
+                    hold = next(
+                        (
+                            h
+                            for h in proxy.state.holds
+                            if h.remaining > 0 and h.path_contains in self.path
+                        ),
+                        None,
+                    )
+                    if hold is not None:
+                        hold.remaining -= 1
                 for _, fn in hooks:
                     fn()
+                if hold is not None:
+                    time.sleep(hold.seconds)
                 if fault is not None:
                     payload = b'{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "injected"}'
                     self._record(fault.status)
@@ -146,6 +201,18 @@ class CountingProxy:
                 resp = conn.getresponse()
                 data = resp.read()
                 self._record(resp.status)
+                if self.command != "GET" and not self.path.split("?")[0].endswith("/search"):
+                    with proxy.state.lock:
+                        proxy.state.writes += 1
+                        kill = proxy.state.kill
+                        if (
+                            kill is not None
+                            and not kill.killed
+                            and proxy.state.writes >= kill.at_write
+                        ):
+                            kill.killed = True
+                            with contextlib.suppress(ProcessLookupError):
+                                os.kill(kill.pid, signal.SIGKILL)
                 self.send_response(resp.status)
                 for k, v in resp.getheaders():
                     if k.lower() not in _HOP and k.lower() != "content-length":

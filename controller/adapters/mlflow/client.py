@@ -14,7 +14,12 @@ from functools import partial
 from typing import Any, TypeVar
 
 from controller.adapters.mlflow.logger import is_transport, log_model, log_model_isolated
-from controller.core.errors import BackendError, PermanentBackendError, TemporaryBackendError
+from controller.core.errors import (
+    BackendError,
+    OutcomeUnknown,
+    PermanentBackendError,
+    TemporaryBackendError,
+)
 from controller.core.secrets import redact_text, without_credentials
 from controller.core.state.logged import (
     EXPERIMENT_PREFIX,
@@ -221,6 +226,50 @@ class MlflowRegistry:
         numbers = [int(mv.version) for mv in found if mv.name == name and mv.status != FAILED]
         return min(numbers) if numbers else None
 
+    def versions_with_digest(self, name: str, digest: str) -> list[ObservedVersion]:
+        flt = f"tags.`{DIGEST_TAG}` = '{digest}'"
+        found = self._get(
+            "search model versions",
+            name,
+            lambda: self._client.search_model_versions(filter_string=flt, max_results=1000),
+        )
+        out = [_version(mv) for mv in found if mv.name == name and mv.status != FAILED]
+        return sorted(out, key=lambda v: v.number)
+
+    def delete_version(self, name: str, version: int) -> None:
+        self._call(
+            "delete model version",
+            f"{name}/{version}",
+            partial(self._client.delete_model_version, name, str(version)),
+            ok_codes=GONE,
+        )
+
+    # -- the registry lock -------------------------------------------------------------------
+
+    def create_lock(self, name: str, tags: Mapping[str, str]) -> bool:
+        created = self._call(
+            "create lock",
+            name,
+            lambda: self._client.create_registered_model(name, tags=dict(tags)),
+            ok_codes=("RESOURCE_ALREADY_EXISTS",),
+        )
+        return created is not None
+
+    def read_lock(self, name: str) -> Mapping[str, str] | None:
+        found = self._call(
+            "read lock", name, partial(self._client.get_registered_model, name), ok_codes=GONE
+        )
+        return None if found is None else {k: v or "" for k, v in (found.tags or {}).items()}
+
+    def rename_lock(self, name: str, new_name: str) -> bool:
+        renamed = self._call(
+            "take over lock",
+            name,
+            lambda: self._client.rename_registered_model(name, new_name) or True,
+            ok_codes=("RESOURCE_ALREADY_EXISTS", *GONE),
+        )
+        return renamed is not None
+
     # -- registered models -------------------------------------------------------------------
 
     def create_model(self, name: str, description: str | None, tags: Mapping[str, str]) -> None:
@@ -306,14 +355,20 @@ class MlflowRegistry:
                 ) from exc
         # Tags and description go in with the version itself: a version never exists without
         # its digest, so a crash here cannot lead to the same source being registered twice.
-        mv = self._client.create_model_version(
-            name=name,
-            source=model_uri,
-            run_id=run_id,
-            tags=dict(tags),
-            description=description,
-            model_id=model_id,
-        )
+        try:
+            mv = self._client.create_model_version(
+                name=name,
+                source=model_uri,
+                run_id=run_id,
+                tags=dict(tags),
+                description=description,
+                model_id=model_id,
+            )
+        except Exception as exc:
+            error = _create_error(exc, name, self.tracking_uri)
+            if error is None:
+                raise
+            raise error from exc
         return int(mv.version)
 
     def experiment_id(self, model: str) -> str:
@@ -448,6 +503,23 @@ def _version(mv: Any) -> ObservedVersion:
         source=mv.source or "",
         run_id=mv.run_id,
     )
+
+
+def _create_error(exc: Exception, name: str, uri: str) -> BackendError | None:
+    """A failed create_model_version as a BackendError: one without an answer (a timeout, a
+    dropped connection, a 5xx) may still commit, so it is :class:`OutcomeUnknown`. None: not
+    the server's error (a bug: raised as it is)."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException):
+        error = _translate(exc, "create model version", name, uri)
+    elif isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+        error = TemporaryBackendError(f"create model version {name}: {exc}", target=name)
+    else:
+        return None
+    if isinstance(error, TemporaryBackendError) and "connection refused" not in str(error):
+        return OutcomeUnknown(str(error), operation="create model version", target=name)
+    return error
 
 
 def _translate(exc: Any, operation: str, target: str, uri: str) -> BackendError:

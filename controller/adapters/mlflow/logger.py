@@ -103,7 +103,22 @@ def is_transport(exc: BaseException) -> bool:
     return isinstance(exc, MlflowException) and text.startswith("API request to")
 
 
+def _die_with(parent: int) -> None:
+    """Exit when the process that started this one is gone (an apply killed mid-log): a child
+    that logs on after its parent died would be an orphan writing to the registry."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _main(answer_file: str) -> int:
+    _die_with(os.getppid())
     request = json.loads(sys.stdin.read())
     raw = request["source"]
     source = VersionSource(

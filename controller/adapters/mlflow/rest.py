@@ -33,7 +33,7 @@ from controller.adapters.mlflow.client import (
     trace_filter,
 )
 from controller.adapters.mlflow.logger import log_model_isolated
-from controller.core.errors import PermanentBackendError, TemporaryBackendError
+from controller.core.errors import OutcomeUnknown, PermanentBackendError, TemporaryBackendError
 from controller.core.secrets import redact_text, without_credentials
 from controller.core.state.logged import (
     EXPERIMENT_PREFIX,
@@ -272,6 +272,62 @@ class RestRegistry:
         ]
         return min(numbers) if numbers else None
 
+    def versions_with_digest(self, name: str, digest: str) -> list[ObservedVersion]:
+        found = self._get(
+            "model-versions/search",
+            "search model versions",
+            name,
+            filter=f"tags.`{DIGEST_TAG}` = '{digest}'",
+            max_results=1000,
+        )
+        out = [
+            _version(mv)
+            for mv in found.get("model_versions") or []
+            if mv["name"] == name and mv.get("status") != FAILED
+        ]
+        return sorted(out, key=lambda v: v.number)
+
+    def delete_version(self, name: str, version: int) -> None:
+        self._request(
+            "DELETE",
+            "model-versions/delete",
+            "delete model version",
+            f"{name}/{version}",
+            body={"name": name, "version": str(version)},
+            ok_codes=GONE,
+        )
+
+    # -- the registry lock ---------------------------------------------------------------------
+
+    def create_lock(self, name: str, tags: Mapping[str, str]) -> bool:
+        body = {"name": name, "tags": [{"key": k, "value": v} for k, v in tags.items()]}
+        created = self._request(
+            "POST",
+            "registered-models/create",
+            "create lock",
+            name,
+            body=body,
+            ok_codes=("RESOURCE_ALREADY_EXISTS",),
+        )
+        return created is not None
+
+    def read_lock(self, name: str) -> Mapping[str, str] | None:
+        found = self._request(
+            "GET", "registered-models/get", "read lock", name, params={"name": name}, ok_codes=GONE
+        )
+        return None if found is None else _tags(found.get("registered_model") or {})
+
+    def rename_lock(self, name: str, new_name: str) -> bool:
+        renamed = self._request(
+            "POST",
+            "registered-models/rename",
+            "take over lock",
+            name,
+            body={"name": name, "new_name": new_name},
+            ok_codes=("RESOURCE_ALREADY_EXISTS", *GONE),
+        )
+        return renamed is not None
+
     # -- registered models ---------------------------------------------------------------------
 
     def create_model(self, name: str, description: str | None, tags: Mapping[str, str]) -> None:
@@ -350,9 +406,14 @@ class RestRegistry:
             body["description"] = description
         if model_id:
             body["model_id"] = model_id
-        created = self._request(
-            "POST", "model-versions/create", "create model version", name, body=body
-        )
+        try:
+            created = self._request(
+                "POST", "model-versions/create", "create model version", name, body=body
+            )
+        except TemporaryBackendError as exc:
+            if "connection refused" in str(exc):  # never reached the server
+                raise
+            raise OutcomeUnknown(str(exc), operation=exc.operation, target=exc.target) from exc
         assert created is not None
         mv = created["model_version"]
         return self._ready(name, int(mv["version"]), str(mv.get("status") or "READY"))

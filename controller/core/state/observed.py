@@ -13,6 +13,7 @@ from controller.core.state.cluster import ClusterState
 
 __all__ = [
     "AGENT_TAG",
+    "ATTEMPT_TAG",
     "DEFAULT_OWNER",
     "DIGEST_TAG",
     "MANAGED_ALIASES_TAG",
@@ -40,6 +41,9 @@ MANAGED_TAGS_TAG = "agentctl.io/managed-tags"
 MANAGED_ALIASES_TAG = "agentctl.io/managed-aliases"
 #: On a version: the content digest of the source it was logged from.
 DIGEST_TAG = "agentctl.io/source-digest"
+#: On a version: the id of the create attempt that registered it (one per request sent), so that
+#: an apply can tell the versions it made from another's, a retried or late-committed create too.
+ATTEMPT_TAG = "agentctl.io/create-attempt"
 #: On a version: the code file it was logged from, relative to the repository root.
 SOURCE_TAG = "agentctl.io/source-code"
 
