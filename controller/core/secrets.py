@@ -41,9 +41,11 @@ _SECRET_WORDS = {
 _SECRET_PAIRS = {("api", "key"), ("access", "key"), ("private", "key"), ("client", "secret")}
 # ``scheme://userinfo@``. A scheme is the run of scheme characters before ``://`` from its
 # first letter on; the lookbehind starts a try only where such a run starts (the characters
-# before its first letter are kept in ``pre``), so no run is scanned twice.
+# before its first letter are kept in ``pre``), so no run is scanned twice. User info ends at the
+# last ``@`` before the host (a password may hold one, as requests reads it).
 _USERINFO = re.compile(
-    r"(?<![a-z0-9+.-])(?P<pre>[0-9+.-]*+)(?P<scheme>[a-z][a-z0-9+.-]*+://)[^/@\s]++@", re.I
+    r"(?<![a-z0-9+.-])(?P<pre>[0-9+.-]*+)(?P<scheme>[a-z][a-z0-9+.-]*+://)[^/@\s]++@(?:[^/@\s]*+@)*+",
+    re.I,
 )
 _TOKEN = re.compile(r"\b(ghp_|gho_|ghs_|github_pat_|sk-|xox[abp]-|AKIA)[A-Za-z0-9_\-]{8,}")
 _BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=\-]+", re.I)

@@ -93,6 +93,9 @@ class RegistryLock:
         self.record: LockRecord | None = None
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
+        #: set once the lock is known or feared lost: taken over, or not renewed before expiry
+        self.lost = threading.Event()
+        self._valid_until = 0.0
 
     # -- taking and giving back ----------------------------------------------------------------
 
@@ -139,8 +142,8 @@ class RegistryLock:
         if self._renewer is not None:
             self._renewer.join()
         record, self.record = self.record, None
-        if record is None:
-            return
+        if record is None or self.lost.is_set():
+            return  # not ours any more, or perhaps not: leave it to expire
         try:
             tags = self.policy.call(lambda: self.registry.read_lock(self.name))
             current = LockRecord.from_tags(tags) if tags is not None else None
@@ -152,6 +155,10 @@ class RegistryLock:
     def __enter__(self) -> LockRecord:
         return self.acquire()
 
+    def holds(self) -> bool:
+        """Whether the lock is still this apply's: not taken over, renewed before it expired."""
+        return self.record is not None and not self.lost.is_set()
+
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
@@ -161,15 +168,22 @@ class RegistryLock:
 
     def _start_renewing(self) -> None:
         self._stop.clear()
+        self.lost.clear()
+        self._valid_until = self.record.expires if self.record is not None else 0.0
         self._renewer = threading.Thread(target=self._renew_loop, name="lock-renew", daemon=True)
         self._renewer.start()
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.ttl / 3):
             try:
-                self.renew()
+                self.policy.call(self.renew)
             except BackendError as exc:
                 log.warning("could not renew the registry lock: %s", exc)
+                if self._wall() >= self._valid_until - self.ttl / 6:
+                    # Another apply may take it over from now on: stop writing.
+                    self.lost.set()
+            if self.lost.is_set():
+                return
 
     def renew(self) -> None:
         """Push the expiry a ``ttl`` further, if the lock is still this one."""
@@ -180,9 +194,11 @@ class RegistryLock:
         current = LockRecord.from_tags(tags) if tags is not None else None
         if current is None or current.lock_id != record.lock_id:
             log.warning("the registry lock %s was taken from this apply", record.lock_id)
+            self.lost.set()
             return
         expires = self._wall() + self.ttl
         self.registry.set_model_tag(self.name, EXPIRES_TAG, f"{expires:.3f}")
+        self._valid_until = expires
 
 
 def force_unlock(

@@ -17,12 +17,13 @@ is written.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass, field
-from typing import Any
+from types import TracebackType
+from typing import Protocol
 
+from controller.core.errors import AgentctlError, ApplyFailed
 from controller.core.manifest.desired import Desired
 from controller.core.plan.changes import SERVING_KINDS, Change, Plan
 from controller.core.plan.changeset import ChangeSet, Entry
@@ -105,7 +106,7 @@ def reconcile(
     on_agent: Callable[[str, ChangeSet, BaseException | None], None] | None = None,
     stop: Callable[[], bool] | None = None,
     wall: Callable[[], float] = time.time,
-    guard: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+    guard: Callable[[], Guard] | None = None,
 ) -> Result:
     """Observe, plan and (with ``apply``) apply ``desired``.
 
@@ -122,33 +123,94 @@ def reconcile(
 
     ``guard`` (the CLI's registry lock) is entered before the first write of a plan with changes
     and left when apply ends; a plan without changes writes nothing, the lock included."""
-    policy = backends.policy
-    serving = backends.serving
-    observed, served = observe(backends)
-    scope = select(desired, changed, observed) if changed is not None else None
-    now = wall()
-    the_plan, progress = plan_round(
-        desired, observed, served, owner=owner, prune=prune, scope=scope, baseline=baseline,
-        now=now, providers=backends.providers if apply else None,
-    )  # fmt: skip
-    terminal = "the plan has errors" if the_plan.has_errors else None
+
+    def make() -> _Round:
+        observed, served = observe(backends)
+        scope = select(desired, changed, observed) if changed is not None else None
+        now = wall()
+        the_plan, progress = plan_round(
+            desired, observed, served, owner=owner, prune=prune, scope=scope, baseline=baseline,
+            now=now, providers=backends.providers if apply else None,
+        )  # fmt: skip
+        return _Round(the_plan, progress, Made(desired, observed, served, now, scope))
+
+    first = make()
     if isolate:
-        return _apply_isolated(the_plan, desired, backends, progress, hold, on_agent, on_entry,
-                               stop, apply)  # fmt: skip
+        return _apply_isolated(first.plan, desired, backends, first.progress, hold, on_agent,
+                               on_entry, stop, apply)  # fmt: skip
+    writes = apply and first.plan.has_changes and not first.plan.has_errors
+    if not writes or guard is None:
+        return _finish(first, desired, backends, apply, on_plan, on_entry, stop, workers)
+    # A plan with changes is applied under the guard (the CLI's registry lock), planned again
+    # once it is held, so that what another apply wrote meanwhile is seen; a no-op takes none.
+    lock = guard()
+    with lock:
+        held = lock.holds
+
+        def stopping() -> bool:
+            return not held() or (stop is not None and stop())
+
+        result = _finish(make(), desired, backends, apply, on_plan, on_entry, stopping, workers)
+        if not held() and result.changeset is not None and result.stopped:
+            raise ApplyFailed(
+                "the registry lock was lost (taken over, or not renewed before it expired); "
+                "the changes after that were not made",
+                result.changeset,
+                AgentctlError("registry lock lost"),
+            )
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Round:
+    plan: Plan
+    progress: Mapping[str, Progress]
+    made: Made
+
+
+class Guard(Protocol):
+    """What a plan with changes is applied under (the CLI's registry lock)."""
+
+    def __enter__(self) -> object: ...
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def holds(self) -> bool:
+        """Whether it is still held: apply stops at the next change once it is not."""
+        ...
+
+
+def _finish(
+    round_: _Round,
+    desired: Desired,
+    backends: Backends,
+    apply: bool,
+    on_plan: Callable[[Plan], None] | None,
+    on_entry: Callable[[Entry], None] | None,
+    stop: Callable[[], bool] | None,
+    workers: int,
+) -> Result:
+    """Preview, show and (with ``apply``) apply one round's plan."""
+    the_plan, progress = round_.plan, round_.progress
+    terminal = "the plan has errors" if the_plan.has_errors else None
     previews: tuple[ObjectPreview, ...] = ()
     if not the_plan.has_errors:
-        previews = preview(serving, the_plan.changes, policy)
+        previews = preview(backends.serving, the_plan.changes, backends.policy)
     if on_plan is not None:
         on_plan(the_plan)
     if not apply or the_plan.has_errors or not the_plan.has_changes:
         return Result(the_plan, previews=previews, progress=progress,
                       requeue_after=_requeue(progress, None), terminal=terminal,
-                      made=Made(desired, observed, served, now, scope))  # fmt: skip
-    with guard() if guard is not None else contextlib.nullcontext():
-        changeset = apply_plan(
-            the_plan, backends.registry, root=desired.root, policy=policy, on_entry=on_entry,
-            serving=serving, workers=workers, stop=stop,
-        )  # fmt: skip
+                      made=round_.made)  # fmt: skip
+    changeset = apply_plan(
+        the_plan, backends.registry, root=desired.root, policy=backends.policy,
+        on_entry=on_entry, serving=backends.serving, workers=workers, stop=stop,
+    )  # fmt: skip
     return Result(
         the_plan, changeset, previews, progress,
         stopped=len(changeset.entries) < len(the_plan.changes),

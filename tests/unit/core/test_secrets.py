@@ -125,3 +125,13 @@ def test_a_json_document_is_redacted_by_key_as_text_is() -> None:
         "changes[0].after.description",
     ]
     assert secret_paths(out) == []
+
+
+def test_a_password_holding_an_at_sign_is_redacted_whole() -> None:
+    """requests splits user info at the last @ before the host: so does the redaction."""
+    from controller.core.secrets import redact_text, without_credentials
+
+    text = "API request to http://user:p@ss@host:5000/api failed"
+    assert redact_text(text) == "API request to http://(redacted)@host:5000/api failed"
+    assert "ss@" not in redact_text(text)
+    assert without_credentials("http://user:p@ss@host:5000/api") == "http://host:5000/api"

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -131,12 +130,37 @@ def test_reconcile_takes_the_lock_only_for_a_plan_with_changes(tmp_path: Path) -
     reg = FakeRegistry()
     entered: list[int] = []
 
-    @contextlib.contextmanager
-    def guard() -> Iterator[None]:
-        entered.append(len(reg.writes))
-        yield
+    class Guard:
+        def __enter__(self) -> None:
+            entered.append(len(reg.writes))
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def holds(self) -> bool:
+            return True
+
+    guard = Guard
 
     reconcile(desired, reg, apply=True, policy=NO_WAIT, guard=guard)
     assert entered == [0]  # before the first write
     reconcile(desired, reg, apply=True, policy=NO_WAIT, guard=guard)
     assert entered == [0]  # nothing to do: no lock either
+
+
+def test_a_lock_taken_over_while_held_is_lost_and_left_to_its_new_holder() -> None:
+    reg = FakeRegistry()
+    now = [T0]
+    a = _lock(reg, "ci-1:100", wall=lambda: now[0])
+    a.acquire()
+    try:
+        assert a.holds()
+        now[0] += 61.0  # its renewals did not get through; it expired
+        b = _lock(reg, "ci-2:200", wall=lambda: now[0])
+        taken = b.acquire()
+        a.renew()  # a's renewer finds another lock in its place
+        assert not a.holds()
+    finally:
+        a.release()  # leaves b's lock alone
+    assert _record(reg) == taken
+    b.release()

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from controller.core.errors import PermanentBackendError
+import pytest
+
+from controller.core.errors import ApplyFailed, PermanentBackendError
 from controller.core.plan.changeset import ChangeSet
 from controller.engine.loader import load
 from controller.engine.reconcile import REQUEUE_WAITING, Backends, reconcile
@@ -80,3 +82,53 @@ def test_isolated_a_failing_agent_does_not_stop_the_others_and_holds_are_kept(
     reg2 = FakeRegistry()
     dry = reconcile(desired, Backends(reg2, policy=NO_WAIT), apply=False, isolate=True)
     assert dry.applied == {} and reg2.models == {} and dry.plan.has_changes
+
+
+class _Guard:
+    """A lock that something else can take over (``holds`` turns False after ``held`` asks),
+    and that lets ``meanwhile`` write while it is being taken."""
+
+    def __init__(self, held: int = 1000, meanwhile: Callable[[], None] = lambda: None) -> None:
+        self.asks, self.held, self.meanwhile = 0, held, meanwhile
+
+    def __enter__(self) -> None:
+        self.meanwhile()
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def holds(self) -> bool:
+        self.asks += 1
+        return self.asks <= self.held
+
+
+def test_a_plan_with_changes_is_made_again_once_the_lock_is_held(tmp_path: Path) -> None:
+    desired, _ = load(write_repo(tmp_path, GOOD))
+    reg = FakeRegistry()
+    shown: list[list[str]] = []
+    # While this apply waited for the lock, another one created the model.
+    guard = _Guard(
+        meanwhile=lambda: reg.create_model("bot", None, {"agentctl.io/owner": "agentctl"})
+    )
+    result = reconcile(
+        desired, Backends(reg, policy=NO_WAIT), apply=True, guard=lambda: guard,
+        on_plan=lambda p: shown.append([c.address for c in p.changes]),
+    )  # fmt: skip
+    assert shown == [[c.address for c in result.plan.changes]]  # the plan shown is the one applied
+    assert "bot.registered_model" not in [
+        c.address for c in result.plan.changes if c.action.value == "create"
+    ]
+    # A no-op plan takes no lock.
+    entered: list[bool] = []
+    reconcile(desired, Backends(reg, policy=NO_WAIT), apply=True,
+              guard=lambda: _Guard(meanwhile=lambda: entered.append(True)))  # fmt: skip
+    assert entered == []
+
+
+def test_an_apply_whose_lock_is_lost_stops_and_says_so(tmp_path: Path) -> None:
+    desired, _ = load(write_repo(tmp_path, GOOD))
+    reg = FakeRegistry()
+    with pytest.raises(ApplyFailed, match="the registry lock was lost") as info:
+        reconcile(desired, Backends(reg, policy=NO_WAIT), apply=True, guard=lambda: _Guard(held=1))
+    done = [e.address for e in info.value.changeset.entries]
+    assert done == ["bot.registered_model"] and "champion" not in reg.models["bot"].aliases

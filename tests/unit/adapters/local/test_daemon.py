@@ -183,7 +183,9 @@ async def _traffic(
     workers: int = 4,
 ) -> None:
     """Requests from ``workers`` callers for ``seconds`` (at most 2,000 each); ``on_answer``
-    gets each status, the version that answered and what ``before()`` said as it was sent."""
+    gets each status, the version that answered and whether ``before()`` held as it was sent or
+    as it was answered (a server restarted in between may answer a request sent while it was
+    down)."""
     deadline = time.monotonic() + seconds
     timeout = aiohttp.ClientTimeout(total=10)
 
@@ -194,6 +196,7 @@ async def _traffic(
             tag = before()
             async with http.post(f"{url}/invocations", json={}, timeout=timeout) as resp:
                 await resp.read()
+                tag = tag or before()
                 on_answer(resp.status, resp.headers.get("X-Agentctl-Version", ""), tag)
 
     async with aiohttp.ClientSession() as http:
