@@ -11,10 +11,7 @@ YAML documents that have neither ``apiVersion`` nor ``kind`` are not manifests (
 
 from __future__ import annotations
 
-import difflib
 import os
-import types
-import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +24,9 @@ from controller.core.diagnostics import Diagnostic, Diagnostics, Location, Sever
 from controller.core.errors import InvalidInput
 from controller.core.manifest.checks import FieldPath, check_manifest, field_name
 from controller.core.manifest.desired import DEFAULTS_KIND, Desired, DesiredAgent, ResolvedSource
+from controller.core.manifest.explain import explain
 from controller.core.manifest.schema import (
     KIND,
-    MODEL_NAME_PATTERN,
     AgentManifest,
     ServingDefaults,
     Source,
@@ -455,72 +452,8 @@ def _report_validation(
     out: _Collector,
     model: type[BaseModel] = AgentManifest,
 ) -> None:
-    grouped: dict[FieldPath, tuple[list[str], str]] = {}
-    for err in exc.errors():
-        path = _data_path(doc.data, err["loc"])
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            msg = f"unknown field '{path[-1]}'" + _suggest(path, model)
-        elif kind == "missing":
-            msg = "required field is missing"
-        elif kind == "string_pattern_mismatch":
-            pattern = str((err.get("ctx") or {}).get("pattern", ""))
-            msg = _PATTERN_HELP.get(pattern, err["msg"])
-        else:
-            msg = err["msg"]
-        got = ""
-        if (
-            kind not in ("missing", "extra_forbidden")
-            and "input" in err
-            and not isinstance(err["input"], dict | list)
-        ):
-            got = f" (got {err['input']!r})"
-        msgs, _ = grouped.setdefault(path, ([], got))
-        if msg not in msgs:
-            msgs.append(msg)
-    for path, (msgs, got) in grouped.items():
-        if len(msgs) == 1:
-            message = msgs[0]
-        elif any("valid integer" in m for m in msgs) and any("'current'" in m for m in msgs):
-            message = "must be a version number (an integer >= 1) or 'current'"
-        else:
-            message = "expected one of: " + "; or ".join(msgs)
-        out.error(_deepest(doc, path), field_name(path), message + got, agent)
-
-
-_PATTERN_HELP = {
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$": (
-        "must be a DNS label: lowercase letters, digits and '-', starting and ending with a "
-        "letter or digit, at most 63 characters"
-    ),
-    MODEL_NAME_PATTERN: (
-        "a registered model name may not contain '/', ':', '?', '#', '%', '@', whitespace or "
-        "control characters (it is served as models:/<name>/<version>)"
-    ),
-    r"^[\w\-]+$": "an alias may contain only letters, digits, '_' and '-'",
-    r"^[/\w.\- ]+$": "a tag key may contain only letters, digits, '_', '-', '.', '/' and spaces",
-}
-
-
-def _data_path(data: Any, loc: tuple[int | str, ...]) -> FieldPath:
-    """Keep the elements of a pydantic error location that address the data (not union tags)."""
-    path: list[str | int] = []
-    cur = data
-    for elem in loc:
-        if isinstance(cur, dict) and elem in cur:
-            path.append(str(elem))
-            cur = cur[elem]
-        elif isinstance(cur, list) and isinstance(elem, int) and 0 <= elem < len(cur):
-            path.append(elem)
-            cur = cur[elem]
-        elif isinstance(cur, dict) and isinstance(elem, str) and not _is_branch_tag(elem):
-            path.append(elem)  # a missing or unknown key: keep it so the message can name it
-            cur = None
-    return tuple(path)
-
-
-def _is_branch_tag(elem: str) -> bool:
-    return "[" in elem or elem in {"int", "str", "bool", "float", "list", "dict"}
+    for path, message in explain(exc, doc.data, model):
+        out.error(_deepest(doc, path), field_name(path), message, agent)
 
 
 def _deepest(doc: _Doc, path: FieldPath) -> Location:
@@ -529,55 +462,6 @@ def _deepest(doc: _Doc, path: FieldPath) -> Location:
         if loc is not None:
             return loc
     return doc.start
-
-
-def _suggest(path: FieldPath, model: type[BaseModel] = AgentManifest) -> str:
-    allowed = _allowed_fields(path[:-1], model)
-    if not allowed:
-        return ""
-    close = difflib.get_close_matches(str(path[-1]), allowed, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    return f"{hint} (allowed: {', '.join(sorted(allowed))})"
-
-
-def _allowed_fields(path: FieldPath, model: type[BaseModel] = AgentManifest) -> list[str]:
-    """The YAML field names allowed at ``path`` in the schema of ``model``."""
-    tp: Any = model
-    for elem in path:
-        tp = _unwrap(tp)
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            fields = {(f.alias or n): f for n, f in tp.model_fields.items()}
-            if elem not in fields:
-                return []
-            tp = fields[str(elem)].annotation
-        elif typing.get_origin(tp) is list:
-            tp = typing.get_args(tp)[0]
-        elif typing.get_origin(tp) is dict:
-            tp = typing.get_args(tp)[1]
-        else:
-            return []
-    tp = _unwrap(tp)
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return [f.alias or n for n, f in tp.model_fields.items()]
-    return []
-
-
-def _unwrap(tp: Any) -> Any:
-    """Optional[X] / X | None -> X; Annotated[X, ...] -> X."""
-    while True:
-        origin = typing.get_origin(tp)
-        if origin is typing.Annotated:
-            tp = typing.get_args(tp)[0]
-        elif origin in (typing.Union, types.UnionType):
-            models = [
-                a for a in typing.get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)
-            ]
-            others = [a for a in typing.get_args(tp) if a is not type(None)]
-            tp = models[0] if models else (others[0] if len(others) == 1 else tp)
-            if tp not in models and len(others) != 1:
-                return tp
-        else:
-            return tp
 
 
 def _resolve_file(
