@@ -33,12 +33,12 @@ _ACTS = (
 def _ask(
     opts: Options,
     agent: str,
-    make: Callable[[RolloutState | None], Command],
+    make: Callable[[RolloutState | None, ObservedModel], Command],
     check: Callable[[ObservedModel], None] = lambda model: None,
 ) -> None:
-    """Write the rollout command ``make`` gives (from the agent's recorded rollout) to the tags
-    of the agent's model that ``opts.owner`` owns, once ``check`` passes on the model; say what
-    was asked."""
+    """Write the rollout command ``make`` gives (from the agent's recorded rollout and its model)
+    to the tags of the agent's model that ``opts.owner`` owns, once ``check`` passes on the
+    model; say what was asked."""
     from controller.core.rollout import codec
     from controller.core.rollout.commands import COMMAND_TAG
     from controller.core.state.observed import AGENT_TAG
@@ -51,13 +51,16 @@ def _ask(
     if model is None or model.tags.get(AGENT_TAG) != agent:
         others = observed.others(agent, opts.owner)
         why = "; ".join(f"'{m}' is managed by '{o}'" for m, o in others.items())
+        known = ", ".join(sorted(observed.agents(opts.owner))) or "none"
         raise InvalidInput.of(
             f"no registered model owned by '{opts.owner}' belongs to agent '{agent}'"
-            + (f" ({why}; models of other owners are never touched)" if why else ""),
+            + (f" ({why}; models of other owners are never touched)" if why else "")
+            + f". Agents of owner '{opts.owner}': {known}",
             field="AGENT",
         )
+    # In the order a user fixes things: the agent, then its rollout record, then the request.
+    cmd = make(codec.read(model.tags).state, model)
     check(model)
-    cmd = make(codec.read(model.tags).state)
     policy.call(lambda: registry.set_model_tag(model.name, COMMAND_TAG, cmd.to_tag()))
     what = {"promote": "promote", "abort": "abort"}.get(cmd.kind, f"roll back to v{cmd.version}")
     typer.echo(f"{agent}: asked to {what} ({cmd.to_tag()}). {_ACTS}")
@@ -74,7 +77,7 @@ def promote(agent: AgentArg, *, opts: Options) -> None:
     """Skip the current step's pause (or an inconclusive hold) of AGENT's rollout."""
     from controller.core.rollout.commands import Command
 
-    def make(state: RolloutState | None) -> Command:
+    def make(state: RolloutState | None, model: ObservedModel) -> Command:
         s = _active(agent, state)
         return Command("promote", s.canary, step=s.step)
 
@@ -86,7 +89,7 @@ def abort(agent: AgentArg, *, opts: Options) -> None:
     until its canary or spec.rollout changes."""
     from controller.core.rollout.commands import Command
 
-    _ask(opts, agent, lambda state: Command("abort", _active(agent, state).canary))
+    _ask(opts, agent, lambda state, model: Command("abort", _active(agent, state).canary))
 
 
 def rollback(
@@ -103,10 +106,16 @@ def rollback(
     changes."""
     from controller.core.rollout.commands import Command
 
-    def make(state: RolloutState | None) -> Command:
+    def make(state: RolloutState | None, model: ObservedModel) -> Command:
         if state is None:
+            # A rollback acts on a rollout spec.rollout started; without one, the manifest says
+            # what serves (and an apply would put back anything a command moved).
             raise InvalidInput.of(
-                f"agent '{agent}' has no recorded rollout to roll back", field="AGENT"
+                f"{agent} has no recorded rollout to roll back (rollback undoes a rollout "
+                f"that spec.rollout ran). To serve another version (versions: {_versions(model)}),"
+                " point its aliases or spec.serving.traffic at it in its manifest and run "
+                "`agentctl apply`",
+                field="AGENT",
             )
         target = to_version if to_version is not None else state.stable
         return Command("rollback", state.canary, version=target)
@@ -115,8 +124,12 @@ def rollback(
         if to_version is not None and to_version not in model.versions:
             raise InvalidInput.of(
                 f"version {to_version} of agent '{agent}' does not exist "
-                f"(versions: {', '.join(map(str, sorted(model.versions)))})",
+                f"(versions: {_versions(model)})",
                 field="--to-version",
             )
 
     _ask(opts, agent, make, check)
+
+
+def _versions(model: ObservedModel) -> str:
+    return ", ".join(map(str, sorted(model.versions))) or "none"

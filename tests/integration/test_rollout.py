@@ -331,6 +331,11 @@ def test_a_failing_version_is_rolled_back_by_its_trace_gate_before_half_the_traf
 
 def test_abort_and_rollback_converge_and_a_second_apply_changes_nothing(bench: Bench) -> None:
     b = bench
+    # Before any rollout: the error is about the missing record (not --to-version), and says
+    # what to do instead.
+    none = b.agentctl("rollback", "support-bot", "--to-version", "9", env=LOCAL)
+    assert none.code == 1 and "support-bot has no recorded rollout" in none.err, none.err
+    assert "(versions: 1)" in none.err and "`agentctl apply`" in none.err, none.err
     new_version(b, "v2 says hi.")
     hold = """\
       - weight: 30
@@ -346,6 +351,7 @@ def test_abort_and_rollback_converge_and_a_second_apply_changes_nothing(bench: B
 
     nothing = b.agentctl("abort", "summarizer", env=LOCAL)
     assert nothing.code == 1 and "agent 'summarizer'" in nothing.err
+    assert ": support-bot" in nothing.err, nothing.err  # the agents there are
     aborted = b.agentctl("abort", "support-bot", env=LOCAL)
     assert aborted.code == 0, aborted.err
     assert b.apply().code == 0
