@@ -9,6 +9,7 @@ Heavy modules (mlflow) are imported only by the commands that talk to a registry
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 import time
@@ -62,10 +63,17 @@ def command(*names: str, name: str | None = None, group: typer.Typer = app,
 
     def wrap(fn: F) -> F:
         taking = takes(*names, help=help, **defaults)(fn)
-        group.command(name)(output.handled(taking, json_errors=json_errors))
+        text = paragraphs(fn.__doc__ or "")
+        group.command(name, help=text)(output.handled(taking, json_errors=json_errors))
         return fn
 
     return wrap
+
+
+def paragraphs(doc: str) -> str:
+    """A docstring as help: each paragraph one line, which the terminal wraps (rich keeps a
+    docstring's own line breaks, and breaks sentences at them)."""
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n"))
 
 
 @app.callback(invoke_without_command=True)
