@@ -276,9 +276,23 @@ def _watch(
         wakeups.notify("manifests")
 
 
+#: Files editors and tools write beside the one being saved, and remove or rename away (beyond
+#: watchfiles' default: vim's .swp and ~, emacs' .#, JetBrains' ___jb_):
+EDITOR_TEMP_FILES = (
+    r"^sed[A-Za-z0-9]{6}$",  # sed -i
+    r"^\d+$",  # vim's check that it may write in the folder (4913, 5036, ...)
+    r"^#.*#$",  # emacs auto-save
+    r"\.(tmp|temp|bak|orig|rej)$",
+    r"^\.goutputstream-",  # GNOME (gedit)
+    r"\.kate-swp$",
+    r"^\.~lock\.",  # LibreOffice
+)
+
+
 def watch_filter(run_dir: Path) -> Callable[[Any, str], bool]:
-    """What `up` and the controller react to: not the run directory, the sqlite registry, nor MLflow's artifact
-    folders, which apply and the model servers' traces write to all the time."""
+    """What `up` and the controller react to: not the run directory, the sqlite registry, nor
+    MLflow's artifact folders, which apply and the model servers' traces write to all the time;
+    nor an editor's temporary files."""
     import watchfiles
 
     class WatchFilter(watchfiles.DefaultFilter):
@@ -286,6 +300,7 @@ def watch_filter(run_dir: Path) -> Callable[[Any, str], bool]:
         ignore_entity_patterns = (
             *watchfiles.DefaultFilter.ignore_entity_patterns,
             r"\.db(-journal|-wal|-shm)?$",
+            *EDITOR_TEMP_FILES,
         )
 
     return WatchFilter(ignore_paths=[run_dir.resolve()])
