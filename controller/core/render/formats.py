@@ -76,8 +76,21 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _show(value: Any) -> str:
-    if value is None:
-        return "(known after apply)"
+    """A value as JSON, except what only apply knows (a version it creates, an attribute or in
+    a list such as a traffic split's weights): ``(known after apply)``, as Terraform shows it."""
+    return "(known after apply)" if value is None else _nested(value)
+
+
+def _nested(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_nested(v) for v in value) + "]"
+    if isinstance(value, dict):
+        pending = "version" in value and value["version"] is None
+        shown = {k: v for k, v in value.items() if not (pending and k == "digest")}
+        # (the new version's digest is shown by its own change)
+        items = (f"{json.dumps(k)}: {_show(v) if k == 'version' else _nested(v)}"
+                 for k, v in shown.items())  # fmt: skip
+        return "{" + ", ".join(items) + "}"
     return json.dumps(value)
 
 

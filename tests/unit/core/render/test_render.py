@@ -3,6 +3,7 @@ JSON round-trips to the same plan."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -10,6 +11,7 @@ from controller.core.manifest.schema import CURRENT
 from controller.core.plan.changes import Plan
 from controller.core.plan.planner import plan
 from controller.core.render.formats import MARKER, render_plan
+from controller.core.state.observed import AgentServing, ServedVersion, ServingSnapshot
 from tests.support.builders import D2, agent, desired, model, snapshot
 
 
@@ -42,3 +44,34 @@ def test_json_round_trips() -> None:
     assert data["format_version"] == "1"
     assert data["summary"] == {"add": 3, "change": 1, "destroy": 0}
     assert Plan.from_dict(data) == p
+
+
+def _new_version_in_traffic() -> Plan:
+    """Traffic that sends 10 % to the version this apply creates."""
+    a = agent(
+        "a", digest=D2, versions=[1, CURRENT], aliases={"champion": 1, "challenger": CURRENT},
+        serving={"traffic": [{"alias": "champion", "percent": 90},
+                             {"alias": "challenger", "percent": 10}]},
+    )  # fmt: skip
+    served = ServingSnapshot({"a": AgentServing("a", "a", {1: ServedVersion(1, "a")}, {1: 100})})
+    observed = snapshot(model("a", aliases={"champion": 1}, versions={1: "sha256:old"}))
+    return plan(desired(a), observed, serving=served)
+
+
+def test_a_new_version_in_the_traffic_split_is_known_after_apply() -> None:
+    p = _new_version_in_traffic()
+    weights = (
+        '~ weights = [{"version": 1, "percent": 100}] -> '
+        '[{"version": 1, "percent": 90}, {"version": (known after apply), "percent": 10}]'
+    )
+    text = render_plan(p, "text")
+    assert weights in text and "null" not in text
+    md = render_plan(p, "markdown")
+    assert html.escape(weights) in md and "null" not in md
+    # JSON stays machine-readable: the version is null, with the digest it will be created from.
+    data = json.loads(render_plan(p, "json"))
+    (traffic,) = [c for c in data["changes"] if c["address"] == "a.traffic"]
+    assert traffic["after"]["weights"] == [
+        {"version": 1, "percent": 90},
+        {"version": None, "digest": D2, "percent": 10},
+    ]
