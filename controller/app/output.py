@@ -68,16 +68,17 @@ def configure_logging(level: int = logging.INFO) -> None:
 def annotate(diagnostics: Iterable[Diagnostic]) -> None:
     """Inside GitHub Actions, also print each diagnostic as a workflow command. GitHub matches
     paths relative to the repository root, so each file is made relative to the git work tree
-    that holds it; a file in none gets no file property."""
+    that holds it; a file in none keeps the path as given, relative to the working directory
+    when it lies under it."""
     if os.environ.get("GITHUB_ACTIONS") != "true":
         return
     from controller.core.render.annotations import workflow_commands
     from controller.engine.loader import git_work_tree
 
-    def repo_path(file: str) -> str | None:
+    def repo_path(file: str) -> str:
         path = Path(file).resolve()
-        top = git_work_tree(path)
-        return path.relative_to(top).as_posix() if top is not None else None
+        top = git_work_tree(path) or Path.cwd().resolve()
+        return path.relative_to(top).as_posix() if path.is_relative_to(top) else file
 
     for line in workflow_commands(diagnostics, repo_path):
         typer.echo(line)
