@@ -59,3 +59,35 @@ def test_an_unsupported_tracking_uri_is_a_clear_error(examples: Path, tmp_path: 
     assert result.returncode == 1
     assert "cannot use the tracking URI 'foo://bar'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_artifacts_of_a_sqlite_registry_go_beside_its_database(
+    examples: Path, tmp_path: Path
+) -> None:
+    """Run from another directory, apply logs into mlartifacts/ beside the database, not into
+    ./mlruns of wherever it runs; what a model server loads (models:/NAME/VERSION) is there."""
+    db_dir, work = tmp_path / "registry", tmp_path / "elsewhere"
+    db_dir.mkdir()
+    work.mkdir()
+    uri = f"sqlite:///{db_dir / 'mlflow.db'}"
+    first = run(work, "apply", str(examples), "--tracking-uri", uri)
+    assert first.returncode == 0, first.stderr
+    assert sorted(p.name for p in work.iterdir()) == [], "apply wrote into its working directory"
+    assert sorted(p.name for p in db_dir.iterdir()) == ["mlartifacts", "mlflow.db"]
+    assert sorted(p.name for p in (db_dir / "mlartifacts").iterdir()) == [
+        "agentctl-summarizer",
+        "agentctl-support-bot",
+    ]
+
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    got = Path(
+        mlflow.artifacts.download_artifacts("models:/support-bot/1", dst_path=str(tmp_path / "dl"))
+    )
+    assert (got / "MLmodel").is_file()
+    location = mlflow.MlflowClient(tracking_uri=uri).get_experiment_by_name("/agentctl/support-bot")
+    assert location is not None
+    assert Path(location.artifact_location.removeprefix("file://")) == (
+        db_dir / "mlartifacts" / "agentctl-support-bot"
+    )

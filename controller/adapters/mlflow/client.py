@@ -46,6 +46,7 @@ __all__ = [
     "TRANSIENT_STATUS",
     "VERSIONS_PAGE",
     "MlflowRegistry",
+    "artifact_location",
     "experiment_name",
 ]
 
@@ -57,6 +58,19 @@ TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 #: Experiment ids asked about in one search of runs or logged models.
 EXPERIMENTS_CHUNK = 100
 GONE = ("RESOURCE_DOES_NOT_EXIST",)  # deleting what is already gone reaches the goal
+
+
+def artifact_location(tracking_uri: str, exp_name: str) -> str | None:
+    """Where an experiment agentctl creates keeps its artifacts: with a sqlite file registry,
+    ``mlartifacts/`` beside the database (MLflow's own default, ``./mlruns``, is wherever the
+    command runs); elsewhere None, the server's choice. Experiments that exist keep theirs."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    db = tracking_uri[len("sqlite:///") :].partition("?")[0]
+    if not db or db == ":memory:":
+        return None
+    folder = "agentctl-" + exp_name.removeprefix(EXPERIMENT_PREFIX)  # never '..' or '.'
+    return os.path.join(os.path.dirname(os.path.abspath(db)), "mlartifacts", folder)
 
 
 def trace_filter(model_id: str, since_ms: int) -> str:
@@ -386,7 +400,8 @@ class MlflowRegistry:
         from mlflow.exceptions import MlflowException
 
         try:
-            return str(self._client.create_experiment(exp_name))
+            location = artifact_location(self.tracking_uri, exp_name)
+            return str(self._client.create_experiment(exp_name, artifact_location=location))
         except MlflowException as exc:  # created concurrently: read it back
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
