@@ -65,4 +65,4 @@ schema: $(STAMP)
 
 clean:
 	-$(BIN)/agentctl down
-	rm -rf $(VENV) mlflow.db mlruns .agentctl .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) mlflow.db mlruns mlartifacts .agentctl .pytest_cache .mypy_cache .ruff_cache
