@@ -25,11 +25,19 @@ __all__ = ["FieldPath", "Problem", "check_manifest", "field_name"]
 
 FieldPath = tuple[str | int, ...]
 
+SOURCE: FieldPath = ("spec", "source")
+VERSIONS: FieldPath = ("spec", "versions")
+ALIASES: FieldPath = ("spec", "aliases")
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
     path: FieldPath
     message: str
+    #: The other fields the problem follows from (a reference's declarations, a list it counts):
+    #: a problem that a repaired manifest shows is reported only if the repair touched none of
+    #: ``path`` and these (see :mod:`controller.core.manifest.repair`).
+    also: tuple[FieldPath, ...] = ()
 
 
 def field_name(path: FieldPath) -> str:
@@ -60,6 +68,7 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
                 ("spec", "registeredModel") if spec.registered_model else ("metadata", "name"),
                 f"'{m.model_name}' is not a usable model name: MLflow refuses names that are not "
                 "a normalised path ('..', 'a/', './a')",
+                (("spec", "registeredModel"), ("metadata", "name")),
             )
         )
 
@@ -91,6 +100,7 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
                     ("spec", "versions", i, "version"),
                     f"version {entry.version} is declared twice "
                     f"(first at spec.versions[{declared[entry.version]}])",
+                    (VERSIONS,),
                 )
             )
         else:
@@ -100,6 +110,7 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
                 Problem(
                     ("spec", "versions", i, "version"),
                     "'current' is the version built from spec.source, but spec.source is not set",
+                    (SOURCE,),
                 )
             )
     known: set[VersionRef] = set(declared)
@@ -109,13 +120,14 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
     def check_ref(path: FieldPath, ref: VersionRef) -> None:
         if ref not in known:
             if ref == CURRENT:
-                problems.append(Problem(path, "'current' needs spec.source"))
+                problems.append(Problem(path, "'current' needs spec.source", (SOURCE,)))
             else:
                 problems.append(
                     Problem(
                         path,
                         f"version {ref} is not declared in spec.versions "
                         f"(declared: {_listing(known)})",
+                        (VERSIONS, SOURCE),
                     )
                 )
 
@@ -147,6 +159,7 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
                     Problem(
                         ("spec", "serving", "traffic", i),
                         f"{key} appears twice in traffic (first at traffic[{seen[key]}])",
+                        (("spec", "serving", "traffic"),),
                     )
                 )
             seen.setdefault(key, i)
@@ -165,7 +178,9 @@ def _check_rollout(
     assert rollout is not None
     base: FieldPath = ("spec", "rollout")
     if spec.serving is None:
-        problems.append(Problem(base, "a rollout moves traffic: it needs spec.serving"))
+        problems.append(
+            Problem(base, "a rollout moves traffic: it needs spec.serving", (("spec", "serving"),))
+        )
     canary = rollout.canary
     if canary.alias is not None and canary.alias not in spec.aliases:
         problems.append(
@@ -173,6 +188,7 @@ def _check_rollout(
                 (*base, "canary", "alias"),
                 f"alias '{canary.alias}' is not declared in spec.aliases "
                 f"(declared: {_listing(spec.aliases)})",
+                (ALIASES,),
             )
         )
     elif canary.version is not None:
@@ -183,6 +199,7 @@ def _check_rollout(
                 (*base, "promoteAlias"),
                 f"alias '{rollout.promote_alias}' is not declared in spec.aliases "
                 f"(declared: {_listing(spec.aliases)})",
+                (ALIASES,),
             )
         )
     # The manifest declares where a rollout ends: the promote alias on the canary's version,
@@ -196,6 +213,7 @@ def _check_rollout(
                 f"alias '{rollout.promote_alias}' is version {end} in spec.aliases but the canary "
                 f"is version {canary_ref}: declare where the rollout ends "
                 f"(spec.aliases.{rollout.promote_alias}: {canary_ref})",
+                (ALIASES, (*base, "canary")),
             )
         )
     elif spec.serving is not None and canary_ref is not None:
@@ -209,6 +227,7 @@ def _check_rollout(
                     ("spec", "serving", "traffic"),
                     f"with spec.rollout, traffic declares where the rollout ends: all of it to "
                     f"the canary (version {canary_ref}); the rollout moves it there step by step",
+                    (ALIASES, (*base, "canary")),
                 )
             )
     previous = 0
@@ -218,6 +237,7 @@ def _check_rollout(
                 Problem(
                     (*base, "steps", i, "weight"),
                     f"step weights must increase: {step.weight} after {previous}",
+                    ((*base, "steps"),),
                 )
             )
         previous = max(previous, step.weight)
@@ -226,6 +246,7 @@ def _check_rollout(
             Problem(
                 (*base, "steps", len(rollout.steps) - 1, "weight"),
                 f"the last step must take all traffic (weight 100), not {rollout.steps[-1].weight}",
+                ((*base, "steps"),),
             )
         )
     if rollout.analysis is not None:
@@ -237,15 +258,22 @@ def _check_rollout(
                     Problem(
                         (*path, "name"),
                         f"gate '{gate.name}' appears twice (first at gates[{seen[gate.name]}])",
+                        ((*base, "analysis", "gates"),),
                     )
                 )
             seen.setdefault(gate.name, i)
             if gate.source == "prometheus" and not gate.query:
-                problems.append(Problem((*path, "query"), "a prometheus gate needs a query"))
+                problems.append(
+                    Problem(
+                        (*path, "query"), "a prometheus gate needs a query", ((*path, "source"),)
+                    )
+                )
             if gate.source != "prometheus" and gate.query:
                 problems.append(
                     Problem(
-                        (*path, "query"), f"only a prometheus gate takes a query, not {gate.source}"
+                        (*path, "query"),
+                        f"only a prometheus gate takes a query, not {gate.source}",
+                        ((*path, "source"),),
                     )
                 )
 
@@ -264,6 +292,7 @@ def _check_target(
                     (*path, "alias"),
                     f"alias '{target.alias}' is not declared in spec.aliases "
                     f"(declared: {_listing(spec.aliases)})",
+                    (ALIASES,),
                 )
             )
     elif target.version is not None:
