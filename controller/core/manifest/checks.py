@@ -21,7 +21,7 @@ from controller.core.manifest.schema import (
     VersionRef,
 )
 
-__all__ = ["FieldPath", "Problem", "check_manifest", "field_name"]
+__all__ = ["FieldPath", "Problem", "check_manifest", "field_name", "something_to_manage"]
 
 FieldPath = tuple[str | int, ...]
 
@@ -51,6 +51,18 @@ def field_name(path: FieldPath) -> str:
     return out
 
 
+def something_to_manage(spec: AgentSpec) -> bool:
+    """An agent that is only a name (``spec: {}``) is most likely a mistake: it must name code to
+    log, a version to keep, or, registry-only, the model it manages or what to set on it."""
+    return bool(
+        spec.source is not None
+        or spec.versions
+        or spec.registered_model is not None
+        or spec.description is not None
+        or spec.tags
+    )
+
+
 def _not_a_unique_path(name: str) -> bool:
     """MLflow's own rule for model names and tag keys (``path_not_unique``): they are used as
     paths, so ``a//b``, ``a/``, ``./a`` or ``..`` are refused by the server."""
@@ -61,6 +73,23 @@ def _not_a_unique_path(name: str) -> bool:
 def check_manifest(m: AgentManifest) -> list[Problem]:
     spec = m.spec
     problems: list[Problem] = []
+
+    if not something_to_manage(spec):
+        problems.append(
+            Problem(
+                ("spec",),
+                "nothing to manage: give spec.source (the agent's code), at least one "
+                "spec.versions entry, or for a registry-only agent spec.registeredModel, "
+                "spec.description or spec.tags",
+                (
+                    SOURCE,
+                    VERSIONS,
+                    ("spec", "registeredModel"),
+                    ("spec", "description"),
+                    ("spec", "tags"),
+                ),
+            )
+        )
 
     if _not_a_unique_path(m.model_name):
         problems.append(
