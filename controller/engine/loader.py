@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
 
 from controller.core.diagnostics import Diagnostic, Diagnostics, Location, Severity
 from controller.core.errors import InvalidInput
 from controller.core.manifest.checks import FieldPath, check_manifest, field_name
 from controller.core.manifest.desired import DEFAULTS_KIND, Desired, DesiredAgent, ResolvedSource
-from controller.core.manifest.explain import explain
+from controller.core.manifest.repair import Validated, validate
 from controller.core.manifest.schema import (
     KIND,
     AgentManifest,
@@ -93,9 +92,12 @@ def load(
         raise InvalidInput(Diagnostics.of(out.items))
     root_dir = Path(root).resolve() if root is not None else find_root(base)
 
-    agents: list[DesiredAgent] = []
-    by_name: dict[str, DesiredAgent] = {}
-    by_model: dict[str, DesiredAgent] = {}
+    # Every agent that validates, as written or once repaired (see core.manifest.repair), takes
+    # part in the checks across documents, so that one run reports every problem; only the
+    # agents without any error are desired.
+    built: list[_Built] = []
+    by_name: dict[str, _Built] = {}
+    by_model: dict[str, _Built] = {}
     defaults: _Defaults | None = None
     for file in _manifest_files(base):
         display = _display(file)
@@ -120,13 +122,16 @@ def load(
             clash = _clash(agent, by_name, by_model)
             if clash is not None:
                 where, message = clash
-                out.error(agent.location(where), field_name(where), message, agent.name)
+                if not _repair_caused(agent, where):
+                    out.error(agent.agent.location(where), field_name(where), message, agent.name)
                 continue
-            by_name[agent.name] = agent
-            by_model[agent.model_name] = agent
-            agents.append(agent)
+            if not agent.validated.affects(_NAME):
+                by_name[agent.agent.name] = agent
+                if not agent.validated.affects(_MODEL):
+                    by_model[agent.agent.model_name] = agent
+            built.append(agent)
 
-    agents = _check_settings(agents, defaults, out)
+    agents = _check_settings(built, defaults, out)
     if not agents and not out.items and not allow_empty:
         out.error(
             None,
@@ -134,7 +139,7 @@ def load(
             f"{base}: no Agent manifests found (an empty desired state would prune every "
             "managed model; pass --allow-empty if that is meant)",
         )
-    diags = Diagnostics.of(out.items)
+    diags = Diagnostics.of(sorted(out.items, key=_order))
     if diags.has_errors and not partial:
         raise InvalidInput(diags)
     agents.sort(key=lambda a: a.name)
@@ -150,11 +155,32 @@ def load(
     )
 
 
+def _order(d: Diagnostic) -> tuple[str, int, int]:
+    """By file, then line and column; a problem of no file (the path itself) first."""
+    loc = d.location
+    return (loc.file, loc.line, loc.column) if loc else ("", 0, 0)
+
+
+_NAME: FieldPath = ("metadata", "name")
+_MODEL: FieldPath = ("spec", "registeredModel")
+
+
+@dataclass(frozen=True, slots=True)
+class _Built:
+    """An Agent document that validates, as written or repaired; ``valid``: without any error."""
+
+    agent: DesiredAgent
+    validated: Validated[AgentManifest]
+    valid: bool
+    name: str  # as written, for the diagnostics ("" if not a string)
+
+
 @dataclass(frozen=True, slots=True)
 class _Defaults:
     manifest: ServingDefaults
     doc: _Doc
     ref: str  # the file, relative to the root
+    validated: Validated[ServingDefaults]
 
     @property
     def location(self) -> Location:
@@ -162,12 +188,11 @@ class _Defaults:
 
 
 def _build_defaults(doc: _Doc, root: Path, out: _Collector) -> _Defaults | None:
-    try:
-        found = ServingDefaults.model_validate(doc.data)
-    except ValidationError as exc:
-        _report_validation(exc, doc, "", out, ServingDefaults)
+    validated = validate(doc.data, ServingDefaults)
+    _report_validation(validated, doc, "", out)
+    if validated.model is None:
         return None
-    return _Defaults(found, doc, _relative(doc.file, root))
+    return _Defaults(validated.model, doc, _relative(doc.file, root), validated)
 
 
 def _relative(file: str, root: Path) -> str:
@@ -176,21 +201,31 @@ def _relative(file: str, root: Path) -> str:
 
 
 def _check_settings(
-    agents: list[DesiredAgent], defaults: _Defaults | None, out: _Collector
+    built: list[_Built], defaults: _Defaults | None, out: _Collector
 ) -> list[DesiredAgent]:
     """Each agent's Kubernetes serving settings as resolved (its own over ServingDefaults):
-    an agent whose settings cannot serve is reported and left out."""
+    an agent whose settings cannot serve is reported and left out. The agents without any error
+    are returned. A problem that a repair of either document may have caused is not reported."""
     under = defaults.manifest.spec.kubernetes if defaults else None
+    unsure = defaults is not None and defaults.validated.affects(("spec", "kubernetes"))
     kept = []
-    for agent in agents:
+    for b in built:
+        agent = b.agent
         serving = agent.manifest.spec.serving
         if serving is None:
-            kept.append(agent)
+            if b.valid:
+                kept.append(agent)
             continue
+        if unsure or b.validated.affects(("spec", "serving", "kubernetes"), _NAME):
+            continue  # the document is in error already; its settings are not what was written
         own = serving.kubernetes
         settings = resolve_settings(own, under)
         ok = True
-        if settings.router == "service" and serving.shadow is not None:
+        if (
+            settings.router == "service"
+            and serving.shadow is not None
+            and not b.validated.affects(("spec", "serving", "shadow"))
+        ):
             ok = False
             path: FieldPath = ("spec", "serving", "shadow")
             whence = "" if own and own.router else f" (router service from {DEFAULTS_KIND})"
@@ -220,27 +255,36 @@ def _check_settings(
                     ),
                     agent.name,
                 )
-        if ok:
+        if ok and b.valid:
             kept.append(agent)
     return kept
 
 
+def _repair_caused(built: _Built, where: FieldPath) -> bool:
+    """Whether a clash at ``where`` may be the repair's doing (a stand-in name, say)."""
+    named = built.agent.manifest.spec.registered_model is not None
+    return built.validated.affects(where) or (
+        where == _MODEL and not named and built.validated.affects(_NAME)
+    )
+
+
 def _clash(
-    agent: DesiredAgent, by_name: dict[str, DesiredAgent], by_model: dict[str, DesiredAgent]
+    built: _Built, by_name: dict[str, _Built], by_model: dict[str, _Built]
 ) -> tuple[FieldPath, str] | None:
     """An agent defined twice, or a registered model claimed by two agents."""
-    name_path: FieldPath = ("metadata", "name")
+    agent = built.agent
+    name_path: FieldPath = _NAME
     first = by_name.get(agent.name)
     if first is not None:
         return (
             name_path,
-            f"agent '{agent.name}' is defined twice; first at {first.location(name_path)}",
+            f"agent '{agent.name}' is defined twice; first at {first.agent.location(name_path)}",
         )
     first = by_model.get(agent.model_name)
     if first is not None:
-        return ("spec", "registeredModel"), (
+        return _MODEL, (
             f"registered model '{agent.model_name}' is already managed by agent "
-            f"'{first.name}' ({first.location(name_path)})"
+            f"'{first.agent.name}' ({first.agent.location(name_path)})"
         )
     return None
 
@@ -405,7 +449,7 @@ class _Builder:
         return result
 
 
-def _build_agent(doc: _Doc, root: Path, out: _Collector) -> DesiredAgent | None:
+def _build_agent(doc: _Doc, root: Path, out: _Collector) -> _Built | None:
     data = doc.data
     if isinstance(data, list) and any(isinstance(x, dict) and "apiVersion" in x for x in data):
         out.error(doc.start, "", "one manifest per YAML document: separate them with '---'")
@@ -425,34 +469,32 @@ def _build_agent(doc: _Doc, root: Path, out: _Collector) -> DesiredAgent | None:
     name = ""
     if isinstance(data.get("metadata"), dict) and isinstance(data["metadata"].get("name"), str):
         name = data["metadata"]["name"]
-    try:
-        manifest = AgentManifest.model_validate(data)
-    except ValidationError as exc:
-        _report_validation(exc, doc, name, out)
+    validated = validate(data, AgentManifest)
+    _report_validation(validated, doc, name, out)
+    manifest = validated.model
+    if manifest is None:
         return None
     manifest_ref = _relative(doc.file, root)
     agent = DesiredAgent(manifest, doc.file, None, doc.locations, manifest_ref)
-    problems = check_manifest(manifest)
-    for p in problems:
-        out.error(agent.location(p.path), field_name(p.path), p.message, manifest.name)
+    # A repaired manifest's paths are those of the copy; a problem is reported where it stands
+    # in the file, unless the repair touched what it follows from.
+    problems = []
+    for p in check_manifest(manifest):
+        path, also = validated.original(p.path), [validated.original(a) for a in p.also]
+        if not validated.affects(path, *also):
+            problems.append(p)
+            out.error(agent.location(path), field_name(path), p.message, name)
     source = None
-    if manifest.spec.source is not None:
+    ok = not validated.errors and not problems
+    if manifest.spec.source is not None and not validated.affects(("spec", "source")):
         source = _resolve_source(manifest.spec.source, agent, root, out)
-        if source is None:
-            return None
-    if problems:
-        return None
-    return DesiredAgent(manifest, doc.file, source, doc.locations, manifest_ref)
+        ok = ok and source is not None
+    agent = DesiredAgent(manifest, doc.file, source, doc.locations, manifest_ref)
+    return _Built(agent, validated, ok, name)
 
 
-def _report_validation(
-    exc: ValidationError,
-    doc: _Doc,
-    agent: str,
-    out: _Collector,
-    model: type[BaseModel] = AgentManifest,
-) -> None:
-    for path, message in explain(exc, doc.data, model):
+def _report_validation(validated: Validated[Any], doc: _Doc, agent: str, out: _Collector) -> None:
+    for path, message in validated.errors:
         out.error(_deepest(doc, path), field_name(path), message, agent)
 
 

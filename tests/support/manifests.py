@@ -79,3 +79,78 @@ def errors_of(path: Path) -> list[Diagnostic]:
     with pytest.raises(InvalidInput) as info:
         load(path)
     return list(info.value.diagnostics.errors)
+
+
+#: Three documents with several problems each, schema and semantic, within and across files.
+MANY_ERRORS = {
+    "a.yaml": """\
+apiVersion: agentctl.io/v1alpha1
+kind: Agent
+metadata:
+  name: bot
+  labelz: {team: a}
+spec:
+  source:
+    code: agent.py
+    config: config.yaml
+    pipRequirements: [mlflow==3.17.2]
+  versions: [current]
+  aliases:
+    champion: 4
+  serving:
+    traffic:
+      - alias: champion
+        percent: 90
+""",
+    "b.yaml": """\
+apiVersion: agentctl.io/v1alpha1
+kind: Agent
+metadata:
+  name: bot
+spec:
+  source:
+    code: agent.py
+    config: missing.yaml
+    pipRequirements: [mlflow==3.17.2]
+  versions: [current, 0]
+  aliases:
+    latest: current
+  serving:
+    traffic:
+      - alias: latest
+        percent: "100"
+""",
+    "c-defaults.yaml": """\
+apiVersion: agentctl.io/v1alpha1
+kind: ServingDefaults
+metadata:
+  name: defaults
+  labelz: {}
+spec:
+  kubernetes:
+    replicas: 0
+""",
+}
+
+#: Every error of MANY_ERRORS, in the order reported: (file, line, column, field, fragments of the
+#: message).
+MANY_ERRORS_REPORTED = [
+    ("a.yaml", 5, 3, "metadata.labelz", ("unknown field 'labelz'; did you mean 'labels'?",)),
+    ("a.yaml", 13, 5, "spec.aliases.champion", ("version 4 is not declared in spec.versions",)),
+    ("a.yaml", 15, 5, "spec.serving.traffic", ("traffic percents sum to 90",)),
+    ("b.yaml", 4, 3, "metadata.name", ("agent 'bot' is defined twice; first at ", "a.yaml:4:3")),
+    ("b.yaml", 8, 5, "spec.source.config", ("'missing.yaml' (",)),
+    ("b.yaml", 10, 23, "spec.versions[1]", ("expected one of: Input should be greater than",)),
+    ("b.yaml", 12, 5, "spec.aliases.latest", ("alias 'latest' is reserved by MLflow",)),
+    ("b.yaml", 16, 9, "spec.serving.traffic[0].percent", ("Input should be a valid integer",)),
+    ("c-defaults.yaml", 5, 3, "metadata.labelz", ("unknown field 'labelz'",)),
+    ("c-defaults.yaml", 8, 5, "spec.kubernetes.replicas", ("replicas 0, which agent bot takes,",)),
+]
+
+
+def write_many_errors(root: Path) -> Path:
+    """A repository holding MANY_ERRORS."""
+    write_repo(root, MANY_ERRORS["a.yaml"], "a.yaml")
+    for name, text in MANY_ERRORS.items():
+        (root / name).write_text(text)
+    return root

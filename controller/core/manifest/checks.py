@@ -21,15 +21,23 @@ from controller.core.manifest.schema import (
     VersionRef,
 )
 
-__all__ = ["FieldPath", "Problem", "check_manifest", "field_name"]
+__all__ = ["FieldPath", "Problem", "check_manifest", "field_name", "something_to_manage"]
 
 FieldPath = tuple[str | int, ...]
+
+SOURCE: FieldPath = ("spec", "source")
+VERSIONS: FieldPath = ("spec", "versions")
+ALIASES: FieldPath = ("spec", "aliases")
 
 
 @dataclass(frozen=True, slots=True)
 class Problem:
     path: FieldPath
     message: str
+    #: The other fields the problem follows from (a reference's declarations, a list it counts):
+    #: a problem that a repaired manifest shows is reported only if the repair touched none of
+    #: ``path`` and these (see :mod:`controller.core.manifest.repair`).
+    also: tuple[FieldPath, ...] = ()
 
 
 def field_name(path: FieldPath) -> str:
@@ -43,6 +51,18 @@ def field_name(path: FieldPath) -> str:
     return out
 
 
+def something_to_manage(spec: AgentSpec) -> bool:
+    """An agent that is only a name (``spec: {}``) is most likely a mistake: it must name code to
+    log, a version to keep, or, registry-only, the model it manages or what to set on it."""
+    return bool(
+        spec.source is not None
+        or spec.versions
+        or spec.registered_model is not None
+        or spec.description is not None
+        or spec.tags
+    )
+
+
 def _not_a_unique_path(name: str) -> bool:
     """MLflow's own rule for model names and tag keys (``path_not_unique``): they are used as
     paths, so ``a//b``, ``a/``, ``./a`` or ``..`` are refused by the server."""
@@ -54,12 +74,30 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
     spec = m.spec
     problems: list[Problem] = []
 
+    if not something_to_manage(spec):
+        problems.append(
+            Problem(
+                ("spec",),
+                "nothing to manage: give spec.source (the agent's code), at least one "
+                "spec.versions entry, or for a registry-only agent spec.registeredModel, "
+                "spec.description or spec.tags",
+                (
+                    SOURCE,
+                    VERSIONS,
+                    ("spec", "registeredModel"),
+                    ("spec", "description"),
+                    ("spec", "tags"),
+                ),
+            )
+        )
+
     if _not_a_unique_path(m.model_name):
         problems.append(
             Problem(
                 ("spec", "registeredModel") if spec.registered_model else ("metadata", "name"),
                 f"'{m.model_name}' is not a usable model name: MLflow refuses names that are not "
                 "a normalised path ('..', 'a/', './a')",
+                (("spec", "registeredModel"), ("metadata", "name")),
             )
         )
 
@@ -91,6 +129,7 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
                     ("spec", "versions", i, "version"),
                     f"version {entry.version} is declared twice "
                     f"(first at spec.versions[{declared[entry.version]}])",
+                    (VERSIONS,),
                 )
             )
         else:
@@ -100,6 +139,7 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
                 Problem(
                     ("spec", "versions", i, "version"),
                     "'current' is the version built from spec.source, but spec.source is not set",
+                    (SOURCE,),
                 )
             )
     known: set[VersionRef] = set(declared)
@@ -109,13 +149,14 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
     def check_ref(path: FieldPath, ref: VersionRef) -> None:
         if ref not in known:
             if ref == CURRENT:
-                problems.append(Problem(path, "'current' needs spec.source"))
+                problems.append(Problem(path, "'current' needs spec.source", (SOURCE,)))
             else:
                 problems.append(
                     Problem(
                         path,
                         f"version {ref} is not declared in spec.versions "
                         f"(declared: {_listing(known)})",
+                        (VERSIONS, SOURCE),
                     )
                 )
 
@@ -147,6 +188,7 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
                     Problem(
                         ("spec", "serving", "traffic", i),
                         f"{key} appears twice in traffic (first at traffic[{seen[key]}])",
+                        (("spec", "serving", "traffic"),),
                     )
                 )
             seen.setdefault(key, i)
@@ -165,7 +207,9 @@ def _check_rollout(
     assert rollout is not None
     base: FieldPath = ("spec", "rollout")
     if spec.serving is None:
-        problems.append(Problem(base, "a rollout moves traffic: it needs spec.serving"))
+        problems.append(
+            Problem(base, "a rollout moves traffic: it needs spec.serving", (("spec", "serving"),))
+        )
     canary = rollout.canary
     if canary.alias is not None and canary.alias not in spec.aliases:
         problems.append(
@@ -173,6 +217,7 @@ def _check_rollout(
                 (*base, "canary", "alias"),
                 f"alias '{canary.alias}' is not declared in spec.aliases "
                 f"(declared: {_listing(spec.aliases)})",
+                (ALIASES,),
             )
         )
     elif canary.version is not None:
@@ -183,6 +228,7 @@ def _check_rollout(
                 (*base, "promoteAlias"),
                 f"alias '{rollout.promote_alias}' is not declared in spec.aliases "
                 f"(declared: {_listing(spec.aliases)})",
+                (ALIASES,),
             )
         )
     # The manifest declares where a rollout ends: the promote alias on the canary's version,
@@ -196,6 +242,7 @@ def _check_rollout(
                 f"alias '{rollout.promote_alias}' is version {end} in spec.aliases but the canary "
                 f"is version {canary_ref}: declare where the rollout ends "
                 f"(spec.aliases.{rollout.promote_alias}: {canary_ref})",
+                (ALIASES, (*base, "canary")),
             )
         )
     elif spec.serving is not None and canary_ref is not None:
@@ -209,6 +256,7 @@ def _check_rollout(
                     ("spec", "serving", "traffic"),
                     f"with spec.rollout, traffic declares where the rollout ends: all of it to "
                     f"the canary (version {canary_ref}); the rollout moves it there step by step",
+                    (ALIASES, (*base, "canary")),
                 )
             )
     previous = 0
@@ -218,6 +266,7 @@ def _check_rollout(
                 Problem(
                     (*base, "steps", i, "weight"),
                     f"step weights must increase: {step.weight} after {previous}",
+                    ((*base, "steps"),),
                 )
             )
         previous = max(previous, step.weight)
@@ -226,6 +275,7 @@ def _check_rollout(
             Problem(
                 (*base, "steps", len(rollout.steps) - 1, "weight"),
                 f"the last step must take all traffic (weight 100), not {rollout.steps[-1].weight}",
+                ((*base, "steps"),),
             )
         )
     if rollout.analysis is not None:
@@ -237,15 +287,22 @@ def _check_rollout(
                     Problem(
                         (*path, "name"),
                         f"gate '{gate.name}' appears twice (first at gates[{seen[gate.name]}])",
+                        ((*base, "analysis", "gates"),),
                     )
                 )
             seen.setdefault(gate.name, i)
             if gate.source == "prometheus" and not gate.query:
-                problems.append(Problem((*path, "query"), "a prometheus gate needs a query"))
+                problems.append(
+                    Problem(
+                        (*path, "query"), "a prometheus gate needs a query", ((*path, "source"),)
+                    )
+                )
             if gate.source != "prometheus" and gate.query:
                 problems.append(
                     Problem(
-                        (*path, "query"), f"only a prometheus gate takes a query, not {gate.source}"
+                        (*path, "query"),
+                        f"only a prometheus gate takes a query, not {gate.source}",
+                        ((*path, "source"),),
                     )
                 )
 
@@ -264,6 +321,7 @@ def _check_target(
                     (*path, "alias"),
                     f"alias '{target.alias}' is not declared in spec.aliases "
                     f"(declared: {_listing(spec.aliases)})",
+                    (ALIASES,),
                 )
             )
     elif target.version is not None:

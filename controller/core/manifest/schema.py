@@ -112,9 +112,21 @@ class _Model(BaseModel):
 
 
 class Metadata(_Model):
-    name: AgentName
-    labels: dict[TagKey, TagValue] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    """The document's identity."""
+
+    name: AgentName = Field(
+        description="The agent's name: a DNS label (lowercase letters, digits, '-'; at most 63), "
+        "unique in the desired state; also the default registered model name and the prefix of "
+        "its Kubernetes objects."
+    )
+    labels: dict[TagKey, TagValue] = Field(
+        default_factory=dict,
+        description="Labels for people and tools reading the manifest; agentctl does not use them.",
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Notes for people and tools reading the manifest; agentctl does not use them.",
+    )
 
 
 class Source(_Model):
@@ -134,9 +146,18 @@ class Source(_Model):
 class VersionEntry(_Model):
     """A version the agent keeps: a registry number, or ``current`` (built from spec.source)."""
 
-    version: VersionRef
-    description: str | None = None
-    tags: dict[TagKey, TagValue] = Field(default_factory=dict)
+    version: VersionRef = Field(
+        description="A registry version number (>= 1), or 'current': the version logged from "
+        "spec.source, whatever number the registry gives it."
+    )
+    description: str | None = Field(
+        default=None, description="The model version's description; unset leaves it alone."
+    )
+    tags: dict[TagKey, TagValue] = Field(
+        default_factory=dict,
+        description="Tags set on the model version; those agentctl set and the manifest no "
+        "longer has are deleted, others are left alone.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -148,9 +169,14 @@ class VersionEntry(_Model):
 
 
 class _Target(_Model):
-    version: VersionRef | None = None
-    alias: AliasName | None = None
-    percent: Percent
+    version: VersionRef | None = Field(
+        default=None,
+        description="A version declared in spec.versions (or 'current'); give this or alias.",
+    )
+    alias: AliasName | None = Field(
+        default=None, description="An alias declared in spec.aliases; give this or version."
+    )
+    percent: Percent = Field(description="The share of requests, 0 to 100.")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> _Target:
@@ -164,7 +190,8 @@ class _Target(_Model):
 
 
 class TrafficTarget(_Target):
-    """One share of live traffic."""
+    """One share of live traffic: a version (by number, 'current' or alias) and its percent; the
+    percents of spec.serving.traffic sum to 100."""
 
 
 class ShadowTarget(_Target):
@@ -174,7 +201,7 @@ class ShadowTarget(_Target):
 class GatewayRef(_Model):
     """The Gateway an agent's HTTPRoute attaches to (Gateway API ``parentRefs``)."""
 
-    name: K8sName
+    name: K8sName = Field(description="The Gateway's name.")
     namespace: K8sName | None = Field(
         default=None, description="Defaults to the namespace agentctl serves in."
     )
@@ -193,22 +220,51 @@ class MlflowConnection(_Model):
 
 
 class Resources(_Model):
-    requests: dict[ResourceName, Quantity] = Field(default_factory=dict)
-    limits: dict[ResourceName, Quantity] = Field(default_factory=dict)
+    """The model server container's resources (Kubernetes requests and limits)."""
+
+    requests: dict[ResourceName, Quantity] = Field(
+        default_factory=dict, description="Resource requests, e.g. {cpu: 500m, memory: 1Gi}."
+    )
+    limits: dict[ResourceName, Quantity] = Field(
+        default_factory=dict, description="Resource limits, e.g. {memory: 2Gi}."
+    )
 
 
 class KubernetesServing(_Model):
     """How ``--target kubernetes`` serves the agent; unset fields take agentctl's defaults."""
 
     image: Annotated[str, StringConstraints(min_length=1)] | None = Field(
-        default=None, description="Model server image; it must have mlflow and the agent's deps."
+        default=None,
+        description="Model server image; it must have mlflow and the agent's deps. Default: "
+        "ghcr.io/mlflow/mlflow:v3.17.2.",
     )
-    replicas: Annotated[int, Field(ge=0, le=1000, strict=True)] | None = None
-    resources: Resources | None = None
-    env: dict[EnvName, str] = Field(default_factory=dict)
-    mlflow: MlflowConnection | None = None
-    gateway: GatewayRef | None = None
-    hostnames: list[Hostname] = Field(default_factory=list, max_length=16)
+    replicas: Annotated[int, Field(ge=0, le=1000, strict=True)] | None = Field(
+        default=None,
+        description="Pods per served version (default 1; at least 1 with router gateway); with "
+        "router service, the agent's total, split by the traffic percents.",
+    )
+    resources: Resources | None = Field(
+        default=None, description="Taken whole from the agent, else from ServingDefaults."
+    )
+    env: dict[EnvName, str] = Field(
+        default_factory=dict,
+        description="Environment variables of the model server; merged over ServingDefaults' "
+        "(the agent's keys win).",
+    )
+    mlflow: MlflowConnection | None = Field(
+        default=None, description="How the model servers reach MLflow; taken whole."
+    )
+    gateway: GatewayRef | None = Field(
+        default=None,
+        description="The Gateway the HTTPRoute attaches to (router gateway). Default: the "
+        "Gateway 'agentctl' in the serving namespace.",
+    )
+    hostnames: list[Hostname] = Field(
+        default_factory=list,
+        max_length=16,
+        description="The HTTPRoute's hostnames (at most 16); none: every hostname the Gateway "
+        "listener takes.",
+    )
     router: Literal["auto", "gateway", "service"] | None = Field(
         default=None,
         description="gateway: a Gateway API HTTPRoute (weighted backendRefs, RequestMirror). "
@@ -233,8 +289,12 @@ def seconds(duration: str) -> float:
 class CanaryRef(_Model):
     """The version a rollout brings in: by alias or by number (or ``current``)."""
 
-    version: VersionRef | None = None
-    alias: AliasName | None = None
+    version: VersionRef | None = Field(
+        default=None, description="A declared version (or 'current'); give this or alias."
+    )
+    alias: AliasName | None = Field(
+        default=None, description="An alias declared in spec.aliases; give this or version."
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CanaryRef:
@@ -248,15 +308,27 @@ class CanaryRef(_Model):
 
 
 class RolloutStep(_Model):
-    weight: Annotated[int, Field(ge=1, le=100, strict=True)]
+    """One step of a rollout: the canary's share of traffic, and how long it is held."""
+
+    weight: Annotated[int, Field(ge=1, le=100, strict=True)] = Field(
+        description="The canary's percent of traffic at this step (1 to 100); weights increase "
+        "and the last step is 100."
+    )
     pause: Duration | None = Field(
         default=None, description="How long at this weight; unset: until `agentctl promote`."
     )
 
 
 class AnalysisGate(_Model):
-    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
-    metric: Literal["errorRate", "latencyP50", "latencyP95", "latencyP99"]
+    """A metric of the canary, measured every interval, that must stay at or under ``max``."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] = Field(
+        description="The gate's name, unique in the rollout (a DNS label)."
+    )
+    metric: Literal["errorRate", "latencyP50", "latencyP95", "latencyP99"] = Field(
+        description="errorRate: the ratio of failed requests; latencyP50/P95/P99: a latency "
+        "percentile, in milliseconds."
+    )
     source: Literal["traces", "prometheus", "router"] = Field(
         default="traces",
         description="traces: the canary version's MLflow traces; prometheus: `query`; router: "
@@ -265,7 +337,11 @@ class AnalysisGate(_Model):
     max: Annotated[float, Field(ge=0)] = Field(
         description="The most the canary may show: a ratio (errorRate) or milliseconds."
     )
-    min_samples: Annotated[int, Field(ge=1, strict=True)] = 20
+    min_samples: Annotated[int, Field(ge=1, strict=True)] = Field(
+        default=20,
+        description="Fewer requests than this is inconclusive and holds the step (not for "
+        "prometheus).",
+    )
     failure_limit: Annotated[int, Field(ge=1, strict=True)] = Field(
         default=1, description="This many failed measurements roll the canary back."
     )
@@ -275,68 +351,121 @@ class AnalysisGate(_Model):
 
 
 class Analysis(_Model):
-    interval: Duration = "1m"
-    gates: list[AnalysisGate] = Field(min_length=1)
+    """The gates a rollout measures, and how often."""
+
+    interval: Duration = Field(
+        default="1m",
+        description="How often the gates are measured (e.g. 30s, 5m, 1h). Default: 1m.",
+    )
+    gates: list[AnalysisGate] = Field(min_length=1, description="At least one gate.")
 
 
 class Rollout(_Model):
     """A canary that walks its steps by itself and rolls back when a gate fails."""
 
-    canary: CanaryRef
+    canary: CanaryRef = Field(description="The version the rollout brings in.")
     promote_alias: AliasName = Field(
         description="The alias that moves to the canary once the last step is done."
     )
-    steps: list[RolloutStep] = Field(min_length=1, max_length=20)
-    analysis: Analysis | None = None
+    steps: list[RolloutStep] = Field(
+        min_length=1, max_length=20, description="1 to 20 steps of increasing weight, the last 100."
+    )
+    analysis: Analysis | None = Field(
+        default=None, description="Gates that roll the canary back; unset: no automatic analysis."
+    )
     scale_down_delay: Duration = Field(
         default="30s", description="How long the old version keeps serving after promotion."
     )
 
 
 class Serving(_Model):
-    traffic: list[TrafficTarget] = Field(min_length=1)
-    shadow: ShadowTarget | None = None
-    kubernetes: KubernetesServing | None = None
+    """How the agent's versions are served: the traffic split, a shadow, Kubernetes settings."""
+
+    traffic: list[TrafficTarget] = Field(
+        min_length=1,
+        description="The split of live traffic over versions; the percents sum to 100 and each "
+        "version or alias appears once.",
+    )
+    shadow: ShadowTarget | None = Field(
+        default=None,
+        description="A version that gets a copy of some requests (router gateway or local).",
+    )
+    kubernetes: KubernetesServing | None = Field(
+        default=None,
+        description="Settings for --target kubernetes, over ServingDefaults' and agentctl's.",
+    )
 
 
 class AgentSpec(_Model):
+    """What the agent is: its registered model, the versions it keeps (from source, or pinned
+    by number), its aliases and how it is served. It names something to manage: source, a
+    version, or (registry-only) registeredModel, description or tags."""
+
     registered_model: ModelName | None = Field(
         default=None, description="MLflow registered model name; defaults to metadata.name."
     )
     description: str | None = Field(
         default=None, description="Registered model description; unset leaves it alone."
     )
-    tags: dict[TagKey, TagValue] = Field(default_factory=dict)
+    tags: dict[TagKey, TagValue] = Field(
+        default_factory=dict,
+        description="Registered model tags; those agentctl set and the manifest no longer has are "
+        "deleted, others are left alone. Keys under agentctl.io/ are reserved.",
+    )
     adopt: bool = Field(
         default=False,
         description="Take over a registered model that exists but is not managed by agentctl.",
     )
-    source: Source | None = None
-    versions: list[VersionEntry] = Field(default_factory=list)
-    aliases: dict[AliasName, VersionRef] = Field(default_factory=dict)
-    serving: Serving | None = None
-    rollout: Rollout | None = None
+    source: Source | None = Field(
+        default=None,
+        description="The agent's code: logged as the version 'current' when its content digest "
+        "is not registered yet.",
+    )
+    versions: list[VersionEntry] = Field(
+        default_factory=list,
+        description="The versions the agent keeps, for aliases and traffic to name: 'current' "
+        "(from spec.source) or registry numbers; '- 3' and '- current' are shorthands.",
+    )
+    aliases: dict[AliasName, VersionRef] = Field(
+        default_factory=dict,
+        description="Registry aliases -> a declared version (or 'current'); those agentctl set "
+        "and the manifest no longer has are deleted. 'latest' and v<N> are reserved.",
+    )
+    serving: Serving | None = Field(
+        default=None, description="How the versions are served; unset: registry only."
+    )
+    rollout: Rollout | None = Field(
+        default=None,
+        description="A progressive canary towards the traffic declared (needs spec.serving).",
+    )
 
 
 class ServingDefaultsSpec(_Model):
-    kubernetes: KubernetesServing | None = None
+    """The settings every agent takes where its own spec.serving does not set them."""
+
+    kubernetes: KubernetesServing | None = Field(
+        default=None, description="Kubernetes serving settings under each agent's own."
+    )
 
 
 class ServingDefaults(_Model):
     """``kind: ServingDefaults``: serving settings for every agent of the desired state, under
     each agent's own ``spec.serving``. At most one per desired state."""
 
-    api_version: Literal["agentctl.io/v1alpha1"]
-    kind: Literal["ServingDefaults"]
-    metadata: Metadata
-    spec: ServingDefaultsSpec
+    api_version: Literal["agentctl.io/v1alpha1"] = Field(description="agentctl.io/v1alpha1.")
+    kind: Literal["ServingDefaults"] = Field(description="ServingDefaults.")
+    metadata: Metadata = Field(description="The document's name.")
+    spec: ServingDefaultsSpec = Field(description="The defaults.")
 
 
 class AgentManifest(_Model):
-    api_version: Literal["agentctl.io/v1alpha1"]
-    kind: Literal["Agent"]
-    metadata: Metadata
-    spec: AgentSpec
+    """``kind: Agent``: one LLM agent packaged as an MLflow model, its versions, aliases and
+    serving."""
+
+    api_version: Literal["agentctl.io/v1alpha1"] = Field(description="agentctl.io/v1alpha1.")
+    kind: Literal["Agent"] = Field(description="Agent.")
+    metadata: Metadata = Field(description="The agent's name (and labels agentctl ignores).")
+    spec: AgentSpec = Field(description="What to register and serve.")
 
     @property
     def name(self) -> str:

@@ -26,6 +26,14 @@ def manifest_json_schema() -> dict[str, Any]:
             {"const": "current"},
         ]
     }
+    # Something to manage (see checks.something_to_manage): not an agent that is only a name.
+    schema["$defs"]["AgentSpec"]["anyOf"] = [
+        {"required": ["source"], "properties": {"source": {"type": "object"}}},
+        {"required": ["versions"], "properties": {"versions": {"minItems": 1}}},
+        {"required": ["registeredModel"], "properties": {"registeredModel": {"type": "string"}}},
+        {"required": ["description"], "properties": {"description": {"type": "string"}}},
+        {"required": ["tags"], "properties": {"tags": {"minProperties": 1}}},
+    ]
     return {
         **schema,
         "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -13,6 +14,8 @@ from typer.testing import CliRunner
 
 from controller.app.cli import app
 from controller.core.manifest.schema_json import manifest_json_schema
+from controller.engine.loader import load
+from tests.support.manifests import errors_of, write_repo
 
 REPO = Path(__file__).resolve().parents[4]
 
@@ -70,3 +73,91 @@ def test_schema_rejects_model_names_that_could_never_be_served(name: str) -> Non
         jsonschema.validate(doc, manifest_json_schema())
     doc["spec"]["registeredModel"] = "main.agents.support_bot"
     jsonschema.validate(doc, manifest_json_schema())
+
+
+def undescribed(schema: dict[str, Any]) -> list[str]:
+    """Every definition, and every property of an object schema anywhere in the schema, without
+    a description (an anyOf branch that only constrains a property declares none)."""
+    missing = [
+        f"$defs.{name}"
+        for name, d in schema["$defs"].items()
+        if not d.get("description", "").strip()
+    ]
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            declared = node.get("properties") if node.get("type") == "object" else None
+            for name, prop in (declared or {}).items():
+                if not isinstance(prop, dict) or not prop.get("description", "").strip():
+                    missing.append(f"{where}.{name}")
+            for key, value in node.items():
+                walk(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{where}[{i}]")
+
+    walk(schema, "")
+    return missing
+
+
+def test_every_definition_and_property_is_described() -> None:
+    schema = manifest_json_schema()
+    assert undescribed(schema) == []
+    # the walk does see what it must: a schema without descriptions fails it
+    bare = json.loads(json.dumps(schema).replace('"description"', '"x-gone"'))
+    assert "$defs.TrafficTarget" in undescribed(bare)
+    assert ".$defs.Serving.traffic" in undescribed(bare)
+
+
+def test_required_fields_are_marked_required() -> None:
+    defs = manifest_json_schema()["$defs"]
+    assert sorted(defs["AgentManifest"]["required"]) == ["apiVersion", "kind", "metadata", "spec"]
+    assert defs["Metadata"]["required"] == ["name"]
+    assert defs["TrafficTarget"]["required"] == ["percent"]
+    assert defs["Serving"]["required"] == ["traffic"]
+    assert sorted(defs["Source"]["required"]) == ["code", "pipRequirements"]
+    assert "required" not in defs["AgentSpec"]  # any one of several: see anyOf
+
+
+AGENT_ONLY_A_NAME = """\
+apiVersion: agentctl.io/v1alpha1
+kind: Agent
+metadata:
+  name: bot
+spec: {}
+"""
+
+
+def test_an_agent_that_is_only_a_name_is_refused_by_schema_and_loader(tmp_path: Path) -> None:
+    doc = yaml.safe_load(AGENT_ONLY_A_NAME)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, manifest_json_schema())
+    doc["spec"] = {"versions": []}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, manifest_json_schema())
+    write_repo(tmp_path, AGENT_ONLY_A_NAME)
+    (err,) = errors_of(tmp_path)
+    assert err.location is not None and err.location.file.endswith("bot.yaml")
+    assert (err.location.line, err.field) == (5, "spec")
+    assert err.message.startswith("nothing to manage: give spec.source")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"versions": [3]},
+        {"registeredModel": "shared"},
+        {"description": "registry only"},
+        {"tags": {"team": "a"}},
+    ],
+    ids=lambda s: next(iter(s)),
+)
+def test_a_minimal_agent_is_accepted_by_schema_and_loader(
+    tmp_path: Path, spec: dict[str, Any]
+) -> None:
+    doc = yaml.safe_load(AGENT_ONLY_A_NAME)
+    doc["spec"] = spec
+    jsonschema.validate(doc, manifest_json_schema())
+    write_repo(tmp_path, yaml.safe_dump(doc))
+    desired, _ = load(tmp_path)
+    assert [a.name for a in desired.agents] == ["bot"]
