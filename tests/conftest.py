@@ -1,11 +1,19 @@
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
+import os
 
-import pytest
+from tests.support.hermetic import scrub
 
-from tests.support.controller import EXAMPLES
+# First, before any test module (or the controller package) reads the environment: the caller's
+# AGENTCTL_*, MLFLOW_* and KUBECONFIG settings are not the suite's (tests/support/hermetic.py).
+scrub(os.environ)
+
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.support.controller import EXAMPLES  # noqa: E402
 
 
 @pytest.fixture

@@ -497,7 +497,10 @@ def status(
         output.err(f"Error: no agent '{agent}' of owner '{opts.owner}' in the registry at {where} "
                    "or served")  # fmt: skip
         raise typer.Exit(1)
-    typer.echo(status_view(snapshot, served, agent, opts.owner).render(format.value))
+    from controller import __version__
+
+    view = status_view(snapshot, served, agent, opts.owner, __version__)
+    typer.echo(view.render(format.value))
 
 
 def _observe(registry: Any) -> Any:

@@ -110,7 +110,9 @@ def serving(
         from controller.adapters.kubernetes.serving import KubernetesServing
 
         client, namespace = api or kube_api(opts)
-        return KubernetesServing(client, namespace, settings, wait=opts.ready_timeout)
+        return KubernetesServing(
+            client, namespace, settings, wait=opts.ready_timeout, written_by=written_by()
+        )
     return None
 
 
@@ -151,7 +153,16 @@ def backends(
 
     reg = registry(opts.tracking_uri, isolate_logging=isolate_logging)
     target = serving(opts, reg, settings, attach=attach, api=api)
-    return Backends(reg, target, metric_providers(opts, reg, target), RetryPolicy.from_env())
+    return Backends(
+        reg, target, metric_providers(opts, reg, target), RetryPolicy.from_env(), written_by()
+    )
+
+
+def written_by() -> str:
+    """What agentctl tags on the records it writes: ``agentctl <version>``."""
+    from controller import __version__
+
+    return f"agentctl {__version__}"
 
 
 def lock(opts: Options, registry: Registry) -> Callable[[], RegistryLock] | None:

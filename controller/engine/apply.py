@@ -51,7 +51,12 @@ from controller.core.plan.changes import (
     VersionState,
 )
 from controller.core.plan.changeset import ChangeSet, Entry, Verb
-from controller.core.state.observed import ATTEMPT_TAG, MANAGED_ALIASES_TAG, MANAGED_TAGS_TAG
+from controller.core.state.observed import (
+    ATTEMPT_TAG,
+    MANAGED_ALIASES_TAG,
+    MANAGED_TAGS_TAG,
+    WRITTEN_BY_TAG,
+)
 from controller.engine import snapshot
 from controller.engine.retry import RetryPolicy
 from controller.engine.snapshot import Snapshot, SourceChanged
@@ -73,10 +78,13 @@ def apply(
     serving: ServingTarget | None = None,
     stop: Callable[[], bool] | None = None,
     workers: int = 1,
+    written_by: str = "",
 ) -> ChangeSet:
     """Make exactly the plan's changes, in order. ``stop`` is asked before each change: once it
     says so, the change in flight has finished and the rest are left for the next apply (every
-    change is idempotent, and the next plan starts from what is there).
+    change is idempotent, and the next plan starts from what is there). ``written_by``
+    (``agentctl <version>``), when given, is tagged on every model and version created or
+    changed (WRITTEN_BY_TAG; not planned, so never a change by itself).
 
     With ``workers`` > 1, agents are applied side by side on that many threads, each agent's
     changes in their order; logging a model and every serving change still run one at a time.
@@ -86,7 +94,7 @@ def apply(
         raise PlanRejected(plan.diagnostics)
     if serving is None and any(c.kind in SERVING_KINDS for c in plan.changes):
         raise ValueError("the plan changes serving, but no serving target was given")
-    executor = _Executor(registry, root, policy or RetryPolicy(), serving, plan.owner)
+    executor = _Executor(registry, root, policy or RetryPolicy(), serving, plan.owner, written_by)
     try:
         return _apply(plan, executor, on_entry, stop, workers)
     finally:
@@ -188,9 +196,11 @@ class _Executor:
         policy: RetryPolicy,
         serving: ServingTarget | None,
         owner: str = "",
+        written_by: str = "",
     ) -> None:
         self.registry = registry
         self.owner = owner
+        self.stamp = {WRITTEN_BY_TAG: written_by} if written_by else {}
         self.serving = serving
         self.root = root
         self.policy = policy
@@ -244,13 +254,14 @@ class _Executor:
         r, call = self.registry, self.policy.call
         if c.action is Action.CREATE:
             new = c.after_as(ModelState)
-            call(lambda: r.create_model(c.model, new.description, new.tags))
+            tags = {**new.tags, **self.stamp}
+            call(lambda: r.create_model(c.model, new.description, tags))
             return Entry(c.address, Verb.CREATED, c.model)
         if c.action is Action.DELETE:
             call(lambda: r.delete_model(c.model))
             return Entry(c.address, Verb.DELETED, c.model)
         before, after = c.before_as(ModelState), c.after_as(ModelState)
-        set_tags, delete_tags = _tag_ops(before.tags, after.tags)
+        set_tags, delete_tags = _tag_ops(before.tags, {**after.tags, **self.stamp})
         for key in delete_tags:
             call(lambda k=key: r.delete_model_tag(c.model, k))  # type: ignore[misc]
         for key, value in set_tags:
@@ -291,7 +302,7 @@ class _Executor:
                     return existing, False
                 attempt = uuid.uuid4().hex
                 attempts.append(attempt)
-                tags = {**new.tags, ATTEMPT_TAG: attempt}
+                tags = {**new.tags, ATTEMPT_TAG: attempt, **self.stamp}
                 try:
                     return r.log_version(c.model, source, tags, new.description), True
                 except OutcomeUnknown:
@@ -314,7 +325,7 @@ class _Executor:
             return Entry(c.address, Verb.CREATED, f"version {number}")
         before, after = c.before_as(VersionState), c.after_as(VersionState)
         number = after.version
-        set_tags, delete_tags = _tag_ops(before.tags, after.tags)
+        set_tags, delete_tags = _tag_ops(before.tags, {**after.tags, **self.stamp})
         for key in delete_tags:
             call(lambda k=key: r.delete_version_tag(c.model, number, k))  # type: ignore[misc]
         for key, value in set_tags:

@@ -124,6 +124,7 @@ class Controller:
         wall: Callable[[], float] = time.time,
         providers: dict[str, MetricProvider] | None = None,
         random: Callable[[], float] = _random.random,
+        written_by: str = "",
     ) -> None:
         self.load = load
         self.registry = registry
@@ -137,7 +138,7 @@ class Controller:
         self.wall = wall  # Unix time: rollout steps and pauses, which outlive the process
         self.providers = providers or {}
         self.random = random  # the resync's jitter
-        self.backends = Backends(registry, serving, self.providers, self.policy)
+        self.backends = Backends(registry, serving, self.providers, self.policy, written_by)
         self.last_good: Desired | None = None
         self.converged: dict[str, str] = {}  # agent -> digest of the desired state it reached
         self.cycles = 0  # reconciles ended

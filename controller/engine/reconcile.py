@@ -51,6 +51,8 @@ class Backends:
     serving: ServingTarget | None = None
     providers: Mapping[str, MetricProvider] = field(default_factory=dict)
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    #: ``agentctl <version>``, tagged on the models and versions apply creates or changes.
+    written_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +212,7 @@ def _finish(
     changeset = apply_plan(
         the_plan, backends.registry, root=desired.root, policy=backends.policy,
         on_entry=on_entry, serving=backends.serving, workers=workers, stop=stop,
+        written_by=backends.written_by,
     )  # fmt: skip
     return Result(
         the_plan, changeset, previews, progress,
@@ -303,6 +306,7 @@ def _apply_isolated(
             changeset = apply_plan(
                 sub, backends.registry, root=desired.root, policy=backends.policy,
                 serving=backends.serving, stop=stop, on_entry=on_entry,
+                written_by=backends.written_by,
             )  # fmt: skip
         except Exception as exc:
             failed[agent] = exc

@@ -130,10 +130,11 @@ def apply_saved(
             return apply(
                 plan, backends.registry, root=desired.root, policy=backends.policy,
                 on_entry=on_entry, serving=backends.serving, workers=workers,
+                written_by=backends.written_by,
             )  # fmt: skip
     return apply(
         plan, backends.registry, root=desired.root, policy=backends.policy, on_entry=on_entry,
-        serving=backends.serving, workers=workers,
+        serving=backends.serving, workers=workers, written_by=backends.written_by,
     )  # fmt: skip
 
 

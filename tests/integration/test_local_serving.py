@@ -106,7 +106,7 @@ def serving(examples: Path, agentctl: Any, client: Any, proxy: CountingProxy) ->
         result = agentctl("apply", str(examples))  # the registry target: one new version each
         assert result.code == 0, result.err
         assert f"version {v}" in result.out, result.out
-    run_dir = examples.parent.parent / ".agentctl"  # agentctl runs in tmp_path
+    run_dir = examples.parent.parent / ".agentctl"  # the agentctl fixture pins it there
     s = Serving(root, examples, run_dir, agentctl, client, proxy.url)
     try:
         yield s
@@ -291,7 +291,10 @@ def test_up_live_edit_without_failures_restart_after_kill_and_no_orphans(
     serving: Serving,
 ) -> None:
     write_manifest(serving.manifests, SPLIT_80_20)
-    env = {**os.environ, **LOCAL, "MLFLOW_TRACKING_URI": serving.tracking_uri}
+    env = {
+        **os.environ, **LOCAL, "MLFLOW_TRACKING_URI": serving.tracking_uri,
+        "AGENTCTL_RUN_DIR": str(serving.run_dir),
+    }  # fmt: skip
     log = (serving.root / "up.log").open("w")
     up = subprocess.Popen(
         [AGENTCTL, "up", str(serving.manifests), "--debounce", "200"],

@@ -183,7 +183,7 @@ def bench(
     env = dict(os.environ)
     env.update(
         MLFLOW_TRACKING_URI=proxy.url, AGENTCTL_RETRY_ATTEMPTS="3", AGENTCTL_RETRY_DEADLINE="20",
-        **LOCAL,
+        AGENTCTL_RUN_DIR=str(tmp_path / ".agentctl"), **LOCAL,
     )  # fmt: skip
     b = Bench(root, tmp_path / ".agentctl", agentctl, client, env, tmp_path)
     first = b.apply()

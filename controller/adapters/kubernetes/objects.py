@@ -61,9 +61,11 @@ class Cluster:
         wait: float = 0.0,
         poll: float = 1.0,
         clock: Clock | None = None,
+        written_by: str = "",
     ) -> None:
         self.api = api
         self.namespace = namespace
+        self.written_by = written_by  # ``agentctl <version>``: annotated on what it writes
         self.wait = wait
         self.poll = poll
         self.clock = clock or SystemClock()
@@ -151,6 +153,8 @@ class Cluster:
         ]
         if dry_run:
             query.append(("dryRun", "All"))
+        if self.written_by:
+            obj = ko.written(obj, self.written_by)
         try:
             result = self.api.request(
                 "PATCH", self.path(kind, name), query, dict(obj), "application/apply-patch+yaml"

@@ -76,11 +76,14 @@ class KubernetesServing:
         wait: float = 0.0,
         poll: float = 1.0,
         clock: Clock | None = None,
+        written_by: str = "",
     ) -> None:
         self.api = api
         self.namespace = namespace
         self.settings_of = settings_of
-        self.cluster = Cluster(api, namespace, wait=wait, poll=poll, clock=clock)
+        self.cluster = Cluster(
+            api, namespace, wait=wait, poll=poll, clock=clock, written_by=written_by
+        )
         self.gateway = GatewayRouter(self.cluster, settings_of)
         self.service = ServiceRouter(self.cluster, settings_of)
 

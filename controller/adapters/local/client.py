@@ -111,20 +111,24 @@ class LocalServing:
             self.run_dir.prepare()
         except (OSError, ValueError) as exc:
             raise PermanentBackendError(str(exc), operation="start local serving") from exc
+        # -P, and a working directory of its own: the caller's, where a user's own `controller`
+        # package may be, is not on its sys.path (nor on its model servers').
         command = [
-            sys.executable, "-m", "controller.adapters.local.daemon",
+            sys.executable, "-P", "-m", "controller.adapters.local.daemon",
             "--run-dir", str(self.run_dir.path), "--router-port", str(self.router_port),
         ]  # fmt: skip
         if self.attach:
             command += ["--parent-pid", str(os.getpid())]
-        env = {**os.environ, ENV_MARKER: str(self.run_dir.path)}
+        env = {**os.environ, ENV_MARKER: str(self.run_dir.path), "PYTHONSAFEPATH": "1"}
         with private_open(self.run_dir.daemon_log, "ab") as log:
+            start = log.seek(0, os.SEEK_END)  # a failed start shows only what it wrote
             proc = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
+                cwd=self.run_dir.path,
                 start_new_session=True,
             )
         deadline = time.monotonic() + self.start_timeout
@@ -136,7 +140,7 @@ class LocalServing:
                 # (3: another daemon won the race for this run directory; wait for its record)
                 raise PermanentBackendError(
                     f"local serving did not start (exit {proc.returncode}); "
-                    f"see {self.run_dir.daemon_log}:\n{tail(self.run_dir.daemon_log)}",
+                    f"see {self.run_dir.daemon_log}:\n{tail(self.run_dir.daemon_log, since=start)}",
                     operation="start local serving",
                 )
             time.sleep(0.05)

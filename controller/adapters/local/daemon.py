@@ -144,6 +144,7 @@ class Daemon:
                     version,
                     env={**env, ENV_MARKER: str(self.run_dir.path)},
                     log_path=self.run_dir.server_log(agent, version),
+                    cwd=self.run_dir.path,
                     session=self._session,
                     on_change=self._save,
                     command=self.command,

@@ -198,13 +198,14 @@ def reap_leftovers(run_dir: RunDir) -> list[int]:
     return killed
 
 
-def tail(path: Path, lines: int = 15) -> str:
-    """The last lines of a log file (read from its last 8 KiB)."""
+def tail(path: Path, lines: int = 15, since: int = 0) -> str:
+    """The last lines of a log file written after its first ``since`` bytes (read from its last
+    8 KiB): what one start of a process wrote, not the log's whole history."""
     try:
         with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 8192))
+            end = fh.seek(0, os.SEEK_END)
+            fh.seek(max(since, end - 8192, 0))
             text = fh.read().decode("utf-8", "replace")
     except OSError:
         return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
+    return "\n".join(text.splitlines()[-lines:]) or "(nothing written)"

@@ -95,9 +95,13 @@ class ModelServer:
         on_change: Callable[[], None] = lambda: None,
         command: Command = mlflow_serve,
         log_max_bytes: int = LOG_MAX_BYTES,
+        cwd: Path | None = None,
     ) -> None:
         self.agent = agent
         self.model = model
+        # Its working directory (uvicorn puts "." on sys.path): the run directory, not the
+        # caller's, where a user's own packages may shadow mlflow's or agentctl's.
+        self.cwd = cwd  # None: its log's directory
         self.version = version
         self.port = port or free_port()
         self.env = dict(env)
@@ -210,6 +214,7 @@ class ModelServer:
         env = dict(self.env)  # the environment of the apply that started it, not the daemon's
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
         env[access_log.ENV] = str(access_log.write_config(self.log_path.parent))
+        env["PYTHONSAFEPATH"] = "1"  # nor is the directory of a script it runs
         command = self.command(self.model, self.version, self.port)
         with private_open(self.log_path, "ab") as log:
             log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(command)}\n".encode())
@@ -217,6 +222,7 @@ class ModelServer:
             self.proc = subprocess.Popen(
                 command,
                 env=env,
+                cwd=self.cwd if self.cwd is not None else self.log_path.parent,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -64,8 +64,11 @@ def log_model_isolated(
     with tempfile.TemporaryDirectory(prefix="agentctl-log-") as tmp:
         answer_file = os.path.join(tmp, "answer.json")
         try:
+            # -P (and PYTHONSAFEPATH for its children): the working directory, where a user's
+            # own `controller` package may be, is not on sys.path; relative paths still resolve.
             child = subprocess.run(
-                [sys.executable, "-m", "controller.adapters.mlflow.logger", answer_file],
+                [sys.executable, "-P", "-m", "controller.adapters.mlflow.logger", answer_file],
+                env={**os.environ, "PYTHONSAFEPATH": "1"},
                 input=json.dumps(request),
                 capture_output=True,
                 text=True,

@@ -5,7 +5,9 @@ Service; per agent a Gateway API HTTPRoute whose weighted ``backendRefs`` carry 
 and whose ``RequestMirror`` filter carries the shadow. Everything carries the ownership labels
 (``app.kubernetes.io/managed-by: agentctl``, agent, version) that observation selects on, and a
 ``agentctl.io/spec-digest`` annotation: the digest of the object as agentctl rendered it, so that a
-re-plan tells "as configured" from "the manifest changed" without a request per object.
+re-plan tells "as configured" from "the manifest changed" without a request per object. An
+``agentctl.io/written-by`` annotation (``agentctl <version>``, given as data by whoever writes the
+object: :func:`written`) is left out of that digest, so a newer agentctl rolls nothing by itself.
 
 Where a cluster serves no Gateway API (or the manifest asks for it), router ``service``: one
 Service per agent over all its versions' pods, with the split approximated by replica counts
@@ -39,6 +41,7 @@ __all__ = [
     "SERVER_PORT",
     "VERSION_LABEL",
     "WEIGHTS_ANNOTATION",
+    "WRITTEN_BY_ANNOTATION",
     "Settings",
     "agent_service",
     "agent_service_name",
@@ -56,6 +59,7 @@ __all__ = [
     "service",
     "settings_of",
     "split_note",
+    "written",
 ]
 
 FIELD_MANAGER = "agentctl"
@@ -65,6 +69,9 @@ VERSION_LABEL = "agentctl.io/version"
 MODEL_ANNOTATION = "agentctl.io/model"
 DIGEST_ANNOTATION = "agentctl.io/spec-digest"
 WEIGHTS_ANNOTATION = "agentctl.io/weights"
+WRITTEN_BY_ANNOTATION = "agentctl.io/written-by"
+#: Annotations that are no part of what an object is: its digest leaves them out.
+_UNDIGESTED = frozenset({DIGEST_ANNOTATION, WRITTEN_BY_ANNOTATION})
 #: The label selector of everything agentctl writes: one LIST per kind finds it all.
 SELECTOR = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"
 DEFAULT_IMAGE = "ghcr.io/mlflow/mlflow:v3.17.2"
@@ -179,15 +186,23 @@ def _labels(agent: str, version: int | None) -> dict[str, str]:
 
 
 def digest(obj: Mapping[str, Any]) -> str:
-    """The digest of an object as rendered, its own digest annotation and a Deployment's
-    ``spec.replicas`` left out: replicas are compared on their own (with router ``service``
-    the traffic split sets them, not the version)."""
+    """The digest of an object as rendered, its own digest and written-by annotations and a
+    Deployment's ``spec.replicas`` left out: replicas are compared on their own (with router
+    ``service`` the traffic split sets them, not the version)."""
     meta = dict(obj.get("metadata", {}))
-    annotations = {k: v for k, v in meta.get("annotations", {}).items() if k != DIGEST_ANNOTATION}
+    annotations = {k: v for k, v in meta.get("annotations", {}).items() if k not in _UNDIGESTED}
     body = {**obj, "metadata": {**meta, "annotations": annotations}}
     if obj.get("kind") == "Deployment":
         body["spec"] = {k: v for k, v in obj.get("spec", {}).items() if k != "replicas"}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def written(obj: Mapping[str, Any], by: str) -> dict[str, Any]:
+    """A copy of ``obj`` annotated with who writes it (``agentctl <version>``); its digest is
+    unchanged."""
+    meta = dict(obj.get("metadata", {}))
+    annotations = {**(meta.get("annotations") or {}), WRITTEN_BY_ANNOTATION: by}
+    return {**obj, "metadata": {**meta, "annotations": annotations}}
 
 
 def _stamped(obj: dict[str, Any]) -> dict[str, Any]:

@@ -72,9 +72,12 @@ class AgentStatus:
 class StatusView:
     endpoint: str
     agents: Mapping[str, AgentStatus]
+    #: The version of the agentctl showing it (given by the shell); "" shows none.
+    version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "agentctl": self.version,
             "endpoint": self.endpoint,
             "agents": {
                 name: {
@@ -107,8 +110,9 @@ class StatusView:
     def render(self, fmt: str = "text") -> str:
         if fmt == "json":
             return json.dumps(redact_tree(self.to_dict()), indent=2)
+        footer = [f"agentctl {self.version}"] if self.version else []
         if not self.agents:
-            return "No agents in the registry or served."
+            return "\n".join(["No agents in the registry or served.", *footer])
         rows: list[Sequence[str]] = []
         for name, a in self.agents.items():
             roles = {a.rollout.canary: "canary", a.rollout.stable: "stable"} if a.rollout else {}
@@ -136,7 +140,7 @@ class StatusView:
                 f"{name}: rollout v{r.canary} over v{r.stable}: {r.phase}, step {r.step}: "
                 f"{r.message}; gates: {gates}"
             )
-        return redact_text("\n".join(lines))
+        return redact_text("\n".join([*lines, *footer]))
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -151,9 +155,10 @@ def status_view(
     served: ServingSnapshot,
     agent: str | None = None,
     owner: str = DEFAULT_OWNER,
+    version: str = "",
 ) -> StatusView:
     """Every agent ``owner`` manages in the registry or a target serves for it (or only
-    ``agent``, which the caller has checked is one of them)."""
+    ``agent``, which the caller has checked is one of them); ``version``: agentctl's."""
     models = _managed(registry, owner)
     serves = _served(registry, served, owner)
     names = [agent] if agent is not None else sorted(set(models) | set(serves))
@@ -188,7 +193,7 @@ def status_view(
             versions,
             RolloutStatus.of(state) if state is not None else None,
         )
-    return StatusView(served.endpoint, out)
+    return StatusView(served.endpoint, out, version)
 
 
 def known_agents(

@@ -20,6 +20,7 @@ __all__ = [
     "MANAGED_TAGS_TAG",
     "OWNER_TAG",
     "SOURCE_TAG",
+    "WRITTEN_BY_TAG",
     "AgentServing",
     "ObservedModel",
     "ObservedVersion",
@@ -46,6 +47,10 @@ DIGEST_TAG = "agentctl.io/source-digest"
 ATTEMPT_TAG = "agentctl.io/create-attempt"
 #: On a version: the code file it was logged from, relative to the repository root.
 SOURCE_TAG = "agentctl.io/source-code"
+#: On a model or version agentctl created or changed: ``agentctl <version>`` of the last write.
+#: Written at apply time, never planned: it is no drift, and a newer agentctl rewrites nothing
+#: just to change it (it is set again only along with a change).
+WRITTEN_BY_TAG = "agentctl.io/written-by"
 
 
 def experiment_name(model: str) -> str:

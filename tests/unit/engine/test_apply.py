@@ -453,3 +453,29 @@ def test_an_unexpected_error_stops_every_agent_and_surfaces(tmp_path: Path) -> N
     with pytest.raises(KeyError, match="a bug"):
         apply(plan(desired, reg.observe()), reg, root=desired.root, policy=NO_WAIT, workers=4)
     assert len(reg.models) < 19
+
+
+def test_what_apply_writes_says_which_agentctl_wrote_it_and_that_is_never_a_change(
+    tmp_path: Path,
+) -> None:
+    from controller.core.state.observed import WRITTEN_BY_TAG
+    from controller.engine.reconcile import Backends
+    from controller.engine.reconcile import reconcile as engine_reconcile
+
+    desired, _ = load(write_repo(tmp_path, GOOD))
+    reg = FakeRegistry()
+    old = Backends(reg, policy=NO_WAIT, written_by="agentctl 1.0")
+    first = engine_reconcile(desired, old, apply=True)
+    assert first.changeset is not None and first.changeset.count(Verb.CREATED) == 3
+    assert reg.models["bot"].tags[WRITTEN_BY_TAG] == "agentctl 1.0"
+    assert reg.models["bot"].versions[1].tags[WRITTEN_BY_TAG] == "agentctl 1.0"
+    writes = len(reg.writes)
+    # A newer agentctl finds nothing to do: it does not rewrite every model to bump the tag.
+    newer = Backends(reg, policy=NO_WAIT, written_by="agentctl 2.0")
+    second = engine_reconcile(desired, newer, apply=True)
+    assert second.plan.changes == () and second.changeset is None
+    assert len(reg.writes) == writes
+    assert reg.models["bot"].tags[WRITTEN_BY_TAG] == "agentctl 1.0"
+    # Nor is the tag drift when someone else changes it.
+    reg.models["bot"].tags[WRITTEN_BY_TAG] = "someone"
+    assert engine_reconcile(desired, newer, apply=False).plan.changes == ()

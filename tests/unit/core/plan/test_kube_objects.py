@@ -231,3 +231,14 @@ def test_an_unknown_kind_is_named(tmp_path: Path) -> None:
     [err] = errors_of(root)
     assert (err.field, err.location and err.location.line) == ("kind", 2)
     assert err.message == "kind must be Agent or ServingDefaults (got 'Default')"
+
+
+def test_the_written_by_annotation_is_no_part_of_the_digest() -> None:
+    dep = ko.deployment("ns", "bot", "bot", 1, ko.Settings())
+    stamped = ko.written(dep, "agentctl 9.9")
+    annotations = stamped["metadata"]["annotations"]
+    assert annotations[ko.WRITTEN_BY_ANNOTATION] == "agentctl 9.9"
+    assert ko.WRITTEN_BY_ANNOTATION not in dep["metadata"]["annotations"]  # a copy
+    # The same object written by another agentctl has the same digest: nothing rolls.
+    assert ko.digest(stamped) == ko.digest(ko.written(dep, "agentctl 10.0"))
+    assert ko.digest(stamped) == annotations[ko.DIGEST_ANNOTATION]

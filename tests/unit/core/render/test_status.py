@@ -84,3 +84,9 @@ def test_only_the_owners_models_and_what_serves_them_are_shown() -> None:
     assert known_agents(reg, ServingSnapshot(), "teamC") == set()
     mine = status_view(reg, ServingSnapshot(), owner="teamA").to_dict()["agents"]
     assert mine["shared"]["model"] == "shared-teama"
+
+
+def test_the_version_of_agentctl_is_shown_in_text_and_json() -> None:
+    view = status_view(snapshot(), ServingSnapshot(), version="9.9.9")
+    assert view.render().splitlines() == ["No agents in the registry or served.", "agentctl 9.9.9"]
+    assert json.loads(view.render("json"))["agentctl"] == "9.9.9"
