@@ -55,7 +55,7 @@ from controller.core.state.observed import ATTEMPT_TAG, MANAGED_ALIASES_TAG, MAN
 from controller.engine import snapshot
 from controller.engine.retry import RetryPolicy
 from controller.engine.snapshot import Snapshot, SourceChanged
-from controller.ports import Registry, ServingTarget
+from controller.ports import Registry, ServingTarget, SourceHistory
 
 __all__ = ["SourceChanged", "apply"]
 
@@ -73,6 +73,7 @@ def apply(
     serving: ServingTarget | None = None,
     stop: Callable[[], bool] | None = None,
     workers: int = 1,
+    history: SourceHistory | None = None,
 ) -> ChangeSet:
     """Make exactly the plan's changes, in order. ``stop`` is asked before each change: once it
     says so, the change in flight has finished and the rest are left for the next apply (every
@@ -86,7 +87,7 @@ def apply(
         raise PlanRejected(plan.diagnostics)
     if serving is None and any(c.kind in SERVING_KINDS for c in plan.changes):
         raise ValueError("the plan changes serving, but no serving target was given")
-    executor = _Executor(registry, root, policy or RetryPolicy(), serving, plan.owner)
+    executor = _Executor(registry, root, policy or RetryPolicy(), serving, plan.owner, history)
     try:
         return _apply(plan, executor, on_entry, stop, workers)
     finally:
@@ -188,8 +189,10 @@ class _Executor:
         policy: RetryPolicy,
         serving: ServingTarget | None,
         owner: str = "",
+        history: SourceHistory | None = None,
     ) -> None:
         self.registry = registry
+        self.history = history
         self.owner = owner
         self.serving = serving
         self.root = root
@@ -202,7 +205,7 @@ class _Executor:
     def check_source(self, change: Change) -> None:
         if change.kind is Kind.MODEL_VERSION and change.action is Action.CREATE:
             self.sources[change.address] = snapshot.take(
-                change.agent, self.root, change.after_as(VersionCreate), self.owner
+                change.agent, self.root, change.after_as(VersionCreate), self.owner, self.history
             )
 
     def close(self) -> None:

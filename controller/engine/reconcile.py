@@ -35,7 +35,7 @@ from controller.core.state.observed import RegistrySnapshot, ServingSnapshot
 from controller.engine.apply import apply as apply_plan
 from controller.engine.progressive import evaluate
 from controller.engine.retry import RetryPolicy
-from controller.ports import MetricProvider, Previewer, Registry, ServingTarget
+from controller.ports import MetricProvider, Previewer, Registry, ServingTarget, SourceHistory
 
 __all__ = ["Backends", "Made", "Result", "observe", "plan_round", "preview", "reconcile"]
 
@@ -51,6 +51,8 @@ class Backends:
     serving: ServingTarget | None = None
     providers: Mapping[str, MetricProvider] = field(default_factory=dict)
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Reads the sources that name a git revision (None: none can be logged).
+    history: SourceHistory | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +210,7 @@ def _finish(
                       requeue_after=_requeue(progress, None), terminal=terminal,
                       made=round_.made)  # fmt: skip
     changeset = apply_plan(
-        the_plan, backends.registry, root=desired.root, policy=backends.policy,
+        the_plan, backends.registry, root=desired.root, policy=backends.policy, history=backends.history,
         on_entry=on_entry, serving=backends.serving, workers=workers, stop=stop,
     )  # fmt: skip
     return Result(
@@ -301,7 +303,7 @@ def _apply_isolated(
         try:
             preview(backends.serving, changes, backends.policy)
             changeset = apply_plan(
-                sub, backends.registry, root=desired.root, policy=backends.policy,
+                sub, backends.registry, root=desired.root, policy=backends.policy, history=backends.history,
                 serving=backends.serving, stop=stop, on_entry=on_entry,
             )  # fmt: skip
         except Exception as exc:

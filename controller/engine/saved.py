@@ -128,11 +128,11 @@ def apply_saved(
         with guard():
             _verify(saved, desired, backends, file)
             return apply(
-                plan, backends.registry, root=desired.root, policy=backends.policy,
+                plan, backends.registry, root=desired.root, policy=backends.policy, history=backends.history,
                 on_entry=on_entry, serving=backends.serving, workers=workers,
             )  # fmt: skip
     return apply(
-        plan, backends.registry, root=desired.root, policy=backends.policy, on_entry=on_entry,
+        plan, backends.registry, root=desired.root, policy=backends.policy, history=backends.history, on_entry=on_entry,
         serving=backends.serving, workers=workers,
     )  # fmt: skip
 
