@@ -21,7 +21,7 @@ def test_apply_examples_then_nothing_left_to_do(
 ) -> None:
     plan = agentctl("plan", str(examples), "--detailed-exitcode")
     assert plan.code == 2, plan.err
-    assert "Plan: 7 to add, 0 to change, 0 to destroy." in plan.out
+    assert "Plan: 8 to add, 0 to change, 0 to destroy." in plan.out
     assert proxy.writes() == [], "plan must not write"
 
     applied = agentctl("apply", str(examples))
@@ -34,7 +34,10 @@ def test_apply_examples_then_nothing_left_to_do(
     v1 = client.get_model_version("support-bot", "1")
     assert v1.tags[DIGEST_TAG].startswith("sha256:") and v1.tags["channel"] == "web"
     summarizer = client.get_registered_model("summarizer")
-    assert summarizer.aliases == {"champion": "1", "challenger": "1"}
+    # Two sources, two versions in one apply, in declaration order: stable, then current.
+    assert summarizer.aliases == {"champion": "1", "challenger": "2"}
+    stable, current = (client.get_model_version("summarizer", n) for n in ("1", "2"))
+    assert stable.tags[DIGEST_TAG] != current.tags[DIGEST_TAG]
 
     again = agentctl("plan", str(examples), "--detailed-exitcode")
     assert again.code == 0, again.err + again.out
@@ -182,7 +185,7 @@ def test_transient_server_errors_are_retried(
     result = agentctl("apply", str(examples))
     assert result.code == 0, result.err
     assert sum(r.status == 503 for r in proxy.records) == 3
-    assert client.get_registered_model("summarizer").aliases == {"champion": "1", "challenger": "1"}
+    assert client.get_registered_model("summarizer").aliases == {"champion": "1", "challenger": "2"}
 
 
 def test_a_half_applied_run_is_finished_by_the_next_apply(
@@ -200,11 +203,12 @@ def test_a_half_applied_run_is_finished_by_the_next_apply(
     # The versions were registered before the failure: only the aliases (and the agent that
     # was not reached at all) remain.
     assert "summarizer.model_version.current" not in remaining
+    assert "summarizer.model_version.stable" not in remaining
     assert "summarizer.alias.champion" in remaining
     assert agentctl("apply", str(examples)).code == 0
-    assert client.get_registered_model("summarizer").aliases == {"champion": "1", "challenger": "1"}
+    assert client.get_registered_model("summarizer").aliases == {"champion": "1", "challenger": "2"}
     assert agentctl("plan", str(examples), "--detailed-exitcode").code == 0
-    assert len(client.search_model_versions("name = 'summarizer'")) == 1
+    assert len(client.search_model_versions("name = 'summarizer'")) == 2
 
 
 def test_markdown_plan_has_a_summary_and_a_section_per_agent(examples: Path, agentctl: Any) -> None:
