@@ -25,6 +25,7 @@ __all__ = [
     "Registry",
     "ServingBackend",
     "ServingTarget",
+    "SourceHistory",
     "SystemClock",
     "TraceReader",
     "TrafficRouter",
@@ -50,6 +51,20 @@ class VersionSource:
     def label(self) -> str:
         """The code file for messages: as the repository names it, else its path."""
         return self.code_ref or self.code_path
+
+
+class SourceHistory(Protocol):
+    """The files of the manifests' repository as they were at a revision (git). Both methods
+    raise :class:`LookupError`, with a message for the manifest's author, when they cannot."""
+
+    def commit(self, root: str, revision: str) -> str:
+        """The commit ``revision`` names in the repository that holds ``root``."""
+        ...
+
+    def read(self, root: str, commit: str, path: str, limit: int) -> bytes:
+        """The regular file ``path`` (relative to ``root``) at ``commit``, of at most ``limit``
+        bytes."""
+        ...
 
 
 class Registry(Protocol):

@@ -63,6 +63,7 @@ def apply_file(file: Path, fmt: Format, opts: Options) -> None:
     """Exactly the saved plan, against the registry, target and cluster it was made for, unless
     what it was made from changed since (a stale plan) or the file was edited: exit 1, nothing
     written."""
+    from controller.adapters.git.history import GitHistory
     from controller.core.plan.kube_objects import settings_of
     from controller.core.render.formats import render_changeset, render_json
     from controller.engine.loader import load
@@ -71,7 +72,9 @@ def apply_file(file: Path, fmt: Format, opts: Options) -> None:
     saved = read_saved(file)
     _check_where(file, saved, opts)
     m = saved.manifests
-    desired, _ = load(Path(m.path), root=Path(m.root), allow_empty=m.allow_empty)
+    desired, _ = load(
+        Path(m.path), root=Path(m.root), allow_empty=m.allow_empty, history=GitHistory()
+    )
     opts = replace(opts, target=Target(saved.target), namespace=opts.namespace or saved.namespace)
     if saved.made.cluster is not None and _cluster(opts) != saved.made.cluster:
         raise InvalidInput.of(

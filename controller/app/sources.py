@@ -18,9 +18,10 @@ __all__ = ["Latest", "changes_since", "load", "watched"]
 
 
 def load(path: Path, opts: Options) -> tuple[Desired, Diagnostics]:
+    from controller.adapters.git.history import GitHistory
     from controller.engine.loader import load as load_manifests
 
-    return load_manifests(path, root=opts.root, allow_empty=opts.allow_empty)
+    return load_manifests(path, root=opts.root, allow_empty=opts.allow_empty, history=GitHistory())
 
 
 def changes_since(path: Path, root: Path, ref: str) -> tuple[frozenset[str], Desired]:
@@ -74,10 +75,10 @@ def watched(path: Path, opts: Options) -> list[Path]:
         desired, _ = load(path, opts)
     except AgentctlError:
         return folders
-    for agent in desired.agents:
-        if agent.source is None:
-            continue
-        for ref in agent.source.refs:
+    for source in (s for agent in desired.agents for s in agent.sources):
+        if source.commit is not None:
+            continue  # read from git history: no working-tree file to watch
+        for ref in source.refs:
             folder = (Path(desired.root) / ref).parent.resolve()
             if not any(folder.is_relative_to(w) for w in folders):
                 folders.append(folder)

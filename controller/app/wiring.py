@@ -148,14 +148,14 @@ def backends(
     api: tuple[KubeApi, str] | None = None,
 ) -> Backends:
     """Everything a reconcile talks to."""
+    from controller.adapters.git.history import GitHistory
     from controller.engine.reconcile import Backends
     from controller.engine.retry import RetryPolicy
 
     reg = registry(opts.tracking_uri, isolate_logging=isolate_logging)
     target = serving(opts, reg, settings, attach=attach, api=api)
-    return Backends(
-        reg, target, metric_providers(opts, reg, target), RetryPolicy.from_env(), written_by()
-    )
+    providers = metric_providers(opts, reg, target)
+    return Backends(reg, target, providers, RetryPolicy.from_env(), written_by(), GitHistory())
 
 
 def written_by() -> str:

@@ -60,7 +60,7 @@ from controller.core.state.observed import (
 from controller.engine import snapshot
 from controller.engine.retry import RetryPolicy
 from controller.engine.snapshot import Snapshot, SourceChanged
-from controller.ports import Registry, ServingTarget
+from controller.ports import Registry, ServingTarget, SourceHistory
 
 __all__ = ["SourceChanged", "apply"]
 
@@ -79,6 +79,7 @@ def apply(
     stop: Callable[[], bool] | None = None,
     workers: int = 1,
     written_by: str = "",
+    history: SourceHistory | None = None,
 ) -> ChangeSet:
     """Make exactly the plan's changes, in order. ``stop`` is asked before each change: once it
     says so, the change in flight has finished and the rest are left for the next apply (every
@@ -94,7 +95,9 @@ def apply(
         raise PlanRejected(plan.diagnostics)
     if serving is None and any(c.kind in SERVING_KINDS for c in plan.changes):
         raise ValueError("the plan changes serving, but no serving target was given")
-    executor = _Executor(registry, root, policy or RetryPolicy(), serving, plan.owner, written_by)
+    executor = _Executor(
+        registry, root, policy or RetryPolicy(), serving, plan.owner, written_by, history
+    )
     try:
         return _apply(plan, executor, on_entry, stop, workers)
     finally:
@@ -197,8 +200,10 @@ class _Executor:
         serving: ServingTarget | None,
         owner: str = "",
         written_by: str = "",
+        history: SourceHistory | None = None,
     ) -> None:
         self.registry = registry
+        self.history = history
         self.owner = owner
         self.stamp = {WRITTEN_BY_TAG: written_by} if written_by else {}
         self.serving = serving
@@ -212,7 +217,7 @@ class _Executor:
     def check_source(self, change: Change) -> None:
         if change.kind is Kind.MODEL_VERSION and change.action is Action.CREATE:
             self.sources[change.address] = snapshot.take(
-                change.agent, self.root, change.after_as(VersionCreate), self.owner
+                change.agent, self.root, change.after_as(VersionCreate), self.owner, self.history
             )
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ def agent_digest(agent: DesiredAgent, desired: Desired) -> str:
     parts = [
         agent.manifest.model_dump_json(),
         agent.source.digest if agent.source else "",
+        *(f"{name}={s.digest}" for name, s in agent.named.items()),
         desired.defaults.model_dump_json() if desired.defaults else "",
     ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()

@@ -22,17 +22,17 @@ import yaml
 from controller.core.diagnostics import Diagnostic, Diagnostics, Location, Severity
 from controller.core.errors import InvalidInput
 from controller.core.manifest.checks import FieldPath, check_manifest, field_name
-from controller.core.manifest.desired import DEFAULTS_KIND, Desired, DesiredAgent, ResolvedSource
+from controller.core.manifest.desired import DEFAULTS_KIND, Desired, DesiredAgent
 from controller.core.manifest.repair import Validated, validate
 from controller.core.manifest.schema import (
     KIND,
     AgentManifest,
     ServingDefaults,
-    Source,
 )
 from controller.core.plan.kube_objects import resolve_settings
-from controller.core.state.digest import normalize_requirement, source_digest
-from controller.engine.files import MAX_MANIFEST_BYTES, MAX_SOURCE_BYTES, Unreadable, read_regular
+from controller.engine.files import MAX_MANIFEST_BYTES, Unreadable, read_regular
+from controller.engine.source import resolve_sources
+from controller.ports import SourceHistory
 
 __all__ = ["find_root", "git_work_tree", "load"]
 
@@ -82,9 +82,11 @@ def load(
     root: str | os.PathLike[str] | None = None,
     allow_empty: bool = False,
     partial: bool = False,
+    history: SourceHistory | None = None,
 ) -> tuple[Desired, Diagnostics]:
     """Load every manifest under ``path``. Raise InvalidInput if any error is found, unless
-    ``partial``: then return the agents that are valid, with the diagnostics of the rest."""
+    ``partial``: then return the agents that are valid, with the diagnostics of the rest.
+    ``history`` reads the sources that name a git ``revision``."""
     base = Path(path)
     out = _Collector()
     if not base.exists():
@@ -116,7 +118,7 @@ def load(
                     continue
                 defaults = found
                 continue
-            agent = _build_agent(doc, root_dir, out)
+            agent = _build_agent(doc, root_dir, out, history)
             if agent is None:
                 continue
             clash = _clash(agent, by_name, by_model)
@@ -449,7 +451,9 @@ class _Builder:
         return result
 
 
-def _build_agent(doc: _Doc, root: Path, out: _Collector) -> _Built | None:
+def _build_agent(
+    doc: _Doc, root: Path, out: _Collector, history: SourceHistory | None
+) -> _Built | None:
     data = doc.data
     if isinstance(data, list) and any(isinstance(x, dict) and "apiVersion" in x for x in data):
         out.error(doc.start, "", "one manifest per YAML document: separate them with '---'")
@@ -484,12 +488,20 @@ def _build_agent(doc: _Doc, root: Path, out: _Collector) -> _Built | None:
         if not validated.affects(path, *also):
             problems.append(p)
             out.error(agent.location(path), field_name(path), p.message, name)
-    source = None
-    ok = not validated.errors and not problems
-    if manifest.spec.source is not None and not validated.affects(("spec", "source")):
-        source = _resolve_source(manifest.spec.source, agent, root, out)
-        ok = ok and source is not None
-    agent = DesiredAgent(manifest, doc.file, source, doc.locations, manifest_ref)
+
+    def error(loc: Location, field_: str, message: str) -> None:
+        out.error(loc, field_, message, name)
+
+    # Sources are resolved (their errors reported too) unless a repair touched them; the named
+    # versions' only without other problems (one may be incomplete) and where the entries stand
+    # as written (no entry dropped, so their paths are the file's).
+    resolved = None
+    if not validated.affects(("spec", "source")):
+        named = not problems and not validated.affects(("spec", "versions"))
+        resolved = resolve_sources(agent, root, error, history, named=named)
+    ok = not validated.errors and not problems and resolved is not None
+    source, own = resolved if resolved is not None else (None, {})
+    agent = DesiredAgent(manifest, doc.file, source, doc.locations, manifest_ref, own)
     return _Built(agent, validated, ok, name)
 
 
@@ -504,120 +516,3 @@ def _deepest(doc: _Doc, path: FieldPath) -> Location:
         if loc is not None:
             return loc
     return doc.start
-
-
-def _resolve_file(
-    raw: str, agent: DesiredAgent, root: Path, path: FieldPath, out: _Collector
-) -> Path | None:
-    loc = agent.location(path)
-    where = field_name(path)
-    if os.path.isabs(raw):
-        out.error(
-            loc, where, f"'{raw}' is absolute; give a path relative to the manifest", agent.name
-        )
-        return None
-    target = (Path(agent.file).resolve().parent / raw).resolve()
-    if not target.is_relative_to(root):
-        out.error(
-            loc,
-            where,
-            f"'{raw}' resolves to {target}, outside the repository root {root}",
-            agent.name,
-        )
-        return None
-    if not target.is_file():
-        out.error(loc, where, f"'{raw}' ({target}) is not a file", agent.name)
-        return None
-    return target
-
-
-def _resolve_source(
-    src: Source, agent: DesiredAgent, root: Path, out: _Collector
-) -> ResolvedSource | None:
-    base: FieldPath = ("spec", "source")
-    ok = True
-    code = _resolve_file(src.code, agent, root, (*base, "code"), out)
-    config = None
-    if src.config is not None:
-        config = _resolve_file(src.config, agent, root, (*base, "config"), out)
-        ok = ok and config is not None
-    ok = ok and code is not None
-
-    requirements: list[str] = []
-    normalized: list[str] = []
-    req_path: FieldPath = (*base, "pipRequirements")
-    requirements_ref = None
-    if isinstance(src.pip_requirements, str):
-        req_file = _resolve_file(src.pip_requirements, agent, root, req_path, out)
-        if req_file is None:
-            return None
-        requirements_ref = req_file.relative_to(root).as_posix()
-        display = _display(req_file)
-        try:
-            lines = read_regular(req_file, MAX_SOURCE_BYTES).decode("utf-8").splitlines()
-        except Unreadable as exc:
-            out.error(Location(display, 1, 1), "", exc.reason, agent.name)
-            return None
-        except UnicodeDecodeError as exc:
-            out.error(Location(display, 1, 1), "", f"cannot read: {exc}", agent.name)
-            return None
-        for lineno, line in enumerate(lines, 1):
-            text = line.split("#", 1)[0].strip()
-            if not text:
-                continue
-            if text.startswith("-"):
-                out.error(
-                    Location(display, lineno, 1),
-                    "",
-                    f"pip options are not supported here: {text!r}",
-                    agent.name,
-                )
-                ok = False
-                continue
-            try:
-                normalized.append(normalize_requirement(text))
-                requirements.append(text)
-            except ValueError as exc:
-                out.error(Location(display, lineno, 1), "", str(exc), agent.name)
-                ok = False
-    else:
-        for i, text in enumerate(src.pip_requirements):
-            try:
-                normalized.append(normalize_requirement(text))
-                requirements.append(text)
-            except ValueError as exc:
-                out.error(
-                    agent.location((*req_path, i)), field_name((*req_path, i)), str(exc), agent.name
-                )
-                ok = False
-    if not requirements and ok:
-        out.error(
-            agent.location(req_path),
-            field_name(req_path),
-            "at least one pinned requirement is needed (e.g. mlflow==3.17.2)",
-            agent.name,
-        )
-        ok = False
-    if not ok or code is None:
-        return None
-    read: dict[str, bytes] = {}
-    for name, file in (("code", code), ("config", config)):
-        if file is None:
-            continue
-        try:
-            read[name] = read_regular(file, MAX_SOURCE_BYTES)
-        except Unreadable as exc:
-            where = (*base, name)
-            out.error(agent.location(where), field_name(where), exc.reason, agent.name)
-    if "code" not in read or (config is not None and "config" not in read):
-        return None
-    code_bytes, config_bytes = read["code"], read.get("config")
-    return ResolvedSource(
-        code_path=str(code),
-        config_path=str(config) if config is not None else None,
-        code_ref=code.relative_to(root).as_posix(),
-        config_ref=config.relative_to(root).as_posix() if config is not None else None,
-        pip_requirements=tuple(requirements),
-        digest=source_digest(code_bytes, config_bytes, normalized),
-        requirements_ref=requirements_ref,
-    )

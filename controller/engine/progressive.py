@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 from controller.core.errors import AgentctlError
 from controller.core.manifest.desired import Desired, DesiredAgent
-from controller.core.manifest.schema import CURRENT, VersionRef
+from controller.core.manifest.schema import VersionRef
 from controller.core.rollout import codec
 from controller.core.rollout.codec import RolloutState
 from controller.core.rollout.gates import Measurement
@@ -36,10 +36,9 @@ def canary_of(agent: DesiredAgent, ref: VersionRef | None, model: ObservedModel)
     """The registry number of the version the rollout brings in (``ref``, as the manifest
     resolves it); None if it is not registered yet (this apply logs it) or does not exist (the
     plan reports that)."""
-    if ref == CURRENT:
-        if agent.source is None:
-            return None
-        found = model.version_with_digest(agent.source.digest)
+    source = agent.source_of(ref)
+    if source is not None:  # current, or a named version: found by its content digest
+        found = model.version_with_digest(source.digest)
         return found.number if found is not None else None
     if isinstance(ref, int) and ref in model.versions:
         return ref
@@ -66,8 +65,8 @@ def evaluate(
         canary = canary_of(agent, ref, model)
         stored = codec.read(model.tags)
         if canary is None:
-            if current is not None and ref == CURRENT:
-                out[agent.name] = Hold(rollout.promote_alias, current, CURRENT, stored)
+            if current is not None and ref is not None and agent.source_of(ref) is not None:
+                out[agent.name] = Hold(rollout.promote_alias, current, ref, stored)
             continue
         state = begin(rollout, canary, current, stored.state, now)
         if state is None:

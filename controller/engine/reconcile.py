@@ -35,7 +35,7 @@ from controller.core.state.observed import RegistrySnapshot, ServingSnapshot
 from controller.engine.apply import apply as apply_plan
 from controller.engine.progressive import evaluate
 from controller.engine.retry import RetryPolicy
-from controller.ports import MetricProvider, Previewer, Registry, ServingTarget
+from controller.ports import MetricProvider, Previewer, Registry, ServingTarget, SourceHistory
 
 __all__ = ["Backends", "Made", "Result", "observe", "plan_round", "preview", "reconcile"]
 
@@ -53,6 +53,8 @@ class Backends:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     #: ``agentctl <version>``, tagged on the models and versions apply creates or changes.
     written_by: str = ""
+    #: Reads the sources that name a git revision (None: none can be logged).
+    history: SourceHistory | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +212,7 @@ def _finish(
                       requeue_after=_requeue(progress, None), terminal=terminal,
                       made=round_.made)  # fmt: skip
     changeset = apply_plan(
-        the_plan, backends.registry, root=desired.root, policy=backends.policy,
+        the_plan, backends.registry, root=desired.root, policy=backends.policy, history=backends.history,
         on_entry=on_entry, serving=backends.serving, workers=workers, stop=stop,
         written_by=backends.written_by,
     )  # fmt: skip
@@ -304,7 +306,7 @@ def _apply_isolated(
         try:
             preview(backends.serving, changes, backends.policy)
             changeset = apply_plan(
-                sub, backends.registry, root=desired.root, policy=backends.policy,
+                sub, backends.registry, root=desired.root, policy=backends.policy, history=backends.history,
                 serving=backends.serving, stop=stop, on_entry=on_entry,
                 written_by=backends.written_by,
             )  # fmt: skip

@@ -128,13 +128,14 @@ def apply_saved(
         with guard():
             _verify(saved, desired, backends, file)
             return apply(
-                plan, backends.registry, root=desired.root, policy=backends.policy,
+                plan, backends.registry, root=desired.root, policy=backends.policy, history=backends.history,
                 on_entry=on_entry, serving=backends.serving, workers=workers,
                 written_by=backends.written_by,
             )  # fmt: skip
     return apply(
         plan, backends.registry, root=desired.root, policy=backends.policy, on_entry=on_entry,
         serving=backends.serving, workers=workers, written_by=backends.written_by,
+        history=backends.history,
     )  # fmt: skip
 
 

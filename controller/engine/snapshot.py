@@ -27,7 +27,7 @@ from controller.core.errors import AgentctlError
 from controller.core.plan.changes import VersionCreate
 from controller.core.state.digest import normalize_requirement, source_digest
 from controller.engine.files import MAX_SOURCE_BYTES, Unreadable, read_regular
-from controller.ports import VersionSource
+from controller.ports import SourceHistory, VersionSource
 
 __all__ = ["Snapshot", "SourceChanged", "take"]
 
@@ -47,17 +47,32 @@ class Snapshot:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def take(agent: str, root: str, after: VersionCreate, owner: str = "") -> Snapshot:
-    """Copy the source of ``after`` under ``root`` into a private directory and check its digest
-    against the plan's; the caller removes it (:meth:`Snapshot.remove`) once logged. ``owner``
-    goes on what is logged from it."""
+def take(
+    agent: str,
+    root: str,
+    after: VersionCreate,
+    owner: str = "",
+    history: SourceHistory | None = None,
+) -> Snapshot:
+    """Copy the source of ``after`` under ``root`` (or, if it names a commit, as ``history``
+    reads it at that commit) into a private directory and check its digest against the plan's;
+    the caller removes it (:meth:`Snapshot.remove`) once logged. ``owner`` goes on what is
+    logged from it."""
+
+    def read(ref: str) -> bytes:
+        if after.commit is None:
+            return read_regular(os.path.join(root, ref), MAX_SOURCE_BYTES)
+        if history is None:
+            raise SourceChanged(f"the source of {agent} is at a git revision, but no reader of "
+                                "git history was given")  # fmt: skip
+        try:
+            return history.read(root, after.commit, ref, MAX_SOURCE_BYTES)
+        except LookupError as exc:
+            raise SourceChanged(f"cannot read the source of {agent}: {exc}") from exc
+
     try:  # regular files only, of a bounded size, as the loader read them
-        code = read_regular(os.path.join(root, after.code), MAX_SOURCE_BYTES)
-        config = (
-            read_regular(os.path.join(root, after.config), MAX_SOURCE_BYTES)
-            if after.config
-            else None
-        )
+        code = read(after.code)
+        config = read(after.config) if after.config else None
     except Unreadable as exc:
         raise SourceChanged(f"cannot read the source of {agent}: {exc}") from exc
     directory = tempfile.mkdtemp(prefix="agentctl-source-")

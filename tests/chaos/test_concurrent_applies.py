@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.support import chaos
+from tests.support.controller import one_source
 from tests.support.proxy import CountingProxy
 
 pytestmark = pytest.mark.integration
@@ -21,6 +22,7 @@ ROUNDS = 20
 def test_two_applies_at_once_register_one_version_per_source(
     examples: Path, proxy: CountingProxy, client: Any, workdir: Path
 ) -> None:
+    one_source(examples)  # one source: one version per round
     env = chaos.env_for(proxy.url)
     config = examples / "agents" / "summarizer" / "config.yaml"
     original = config.read_text()

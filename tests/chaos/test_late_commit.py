@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.support import chaos
+from tests.support.controller import one_source
 from tests.support.proxy import CountingProxy
 
 pytestmark = pytest.mark.integration
@@ -23,6 +24,7 @@ CLIENT_TIMEOUT = "3"
 def test_a_create_committed_after_the_client_gave_up_leaves_one_version(
     examples: Path, proxy: CountingProxy, client: Any, workdir: Path
 ) -> None:
+    one_source(examples)  # one source: one version per round
     env = chaos.env_for(proxy.url, MLFLOW_HTTP_REQUEST_TIMEOUT=CLIENT_TIMEOUT)
     assert chaos.run(["apply", str(examples)], env, workdir)[0] == 0
     config = examples / "agents" / "summarizer" / "config.yaml"

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from controller.core.state.observed import AGENT_TAG, DIGEST_TAG, OWNER_TAG, experiment_name
+from tests.support.controller import one_source
 from tests.support.mlflow_server import MlflowServer
 from tests.support.proxy import CountingProxy
 
@@ -32,7 +33,8 @@ def _active(client: Any, model: str) -> tuple[set[str], set[str]]:
 def test_gc_deletes_exactly_what_an_interrupted_apply_logged_and_no_version_references(
     examples: Path, agentctl: Any, proxy: CountingProxy, client: Any
 ) -> None:
-    (examples / "support-bot.yaml").unlink()  # one agent: one model logged per apply
+    (examples / "support-bot.yaml").unlink()  # one agent of one source: one model per apply
+    one_source(examples)
     # The experiment outlives the registry's models between tests: what earlier tests logged
     # (owner 'agentctl') stays, and is no business of team-a's gc.
     earlier_runs, earlier_models = _active(client, "summarizer")

@@ -64,7 +64,7 @@ def test_an_apply_waits_for_the_lock_with_lock_timeout(
     finally:
         timer.join()
     assert applied.code == 0, applied.err
-    assert client.get_registered_model("summarizer").aliases == {"champion": "1", "challenger": "1"}
+    assert client.get_registered_model("summarizer").aliases == {"champion": "1", "challenger": "2"}
 
 
 def test_the_client_adapter_locks_and_deletes_versions_as_the_rest_one(tmp_path: Path) -> None:

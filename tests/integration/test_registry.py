@@ -21,7 +21,7 @@ def test_apply_examples_then_nothing_left_to_do(
 ) -> None:
     plan = agentctl("plan", str(examples), "--detailed-exitcode")
     assert plan.code == 2, plan.err
-    assert "Plan: 7 to add, 0 to change, 0 to destroy." in plan.out
+    assert "Plan: 8 to add, 0 to change, 0 to destroy." in plan.out
     assert proxy.writes() == [], "plan must not write"
 
     applied = agentctl("apply", str(examples))
@@ -34,7 +34,10 @@ def test_apply_examples_then_nothing_left_to_do(
     v1 = client.get_model_version("support-bot", "1")
     assert v1.tags[DIGEST_TAG].startswith("sha256:") and v1.tags["channel"] == "web"
     summarizer = client.get_registered_model("summarizer")
-    assert summarizer.aliases == {"champion": "1", "challenger": "1"}
+    # Two sources, two versions in one apply, in declaration order: stable, then current.
+    assert summarizer.aliases == {"champion": "1", "challenger": "2"}
+    stable, current = (client.get_model_version("summarizer", n) for n in ("1", "2"))
+    assert stable.tags[DIGEST_TAG] != current.tags[DIGEST_TAG]
 
     again = agentctl("plan", str(examples), "--detailed-exitcode")
     assert again.code == 0, again.err + again.out
@@ -182,7 +185,7 @@ def test_transient_server_errors_are_retried(
     result = agentctl("apply", str(examples))
     assert result.code == 0, result.err
     assert sum(r.status == 503 for r in proxy.records) == 3
-    assert client.get_registered_model("summarizer").aliases == {"champion": "1", "challenger": "1"}
+    assert client.get_registered_model("summarizer").aliases == {"champion": "1", "challenger": "2"}
 
 
 def test_a_half_applied_run_is_finished_by_the_next_apply(
@@ -196,21 +199,25 @@ def test_a_half_applied_run_is_finished_by_the_next_apply(
 
     proxy.reset()
     plan = agentctl("plan", str(examples), "--format", "json")
-    remaining = {c["address"] for c in json.loads(plan.out)["changes"]}
-    # The versions were registered before the failure: only the aliases (and the agent that
-    # was not reached at all) remain.
-    assert "summarizer.model_version.current" not in remaining
+    changes = json.loads(plan.out)["changes"]
+    remaining = {c["address"] for c in changes}
+    # The versions registered before the failure are not logged again: only the aliases and
+    # what was not reached remain.
+    registered = {v.tags[DIGEST_TAG] for v in client.search_model_versions("name = 'summarizer'")}
+    assert registered, "a version was registered before the alias failed"
+    planned = {c["after"]["digest"] for c in changes if c["kind"] == "model_version"}
+    assert not planned & registered
     assert "summarizer.alias.champion" in remaining
     assert agentctl("apply", str(examples)).code == 0
-    assert client.get_registered_model("summarizer").aliases == {"champion": "1", "challenger": "1"}
+    assert client.get_registered_model("summarizer").aliases == {"champion": "1", "challenger": "2"}
     assert agentctl("plan", str(examples), "--detailed-exitcode").code == 0
-    assert len(client.search_model_versions("name = 'summarizer'")) == 1
+    assert len(client.search_model_versions("name = 'summarizer'")) == 2
 
 
 def test_markdown_plan_has_a_summary_and_a_section_per_agent(examples: Path, agentctl: Any) -> None:
     result = agentctl("plan", str(examples), "--format", "markdown")
     assert result.code == 0
-    assert "**Plan: 7 to add, 0 to change, 0 to destroy.**" in result.out
+    assert "**Plan: 8 to add, 0 to change, 0 to destroy.**" in result.out
     assert result.out.count("<details>") == 2
     assert "<code>support-bot</code>" in result.out and "<code>summarizer</code>" in result.out
 

@@ -12,6 +12,7 @@ import yaml
 
 from controller.core.state.observed import DIGEST_TAG
 from controller.engine.loader import load
+from tests.support.controller import one_source
 from tests.support.mlflow_server import MlflowServer
 from tests.support.proxy import CountingProxy
 
@@ -32,7 +33,8 @@ def test_a_config_edited_while_logging_is_not_logged_under_the_checked_digest(
 ) -> None:
     import mlflow
 
-    (examples / "support-bot.yaml").unlink()  # one agent: one model logged
+    (examples / "support-bot.yaml").unlink()  # one agent of one source: one model logged
+    one_source(examples)
     config = examples / "agents" / "summarizer" / "config.yaml"
     original = config.read_text()
     desired, _ = load(examples)

@@ -110,3 +110,12 @@ def until(
         time.sleep(0.1)
     logs = "\n".join(p.text()[-3000:] for p in procs)
     raise AssertionError(f"timed out waiting for {what} (last error: {last})\n{logs}")
+
+
+def one_source(examples: Path) -> None:
+    """Make the example summarizer (a champion and a challenger from two sources) an agent of
+    one source, both aliases on `current`: for tests that count what one apply logs."""
+    manifest = examples / "summarizer.yaml"
+    text = manifest.read_text()
+    start, end = text.index("    # The champion"), text.index("    - current")
+    manifest.write_text(text[:start] + text[end:].replace("champion: stable", "champion: current"))

@@ -142,6 +142,7 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
                     (SOURCE,),
                 )
             )
+        _check_own_source(problems, spec, i)
     known: set[VersionRef] = set(declared)
     if spec.source is not None:
         known.add("current")
@@ -198,6 +199,46 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
     if spec.rollout is not None:
         _check_rollout(problems, spec, check_ref)
     return problems
+
+
+def _check_own_source(problems: list[Problem], spec: AgentSpec, i: int) -> None:
+    """A named version has a source of its own, complete over spec.source; no other has one."""
+    entry = spec.versions[i]
+    path: FieldPath = ("spec", "versions", i)
+    named = isinstance(entry.version, str) and entry.version != CURRENT
+    if entry.source is None:
+        if named:
+            problems.append(
+                Problem(
+                    (*path, "version"),
+                    f"'{entry.version}' names a version built from a source of its own: declare "
+                    f"it with spec.versions[{i}].source (or use a registry number or 'current')",
+                )
+            )
+        return
+    if not named:
+        what = (
+            "'current' is built from spec.source"
+            if entry.version == CURRENT
+            else (f"version {entry.version} is a registry number")
+        )
+        problems.append(
+            Problem(
+                (*path, "source"),
+                f"{what}; only a named version takes a source of its own (e.g. version: stable)",
+            )
+        )
+        return
+    own, base = entry.source, spec.source
+    for name, key in (("code", "code"), ("pip_requirements", "pipRequirements")):
+        if getattr(own, name) is None and (base is None or getattr(base, name) is None):
+            problems.append(
+                Problem(
+                    (*path, "source"),
+                    f"version '{entry.version}' has no {key}: set spec.versions[{i}].source.{key} "
+                    f"or spec.source.{key}",
+                )
+            )
 
 
 def _check_rollout(

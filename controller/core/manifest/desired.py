@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 
 from controller.core.diagnostics import Location
 from controller.core.manifest.checks import FieldPath
-from controller.core.manifest.schema import AgentManifest, KubernetesServing, ServingDefaults
+from controller.core.manifest.schema import (
+    CURRENT,
+    AgentManifest,
+    KubernetesServing,
+    ServingDefaults,
+)
 
 __all__ = ["DEFAULTS_KIND", "Desired", "DesiredAgent", "ResolvedSource"]
 
@@ -28,6 +33,9 @@ class ResolvedSource:
     pip_requirements: tuple[str, ...]  # as written (normalised for the digest)
     digest: str
     requirements_ref: str | None = None  # the requirements file, relative to the root
+    #: The commit the files were read at (``revision`` in the manifest); None: the working tree.
+    commit: str | None = None
+    revision: str | None = None  # the revision as the manifest names it
 
     @property
     def refs(self) -> tuple[str, ...]:
@@ -42,6 +50,20 @@ class DesiredAgent:
     source: ResolvedSource | None
     locations: Mapping[FieldPath, Location] = field(default_factory=dict)
     manifest_ref: str = ""  # the manifest file, relative to the root
+    #: Each named version's source (spec.versions[].source over spec.source), in declaration order.
+    named: Mapping[str, ResolvedSource] = field(default_factory=dict)
+
+    def source_of(self, ref: object) -> ResolvedSource | None:
+        """The source a version reference is built from: spec.source for ``current``, a named
+        version's own; None for a registry number."""
+        if ref == CURRENT:
+            return self.source
+        return self.named.get(ref) if isinstance(ref, str) else None
+
+    @property
+    def sources(self) -> tuple[ResolvedSource, ...]:
+        """Every source the agent's versions are built from: spec.source's, then the named ones."""
+        return (*((self.source,) if self.source else ()), *self.named.values())
 
     @property
     def name(self) -> str:

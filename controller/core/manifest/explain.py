@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from controller.core.manifest.checks import FieldPath
-from controller.core.manifest.schema import MODEL_NAME_PATTERN, AgentManifest
+from controller.core.manifest.schema import MODEL_NAME_PATTERN, VERSION_NAME_PATTERN, AgentManifest
 
 __all__ = ["explain"]
 
@@ -50,15 +50,23 @@ def explain(
     for path, (msgs, got) in grouped.items():
         if len(msgs) == 1:
             message = msgs[0]
-        elif any("valid integer" in m for m in msgs) and any("'current'" in m for m in msgs):
-            message = "must be a version number (an integer >= 1) or 'current'"
+        elif any("valid integer" in m for m in msgs) and _VERSION_NAME_HELP in msgs:
+            message = (
+                "must be a version number (an integer >= 1), 'current', or the name of a version "
+                "with a source of its own (a lowercase label)"
+            )
         else:
             message = "expected one of: " + "; or ".join(msgs)
         out.append((path, message + got))
     return out
 
 
+_VERSION_NAME_HELP = (
+    "a version name must be a lowercase label: letters, digits and '-', starting with a letter "
+    "and ending with a letter or digit, at most 63 characters"
+)
 _PATTERN_HELP = {
+    VERSION_NAME_PATTERN: _VERSION_NAME_HELP,
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$": (
         "must be a DNS label: lowercase letters, digits and '-', starting and ending with a "
         "letter or digit, at most 63 characters"

@@ -21,11 +21,13 @@ __all__ = [
     "KIND",
     "MODEL_NAME_PATTERN",
     "RESERVED_TAG_PREFIX",
+    "VERSION_NAME_PATTERN",
     "AgentManifest",
     "AgentSpec",
     "Analysis",
     "AnalysisGate",
     "CanaryRef",
+    "EntrySource",
     "GatewayRef",
     "KubernetesServing",
     "Metadata",
@@ -40,6 +42,7 @@ __all__ = [
     "Source",
     "TrafficTarget",
     "VersionEntry",
+    "VersionName",
     "VersionRef",
     "seconds",
 ]
@@ -95,8 +98,13 @@ TagKey = Annotated[str, StringConstraints(pattern=r"^[/\w.\- ]+$", max_length=25
 TagValue = Annotated[str, StringConstraints(max_length=5000)]
 Percent = Annotated[int, Field(ge=0, le=100, strict=True)]
 VersionNumber = Annotated[int, Field(ge=1, strict=True)]
-#: A registry version number, or ``current``: the version whose content digest is that of spec.source.
-VersionRef = VersionNumber | Literal["current"]
+#: The pattern of a version's name: ``current`` (spec.source's version) or a name declared in
+#: spec.versions with a source of its own (a DNS label that starts with a letter).
+VERSION_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+VersionName = Annotated[str, StringConstraints(pattern=VERSION_NAME_PATTERN, max_length=63)]
+#: A registry version number, or a name: ``current`` (the version whose content digest is that of
+#: spec.source) or a version declared in spec.versions with a source of its own.
+VersionRef = VersionNumber | VersionName
 
 ALIAS_RESERVED = re.compile(r"^(latest|[vV]\d+)$", re.IGNORECASE)
 
@@ -143,12 +151,39 @@ class Source(_Model):
     )
 
 
+class EntrySource(_Model):
+    """A named version's own source: each field unset is spec.source's."""
+
+    code: Annotated[str, StringConstraints(min_length=1)] | None = Field(
+        default=None, description="Python file that calls mlflow.models.set_model(); unset: "
+        "spec.source.code.",
+    )  # fmt: skip
+    config: str | None = Field(
+        default=None, description="Model config file (YAML or JSON); unset: spec.source.config."
+    )
+    pip_requirements: list[str] | str | None = Field(
+        default=None,
+        description="Pinned requirements, or the path of a requirements file; unset: "
+        "spec.source.pipRequirements.",
+    )
+    revision: Annotated[str, StringConstraints(min_length=1)] | None = Field(
+        default=None,
+        description="A git revision (commit, tag, branch) of the manifests' repository: the "
+        "files are read as they are at that revision, not from the working tree.",
+    )
+
+
 class VersionEntry(_Model):
-    """A version the agent keeps: a registry number, or ``current`` (built from spec.source)."""
+    """A version the agent keeps: a registry number, ``current`` (built from spec.source), or a
+    name with a source of its own."""
 
     version: VersionRef = Field(
-        description="A registry version number (>= 1), or 'current': the version logged from "
-        "spec.source, whatever number the registry gives it."
+        description="A registry version number; 'current' (the version built from spec.source); "
+        "or a name (a lowercase label) for a version built from this entry's source."
+    )
+    source: EntrySource | None = Field(
+        default=None,
+        description="Only for a named version: its source, field by field over spec.source.",
     )
     description: str | None = Field(
         default=None, description="The model version's description; unset leaves it alone."

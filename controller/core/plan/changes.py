@@ -181,6 +181,9 @@ class VersionCreate:
     pip_requirements: tuple[str, ...]
     tags: Mapping[str, str]
     description: str | None = None
+    #: The git commit the files are read at (a version whose source names a revision); None:
+    #: the working tree.
+    commit: str | None = None
 
     @property
     def target(self) -> Pending:
@@ -197,6 +200,8 @@ class VersionCreate:
         }
         if self.description is not None:
             out["description"] = self.description
+        if self.commit is not None:
+            out["commit"] = self.commit
         return out
 
     @classmethod
@@ -211,6 +216,7 @@ class VersionCreate:
             tuple(_str(r) for r in data["pip_requirements"]),
             _tags(data["tags"]),
             _opt_str(data, "description"),
+            _opt_str(data, "commit"),
         )
 
 

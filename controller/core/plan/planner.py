@@ -354,15 +354,21 @@ def _plan_agent(
     resolved: dict[VersionRef, int | Pending] = {}
     on_version: dict[int, list[tuple[FieldPath, VersionEntry]]] = {}
     versions = model.versions if model is not None else {}
+    built: dict[str, VersionRef] = {}  # digest -> the first version built from it
     for path, entry in entries:
-        if entry.version == CURRENT:
-            assert agent.source is not None  # checked by the loader
-            found = model.version_with_digest(agent.source.digest) if model is not None else None
+        src = agent.source_of(entry.version)  # current's or a named version's (loader-checked)
+        if src is not None:
+            ref = entry.version
+            same = built.setdefault(src.digest, ref)
+            if same != ref:
+                diags.append(_same_content(agent, path, ref, same))
+            found = model.version_with_digest(src.digest) if model is not None else None
             if found is None:
-                _plan_new_version(entry, agent.source, change)
-                resolved[CURRENT] = Pending(agent.source.digest)
+                if same == ref:
+                    _plan_new_version(str(ref), entry, src, change)
+                resolved[ref] = Pending(src.digest)
                 continue
-            resolved[CURRENT] = found.number
+            resolved[ref] = found.number
             on_version.setdefault(found.number, []).append((path, entry))
         else:
             number = entry.version
@@ -537,7 +543,22 @@ def _plan_agent_serving(
 _ChangeFn = Callable[[Kind, str, Action, Payload | None, Payload | None, str], None]
 
 
-def _plan_new_version(entry: VersionEntry, src: ResolvedSource, change: _ChangeFn) -> None:
+def _same_content(
+    agent: DesiredAgent, path: FieldPath, ref: VersionRef, first: VersionRef
+) -> Diagnostic:
+    return Diagnostic(
+        Severity.WARNING,
+        f"version '{ref}' is built from the same content as '{first}': they are one registry "
+        "version (the first one declared sets its tags and description)",
+        agent.location(path),
+        field_name(path),
+        agent.name,
+    )
+
+
+def _plan_new_version(
+    name: str, entry: VersionEntry, src: ResolvedSource, change: _ChangeFn
+) -> None:
     tags = dict(entry.tags)
     if entry.tags:
         tags[MANAGED_TAGS_TAG] = _csv(entry.tags)
@@ -550,14 +571,17 @@ def _plan_new_version(entry: VersionEntry, src: ResolvedSource, change: _ChangeF
         pip_requirements=tuple(src.pip_requirements),
         tags=dict(sorted(tags.items())),
         description=entry.description,
+        commit=src.commit,
     )
+    files = ", ".join(src.refs)
+    at = f" at revision {src.revision} ({src.commit[:12]})" if src.commit else ""
     change(
         Kind.MODEL_VERSION,
-        CURRENT,
+        name,
         Action.CREATE,
         None,
         after,
-        f"no version has source digest {src.digest[:19]}…: log and register {src.code_ref}",
+        f"no version has source digest {src.digest[:19]}…: log and register {files}{at}",
     )
 
 

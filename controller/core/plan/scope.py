@@ -24,12 +24,12 @@ def select(desired: Desired, changed: Set[str], observed: RegistrySnapshot) -> d
         if desired.defaults_ref in changed and agent.manifest.spec.serving is not None:
             scope[agent.name] = f"{desired.defaults_ref} changed"
             continue
-        touched = [r for r in (agent.source.refs if agent.source else ()) if r in changed]
+        refs = {r: None for s in agent.sources if s.commit is None for r in s.refs}
+        touched = [r for r in refs if r in changed]
         if touched:
             scope[agent.name] = f"{', '.join(touched)} changed"
             continue
-        if agent.source is not None:
-            model = observed.models.get(agent.model_name)
-            if model is None or model.version_with_digest(agent.source.digest) is None:
-                scope[agent.name] = "its source digest is not registered yet"
+        model = observed.models.get(agent.model_name)
+        if any(model is None or model.version_with_digest(s.digest) is None for s in agent.sources):
+            scope[agent.name] = "its source digest is not registered yet"
     return scope

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from controller.core.manifest.desired import Desired
+from controller.core.manifest.desired import Desired, ResolvedSource
 from controller.core.state.observed import RegistrySnapshot, ServingSnapshot
 
 __all__ = ["canonical", "fingerprint"]
@@ -86,14 +86,19 @@ def _desired(desired: Desired) -> dict[str, Any]:
                 "name": agent.name,
                 "manifest_ref": agent.manifest_ref,
                 "manifest": canonical(agent.manifest),
-                "source": None
-                if source is None
-                else {
-                    "digest": source.digest,
-                    "refs": [source.code_ref, source.config_ref, source.requirements_ref],
-                    "pip_requirements": list(source.pip_requirements),
-                },
+                "source": None if source is None else _source(source),
             }
         )
+        if agent.named:  # only then, so that fingerprints of other agents stay as they were
+            agents[-1]["named"] = {n: _source(s) for n, s in agent.named.items()}
     defaults = desired.defaults
     return {"agents": agents, "defaults": None if defaults is None else canonical(defaults)}
+
+
+def _source(source: ResolvedSource) -> dict[str, Any]:
+    return {
+        "digest": source.digest,
+        "refs": [source.code_ref, source.config_ref, source.requirements_ref],
+        "pip_requirements": list(source.pip_requirements),
+        **({"commit": source.commit} if source.commit else {}),
+    }

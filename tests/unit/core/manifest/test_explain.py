@@ -25,10 +25,13 @@ def test_an_unknown_field_is_named_with_the_closest_allowed_one() -> None:
     assert message.startswith("unknown field 'aliasses'; did you mean 'aliases'?")
 
 
-def test_a_version_is_a_number_or_current_in_one_message() -> None:
-    [(path, message)] = explained({"versions": ["latest"]})
+def test_a_version_is_a_number_or_a_name_in_one_message() -> None:
+    [(path, message)] = explained({"versions": ["Latest"]})
     assert path == ("spec", "versions", 0)
-    assert message == "must be a version number (an integer >= 1) or 'current' (got 'latest')"
+    assert message == (
+        "must be a version number (an integer >= 1), 'current', or the name of a version with a "
+        "source of its own (a lowercase label) (got 'Latest')"
+    )
 
 
 def test_a_model_name_that_could_never_be_served_says_why() -> None:

@@ -59,7 +59,7 @@ def test_a_dropped_required_field_takes_its_parent_and_is_reported_once() -> Non
 
 def test_list_items_dropped_keep_the_paths_of_the_data() -> None:
     data = good()
-    data["spec"]["versions"] = ["current", 0, "latest", 3]
+    data["spec"]["versions"] = ["current", 0, "Not A Label", 3]
     validated = validate(data, AgentManifest)
     assert validated.model is not None
     assert [e.version for e in validated.model.spec.versions] == ["current", 3]

@@ -1,0 +1,223 @@
+"""An agent's sources, resolved and digested: spec.source, and each named version's own source
+(spec.versions[].source, field by field over spec.source), read from the working tree or, with
+``revision``, from the manifests' git repository at that revision. Does file I/O.
+
+Every problem is reported through ``error`` (a location, the field's name, a message), naming
+the field that declared the file at fault.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from controller.core.diagnostics import Location
+from controller.core.manifest.checks import FieldPath, field_name
+from controller.core.manifest.desired import DesiredAgent, ResolvedSource
+from controller.core.state.digest import normalize_requirement, source_digest
+from controller.engine.files import MAX_SOURCE_BYTES, Unreadable, read_regular
+from controller.ports import SourceHistory
+
+__all__ = ["Error", "resolve_sources"]
+
+#: Reports one problem: where, the field's name ("" if none), the message.
+Error = Callable[[Location, str, str], None]
+
+_FIELDS = (("code", "code"), ("config", "config"), ("pip_requirements", "pipRequirements"))
+
+
+@dataclass(frozen=True, slots=True)
+class _At:
+    """A git revision the files are read at."""
+
+    history: SourceHistory
+    commit: str
+    revision: str
+
+
+def resolve_sources(
+    agent: DesiredAgent,
+    root: Path,
+    error: Error,
+    history: SourceHistory | None,
+    *,
+    named: bool = True,
+) -> tuple[ResolvedSource | None, dict[str, ResolvedSource]] | None:
+    """spec.source's resolved source (None if unset) and (with ``named``) each named version's;
+    None if any is at fault (each problem reported)."""
+    spec = agent.manifest.spec
+    ok = True
+    current = None
+    base: dict[str, tuple[Any, FieldPath]] = {}
+    if spec.source is not None:
+        base = {n: (getattr(spec.source, n), ("spec", "source", k)) for n, k in _FIELDS}
+        current = _resolve(base, agent, root, error, None)
+        ok = current is not None
+    own_sources: dict[str, ResolvedSource] = {}
+    for i, entry in enumerate(spec.versions if named else ()):
+        own = entry.source
+        if own is None or not isinstance(entry.version, str):
+            continue
+        path: FieldPath = ("spec", "versions", i, "source")
+        fields = dict(base)
+        for n, k in _FIELDS:
+            if getattr(own, n) is not None:
+                fields[n] = (getattr(own, n), (*path, k))
+        at = None
+        if own.revision is not None:
+            at = _revision(own.revision, (*path, "revision"), agent, root, error, history)
+            if at is None:
+                ok = False
+                continue
+        resolved = _resolve(fields, agent, root, error, at)
+        if resolved is None:
+            ok = False
+        else:
+            own_sources[entry.version] = resolved
+    return (current, own_sources) if ok else None
+
+
+def _revision(
+    revision: str,
+    path: FieldPath,
+    agent: DesiredAgent,
+    root: Path,
+    error: Error,
+    history: SourceHistory | None,
+) -> _At | None:
+    if history is None:
+        error(agent.location(path), field_name(path), "a source revision needs a git reader, "
+              "which this caller did not give; use the agentctl command")  # fmt: skip
+        return None
+    try:
+        return _At(history, history.commit(str(root), revision), revision)
+    except LookupError as exc:
+        error(agent.location(path), field_name(path), str(exc))
+        return None
+
+
+def _resolve(
+    fields: dict[str, tuple[Any, FieldPath]],
+    agent: DesiredAgent,
+    root: Path,
+    error: Error,
+    at: _At | None,
+) -> ResolvedSource | None:
+    code_raw, code_path = fields["code"]
+    config_raw, config_path = fields.get("config", (None, ()))
+    reqs_raw, req_path = fields["pip_requirements"]
+    read: dict[str, tuple[str, bytes]] = {}  # kind -> (ref, bytes)
+    ok = True
+    for kind, raw, path in (("code", code_raw, code_path), ("config", config_raw, config_path)):
+        if raw is None:
+            continue
+        found = _read(raw, agent, root, path, error, at)
+        if found is None:
+            ok = False
+        else:
+            read[kind] = found
+
+    requirements: list[str] = []
+    normalized: list[str] = []
+    requirements_ref = None
+    if isinstance(reqs_raw, str):
+        found = _read(reqs_raw, agent, root, req_path, error, at)
+        if found is None:
+            return None
+        requirements_ref, data = found
+        display = f"{requirements_ref}@{at.revision}" if at else _display(root / requirements_ref)
+        try:
+            lines = data.decode("utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            error(Location(display, 1, 1), "", f"cannot read: {exc}")
+            return None
+        for lineno, line in enumerate(lines, 1):
+            text = line.split("#", 1)[0].strip()
+            if not text:
+                continue
+            if text.startswith("-"):
+                error(Location(display, lineno, 1), "",
+                      f"pip options are not supported here: {text!r}")  # fmt: skip
+                ok = False
+                continue
+            try:
+                normalized.append(normalize_requirement(text))
+                requirements.append(text)
+            except ValueError as exc:
+                error(Location(display, lineno, 1), "", str(exc))
+                ok = False
+    else:
+        for i, text in enumerate(reqs_raw):
+            try:
+                normalized.append(normalize_requirement(text))
+                requirements.append(text)
+            except ValueError as exc:
+                error(agent.location((*req_path, i)), field_name((*req_path, i)), str(exc))
+                ok = False
+    if not requirements and ok:
+        error(agent.location(req_path), field_name(req_path),
+              "at least one pinned requirement is needed (e.g. mlflow==3.17.2)")  # fmt: skip
+        ok = False
+    if not ok or "code" not in read:
+        return None
+    code_ref, code_bytes = read["code"]
+    config_ref, config_bytes = read.get("config", (None, None))
+    return ResolvedSource(
+        code_path=str(root / code_ref),
+        config_path=str(root / config_ref) if config_ref is not None else None,
+        code_ref=code_ref,
+        config_ref=config_ref,
+        pip_requirements=tuple(requirements),
+        digest=source_digest(code_bytes, config_bytes, normalized),
+        requirements_ref=requirements_ref,
+        commit=at.commit if at is not None else None,
+        revision=at.revision if at is not None else None,
+    )
+
+
+def _read(
+    raw: str, agent: DesiredAgent, root: Path, path: FieldPath, error: Error, at: _At | None
+) -> tuple[str, bytes] | None:
+    """The file ``raw`` names (relative to the manifest): its path relative to the root, and its
+    bytes, from the working tree or at the revision."""
+    loc, where = agent.location(path), field_name(path)
+    if os.path.isabs(raw):
+        error(loc, where, f"'{raw}' is absolute; give a path relative to the manifest")
+        return None
+    if at is not None:
+        manifest_dir = posixpath.dirname(agent.manifest_ref)
+        ref = posixpath.normpath(posixpath.join(manifest_dir, Path(raw).as_posix()))
+        if ref == ".." or ref.startswith("../"):
+            error(loc, where, f"'{raw}' is outside the repository root {root}")
+            return None
+        try:
+            return ref, at.history.read(str(root), at.commit, ref, MAX_SOURCE_BYTES)
+        except LookupError as exc:
+            error(loc, where, f"{exc} (revision {at.revision})")
+            return None
+    target = (Path(agent.file).resolve().parent / raw).resolve()
+    if not target.is_relative_to(root):
+        error(loc, where, f"'{raw}' resolves to {target}, outside the repository root {root}")
+        return None
+    if not target.is_file():
+        error(loc, where, f"'{raw}' ({target}) is not a file")
+        return None
+    try:
+        return target.relative_to(root).as_posix(), read_regular(target, MAX_SOURCE_BYTES)
+    except Unreadable as exc:
+        if path[-1] == "pipRequirements":  # the requirements file itself is at fault
+            error(Location(_display(target), 1, 1), "", exc.reason)
+        else:
+            error(loc, where, exc.reason)
+        return None
+
+
+def _display(file: Path) -> str:
+    try:
+        return os.path.relpath(file)
+    except ValueError:  # another drive on Windows
+        return str(file)
