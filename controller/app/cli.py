@@ -1,7 +1,8 @@
 """The ``agentctl`` command: a thin shell over load, the one reconcile and render.
 
 Exit codes: 0 success; 1 error (bad input, plan errors, a backend that failed); ``plan
---detailed-exitcode`` also returns 2 when there are changes (Terraform's convention). Options
+--detailed-exitcode`` also returns 2 when there are changes (Terraform's convention) or a failed
+rollout holds an agent short of its manifest. Options
 are declared once (:mod:`controller.app.options`), adapters built in one place
 (:mod:`controller.app.wiring`), errors handled in one place (:func:`controller.app.output.handled`).
 Heavy modules (mlflow) are imported only by the commands that talk to a registry.
@@ -151,7 +152,12 @@ def plan(
         ),
     ] = None,
     detailed_exitcode: Annotated[
-        bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes.")
+        bool,
+        typer.Option(
+            "--detailed-exitcode",
+            help="Exit 2 when there are changes, or a failed or aborted rollout holds an "
+            "agent short of what its manifest asks for.",
+        ),
     ] = False,
     out: Annotated[
         Path | None,
@@ -180,12 +186,12 @@ def plan(
         saved.save_plan(out, result, path, opts)
     if result.plan.has_errors:
         raise typer.Exit(1)
-    if detailed_exitcode and result.plan.has_changes:
+    if detailed_exitcode and not result.plan.reached:
         raise typer.Exit(2)
 
 
 @command(*o.REGISTRY, *o.WRITE, *o.LOAD, *o.SERVING, "ready_timeout", "prometheus_url",
-         "parallelism", "lock", "lock_timeout", name="apply", ready_timeout=120.0)  # fmt: skip
+         "parallelism", "lock", "lock_timeout", "yes", name="apply", ready_timeout=120.0)  # fmt: skip
 def apply_cmd(
     path: PathArg,
     format: FormatOpt = Format.text,
@@ -225,6 +231,7 @@ def apply_cmd(
     def show_plan(p: Plan) -> None:
         if format is not Format.json or p.has_errors:
             output.show_plan(p, format)
+        output.consent_to_delete(p, opts.yes)
 
     session = _Session(path, opts)
     deadline = time.monotonic() + timeout
@@ -232,7 +239,8 @@ def apply_cmd(
     rounds = 0
     while True:
         result = session.reconcile(
-            apply=True, on_plan=show_plan if rounds == 0 else None,
+            apply=True,
+            on_plan=show_plan if rounds == 0 else lambda p: output.consent_to_delete(p, opts.yes),
             on_entry=output.show_entry if format is Format.text else None,
         )  # fmt: skip
         rounds += 1
@@ -273,7 +281,7 @@ def apply_cmd(
         raise typer.Exit(1)
 
 
-@command(*o.REGISTRY, *o.WRITE, *o.LOAD, *o.LOCAL, "lock", "lock_timeout")
+@command(*o.REGISTRY, *o.WRITE, *o.LOAD, *o.LOCAL, "lock", "lock_timeout", "yes")
 def up(
     path: PathArg,
     debounce: Annotated[
@@ -297,14 +305,19 @@ def up(
 
     session = _Session(path, opts, attach=not detach)
 
+    def show(p: Plan) -> None:
+        output.show_plan(p, Format.text)
+        output.consent_to_delete(p, opts.yes)
+
     def once() -> bool:
         try:
             result = session.reconcile(
-                apply=True, on_plan=lambda p: output.show_plan(p, Format.text),
-                on_entry=output.show_entry,
+                apply=True, on_plan=show, on_entry=output.show_entry,
             )  # fmt: skip
         except AgentctlError as exc:
             output.fail(exc)
+            return False
+        except typer.Exit:  # deleting models was not consented to: nothing applied; watch on
             return False
         if result.changeset is not None:
             typer.echo(render_changeset(result.changeset).splitlines()[-1])

@@ -82,6 +82,7 @@ class Options:
     parallelism: int = 8
     lock: bool = True
     lock_timeout: float = 0.0
+    yes: bool = False
     env: Mapping[str, str] = field(default_factory=lambda: USER_ENV)
     #: the options given a value other than the command's default
     given: frozenset[str] = frozenset()
@@ -112,7 +113,19 @@ DECLARED: dict[str, Any] = {
         bool,
         typer.Option(
             help="Delete registered models this owner manages, and stop serving agents, that "
-            "no manifest declares."
+            "no manifest declares. apply and up ask before deleting a model (--yes when not on "
+            "a terminal); for the controller the flag itself is the consent, as Argo CD's "
+            "prune."
+        ),
+    ],
+    "yes": Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "--auto-approve",
+            "-y",
+            help="Delete the registered models --prune would delete without asking (required "
+            "when not on a terminal).",
         ),
     ],
     "root": Annotated[

@@ -30,6 +30,7 @@ from controller.core.plan.changeset import Entry
 __all__ = [
     "annotate",
     "configure_logging",
+    "consent_to_delete",
     "err",
     "fail",
     "handled",
@@ -86,7 +87,11 @@ def annotate(diagnostics: Iterable[Diagnostic]) -> None:
 
 def fail(exc: AgentctlError, fmt: Format = Format.text) -> typer.Exit:
     """Say what went wrong and what was (not) applied; the command exits 1."""
-    from controller.core.render.formats import render_changeset, render_diagnostics, render_json
+    from controller.core.render.formats import (
+        render_apply_failed,
+        render_diagnostics,
+        render_json,
+    )
 
     if isinstance(exc, InvalidInput | PlanRejected):
         if fmt is Format.text:
@@ -96,13 +101,7 @@ def fail(exc: AgentctlError, fmt: Format = Format.text) -> typer.Exit:
             typer.echo(render_json({"valid": False, "diagnostics": diags}))
         err(render_diagnostics(exc.diagnostics))
     elif isinstance(exc, ApplyFailed):
-        if exc.changeset.entries:
-            err(render_changeset(exc.changeset))
-            err(f"Error: apply stopped at {exc}")
-            err("Nothing after that change was applied; the next apply finishes the work.")
-        else:
-            err(f"Error: {exc}")
-            err("Nothing was applied.")
+        err(render_apply_failed(exc.changeset, str(exc)))
     elif isinstance(exc, TemporaryBackendError):
         err(f"Error: {exc}")
         err(
@@ -142,6 +141,29 @@ def show_plan(plan: Plan, fmt: Format) -> None:
     if fmt is Format.text and len(plan.diagnostics):
         annotate(plan.diagnostics)
         err(("\n" if not plan.has_errors else "") + render_diagnostics(plan.diagnostics))
+
+
+def consent_to_delete(plan: Plan, yes: bool) -> None:
+    """A plan that deletes registered models (``--prune``) is applied only with consent: asked
+    on a terminal, ``--yes`` otherwise. Without it, exit 1 before anything is applied."""
+    import sys
+
+    from controller.core.plan.changes import Action, Kind
+
+    doomed = sorted({c.model for c in plan.changes
+                     if c.kind is Kind.REGISTERED_MODEL and c.action is Action.DELETE})  # fmt: skip
+    if not doomed or yes:
+        return
+    names = ", ".join(f"'{m}'" for m in doomed)
+    what = f"registered model{'s' if len(doomed) > 1 else ''} {names}, with every version"
+    if sys.stdin.isatty():
+        if typer.confirm(f"\nDelete {what}?", default=False, err=True):
+            return
+        err("Apply cancelled: nothing was applied.")
+        raise typer.Exit(1)
+    err(f"Error: --prune would delete {what}; not on a terminal to ask, so pass --yes (or "
+        "--auto-approve) to confirm. Nothing was applied.")  # fmt: skip
+    raise typer.Exit(1)
 
 
 def show_entry(e: Entry) -> None:

@@ -168,6 +168,8 @@ def test_a_deleted_manifest_shows_the_prune(repo: Path, agentctl: Any) -> None:
     git(repo, "commit", "-q", "-m", "retire the summarizer")
     warned = agentctl("plan", str(manifests), "--changed-since", "HEAD~1", "-f", "markdown")
     assert "no manifest declares it any more" in warned.out
+    assert "**No changes to apply, but 1 agent needs attention:**" in warned.out
+    assert "#### Needs attention" in warned.out
     pruned = agentctl(
         "plan", str(manifests), "--changed-since", "HEAD~1", "--prune", "-f", "markdown"
     )

@@ -4,6 +4,7 @@ bad input, a server that fails or is down. Every command is the installed `agent
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,14 @@ from controller.core.state.observed import DIGEST_TAG, OWNER_TAG
 from tests.support.proxy import CountingProxy
 
 pytestmark = pytest.mark.integration
+
+
+def _failure(err: str) -> str:
+    """stderr from its first line that is not the plan's warnings: the failure comes first."""
+    lines = err.splitlines()
+    while lines and (not lines[0] or lines[0].startswith("Warning: ")):
+        lines.pop(0)
+    return "\n".join(lines)
 
 
 def test_apply_examples_then_nothing_left_to_do(
@@ -161,7 +170,16 @@ def test_prune_deletes_only_when_asked(examples: Path, agentctl: Any, client: An
     (examples / "summarizer.yaml").unlink()
     plan = agentctl("plan", str(examples), "--detailed-exitcode")
     assert plan.code == 0 and "--prune" in plan.err
-    pruned = agentctl("apply", str(examples), "--prune")
+    # The headline does not say "No changes." while a warning says a model is left over.
+    assert plan.out.startswith("No changes to apply, but 1 agent needs attention:"), plan.out
+    assert "  ! summarizer: registered model 'summarizer' is managed by" in plan.out
+    # Not on a terminal, deleting a model needs --yes: exit 1, nothing applied.
+    refused = agentctl("apply", str(examples), "--prune")
+    assert refused.code == 1
+    assert "pass --yes (or --auto-approve)" in refused.err and "'summarizer'" in refused.err
+    assert "Apply complete" not in refused.out
+    assert {m.name for m in client.search_registered_models()} == {"summarizer", "support-bot"}
+    pruned = agentctl("apply", str(examples), "--prune", "--auto-approve")
     assert pruned.code == 0, pruned.err
     names = {m.name for m in client.search_registered_models()}
     assert names == {"support-bot"}
@@ -194,7 +212,10 @@ def test_a_half_applied_run_is_finished_by_the_next_apply(
     proxy.fail("registered-models/alias", times=-1, status=503)
     broken = agentctl("apply", str(examples), env={"AGENTCTL_RETRY_ATTEMPTS": "2"})
     assert broken.code == 1
-    assert "apply stopped at" in broken.err and "next apply finishes" in broken.err
+    # After the plan's warnings, the failure first: no "Apply complete".
+    failure = _failure(broken.err)
+    assert re.match(r"Apply failed after \d+ changes: (summarizer|support-bot)\.alias", failure)
+    assert "next apply finishes" in broken.err and "Apply complete" not in broken.out
     assert client.get_registered_model("summarizer").aliases == {}
 
     proxy.reset()
@@ -226,18 +247,55 @@ def test_agent_code_that_fails_to_log_is_not_retried(
     examples: Path, agentctl: Any, client: Any, proxy: CountingProxy
 ) -> None:
     code = examples / "agents" / "summarizer" / "agent.py"
-    code.write_text(
-        code.read_text().replace("set_model(Summarizer())", "raise RuntimeError('broken agent')")
-    )
+    good = code.read_text()
+    code.write_text(good.replace("set_model(Summarizer())", "raise RuntimeError('broken agent')"))
+
+    def runs(stage: str) -> int:  # the server is shared by the session's tests: count
+        experiment = client.get_experiment_by_name("/agentctl/summarizer")
+        if experiment is None:
+            return 0
+        found = client.search_runs([experiment.experiment_id], run_view_type=3)  # ViewType.ALL
+        return sum(r.info.lifecycle_stage == stage for r in found)
+
+    deleted, active = runs("deleted"), runs("active")
     result = agentctl("apply", str(examples), env={"AGENTCTL_RETRY_ATTEMPTS": "5"})
     assert result.code == 1
-    assert "logging" in result.err and "broken agent" in result.err
+    assert "broken agent" in result.err
     assert "Gave up after retrying" not in result.err
-    # One attempt: one run was created for it, not one per retry.
-    experiment = client.get_experiment_by_name("/agentctl/summarizer")
-    failed = client.search_runs([experiment.experiment_id], "attributes.status = 'FAILED'")
-    assert len(failed) == 1
+    # One attempt: one run was created for it, not one per retry; and deleted, as it failed.
+    assert (runs("deleted"), runs("active")) == (deleted + 1, active)
     assert client.search_model_versions("name = 'summarizer'") == []
+
+
+def test_an_agent_that_raises_is_named_at_its_line_and_the_next_apply_reuses_what_was_made(
+    examples: Path, agentctl: Any, client: Any
+) -> None:
+    code = examples / "agents" / "summarizer" / "agent.py"
+    good = code.read_text()
+    line = good.splitlines().index("set_model(Summarizer())") + 1
+    code.write_text(good.replace("set_model(Summarizer())", "ratio = 1 / 0"))
+    failed = agentctl("apply", str(examples))
+    assert failed.code == 1
+    first = _failure(failed.err).splitlines()[0]
+    assert re.match(r"Apply failed after \d+ changes?: summarizer\.model_version", first), first
+    assert (
+        f"summarizer.model_version.current: manifests/agents/summarizer/agent.py:{line}: in "
+        "<module>: ZeroDivisionError: division by zero (while logging "
+        "manifests/agents/summarizer/agent.py)"
+    ) in first, first
+    assert "Apply complete" not in failed.out + failed.err
+    assert "site-packages" not in failed.err
+    # What was made before the failure is the owner's, and the next apply takes it as it is.
+    assert client.get_registered_model("summarizer").tags[OWNER_TAG]
+    code.write_text(good)
+    plan = json.loads(agentctl("plan", str(examples), "--format", "json").out)
+    summarizer = [c for c in plan["changes"] if c["agent"] == "summarizer"]
+    assert not any(c["kind"] == "registered_model" and c["action"] == "create" for c in summarizer)
+    fixed = agentctl("apply", str(examples))
+    assert fixed.code == 0, fixed.err
+    assert "Apply complete" in fixed.out
+    assert [v.version for v in client.search_model_versions("name = 'summarizer'")] == ["1"]
+    assert agentctl("plan", str(examples), "--detailed-exitcode").code == 0
 
 
 def test_a_model_name_with_quotes_is_found_by_digest(
@@ -316,7 +374,9 @@ def test_the_controller_s_isolated_logging_registers_and_fails_the_same_way(
     code.write_text(
         code.read_text().replace("set_model(Summarizer())", "raise RuntimeError('broken agent')")
     )
-    with pytest.raises(PermanentBackendError, match=r"logging .*agent\.py failed: .*broken agent"):
+    with pytest.raises(
+        PermanentBackendError, match=r"agent\.py:\d+: in <module>: RuntimeError: broken"
+    ):
         registry.log_version("summarizer", src, {}, None)
     # The server failing under the child is temporary: the caller's policy retries it.
     code.write_text(

@@ -324,7 +324,30 @@ def test_a_failing_version_is_rolled_back_by_its_trace_gate_before_half_the_traf
     assert errors <= n * 0.10 + 4 * math.sqrt(n * 0.10 * 0.90), (errors, n)
     # It stays rolled back: another apply changes nothing, and the plan says why.
     again = b.apply()
-    assert again.code == 0 and "No changes." in again.out, again.out + again.err
+    assert again.code == 0, again.out + again.err
+    assert again.out.startswith("No changes to apply, but 1 agent needs attention:"), again.out
+    held = "  ! support-bot: rollout of version 2 failed at step 1/3 (errors "
+    assert held in again.out and "traffic stays on version 1 until the canary" in again.out
+    # plan: the manifest asks for v2, which the controller refuses to reach: exit 2, in every
+    # format, with the gate's figures.
+    plan = b.agentctl("plan", str(b.root), "--detailed-exitcode", env=LOCAL)
+    assert plan.code == 2, plan.out + plan.err
+    assert held in plan.out and "No changes." not in plan.out
+    md = b.agentctl("plan", str(b.root), "-f", "markdown", "--detailed-exitcode", env=LOCAL)
+    assert md.code == 2 and "#### Needs attention" in md.out
+    assert "rollout of version 2 failed at step 1/3 (errors " in md.out
+    js = b.agentctl("plan", str(b.root), "-f", "json", "--detailed-exitcode", env=LOCAL)
+    assert js.code == 2, js.err
+    (record,) = json.loads(js.out)["held_rollouts"]
+    assert (record["agent"], record["canary"], record["stable"], record["phase"]) == (
+        "support-bot",
+        2,
+        1,
+        "Failed",
+    )
+    assert (
+        record["step"] == 1 and record["why"].startswith("errors ") and " > 0.1 " in record["why"]
+    )
     status = b.agentctl("status", "support-bot", env=LOCAL)
     assert "Failed" in status.out and "rolled back: errors" in status.out, status.out
 
@@ -359,7 +382,8 @@ def test_abort_and_rollback_converge_and_a_second_apply_changes_nothing(bench: B
     assert state is not None and state.phase.value == "Aborted"
     assert b.weights() == {1: 100} and b.champion() == 1
     again = b.apply()
-    assert "No changes." in again.out, again.out
+    assert again.out.startswith("No changes to apply, but 1 agent needs attention:"), again.out
+    assert "rollout of version 2 was aborted at step 1/2" in again.out, again.out
 
     # A new rollout (the steps changed), promoted by hand, then rolled back from history.
     b.manifest.write_text(
@@ -376,7 +400,8 @@ def test_abort_and_rollback_converge_and_a_second_apply_changes_nothing(bench: B
     assert rolled.code == 0 and "roll back to v1" in rolled.out, rolled.out + rolled.err
     assert b.apply().code == 0
     assert b.champion() == 1 and b.weights() == {1: 100}
-    assert "No changes." in b.apply().out
+    after = b.apply().out
+    assert "rollout of version 2 was aborted" in after and "(agentctl rollback)" in after, after
     bad = b.agentctl("rollback", "support-bot", "--to-version", "9", env=LOCAL)
     assert bad.code == 1 and "version 9" in bad.err
 

@@ -13,7 +13,12 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
-from controller.adapters.mlflow.logger import is_transport, log_model, log_model_isolated
+from controller.adapters.mlflow.logger import (
+    failure_message,
+    is_transport,
+    log_model,
+    log_model_isolated,
+)
 from controller.core.errors import (
     BackendError,
     OutcomeUnknown,
@@ -363,7 +368,7 @@ class MlflowRegistry:
                 # The agent's own code failed to import or to answer the validation request:
                 # retrying cannot help.
                 raise PermanentBackendError(
-                    f"logging {source.label} failed: {getattr(exc, 'message', exc)}",
+                    failure_message(exc, source),
                     operation="log model version",
                     target=name,
                 ) from exc

@@ -10,6 +10,7 @@ digest tag) stays with the caller, so a version never exists without its digest.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -18,18 +19,28 @@ import tempfile
 from dataclasses import asdict
 from typing import Any
 
+from controller.adapters.mlflow.frames import agent_failure
 from controller.core.errors import PermanentBackendError, TemporaryBackendError
 from controller.core.state.observed import AGENT_TAG, DIGEST_TAG, OWNER_TAG
 from controller.ports import VersionSource
 
-__all__ = ["INPUT_EXAMPLE", "Logged", "is_transport", "log_model", "log_model_isolated"]
+__all__ = [
+    "INPUT_EXAMPLE",
+    "Logged",
+    "failure_message",
+    "is_transport",
+    "log_model",
+    "log_model_isolated",
+]
 
 INPUT_EXAMPLE = {"input": [{"role": "user", "content": "Hello, what can you do?"}]}
 Logged = tuple[str, str, str | None]  # model URI, run id, logged model id
 
 
 def log_model(tracking_uri: str, experiment_id: str, source: VersionSource) -> Logged:
-    """Log in this process; MLflow's exceptions propagate."""
+    """Log in this process; MLflow's exceptions propagate. When the agent's code fails (not the
+    server), the run and the logged model this attempt made are deleted: nothing is left that
+    the next apply would not make afresh."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -37,18 +48,55 @@ def log_model(tracking_uri: str, experiment_id: str, source: VersionSource) -> L
     run_tags = {DIGEST_TAG: source.digest, AGENT_TAG: source.agent}
     if source.owner:
         run_tags[OWNER_TAG] = source.owner
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"log-{source.digest[7:19]}", tags=run_tags
-    ):
-        info = mlflow.pyfunc.log_model(
-            name="agent",
-            python_model=source.code_path,
-            model_config=source.config_path,
-            pip_requirements=list(source.pip_requirements),
-            input_example=INPUT_EXAMPLE,
-            tags=run_tags,
-        )
+    run_id = None
+    try:
+        with mlflow.start_run(
+            experiment_id=experiment_id, run_name=f"log-{source.digest[7:19]}", tags=run_tags
+        ) as run:
+            run_id = run.info.run_id
+            info = mlflow.pyfunc.log_model(
+                name="agent",
+                python_model=source.code_path,
+                model_config=source.config_path,
+                pip_requirements=list(source.pip_requirements),
+                input_example=INPUT_EXAMPLE,
+                tags=run_tags,
+            )
+    except Exception as exc:
+        if run_id is not None and not is_transport(exc):
+            _forget(run_id)
+        raise
     return str(info.model_uri), str(info.run_id), info.model_id
+
+
+def _forget(run_id: str) -> None:
+    """Delete the run of a failed attempt and the logged model it began (best effort: `agentctl
+    gc` finds what is left, by its tags)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    with contextlib.suppress(MlflowException, OSError):
+        for model in client.search_logged_models(
+            experiment_ids=[client.get_run(run_id).info.experiment_id],
+            filter_string=f"source_run_id = '{run_id}'",
+        ):
+            client.delete_logged_model(model.model_id)
+    with contextlib.suppress(MlflowException, OSError):
+        client.delete_run(run_id)
+
+
+def failure_message(exc: BaseException, source: VersionSource) -> str:
+    """What to say when logging ``source`` failed in the agent's code: where in the agent's
+    files (``agents/x/agent.py:12: in <module>: ZeroDivisionError: division by zero``), else
+    MLflow's message."""
+    files = {source.code_path: source.label}
+    if source.config_path:
+        files[source.config_path] = os.path.basename(source.config_path)
+    where = agent_failure(exc, files)
+    if where is not None:
+        return f"{where} (while logging {source.label})"
+    return f"logging {source.label} failed: {getattr(exc, 'message', exc)}"
 
 
 def log_model_isolated(
@@ -138,9 +186,8 @@ def _main(answer_file: str) -> int:
         answer: dict[str, Any] = {"model_uri": uri, "run_id": run_id, "model_id": model_id}
     except Exception as exc:
         transport = is_transport(exc)
-        text = str(getattr(exc, "message", exc))
-        answer = {"error": text if transport else f"logging {source.label} failed: {text}",
-                  "transport": transport}  # fmt: skip
+        text = str(getattr(exc, "message", exc)) if transport else failure_message(exc, source)
+        answer = {"error": text, "transport": transport}
     with open(answer_file, "w") as fh:
         json.dump(answer, fh)
     return 0

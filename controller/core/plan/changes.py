@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from controller.core.diagnostics import Diagnostic, Diagnostics, Location, Severity
+from controller.core.plan.held import HeldRollout
 
 __all__ = [
     "FORMAT_VERSION",
@@ -509,10 +510,17 @@ class Plan:
     agents: tuple[str, ...] = ()
     unchanged: int = 0  # objects compared and found as desired
     views: tuple[AgentView, ...] = ()
+    #: Rollouts that failed or were aborted: the manifest asks for what apply will not reach.
+    held: tuple[HeldRollout, ...] = ()
 
     @property
     def has_changes(self) -> bool:
         return bool(self.changes)
+
+    @property
+    def reached(self) -> bool:
+        """Applying it reaches what the manifests ask for: no change pending, none held."""
+        return not self.changes and not self.held
 
     @property
     def has_errors(self) -> bool:
@@ -538,6 +546,7 @@ class Plan:
             "changes": [c.to_dict() for c in self.changes],
             "views": [v.to_dict() for v in self.views],
             "diagnostics": [d.to_dict() for d in self.diagnostics],
+            "held_rollouts": [h.to_dict() for h in self.held],
         }
 
     @classmethod
@@ -565,4 +574,5 @@ class Plan:
             agents=tuple(data.get("agents", ())),
             unchanged=int(data.get("unchanged", 0)),
             views=tuple(AgentView.from_dict(v) for v in data.get("views", ())),
+            held=tuple(HeldRollout.from_dict(h) for h in data.get("held_rollouts", ())),
         )

@@ -40,6 +40,7 @@ from controller.core.plan.changes import (
     VersionCreate,
     VersionState,
 )
+from controller.core.plan.held import held_rollouts
 from controller.core.plan.kube_objects import settings_of
 from controller.core.plan.kube_outdated import mark_outdated
 from controller.core.plan.serving import DesiredServing, plan_serving, remove_serving
@@ -222,6 +223,8 @@ def plan(
                 "a serving target (--target local) reconciles it",
             )
         )
+    steps = {a.name: len(a.manifest.spec.rollout.steps) for a in desired.agents
+             if a.manifest.spec.rollout is not None}  # fmt: skip
     return Plan(
         owner=owner,
         changes=tuple(changes),
@@ -229,6 +232,7 @@ def plan(
         agents=tuple(v.agent for v in views),
         unchanged=unchanged,
         views=tuple(views),
+        held=held_rollouts(progress or {}, (v.agent for v in views), steps),
     )
 
 

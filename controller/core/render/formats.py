@@ -24,7 +24,10 @@ __all__ = [
     "FORMATS",
     "MARKER",
     "REDACTED",
+    "attention",
+    "headline",
     "redact",
+    "render_apply_failed",
     "render_changeset",
     "render_diagnostics",
     "render_json",
@@ -61,6 +64,28 @@ def render_plan(plan: Plan, fmt: str = "text") -> str:
 def _summary_line(plan: Plan) -> str:
     s = plan.summary()
     return f"Plan: {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy."
+
+
+def attention(plan: Plan) -> list[tuple[str, str]]:
+    """(agent, what) for each thing a reviewer must know that no change fixes: a rollout that
+    failed or was aborted, and each warning about an agent (still served, or still registered,
+    though no manifest declares it)."""
+    out = [(h.agent, h.message) for h in plan.held]
+    out += [(d.agent, d.message) for d in plan.diagnostics.warnings if d.agent]
+    return out
+
+
+def headline(plan: Plan) -> str:
+    """The plan's first word, the same in every format (and `apply`, `up`): never "No changes"
+    while something is pending."""
+    needs = attention(plan)
+    n = len({agent for agent, _ in needs})
+    who = f"{n} agent{' needs' if n == 1 else 's need'} attention"
+    if plan.changes:
+        return _summary_line(plan) + (f" {who}." if needs else "")
+    if needs:
+        return f"No changes to apply, but {who}:"
+    return "No changes. The registry and serving match the manifests."
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -126,18 +151,19 @@ def _title(change: Change) -> str:
 def _text(plan: Plan) -> str:
     """The changes; diagnostics are rendered apart (the CLI writes them to stderr)."""
     out: list[str] = []
+    needs = [f"  ! {agent}: {redact_text(what)}" for agent, what in attention(plan)]
     if not plan.changes:
-        out.append("No changes. The registry and serving match the manifests.")
-    else:
-        out.append("agentctl will perform the following actions:")
-        for change in plan.changes:
-            out.append("")
-            out.append(f"  # {change.address} {_VERB[change.action]}: {change.reason}")
-            out.append(f"  {_SYMBOL[change.action]} {_title(change)}")
-            for sym, key, text in _attribute_lines(change):
-                out.append(f"      {sym} {key} = {text}")
+        return "\n".join([headline(plan), *needs])
+    out.append("agentctl will perform the following actions:")
+    for change in plan.changes:
         out.append("")
-        out.append(_summary_line(plan))
+        out.append(f"  # {change.address} {_VERB[change.action]}: {change.reason}")
+        out.append(f"  {_SYMBOL[change.action]} {_title(change)}")
+        for sym, key, text in _attribute_lines(change):
+            out.append(f"      {sym} {key} = {text}")
+    out.append("")
+    out.append(headline(plan))
+    out += needs
     return "\n".join(out)
 
 
@@ -162,11 +188,11 @@ def _code(text: str) -> str:
 
 
 def _markdown(plan: Plan) -> str:
-    out = [MARKER, "### agentctl plan", ""]
-    if not plan.changes:
-        out.append("**No changes.** The registry and serving match the manifests.")
-    else:
-        out.append(f"**{_summary_line(plan)}**")
+    out = [MARKER, "### agentctl plan", "", f"**{headline(plan)}**"]
+    needs = attention(plan)
+    if needs:
+        out += ["", "#### Needs attention", ""]
+        out += [f"- :warning: {_code(agent)}: {_md(what)}" for agent, what in needs]
     views = {v.agent: v for v in plan.views}
     agents: dict[str, list[Change]] = {a: [] for a in plan.agents}
     for change in plan.changes:
@@ -291,6 +317,25 @@ def render_changeset(changeset: ChangeSet, fmt: str = "text") -> str:
     ]
     done = ", ".join(f"{changeset.count(v)} {v.value}" for v in Verb if changeset.count(v))
     lines.append(f"Apply complete: {done or 'nothing to do'}.")
+    return "\n".join(lines)
+
+
+def render_apply_failed(changeset: ChangeSet, error: str) -> str:
+    """An apply that stopped at a change: the error first, then what was done before it and
+    what the next apply does. Never "Apply complete"."""
+    made = (Verb.CREATED, Verb.CONFIGURED, Verb.DELETED)
+    n = sum(e.verb in made for e in changeset.entries)
+    lines = [f"Apply failed after {n} change{'' if n == 1 else 's'}: {redact_text(error)}"]
+    if changeset.entries:
+        lines.append("Done before the failure:")
+        lines += [
+            f"  {e.address}: {e.verb.value}" + (f" ({e.detail})" if e.detail else "")
+            for e in changeset.entries
+        ]
+        lines.append("Nothing after the failed change was applied; the next apply finishes the "
+                     "work, reusing what was made.")  # fmt: skip
+    else:
+        lines.append("Nothing was applied.")
     return "\n".join(lines)
 
 
