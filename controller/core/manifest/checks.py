@@ -237,6 +237,7 @@ def _check_own_source(problems: list[Problem], spec: AgentSpec, i: int) -> None:
                     (*path, "source"),
                     f"version '{entry.version}' has no {key}: set spec.versions[{i}].source.{key} "
                     f"or spec.source.{key}",
+                    (SOURCE,),
                 )
             )
 
