@@ -11,11 +11,11 @@ Deleting models no longer declared (``prune``) comes last, for all agents.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 
 from controller.core.diagnostics import Diagnostic, Diagnostics, Severity
 from controller.core.manifest.checks import FieldPath, field_name
-from controller.core.manifest.desired import Desired, DesiredAgent, ResolvedSource
+from controller.core.manifest.desired import Desired, DesiredAgent
 from controller.core.manifest.schema import (
     CURRENT,
     ShadowTarget,
@@ -37,25 +37,30 @@ from controller.core.plan.changes import (
     RolloutRecord,
     Share,
     Target,
-    VersionCreate,
-    VersionState,
 )
 from controller.core.plan.held import held_rollouts
 from controller.core.plan.kube_objects import settings_of
 from controller.core.plan.kube_outdated import mark_outdated
 from controller.core.plan.serving import DesiredServing, plan_serving, remove_serving
+from controller.core.plan.versions import (
+    ChangeFn,
+    csv,
+    one_entry_per_version,
+    plan_new_version,
+    plan_version_tags,
+    same_content,
+    tag_diff,
+    what_differs,
+)
 from controller.core.rollout.progress import Clear, Hold, Progress, Running
 from controller.core.state.observed import (
     AGENT_TAG,
     DEFAULT_OWNER,
-    DIGEST_TAG,
     MANAGED_ALIASES_TAG,
     MANAGED_TAGS_TAG,
     OWNER_TAG,
-    SOURCE_TAG,
     AgentServing,
     ObservedModel,
-    ObservedVersion,
     RegistrySnapshot,
     ServingSnapshot,
 )
@@ -256,20 +261,6 @@ def _model_state(model: ObservedModel) -> ModelContents:
     )
 
 
-def _csv(keys: Iterable[str]) -> str:
-    return ",".join(sorted(keys))
-
-
-def _tag_diff(
-    current: dict[str, str], desired: dict[str, str], inventory: frozenset[str]
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Before/after views over the keys agentctl manages: desired keys and the old inventory."""
-    keys = set(desired) | set(inventory)
-    before = {k: current[k] for k in sorted(keys) if k in current}
-    after = dict(sorted(desired.items()))
-    return before, after
-
-
 _AliasView = tuple[str, int | None, int | str | None]
 
 
@@ -306,8 +297,8 @@ def _plan_agent(
     model_tags = dict(spec.tags)
     model_tags[OWNER_TAG] = owner
     model_tags[AGENT_TAG] = agent.name
-    model_tags[MANAGED_TAGS_TAG] = _csv(spec.tags)
-    model_tags[MANAGED_ALIASES_TAG] = _csv(spec.aliases)
+    model_tags[MANAGED_TAGS_TAG] = csv(spec.tags)
+    model_tags[MANAGED_ALIASES_TAG] = csv(spec.aliases)
     if model is None:
         after = ModelState(dict(sorted(model_tags.items())), spec.description, name=name)
         change(
@@ -333,7 +324,7 @@ def _plan_agent(
             MANAGED_TAGS_TAG,
             MANAGED_ALIASES_TAG,
         }
-        before_tags, after_tags = _tag_diff(dict(model.tags), model_tags, inventory)
+        before_tags, after_tags = tag_diff(dict(model.tags), model_tags, inventory)
         managed = spec.description is not None
         before = ModelState(before_tags, model.description if managed else None)
         after = ModelState(after_tags, spec.description)
@@ -341,7 +332,7 @@ def _plan_agent(
             reason = (
                 "adopting an unmanaged model"
                 if model.owner is None
-                else _what_differs(before, after)
+                else what_differs(before, after)
             )
             change(Kind.REGISTERED_MODEL, "", Action.UPDATE, before, after, reason)
         else:
@@ -365,11 +356,11 @@ def _plan_agent(
             ref = entry.version
             same = built.setdefault(src.digest, ref)
             if same != ref:
-                diags.append(_same_content(agent, path, ref, same))
+                diags.append(same_content(agent, path, ref, same))
             found = model.version_with_digest(src.digest) if model is not None else None
             if found is None:
                 if same == ref:
-                    _plan_new_version(str(ref), entry, src, change)
+                    plan_new_version(str(ref), entry, src, change)
                 resolved[ref] = Pending(src.digest)
                 continue
             resolved[ref] = found.number
@@ -387,9 +378,9 @@ def _plan_agent(
             resolved[number] = number
             on_version.setdefault(number, []).append((path, entry))
     for number, claims in sorted(on_version.items()):
-        governing = _one_entry_per_version(number, claims, implicit, error)
+        governing = one_entry_per_version(number, claims, implicit, error)
         if governing is not None:
-            unchanged += _plan_version_tags(governing, versions[number], change)
+            unchanged += plan_version_tags(governing, versions[number], change)
 
     # What moves the promote alias and the traffic in place of the manifest: a rollout held or
     # under way; a cleared one leaves them to the manifest.
@@ -491,7 +482,7 @@ def _plan_agent_serving(
     agent: DesiredAgent,
     resolved: Mapping[VersionRef, int | Pending],
     served: AgentServing | None,
-    change: _ChangeFn,
+    change: ChangeFn,
     error: Callable[[FieldPath, str], None],
     progress: Hold | Running | None,
 ) -> int:
@@ -542,113 +533,3 @@ def _plan_agent_serving(
     return plan_serving(
         agent.name, agent.model_name, DesiredServing(weights, shadow), served, change
     )
-
-
-_ChangeFn = Callable[[Kind, str, Action, Payload | None, Payload | None, str], None]
-
-
-def _same_content(
-    agent: DesiredAgent, path: FieldPath, ref: VersionRef, first: VersionRef
-) -> Diagnostic:
-    return Diagnostic(
-        Severity.WARNING,
-        f"version '{ref}' is built from the same content as '{first}': they are one registry "
-        "version (the first one declared sets its tags and description)",
-        agent.location(path),
-        field_name(path),
-        agent.name,
-    )
-
-
-def _plan_new_version(
-    name: str, entry: VersionEntry, src: ResolvedSource, change: _ChangeFn
-) -> None:
-    tags = dict(entry.tags)
-    if entry.tags:
-        tags[MANAGED_TAGS_TAG] = _csv(entry.tags)
-    tags[DIGEST_TAG] = src.digest
-    tags[SOURCE_TAG] = src.code_ref
-    after = VersionCreate(
-        digest=src.digest,
-        code=src.code_ref,
-        config=src.config_ref,
-        pip_requirements=tuple(src.pip_requirements),
-        tags=dict(sorted(tags.items())),
-        description=entry.description,
-        commit=src.commit,
-    )
-    files = ", ".join(src.refs)
-    at = f" at revision {src.revision} ({src.commit[:12]})" if src.commit else ""
-    change(
-        Kind.MODEL_VERSION,
-        name,
-        Action.CREATE,
-        None,
-        after,
-        f"no version has source digest {src.digest[:19]}…: log and register {files}{at}",
-    )
-
-
-def _one_entry_per_version(
-    number: int,
-    claims: list[tuple[FieldPath, VersionEntry]],
-    implicit: bool,
-    error: Callable[[FieldPath, str], None],
-) -> VersionEntry | None:
-    """The one entry that governs version ``number``'s tags and description.
-
-    ``current`` can resolve to a number the manifest also pins (the source is unchanged since
-    that version). The implied ``current`` entry then yields to the explicit one; two explicit
-    entries must agree, or each apply would undo the other.
-    """
-    if implicit and len(claims) > 1:
-        claims = [c for c in claims if c[0] != ("spec", "source")]
-    first_path, first = claims[0]
-    for path, other in claims[1:]:
-        if (other.tags, other.description) != (first.tags, first.description):
-            error(
-                (*path, "version"),
-                f"resolves to version {number}, as {field_name(first_path)} does ('current' is "
-                f"version {number}: the source is unchanged), with other tags or description; "
-                "declare the version once",
-            )
-            return None
-    return first
-
-
-def _plan_version_tags(entry: VersionEntry, version: ObservedVersion, change: _ChangeFn) -> int:
-    """Plan the tags and description of an existing version; return 1 if nothing differs."""
-    inventory = version.inventory(MANAGED_TAGS_TAG)
-    desired = dict(entry.tags)
-    if entry.tags or inventory:
-        desired[MANAGED_TAGS_TAG] = _csv(entry.tags)
-    keys = set(inventory) | ({MANAGED_TAGS_TAG} if MANAGED_TAGS_TAG in desired else set())
-    before_tags, after_tags = _tag_diff(dict(version.tags), desired, frozenset(keys))
-    managed = entry.description is not None
-    before = VersionState(version.number, before_tags, version.description if managed else None)
-    after = VersionState(version.number, after_tags, entry.description)
-    if before == after:
-        return 1
-    change(
-        Kind.MODEL_VERSION,
-        str(entry.version),
-        Action.UPDATE,
-        before,
-        after,
-        f"version {version.number}: {_what_differs(before, after)}",
-    )
-    return 0
-
-
-def _what_differs(before: ModelState | VersionState, after: ModelState | VersionState) -> str:
-    parts = []
-    if before.description != after.description:
-        parts.append("description differs")
-    b, a = before.tags, after.tags
-    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    shown = [k for k in changed if k not in (MANAGED_TAGS_TAG, MANAGED_ALIASES_TAG)]
-    if shown:
-        parts.append("tags differ: " + ", ".join(shown))
-    elif changed:
-        parts.append("the record of the tags and aliases agentctl manages changes")
-    return "; ".join(parts) or "differs"
