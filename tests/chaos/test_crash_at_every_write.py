@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.support import chaos
+from tests.support.controller import one_source
 from tests.support.proxy import CountingProxy
 
 pytestmark = pytest.mark.integration
@@ -23,6 +24,7 @@ def _reset(client: Any) -> None:
 def test_a_crash_at_any_write_is_finished_by_the_next_apply(
     examples: Path, proxy: CountingProxy, client: Any, workdir: Path
 ) -> None:
+    one_source(examples)  # one source: the crash points of one version per agent
     env = chaos.env_for(proxy.url)
     # How many writes a whole first apply makes (the logging children's included), from the
     # state every round starts from (the experiments of a first apply stay: no models).

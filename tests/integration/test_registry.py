@@ -279,7 +279,7 @@ def test_an_agent_that_raises_is_named_at_its_line_and_the_next_apply_reuses_wha
     first = _failure(failed.err).splitlines()[0]
     assert re.match(r"Apply failed after \d+ changes?: summarizer\.model_version", first), first
     assert (
-        f"summarizer.model_version.current: manifests/agents/summarizer/agent.py:{line}: in "
+        f"summarizer.model_version.stable: manifests/agents/summarizer/agent.py:{line}: in "
         "<module>: ZeroDivisionError: division by zero (while logging "
         "manifests/agents/summarizer/agent.py)"
     ) in first, first
