@@ -1,12 +1,16 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    apply the example manifests to the embedded default (MLflow on sqlite:///mlflow.db,
-#               model servers and the router on 127.0.0.1:8765; `make down` stops them)
+#               or $MLFLOW_TRACKING_URI when exported; model servers and the router on
+#               127.0.0.1:8765, or $AGENTCTL_ROUTER_PORT; `make down` stops them)
 #   make test   the whole test suite (starts and stops its own MLflow server on 127.0.0.1)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-TRACKING_URI ?= sqlite:///mlflow.db
+# One registry for every step of `make run`, as agentctl itself picks it: $MLFLOW_TRACKING_URI when
+# exported, else the embedded default.
+TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlflow.db)
+ROUTER_PORT ?= $(or $(AGENTCTL_ROUTER_PORT),8765)
 MANIFESTS ?= manifests
 
 .PHONY: run down test lint schema bench-router bench-kube bench-controller bench-scale clean
@@ -19,11 +23,11 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/agentctl validate $(MANIFESTS)
-	$(BIN)/agentctl apply $(MANIFESTS) --tracking-uri $(TRACKING_URI)
+	$(BIN)/agentctl apply $(MANIFESTS) --tracking-uri $(TRACKING_URI) --router-port $(ROUTER_PORT)
 	@echo "--- a second plan must find nothing to do (exit 0):"
 	$(BIN)/agentctl plan $(MANIFESTS) --tracking-uri $(TRACKING_URI) --detailed-exitcode
-	$(BIN)/agentctl status
-	@echo "--- still serving; try: curl -s localhost:8765/agents/support-bot/invocations -H 'content-type: application/json' -d '{\"input\":[{\"role\":\"user\",\"content\":\"refund?\"}]}'"
+	$(BIN)/agentctl status --tracking-uri $(TRACKING_URI)
+	@printf '%s\n' "--- still serving; try: curl -s -w '\n' localhost:$(ROUTER_PORT)/agents/support-bot/invocations -H 'content-type: application/json' -d '{\"input\":[{\"role\":\"user\",\"content\":\"refund?\"}]}'"
 	@echo "--- stop with: make down"
 
 down: $(STAMP)

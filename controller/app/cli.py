@@ -23,6 +23,7 @@ import typer
 from controller.app import gc as gc_cmd
 from controller.app import options as o
 from controller.app import output, rollout, saved, sources, wiring
+from controller.app.helptext import HelpCommand, HelpGroup
 from controller.app.options import (
     Format,
     FormatOpt,
@@ -46,10 +47,14 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    cls=HelpGroup,
 )
 rollout_app = typer.Typer(
     help="Act on an agent's canary rollout: the controller (or `apply`) carries it out.",
     no_args_is_help=True,
+    rich_markup_mode=None,
+    cls=HelpGroup,
 )
 app.add_typer(rollout_app, name="rollout")
 
@@ -65,15 +70,17 @@ def command(*names: str, name: str | None = None, group: typer.Typer = app,
     def wrap(fn: F) -> F:
         taking = takes(*names, help=help, **defaults)(fn)
         text = paragraphs(fn.__doc__ or "")
-        group.command(name, help=text)(output.handled(taking, json_errors=json_errors))
+        group.command(name, help=text, cls=HelpCommand)(
+            output.handled(taking, json_errors=json_errors)
+        )
         return fn
 
     return wrap
 
 
 def paragraphs(doc: str) -> str:
-    """A docstring as help: each paragraph one line, which the terminal wraps (rich keeps a
-    docstring's own line breaks, and breaks sentences at them)."""
+    """A docstring as help: each paragraph one line, which :mod:`controller.app.helptext` wraps
+    at the terminal's width (not at the docstring's own line breaks)."""
     return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n"))
 
 
@@ -130,7 +137,7 @@ def validate(path: PathArg, format: FormatOpt = Format.text, *, opts: Options) -
     typer.echo(f"Success: {len(desired.agents)} agent(s) valid.")
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def schema() -> None:
     """Print the JSON Schema of an Agent manifest (for editors and yaml-language-server)."""
     from controller.core.manifest.schema_json import manifest_json_schema
@@ -206,7 +213,12 @@ def apply_cmd(
     ] = False,
     timeout: Annotated[
         float,
-        typer.Option("--timeout", min=1, help="With --wait: give up after this many seconds."),
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            min=1,
+            help="With --wait: give up after this many seconds.",
+        ),
     ] = 3600.0,
     *,
     opts: Options,
@@ -285,7 +297,8 @@ def apply_cmd(
 def up(
     path: PathArg,
     debounce: Annotated[
-        int, typer.Option(help="Milliseconds of quiet after a change before re-planning.")
+        int,
+        typer.Option(metavar="MS", help="Milliseconds of quiet after a change before re-planning."),
     ] = 400,
     detach: Annotated[
         bool,
@@ -384,7 +397,10 @@ def controller_cmd(
         ),
     ],
     resync: Annotated[
-        float, typer.Option(envvar="AGENTCTL_RESYNC", min=1, help="Seconds between resyncs.")
+        float,
+        typer.Option(
+            envvar="AGENTCTL_RESYNC", metavar="SECONDS", min=1, help="Seconds between resyncs."
+        ),
     ] = 60.0,
     self_heal: Annotated[
         bool,
@@ -397,16 +413,21 @@ def controller_cmd(
         str,
         typer.Option(
             envvar="AGENTCTL_LISTEN",
+            metavar="HOST:PORT",
             help="HOST:PORT of /healthz, /readyz, /metrics and POST /webhooks/mlflow "
             "(on only when AGENTCTL_WEBHOOK_SECRET is set).",
         ),
     ] = "127.0.0.1:8080",
     watch: Annotated[
         list[Path] | None,
-        typer.Option(help="Directories to watch for changes. Default: the root (or --manifests)."),
+        typer.Option(
+            metavar="DIR",
+            help="Directories to watch for changes. Default: the root (or --manifests).",
+        ),
     ] = None,
     debounce: Annotated[
-        int, typer.Option(help="Milliseconds of quiet after a change before reconciling.")
+        int,
+        typer.Option(metavar="MS", help="Milliseconds of quiet after a change before reconciling."),
     ] = 200,
     leader_elect: Annotated[
         bool | None,
@@ -420,11 +441,18 @@ def controller_cmd(
     lease_namespace: Annotated[
         str | None, typer.Option(help="The Lease's namespace. Default: --namespace.")
     ] = None,
-    lease_duration: Annotated[float, typer.Option(help="Seconds a Lease holds.")] = 15.0,
+    lease_duration: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Seconds a Lease holds.")
+    ] = 15.0,
     renew_deadline: Annotated[
-        float, typer.Option(help="Seconds the leader may fail to renew before it stops.")
+        float,
+        typer.Option(
+            metavar="SECONDS", help="Seconds the leader may fail to renew before it stops."
+        ),
     ] = 10.0,
-    retry_period: Annotated[float, typer.Option(help="Seconds between Lease attempts.")] = 2.0,
+    retry_period: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Seconds between Lease attempts.")
+    ] = 2.0,
     identity: Annotated[
         str | None,
         typer.Option(
@@ -457,7 +485,9 @@ def controller_cmd(
 
 @command(*o.REGISTRY, "owner", name="force-unlock")
 def force_unlock(
-    lock_id: Annotated[str, typer.Argument(help="The lock ID, as the refused apply printed it.")],
+    lock_id: Annotated[
+        str, typer.Argument(metavar="LOCK_ID", help="The lock ID, as the refused apply printed it.")
+    ],
     *,
     opts: Options,
 ) -> None:
@@ -483,7 +513,7 @@ def down(*, opts: Options) -> None:
 @command(*o.REGISTRY, "owner", "target", "run_dir", *o.KUBE, json_errors=False,
          help={"owner": "Show only the models of this owner (and what serves them)."})  # fmt: skip
 def status(
-    agent: Annotated[str | None, typer.Argument(help="Only this agent.")] = None,
+    agent: Annotated[str | None, typer.Argument(metavar="AGENT", help="Only this agent.")] = None,
     format: FormatOpt = Format.text,
     *,
     opts: Options,

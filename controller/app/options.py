@@ -57,9 +57,12 @@ class Format(StrEnum):
 
 
 PathArg = Annotated[
-    Path, typer.Argument(help="A manifest file, or a directory searched for *.yaml / *.yml.")
+    Path,
+    typer.Argument(
+        metavar="PATH", help="A manifest file, or a directory searched for *.yaml / *.yml."
+    ),
 ]
-FormatOpt = Annotated[Format, typer.Option("--format", "-f")]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,7 @@ DECLARED: dict[str, Any] = {
     "tracking_uri": Annotated[
         str,
         typer.Option(
+            metavar="URI",
             envvar="MLFLOW_TRACKING_URI",
             help="MLflow tracking/registry URI. Default: the embedded sqlite:///mlflow.db.",
         ),
@@ -105,6 +109,7 @@ DECLARED: dict[str, Any] = {
     "owner": Annotated[
         str,
         typer.Option(
+            metavar="NAME",
             envvar="AGENTCTL_OWNER",
             help="Owner id written on managed models; models of other owners are never touched.",
         ),
@@ -130,7 +135,10 @@ DECLARED: dict[str, Any] = {
     ],
     "root": Annotated[
         Path | None,
-        typer.Option(help="Repository root; source paths may not leave it. Default: the git root."),
+        typer.Option(
+            metavar="DIR",
+            help="Repository root; source paths may not leave it. Default: the git root.",
+        ),
     ],
     "allow_empty": Annotated[
         bool, typer.Option(help="Accept a PATH with no manifests (a desired state of nothing).")
@@ -149,6 +157,7 @@ DECLARED: dict[str, Any] = {
         Path,
         typer.Option(
             "--run-dir",
+            metavar="DIR",
             envvar="AGENTCTL_RUN_DIR",
             help="State of local serving: the daemon, its servers' logs.",
         ),
@@ -157,6 +166,7 @@ DECLARED: dict[str, Any] = {
         int,
         typer.Option(
             "--router-port",
+            metavar="PORT",
             envvar="AGENTCTL_ROUTER_PORT",
             help="Port of the local router on 127.0.0.1, when local serving starts (0: any free).",
         ),
@@ -166,6 +176,7 @@ DECLARED: dict[str, Any] = {
         typer.Option(
             "--namespace",
             "-n",
+            metavar="NAME",
             envvar="AGENTCTL_NAMESPACE",
             help="Kubernetes namespace to serve in. Default: the kubeconfig context's, or the "
             "pod's.",
@@ -174,25 +185,35 @@ DECLARED: dict[str, Any] = {
     "context": Annotated[
         str | None,
         typer.Option(
-            "--context", help="Kubernetes context of the kubeconfig. Default: its current."
+            "--context",
+            metavar="NAME",
+            help="Kubernetes context of the kubeconfig. Default: its current.",
         ),
     ],
     "kubeconfig": Annotated[
         str | None,
         typer.Option(
             "--kubeconfig",
+            metavar="FILE",
             help="Kubeconfig file. Default: $KUBECONFIG, ~/.kube/config, or in a pod its service "
             "account.",
         ),
     ],
     "ready_timeout": Annotated[
         float,
-        typer.Option("--ready-timeout", envvar="AGENTCTL_READY_TIMEOUT", min=0, help=_HELP_READY),
+        typer.Option(
+            "--ready-timeout",
+            metavar="SECONDS",
+            envvar="AGENTCTL_READY_TIMEOUT",
+            min=0,
+            help=_HELP_READY,
+        ),
     ],
     "prometheus_url": Annotated[
         str | None,
         typer.Option(
             "--prometheus-url",
+            metavar="URL",
             envvar="AGENTCTL_PROMETHEUS_URL",
             help="The Prometheus server that rollout gates with source: prometheus query.",
         ),
@@ -201,6 +222,7 @@ DECLARED: dict[str, Any] = {
         int,
         typer.Option(
             "--parallelism",
+            metavar="N",
             envvar="AGENTCTL_PARALLELISM",
             min=1,
             help="Agents applied side by side (registry writes; logging models and serving "
@@ -220,6 +242,7 @@ DECLARED: dict[str, Any] = {
         float,
         typer.Option(
             "--lock-timeout",
+            metavar="SECONDS",
             envvar="AGENTCTL_LOCK_TIMEOUT",
             min=0,
             help="Seconds to wait for the registry lock another apply of this owner holds "

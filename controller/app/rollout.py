@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["abort", "promote", "rollback"]
 
-AgentArg = Annotated[str, typer.Argument(help="The agent (metadata.name).")]
+AgentArg = Annotated[str, typer.Argument(metavar="AGENT", help="The agent (metadata.name).")]
 
 _ACTS = (
     "A running controller (or `agentctl apply --wait`) acts on it at its next reconcile; "
@@ -96,7 +96,12 @@ def rollback(
     agent: AgentArg,
     to_version: Annotated[
         int | None,
-        typer.Option("--to-version", min=1, help="Default: the version the last rollout replaced."),
+        typer.Option(
+            "--to-version",
+            metavar="VERSION",
+            min=1,
+            help="Default: the version the last rollout replaced.",
+        ),
     ] = None,
     *,
     opts: Options,
