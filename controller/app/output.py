@@ -44,9 +44,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def err(text: str) -> None:
     """A message on stderr, what looks like a secret redacted (an error may quote a URI)."""
-    from controller.core.secrets import redact_text
+    from controller.core.secrets import redact_lines
 
-    typer.echo(redact_text(text), err=True)
+    typer.echo(redact_lines(text), err=True)
 
 
 class _Redacting(logging.Formatter):
@@ -54,9 +54,9 @@ class _Redacting(logging.Formatter):
     that logs a request's URL (with its user info) says nothing more than agentctl's messages."""
 
     def format(self, record: logging.LogRecord) -> str:
-        from controller.core.secrets import redact_text
+        from controller.core.secrets import redact_lines
 
-        return redact_text(super().format(record))
+        return redact_lines(super().format(record))
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -5,7 +5,8 @@ functions of strings and plain data.
   ``http://host``): how a tracking URI is shown in messages and logs, and recorded in a saved
   plan.
 * :func:`redact_text` hides what looks like a secret in free text: URL user info, bearer tokens,
-  ``password=`` pairs and well-known token shapes.
+  ``password=`` pairs and well-known token shapes; no pattern crosses a line, and
+  :func:`redact_lines` redacts text of many lines one line at a time.
 * :func:`redact` also hides every value of a secret-sounding key (``api_token``, ``dbDsn``);
   :func:`redact_tree` does so through the dicts and lists of a JSON document.
 
@@ -24,6 +25,7 @@ from typing import Any
 __all__ = [
     "REDACTED",
     "redact",
+    "redact_lines",
     "redact_text",
     "redact_tree",
     "secret_key",
@@ -48,7 +50,17 @@ _USERINFO = re.compile(
     re.I,
 )
 _TOKEN = re.compile(r"\b(ghp_|gho_|ghs_|github_pat_|sk-|xox[abp]-|AKIA)[A-Za-z0-9_\-]{8,}")
-_BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=\-]+", re.I)
+# An HTTP authentication scheme and its credentials (``Bearer eyJ...``, ``Basic dXNlcjpwYXNz``):
+# on one line, the value a run of token68 characters; whether it is a credential is judged by
+# :func:`_scheme_credential` (prose such as "token found" or "Bearer of bad news" is left alone).
+_BEARER = re.compile(
+    r"\b(?P<scheme>Bearer|Basic|Token)[ \t]++(?P<value>[A-Za-z0-9._~+/=\-]++)", re.I
+)
+# What an ``Authorization`` header's value follows: ``Authorization: ``, ``"authorization": "``.
+_AUTHORIZATION = re.compile(r"authorization[\"']?[ \t]*+[:=][ \t]*+[\"']?$", re.I)
+#: A credential is at least this long, unless an Authorization header names it.
+_MIN_CREDENTIAL = 6
+_MARKS = re.compile(r"[0-9._~+/=\-]|[a-z][A-Z]")
 _KV = re.compile(
     r"\b(password|passwd|pwd|token|secret|api[-_]?key|access[-_]?key|auth)=([^&\s;,]+)", re.I
 )
@@ -69,9 +81,24 @@ def redact_text(text: str) -> str:
     """``text`` with URL user info, bearer tokens, ``password=`` values and token shapes
     replaced by ``(redacted)``."""
     text = _USERINFO.sub(lambda m: f"{m.group('pre')}{m.group('scheme')}{REDACTED}@", text)
-    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    text = _BEARER.sub(_scheme_credential, text)
     text = _KV.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
     return _TOKEN.sub(REDACTED, text)
+
+
+def redact_lines(text: str) -> str:
+    """:func:`redact_text` line by line: what one line holds never runs into the next."""
+    return "".join(redact_text(line) for line in text.splitlines(keepends=True))
+
+
+def _scheme_credential(m: re.Match[str]) -> str:
+    """``Bearer (redacted)`` where the value looks like a credential: it follows an
+    ``Authorization`` header, or it is long enough and holds a digit, a token68 mark
+    (``. _ ~ + / = -``) or a change of case inside a word (base64); else the text as it was."""
+    value = m.group("value")
+    header = _AUTHORIZATION.search(m.string, max(0, m.start() - 40), m.start()) is not None
+    credential = header or (len(value) >= _MIN_CREDENTIAL and _MARKS.search(value) is not None)
+    return f"{m.group('scheme')} {REDACTED}" if credential else m.group(0)
 
 
 def redact(key: str, value: Any) -> Any:

@@ -11,9 +11,10 @@ YAML documents that have neither ``apiVersion`` nor ``kind`` are not manifests (
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,9 @@ from controller.core.manifest.repair import Validated, validate
 from controller.core.manifest.schema import (
     KIND,
     AgentManifest,
+    AgentSpec,
     ServingDefaults,
+    ServingDefaultsSpec,
 )
 from controller.core.plan.kube_objects import resolve_settings
 from controller.engine.files import MAX_MANIFEST_BYTES, Unreadable, read_regular
@@ -104,9 +107,10 @@ def load(
     for file in _manifest_files(base):
         display = _display(file)
         for doc in _read_documents(file, display, root_dir, out):
-            if isinstance(doc.data, dict) and doc.data.get("kind") == DEFAULTS_KIND:
+            kind, misspelt = _kind(doc, out)
+            if kind == DEFAULTS_KIND:
                 found = _build_defaults(doc, root_dir, out)
-                if found is None:
+                if found is None or misspelt:
                     continue
                 if defaults is not None:
                     out.error(
@@ -118,7 +122,7 @@ def load(
                     continue
                 defaults = found
                 continue
-            agent = _build_agent(doc, root_dir, out, history)
+            agent = _build_agent(doc, root_dir, out, history, misspelt)
             if agent is None:
                 continue
             clash = _clash(agent, by_name, by_model)
@@ -189,7 +193,40 @@ class _Defaults:
         return _deepest(self.doc, ("kind",))
 
 
+def _kind(doc: _Doc, out: _Collector) -> tuple[str | None, bool]:
+    """The document's kind, and whether it is misspelt: a kind that is neither Agent nor
+    ServingDefaults is reported, and the document is checked as the closest one (by its spec's
+    fields, else by the kind's spelling), so that its other problems are reported too."""
+    data = doc.data
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if not isinstance(kind, str) or kind in (KIND, DEFAULTS_KIND):
+        return kind, False
+    spec = data.get("spec")
+    keys = set(spec) if isinstance(spec, dict) else set()
+    if keys & _AGENT_FIELDS:
+        closest = KIND
+    elif keys & _DEFAULTS_FIELDS:
+        closest = DEFAULTS_KIND
+    else:
+        ratio = {k: difflib.SequenceMatcher(None, kind.lower(), k.lower()).ratio()
+                 for k in (KIND, DEFAULTS_KIND)}  # fmt: skip
+        closest = max(ratio, key=lambda k: ratio[k])
+    out.error(
+        _deepest(doc, ("kind",)),
+        "kind",
+        f"kind must be {KIND} or {DEFAULTS_KIND} (got {kind!r}); checked as {closest}",
+    )
+    return closest, True
+
+
+_AGENT_FIELDS = {f.alias or n for n, f in AgentSpec.model_fields.items()}
+_DEFAULTS_FIELDS = {f.alias or n for n, f in ServingDefaultsSpec.model_fields.items()}
+_AGENT_FIELDS -= _DEFAULTS_FIELDS
+
+
 def _build_defaults(doc: _Doc, root: Path, out: _Collector) -> _Defaults | None:
+    if doc.data.get("kind") != DEFAULTS_KIND:  # misspelt, reported: check the rest all the same
+        doc = replace(doc, data={**doc.data, "kind": DEFAULTS_KIND})
     validated = validate(doc.data, ServingDefaults)
     _report_validation(validated, doc, "", out)
     if validated.model is None:
@@ -452,8 +489,10 @@ class _Builder:
 
 
 def _build_agent(
-    doc: _Doc, root: Path, out: _Collector, history: SourceHistory | None
+    doc: _Doc, root: Path, out: _Collector, history: SourceHistory | None, misspelt: bool = False
 ) -> _Built | None:
+    """An Agent document, validated and checked; ``misspelt``: its kind is in error (reported),
+    the rest is checked as an Agent's."""
     data = doc.data
     if isinstance(data, list) and any(isinstance(x, dict) and "apiVersion" in x for x in data):
         out.error(doc.start, "", "one manifest per YAML document: separate them with '---'")
@@ -462,14 +501,8 @@ def _build_agent(
         return None  # data, not a manifest
     if "apiVersion" not in data and "kind" not in data:
         return None  # not a manifest: data such as an agent's config file
-    kind = data.get("kind")
-    if isinstance(kind, str) and kind != KIND:
-        out.error(
-            _deepest(doc, ("kind",)),
-            "kind",
-            f"kind must be {KIND} or {DEFAULTS_KIND} (got {kind!r})",
-        )
-        return None
+    if misspelt:
+        data = {**data, "kind": KIND}
     name = ""
     if isinstance(data.get("metadata"), dict) and isinstance(data["metadata"].get("name"), str):
         name = data["metadata"]["name"]
@@ -492,14 +525,23 @@ def _build_agent(
     def error(loc: Location, field_: str, message: str) -> None:
         out.error(loc, field_, message, name)
 
-    # Sources are resolved (their errors reported too) unless a repair touched them; the named
-    # versions' only without other problems (one may be incomplete) and where the entries stand
-    # as written (no entry dropped, so their paths are the file's).
-    resolved = None
-    if not validated.affects(("spec", "source")):
-        named = not problems and not validated.affects(("spec", "versions"))
-        resolved = resolve_sources(agent, root, error, history, named=named)
-    ok = not validated.errors and not problems and resolved is not None
+    # Sources are resolved (their errors reported too) as far as a repair left them as written:
+    # spec.source if untouched, and each named version whose entry's source is untouched (its
+    # errors at the entry's lines in the file, whatever else is wrong in the manifest).
+    def entry_as_written(i: int) -> int | None:
+        path = validated.original(("spec", "versions", i, "source"))
+        written = path[2]
+        return written if isinstance(written, int) and not validated.affects(path) else None
+
+    resolved = resolve_sources(
+        agent,
+        root,
+        error,
+        history,
+        source_as_written=not validated.affects(("spec", "source")),
+        entry_as_written=entry_as_written,
+    )
+    ok = not misspelt and not validated.errors and not problems and resolved is not None
     source, own = resolved if resolved is not None else (None, {})
     agent = DesiredAgent(manifest, doc.file, source, doc.locations, manifest_ref, own)
     return _Built(agent, validated, ok, name)

@@ -18,6 +18,7 @@ from typing import Any
 from controller.core.diagnostics import Location
 from controller.core.manifest.checks import FieldPath, field_name
 from controller.core.manifest.desired import DesiredAgent, ResolvedSource
+from controller.core.manifest.schema import CURRENT
 from controller.core.state.digest import normalize_requirement, source_digest
 from controller.engine.files import MAX_SOURCE_BYTES, Unreadable, read_regular
 from controller.ports import SourceHistory
@@ -32,11 +33,17 @@ _FIELDS = (("code", "code"), ("config", "config"), ("pip_requirements", "pipRequ
 
 @dataclass(frozen=True, slots=True)
 class _At:
-    """A git revision the files are read at."""
+    """A git revision the files are read at, named by the entry at ``path`` (its ``revision``)."""
 
     history: SourceHistory
     commit: str
     revision: str
+    path: FieldPath
+    version: str
+
+
+def _as_written(i: int) -> int | None:
+    return i
 
 
 def resolve_sources(
@@ -45,35 +52,57 @@ def resolve_sources(
     error: Error,
     history: SourceHistory | None,
     *,
-    named: bool = True,
+    source_as_written: bool = True,
+    entry_as_written: Callable[[int], int | None] = _as_written,
 ) -> tuple[ResolvedSource | None, dict[str, ResolvedSource]] | None:
-    """spec.source's resolved source (None if unset) and (with ``named``) each named version's;
-    None if any is at fault (each problem reported)."""
+    """spec.source's resolved source (None if unset) and each named version's; None if any is
+    at fault (each problem reported once).
+
+    For a manifest that a repair changed: ``source_as_written`` says whether spec.source is as
+    written (if not, it is neither resolved nor inherited from); ``entry_as_written`` maps the
+    index of a spec.versions entry to its index in the file, or to None when the repair touched
+    its source (then it is not resolved). A named version whose source is incomplete (no code or
+    requirements, reported by the checks) is not resolved either."""
     spec = agent.manifest.spec
+    seen: set[tuple[Location, str, str]] = set()
+
+    def once(loc: Location, field_: str, message: str) -> None:
+        # A file that several versions take from spec.source is at fault once.
+        if (loc, field_, message) not in seen:
+            seen.add((loc, field_, message))
+            error(loc, field_, message)
+
     ok = True
     current = None
     base: dict[str, tuple[Any, FieldPath]] = {}
-    if spec.source is not None:
+    if spec.source is not None and source_as_written:
         base = {n: (getattr(spec.source, n), ("spec", "source", k)) for n, k in _FIELDS}
-        current = _resolve(base, agent, root, error, None)
+        current = _resolve(base, agent, root, once, None)
         ok = current is not None
+    elif spec.source is not None:
+        ok = False
     own_sources: dict[str, ResolvedSource] = {}
-    for i, entry in enumerate(spec.versions if named else ()):
+    for i, entry in enumerate(spec.versions):
         own = entry.source
-        if own is None or not isinstance(entry.version, str):
-            continue
-        path: FieldPath = ("spec", "versions", i, "source")
+        if own is None or not isinstance(entry.version, str) or entry.version == CURRENT:
+            continue  # not a named version (the checks report a source where none belongs)
+        written = entry_as_written(i)
+        path: FieldPath = ("spec", "versions", written if written is not None else i, "source")
         fields = dict(base)
         for n, k in _FIELDS:
             if getattr(own, n) is not None:
                 fields[n] = (getattr(own, n), (*path, k))
+        if written is None or "code" not in fields or "pip_requirements" not in fields:
+            ok = False
+            continue
         at = None
         if own.revision is not None:
-            at = _revision(own.revision, (*path, "revision"), agent, root, error, history)
+            where: FieldPath = (*path, "revision")
+            at = _revision(own.revision, where, entry.version, agent, root, once, history)
             if at is None:
                 ok = False
                 continue
-        resolved = _resolve(fields, agent, root, error, at)
+        resolved = _resolve(fields, agent, root, once, at)
         if resolved is None:
             ok = False
         else:
@@ -84,6 +113,7 @@ def resolve_sources(
 def _revision(
     revision: str,
     path: FieldPath,
+    version: str,
     agent: DesiredAgent,
     root: Path,
     error: Error,
@@ -94,7 +124,7 @@ def _revision(
               "which this caller did not give; use the agentctl command")  # fmt: skip
         return None
     try:
-        return _At(history, history.commit(str(root), revision), revision)
+        return _At(history, history.commit(str(root), revision), revision, path, version)
     except LookupError as exc:
         error(agent.location(path), field_name(path), str(exc))
         return None
@@ -197,7 +227,12 @@ def _read(
         try:
             return ref, at.history.read(str(root), at.commit, ref, MAX_SOURCE_BYTES)
         except LookupError as exc:
-            error(loc, where, f"{exc} (revision {at.revision})")
+            if path[: len(at.path) - 1] != at.path[:-1]:
+                # Taken from spec.source: the entry's revision is what does not hold it.
+                error(agent.location(at.path), field_name(at.path),
+                      f"version '{at.version}' takes {where} at revision {at.revision}: {exc}")  # fmt: skip
+            else:
+                error(loc, where, f"{exc} (revision {at.revision})")
             return None
     target = (Path(agent.file).resolve().parent / raw).resolve()
     if not target.is_relative_to(root):

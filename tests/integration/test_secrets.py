@@ -47,6 +47,7 @@ def test_no_output_of_the_cli_holds_the_tracking_uris_password(
     applied = run("apply", str(examples))
     assert "Apply complete" in applied.out
     creates = [r for r in proxy.writes() if r.path.endswith("model-versions/create")]
+    # support-bot's current, the summarizer's stable and current: the user info stopped none
     assert len(creates) == 3, "the user info did not stop the requests"
     run("apply", str(examples), "-f", "json")
     run("status")

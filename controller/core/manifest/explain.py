@@ -32,6 +32,12 @@ def explain(
             msg = f"unknown field '{path[-1]}'" + _suggest(path, model)
         elif kind == "missing":
             msg = "required field is missing"
+        elif kind == "model_type":
+            msg = _mapping_help(path, model)
+        elif kind == "dict_type":
+            msg = "must be a mapping (e.g. `key: value`)"
+        elif kind == "list_type":
+            msg = "must be a list (e.g. `[a, b]`, or one `- item` a line)"
         elif kind == "string_pattern_mismatch":
             pattern = str((err.get("ctx") or {}).get("pattern", ""))
             msg = _PATTERN_HELP.get(pattern, err["msg"])
@@ -50,7 +56,9 @@ def explain(
     for path, (msgs, got) in grouped.items():
         if len(msgs) == 1:
             message = msgs[0]
-        elif any("valid integer" in m for m in msgs) and _VERSION_NAME_HELP in msgs:
+        elif any("valid integer" in m for m in msgs) and (
+            _VERSION_NAME_HELP in msgs or any("valid string" in m for m in msgs)
+        ):
             message = (
                 "must be a version number (an integer >= 1), 'current', or the name of a version "
                 "with a source of its own (a lowercase label)"
@@ -78,6 +86,25 @@ _PATTERN_HELP = {
     r"^[\w\-]+$": "an alias may contain only letters, digits, '_' and '-'",
     r"^[/\w.\- ]+$": "a tag key may contain only letters, digits, '_', '-', '.', '/' and spaces",
 }
+
+
+#: How a mapping of these models is written, for the message when something else was given.
+_MAPPING_EXAMPLES = {
+    "VersionEntry": "must be a mapping (e.g. `version: 3`), or a version number or name alone "
+    "(`- 3`, `- current`)",
+    "TrafficTarget": "must be a mapping (e.g. `{alias: champion, percent: 100}`)",
+    "ShadowTarget": "must be a mapping (e.g. `{version: 3, percent: 10}`)",
+}
+
+
+def _mapping_help(path: FieldPath, model: type[BaseModel]) -> str:
+    """A mapping of fields was expected at ``path``: said in the manifest's terms (the fields it
+    takes), not in the name of the model class that pydantic knows it by."""
+    tp = _unwrap(_type_at(path, model))
+    if isinstance(tp, type) and tp.__name__ in _MAPPING_EXAMPLES:
+        return _MAPPING_EXAMPLES[tp.__name__]
+    allowed = _allowed_fields(path, model)
+    return "must be a mapping of fields" + (f" ({', '.join(allowed)})" if allowed else "")
 
 
 def _data_path(data: Any, loc: tuple[int | str, ...]) -> FieldPath:
@@ -110,23 +137,28 @@ def _suggest(path: FieldPath, model: type[BaseModel] = AgentManifest) -> str:
     return f"{hint} (allowed: {', '.join(sorted(allowed))})"
 
 
-def _allowed_fields(path: FieldPath, model: type[BaseModel] = AgentManifest) -> list[str]:
-    """The YAML field names allowed at ``path`` in the schema of ``model``."""
+def _type_at(path: FieldPath, model: type[BaseModel] = AgentManifest) -> Any:
+    """The type the schema of ``model`` expects at ``path`` (None if there is none)."""
     tp: Any = model
     for elem in path:
         tp = _unwrap(tp)
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             fields = {(f.alias or n): f for n, f in tp.model_fields.items()}
             if elem not in fields:
-                return []
+                return None
             tp = fields[str(elem)].annotation
         elif typing.get_origin(tp) is list:
             tp = typing.get_args(tp)[0]
         elif typing.get_origin(tp) is dict:
             tp = typing.get_args(tp)[1]
         else:
-            return []
-    tp = _unwrap(tp)
+            return None
+    return tp
+
+
+def _allowed_fields(path: FieldPath, model: type[BaseModel] = AgentManifest) -> list[str]:
+    """The YAML field names allowed at ``path`` in the schema of ``model``."""
+    tp = _unwrap(_type_at(path, model))
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return [f.alias or n for n, f in tp.model_fields.items()]
     return []

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
@@ -34,9 +35,35 @@ def manifest_json_schema() -> dict[str, Any]:
         {"required": ["description"], "properties": {"description": {"type": "string"}}},
         {"required": ["tags"], "properties": {"tags": {"minProperties": 1}}},
     ]
+    _as_written(schema)
     return {
         **schema,
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "title": f"agentctl manifest ({API_VERSION})",
     }
+
+
+_LITERAL = re.compile(r"``(.+?)``", re.S)
+_WRAPPED = re.compile(r"(?<!\n)\n(?!\n)")
+
+
+def _as_written(node: Any) -> None:
+    """In place, what editors show: each property titled by its name in the manifest
+    (``pipRequirements``, not pydantic's "Piprequirements"), and each description as markdown
+    (single backticks; a docstring's wrapped lines joined, its paragraphs kept)."""
+    if isinstance(node, list):
+        for item in node:
+            _as_written(item)
+        return
+    if not isinstance(node, dict):
+        return
+    if isinstance(node.get("description"), str):
+        node["description"] = _WRAPPED.sub(" ", _LITERAL.sub(r"`\1`", node["description"]))
+    properties = node.get("properties")
+    if isinstance(properties, dict):
+        for name, prop in properties.items():
+            if isinstance(prop, dict) and "title" in prop:
+                prop["title"] = name
+    for value in node.values():
+        _as_written(value)  # a description's text is a str: left as it is

@@ -16,7 +16,7 @@ from typing import Any
 from controller.core.plan.planner import DEFAULT_OWNER
 from controller.core.rollout import codec
 from controller.core.rollout.codec import RolloutState
-from controller.core.secrets import redact_text, redact_tree
+from controller.core.secrets import redact_lines, redact_tree
 from controller.core.state.observed import (
     AgentServing,
     ObservedModel,
@@ -140,7 +140,7 @@ class StatusView:
                 f"{name}: rollout v{r.canary} over v{r.stable}: {r.phase}, step {r.step}: "
                 f"{r.message}; gates: {gates}"
             )
-        return redact_text("\n".join([*lines, *footer]))
+        return redact_lines("\n".join([*lines, *footer]))
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -82,3 +82,25 @@ def test_every_error_as_a_github_annotation(broken: Path, monkeypatch: pytest.Mo
     assert [(m.group(1), int(m.group(2)), int(m.group(3))) for m in where if m] == [
         r[:3] for r in MANY_ERRORS_REPORTED
     ]
+
+
+def test_a_yaml_error_and_the_next_file_s_error_are_two_lines_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PyYAML says "token found": not a credential, and the next diagnostic stays its own."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "m").mkdir()
+    head = "apiVersion: agentctl.io/v1alpha1\nkind: Agent\n"
+    (tmp_path / "m/b.yaml").write_text(f"{head}metadata: {{name: b}}\nspec: {{tags: {{a: b}}}}\n"
+                                       "---\n\tbad: tab\n")  # fmt: skip
+    (tmp_path / "m/c.yaml").write_text(f"{head}metadata: {{name: c}}\nspec: {{tags: {{a: 1}}}}\n")
+    result = CliRunner().invoke(app, ["validate", "m"])
+    assert result.exit_code == 1
+    lines = error_lines(result.stderr)
+    assert [line.split(": ", 2)[1] for line in lines] == ["m/b.yaml:6:1", "m/c.yaml:4:15"], lines
+    assert "token found character" in lines[0] and "(redacted)" not in result.stderr
+    as_json = CliRunner().invoke(app, ["validate", "m", "--format", "json"])
+    messages = [d["message"] for d in json.loads(as_json.stdout)["diagnostics"]]
+    assert len(messages) == 2 and "token found character" in messages[0]

@@ -11,6 +11,7 @@ import pytest
 from controller.core.secrets import (
     REDACTED,
     redact,
+    redact_lines,
     redact_text,
     redact_tree,
     secret_paths,
@@ -135,3 +136,46 @@ def test_a_password_holding_an_at_sign_is_redacted_whole() -> None:
     assert redact_text(text) == "API request to http://(redacted)@host:5000/api failed"
     assert "ss@" not in redact_text(text)
     assert without_credentials("http://user:p@ss@host:5000/api") == "http://host:5000/api"
+
+
+@pytest.mark.parametrize(
+    "prose",
+    [
+        "while scanning for the next token found character '\\t' that cannot start any token",
+        "Basic usage: agentctl validate manifests/",
+        "Bearer of bad news",
+        "Token expired; log in again",
+        "token found\nError: m/c.yaml:4:15: spec.tags.a: expected a string",
+        "Bearer tokens, Basic auth and Token headers are redacted",
+    ],
+)
+def test_prose_that_names_a_scheme_is_left_alone(prose: str) -> None:
+    assert redact_text(prose) == prose
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig", f"Bearer {REDACTED}"),
+        ("call with Bearer eyJhbGciOi... now", f"call with Bearer {REDACTED} now"),
+        ("Authorization: Basic dXNlcjpwYXNz", f"Authorization: Basic {REDACTED}"),
+        ('{"authorization": "Bearer secret"}', f'{{"authorization": "Bearer {REDACTED}"}}'),
+        ("Authorization: Token abc", f"Authorization: Token {REDACTED}"),
+        ("Token 0123abcd4567", f"Token {REDACTED}"),
+        ("basic dXNlcjpwYXNz", f"basic {REDACTED}"),
+    ],
+)
+def test_a_scheme_followed_by_a_credential_is_redacted(text: str, shown: str) -> None:
+    assert redact_text(text) == shown
+
+
+def test_a_scheme_never_takes_the_next_line() -> None:
+    text = "Bearer\nabc123def456\nError: next"
+    assert redact_text(text) == text
+
+
+def test_redact_lines_redacts_each_line_on_its_own() -> None:
+    text = "Error: a.yaml:1:1: Bearer abc.def-123\nError: b.yaml:2:1: password=x\n"
+    assert redact_lines(text) == (
+        f"Error: a.yaml:1:1: Bearer {REDACTED}\nError: b.yaml:2:1: password={REDACTED}\n"
+    )

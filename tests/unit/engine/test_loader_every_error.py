@@ -124,3 +124,41 @@ def test_a_semantic_error_after_a_dropped_list_item_names_its_own_line(tmp_path:
         ("spec.serving.traffic[1].version", 17),
         ("spec.serving.traffic[2].alias", 19),
     ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec", "checked_as", "fields"),
+    [
+        ("Agnet", "{}", "Agent", ["kind", "metadata.name", "spec"]),
+        ("Deployment", "{source: {code: agent.py}}", "Agent",
+         ["kind", "metadata.name", "spec.source.pipRequirements"]),
+        ("Defaults", "{kubernetes: {replicas: -1}}", "ServingDefaults",
+         ["kind", "metadata.name", "spec.kubernetes.replicas"]),
+        ("ServingDefault", "{}", "ServingDefaults", ["kind", "metadata.name"]),
+    ],
+)  # fmt: skip
+def test_a_misspelt_kind_does_not_hide_the_document_s_other_errors(
+    tmp_path: Path, kind: str, spec: str, checked_as: str, fields: list[str]
+) -> None:
+    write_repo(tmp_path, GOOD)
+    (tmp_path / "typo.yaml").write_text(
+        f"apiVersion: agentctl.io/v1alpha1\nkind: {kind}\nmetadata: {{name: Gamma_Bad}}\n"
+        f"spec: {spec}\n"
+    )
+    errors = errors_of(tmp_path)
+    assert [e.field for e in errors] == fields
+    assert errors[0].message == (
+        f"kind must be Agent or ServingDefaults (got {kind!r}); checked as {checked_as}"
+    )
+    desired, _ = load(tmp_path, partial=True)
+    assert [a.name for a in desired.agents] == ["bot"]
+
+
+def test_an_agent_whose_only_error_is_its_kind_is_not_desired(tmp_path: Path) -> None:
+    write_repo(tmp_path, GOOD)
+    (tmp_path / "typo.yaml").write_text(
+        GOOD.replace("kind: Agent", "kind: agent").replace("name: bot", "name: other")
+    )
+    desired, diags = load(tmp_path, partial=True)
+    assert [a.name for a in desired.agents] == ["bot"]
+    assert [(e.field, e.location.line if e.location else 0) for e in diags.errors] == [("kind", 2)]

@@ -188,3 +188,93 @@ def test_a_revision_outside_a_git_work_tree_is_a_clear_error(tmp_path: Path) -> 
     (err,) = info.value.diagnostics.errors
     assert err.field == "spec.versions[0].source.revision"
     assert "git" in err.message
+
+
+def fields_and_lines(repo: Path) -> list[tuple[str, int, str]]:
+    with pytest.raises(InvalidInput) as info:
+        load(repo, history=GitHistory())
+    return [
+        (e.field, e.location.line if e.location else 0, e.message)
+        for e in info.value.diagnostics.errors
+    ]
+
+
+@pytest.mark.parametrize(
+    ("other", "expected"),
+    [
+        (("champion: previous", "champion: previous\n    challenger: ghost"),
+         ("spec.aliases.challenger", "version ghost is not declared")),
+        (("        percent: 100\n", "        percent: 100\n    shadow: {version: ghost, percent: 5}\n"),
+         ("spec.serving.shadow.version", "version ghost is not declared")),
+        (("    - current\n", "    - current\n    - version: bare\n"),
+         ("spec.versions[2].version", "'bare' names a version built from a source")),
+        (("    - current\n", "    - current\n    - [1]\n"),
+         ("spec.versions[2]", "must be a mapping")),
+    ],
+    ids=["undeclared-alias", "undeclared-shadow", "named-without-source", "schema-error"],
+)  # fmt: skip
+def test_a_named_version_s_revision_is_checked_whatever_else_is_wrong(
+    repo: Path, other: tuple[str, str], expected: tuple[str, str]
+) -> None:
+    manifest = PREVIOUS.replace("{revision: v1}", "{revision: no-such-rev}")
+    assert other[0] in manifest
+    manifest = manifest.replace(*other)
+    (repo / "bot.yaml").write_text(manifest)
+    got = fields_and_lines(repo)
+    revision = ("spec.versions[0].source.revision", line_of(manifest, "revision:"))
+    assert [g[:2] for g in got if g[0] == revision[0]] == [revision]
+    assert "'no-such-rev' names no commit" in next(g[2] for g in got if g[0] == revision[0])
+    field, fragment = expected
+    assert any(g[0] == field and fragment in g[2] for g in got), got
+    assert len(got) == 2, got
+
+
+def test_a_named_version_after_a_dropped_entry_is_checked_at_its_own_line(repo: Path) -> None:
+    manifest = PREVIOUS.replace(
+        "    - version: previous\n",
+        "    - {version: x, source: {}, bogus: 1}\n    - version: previous\n",
+    ).replace("{revision: v1}", "{revision: v1, config: missing.yaml}")
+    (repo / "bot.yaml").write_text(manifest)
+    got = fields_and_lines(repo)
+    assert [g[:2] for g in got] == [
+        ("spec.versions[0].bogus", line_of(manifest, "bogus")),
+        ("spec.versions[1].source.config", line_of(manifest, "missing.yaml")),
+    ]
+    assert "'missing.yaml' does not exist at" in got[1][2]
+
+
+def test_an_inherited_file_missing_at_a_revision_is_one_error_per_version_at_its_revision(
+    repo: Path,
+) -> None:
+    (repo / "new.py").write_text("print('new')\n")  # in the working tree, not at v1
+    manifest = (
+        GOOD.replace("code: agent.py", "code: new.py")
+        .replace(
+            "  versions: [current]\n",
+            "  versions:\n    - version: one\n      source: {revision: v1}\n"
+            "    - version: two\n      source:\n        revision: v1\n    - current\n",
+        )
+        .replace("champion: current", "champion: one")
+    )
+    (repo / "bot.yaml").write_text(manifest)
+    got = fields_and_lines(repo)
+    lines = [i for i, text in enumerate(manifest.splitlines(), 1) if "revision: v1" in text]
+    assert [g[:2] for g in got] == [
+        ("spec.versions[0].source.revision", lines[0]),
+        ("spec.versions[1].source.revision", lines[1]),
+    ]
+    assert got[0][2].startswith("version 'one' takes spec.source.code at revision v1: 'new.py'")
+    assert got[1][2].startswith("version 'two' takes spec.source.code at revision v1: 'new.py'")
+
+
+def test_a_file_several_versions_take_from_the_working_tree_is_one_error(tmp_path: Path) -> None:
+    manifest = TWO.replace(
+        "    - current\n",
+        "    - version: other\n      source: {config: config.yaml}\n    - current\n",
+    )
+    two_sources(tmp_path, manifest)
+    (tmp_path / "agent.py").unlink()
+    errors = errors_of(tmp_path)
+    assert [(e.field, e.location.line if e.location else 0) for e in errors] == [
+        ("spec.source.code", line_of(manifest, "code: agent.py"))
+    ]

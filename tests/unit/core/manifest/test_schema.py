@@ -161,3 +161,35 @@ def test_a_minimal_agent_is_accepted_by_schema_and_loader(
     write_repo(tmp_path, yaml.safe_dump(doc))
     desired, _ = load(tmp_path)
     assert [a.name for a in desired.agents] == ["bot"]
+
+
+def _nodes(node: Any) -> list[dict[str, Any]]:
+    if isinstance(node, list):
+        return [n for item in node for n in _nodes(item)]
+    if not isinstance(node, dict):
+        return []
+    return [node, *(n for value in node.values() for n in _nodes(value))]
+
+
+def test_titles_are_the_manifest_s_field_names_and_descriptions_are_markdown() -> None:
+    schema = manifest_json_schema()
+    titled = {
+        name: prop["title"]
+        for node in _nodes(schema)
+        if isinstance(node.get("properties"), dict)
+        for name, prop in node["properties"].items()
+        if isinstance(prop, dict) and "title" in prop
+    }
+    assert titled["pipRequirements"] == "pipRequirements" and titled["minSamples"] == "minSamples"
+    assert all(title == name for name, title in titled.items())
+    descriptions = [
+        n["description"] for n in _nodes(schema) if isinstance(n.get("description"), str)
+    ]
+    assert len(descriptions) > 50
+    for text in descriptions:
+        assert "``" not in text and ":class:" not in text, text
+        assert "\n" not in text.replace("\n\n", ""), text  # no docstring line wraps
+    assert schema["$defs"]["VersionEntry"]["description"] == (
+        "A version the agent keeps: a registry number, `current` (built from spec.source), or a "
+        "name with a source of its own."
+    )

@@ -230,7 +230,10 @@ def test_an_unknown_kind_is_named(tmp_path: Path) -> None:
     (root / "defaults.yaml").write_text(DEFAULTS.replace("kind: ServingDefaults", "kind: Default"))
     [err] = errors_of(root)
     assert (err.field, err.location and err.location.line) == ("kind", 2)
-    assert err.message == "kind must be Agent or ServingDefaults (got 'Default')"
+    assert (
+        err.message
+        == "kind must be Agent or ServingDefaults (got 'Default'); checked as ServingDefaults"
+    )
 
 
 def test_the_written_by_annotation_is_no_part_of_the_digest() -> None:
