@@ -211,8 +211,8 @@ def _check_own_source(problems: list[Problem], spec: AgentSpec, i: int) -> None:
             problems.append(
                 Problem(
                     (*path, "version"),
-                    f"'{entry.version}' names a version built from a source of its own: declare "
-                    f"it with spec.versions[{i}].source (or use a registry number or 'current')",
+                    f"'{entry.version}' names a version built from a source of its own: give this "
+                    "entry a `source:` (or use a registry number or 'current')",
                 )
             )
         return
@@ -235,8 +235,8 @@ def _check_own_source(problems: list[Problem], spec: AgentSpec, i: int) -> None:
             problems.append(
                 Problem(
                     (*path, "source"),
-                    f"version '{entry.version}' has no {key}: set spec.versions[{i}].source.{key} "
-                    f"or spec.source.{key}",
+                    f"version '{entry.version}' has no {key}: set it in this entry's source "
+                    f"or in spec.source.{key}",
                     (SOURCE,),
                 )
             )

@@ -77,7 +77,7 @@ def line_of(text: str, fragment: str) -> int:
     [
         (("    - version: stable\n      source:\n        config: config-stable.yaml\n",
           "    - stable\n"), "- stable", "spec.versions[0].version",
-         "declare it with spec.versions[0].source"),
+         "give this entry a `source:`"),
         (("    - current\n", "    - version: current\n      source: {config: x.yaml}\n"),
          "source: {config: x.yaml}", "spec.versions[1].source", "'current' is built from"),
         (("challenger: current", "challenger: canary"), "challenger: canary",
