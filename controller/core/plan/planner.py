@@ -530,6 +530,10 @@ def _plan_agent_serving(
             canary = resolved.get(progress.canary)
             if canary is not None:
                 weights.setdefault(canary, 0)
+    names: dict[str, str] = {}  # a pending version's digest -> its first name in the manifest
+    for ref, found in resolved.items():
+        if isinstance(found, Pending):
+            names.setdefault(found.digest, str(ref))
     return plan_serving(
-        agent.name, agent.model_name, DesiredServing(weights, shadow), served, change
+        agent.name, agent.model_name, DesiredServing(weights, shadow, names), served, change
     )
