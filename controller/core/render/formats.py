@@ -100,10 +100,16 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: redact(prefix, value)}
 
 
-def _show(value: Any) -> str:
-    """A value as JSON, except what only apply knows (a version it creates, an attribute or in
-    a list such as a traffic split's weights): ``(known after apply)``, as Terraform shows it."""
-    return "(known after apply)" if value is None else _nested(value)
+def _pending(key: str, value: Any) -> bool:
+    """What only apply knows: the number of a version it creates (a null ``version``)."""
+    return value is None and (key == "version" or key.endswith(".version"))
+
+
+def _show(value: Any, key: str = "version") -> str:
+    """A value as JSON (an absent one as ``null``), except what only apply knows (a version it
+    creates, an attribute or in a list such as a traffic split's weights): ``(known after
+    apply)``, as Terraform shows it."""
+    return "(known after apply)" if _pending(key, value) else _nested(value)
 
 
 def _nested(value: Any) -> str:
@@ -126,14 +132,23 @@ def _attribute_lines(change: Change) -> list[tuple[str, str, str]]:
     if isinstance(change.after, AliasTarget) and change.after.pending:
         after.pop("digest")  # the version's own change shows it
     lines = []
+
+    # An attribute without a value (a source without a config) is left out, as Terraform
+    # leaves out null attributes; one that gains or loses a value shows ``null`` on that side.
+    def valued(side: dict[str, Any], key: str) -> bool:
+        return side.get(key) is not None or (key in side and _pending(key, side[key]))
+
     for key in sorted(set(before) | set(after)):
+        if not valued(before, key) and not valued(after, key):
+            continue
         if key in before and key in after:
             if before[key] != after[key]:
-                lines.append(("~", key, f"{_show(before[key])} -> {_show(after[key])}"))
+                lines.append(("~", key, f"{_show(before[key], key)} -> {_show(after[key], key)}"))
         elif key in after:
-            lines.append(("+", key, _show(after[key])))
-        else:
-            lines.append(("-", key, _show(before[key])))
+            lines.append(("+", key, _show(after[key], key)))
+        else:  # gone: in an update it becomes null, as Terraform shows it
+            gone = " -> null" if change.after is not None else ""
+            lines.append(("-", key, _show(before[key], key) + gone))
     return lines
 
 
