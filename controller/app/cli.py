@@ -217,6 +217,8 @@ def apply_cmd(
     traffic moves to a version only once its Deployment is Available. A spec.rollout takes one
     step per apply; --wait walks it to the end. PATH may be a plan saved by `plan --out`: it is
     applied exactly, or refused (exit 1) if what it was made from has changed since."""
+    from controller.core.errors import ApplyFailed
+    from controller.core.plan.changeset import ChangeSet
     from controller.core.render.formats import render_changeset, render_json
     from controller.core.rollout.progress import Running
 
@@ -237,15 +239,21 @@ def apply_cmd(
     deadline = time.monotonic() + timeout
     said: dict[str, str] = {}
     rounds = 0
+    done = ChangeSet()  # what every round so far did (--wait applies round after round)
     while True:
-        result = session.reconcile(
-            apply=True,
-            on_plan=show_plan if rounds == 0 else lambda p: output.consent_to_delete(p, opts.yes),
-            on_entry=output.show_entry if format is Format.text else None,
-        )  # fmt: skip
+        try:
+            result = session.reconcile(
+                apply=True,
+                on_plan=show_plan if rounds == 0 else lambda p: output.consent_to_delete(p, opts.yes),
+                on_entry=output.show_entry if format is Format.text else None,
+            )  # fmt: skip
+        except ApplyFailed as exc:
+            raise exc.after(done) from exc.cause
         rounds += 1
         if result.terminal is not None:
             raise typer.Exit(1)
+        if result.changeset is not None:
+            done = ChangeSet(done.entries + result.changeset.entries)
         recorded = {e.address for e in (result.changeset.entries if result.changeset else ())}
         for agent, progress in sorted(result.progress.items()):
             if f"{agent}.rollout" in recorded:
@@ -261,12 +269,12 @@ def apply_cmd(
             raise typer.Exit(1)
         time.sleep(max(0.5, min(result.requeue_after, 5.0)))
     if format is Format.json:
-        changeset = result.changeset.to_dict() if result.changeset else None
+        changeset = done.to_dict() if done.entries or result.changeset else None
         typer.echo(render_json({"plan": result.plan.to_dict(), "changeset": changeset}))
-    elif result.changeset is not None:
+    elif result.changeset is not None or done.entries:
         typer.echo("")
-        typer.echo(render_changeset(result.changeset).splitlines()[-1])
-        if result.changeset.waiting:
+        typer.echo(render_changeset(done).splitlines()[-1])
+        if result.changeset is not None and result.changeset.waiting:
             typer.echo("Some traffic waits for a version to become available: apply again (or "
                        "let the controller reconcile) once it is.")  # fmt: skip
     if format is Format.text and opts.target is Target.local:

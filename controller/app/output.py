@@ -88,6 +88,7 @@ def annotate(diagnostics: Iterable[Diagnostic]) -> None:
 def fail(exc: AgentctlError, fmt: Format = Format.text) -> typer.Exit:
     """Say what went wrong and what was (not) applied; the command exits 1."""
     from controller.core.render.formats import (
+        apply_failed_document,
         render_apply_failed,
         render_diagnostics,
         render_json,
@@ -101,6 +102,8 @@ def fail(exc: AgentctlError, fmt: Format = Format.text) -> typer.Exit:
             typer.echo(render_json({"valid": False, "diagnostics": diags}))
         err(render_diagnostics(exc.diagnostics))
     elif isinstance(exc, ApplyFailed):
+        if fmt is Format.json:
+            typer.echo(render_json(apply_failed_document(exc)))
         err(render_apply_failed(exc.changeset, str(exc)))
     elif isinstance(exc, TemporaryBackendError):
         err(f"Error: {exc}")

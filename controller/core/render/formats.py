@@ -15,6 +15,7 @@ from html import escape
 from typing import Any
 
 from controller.core.diagnostics import Diagnostics, Severity
+from controller.core.errors import ApplyFailed
 from controller.core.plan.changes import Action, AgentView, AliasTarget, Change, Kind, Plan
 from controller.core.plan.changeset import ChangeSet, Verb
 from controller.core.plan.preview import ObjectPreview, display
@@ -24,6 +25,7 @@ __all__ = [
     "FORMATS",
     "MARKER",
     "REDACTED",
+    "apply_failed_document",
     "attention",
     "headline",
     "redact",
@@ -352,6 +354,17 @@ def render_apply_failed(changeset: ChangeSet, error: str) -> str:
     else:
         lines.append("Nothing was applied.")
     return "\n".join(lines)
+
+
+def apply_failed_document(exc: ApplyFailed) -> dict[str, Any]:
+    """``apply --format json`` when apply stops at a change: the error, the change that failed
+    and what was done before it (a document on stdout, as a successful apply prints one)."""
+    return {
+        "applied": False,
+        "error": redact_text(str(exc)),
+        "failed_change": exc.failed or None,
+        "changeset": exc.changeset.to_dict(),
+    }
 
 
 def _redact_object(value: Any, key: str = "") -> Any:
