@@ -31,6 +31,7 @@ __all__ = [
     "annotate",
     "configure_logging",
     "consent_to_delete",
+    "deleted_models",
     "err",
     "fail",
     "handled",
@@ -146,15 +147,20 @@ def show_plan(plan: Plan, fmt: Format) -> None:
         err(("\n" if not plan.has_errors else "") + render_diagnostics(plan.diagnostics))
 
 
+def deleted_models(plan: Plan) -> list[str]:
+    """The registered models a plan deletes (``--prune``), sorted."""
+    from controller.core.plan.changes import Action, Kind
+
+    return sorted({c.model for c in plan.changes
+                   if c.kind is Kind.REGISTERED_MODEL and c.action is Action.DELETE})  # fmt: skip
+
+
 def consent_to_delete(plan: Plan, yes: bool) -> None:
     """A plan that deletes registered models (``--prune``) is applied only with consent: asked
     on a terminal, ``--yes`` otherwise. Without it, exit 1 before anything is applied."""
     import sys
 
-    from controller.core.plan.changes import Action, Kind
-
-    doomed = sorted({c.model for c in plan.changes
-                     if c.kind is Kind.REGISTERED_MODEL and c.action is Action.DELETE})  # fmt: skip
+    doomed = deleted_models(plan)
     if not doomed or yes:
         return
     names = ", ".join(f"'{m}'" for m in doomed)
