@@ -1,8 +1,9 @@
 """The ``agentctl`` command: a thin shell over load, the one reconcile and render.
 
 Exit codes: 0 success; 1 error (bad input, plan errors, a backend that failed); ``plan
---detailed-exitcode`` also returns 2 when there are changes (Terraform's convention) or a failed
-rollout holds an agent short of its manifest. Options
+--detailed-exitcode`` also returns 2 when the manifests' state is not reached: changes pending
+(Terraform's convention), or a rollout failed, aborted, paused until promoted or still under way,
+on every target (a rollout's record is in the registry). Options
 are declared once (:mod:`controller.app.options`), adapters built in one place
 (:mod:`controller.app.wiring`), errors handled in one place (:func:`controller.app.output.handled`).
 Heavy modules (mlflow) are imported only by the commands that talk to a registry.
@@ -155,8 +156,9 @@ def plan(
         bool,
         typer.Option(
             "--detailed-exitcode",
-            help="Exit 2 when there are changes, or a failed or aborted rollout holds an "
-            "agent short of what its manifest asks for.",
+            help="Exit 2 when what the manifests ask for is not reached: changes pending, or "
+            "a rollout failed, aborted, paused until `agentctl promote`, or still under way "
+            "(on every target: a rollout's record is in the registry).",
         ),
     ] = False,
     out: Annotated[

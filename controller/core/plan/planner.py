@@ -105,6 +105,7 @@ def plan(
     baseline: Desired | None = None,
     serving: ServingSnapshot | None = None,
     progress: Mapping[str, Progress] | None = None,
+    rollouts: Mapping[str, Progress] | None = None,
 ) -> Plan:
     """Plan every agent, or with ``scope`` (agent -> why) only those; ``baseline`` is the desired
     state of the base revision, whose traffic the views show as "before". ``serving`` is what a
@@ -112,7 +113,10 @@ def plan(
     here); without it, ``spec.serving`` is validated but not planned. ``progress`` (agent -> this
     round of its rollout, :data:`controller.core.rollout.progress.Progress`) takes the place of
     the manifest's end state for the promote alias and the traffic split while a rollout runs;
-    it carries the rollout's record too (the planner reads no rollout tags)."""
+    it carries the rollout's record too (the planner reads no rollout tags). ``rollouts`` (by
+    default ``progress``) is what the plan reports of each rollout (held, under way): given
+    without ``progress`` when no serving target carries rollouts out (``--target registry``),
+    whose record is in the registry all the same."""
     changes: list[Change] = []
     diags: list[Diagnostic] = []
     views: list[AgentView] = []
@@ -228,8 +232,11 @@ def plan(
                 "a serving target (--target local) reconciles it",
             )
         )
-    steps = {a.name: len(a.manifest.spec.rollout.steps) for a in desired.agents
+    specs = {a.name: a.manifest.spec.rollout for a in desired.agents
              if a.manifest.spec.rollout is not None}  # fmt: skip
+    reported = held_rollouts(
+        rollouts if rollouts is not None else progress or {}, (v.agent for v in views), specs
+    )
     return Plan(
         owner=owner,
         changes=tuple(changes),
@@ -237,7 +244,8 @@ def plan(
         agents=tuple(v.agent for v in views),
         unchanged=unchanged,
         views=tuple(views),
-        held=held_rollouts(progress or {}, (v.agent for v in views), steps),
+        held=tuple(h for h in reported if h.attention),
+        rolling=tuple(h for h in reported if not h.attention),
     )
 
 

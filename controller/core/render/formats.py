@@ -70,23 +70,36 @@ def _summary_line(plan: Plan) -> str:
 
 def attention(plan: Plan) -> list[tuple[str, str]]:
     """(agent, what) for each thing a reviewer must know that no change fixes: a rollout that
-    failed or was aborted, and each warning about an agent (still served, or still registered,
-    though no manifest declares it)."""
+    failed, was aborted or waits for ``agentctl promote``, and each warning about an agent
+    (still served, or still registered, though no manifest declares it)."""
     out = [(h.agent, h.message) for h in plan.held]
     out += [(d.agent, d.message) for d in plan.diagnostics.warnings if d.agent]
     return out
 
 
+def _rolling(plan: Plan) -> str:
+    """The rollouts under way, in a few words: "1 rollout in progress (echo: step 1/2, ...)"."""
+    n = len(plan.rolling)
+    each = "; ".join(f"{h.agent}: {h.brief}" for h in plan.rolling)
+    return f"{n} rollout{'' if n == 1 else 's'} in progress ({each})"
+
+
 def headline(plan: Plan) -> str:
     """The plan's first word, the same in every format (and `apply`, `up`): never "No changes"
-    while something is pending."""
+    while something is pending: a change, something that needs attention, or a rollout under
+    way."""
     needs = attention(plan)
     n = len({agent for agent, _ in needs})
     who = f"{n} agent{' needs' if n == 1 else 's need'} attention"
+    rolling = f"; {_rolling(plan)}" if plan.rolling else ""
     if plan.changes:
-        return _summary_line(plan) + (f" {who}." if needs else "")
+        tail = [who] if needs else []
+        tail += [_rolling(plan)] if plan.rolling else []
+        return _summary_line(plan) + (" " + "; ".join(tail) + "." if tail else "")
     if needs:
-        return f"No changes to apply, but {who}:"
+        return f"No changes to apply, but {who}{rolling}:"
+    if plan.rolling:
+        return f"No changes to apply now{rolling}."
     return "No changes. The registry and serving match the manifests."
 
 
@@ -214,12 +227,17 @@ def _markdown(plan: Plan) -> str:
     agents: dict[str, list[Change]] = {a: [] for a in plan.agents}
     for change in plan.changes:
         agents.setdefault(change.agent, []).append(change)
+    if plan.rolling:
+        out += ["", "#### Rollouts in progress", ""]
+        out += [f"- {_code(h.agent)}: {_md(h.message)}" for h in plan.rolling]
+    # An agent listed above (a held or running rollout, a warning) is not "unchanged".
+    pending = {agent for agent, _ in needs} | {h.agent for h in plan.rolling}
     quiet = []
     for agent, changes in agents.items():
         view = views.get(agent)
         if changes or (view is not None and _view_differs(view)):
             out += _md_agent(agent, changes, view)
-        else:
+        elif agent not in pending:
             quiet.append(agent)
     if quiet:
         out += ["", "No changes for: " + ", ".join(_code(a) for a in quiet) + "."]
