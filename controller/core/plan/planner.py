@@ -135,6 +135,7 @@ def plan(
             serving.agents.get(desired_agent.name) if serving is not None else None,
             serving is not None,
             (progress or {}).get(desired_agent.name),
+            rollouts is not None and desired_agent.name in rollouts,
         )
         agent_changes.sort(key=lambda c: _PHASE[(c.kind, c.action)])
         changes.extend(agent_changes)
@@ -279,6 +280,7 @@ def _plan_agent(
     served: AgentServing | None,
     plan_serving_too: bool,
     progress: Progress | None,
+    recorded: bool = False,
 ) -> tuple[list[Change], list[Diagnostic], int, tuple[_AliasView, ...]]:
     spec = agent.manifest.spec
     name = agent.model_name
@@ -438,17 +440,18 @@ def _plan_agent(
             and target != current_aliases[alias]
         ):
             target = current_aliases[alias]
-            diags.append(
-                Diagnostic(
-                    Severity.WARNING,
-                    f"alias '{alias}' stays on version {target}: spec.rollout moves it once a "
-                    "canary is promoted, which a serving target carries out (--target local or "
-                    "kubernetes)",
-                    agent.location(("spec", "rollout")),
-                    "spec.rollout",
-                    agent.name,
+            if not recorded:  # (a recorded rollout is reported as such: it says why)
+                diags.append(
+                    Diagnostic(
+                        Severity.WARNING,
+                        f"alias '{alias}' stays on version {target}: spec.rollout moves it once a "
+                        "canary is promoted, which a serving target carries out (--target local or "
+                        "kubernetes)",
+                        agent.location(("spec", "rollout")),
+                        "spec.rollout",
+                        agent.name,
+                    )
                 )
-            )
         alias_views.append(
             (alias, current_aliases.get(alias), "new" if isinstance(target, Pending) else target)
         )

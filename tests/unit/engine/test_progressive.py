@@ -394,6 +394,8 @@ def test_the_registry_target_plan_shows_a_rollout_in_progress(world: World) -> N
     (going,) = result.plan.rolling
     assert (going.phase, going.step, going.steps, going.percent) == ("Progressing", 1, 3, 20)
     assert going.wait is not None and 39 <= going.wait <= 41
+    # The rollout's line says why the promote alias stays: no warning beside it.
+    assert [d for d in result.plan.diagnostics if d.field == "spec.rollout"] == []
 
 
 def test_the_registry_target_plan_shows_a_pause_until_promoted(world: World) -> None:
