@@ -109,7 +109,9 @@ def test_a_plan_made_stale_by_an_edit_of_the_manifests_is_refused(
     edit: Callable[[Path], None],
 ) -> None:
     file, shown = saved_plan(agentctl, examples, tmp_path)
-    assert len(shown["changes"]) == 7
+    assert (
+        len(shown["changes"]) == 8
+    )  # summarizer: stable and current, since the examples name two versions
     edit(examples)
     proxy.reset()
     result = agentctl("apply", str(file))
