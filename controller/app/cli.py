@@ -1,8 +1,9 @@
 """The ``agentctl`` command: a thin shell over load, the one reconcile and render.
 
 Exit codes: 0 success; 1 error (bad input, plan errors, a backend that failed); ``plan
---detailed-exitcode`` also returns 2 when there are changes (Terraform's convention) or a failed
-rollout holds an agent short of its manifest. Options
+--detailed-exitcode`` also returns 2 when the manifests' state is not reached: changes pending
+(Terraform's convention), or a rollout failed, aborted, paused until promoted or still under way,
+on every target (a rollout's record is in the registry). Options
 are declared once (:mod:`controller.app.options`), adapters built in one place
 (:mod:`controller.app.wiring`), errors handled in one place (:func:`controller.app.output.handled`).
 Heavy modules (mlflow) are imported only by the commands that talk to a registry.
@@ -162,8 +163,9 @@ def plan(
         bool,
         typer.Option(
             "--detailed-exitcode",
-            help="Exit 2 when there are changes, or a failed or aborted rollout holds an "
-            "agent short of what its manifest asks for.",
+            help="Exit 2 when what the manifests ask for is not reached: changes pending, or "
+            "a rollout failed, aborted, paused until `agentctl promote`, or still under way "
+            "(on every target: a rollout's record is in the registry).",
         ),
     ] = False,
     out: Annotated[
@@ -229,6 +231,8 @@ def apply_cmd(
     traffic moves to a version only once its Deployment is Available. A spec.rollout takes one
     step per apply; --wait walks it to the end. PATH may be a plan saved by `plan --out`: it is
     applied exactly, or refused (exit 1) if what it was made from has changed since."""
+    from controller.core.errors import ApplyFailed
+    from controller.core.plan.changeset import ChangeSet
     from controller.core.render.formats import render_changeset, render_json
     from controller.core.rollout.progress import Running
 
@@ -249,15 +253,21 @@ def apply_cmd(
     deadline = time.monotonic() + timeout
     said: dict[str, str] = {}
     rounds = 0
+    done = ChangeSet()  # what every round so far did (--wait applies round after round)
     while True:
-        result = session.reconcile(
-            apply=True,
-            on_plan=show_plan if rounds == 0 else lambda p: output.consent_to_delete(p, opts.yes),
-            on_entry=output.show_entry if format is Format.text else None,
-        )  # fmt: skip
+        try:
+            result = session.reconcile(
+                apply=True,
+                on_plan=show_plan if rounds == 0 else lambda p: output.consent_to_delete(p, opts.yes),
+                on_entry=output.show_entry if format is Format.text else None,
+            )  # fmt: skip
+        except ApplyFailed as exc:
+            raise exc.after(done) from exc.cause
         rounds += 1
         if result.terminal is not None:
             raise typer.Exit(1)
+        if result.changeset is not None:
+            done = ChangeSet(done.entries + result.changeset.entries)
         recorded = {e.address for e in (result.changeset.entries if result.changeset else ())}
         for agent, progress in sorted(result.progress.items()):
             if f"{agent}.rollout" in recorded:
@@ -273,12 +283,12 @@ def apply_cmd(
             raise typer.Exit(1)
         time.sleep(max(0.5, min(result.requeue_after, 5.0)))
     if format is Format.json:
-        changeset = result.changeset.to_dict() if result.changeset else None
+        changeset = done.to_dict() if done.entries or result.changeset else None
         typer.echo(render_json({"plan": result.plan.to_dict(), "changeset": changeset}))
-    elif result.changeset is not None:
+    elif result.changeset is not None or done.entries:
         typer.echo("")
-        typer.echo(render_changeset(result.changeset).splitlines()[-1])
-        if result.changeset.waiting:
+        typer.echo(render_changeset(done).splitlines()[-1])
+        if result.changeset is not None and result.changeset.waiting:
             typer.echo("Some traffic waits for a version to become available: apply again (or "
                        "let the controller reconcile) once it is.")  # fmt: skip
     if format is Format.text and opts.target is Target.local:

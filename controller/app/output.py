@@ -31,6 +31,7 @@ __all__ = [
     "annotate",
     "configure_logging",
     "consent_to_delete",
+    "deleted_models",
     "err",
     "fail",
     "handled",
@@ -88,6 +89,7 @@ def annotate(diagnostics: Iterable[Diagnostic]) -> None:
 def fail(exc: AgentctlError, fmt: Format = Format.text) -> typer.Exit:
     """Say what went wrong and what was (not) applied; the command exits 1."""
     from controller.core.render.formats import (
+        apply_failed_document,
         render_apply_failed,
         render_diagnostics,
         render_json,
@@ -101,6 +103,8 @@ def fail(exc: AgentctlError, fmt: Format = Format.text) -> typer.Exit:
             typer.echo(render_json({"valid": False, "diagnostics": diags}))
         err(render_diagnostics(exc.diagnostics))
     elif isinstance(exc, ApplyFailed):
+        if fmt is Format.json:
+            typer.echo(render_json(apply_failed_document(exc)))
         err(render_apply_failed(exc.changeset, str(exc)))
     elif isinstance(exc, TemporaryBackendError):
         err(f"Error: {exc}")
@@ -143,15 +147,20 @@ def show_plan(plan: Plan, fmt: Format) -> None:
         err(("\n" if not plan.has_errors else "") + render_diagnostics(plan.diagnostics))
 
 
+def deleted_models(plan: Plan) -> list[str]:
+    """The registered models a plan deletes (``--prune``), sorted."""
+    from controller.core.plan.changes import Action, Kind
+
+    return sorted({c.model for c in plan.changes
+                   if c.kind is Kind.REGISTERED_MODEL and c.action is Action.DELETE})  # fmt: skip
+
+
 def consent_to_delete(plan: Plan, yes: bool) -> None:
     """A plan that deletes registered models (``--prune``) is applied only with consent: asked
     on a terminal, ``--yes`` otherwise. Without it, exit 1 before anything is applied."""
     import sys
 
-    from controller.core.plan.changes import Action, Kind
-
-    doomed = sorted({c.model for c in plan.changes
-                     if c.kind is Kind.REGISTERED_MODEL and c.action is Action.DELETE})  # fmt: skip
+    doomed = deleted_models(plan)
     if not doomed or yes:
         return
     names = ", ".join(f"'{m}'" for m in doomed)

@@ -12,6 +12,7 @@ import typer
 
 from controller.app import output, wiring
 from controller.app.options import Format, Options, Target
+from controller.app.output import deleted_models
 from controller.core.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -57,6 +58,14 @@ def save_plan(out: Path, result: Result, path: Path, opts: Options) -> None:
         tracking_uri=wiring.registry_identity(opts.tracking_uri), cluster=_cluster(opts),
     )  # fmt: skip
     write_saved(out, saved)
+    doomed = deleted_models(result.plan)
+    if doomed:
+        n = len(doomed)
+        output.err(
+            f"The plan saved to {out} deletes {n} registered model{'s' if n > 1 else ''} "
+            f"({', '.join(doomed)}) with every version; `agentctl apply {out}` will not ask "
+            "again: the saved plan is the consent."
+        )
 
 
 def apply_file(file: Path, fmt: Format, opts: Options) -> None:

@@ -100,12 +100,23 @@ class PermanentBackendError(BackendError):
 
 
 class ApplyFailed(AgentctlError):
-    """Apply stopped at a change it could not make. ``changeset`` says what was done before."""
+    """Apply stopped at a change it could not make. ``changeset`` says what was done before;
+    ``failed`` is the address of the change that failed ("" when none did: a lost lock)."""
 
-    def __init__(self, message: str, changeset: ChangeSet, cause: BaseException) -> None:
+    def __init__(
+        self, message: str, changeset: ChangeSet, cause: BaseException, failed: str = ""
+    ) -> None:
         self.changeset = changeset
         self.cause = cause
+        self.failed = failed
         super().__init__(message)
+
+    def after(self, done: ChangeSet) -> ApplyFailed:
+        """The same failure, after ``done`` (earlier rounds of ``apply --wait``)."""
+        from controller.core.plan.changeset import ChangeSet
+
+        whole = ChangeSet(done.entries + self.changeset.entries)
+        return ApplyFailed(str(self), whole, self.cause, self.failed)
 
 
 class NotReady(AgentctlError):

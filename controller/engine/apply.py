@@ -117,7 +117,7 @@ def _apply(
         for change in plan.changes:
             executor.check_source(change)
     except SourceChanged as exc:
-        raise ApplyFailed(str(exc), ChangeSet(), exc) from exc
+        raise ApplyFailed(str(exc), ChangeSet(), exc, change.address) from exc
     # Deleting a model no manifest declares (prune), and everything of an agent that is only
     # being removed, waits until the rest has gone through without a failure, as it does when
     # applying one change at a time: nothing is deleted in an apply that fails.
@@ -187,7 +187,8 @@ def _apply(
         first, error = min(failures, key=lambda f: f[0])
         if not isinstance(error, (BackendError, SourceChanged)):
             raise error
-        raise ApplyFailed(f"{plan.changes[first].address}: {error}", changeset, error) from error
+        address = plan.changes[first].address
+        raise ApplyFailed(f"{address}: {error}", changeset, error, address) from error
     return changeset
 
 

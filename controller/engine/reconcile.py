@@ -30,7 +30,7 @@ from controller.core.plan.changeset import ChangeSet, Entry
 from controller.core.plan.planner import DEFAULT_OWNER, plan
 from controller.core.plan.preview import ObjectPreview
 from controller.core.plan.scope import select
-from controller.core.rollout.progress import Progress
+from controller.core.rollout.progress import Progress, Running
 from controller.core.state.observed import RegistrySnapshot, ServingSnapshot
 from controller.engine.apply import apply as apply_plan
 from controller.engine.progressive import evaluate
@@ -236,8 +236,21 @@ def plan_round(
     baseline: Desired | None = None,
 ) -> tuple[Plan, Mapping[str, Progress]]:
     """The plan of one round, from its inputs alone: with a serving target, rollouts take their
-    next step first (gates measured through ``providers``; None: a dry run, not measured)."""
-    progress = evaluate(desired, observed, now, providers) if served is not None else {}
+    next step first (gates measured through ``providers``; None: a dry run, not measured).
+    Without one, nothing carries a rollout out, but its record is in the registry: the plan
+    reports where each rollout stands (a dry run, not measured), and no progress is returned."""
+    if served is None:
+        recorded = {
+            agent: p for agent, p in evaluate(desired, observed, now, None).items()
+            if isinstance(p, Running) and p.stored.state is not None
+            and p.stored.state.digest == p.state.digest  # recorded, not one it would start
+        }  # fmt: skip
+        the_plan = plan(
+            desired, observed, owner=owner, prune=prune, scope=scope, baseline=baseline,
+            rollouts=recorded,
+        )  # fmt: skip
+        return the_plan, {}
+    progress = evaluate(desired, observed, now, providers)
     the_plan = plan(
         desired, observed, owner=owner, prune=prune, scope=scope, baseline=baseline,
         serving=served, progress=progress,

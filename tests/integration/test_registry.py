@@ -185,6 +185,24 @@ def test_prune_deletes_only_when_asked(examples: Path, agentctl: Any, client: An
     assert names == {"support-bot"}
 
 
+def test_a_saved_prune_plan_says_it_is_the_consent(
+    examples: Path, agentctl: Any, client: Any, tmp_path: Path
+) -> None:
+    assert agentctl("apply", str(examples)).code == 0
+    (examples / "summarizer.yaml").unlink()
+    file = tmp_path / "p.json"
+    saved = agentctl("plan", str(examples), "--prune", "--out", str(file))
+    assert saved.code == 0, saved.err
+    assert (
+        f"The plan saved to {file} deletes 1 registered model (summarizer) with every version; "
+        f"`agentctl apply {file}` will not ask again" in saved.err
+    )
+    # Terraform's rule: the reviewed saved plan is the consent; no terminal, no --yes needed.
+    applied = agentctl("apply", str(file))
+    assert applied.code == 0, applied.err
+    assert {m.name for m in client.search_registered_models()} == {"support-bot"}
+
+
 def test_server_down_is_a_clear_error_after_bounded_retries(examples: Path, agentctl: Any) -> None:
     start = time.monotonic()
     result = agentctl("plan", str(examples), env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})

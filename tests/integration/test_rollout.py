@@ -348,6 +348,11 @@ def test_a_failing_version_is_rolled_back_by_its_trace_gate_before_half_the_traf
     assert (
         record["step"] == 1 and record["why"].startswith("errors ") and " > 0.1 " in record["why"]
     )
+    # The PR action plans with --target registry: the record is a registry tag, so it is shown
+    # there too, with the same exit code.
+    reg = b.agentctl("plan", str(b.root), "--target", "registry", "--detailed-exitcode")
+    assert reg.code == 2, reg.out + reg.err
+    assert held in reg.out and "No changes." not in reg.out
     status = b.agentctl("status", "support-bot", env=LOCAL)
     assert "Failed" in status.out and "rolled back: errors" in status.out, status.out
 
@@ -412,3 +417,39 @@ def test_abort_and_rollback_converge_and_a_second_apply_changes_nothing(bench: B
     assert reverted.code == 0, reverted.err
     assert b.champion() == 1 and b.weights() == {1: 100}
     assert "No changes." in b.apply().out
+
+
+def test_a_paused_or_running_rollout_is_never_no_changes(bench: Bench) -> None:
+    """A pause without a duration waits for `agentctl promote`: plan says so (every target, exit
+    2); a timed pause is a rollout in progress, not "No changes" either."""
+    b = bench
+    new_version(b, "v2 says hi.")
+    b.manifest.write_text(MANIFEST + rollout("      - weight: 20\n      - weight: 100\n"))
+    for _ in range(2):  # register v2 (served at 0 %), then start the rollout: step 1, 20 %
+        done = b.apply()
+        assert done.code == 0, done.out + done.err
+    assert b.weights() == {1: 80, 2: 20} and b.champion() == 1
+    paused = (
+        "  ! support-bot: rollout of version 2 paused at step 1/2 (20 %): run `agentctl "
+        "promote support-bot` to continue, or `agentctl rollout abort support-bot`"
+    )
+    for target in ("local", "registry"):
+        plan = b.agentctl("plan", str(b.root), "--target", target, "--detailed-exitcode",
+                          env=LOCAL)  # fmt: skip
+        assert plan.code == 2, plan.out + plan.err
+        assert plan.out.startswith("No changes to apply, but 1 agent needs attention:"), plan.out
+        assert paused in plan.out
+    js = b.agentctl("plan", str(b.root), "-f", "json", env=LOCAL)
+    assert [h["phase"] for h in json.loads(js.out)["held_rollouts"]] == ["Paused"]
+
+    # The same canary with a long timed pause: a new rollout, under way by itself.
+    b.manifest.write_text(
+        MANIFEST + rollout("      - weight: 20\n        pause: 600s\n      - weight: 100\n")
+    )
+    assert b.apply().code == 0
+    plan = b.agentctl("plan", str(b.root), "--target", "registry", "--detailed-exitcode")
+    assert plan.code == 2, plan.out + plan.err
+    assert plan.out.startswith(
+        "No changes to apply now; 1 rollout in progress (support-bot: step 1/2, 20 %, next step in "
+    ), plan.out
+    assert "match the manifests" not in plan.out

@@ -510,8 +510,11 @@ class Plan:
     agents: tuple[str, ...] = ()
     unchanged: int = 0  # objects compared and found as desired
     views: tuple[AgentView, ...] = ()
-    #: Rollouts that failed or were aborted: the manifest asks for what apply will not reach.
+    #: Rollouts the controller will not move on by itself (failed, aborted, paused until
+    #: promoted): the manifest asks for what apply will not reach.
     held: tuple[HeldRollout, ...] = ()
+    #: Rollouts under way (a timed pause, gates measured, a scale-down delay): pending work.
+    rolling: tuple[HeldRollout, ...] = ()
 
     @property
     def has_changes(self) -> bool:
@@ -519,8 +522,9 @@ class Plan:
 
     @property
     def reached(self) -> bool:
-        """Applying it reaches what the manifests ask for: no change pending, none held."""
-        return not self.changes and not self.held
+        """What the manifests ask for is reached: no change pending, no rollout held or under
+        way (``plan --detailed-exitcode`` exits 2 otherwise)."""
+        return not self.changes and not self.held and not self.rolling
 
     @property
     def has_errors(self) -> bool:
@@ -547,6 +551,7 @@ class Plan:
             "views": [v.to_dict() for v in self.views],
             "diagnostics": [d.to_dict() for d in self.diagnostics],
             "held_rollouts": [h.to_dict() for h in self.held],
+            "rollouts_in_progress": [h.to_dict() for h in self.rolling],
         }
 
     @classmethod
@@ -575,4 +580,5 @@ class Plan:
             unchanged=int(data.get("unchanged", 0)),
             views=tuple(AgentView.from_dict(v) for v in data.get("views", ())),
             held=tuple(HeldRollout.from_dict(h) for h in data.get("held_rollouts", ())),
+            rolling=tuple(HeldRollout.from_dict(h) for h in data.get("rollouts_in_progress", ())),
         )

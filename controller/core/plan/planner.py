@@ -105,6 +105,7 @@ def plan(
     baseline: Desired | None = None,
     serving: ServingSnapshot | None = None,
     progress: Mapping[str, Progress] | None = None,
+    rollouts: Mapping[str, Progress] | None = None,
 ) -> Plan:
     """Plan every agent, or with ``scope`` (agent -> why) only those; ``baseline`` is the desired
     state of the base revision, whose traffic the views show as "before". ``serving`` is what a
@@ -112,7 +113,10 @@ def plan(
     here); without it, ``spec.serving`` is validated but not planned. ``progress`` (agent -> this
     round of its rollout, :data:`controller.core.rollout.progress.Progress`) takes the place of
     the manifest's end state for the promote alias and the traffic split while a rollout runs;
-    it carries the rollout's record too (the planner reads no rollout tags)."""
+    it carries the rollout's record too (the planner reads no rollout tags). ``rollouts`` (by
+    default ``progress``) is what the plan reports of each rollout (held, under way): given
+    without ``progress`` when no serving target carries rollouts out (``--target registry``),
+    whose record is in the registry all the same."""
     changes: list[Change] = []
     diags: list[Diagnostic] = []
     views: list[AgentView] = []
@@ -131,6 +135,7 @@ def plan(
             serving.agents.get(desired_agent.name) if serving is not None else None,
             serving is not None,
             (progress or {}).get(desired_agent.name),
+            rollouts is not None and desired_agent.name in rollouts,
         )
         agent_changes.sort(key=lambda c: _PHASE[(c.kind, c.action)])
         changes.extend(agent_changes)
@@ -228,8 +233,11 @@ def plan(
                 "a serving target (--target local) reconciles it",
             )
         )
-    steps = {a.name: len(a.manifest.spec.rollout.steps) for a in desired.agents
+    specs = {a.name: a.manifest.spec.rollout for a in desired.agents
              if a.manifest.spec.rollout is not None}  # fmt: skip
+    reported = held_rollouts(
+        rollouts if rollouts is not None else progress or {}, (v.agent for v in views), specs
+    )
     return Plan(
         owner=owner,
         changes=tuple(changes),
@@ -237,7 +245,8 @@ def plan(
         agents=tuple(v.agent for v in views),
         unchanged=unchanged,
         views=tuple(views),
-        held=held_rollouts(progress or {}, (v.agent for v in views), steps),
+        held=tuple(h for h in reported if h.attention),
+        rolling=tuple(h for h in reported if not h.attention),
     )
 
 
@@ -271,6 +280,7 @@ def _plan_agent(
     served: AgentServing | None,
     plan_serving_too: bool,
     progress: Progress | None,
+    recorded: bool = False,
 ) -> tuple[list[Change], list[Diagnostic], int, tuple[_AliasView, ...]]:
     spec = agent.manifest.spec
     name = agent.model_name
@@ -430,17 +440,18 @@ def _plan_agent(
             and target != current_aliases[alias]
         ):
             target = current_aliases[alias]
-            diags.append(
-                Diagnostic(
-                    Severity.WARNING,
-                    f"alias '{alias}' stays on version {target}: spec.rollout moves it once a "
-                    "canary is promoted, which a serving target carries out (--target local or "
-                    "kubernetes)",
-                    agent.location(("spec", "rollout")),
-                    "spec.rollout",
-                    agent.name,
+            if not recorded:  # (a recorded rollout is reported as such: it says why)
+                diags.append(
+                    Diagnostic(
+                        Severity.WARNING,
+                        f"alias '{alias}' stays on version {target}: spec.rollout moves it once a "
+                        "canary is promoted, which a serving target carries out (--target local or "
+                        "kubernetes)",
+                        agent.location(("spec", "rollout")),
+                        "spec.rollout",
+                        agent.name,
+                    )
                 )
-            )
         alias_views.append(
             (alias, current_aliases.get(alias), "new" if isinstance(target, Pending) else target)
         )
@@ -530,6 +541,10 @@ def _plan_agent_serving(
             canary = resolved.get(progress.canary)
             if canary is not None:
                 weights.setdefault(canary, 0)
+    names: dict[str, str] = {}  # a pending version's digest -> its first name in the manifest
+    for ref, found in resolved.items():
+        if isinstance(found, Pending):
+            names.setdefault(found.digest, str(ref))
     return plan_serving(
-        agent.name, agent.model_name, DesiredServing(weights, shadow), served, change
+        agent.name, agent.model_name, DesiredServing(weights, shadow, names), served, change
     )

@@ -17,7 +17,7 @@ split never sends a request to a server that is not there.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from controller.core.plan.changes import (
     Action,
@@ -42,6 +42,9 @@ class DesiredServing:
 
     weights: Mapping[Target, int]
     shadow: tuple[Target, int] | None = None
+    #: A pending version's digest -> the manifest's name for it (``current``, ``stable``...): the
+    #: address of its ``served_version`` change, as its ``version`` change is named.
+    names: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def versions(self) -> list[Target]:
@@ -51,8 +54,10 @@ class DesiredServing:
         return wanted
 
 
-def _name(target: Target) -> str:
-    return "current" if isinstance(target, Pending) else str(target)
+def _name(target: Target, names: Mapping[str, str]) -> str:
+    if isinstance(target, Pending):
+        return names.get(target.digest, "current")
+    return str(target)
 
 
 def _split(weights: Mapping[Target, int]) -> TrafficSplit:
@@ -87,12 +92,14 @@ def plan_serving(
                 if isinstance(target, Pending)
                 else f"version {target} is not served"
             )
-            change(Kind.SERVED_VERSION, _name(target), Action.CREATE, None, after, why)
+            change(
+                Kind.SERVED_VERSION, _name(target, desired.names), Action.CREATE, None, after, why
+            )
         elif server.model != model:
             before = ServerState(server.version, server.model)
             change(
                 Kind.SERVED_VERSION,
-                _name(target),
+                _name(target, desired.names),
                 Action.REPLACE,
                 before,
                 after,
@@ -103,7 +110,7 @@ def plan_serving(
             why = server.status or f"restarted {server.restarts} times"
             change(
                 Kind.SERVED_VERSION,
-                _name(target),
+                _name(target, desired.names),
                 Action.UPDATE,
                 before,
                 ServerState(target, model, ready=True),
@@ -113,7 +120,7 @@ def plan_serving(
             before = ServerState(server.version, server.model)
             change(
                 Kind.SERVED_VERSION,
-                _name(target),
+                _name(target, desired.names),
                 Action.UPDATE,
                 before,
                 after,

@@ -15,6 +15,7 @@ from html import escape
 from typing import Any
 
 from controller.core.diagnostics import Diagnostics, Severity
+from controller.core.errors import ApplyFailed
 from controller.core.plan.changes import Action, AgentView, AliasTarget, Change, Kind, Plan
 from controller.core.plan.changeset import ChangeSet, Verb
 from controller.core.plan.preview import ObjectPreview, display
@@ -24,6 +25,7 @@ __all__ = [
     "FORMATS",
     "MARKER",
     "REDACTED",
+    "apply_failed_document",
     "attention",
     "headline",
     "redact",
@@ -68,23 +70,36 @@ def _summary_line(plan: Plan) -> str:
 
 def attention(plan: Plan) -> list[tuple[str, str]]:
     """(agent, what) for each thing a reviewer must know that no change fixes: a rollout that
-    failed or was aborted, and each warning about an agent (still served, or still registered,
-    though no manifest declares it)."""
+    failed, was aborted or waits for ``agentctl promote``, and each warning about an agent
+    (still served, or still registered, though no manifest declares it)."""
     out = [(h.agent, h.message) for h in plan.held]
     out += [(d.agent, d.message) for d in plan.diagnostics.warnings if d.agent]
     return out
 
 
+def _rolling(plan: Plan) -> str:
+    """The rollouts under way, in a few words: "1 rollout in progress (echo: step 1/2, ...)"."""
+    n = len(plan.rolling)
+    each = "; ".join(f"{h.agent}: {h.brief}" for h in plan.rolling)
+    return f"{n} rollout{'' if n == 1 else 's'} in progress ({each})"
+
+
 def headline(plan: Plan) -> str:
     """The plan's first word, the same in every format (and `apply`, `up`): never "No changes"
-    while something is pending."""
+    while something is pending: a change, something that needs attention, or a rollout under
+    way."""
     needs = attention(plan)
     n = len({agent for agent, _ in needs})
     who = f"{n} agent{' needs' if n == 1 else 's need'} attention"
+    rolling = f"; {_rolling(plan)}" if plan.rolling else ""
     if plan.changes:
-        return _summary_line(plan) + (f" {who}." if needs else "")
+        tail = [who] if needs else []
+        tail += [_rolling(plan)] if plan.rolling else []
+        return _summary_line(plan) + (" " + "; ".join(tail) + "." if tail else "")
     if needs:
-        return f"No changes to apply, but {who}:"
+        return f"No changes to apply, but {who}{rolling}:"
+    if plan.rolling:
+        return f"No changes to apply now{rolling}."
     return "No changes. The registry and serving match the manifests."
 
 
@@ -100,10 +115,16 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: redact(prefix, value)}
 
 
-def _show(value: Any) -> str:
-    """A value as JSON, except what only apply knows (a version it creates, an attribute or in
-    a list such as a traffic split's weights): ``(known after apply)``, as Terraform shows it."""
-    return "(known after apply)" if value is None else _nested(value)
+def _pending(key: str, value: Any) -> bool:
+    """What only apply knows: the number of a version it creates (a null ``version``)."""
+    return value is None and (key == "version" or key.endswith(".version"))
+
+
+def _show(value: Any, key: str = "version") -> str:
+    """A value as JSON (an absent one as ``null``), except what only apply knows (a version it
+    creates, an attribute or in a list such as a traffic split's weights): ``(known after
+    apply)``, as Terraform shows it."""
+    return "(known after apply)" if _pending(key, value) else _nested(value)
 
 
 def _nested(value: Any) -> str:
@@ -126,14 +147,23 @@ def _attribute_lines(change: Change) -> list[tuple[str, str, str]]:
     if isinstance(change.after, AliasTarget) and change.after.pending:
         after.pop("digest")  # the version's own change shows it
     lines = []
+
+    # An attribute without a value (a source without a config) is left out, as Terraform
+    # leaves out null attributes; one that gains or loses a value shows ``null`` on that side.
+    def valued(side: dict[str, Any], key: str) -> bool:
+        return side.get(key) is not None or (key in side and _pending(key, side[key]))
+
     for key in sorted(set(before) | set(after)):
+        if not valued(before, key) and not valued(after, key):
+            continue
         if key in before and key in after:
             if before[key] != after[key]:
-                lines.append(("~", key, f"{_show(before[key])} -> {_show(after[key])}"))
+                lines.append(("~", key, f"{_show(before[key], key)} -> {_show(after[key], key)}"))
         elif key in after:
-            lines.append(("+", key, _show(after[key])))
-        else:
-            lines.append(("-", key, _show(before[key])))
+            lines.append(("+", key, _show(after[key], key)))
+        else:  # gone: in an update it becomes null, as Terraform shows it
+            gone = " -> null" if change.after is not None else ""
+            lines.append(("-", key, _show(before[key], key) + gone))
     return lines
 
 
@@ -197,12 +227,17 @@ def _markdown(plan: Plan) -> str:
     agents: dict[str, list[Change]] = {a: [] for a in plan.agents}
     for change in plan.changes:
         agents.setdefault(change.agent, []).append(change)
+    if plan.rolling:
+        out += ["", "#### Rollouts in progress", ""]
+        out += [f"- {_code(h.agent)}: {_md(h.message)}" for h in plan.rolling]
+    # An agent listed above (a held or running rollout, a warning) is not "unchanged".
+    pending = {agent for agent, _ in needs} | {h.agent for h in plan.rolling}
     quiet = []
     for agent, changes in agents.items():
         view = views.get(agent)
         if changes or (view is not None and _view_differs(view)):
             out += _md_agent(agent, changes, view)
-        else:
+        elif agent not in pending:
             quiet.append(agent)
     if quiet:
         out += ["", "No changes for: " + ", ".join(_code(a) for a in quiet) + "."]
@@ -337,6 +372,17 @@ def render_apply_failed(changeset: ChangeSet, error: str) -> str:
     else:
         lines.append("Nothing was applied.")
     return "\n".join(lines)
+
+
+def apply_failed_document(exc: ApplyFailed) -> dict[str, Any]:
+    """``apply --format json`` when apply stops at a change: the error, the change that failed
+    and what was done before it (a document on stdout, as a successful apply prints one)."""
+    return {
+        "applied": False,
+        "error": redact_text(str(exc)),
+        "failed_change": exc.failed or None,
+        "changeset": exc.changeset.to_dict(),
+    }
 
 
 def _redact_object(value: Any, key: str = "") -> Any:

@@ -259,16 +259,18 @@ def decide(
     weights = dict(decision.weights)
     active = not new.phase.done
     requeue: float | None = None
+    wait: float | None = None
     if new.phase is Phase.PROMOTED:
         left = new.step_started + seconds(rollout.scale_down_delay) - now
         if left > 0 and new.stable != new.canary:
             weights[new.stable] = 0  # the old version keeps serving until the delay is over
-            active, requeue = True, max(left, 1.0)
+            active, requeue, wait = True, max(left, 1.0), left
     elif active:
         interval = seconds(rollout.analysis.interval) if rollout.analysis else None
         candidates = [] if interval is None else [interval - (now - new.measured_at)]
         pause = steps[new.step].pause
         if new.phase is Phase.PROGRESSING and pause is not None:
+            wait = max(pause - (now - new.step_started), 0.0)
             candidates.append(pause - (now - new.step_started))
         # A pause until promoted waits for a command: look for it every few seconds.
         candidates.append(10.0 if new.phase is Phase.PAUSED else 60.0)
@@ -284,6 +286,7 @@ def decide(
         active,
         requeue,
         event=_event(before, new),
+        wait=wait,
     )
 
 

@@ -128,6 +128,9 @@ class Running:
     active: bool
     requeue: float | None = None
     event: Event | None = None
+    #: Seconds until it moves on by itself: a timed pause's rest, or the scale-down delay's
+    #: (None: it waits for gates, or for a command).
+    wait: float | None = None
 
     @property
     def canary(self) -> int:

@@ -364,3 +364,58 @@ def test_what_every_round_answers() -> None:
     assert len(marks) == 5
     # the reason and when to look again are not where the rollout stands
     assert running.mark == replace(running, reason="other", requeue=1.0).mark
+
+
+def registry_plan(w: World, dt: float = 0.0) -> Result:
+    """``plan --target registry``: no serving target, the same registry."""
+    desired, _ = load(w.root)
+    return reconcile(desired, w.reg, apply=False, policy=NO_WAIT, wall=lambda: w.now + dt)
+
+
+def test_the_registry_target_plan_shows_a_failed_rollout_from_its_record(world: World) -> None:
+    w = world
+    w.apply(1)
+    w.source.m = Measurement(0.5, 40)
+    w.apply(10)
+    w.apply(10)
+    assert w.state is not None and w.state.phase is Phase.FAILED
+    result = registry_plan(w)
+    assert not result.plan.reached and result.progress == {}
+    (held,) = result.plan.held
+    assert (held.agent, held.phase, held.canary, held.stable) == ("bot", "Failed", 2, 1)
+    assert "errors 0.5 > 0.1" in held.message
+
+
+def test_the_registry_target_plan_shows_a_rollout_in_progress(world: World) -> None:
+    w = world
+    w.apply(1)  # step 1/3 at 20 %, a 60 s pause
+    result = registry_plan(w, 20)
+    assert not result.plan.reached and result.plan.held == ()
+    (going,) = result.plan.rolling
+    assert (going.phase, going.step, going.steps, going.percent) == ("Progressing", 1, 3, 20)
+    assert going.wait is not None and 39 <= going.wait <= 41
+    # The rollout's line says why the promote alias stays: no warning beside it.
+    assert [d for d in result.plan.diagnostics if d.field == "spec.rollout"] == []
+
+
+def test_the_registry_target_plan_shows_a_pause_until_promoted(world: World) -> None:
+    w = world
+    (w.root / "bot.yaml").write_text(GOOD + ROLLOUT.replace("        pause: 60s\n", "", 1))
+    w.apply(1)
+    assert w.state is not None and w.state.phase is Phase.PAUSED
+    (paused,) = registry_plan(w, 3600).plan.held
+    assert paused.phase == "Paused" and paused.percent == 20
+    assert "run `agentctl promote bot` to continue" in paused.message
+
+
+def test_the_registry_target_reports_no_rollout_that_was_never_recorded(tmp_path: Path) -> None:
+    root = write_repo(tmp_path, GOOD)
+    reg = FakeRegistry()
+    desired, _ = load(root)
+    reconcile(desired, reg, apply=True, policy=NO_WAIT)
+    (root / "config.yaml").write_text("greeting: hello\n")
+    (root / "bot.yaml").write_text(GOOD + ROLLOUT)
+    desired, _ = load(root)
+    reconcile(desired, reg, apply=True, policy=NO_WAIT)  # v2 registered; no serving, no rollout
+    result = reconcile(desired, reg, apply=False, policy=NO_WAIT)
+    assert result.plan.held == () and result.plan.rolling == ()

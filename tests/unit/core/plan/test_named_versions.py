@@ -86,3 +86,13 @@ def test_a_revision_is_carried_to_apply_and_shown() -> None:
     assert isinstance(stable.after, VersionCreate) and stable.after.commit == "a" * 40
     assert VersionCreate.from_dict(stable.after.to_dict()) == stable.after
     assert "at revision v1 (aaaaaaaaaaaa)" in stable.reason
+
+
+def test_each_new_served_version_is_addressed_by_its_name_and_survives_a_round_trip() -> None:
+    p = plan(desired(named()), snapshot(), serving=ServingSnapshot({}))
+    served = [c.address for c in p.changes if c.kind.value == "served_version"]
+    assert sorted(served) == ["bot.served_version.current", "bot.served_version.stable"]
+    assert len({c.address for c in p.changes}) == len(p.changes)
+    again = Plan.from_dict(p.to_dict())
+    assert [c.address for c in again.changes] == [c.address for c in p.changes]
+    assert again.changes == p.changes

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from controller.core.diagnostics import Diagnostic, Diagnostics, Severity
+from controller.core.manifest.schema import Rollout
 from controller.core.plan.changes import Plan
 from controller.core.plan.held import HeldRollout, held_rollouts
 from controller.core.render.formats import headline, render_plan
@@ -67,23 +68,87 @@ def test_changes_and_attention_are_both_counted() -> None:
     assert headline(p).startswith("Plan: ") and headline(p).endswith(" 1 agent needs attention.")
 
 
-def test_only_failed_or_aborted_rollouts_are_held() -> None:
-    def running(phase: Phase, message: str) -> Running:
-        state = RolloutState(canary=3, stable=2, digest="d", phase=phase, step=1, message=message)
-        weights = {2: 100} if phase.done else {2: 80, 3: 20}
-        return Running("champion", 2, weights, state, Stored(), message, active=not phase.done)
+def spec(*steps: dict[str, object]) -> Rollout:
+    return Rollout.model_validate(
+        {"canary": {"alias": "challenger"}, "promoteAlias": "champion", "steps": list(steps)}
+    )
 
+
+TIMED = spec({"weight": 20, "pause": "60s"}, {"weight": 100})
+UNTIL_PROMOTED = spec({"weight": 20}, {"weight": 100})
+
+
+def running(phase: Phase, message: str, *, wait: float | None = None, step: int = 0) -> Running:
+    state = RolloutState(canary=3, stable=2, digest="d", phase=phase, step=step, message=message)
+    weights = {2: 100} if phase.done else {2: 80, 3: 20}
+    return Running("champion", 2, weights, state, Stored(), message, active=not phase.done,
+                   wait=wait)  # fmt: skip
+
+
+def test_failed_aborted_and_paused_until_promoted_are_held_the_rest_is_in_progress() -> None:
     progress = {
         "a": running(
             Phase.FAILED, "rolled back: error_rate 0.31 > 0.05 (1 failed measurement(s), limit 1)"
         ),
-        "b": running(Phase.PROGRESSING, "step 2/3: 20%"),
+        "b": running(Phase.PROGRESSING, "step 1/2: 20% for 60 s", wait=40.0),
         "c": running(Phase.ABORTED, "aborted: all traffic to stable"),
-        "d": running(Phase.PROMOTED, "promoted"),
+        "d": running(Phase.PROMOTED, "promoted", step=1),
+        "e": running(Phase.PAUSED, "paused until promoted"),
+        "f": running(Phase.PAUSED, "inconclusive: errors not yet conclusive"),
     }
-    held = held_rollouts(progress, ["a", "b", "c", "d"], {"a": 3, "c": 3})
-    assert [(h.agent, h.phase, h.step, h.why) for h in held] == [
-        ("a", "Failed", 2, "error_rate 0.31 > 0.05 (1 failed measurement(s), limit 1)"),
-        ("c", "Aborted", 2, "all traffic to stable"),
+    specs = {"a": TIMED, "b": TIMED, "c": TIMED, "d": TIMED, "e": UNTIL_PROMOTED, "f": TIMED}
+    reported = held_rollouts(progress, "abcdef", specs)
+    assert [(h.agent, h.phase, h.step, h.attention) for h in reported] == [
+        ("a", "Failed", 1, True),
+        ("b", "Progressing", 1, False),
+        ("c", "Aborted", 1, True),
+        ("e", "Paused", 1, True),
+        ("f", "Progressing", 1, False),
+    ]  # d: promoted and done, the manifest's state reached
+    assert reported[0].why == "error_rate 0.31 > 0.05 (1 failed measurement(s), limit 1)"
+    assert reported[3].message == (
+        "rollout of version 3 paused at step 1/2 (20 %): run `agentctl promote e` to continue, "
+        "or `agentctl rollout abort e`"
+    )
+    assert reported[1].brief == "step 1/2, 20 %, next step in 40 s"
+    assert reported[4].brief == (
+        "step 1/2, 20 %, next step when its gates pass (inconclusive: errors not yet conclusive)"
+    )
+    assert held_rollouts(progress, ["b"], {}) == ()  # no spec.rollout any more: nothing to say
+
+
+def test_a_rollout_paused_until_promoted_is_not_no_changes_and_exits_2() -> None:
+    (paused,) = held_rollouts({"echo": running(Phase.PAUSED, "paused until promoted")},
+                              ["echo"], {"echo": UNTIL_PROMOTED})  # fmt: skip
+    p = Plan("me", agents=("echo",), held=(paused,))
+    assert not p.reached
+    assert render_plan(p, "text").splitlines() == [
+        "No changes to apply, but 1 agent needs attention:",
+        "  ! echo: rollout of version 3 paused at step 1/2 (20 %): run `agentctl promote echo` "
+        "to continue, or `agentctl rollout abort echo`",
     ]
-    assert held_rollouts(progress, ["b"], {}) == ()
+    data = json.loads(render_plan(p, "json"))
+    assert [h["phase"] for h in data["held_rollouts"]] == ["Paused"]
+    assert Plan.from_dict(data) == p
+
+
+def test_a_rollout_in_progress_is_pending_work_not_no_changes() -> None:
+    (going,) = held_rollouts({"echo": running(Phase.PROGRESSING, "step 1/2", wait=40.2)},
+                             ["echo"], {"echo": TIMED})  # fmt: skip
+    p = Plan("me", agents=("echo",), rolling=(going,))
+    assert not p.reached
+    assert headline(p) == (
+        "No changes to apply now; 1 rollout in progress (echo: step 1/2, 20 %, next step in 40 s)."
+    )
+    md = render_plan(p, "markdown")
+    assert "#### Rollouts in progress" in md and "No changes for" not in md
+    data = json.loads(render_plan(p, "json"))
+    assert data["held_rollouts"] == [] and data["rollouts_in_progress"][0]["wait_seconds"] == 40.2
+    assert Plan.from_dict(data) == p
+
+
+def test_markdown_does_not_list_an_agent_with_a_failed_rollout_as_no_changes() -> None:
+    p = Plan("me", agents=("summarizer", "quiet"), held=(FAILED,))
+    md = render_plan(p, "markdown")
+    assert "No changes for: <code>quiet</code>." in md
+    assert "<code>summarizer</code>: rollout of version 3 failed" in md

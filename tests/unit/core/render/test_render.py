@@ -75,3 +75,24 @@ def test_a_new_version_in_the_traffic_split_is_known_after_apply() -> None:
         {"version": 1, "percent": 90},
         {"version": None, "digest": D2, "percent": 10},
     ]
+
+
+def test_only_what_apply_creates_is_known_after_apply_and_an_absent_value_is_left_out() -> None:
+    p = plan(desired(agent("b")), snapshot())  # a source without a config
+    (version,) = [c for c in p.changes if c.kind.value == "model_version"]
+    assert version.after.to_dict()["config"] is None
+    text = render_plan(p, "text")
+    assert "+ version = (known after apply)" in text
+    assert text.count("(known after apply)") == 1
+    assert "config" not in text and "null" not in text
+
+
+def test_a_value_that_goes_away_shows_null() -> None:
+    from controller.core.plan.changes import Action, Change, Kind, ModelState
+    from controller.core.render.formats import _attribute_lines
+
+    before = ModelState({}, "an old description", name="b")
+    after = ModelState({}, None, name="b")
+    change = Change("b", "b", Kind.REGISTERED_MODEL, "", Action.UPDATE, before, after, "why")
+    lines = _attribute_lines(change)
+    assert ("-", "description", '"an old description" -> null') in lines
