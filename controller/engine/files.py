@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import stat
 
-__all__ = ["MAX_MANIFEST_BYTES", "MAX_SOURCE_BYTES", "Unreadable", "read_regular"]
+__all__ = ["MAX_MANIFEST_BYTES", "MAX_SOURCE_BYTES", "Unreadable", "read_regular", "shown_path"]
 
 #: The most a manifest file may hold (a desired state is text a person writes and reviews).
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -72,3 +72,11 @@ def read_regular(path: str | os.PathLike[str], limit: int) -> bytes:
     if len(data) > limit:
         raise Unreadable(f"more than the {_mib(limit)} a file may hold here: not read")
     return data
+
+
+def shown_path(file: str | os.PathLike[str]) -> str:
+    """How a file is named in a diagnostic: relative to the working directory."""
+    try:
+        return os.path.relpath(file)
+    except ValueError:  # another drive on Windows
+        return str(file)

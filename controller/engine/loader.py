@@ -33,7 +33,7 @@ from controller.core.manifest.schema import (
     ServingDefaultsSpec,
 )
 from controller.core.plan.kube_objects import resolve_settings
-from controller.engine.files import MAX_MANIFEST_BYTES, Unreadable, read_regular
+from controller.engine.files import MAX_MANIFEST_BYTES, Unreadable, read_regular, shown_path
 from controller.engine.source import resolve_sources
 from controller.ports import SourceHistory
 
@@ -105,7 +105,7 @@ def load(
     by_model: dict[str, _Built] = {}
     defaults: _Defaults | None = None
     for file in _manifest_files(base):
-        display = _display(file)
+        display = shown_path(file)
         for doc in _read_documents(file, display, root_dir, out):
             kind, misspelt = _kind(doc, out)
             if kind == DEFAULTS_KIND:
@@ -326,13 +326,6 @@ def _clash(
             f"'{first.agent.name}' ({first.agent.location(name_path)})"
         )
     return None
-
-
-def _display(file: Path) -> str:
-    try:
-        return os.path.relpath(file)
-    except ValueError:  # another drive on Windows
-        return str(file)
 
 
 def _manifest_files(base: Path) -> Iterator[Path]:

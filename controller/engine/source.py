@@ -20,7 +20,7 @@ from controller.core.manifest.checks import FieldPath, field_name
 from controller.core.manifest.desired import DesiredAgent, ResolvedSource
 from controller.core.manifest.schema import CURRENT
 from controller.core.state.digest import normalize_requirement, source_digest
-from controller.engine.files import MAX_SOURCE_BYTES, Unreadable, read_regular
+from controller.engine.files import MAX_SOURCE_BYTES, Unreadable, read_regular, shown_path
 from controller.ports import SourceHistory
 
 __all__ = ["Error", "resolve_sources"]
@@ -159,7 +159,7 @@ def _resolve(
         if found is None:
             return None
         requirements_ref, data = found
-        display = f"{requirements_ref}@{at.revision}" if at else _display(root / requirements_ref)
+        display = f"{requirements_ref}@{at.revision}" if at else shown_path(root / requirements_ref)
         try:
             lines = data.decode("utf-8").splitlines()
         except UnicodeDecodeError as exc:
@@ -245,14 +245,7 @@ def _read(
         return target.relative_to(root).as_posix(), read_regular(target, MAX_SOURCE_BYTES)
     except Unreadable as exc:
         if path[-1] == "pipRequirements":  # the requirements file itself is at fault
-            error(Location(_display(target), 1, 1), "", exc.reason)
+            error(Location(shown_path(target), 1, 1), "", exc.reason)
         else:
             error(loc, where, exc.reason)
         return None
-
-
-def _display(file: Path) -> str:
-    try:
-        return os.path.relpath(file)
-    except ValueError:  # another drive on Windows
-        return str(file)

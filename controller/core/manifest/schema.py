@@ -459,7 +459,8 @@ class AgentSpec(_Model):
     versions: list[VersionEntry] = Field(
         default_factory=list,
         description="The versions the agent keeps, for aliases and traffic to name: 'current' "
-        "(from spec.source) or registry numbers; '- 3' and '- current' are shorthands.",
+        "(from spec.source), names with a source of their own, or registry numbers; '- 3' and "
+        "'- current' are shorthands.",
     )
     aliases: dict[AliasName, VersionRef] = Field(
         default_factory=dict,
