@@ -363,7 +363,7 @@ def test_the_controller_s_isolated_logging_registers_and_fails_the_same_way(
         bot.source.pip_requirements,
         bot.source.digest,
     )
-    registry = MlflowRegistry(mlflow_server.url, isolate_logging=True)
+    registry = MlflowRegistry(mlflow_server.url)
     registry.create_model("summarizer", None, {})
     assert registry.log_version("summarizer", src, {DIGEST_TAG: src.digest}, None) == 1
     assert registry.find_version("summarizer", src.digest) == 1
