@@ -351,6 +351,12 @@ class MlflowRegistry:
     ) -> int:
         exp_id = self._experiment_id(name)
         model_uri, run_id, model_id = log_model_isolated(self.tracking_uri, exp_id, source)
+        # MLflow's sqlalchemy registry resolves a models:/<model id> source through the global
+        # tracking URI, not this client's: point it at this registry (the model was logged by a
+        # child, so nothing in this process has set it).
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
         # Tags and description go in with the version itself: a version never exists without
         # its digest, so a crash here cannot lead to the same source being registered twice.
         try:
