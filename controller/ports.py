@@ -46,6 +46,7 @@ class VersionSource:
     digest: str
     code_ref: str = ""
     owner: str = ""  # tagged on the run and the logged model (what `gc` goes by)
+    written_by: str = ""  # ``agentctl <version>``, tagged on the run and the logged model
 
     @property
     def label(self) -> str:

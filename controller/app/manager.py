@@ -69,7 +69,7 @@ def run(opts: ControllerOptions) -> int:
     # Against a tracking server the registry speaks REST: the MLflow client's imports (pandas,
     # numpy, pyarrow...) would more than double the controller's memory. Models are logged in
     # a child process either way.
-    backends = wiring.backends(c, latest.settings, attach=True, isolate_logging=True, api=api)
+    backends = wiring.backends(c, latest.settings, attach=True, api=api)
     events, elector = _leadership(opts, api, identity, backends.serving, metrics, wakeups, stop)
     is_leader: Callable[[], bool] = elector.is_leader if elector is not None else lambda: True
     if elector is None:

@@ -43,10 +43,10 @@ __all__ = [
 ]
 
 
-def registry(tracking_uri: str, *, isolate_logging: bool = False) -> AnyRegistry:
+def registry(tracking_uri: str) -> AnyRegistry:
     """Against a tracking server, its REST API (no mlflow import: a plan of 1,000 agents takes
-    two requests; a model is logged in a child process); otherwise (a sqlite file, a local
-    directory, Databricks) the MLflow client, logging in a child with ``isolate_logging``."""
+    two requests); otherwise (a sqlite file, a local directory, Databricks) the MLflow client.
+    Either logs a model in a child process: the agent's code never runs in agentctl's own."""
     from controller.adapters.mlflow.client import MlflowRegistry
     from controller.adapters.mlflow.rest import RestRegistry, usable
 
@@ -57,8 +57,6 @@ def registry(tracking_uri: str, *, isolate_logging: bool = False) -> AnyRegistry
         )
     if usable(tracking_uri):
         return RestRegistry(tracking_uri)
-    if isolate_logging:
-        return MlflowRegistry(tracking_uri, isolate_logging=True)
     return MlflowRegistry(tracking_uri)
 
 
@@ -144,7 +142,6 @@ def backends(
     settings: Callable[[str], Settings],
     *,
     attach: bool = False,
-    isolate_logging: bool = False,
     api: tuple[KubeApi, str] | None = None,
 ) -> Backends:
     """Everything a reconcile talks to."""
@@ -152,7 +149,7 @@ def backends(
     from controller.engine.reconcile import Backends
     from controller.engine.retry import RetryPolicy
 
-    reg = registry(opts.tracking_uri, isolate_logging=isolate_logging)
+    reg = registry(opts.tracking_uri)
     target = serving(opts, reg, settings, attach=attach, api=api)
     providers = metric_providers(opts, reg, target)
     return Backends(reg, target, providers, RetryPolicy.from_env(), written_by(), GitHistory())
@@ -174,7 +171,11 @@ def lock(opts: Options, registry: Registry) -> Callable[[], RegistryLock] | None
     if not opts.lock:
         return None
     return lambda: RegistryLock(
-        registry, opts.owner, timeout=opts.lock_timeout, policy=RetryPolicy.from_env()
+        registry,
+        opts.owner,
+        timeout=opts.lock_timeout,
+        policy=RetryPolicy.from_env(),
+        written_by=written_by(),
     )
 
 

@@ -206,6 +206,7 @@ class _Executor:
         self.registry = registry
         self.history = history
         self.owner = owner
+        self.written_by = written_by
         self.stamp = {WRITTEN_BY_TAG: written_by} if written_by else {}
         self.serving = serving
         self.root = root
@@ -218,7 +219,12 @@ class _Executor:
     def check_source(self, change: Change) -> None:
         if change.kind is Kind.MODEL_VERSION and change.action is Action.CREATE:
             self.sources[change.address] = snapshot.take(
-                change.agent, self.root, change.after_as(VersionCreate), self.owner, self.history
+                change.agent,
+                self.root,
+                change.after_as(VersionCreate),
+                self.owner,
+                self.history,
+                self.written_by,
             )
 
     def close(self) -> None:

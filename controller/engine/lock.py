@@ -6,7 +6,9 @@ it, then raises :class:`LockHeld` naming the holder and since when. A lock past 
 whose holder is a process of this host that is gone (a killed apply), is taken over by renaming
 it to a name unique to its id: of two takers one rename succeeds, the other creates in vain and
 waits. While held, a thread renews the expiry every third of ``ttl``; leaving the ``with`` block
-(Ctrl-C too) deletes it. :func:`force_unlock` deletes a lock by its id.
+(Ctrl-C too) deletes it. :func:`force_unlock` deletes a lock by its id. The lock model also says
+which agentctl wrote it (``agentctl.io/written-by``, when given ``written_by``), which no reader of
+the record goes by.
 
 The controller does not take it: it holds a Kubernetes Lease among its replicas, and an apply
 beside it converges without a lock (:mod:`controller.engine.apply`, one version per digest).
@@ -26,6 +28,7 @@ from types import TracebackType
 
 from controller.core.errors import AgentctlError, BackendError
 from controller.core.state.lock import EXPIRES_TAG, LockRecord, expired_model, lock_model
+from controller.core.state.observed import WRITTEN_BY_TAG
 from controller.engine.retry import RetryPolicy
 from controller.ports import Registry
 
@@ -84,8 +87,10 @@ class RegistryLock:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         alive: Callable[[str], bool] = _alive,
+        written_by: str = "",
     ) -> None:
         self.registry, self.owner, self.timeout, self.ttl = registry, owner, timeout, ttl
+        self.stamp = {WRITTEN_BY_TAG: written_by} if written_by else {}
         self.policy = policy or RetryPolicy()
         self.holder = holder or this_process()
         self.name = lock_model(owner)
@@ -105,7 +110,7 @@ class RegistryLock:
         while True:
             now = self._wall()
             mine = LockRecord(uuid.uuid4().hex[:16], self.owner, self.holder, now, now + self.ttl)
-            tags_of_mine = mine.to_tags()
+            tags_of_mine = {**mine.to_tags(), **self.stamp}
             if call(partial(r.create_lock, self.name, tags_of_mine)):
                 self.record = mine
                 self._start_renewing()

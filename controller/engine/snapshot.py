@@ -53,11 +53,12 @@ def take(
     after: VersionCreate,
     owner: str = "",
     history: SourceHistory | None = None,
+    written_by: str = "",
 ) -> Snapshot:
     """Copy the source of ``after`` under ``root`` (or, if it names a commit, as ``history``
     reads it at that commit) into a private directory and check its digest against the plan's;
     the caller removes it (:meth:`Snapshot.remove`) once logged. ``owner`` goes on what is
-    logged from it."""
+    logged from it, and ``written_by`` (``agentctl <version>``)."""
 
     def read(ref: str) -> bytes:
         if after.commit is None:
@@ -91,7 +92,9 @@ def take(
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
-    source = VersionSource(agent, code_path, config_path, reqs, digest, after.code, owner)
+    source = VersionSource(
+        agent, code_path, config_path, reqs, digest, after.code, owner, written_by
+    )
     return Snapshot(directory, source)
 
 

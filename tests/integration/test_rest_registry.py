@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 ADAPTERS: dict[str, Callable[[str], Registry]] = {
     "rest": RestRegistry,
-    "client": lambda url: MlflowRegistry(url, isolate_logging=True),
+    "client": lambda url: MlflowRegistry(url),
 }
 
 

@@ -34,6 +34,8 @@ class FakeRegistry:
         #: (model, version) -> the code and config bytes logged, read from the source's paths
         #: when the version is logged (as the MLflow logger reads them)
         self.logged: dict[tuple[str, int], tuple[bytes | None, bytes | None]] = {}
+        #: What each version was logged from (owner and written_by: the run's and model's tags).
+        self.sources: dict[tuple[str, int], VersionSource] = {}
         #: what observe_logged reports: the runs and logged models agentctl's experiments hold
         self.runs: dict[str, LoggedRun] = {}
         self.logged_models: dict[str, LoggedModel] = {}
@@ -95,6 +97,7 @@ class FakeRegistry:
         number = max(m.versions, default=0) + 1
         m.versions[number] = ObservedVersion(number, tags=dict(tags), description=description or "")
         self.logged[(name, number)] = (_read(source.code_path), _read(source.config_path))
+        self.sources[(name, number)] = source
         return number
 
     def observe_logged(self) -> LoggedSnapshot:

@@ -35,6 +35,7 @@ import aiohttp
 
 from controller.adapters.local import access_log
 from controller.adapters.local.rundir import private_open, rotate, tail
+from controller.adapters.local.tracebacks import agent_failure
 
 __all__ = ["Command", "ModelServer", "ServerFailed", "free_port", "mlflow_serve"]
 
@@ -56,6 +57,8 @@ HEALTHY_RESET = 60.0  # seconds up after which the backoff starts again from BAC
 PING_FAILURES = 3
 PING_TIMEOUT = 2.0
 LOG_MAX_BYTES = 10 << 20  # a model server's log, and one older file of about as much
+#: How much of the end of its log is searched for the agent's traceback when it fails to start.
+LOG_SCAN_BYTES = 256 << 10
 
 
 class ServerFailed(Exception):
@@ -167,18 +170,32 @@ class ModelServer:
             if self.failures_before_ready >= 2:
                 raise ServerFailed(
                     f"the model server for {self.agent} version {self.version} exited "
-                    f"{self.failures_before_ready} times before it was ready; "
-                    f"its log ({self.log_path}) ends:\n{self.log_tail()}"
+                    f"{self.failures_before_ready} times before it was ready{self.why()}"
                 )
             if time.monotonic() > deadline:
                 raise ServerFailed(
                     f"the model server for {self.agent} version {self.version} was not ready "
-                    f"after {timeout:.0f} s; its log ({self.log_path}) ends:\n{self.log_tail()}"
+                    f"after {timeout:.0f} s{self.why()}"
                 )
             await asyncio.sleep(0.05)
 
     def log_tail(self) -> str:
         return tail(self.log_path)
+
+    def why(self) -> str:
+        """What its log says went wrong: the agent's own traceback (its exception and frames in
+        the agent's code) and the log's path, else the log's last lines."""
+        try:
+            with open(self.log_path, "rb") as fh:
+                end = fh.seek(0, os.SEEK_END)
+                fh.seek(max(end - LOG_SCAN_BYTES, 0))
+                text = fh.read().decode("utf-8", "replace")
+        except OSError:
+            text = ""
+        found = agent_failure(text)
+        if found is not None:
+            return f": {found}; see its log {self.log_path}"
+        return f"; its log ({self.log_path}) ends:\n{self.log_tail()}"
 
     async def stop(self, drain: float = 30.0, grace: float = 10.0) -> None:
         """Let requests in flight finish (up to ``drain`` s), then SIGTERM, then SIGKILL."""

@@ -13,12 +13,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
-from controller.adapters.mlflow.logger import (
-    failure_message,
-    is_transport,
-    log_model,
-    log_model_isolated,
-)
+from controller.adapters.mlflow.logger import log_model_isolated
 from controller.core.errors import (
     BackendError,
     OutcomeUnknown,
@@ -86,17 +81,15 @@ def trace_filter(model_id: str, since_ms: int) -> str:
 
 
 class MlflowRegistry:
-    def __init__(
-        self, tracking_uri: str, *, http_timeout: int = 30, isolate_logging: bool = False
-    ) -> None:
-        """``isolate_logging``: log models in a child process (the controller does)."""
+    def __init__(self, tracking_uri: str, *, http_timeout: int = 30) -> None:
+        """Models are always logged in a child process (:mod:`controller.adapters.mlflow.logger`):
+        the agent's code never runs in this one."""
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(http_timeout))
         self.tracking_uri = tracking_uri
         #: How the registry is named in messages: never with the URI's credentials.
         self.shown = without_credentials(tracking_uri)
-        self.isolate_logging = isolate_logging
         self._lazy_client: Any = None
 
     @property
@@ -357,21 +350,13 @@ class MlflowRegistry:
         self, name: str, source: VersionSource, tags: Mapping[str, str], description: str | None
     ) -> int:
         exp_id = self._experiment_id(name)
-        if self.isolate_logging:
-            model_uri, run_id, model_id = log_model_isolated(self.tracking_uri, exp_id, source)
-        else:
-            try:
-                model_uri, run_id, model_id = log_model(self.tracking_uri, exp_id, source)
-            except Exception as exc:
-                if is_transport(exc):
-                    raise  # the server: translated (and maybe retried) by the caller
-                # The agent's own code failed to import or to answer the validation request:
-                # retrying cannot help.
-                raise PermanentBackendError(
-                    failure_message(exc, source),
-                    operation="log model version",
-                    target=name,
-                ) from exc
+        model_uri, run_id, model_id = log_model_isolated(self.tracking_uri, exp_id, source)
+        # MLflow's sqlalchemy registry resolves a models:/<model id> source through the global
+        # tracking URI, not this client's: point it at this registry (the model was logged by a
+        # child, so nothing in this process has set it).
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
         # Tags and description go in with the version itself: a version never exists without
         # its digest, so a crash here cannot lead to the same source being registered twice.
         try:

@@ -6,17 +6,20 @@ its own; the agent's frames are in the cause. :func:`agent_failure` walks the ch
 contexts), keeps the last frames whose file is one of the agent's (``files`` maps each path the
 code was loaded from to the name to show), and says them as ``agent.py:12: in <module>:
 ZeroDivisionError: division by zero``. With no frame in the agent's files (``set_model`` given
-something MLflow refuses), it is MLflow's own message.
+something MLflow refuses), it is MLflow's own message, with the paths of the agent's files in
+it named as the repository names them (:func:`rename_paths`). A :class:`SyntaxError` has no frame
+in the agent's file (the file never ran): its ``filename`` and ``lineno`` say where.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import traceback
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-__all__ = ["Frame", "agent_failure", "agent_frames", "describe"]
+__all__ = ["Frame", "agent_failure", "agent_frames", "describe", "rename_paths"]
 
 #: How many of the agent's frames a message names (the innermost first).
 LIMIT = 3
@@ -65,6 +68,10 @@ def agent_frames(
             for fs in traceback.extract_tb(link.__traceback__)
             if (name := _name(fs.filename, files)) is not None
         )
+        if isinstance(link, SyntaxError) and link.filename:
+            name = _name(link.filename, files)
+            if name is not None:  # where the parser stopped: after any frame that compiled it
+                frames = (*frames, Frame(name, link.lineno or 0, "<module>"))
         if frames:
             found = (link, frames)
     return found
@@ -90,6 +97,18 @@ def agent_failure(exc: BaseException, files: Mapping[str, str]) -> str | None:
     return describe(_error(raised), frames)
 
 
+def rename_paths(text: str, files: Mapping[str, str]) -> str:
+    """``text`` with each path of the agent's files in it (the path it was loaded from, or
+    MLflow's copy in a ``code`` directory) replaced by the repository's name of the file."""
+    for path, name in files.items():
+        copy = re.escape(os.sep + os.path.join("code", os.path.basename(path)))
+        pattern = rf"(?:{re.escape(path)}|[^\s'\"()]*{copy})(?!\w|\.\w)"
+        text = re.sub(pattern, name.replace("\\", "\\\\"), text)
+    return text
+
+
 def _error(exc: BaseException) -> str:
+    if isinstance(exc, SyntaxError) and exc.msg:  # its str() repeats the (snapshot's) file name
+        return f"{type(exc).__name__}: {exc.msg}"
     text = str(getattr(exc, "message", exc))
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

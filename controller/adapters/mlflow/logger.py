@@ -1,11 +1,14 @@
 """Logging an agent's source as an MLflow model (``mlflow.pyfunc.log_model``, models from code),
-in this process or in a process of its own.
+always in a process of its own.
 
-The controller logs in a child process (``python -m controller.adapters.mlflow.logger``): logging
-imports the agent's code to validate it, and imports ``mlflow.pyfunc`` (over 100 MiB), neither of
-which belongs in a long-running controller. The child reads its request as JSON on stdin and
-writes its answer to the file named by its one argument; registering the version (with its
-digest tag) stays with the caller, so a version never exists without its digest.
+Logging imports the agent's code to validate it, and the agent's code may end the process that
+runs it (``sys.exit``, ``os._exit``, a signal), so it never runs in agentctl's own: every command
+that logs, against any tracking URI (a sqlite file included), starts ``python -m
+controller.adapters.mlflow.logger``. The child reads its request as JSON on stdin, writes the id
+of the run it starts to ``<answer>.run`` and its answer to the file named by its one argument;
+registering the version (with its digest tag) stays with the caller, so a version never exists
+without its digest. A child that ends without an answer is reported with its exit status and the
+last lines of its stderr, and the run it started is deleted by a second child (``--forget``).
 """
 
 from __future__ import annotations
@@ -13,34 +16,46 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from controller.adapters.mlflow.frames import agent_failure
+from controller.adapters.mlflow.frames import agent_failure, rename_paths
 from controller.core.errors import PermanentBackendError, TemporaryBackendError
-from controller.core.state.observed import AGENT_TAG, DIGEST_TAG, OWNER_TAG
+from controller.core.secrets import redact_text
+from controller.core.state.observed import AGENT_TAG, DIGEST_TAG, OWNER_TAG, WRITTEN_BY_TAG
 from controller.ports import VersionSource
 
 __all__ = [
     "INPUT_EXAMPLE",
     "Logged",
+    "child_uri",
+    "exit_status",
     "failure_message",
     "is_transport",
-    "log_model",
     "log_model_isolated",
 ]
 
 INPUT_EXAMPLE = {"input": [{"role": "user", "content": "Hello, what can you do?"}]}
 Logged = tuple[str, str, str | None]  # model URI, run id, logged model id
+#: How many of a dead child's last stderr lines a message shows.
+TAIL = 5
 
 
-def log_model(tracking_uri: str, experiment_id: str, source: VersionSource) -> Logged:
-    """Log in this process; MLflow's exceptions propagate. When the agent's code fails (not the
-    server), the run and the logged model this attempt made are deleted: nothing is left that
-    the next apply would not make afresh."""
+def _log(
+    tracking_uri: str,
+    experiment_id: str,
+    source: VersionSource,
+    started: Callable[[str], None] | None = None,
+) -> Logged:
+    """Log in this process (the child's work); MLflow's exceptions propagate. ``started`` is
+    told the run's id as soon as it exists. When the agent's code fails (not the server), even
+    by ``sys.exit`` or an interrupt, the run and the logged model this attempt made are deleted:
+    nothing is left that the next apply would not make afresh."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -48,12 +63,16 @@ def log_model(tracking_uri: str, experiment_id: str, source: VersionSource) -> L
     run_tags = {DIGEST_TAG: source.digest, AGENT_TAG: source.agent}
     if source.owner:
         run_tags[OWNER_TAG] = source.owner
+    if source.written_by:
+        run_tags[WRITTEN_BY_TAG] = source.written_by
     run_id = None
     try:
         with mlflow.start_run(
             experiment_id=experiment_id, run_name=f"log-{source.digest[7:19]}", tags=run_tags
         ) as run:
             run_id = run.info.run_id
+            if started is not None:
+                started(run_id)
             info = mlflow.pyfunc.log_model(
                 name="agent",
                 python_model=source.code_path,
@@ -62,7 +81,7 @@ def log_model(tracking_uri: str, experiment_id: str, source: VersionSource) -> L
                 input_example=INPUT_EXAMPLE,
                 tags=run_tags,
             )
-    except Exception as exc:
+    except BaseException as exc:
         if run_id is not None and not is_transport(exc):
             _forget(run_id)
         raise
@@ -83,47 +102,90 @@ def _forget(run_id: str) -> None:
         ):
             client.delete_logged_model(model.model_id)
     with contextlib.suppress(MlflowException, OSError):
+        if client.get_run(run_id).info.status == "RUNNING":  # its process died mid-log
+            client.set_terminated(run_id, "FAILED")
+    with contextlib.suppress(MlflowException, OSError):
         client.delete_run(run_id)
 
 
 def failure_message(exc: BaseException, source: VersionSource) -> str:
     """What to say when logging ``source`` failed in the agent's code: where in the agent's
     files (``agents/x/agent.py:12: in <module>: ZeroDivisionError: division by zero``), else
-    MLflow's message."""
-    files = {source.code_path: source.label}
-    if source.config_path:
-        files[source.config_path] = os.path.basename(source.config_path)
+    MLflow's message (the snapshot's paths in it named as the repository names them)."""
+    files = _files(source)
     where = agent_failure(exc, files)
     if where is not None:
         return f"{where} (while logging {source.label})"
-    return f"logging {source.label} failed: {getattr(exc, 'message', exc)}"
+    return (
+        f"logging {source.label} failed: {rename_paths(str(getattr(exc, 'message', exc)), files)}"
+    )
+
+
+def _files(source: VersionSource) -> dict[str, str]:
+    """The agent's files as logged (the snapshot's paths) -> as the repository names them."""
+    files = {source.code_path: source.label}
+    if source.config_path:
+        files[source.config_path] = os.path.basename(source.config_path)
+    return files
+
+
+def child_uri(tracking_uri: str) -> str:
+    """The tracking URI as the child is given it: a relative sqlite file made absolute, so that
+    the child writes to the very database (and, by its experiments, the artifact folder beside
+    it) that the parent reads, whatever its working directory."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix) or tracking_uri.startswith(prefix + "/"):
+        return tracking_uri
+    path, sep, query = tracking_uri[len(prefix) :].partition("?")
+    if not path or path == ":memory:":
+        return tracking_uri
+    return prefix + os.path.abspath(path) + sep + query
+
+
+def exit_status(returncode: int) -> str:
+    """``exited 3``, or ``was killed by SIGKILL`` for a negative return code."""
+    if returncode >= 0:
+        return f"exited {returncode}"
+    try:
+        return f"was killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"was killed by signal {-returncode}"
+
+
+def _child(
+    args: list[str], request: dict[str, Any], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    # -P (and PYTHONSAFEPATH for its children): the working directory, where a user's own
+    # `controller` package may be, is not on sys.path; relative paths still resolve.
+    return subprocess.run(
+        [sys.executable, "-P", "-m", "controller.adapters.mlflow.logger", *args],
+        env={**os.environ, "PYTHONSAFEPATH": "1"},
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def log_model_isolated(
     tracking_uri: str, experiment_id: str, source: VersionSource, timeout: float = 900.0
 ) -> Logged:
     """Log in a child process. A failure of the MLflow server is a TemporaryBackendError (the
-    caller's policy retries it); the agent's code failing, or the child dying, is permanent."""
+    caller's policy retries it); the agent's code failing, or the child ending without an answer
+    (an exit, a signal, a timeout), is permanent, and the run the child started is deleted."""
+    uri = child_uri(tracking_uri)
     request = {
-        "tracking_uri": tracking_uri,
+        "tracking_uri": uri,
         "experiment_id": experiment_id,
         "source": {**asdict(source), "pip_requirements": list(source.pip_requirements)},
     }
     with tempfile.TemporaryDirectory(prefix="agentctl-log-") as tmp:
         answer_file = os.path.join(tmp, "answer.json")
         try:
-            # -P (and PYTHONSAFEPATH for its children): the working directory, where a user's
-            # own `controller` package may be, is not on sys.path; relative paths still resolve.
-            child = subprocess.run(
-                [sys.executable, "-P", "-m", "controller.adapters.mlflow.logger", answer_file],
-                env={**os.environ, "PYTHONSAFEPATH": "1"},
-                input=json.dumps(request),
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
+            child = _child([answer_file], request, timeout)
+        except subprocess.TimeoutExpired as exc:  # subprocess.run has killed it
+            _forget_in_child(uri, answer_file)
             raise PermanentBackendError(
                 f"logging {source.label} took over {timeout:.0f} s",
                 operation="log model version",
@@ -132,16 +194,32 @@ def log_model_isolated(
             with open(answer_file) as fh:
                 answer: dict[str, Any] = json.load(fh)
         except (OSError, ValueError):
-            tail = (child.stderr or "").strip().splitlines()[-5:]
+            _forget_in_child(uri, answer_file)
+            stderr = rename_paths(redact_text(child.stderr or ""), _files(source))
+            tail = stderr.strip().splitlines()[-TAIL:]
             raise PermanentBackendError(
-                f"logging {source.label}: the logging process exited {child.returncode}"
-                + (f": {' / '.join(tail)}" if tail else ""),
+                f"logging {source.label}: the logging process {exit_status(child.returncode)}"
+                + (" without an answer" if child.returncode == 0 else "")
+                + (f": {' / '.join(line.strip() for line in tail)}" if tail else ""),
                 operation="log model version",
             ) from None
     if "error" in answer:
         error = TemporaryBackendError if answer.get("transport") else PermanentBackendError
         raise error(str(answer["error"]), operation="log model version")
     return answer["model_uri"], answer["run_id"], answer.get("model_id")
+
+
+def _forget_in_child(tracking_uri: str, answer_file: str) -> None:
+    """Delete the run a dead logging child started, if it said which (in another child: the
+    parent may not import mlflow). Best effort: `agentctl gc` finds what is left, by its tags."""
+    try:
+        with open(answer_file + ".run") as fh:
+            run_id = fh.read().strip()
+    except OSError:
+        return
+    if run_id:
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            _child(["--forget", run_id], {"tracking_uri": tracking_uri}, 120.0)
 
 
 def is_transport(exc: BaseException) -> bool:
@@ -168,9 +246,16 @@ def _die_with(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _main(answer_file: str) -> int:
+def _main(args: list[str]) -> int:
     _die_with(os.getppid())
     request = json.loads(sys.stdin.read())
+    if args[0] == "--forget":
+        import mlflow
+
+        mlflow.set_tracking_uri(request["tracking_uri"])
+        _forget(args[1])
+        return 0
+    answer_file = args[0]
     raw = request["source"]
     source = VersionSource(
         agent=raw["agent"],
@@ -180,9 +265,17 @@ def _main(answer_file: str) -> int:
         digest=raw["digest"],
         code_ref=raw.get("code_ref", ""),
         owner=raw.get("owner", ""),
+        written_by=raw.get("written_by", ""),
     )
+
+    def started(run_id: str) -> None:
+        with open(answer_file + ".run", "w") as fh:
+            fh.write(run_id)
+
     try:
-        uri, run_id, model_id = log_model(request["tracking_uri"], request["experiment_id"], source)
+        uri, run_id, model_id = _log(
+            request["tracking_uri"], request["experiment_id"], source, started
+        )
         answer: dict[str, Any] = {"model_uri": uri, "run_id": run_id, "model_id": model_id}
     except Exception as exc:
         transport = is_transport(exc)
@@ -194,4 +287,4 @@ def _main(answer_file: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1]))
+    sys.exit(_main(sys.argv[1:]))

@@ -469,6 +469,8 @@ def test_what_apply_writes_says_which_agentctl_wrote_it_and_that_is_never_a_chan
     assert first.changeset is not None and first.changeset.count(Verb.CREATED) == 3
     assert reg.models["bot"].tags[WRITTEN_BY_TAG] == "agentctl 1.0"
     assert reg.models["bot"].versions[1].tags[WRITTEN_BY_TAG] == "agentctl 1.0"
+    # The run and the logged model are tagged from the source the version is logged from.
+    assert reg.sources[("bot", 1)].written_by == "agentctl 1.0"
     writes = len(reg.writes)
     # A newer agentctl finds nothing to do: it does not rewrite every model to bump the tag.
     newer = Backends(reg, policy=NO_WAIT, written_by="agentctl 2.0")

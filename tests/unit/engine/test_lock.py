@@ -164,3 +164,23 @@ def test_a_lock_taken_over_while_held_is_lost_and_left_to_its_new_holder() -> No
         a.release()  # leaves b's lock alone
     assert _record(reg) == taken
     b.release()
+
+
+def test_the_lock_model_says_which_agentctl_wrote_it_and_is_still_a_lock_record() -> None:
+    from controller.core.state.observed import WRITTEN_BY_TAG
+
+    reg = FakeRegistry()
+    first = _lock(reg, "ci-1:100", written_by="agentctl 1.2")
+    mine = first.acquire()
+    try:
+        assert reg.models[lock_model("team")].tags[WRITTEN_BY_TAG] == "agentctl 1.2"
+        assert _record(reg) == mine
+        with pytest.raises(LockHeld, match="held by ci-1:100"):
+            _lock(reg, "ci-2:200").acquire()
+    finally:
+        first.release()
+    assert lock_model("team") not in reg.models
+    unstamped = _lock(reg, "ci-2:200")
+    unstamped.acquire()
+    assert WRITTEN_BY_TAG not in reg.models[lock_model("team")].tags
+    unstamped.release()

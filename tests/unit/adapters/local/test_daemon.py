@@ -265,3 +265,22 @@ def test_a_killed_server_is_marked_down_at_once_and_routed_around(tmp_path: Path
     routed_around = [(status, v) for status, v, ready in answers if not ready]
     assert routed_around and set(routed_around) == {(200, "1")}
     assert {v for status, v, _ in answers if status == 200} == {"1", "2"}
+
+
+def test_a_daemon_that_cannot_start_says_why_and_nothing_else(tmp_path: Path) -> None:
+    """Its router's port taken: one line, exit 1, no ``Unclosed client session`` noise."""
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-P", "-m", "controller.adapters.local.daemon",
+             "--run-dir", str(tmp_path / "run"), "--router-port", str(port)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip() == "cannot start local serving: [Errno 98] Address already in use"
+    assert not (tmp_path / "run" / "admin.sock").exists()

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from controller.adapters.mlflow.frames import Frame, agent_failure, agent_frames, describe
+from controller.adapters.mlflow.frames import (
+    Frame,
+    agent_failure,
+    agent_frames,
+    describe,
+    rename_paths,
+)
 
 
 def _load(path: Path) -> None:
@@ -72,3 +78,31 @@ def test_describe_keeps_only_the_last_frames() -> None:
     frames = tuple(Frame("a.py", n, f"f{n}") for n in range(1, 6))
     said = describe("E: x", frames)
     assert said == "a.py:5: in f5: E: x (called from a.py:4 in f4, a.py:3 in f3)"
+
+
+def test_a_syntax_error_names_the_agent_file_and_the_line_the_parser_stopped_at(
+    tmp_path: Path,
+) -> None:
+    code = tmp_path / "snapshot" / "code" / "bad.py"
+    code.parent.mkdir(parents=True)
+    code.write_text("import os\n\ndef f(:\n    pass\n")
+    with pytest.raises(RuntimeError) as caught:
+        _load(code)
+    said = agent_failure(caught.value, {str(code): "m2/agents/bad.py"})
+    assert said == "m2/agents/bad.py:3: in <module>: SyntaxError: invalid syntax"
+
+
+def test_paths_of_the_snapshot_and_of_mlflow_s_copy_are_named_as_the_repository_names_them() -> (
+    None
+):
+    files = {"/tmp/agentctl-source-ab12/code/bad.py": "m2/agents/bad.py"}
+    text = (
+        "Failed to run user code from /tmp/agentctl-source-ab12/code/bad.py. Error: x; "
+        'File "/tmp/tmpq1/agent/code/bad.py", line 4, in <module>; bad.py.bak stays; '
+        "/tmp/other/code/bad.pyc stays"
+    )
+    assert rename_paths(text, files) == (
+        "Failed to run user code from m2/agents/bad.py. Error: x; "
+        'File "m2/agents/bad.py", line 4, in <module>; bad.py.bak stays; '
+        "/tmp/other/code/bad.pyc stays"
+    )
