@@ -17,7 +17,8 @@ from tests.support.proxy import CountingProxy
 
 pytestmark = pytest.mark.integration
 
-OWNER = {"AGENTCTL_OWNER": "team-a"}
+# An owner no other test applies with: runs other tests leave on the shared server are not its own.
+OWNER = {"AGENTCTL_OWNER": "team-gc"}
 
 
 def _active(client: Any, model: str) -> tuple[set[str], set[str]]:
@@ -36,7 +37,7 @@ def test_gc_deletes_exactly_what_an_interrupted_apply_logged_and_no_version_refe
     (examples / "support-bot.yaml").unlink()  # one agent of one source: one model per apply
     one_source(examples)
     # The experiment outlives the registry's models between tests: what earlier tests logged
-    # (owner 'agentctl') stays, and is no business of team-a's gc.
+    # (owner 'agentctl') stays, and is no business of team-gc's gc.
     earlier_runs, earlier_models = _active(client, "summarizer")
     assert agentctl("apply", str(examples), env=OWNER).code == 0
     v1 = client.get_model_version("summarizer", "1")
@@ -61,14 +62,14 @@ def test_gc_deletes_exactly_what_an_interrupted_apply_logged_and_no_version_refe
     assert [v.version for v in client.search_model_versions("name='summarizer'")] == ["1"]
     for run_id in left_runs:  # the logger says whose it is and what it was logged from
         tags = client.get_run(run_id).data.tags
-        assert tags[OWNER_TAG] == "team-a" and tags[AGENT_TAG] == "summarizer"
+        assert tags[OWNER_TAG] == "team-gc" and tags[AGENT_TAG] == "summarizer"
         assert tags[DIGEST_TAG].startswith("sha256:")
 
     # Beside them: another owner's orphan, and a run of someone's own in the same experiment.
     other_exp = client.create_experiment(experiment_name("theirs"))
     theirs = client.create_run(other_exp, tags={OWNER_TAG: "team-b", DIGEST_TAG: "sha256:0"})
     client.set_terminated(theirs.info.run_id)
-    by_hand = client.create_run(exp_id, tags={OWNER_TAG: "team-a"})  # no digest: not agentctl's
+    by_hand = client.create_run(exp_id, tags={OWNER_TAG: "team-gc"})  # no digest: not agentctl's
     client.set_terminated(by_hand.info.run_id)
 
     young = agentctl("gc", env=OWNER)  # an hour by default: an apply may still register them
@@ -110,7 +111,7 @@ def test_both_adapters_read_and_delete_what_was_logged_alike(
     registry = (RestRegistry if adapter == "rest" else MlflowRegistry)(mlflow_server.url)
     exp_id = client.create_experiment(experiment_name(f"gc-{adapter}"))
     client.create_experiment(f"/elsewhere/gc-{adapter}")  # not agentctl's: never read
-    tags = {OWNER_TAG: "team-a", AGENT_TAG: "bot", DIGEST_TAG: "sha256:1"}
+    tags = {OWNER_TAG: "team-gc", AGENT_TAG: "bot", DIGEST_TAG: "sha256:1"}
     run = client.create_run(exp_id, tags=tags)
     client.set_terminated(run.info.run_id)
     lm = client.create_logged_model(exp_id, source_run_id=run.info.run_id, tags=tags)
