@@ -380,6 +380,9 @@ def _read_documents(file: Path, display: str, root: Path, out: _Collector) -> It
     except yaml.MarkedYAMLError as exc:
         loc = _mark(display, exc.problem_mark or exc.context_mark)
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
+        mark = exc.problem_mark
+        if mark is not None and text[mark.index : mark.index + 1] == "\t":
+            problem += " (a tab: YAML indents with spaces only)"
         out.error(loc, "", f"invalid YAML: {problem or exc}")
     except yaml.YAMLError as exc:
         out.error(Location(display, 1, 1), "", f"invalid YAML: {exc}")

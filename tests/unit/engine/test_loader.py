@@ -131,6 +131,16 @@ def test_malformed_yaml_points_at_the_problem(tmp_path: Path) -> None:
     assert "invalid YAML" in err.message
 
 
+def test_a_tab_in_the_indentation_is_named_as_such(tmp_path: Path) -> None:
+    write_repo(tmp_path, GOOD.replace("  aliases:\n", "\taliases:\n"))
+    (err,) = errors_of(tmp_path)
+    assert err.message.endswith("(a tab: YAML indents with spaces only)"), err.message
+    # Another YAML error says nothing of tabs.
+    write_repo(tmp_path, GOOD.replace("  aliases:\n", "  aliases: [\n"))
+    (err,) = errors_of(tmp_path)
+    assert "tab" not in err.message
+
+
 def test_duplicate_agents_name_both_places(tmp_path: Path) -> None:
     write_repo(tmp_path, GOOD)
     (tmp_path / "copy.yaml").write_text(GOOD)
