@@ -213,6 +213,7 @@ def _check_own_source(problems: list[Problem], spec: AgentSpec, i: int) -> None:
                     (*path, "version"),
                     f"'{entry.version}' names a version built from a source of its own: give this "
                     "entry a `source:` (or use a registry number or 'current')",
+                    (path,),  # a misspelt `source` key, dropped by a repair, is the real problem
                 )
             )
         return

@@ -24,11 +24,13 @@ from controller.core.rollout.codec import Phase
 from controller.core.rollout.machine import from_spec
 from controller.core.rollout.progress import Progress, Running
 
-__all__ = ["HeldRollout", "held_rollouts"]
+__all__ = ["WAITING", "HeldRollout", "held_rollouts"]
 
 #: The phases a plan reports: the recorded ones, except that "Paused" is only a pause until
 #: promoted (a hold for inconclusive gates is "Progressing": more measurements decide it).
 _ATTENTION = ("Failed", "Aborted", "Paused")
+#: A rollout that --target registry cannot start: a serving target walks it (pending work).
+WAITING = "Waiting"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +65,17 @@ class HeldRollout:
                 f"({self.percent} %): run `agentctl promote {self.agent}` to continue, or "
                 f"`agentctl rollout abort {self.agent}`"
             )
-        return f"rollout of version {self.canary}: {self.brief}"
+        version = f"version {self.canary}" if self.canary else "the new version"
+        return f"rollout of {version}: {self.brief}"
 
     @property
     def brief(self) -> str:
         """Where a rollout in progress stands, in a few words."""
+        if self.phase == WAITING:
+            return (
+                f"not started: a serving target (--target local or kubernetes) starts it; the "
+                f"promote alias stays on version {self.stable} until it is promoted"
+            )
         later = f"in {self.wait:.0f} s" if self.wait is not None else "when its gates pass"
         if self.phase == Phase.PROMOTED.value:
             return f"promoted; version {self.stable} stops serving {later}"

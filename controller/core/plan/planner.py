@@ -38,7 +38,7 @@ from controller.core.plan.changes import (
     Share,
     Target,
 )
-from controller.core.plan.held import held_rollouts
+from controller.core.plan.held import WAITING, HeldRollout, held_rollouts
 from controller.core.plan.kube_objects import settings_of
 from controller.core.plan.kube_outdated import mark_outdated
 from controller.core.plan.serving import DesiredServing, plan_serving, remove_serving
@@ -125,6 +125,7 @@ def plan(
         # A Kubernetes target reports the objects it read; what is outdated is decided here.
         serving = mark_outdated(serving, settings_of(desired))
     base = {a.name: a for a in baseline.agents} if baseline is not None else None
+    waiting: list[HeldRollout] = []
     for desired_agent in sorted(desired.agents, key=lambda a: a.name):
         if scope is not None and desired_agent.name not in scope:
             continue
@@ -136,6 +137,7 @@ def plan(
             serving is not None,
             (progress or {}).get(desired_agent.name),
             rollouts is not None and desired_agent.name in rollouts,
+            waiting,
         )
         agent_changes.sort(key=lambda c: _PHASE[(c.kind, c.action)])
         changes.extend(agent_changes)
@@ -246,7 +248,7 @@ def plan(
         unchanged=unchanged,
         views=tuple(views),
         held=tuple(h for h in reported if h.attention),
-        rolling=tuple(h for h in reported if not h.attention),
+        rolling=tuple(h for h in reported if not h.attention) + tuple(waiting),
     )
 
 
@@ -281,7 +283,11 @@ def _plan_agent(
     plan_serving_too: bool,
     progress: Progress | None,
     recorded: bool = False,
+    waiting: list[HeldRollout] | None = None,
 ) -> tuple[list[Change], list[Diagnostic], int, tuple[_AliasView, ...]]:
+    """One agent's changes. A rollout that only a serving target can start (the registry target
+    holds its promote alias) is added to ``waiting``."""
+    waiting = waiting if waiting is not None else []
     spec = agent.manifest.spec
     name = agent.model_name
     changes: list[Change] = []
@@ -439,17 +445,17 @@ def _plan_agent(
             and alias in current_aliases
             and target != current_aliases[alias]
         ):
-            target = current_aliases[alias]
+            asked, target = target, current_aliases[alias]
             if not recorded:  # (a recorded rollout is reported as such: it says why)
-                diags.append(
-                    Diagnostic(
-                        Severity.WARNING,
-                        f"alias '{alias}' stays on version {target}: spec.rollout moves it once a "
-                        "canary is promoted, which a serving target carries out (--target local or "
-                        "kubernetes)",
-                        agent.location(("spec", "rollout")),
-                        "spec.rollout",
+                waiting.append(
+                    HeldRollout(
                         agent.name,
+                        asked if isinstance(asked, int) else 0,
+                        target,
+                        WAITING,
+                        0,
+                        len(spec.rollout.steps),
+                        "",
                     )
                 )
         alias_views.append(

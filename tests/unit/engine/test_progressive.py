@@ -220,8 +220,14 @@ def test_the_registry_target_leaves_the_promote_alias_where_it_is(tmp_path: Path
     desired, _ = load(root)
     result = reconcile(desired, reg, apply=True, policy=NO_WAIT)
     assert reg.models["bot"].aliases["champion"] == 1 and 2 in reg.models["bot"].versions
-    [warning] = [d for d in result.plan.diagnostics if d.field == "spec.rollout"]
-    assert "stays on version 1" in warning.message
+    # Not a warning that leaves the plan "reached": a rollout only a serving target starts.
+    [waiting] = result.plan.rolling
+    assert (waiting.agent, waiting.phase, waiting.stable) == ("bot", "Waiting", 1)
+    again = reconcile(desired, reg, apply=False, policy=NO_WAIT).plan
+    assert not again.changes and not again.reached
+    [waiting] = again.rolling
+    assert (waiting.canary, waiting.stable) == (2, 1)
+    assert "stays on version 1" in waiting.message and "--target local" in waiting.message
 
 
 def test_a_revert_clears_the_record_so_rolling_forward_again_starts_afresh(world: World) -> None:
@@ -408,7 +414,7 @@ def test_the_registry_target_plan_shows_a_pause_until_promoted(world: World) -> 
     assert "run `agentctl promote bot` to continue" in paused.message
 
 
-def test_the_registry_target_reports_no_rollout_that_was_never_recorded(tmp_path: Path) -> None:
+def test_the_registry_target_holds_no_rollout_that_was_never_recorded(tmp_path: Path) -> None:
     root = write_repo(tmp_path, GOOD)
     reg = FakeRegistry()
     desired, _ = load(root)
@@ -418,4 +424,6 @@ def test_the_registry_target_reports_no_rollout_that_was_never_recorded(tmp_path
     desired, _ = load(root)
     reconcile(desired, reg, apply=True, policy=NO_WAIT)  # v2 registered; no serving, no rollout
     result = reconcile(desired, reg, apply=False, policy=NO_WAIT)
-    assert result.plan.held == () and result.plan.rolling == ()
+    # Nothing failed or paused (no attention needed); the rollout waits for a serving target.
+    assert result.plan.held == ()
+    assert [r.phase for r in result.plan.rolling] == ["Waiting"]
