@@ -1,5 +1,6 @@
 """Real servers for integration tests: one ``mlflow server`` (sqlite, 127.0.0.1, one worker)
-for the session, a clean registry per test, and a counting proxy in front of it."""
+for the session, a clean registry per test, and a counting proxy in front of it
+(tests/support/servers); agentctl runs, controllers and a kube-apiserver."""
 
 from __future__ import annotations
 
@@ -14,42 +15,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import servers
 from tests.support.controller import AGENTCTL, Proc
 from tests.support.kube_apiserver import ApiServer, api_server
 from tests.support.local import processes_of
-from tests.support.mlflow_server import MlflowServer, free_port
+from tests.support.mlflow_server import free_port
 from tests.support.proxy import CountingProxy
 
-# MLflow's client retries a failed request 7 times with backoff (minutes). In this process that
-# only ever hides a bug, and a request still queued when the session's server stops (an async
-# trace export) would hold up the interpreter's exit; fail fast instead.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def client(mlflow_server: MlflowServer):  # type: ignore[no-untyped-def]
-    """An MlflowClient on a registry emptied for this test."""
-    from mlflow import MlflowClient
-
-    c = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
-    for rm in c.search_registered_models(max_results=1000):
-        c.delete_registered_model(rm.name)
-    return c
-
-
-@pytest.fixture
-def proxy(mlflow_server: MlflowServer, client: object) -> Iterator[CountingProxy]:
-    with CountingProxy(mlflow_server.url) as p:
-        yield p
+# The suite's own MLflow server, a clean registry and a proxy (one server per suite).
+mlflow_server = servers.mlflow_server
+client = servers.client
+proxy = servers.proxy
 
 
 @dataclass
