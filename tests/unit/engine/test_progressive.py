@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.core.manifest.desired import DesiredAgent
+from controller.core.manifest.desired import Desired, DesiredAgent
 from controller.core.manifest.schema import CURRENT
 from controller.core.plan.changes import Kind
 from controller.core.rollout.codec import STATE_TAG, Phase, RolloutState, read
@@ -210,7 +210,8 @@ def test_a_dry_run_measures_nothing(world: World) -> None:
     assert not w.source.asked and result.progress["bot"].state is not None
 
 
-def test_the_registry_target_leaves_the_promote_alias_where_it_is(tmp_path: Path) -> None:
+def _a_new_version_with_a_rollout(tmp_path: Path) -> tuple[Desired, FakeRegistry]:
+    """Version 1 applied on the registry target; then a changed source and a spec.rollout."""
     root = write_repo(tmp_path, GOOD)
     reg = FakeRegistry()
     desired, _ = load(root)
@@ -218,6 +219,11 @@ def test_the_registry_target_leaves_the_promote_alias_where_it_is(tmp_path: Path
     (root / "config.yaml").write_text("greeting: hello\n")
     (root / "bot.yaml").write_text(GOOD + ROLLOUT)
     desired, _ = load(root)
+    return desired, reg
+
+
+def test_the_registry_target_leaves_the_promote_alias_where_it_is(tmp_path: Path) -> None:
+    desired, reg = _a_new_version_with_a_rollout(tmp_path)
     result = reconcile(desired, reg, apply=True, policy=NO_WAIT)
     assert reg.models["bot"].aliases["champion"] == 1 and 2 in reg.models["bot"].versions
     # Not a warning that leaves the plan "reached": a rollout only a serving target starts.
@@ -415,13 +421,7 @@ def test_the_registry_target_plan_shows_a_pause_until_promoted(world: World) -> 
 
 
 def test_the_registry_target_holds_no_rollout_that_was_never_recorded(tmp_path: Path) -> None:
-    root = write_repo(tmp_path, GOOD)
-    reg = FakeRegistry()
-    desired, _ = load(root)
-    reconcile(desired, reg, apply=True, policy=NO_WAIT)
-    (root / "config.yaml").write_text("greeting: hello\n")
-    (root / "bot.yaml").write_text(GOOD + ROLLOUT)
-    desired, _ = load(root)
+    desired, reg = _a_new_version_with_a_rollout(tmp_path)
     reconcile(desired, reg, apply=True, policy=NO_WAIT)  # v2 registered; no serving, no rollout
     result = reconcile(desired, reg, apply=False, policy=NO_WAIT)
     # Nothing failed or paused (no attention needed); the rollout waits for a serving target.
