@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from controller.core.evaluation.spec import EvaluationSpec
+from controller.core.evaluation.verdict import ScorerFigures
 from controller.core.plan.changes import Change
 from controller.core.plan.preview import ObjectPreview
 from controller.core.rollout.gates import Measurement
@@ -18,6 +20,10 @@ from controller.core.state.observed import ObservedVersion, RegistrySnapshot, Se
 
 __all__ = [
     "Clock",
+    "EvalOutcome",
+    "EvalRequest",
+    "EvalTarget",
+    "Evaluator",
     "EventSink",
     "GateQuery",
     "MetricProvider",
@@ -262,4 +268,51 @@ class TraceReader(Protocol):
     ) -> list[tuple[str, float]]:
         """(state ``OK`` / ``ERROR``, duration in ms) of each trace of logged model ``model_id``
         (in ``model``'s experiment) that started after ``since_ms``; at most ``limit``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class EvalTarget:
+    """What one evaluation predicts with: a registered version (``model`` and ``version``; its
+    logged model ``model_id`` gets the metrics), or a source that is not registered
+    (``source``: ``agentctl eval`` on a pull request's working tree)."""
+
+    label: str  # for messages: "v4", "current (working tree)"
+    model: str = ""
+    version: int | None = None
+    model_id: str = ""
+    source: VersionSource | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EvalRequest:
+    """Evaluate each target on ``spec``'s dataset with its scorers. Code scorers' files are
+    relative to ``root``; ``experiment`` names the MLflow experiment of the evaluation runs."""
+
+    agent: str
+    root: str
+    spec: EvaluationSpec
+    targets: tuple[EvalTarget, ...]
+    experiment: str = ""
+    owner: str = ""  # tagged on the evaluation runs
+
+
+@dataclass(frozen=True, slots=True)
+class EvalOutcome:
+    """One target's evaluation: its MLflow run and each scorer's figures."""
+
+    target: EvalTarget
+    run_id: str
+    figures: Mapping[str, ScorerFigures]
+
+
+class Evaluator(Protocol):
+    """Runs ``mlflow.genai.evaluate`` for an agent's versions, never in agentctl's own process
+    (the agent's code and the code scorers run in a child)."""
+
+    def evaluate(self, request: EvalRequest) -> list[EvalOutcome]:
+        """One outcome per target, in order. Raises
+        :class:`~controller.core.errors.EvaluationError` (naming the agent and the dataset or
+        scorer) when the evaluation cannot be made for a reason in the repository, and
+        :class:`~controller.core.errors.BackendError` when the tracking server fails."""
         ...

@@ -9,6 +9,8 @@ The tree::
      │    ├── TemporaryBackendError   worth retrying (connection refused, timeout, 429, 5xx)
      │    │    └── OutcomeUnknown     a create sent without an answer: it may still commit
      │    └── PermanentBackendError   retrying will not help (400, 403, 404 ...)
+     ├── EvaluationError              an evaluation could not be made (a dataset, a scorer, a judge)
+     ├── GateFailed                   a version missed its evaluation's thresholds: no alias, no traffic
      ├── ApplyFailed                  apply stopped part-way; carries the ChangeSet of what was done
      └── NotReady                     a served version did not become ready in time; traffic waits
 
@@ -27,6 +29,8 @@ __all__ = [
     "AgentctlError",
     "ApplyFailed",
     "BackendError",
+    "EvaluationError",
+    "GateFailed",
     "InvalidInput",
     "InvalidPlanFile",
     "NotReady",
@@ -97,6 +101,29 @@ class OutcomeUnknown(TemporaryBackendError):
 
 class PermanentBackendError(BackendError):
     """Retrying will not help: the request itself is wrong or forbidden."""
+
+
+class EvaluationError(AgentctlError):
+    """An evaluation could not be made, for a reason in the repository or the agent rather than
+    in a server: a dataset missing or malformed, a scorer file that does not load, a judge that
+    cannot be reached. The message names the agent and the file or scorer; nothing is moved."""
+
+
+class GateFailed(AgentctlError):
+    """A version missed its evaluation's thresholds (recorded on the version): it gets no alias
+    and no traffic. The message names the agent, the version, each scorer, figure and
+    threshold."""
+
+    def __init__(self, agent: str, version: int, reason: str, run_id: str = "") -> None:
+        self.agent = agent
+        self.version = version
+        self.reason = reason
+        self.run_id = run_id
+        run = f" (evaluation run {run_id})" if run_id else ""
+        super().__init__(
+            f"{agent}: version {version} failed its evaluation: {reason}{run}; it gets no alias "
+            "and no traffic"
+        )
 
 
 class ApplyFailed(AgentctlError):

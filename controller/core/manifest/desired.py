@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from controller.core.diagnostics import Location
+from controller.core.evaluation.spec import EvaluationSpec
 from controller.core.manifest.checks import FieldPath
 from controller.core.manifest.schema import (
     CURRENT,
@@ -52,6 +53,8 @@ class DesiredAgent:
     manifest_ref: str = ""  # the manifest file, relative to the root
     #: Each named version's source (spec.versions[].source over spec.source), in declaration order.
     named: Mapping[str, ResolvedSource] = field(default_factory=dict)
+    #: spec.evaluation resolved: the dataset's rows, the scorers, one digest over them.
+    evaluation: EvaluationSpec | None = None
 
     def source_of(self, ref: object) -> ResolvedSource | None:
         """The source a version reference is built from: spec.source for ``current``, a named

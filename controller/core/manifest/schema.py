@@ -27,7 +27,9 @@ __all__ = [
     "Analysis",
     "AnalysisGate",
     "CanaryRef",
+    "DatasetRef",
     "EntrySource",
+    "Evaluation",
     "GatewayRef",
     "KubernetesServing",
     "Metadata",
@@ -35,11 +37,13 @@ __all__ = [
     "Resources",
     "Rollout",
     "RolloutStep",
+    "ScorerRef",
     "Serving",
     "ServingDefaults",
     "ServingDefaultsSpec",
     "ShadowTarget",
     "Source",
+    "Threshold",
     "TrafficTarget",
     "VersionEntry",
     "VersionName",
@@ -413,6 +417,118 @@ class Rollout(_Model):
     )
 
 
+#: What a scorer's results go by: the name MLflow logs its metric as (``<name>/mean``).
+ScorerName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=100)
+]
+#: ``path/to/file.py:function``: a code scorer in the repository.
+CodeRef = Annotated[str, StringConstraints(pattern=r"^[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class DatasetRef(_Model):
+    """Where the evaluation rows come from: a file in the repository, or an MLflow evaluation
+    dataset by name."""
+
+    file: Annotated[str, StringConstraints(min_length=1)] | None = Field(
+        default=None,
+        description="A JSONL or YAML file (relative to the manifest) of rows {inputs: {...}, "
+        "expectations: {...}}; 'dataset: path' is a shorthand.",
+    )
+    mlflow: Annotated[str, StringConstraints(min_length=1)] | None = Field(
+        default=None,
+        description="The name of an MLflow evaluation dataset (mlflow.genai.datasets); the name "
+        "must be unique in the tracking server.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"file": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DatasetRef:
+        if (self.file is None) == (self.mlflow is None):
+            raise ValueError("give exactly one of 'file' or 'mlflow'")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.file if self.file is not None else f"mlflow dataset {self.mlflow}"
+
+
+class ScorerRef(_Model):
+    """A scorer: an MLflow built-in by class name (with its arguments; an LLM judge also takes
+    ``model``), or a code scorer ``path.py:function`` from the repository."""
+
+    builtin: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Za-z0-9]*$")] | None = Field(
+        default=None,
+        description="An MLflow built-in scorer (mlflow.genai.scorers): RegexMatch, PIIDetection, "
+        "ResponseLength need no LLM; judges such as Guidelines, Correctness, Safety take model.",
+    )
+    code: CodeRef | None = Field(
+        default=None,
+        description="A code scorer: 'path.py:function' (relative to the manifest), a function "
+        "decorated with @mlflow.genai.scorers.scorer, or a plain function of (inputs, outputs, "
+        "expectations) returning bool, a number, 'yes'/'no' or a Feedback.",
+    )
+    name: ScorerName | None = Field(
+        default=None,
+        description="The name its results go by; default: the built-in's own (regex_match, "
+        "pii_detection...) or the function's.",
+    )
+    args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments of the built-in (e.g. {pattern: '^Answer'}).",
+    )
+    model: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*:/.+$")] | None = Field(
+        default=None,
+        description="An LLM judge's model URI, e.g. openai:/gpt-4o-mini (its key is read from "
+        "the environment, e.g. OPENAI_API_KEY).",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ScorerRef:
+        if (self.builtin is None) == (self.code is None):
+            raise ValueError("give exactly one of 'builtin' or 'code'")
+        return self
+
+
+class Threshold(_Model):
+    """What a scorer's figure must reach: the mean of its rows, a pass counting 1, a fail, an
+    error or a missing answer 0 (for a pass/fail scorer, its pass rate)."""
+
+    scorer: ScorerName = Field(description="A scorer listed in spec.evaluation.scorers.")
+    min: Annotated[float, Field(allow_inf_nan=False)] | None = Field(
+        default=None, description="The least figure that passes, e.g. 0.95."
+    )
+    max: Annotated[float, Field(allow_inf_nan=False)] | None = Field(
+        default=None, description="The most figure that passes (a numeric scorer)."
+    )
+    max_drop: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        default=None,
+        description="How far under the champion's figure on the same dataset it may fall "
+        "(the champion: the version the candidate takes the place of).",
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> Threshold:
+        if self.min is None and self.max is None and self.max_drop is None:
+            raise ValueError("give at least one of 'min', 'max' or 'maxDrop'")
+        return self
+
+
+class Evaluation(_Model):
+    """A quality gate: each version is evaluated on the dataset with the scorers
+    (mlflow.genai.evaluate) before an alias or traffic moves to it; a version under a threshold
+    gets neither."""
+
+    dataset: DatasetRef = Field(description="The evaluation rows: a file, or {mlflow: name}.")
+    scorers: list[ScorerRef] = Field(min_length=1, max_length=50, description="The scorers.")
+    thresholds: list[Threshold] = Field(
+        default_factory=list, description="What each scorer's figure must reach."
+    )
+
+
 class Serving(_Model):
     """How the agent's versions are served: the traffic split, a shadow, Kubernetes settings."""
 
@@ -473,6 +589,10 @@ class AgentSpec(_Model):
     rollout: Rollout | None = Field(
         default=None,
         description="A progressive canary towards the traffic declared (needs spec.serving).",
+    )
+    evaluation: Evaluation | None = Field(
+        default=None,
+        description="A quality gate each version passes before an alias or traffic moves to it.",
     )
 
 
