@@ -14,15 +14,16 @@ Every failure raises :class:`ScorerLoadError` naming the scorer and what is wron
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
-import sys
+import runpy
 from collections.abc import Sequence
 from typing import Any
 
 from controller.core.evaluation.spec import ScorerSpec
 
 __all__ = ["ScorerLoadError", "build_scorer", "build_scorers"]
+
+_loaded: dict[str, dict[str, Any]] = {}  # a code file's path -> its globals, run once
 
 
 class ScorerLoadError(Exception):
@@ -69,22 +70,16 @@ def _code(spec: ScorerSpec, root: str) -> Any:
         raise ScorerLoadError(spec, f"cannot read {spec.code}: {exc.strerror}") from exc
     if spec.code_digest and "sha256:" + hashlib.sha256(content).hexdigest() != spec.code_digest:
         raise ScorerLoadError(spec, f"{spec.code} changed since the plan was made")
-    module_name = f"agentctl_scorer_{hashlib.sha256(spec.code.encode()).hexdigest()[:12]}"
-    module = sys.modules.get(module_name)
-    if module is None:
-        loader_spec = importlib.util.spec_from_file_location(module_name, path)
-        if loader_spec is None or loader_spec.loader is None:
-            raise ScorerLoadError(spec, f"{spec.code} is not an importable Python file")
-        module = importlib.util.module_from_spec(loader_spec)
-        sys.modules[module_name] = module
-        try:
-            loader_spec.loader.exec_module(module)
+    namespace = _loaded.get(path)
+    if namespace is None:
+        try:  # run as a file (not imported as a module: it is the repository's, not agentctl's)
+            namespace = runpy.run_path(path, run_name=f"agentctl_scorers_{len(_loaded)}")
         except BaseException as exc:
-            del sys.modules[module_name]
             raise ScorerLoadError(
-                spec, f"importing {spec.code} failed: {type(exc).__name__}: {exc}"
+                spec, f"running {spec.code} failed: {type(exc).__name__}: {exc}"
             ) from exc
-    fn = getattr(module, spec.function, None)
+        _loaded[path] = namespace
+    fn = namespace.get(spec.function)
     if fn is None:
         raise ScorerLoadError(spec, f"{spec.code} defines no {spec.function!r}")
     if isinstance(fn, Scorer):
