@@ -301,6 +301,8 @@ def apply_cmd(
     if wait and failed:
         output.err(f"Error: the rollout of {', '.join(failed)} failed and was rolled back")
         raise typer.Exit(1)
+    if output.failed_evaluations(result.plan, done):
+        raise typer.Exit(1)
 
 
 @command(*o.REGISTRY, *o.WRITE, *o.LOAD, *o.LOCAL, "lock", "lock_timeout", "yes")

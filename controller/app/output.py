@@ -25,7 +25,8 @@ from controller.core.errors import (
     TemporaryBackendError,
 )
 from controller.core.plan.changes import Plan
-from controller.core.plan.changeset import Entry
+from controller.core.plan.changeset import ChangeSet, Entry
+from controller.core.secrets import redact_text
 
 __all__ = [
     "annotate",
@@ -173,6 +174,22 @@ def consent_to_delete(plan: Plan, yes: bool) -> None:
     err(f"Error: --prune would delete {what}; not on a terminal to ask, so pass --yes (or "
         "--auto-approve) to confirm. Nothing was applied.")  # fmt: skip
     raise typer.Exit(1)
+
+
+def failed_evaluations(plan: Plan, done: ChangeSet) -> bool:
+    """Say, on stderr, each version that failed its evaluation (in this apply, or recorded
+    before and still withheld); True if there is any (``apply`` then exits 1)."""
+    said = False
+    for e in done.failed_evaluations:
+        agent = e.address.split(".", 1)[0]
+        err(f"Error: {agent}: {redact_text(e.detail)}; it gets no alias and no traffic")
+        said = True
+    now = {e.address.split(".", 1)[0] for e in done.failed_evaluations}
+    for g in plan.gated:
+        if g.agent not in now:
+            err(f"Error: {g.agent}: {redact_text(g.message)}")
+            said = True
+    return said
 
 
 def show_entry(e: Entry) -> None:

@@ -120,10 +120,9 @@ class GateFailed(AgentctlError):
         self.reason = reason
         self.run_id = run_id
         run = f" (evaluation run {run_id})" if run_id else ""
-        super().__init__(
-            f"{agent}: version {version} failed its evaluation: {reason}{run}; it gets no alias "
-            "and no traffic"
-        )
+        #: The failure without the agent's name: what a change set's entry says.
+        self.detail = f"version {version} failed its evaluation: {reason}{run}"
+        super().__init__(f"{agent}: {self.detail}; it gets no alias and no traffic")
 
 
 class ApplyFailed(AgentctlError):

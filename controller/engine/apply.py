@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from controller.core.errors import (
     ApplyFailed,
     BackendError,
+    GateFailed,
     NotReady,
     OutcomeUnknown,
     PlanRejected,
@@ -38,6 +39,7 @@ from controller.core.plan.changes import (
     Action,
     AliasTarget,
     Change,
+    EvaluationRun,
     Kind,
     ModelState,
     Pending,
@@ -58,9 +60,10 @@ from controller.core.state.observed import (
     WRITTEN_BY_TAG,
 )
 from controller.engine import snapshot
+from controller.engine.evaluate import Evaluations
 from controller.engine.retry import RetryPolicy
 from controller.engine.snapshot import Snapshot, SourceChanged
-from controller.ports import Registry, ServingTarget, SourceHistory
+from controller.ports import Evaluator, Registry, ServingTarget, SourceHistory
 
 __all__ = ["SourceChanged", "apply"]
 
@@ -80,6 +83,7 @@ def apply(
     workers: int = 1,
     written_by: str = "",
     history: SourceHistory | None = None,
+    evaluator: Evaluator | None = None,
 ) -> ChangeSet:
     """Make exactly the plan's changes, in order. ``stop`` is asked before each change: once it
     says so, the change in flight has finished and the rest are left for the next apply (every
@@ -90,13 +94,25 @@ def apply(
     With ``workers`` > 1, agents are applied side by side on that many threads, each agent's
     changes in their order; logging a model and every serving change still run one at a time.
     After a failure no agent starts another change; the ones in flight finish, and the
-    ChangeSet holds everything done, in plan order."""
+    ChangeSet holds everything done, in plan order.
+
+    An evaluation (``evaluator``) whose version misses a threshold is recorded on the version
+    and is not a failure of the apply: the agent's aliases and serving changes after it are
+    skipped (nothing moves to the version), other agents go on, and the ChangeSet says
+    ``failed`` for it."""
     if plan.has_errors:
         raise PlanRejected(plan.diagnostics)
     if serving is None and any(c.kind in SERVING_KINDS for c in plan.changes):
         raise ValueError("the plan changes serving, but no serving target was given")
+    if evaluator is None and any(c.kind is Kind.EVALUATION for c in plan.changes):
+        raise ValueError("the plan evaluates versions, but no evaluator was given")
     executor = _Executor(
         registry, root, policy or RetryPolicy(), serving, plan.owner, written_by, history
+    )
+    executor.evaluations = (
+        Evaluations(registry, executor.policy, evaluator, root, plan.owner)
+        if evaluator is not None
+        else None
     )
     try:
         return _apply(plan, executor, on_entry, stop, workers)
@@ -146,6 +162,10 @@ def _apply(
             change = plan.changes[i]
             try:
                 entry = executor.run(change)
+            except GateFailed as exc:
+                # Recorded on the version; what would move to it waits for a version that passes.
+                executor.gated[change.agent] = str(exc)
+                entry = Entry(change.address, Verb.FAILED, exc.detail)
             except NotReady as exc:
                 # Traffic never moves to a version that is not ready: the agent's traffic,
                 # shadow and server stops wait for a later apply (or reconcile), which plans
@@ -214,6 +234,8 @@ class _Executor:
         self.created: dict[tuple[str, str], int] = {}  # (model, digest) -> version number
         self.sources: dict[str, Snapshot] = {}  # address -> its source, as checked
         self.waiting: dict[str, str] = {}  # agent -> the version its serving waits for
+        self.gated: dict[str, str] = {}  # agent -> the version that failed its evaluation
+        self.evaluations: Evaluations | None = None
         self._one_at_a_time = threading.Lock()
 
     def check_source(self, change: Change) -> None:
@@ -233,8 +255,10 @@ class _Executor:
             taken.remove()
 
     def run(self, change: Change) -> Entry:
-        if change.kind in SERVING_KINDS or (
-            change.kind is Kind.MODEL_VERSION and change.action is Action.CREATE
+        if (
+            change.kind in SERVING_KINDS
+            or change.kind is Kind.EVALUATION
+            or (change.kind is Kind.MODEL_VERSION and change.action is Action.CREATE)
         ):
             # One at a time: logging a model runs MLflow's fluent API (process-wide state), and
             # a serving target is driven as one sequence.
@@ -251,6 +275,12 @@ class _Executor:
             or (change.kind is Kind.SERVED_VERSION and change.action is Action.DELETE)
         ):
             return Entry(change.address, Verb.SKIPPED, held)
+        gated = self.gated.get(change.agent)
+        if gated is not None and (
+            change.kind in SERVING_KINDS
+            or (change.kind is Kind.ALIAS and change.action is not Action.DELETE)
+        ):
+            return Entry(change.address, Verb.SKIPPED, gated)
         handler = {
             Kind.REGISTERED_MODEL: self._model,
             Kind.MODEL_VERSION: self._version,
@@ -259,6 +289,7 @@ class _Executor:
             Kind.TRAFFIC: self._traffic,
             Kind.SHADOW: self._shadow,
             Kind.ROLLOUT: self._rollout,
+            Kind.EVALUATION: self._evaluation,
         }[change.kind]
         return handler(change)
 
@@ -377,6 +408,15 @@ class _Executor:
         call(lambda: r.set_alias(c.model, c.name, number))
         verb = Verb.CREATED if c.action is Action.CREATE else Verb.CONFIGURED
         return Entry(c.address, verb, f"-> version {number}")
+
+    def _evaluation(self, c: Change) -> Entry:
+        assert self.evaluations is not None
+        run = c.after_as(EvaluationRun)
+        number = self._number(c, run.target)
+        verdict, figures = self.evaluations.evaluate(c.agent, c.model, number, run)
+        if not verdict.passed:
+            raise GateFailed(c.agent, number, verdict.reason, figures.run_id)
+        return Entry(c.address, Verb.PASSED, f"version {number}: {figures.summary}")
 
     def _number(self, c: Change, target: Target) -> int:
         """The version a plan value names: its number, or (known after apply) the version with

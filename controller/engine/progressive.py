@@ -17,6 +17,7 @@ import logging
 from collections.abc import Mapping
 
 from controller.core.errors import AgentctlError
+from controller.core.evaluation import record
 from controller.core.manifest.desired import Desired, DesiredAgent
 from controller.core.manifest.schema import VersionRef
 from controller.core.rollout import codec
@@ -68,6 +69,13 @@ def evaluate(
             if current is not None and ref is not None and agent.source_of(ref) is not None:
                 out[agent.name] = Hold(rollout.promote_alias, current, ref, stored)
             continue
+        gate = _evaluation_gate(agent, model, canary)
+        if gate and canary != current:
+            # Not evaluated for the current inputs (this apply evaluates it), or failed: the
+            # rollout waits (or does not start) and the stable version keeps all traffic.
+            if current is not None and ref is not None:
+                out[agent.name] = Hold(rollout.promote_alias, current, ref, stored, gate, canary)
+            continue
         state = begin(rollout, canary, current, stored.state, now)
         if state is None:
             if stored.tags:
@@ -82,6 +90,17 @@ def evaluate(
             measurements = _measure(agent, model, state, providers)
         out[agent.name] = decide(rollout, state, stored, now, measurements)
     return out
+
+
+def _evaluation_gate(agent: DesiredAgent, model: ObservedModel, canary: int) -> str:
+    """ "" when the canary may take traffic as far as spec.evaluation goes (none, or it passed
+    for the current evaluation digest); "evaluating" or "failed" otherwise."""
+    if agent.evaluation is None or canary not in model.versions:
+        return ""
+    found = record.read(model.versions[canary].tags)
+    if found is None or found.digest != agent.evaluation.digest:
+        return "evaluating"
+    return "" if found.passed else "failed"
 
 
 def _measure(

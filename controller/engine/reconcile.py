@@ -35,7 +35,14 @@ from controller.core.state.observed import RegistrySnapshot, ServingSnapshot
 from controller.engine.apply import apply as apply_plan
 from controller.engine.progressive import evaluate
 from controller.engine.retry import RetryPolicy
-from controller.ports import MetricProvider, Previewer, Registry, ServingTarget, SourceHistory
+from controller.ports import (
+    Evaluator,
+    MetricProvider,
+    Previewer,
+    Registry,
+    ServingTarget,
+    SourceHistory,
+)
 
 __all__ = ["Backends", "Made", "Result", "observe", "plan_round", "preview", "reconcile"]
 
@@ -55,6 +62,8 @@ class Backends:
     written_by: str = ""
     #: Reads the sources that name a git revision (None: none can be logged).
     history: SourceHistory | None = None
+    #: Evaluates versions for spec.evaluation (None: a plan that evaluates cannot be applied).
+    evaluator: Evaluator | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +223,7 @@ def _finish(
     changeset = apply_plan(
         the_plan, backends.registry, root=desired.root, policy=backends.policy, history=backends.history,
         on_entry=on_entry, serving=backends.serving, workers=workers, stop=stop,
-        written_by=backends.written_by,
+        written_by=backends.written_by, evaluator=backends.evaluator,
     )  # fmt: skip
     return Result(
         the_plan, changeset, previews, progress,
@@ -321,7 +330,7 @@ def _apply_isolated(
             changeset = apply_plan(
                 sub, backends.registry, root=desired.root, policy=backends.policy, history=backends.history,
                 serving=backends.serving, stop=stop, on_entry=on_entry,
-                written_by=backends.written_by,
+                written_by=backends.written_by, evaluator=backends.evaluator,
             )  # fmt: skip
         except Exception as exc:
             failed[agent] = exc

@@ -130,12 +130,12 @@ def apply_saved(
             return apply(
                 plan, backends.registry, root=desired.root, policy=backends.policy, history=backends.history,
                 on_entry=on_entry, serving=backends.serving, workers=workers,
-                written_by=backends.written_by,
+                written_by=backends.written_by, evaluator=backends.evaluator,
             )  # fmt: skip
     return apply(
         plan, backends.registry, root=desired.root, policy=backends.policy, on_entry=on_entry,
         serving=backends.serving, workers=workers, written_by=backends.written_by,
-        history=backends.history,
+        history=backends.history, evaluator=backends.evaluator,
     )  # fmt: skip
 
 

@@ -13,7 +13,7 @@ from controller.engine.reconcile import Backends, Result
 from controller.engine.reconcile import reconcile as engine_reconcile
 from controller.engine.retry import RetryPolicy
 from controller.engine.saved import apply_saved as engine_apply_saved
-from controller.ports import MetricProvider, Registry, ServingTarget
+from controller.ports import Evaluator, MetricProvider, Registry, ServingTarget
 
 __all__ = ["Result", "apply_saved", "reconcile"]
 
@@ -26,9 +26,12 @@ def reconcile(
     policy: RetryPolicy | None = None,
     serving: ServingTarget | None = None,
     providers: Mapping[str, MetricProvider] | None = None,
+    evaluator: Evaluator | None = None,
     **kwargs: Any,
 ) -> Result:
-    backends = Backends(registry, serving, providers or {}, policy or RetryPolicy())
+    backends = Backends(
+        registry, serving, providers or {}, policy or RetryPolicy(), evaluator=evaluator
+    )
     return engine_reconcile(desired, backends, apply=apply, **kwargs)
 
 
@@ -40,7 +43,8 @@ def apply_saved(
     file: str,
     policy: RetryPolicy | None = None,
     serving: ServingTarget | None = None,
+    evaluator: Evaluator | None = None,
     **kwargs: Any,
 ) -> ChangeSet:
-    backends = Backends(registry, serving, {}, policy or RetryPolicy())
+    backends = Backends(registry, serving, {}, policy or RetryPolicy(), evaluator=evaluator)
     return engine_apply_saved(saved, desired, backends, file=file, **kwargs)

@@ -20,7 +20,8 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from controller.core.diagnostics import Diagnostic, Diagnostics, Location, Severity
-from controller.core.plan.held import HeldRollout
+from controller.core.evaluation.spec import EvaluationSpec
+from controller.core.plan.held import GatedVersion, HeldRollout
 
 __all__ = [
     "FORMAT_VERSION",
@@ -29,6 +30,7 @@ __all__ = [
     "AgentView",
     "AliasTarget",
     "Change",
+    "EvaluationRun",
     "Kind",
     "ModelContents",
     "ModelState",
@@ -65,6 +67,7 @@ class Kind(StrEnum):
     TRAFFIC = "traffic"  # the agent's route: version -> percent of live traffic
     SHADOW = "shadow"  # the version that receives copies of requests
     ROLLOUT = "rollout"  # a canary rollout's state, recorded as registry tags on the model
+    EVALUATION = "evaluation"  # a version evaluated on spec.evaluation, the verdict on its tags
 
 
 #: The kinds a serving target carries out; the others are the registry's.
@@ -342,6 +345,51 @@ class RolloutRecord:
         return cls(_tags(data))
 
 
+@dataclass(frozen=True, slots=True)
+class EvaluationRun:
+    """A version to evaluate (``mlflow.genai.evaluate``) before an alias or traffic moves to
+    it: the whole evaluation (rows, scorers, thresholds: what apply runs, as planned), and the
+    champion it is compared with (the version it takes the place of) with the champion's
+    figures when they are recorded for the same evaluation digest (else apply evaluates the
+    champion too)."""
+
+    target: Target
+    spec: EvaluationSpec
+    champion: int | None = None
+    champion_figures: Mapping[str, float] | None = None
+
+    @property
+    def pending(self) -> bool:
+        return isinstance(self.target, Pending)
+
+    def describe(self, name: str) -> str:
+        """``evaluate v4 on eval/q.jsonl (12 rows, pii_detection, answers)``."""
+        version = "the new version" if isinstance(self.target, Pending) else f"v{self.target}"
+        if isinstance(self.target, Pending) and name:
+            version = f"{name} (known after apply)"
+        versus = f", against v{self.champion}" if self.champion is not None else ""
+        return f"evaluate {version} on {self.spec.describe()}{versus}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {**_ref(self.target), "evaluation": self.spec.to_dict()}
+        out["champion"] = self.champion
+        if self.champion_figures is not None:
+            out["champion_figures"] = dict(self.champion_figures)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> EvaluationRun:
+        data = _obj(data)
+        champion = data.get("champion")
+        figures = data.get("champion_figures")
+        return cls(
+            _target(data),
+            EvaluationSpec.from_dict(_obj(data["evaluation"])),
+            None if champion is None else _int(champion),
+            None if figures is None else {_str(k): float(v) for k, v in _obj(figures).items()},
+        )
+
+
 Payload = (
     ModelState
     | ModelContents
@@ -352,6 +400,7 @@ Payload = (
     | TrafficSplit
     | ShadowState
     | RolloutRecord
+    | EvaluationRun
 )
 P = TypeVar("P", bound=Payload)
 
@@ -371,6 +420,7 @@ _PAYLOAD: dict[Kind, type[Payload]] = {
     Kind.TRAFFIC: TrafficSplit,
     Kind.SHADOW: ShadowState,
     Kind.ROLLOUT: RolloutRecord,
+    Kind.EVALUATION: EvaluationRun,
 }
 
 
@@ -515,6 +565,9 @@ class Plan:
     held: tuple[HeldRollout, ...] = ()
     #: Rollouts under way (a timed pause, gates measured, a scale-down delay): pending work.
     rolling: tuple[HeldRollout, ...] = ()
+    #: Versions that failed their evaluation: the aliases and traffic the manifest gives them
+    #: are withheld.
+    gated: tuple[GatedVersion, ...] = ()
 
     @property
     def has_changes(self) -> bool:
@@ -524,18 +577,21 @@ class Plan:
     def reached(self) -> bool:
         """What the manifests ask for is reached: no change pending, no rollout held or under
         way (``plan --detailed-exitcode`` exits 2 otherwise)."""
-        return not self.changes and not self.held and not self.rolling
+        return not self.changes and not self.held and not self.rolling and not self.gated
 
     @property
     def has_errors(self) -> bool:
         return self.diagnostics.has_errors
 
     def summary(self) -> dict[str, int]:
-        """Terraform's "N to add, N to change, N to destroy"."""
-        add = sum(c.action in (Action.CREATE, Action.REPLACE) for c in self.changes)
-        change = sum(c.action is Action.UPDATE for c in self.changes)
-        destroy = sum(c.action in (Action.DELETE, Action.REPLACE) for c in self.changes)
-        return {"add": add, "change": change, "destroy": destroy}
+        """Terraform's "N to add, N to change, N to destroy", and how many versions are
+        evaluated."""
+        objects = [c for c in self.changes if c.kind is not Kind.EVALUATION]
+        add = sum(c.action in (Action.CREATE, Action.REPLACE) for c in objects)
+        change = sum(c.action is Action.UPDATE for c in objects)
+        destroy = sum(c.action in (Action.DELETE, Action.REPLACE) for c in objects)
+        evaluate = len(self.changes) - len(objects)
+        return {"add": add, "change": change, "destroy": destroy, "evaluate": evaluate}
 
     def for_agent(self, agent: str) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.agent == agent)
@@ -552,6 +608,7 @@ class Plan:
             "diagnostics": [d.to_dict() for d in self.diagnostics],
             "held_rollouts": [h.to_dict() for h in self.held],
             "rollouts_in_progress": [h.to_dict() for h in self.rolling],
+            "failed_evaluations": [g.to_dict() for g in self.gated],
         }
 
     @classmethod
@@ -581,4 +638,5 @@ class Plan:
             views=tuple(AgentView.from_dict(v) for v in data.get("views", ())),
             held=tuple(HeldRollout.from_dict(h) for h in data.get("held_rollouts", ())),
             rolling=tuple(HeldRollout.from_dict(h) for h in data.get("rollouts_in_progress", ())),
+            gated=tuple(GatedVersion.from_dict(g) for g in data.get("failed_evaluations", ())),
         )

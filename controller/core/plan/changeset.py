@@ -16,6 +16,8 @@ class Verb(StrEnum):
     DELETED = "deleted"
     SKIPPED = "skipped"
     WAITING = "waiting"  # started, not ready yet: a later apply continues
+    PASSED = "passed"  # evaluated: every threshold reached
+    FAILED = "failed"  # evaluated: a threshold missed; no alias or traffic moves to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,11 @@ class ChangeSet:
     def waiting(self) -> bool:
         """Some serving waits for a version to become ready: apply again later."""
         return any(e.verb is Verb.WAITING for e in self.entries)
+
+    @property
+    def failed_evaluations(self) -> tuple[Entry, ...]:
+        """The versions this apply evaluated that missed a threshold."""
+        return tuple(e for e in self.entries if e.verb is Verb.FAILED)
 
     def count(self, verb: Verb) -> int:
         return sum(e.verb is verb for e in self.entries)

@@ -24,7 +24,7 @@ from controller.core.rollout.codec import Phase
 from controller.core.rollout.machine import from_spec
 from controller.core.rollout.progress import Progress, Running
 
-__all__ = ["WAITING", "HeldRollout", "held_rollouts"]
+__all__ = ["WAITING", "GatedVersion", "HeldRollout", "held_rollouts"]
 
 #: The phases a plan reports: the recorded ones, except that "Paused" is only a pause until
 #: promoted (a hold for inconclusive gates is "Progressing": more measurements decide it).
@@ -110,6 +110,41 @@ class HeldRollout:
             why=str(data["why"]),
             percent=int(data.get("percent", 0)),
             wait=None if wait is None else float(wait),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GatedVersion:
+    """A version that failed its evaluation (recorded on it for the evaluation inputs the
+    manifests give now): apply moves no alias and no traffic to it. Needs attention: it stays so
+    until its source or spec.evaluation changes."""
+
+    agent: str
+    version: int
+    reason: str  # the thresholds missed: scorer, figure, threshold
+    run_id: str = ""
+
+    @property
+    def message(self) -> str:
+        run = f" (evaluation run {self.run_id})" if self.run_id else ""
+        return (
+            f"version {self.version} failed its evaluation: {self.reason}{run}; it gets no alias "
+            "and no traffic until its source or spec.evaluation changes"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent,
+            "version": self.version,
+            "reason": self.reason,
+            "run_id": self.run_id,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GatedVersion:
+        return cls(
+            str(data["agent"]), int(data["version"]), str(data["reason"]), str(data["run_id"])
         )
 
 

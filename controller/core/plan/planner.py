@@ -38,7 +38,8 @@ from controller.core.plan.changes import (
     Share,
     Target,
 )
-from controller.core.plan.held import WAITING, HeldRollout, held_rollouts
+from controller.core.plan.evaluations import plan_evaluations
+from controller.core.plan.held import WAITING, GatedVersion, HeldRollout, held_rollouts
 from controller.core.plan.kube_objects import settings_of
 from controller.core.plan.kube_outdated import mark_outdated
 from controller.core.plan.serving import DesiredServing, plan_serving, remove_serving
@@ -79,19 +80,21 @@ _PHASE = {
     (Kind.ROLLOUT, Action.DELETE): 2,
     (Kind.MODEL_VERSION, Action.CREATE): 3,
     (Kind.MODEL_VERSION, Action.UPDATE): 4,
-    (Kind.ALIAS, Action.CREATE): 5,
-    (Kind.ALIAS, Action.UPDATE): 5,
+    # A version is evaluated once registered and before any alias or traffic moves to it.
+    (Kind.EVALUATION, Action.CREATE): 5,
+    (Kind.ALIAS, Action.CREATE): 6,
+    (Kind.ALIAS, Action.UPDATE): 6,
     # Serving: start servers, then move traffic and shadow to them, then stop what is left.
-    (Kind.SERVED_VERSION, Action.CREATE): 6,
-    (Kind.SERVED_VERSION, Action.REPLACE): 6,
-    (Kind.SERVED_VERSION, Action.UPDATE): 6,
-    (Kind.TRAFFIC, Action.CREATE): 7,
-    (Kind.TRAFFIC, Action.UPDATE): 7,
-    (Kind.TRAFFIC, Action.DELETE): 7,
-    (Kind.SHADOW, Action.CREATE): 7,
-    (Kind.SHADOW, Action.UPDATE): 7,
-    (Kind.SHADOW, Action.DELETE): 7,
-    (Kind.SERVED_VERSION, Action.DELETE): 8,
+    (Kind.SERVED_VERSION, Action.CREATE): 7,
+    (Kind.SERVED_VERSION, Action.REPLACE): 7,
+    (Kind.SERVED_VERSION, Action.UPDATE): 7,
+    (Kind.TRAFFIC, Action.CREATE): 8,
+    (Kind.TRAFFIC, Action.UPDATE): 8,
+    (Kind.TRAFFIC, Action.DELETE): 8,
+    (Kind.SHADOW, Action.CREATE): 8,
+    (Kind.SHADOW, Action.UPDATE): 8,
+    (Kind.SHADOW, Action.DELETE): 8,
+    (Kind.SERVED_VERSION, Action.DELETE): 9,
 }
 
 
@@ -126,6 +129,7 @@ def plan(
         serving = mark_outdated(serving, settings_of(desired))
     base = {a.name: a for a in baseline.agents} if baseline is not None else None
     waiting: list[HeldRollout] = []
+    gated: list[GatedVersion] = []
     for desired_agent in sorted(desired.agents, key=lambda a: a.name):
         if scope is not None and desired_agent.name not in scope:
             continue
@@ -138,6 +142,7 @@ def plan(
             (progress or {}).get(desired_agent.name),
             rollouts is not None and desired_agent.name in rollouts,
             waiting,
+            gated,
         )
         agent_changes.sort(key=lambda c: _PHASE[(c.kind, c.action)])
         changes.extend(agent_changes)
@@ -249,6 +254,7 @@ def plan(
         views=tuple(views),
         held=tuple(h for h in reported if h.attention),
         rolling=tuple(h for h in reported if not h.attention) + tuple(waiting),
+        gated=tuple(gated),
     )
 
 
@@ -284,9 +290,11 @@ def _plan_agent(
     progress: Progress | None,
     recorded: bool = False,
     waiting: list[HeldRollout] | None = None,
+    gated_out: list[GatedVersion] | None = None,
 ) -> tuple[list[Change], list[Diagnostic], int, tuple[_AliasView, ...]]:
     """One agent's changes. A rollout that only a serving target can start (the registry target
-    holds its promote alias) is added to ``waiting``."""
+    holds its promote alias) is added to ``waiting``; a version that failed its evaluation, to
+    ``gated_out``."""
     waiting = waiting if waiting is not None else []
     spec = agent.manifest.spec
     name = agent.model_name
@@ -398,6 +406,11 @@ def _plan_agent(
         if governing is not None:
             unchanged += plan_version_tags(governing, versions[number], change)
 
+    # Evaluations: before an alias or traffic moves to a version; a failed one is withheld.
+    gated = plan_evaluations(agent, model, resolved, served, change)
+    if gated_out is not None:
+        gated_out.extend(gated[n] for n in sorted(gated))
+
     # What moves the promote alias and the traffic in place of the manifest: a rollout held or
     # under way; a cleared one leaves them to the manifest.
     steering = progress if isinstance(progress, Hold | Running) else None
@@ -436,6 +449,10 @@ def _plan_agent(
         target = resolved.get(ref)
         if target is None:
             continue  # its version is in error, reported above
+        if isinstance(target, int) and target in gated:
+            have = current_aliases.get(alias)
+            alias_views.append((alias, have, have))
+            continue  # failed its evaluation: the alias stays where it is (reported as gated)
         if steering is not None and alias == steering.alias:
             target = steering.alias_version
         elif (
@@ -491,7 +508,9 @@ def _plan_agent(
                     f"alias '{alias}' was removed from the manifest",
                 )
     if plan_serving_too:
-        unchanged += _plan_agent_serving(agent, resolved, served, change, error, steering)
+        unchanged += _plan_agent_serving(
+            agent, resolved, served, change, error, steering, frozenset(gated)
+        )
     return changes, diags, unchanged, tuple(alias_views)
 
 
@@ -502,9 +521,12 @@ def _plan_agent_serving(
     change: ChangeFn,
     error: Callable[[FieldPath, str], None],
     progress: Hold | Running | None,
+    gated: frozenset[int] = frozenset(),
 ) -> int:
     """Resolve spec.serving's targets to versions, then plan servers, traffic and shadow; while
-    a rollout runs, its split takes the place of spec.serving.traffic."""
+    a rollout runs, its split takes the place of spec.serving.traffic. A split that gives a
+    share to a version that failed its evaluation is withheld whole (what is served stays);
+    a rollout held for its canary's evaluation does not start that canary."""
     spec = agent.manifest.spec
     if spec.serving is None:
         if served is not None:
@@ -545,8 +567,12 @@ def _plan_agent_serving(
         weights = {version: percent for version, percent in progress.weights.items()}
         if isinstance(progress, Hold):  # the canary this apply registers, started at 0 %
             canary = resolved.get(progress.canary)
-            if canary is not None:
+            if canary is not None and canary not in gated:
                 weights.setdefault(canary, 0)
+    elif any(isinstance(t, int) and t in gated and p > 0 for t, p in weights.items()) or (
+        shadow is not None and isinstance(shadow[0], int) and shadow[0] in gated
+    ):
+        return 0
     names: dict[str, str] = {}  # a pending version's digest -> its first name in the manifest
     for ref, found in resolved.items():
         if isinstance(found, Pending):

@@ -16,7 +16,15 @@ from typing import Any
 
 from controller.core.diagnostics import Diagnostics, Severity
 from controller.core.errors import ApplyFailed
-from controller.core.plan.changes import Action, AgentView, AliasTarget, Change, Kind, Plan
+from controller.core.plan.changes import (
+    Action,
+    AgentView,
+    AliasTarget,
+    Change,
+    EvaluationRun,
+    Kind,
+    Plan,
+)
 from controller.core.plan.changeset import ChangeSet, Verb
 from controller.core.plan.preview import ObjectPreview, display
 from controller.core.secrets import REDACTED, redact, redact_text, redact_tree
@@ -65,7 +73,8 @@ def render_plan(plan: Plan, fmt: str = "text") -> str:
 
 def _summary_line(plan: Plan) -> str:
     s = plan.summary()
-    return f"Plan: {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy."
+    evaluate = f", {s['evaluate']} to evaluate" if s["evaluate"] else ""
+    return f"Plan: {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy{evaluate}."
 
 
 def attention(plan: Plan) -> list[tuple[str, str]]:
@@ -73,6 +82,7 @@ def attention(plan: Plan) -> list[tuple[str, str]]:
     failed, was aborted or waits for ``agentctl promote``, and each warning about an agent
     (still served, or still registered, though no manifest declares it)."""
     out = [(h.agent, h.message) for h in plan.held]
+    out += [(g.agent, g.message) for g in plan.gated]
     out += [(d.agent, d.message) for d in plan.diagnostics.warnings if d.agent]
     return out
 
@@ -140,8 +150,27 @@ def _nested(value: Any) -> str:
     return json.dumps(value)
 
 
+def _evaluation_lines(run: EvaluationRun) -> list[tuple[str, str, str]]:
+    """An evaluation in a few lines (not its rows: the dataset file is in the repository)."""
+    lines = [("+", "dataset", json.dumps(run.spec.dataset))]
+    if run.spec.size is not None:
+        lines.append(("+", "rows", str(run.spec.size)))
+    lines.append(("+", "scorers", ", ".join(s.label for s in run.spec.scorers)))
+    for t in run.spec.thresholds:
+        bounds = [f"{k} {v:g}" for k, v in (("min", t.min), ("max", t.max),
+                  ("maxDrop", t.max_drop)) if v is not None]  # fmt: skip
+        lines.append(("+", f"threshold.{t.scorer}", ", ".join(bounds)))
+    if run.champion is not None:
+        figures = " (figures recorded)" if run.champion_figures is not None else ""
+        lines.append(("+", "champion", f"version {run.champion}{figures}"))
+    lines.append(("+", "digest", run.spec.digest))
+    return lines
+
+
 def _attribute_lines(change: Change) -> list[tuple[str, str, str]]:
     """(symbol, key, text) per attribute that appears or differs."""
+    if isinstance(change.after, EvaluationRun):
+        return _evaluation_lines(change.after)
     before = _flatten(change.before.to_dict() if change.before is not None else {})
     after = _flatten(change.after.to_dict() if change.after is not None else {})
     if isinstance(change.after, AliasTarget) and change.after.pending:
@@ -168,6 +197,8 @@ def _attribute_lines(change: Change) -> list[tuple[str, str, str]]:
 
 
 def _title(change: Change) -> str:
+    if isinstance(change.after, EvaluationRun):
+        return f'"{change.model}": {change.after.describe(change.name)}'
     kind = change.kind.value.replace("_", " ")
     if change.kind is Kind.REGISTERED_MODEL:
         return f'{kind} "{change.model}"'
@@ -187,7 +218,8 @@ def _text(plan: Plan) -> str:
     out.append("agentctl will perform the following actions:")
     for change in plan.changes:
         out.append("")
-        out.append(f"  # {change.address} {_VERB[change.action]}: {change.reason}")
+        verb = "will be evaluated" if change.kind is Kind.EVALUATION else _VERB[change.action]
+        out.append(f"  # {change.address} {verb}: {change.reason}")
         out.append(f"  {_SYMBOL[change.action]} {_title(change)}")
         for sym, key, text in _attribute_lines(change):
             out.append(f"      {sym} {key} = {text}")

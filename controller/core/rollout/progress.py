@@ -42,13 +42,18 @@ def _mark(
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """The canary is not registered yet: traffic and the promote alias stay on ``stable``; the
-    canary that this apply registers is served too, at 0 %."""
+    """The canary is not registered yet, or not evaluated yet (spec.evaluation), or failed its
+    evaluation: traffic and the promote alias stay on ``stable``; a canary that this apply
+    registers or evaluates is served too, at 0 % (a failed one is not: the planner knows)."""
 
     alias: str  # the promote alias
     stable: int  # the version it holds
-    canary: VersionRef  # the canary as resolved from the manifest (``current``), unregistered
+    canary: VersionRef  # the canary as resolved from the manifest (``current``)
     stored: Stored
+    #: "" (the canary is not registered yet), "evaluating" (this apply evaluates it) or
+    #: "failed" (its evaluation failed: the rollout does not start until the canary changes).
+    gate: str = ""
+    number: int | None = None  # the canary's number, once registered
 
     @property
     def alias_version(self) -> int:
@@ -65,6 +70,16 @@ class Hold:
 
     @property
     def reason(self) -> str:
+        if self.gate == "failed":
+            return (
+                f"v{self.number} failed its evaluation: the rollout does not start; "
+                f"v{self.stable} keeps all traffic"
+            )
+        if self.gate == "evaluating":
+            return (
+                f"waiting for v{self.number} to pass its evaluation; v{self.stable} keeps all "
+                "traffic"
+            )
         return f"waiting for the canary to be registered; v{self.stable} keeps all traffic"
 
     @property
@@ -73,7 +88,7 @@ class Hold:
 
     @property
     def requeue(self) -> float | None:
-        return 5.0
+        return None if self.gate == "failed" else 5.0
 
     @property
     def event(self) -> Event | None:

@@ -31,7 +31,7 @@ def test_fresh_registry_creates_model_version_and_aliases_in_order() -> None:
     ]
     alias = p.changes[2]
     assert alias.after.to_dict() == {"version": None, "digest": D1}  # known after apply
-    assert p.summary() == {"add": 3, "change": 0, "destroy": 0}
+    assert p.summary() == {"add": 3, "change": 0, "destroy": 0, "evaluate": 0}
     assert not p.has_errors
 
 

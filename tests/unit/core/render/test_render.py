@@ -42,7 +42,7 @@ def test_json_round_trips() -> None:
     p = sample()
     data = json.loads(render_plan(p, "json"))
     assert data["format_version"] == "1"
-    assert data["summary"] == {"add": 3, "change": 1, "destroy": 0}
+    assert data["summary"] == {"add": 3, "change": 1, "destroy": 0, "evaluate": 0}
     assert Plan.from_dict(data) == p
 
 
