@@ -319,6 +319,10 @@ class Controller:
         report.applied[agent] = changeset
         self._rollout_event(agent, report.progress.get(agent))
         self._count(changes, changeset)
+        for e in changeset.failed_evaluations:
+            # The verdict is recorded on the version; nothing to retry until the inputs change.
+            log.warning("agent %s: %s", agent, e.detail)
+            self.events.event(agent, "EvaluationFailed", e.detail[:1000], warning=True)
         made = [e for e in changeset.entries if e.verb not in (Verb.WAITING, Verb.SKIPPED)]
         if made:
             self.events.event(
