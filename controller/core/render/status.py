@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.core.evaluation import record
 from controller.core.plan.planner import DEFAULT_OWNER
 from controller.core.rollout import codec
 from controller.core.rollout.codec import RolloutState
@@ -40,6 +41,7 @@ class VersionStatus:
     weight: int | None = None
     server: str | None = None  # "ready", "not ready", or None: not served
     shadow: int | None = None  # percent of requests copied to it
+    evaluation: str | None = None  # "passed" / "failed" (its latest evaluation), None: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,7 @@ class StatusView:
                             "weight": s.weight,
                             "server": s.server,
                             "shadow": s.shadow,
+                            "evaluation": s.evaluation,
                         }
                         for v, s in a.versions.items()
                     },
@@ -122,10 +125,11 @@ class StatusView:
                     weight = (weight + " " if weight else "") + f"shadow {s.shadow}%"
                 rows.append((
                     name if i == 0 else "", a.model if i == 0 else "", str(v),
-                    ",".join(s.aliases), weight, s.server or "", roles.get(v, ""),
+                    ",".join(s.aliases), weight, s.server or "", s.evaluation or "",
+                    roles.get(v, ""),
                 ))  # fmt: skip
         lines = _table(
-            ("AGENT", "MODEL", "VERSION", "ALIASES", "WEIGHT", "SERVER", "ROLLOUT"), rows
+            ("AGENT", "MODEL", "VERSION", "ALIASES", "WEIGHT", "SERVER", "EVAL", "ROLLOUT"), rows
         )
         if self.endpoint:
             lines.append(f"Serving at {self.endpoint}")
@@ -185,6 +189,7 @@ def status_view(
                 shadow=serving.shadow[1]
                 if serving is not None and serving.shadow and serving.shadow[0] == v
                 else None,
+                evaluation=_verdict(model, v),
             )
             for v in numbers
         }
@@ -194,6 +199,13 @@ def status_view(
             RolloutStatus.of(state) if state is not None else None,
         )
     return StatusView(served.endpoint, out, version)
+
+
+def _verdict(model: ObservedModel | None, number: int) -> str | None:
+    if model is None or number not in model.versions:
+        return None
+    found = record.read(model.versions[number].tags)
+    return None if found is None else ("passed" if found.passed else "failed")
 
 
 def known_agents(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+from controller.core.evaluation.record import Recorded
 from controller.core.render.status import known_agents, status_view
 from controller.core.rollout.codec import Phase, RolloutState
 from controller.core.rollout.gates import Verdict
@@ -23,8 +24,11 @@ def test_versions_aliases_weights_servers_and_the_rollout_line() -> None:
         canary=2, stable=1, digest="d", phase=Phase.PAUSED, step=1, message="waiting",
         failures={"errors": 1}, verdicts={"errors": Verdict.FAILED},
     )  # fmt: skip
-    reg = snapshot(model("bot", aliases={"champion": 1}, versions={1: None, 2: None},
-                         tags=state.to_storage()))  # fmt: skip
+    bot = model("bot", aliases={"champion": 1}, versions={1: None, 2: None},
+                tags=state.to_storage())  # fmt: skip
+    failed = Recorded("sha256:e", False, "run-1", {"pii_detection": 0.5}, "pii_detection 0.5")
+    bot.versions[2] = replace(bot.versions[2], tags=failed.tags())
+    reg = snapshot(bot)
     served = ServingSnapshot(
         {"bot": AgentServing("bot", "bot", {1: ServedVersion(1, "bot", ready=True),
                                             2: ServedVersion(2, "bot", ready=False)},
@@ -40,18 +44,20 @@ def test_versions_aliases_weights_servers_and_the_rollout_line() -> None:
         "ALIASES",
         "WEIGHT",
         "SERVER",
+        "EVAL",
         "ROLLOUT",
     ]
     assert lines[1].split() == ["bot", "bot", "1", "champion", "90%", "ready", "stable"]
-    assert lines[2].split() == ["2", "10%", "shadow", "5%", "not", "ready", "canary"]
+    assert lines[2].split() == ["2", "10%", "shadow", "5%", "not", "ready", "failed", "canary"]
     assert "Serving at http://127.0.0.1:8765" in lines
     assert lines[-1] == (
         "bot: rollout v2 over v1: Paused, step 2: waiting; gates: errors Failed (1 failed)"
     )
     data = json.loads(view.render("json"))
     assert data["agents"]["bot"]["versions"]["2"] == {
-        "aliases": [], "weight": 10, "server": "not ready", "shadow": 5,
+        "aliases": [], "weight": 10, "server": "not ready", "shadow": 5, "evaluation": "failed",
     }  # fmt: skip
+    assert data["agents"]["bot"]["versions"]["1"]["evaluation"] is None
     assert data["agents"]["bot"]["rollout"]["step"] == 2
 
 
