@@ -31,6 +31,7 @@ from controller.core.manifest.schema import (
     ServingDefaultsSpec,
 )
 from controller.core.plan.kube_objects import resolve_settings
+from controller.engine.evaluation import resolve_evaluation
 from controller.engine.files import MAX_MANIFEST_BYTES, Unreadable, read_regular, shown_path
 from controller.engine.source import resolve_sources
 from controller.engine.yamlnodes import documents
@@ -144,7 +145,7 @@ def load(
             f"{base}: no Agent manifests found (an empty desired state would prune every "
             "managed model; pass --allow-empty if that is meant)",
         )
-    diags = Diagnostics.of(sorted(out.items, key=_order))
+    diags = Diagnostics.of(sorted(_once(out.items), key=_order))
     if diags.has_errors and not partial:
         raise InvalidInput(diags)
     agents.sort(key=lambda a: a.name)
@@ -158,6 +159,21 @@ def load(
         ),
         diags,
     )
+
+
+def _once(items: list[Diagnostic]) -> list[Diagnostic]:
+    """Without a problem that is also reported at the same place as part of another's message:
+    a YAML dataset under the manifests' directory is read as a possible manifest too, and its
+    invalid YAML is reported as the dataset's problem (with the manifest's field)."""
+
+    def text(d: Diagnostic) -> str:
+        return f"{d.field}: {d.message}" if d.field else d.message
+
+    return [
+        d
+        for d in items
+        if not any(e is not d and e.location == d.location and text(d) in e.message for e in items)
+    ]
 
 
 def _order(d: Diagnostic) -> tuple[str, int, int]:
@@ -414,9 +430,17 @@ def _build_agent(
         source_as_written=not validated.affects(("spec", "source")),
         entry_as_written=entry_as_written,
     )
+
+    def as_written(path: FieldPath) -> FieldPath | None:
+        original = validated.original(path)
+        return None if validated.affects(original) else original
+
+    evaluation = resolve_evaluation(agent, root, error, as_written)
+    evaluated = manifest.spec.evaluation is None or evaluation is not None
     ok = not misspelt and not validated.errors and not problems and resolved is not None
+    ok = ok and evaluated
     source, own = resolved if resolved is not None else (None, {})
-    agent = DesiredAgent(manifest, doc.file, source, doc.locations, manifest_ref, own)
+    agent = DesiredAgent(manifest, doc.file, source, doc.locations, manifest_ref, own, evaluation)
     return _Built(agent, validated, ok, name)
 
 
