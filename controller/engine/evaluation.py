@@ -155,9 +155,9 @@ def _dataset(
     if rows.refused == 0 and not rows.rows:
         error(Location(rows.file, 1, 1), where, "no rows: the dataset is empty")
         return None
-    if rows.refused > MAX_ROW_PROBLEMS:
+    if rows.more is not None:
         more = rows.refused - MAX_ROW_PROBLEMS
-        error(Location(rows.file, 1, 1), where, f"and {more} more problems in this dataset")
+        error(rows.more, where, f"and {more} more problems in this dataset, from this line on")
     if rows.refused:
         return None
     return target.relative_to(root).as_posix(), tuple(rows.rows)
@@ -173,10 +173,14 @@ class _Rows:
     rows: list[dict[str, Any]] = field(default_factory=list)
     refused: int = 0  # problems found
 
+    more: Location | None = None  # the first problem not reported
+
     def problem(self, loc: Location, message: str) -> None:
         self.refused += 1
         if self.refused <= MAX_ROW_PROBLEMS:
             self.error(loc, self.where, message)
+        elif self.more is None:
+            self.more = loc
 
     def full(self, loc: Location) -> bool:
         if len(self.rows) < MAX_ROWS:
@@ -245,16 +249,18 @@ class _Rows:
             )
             return
         ok = True
+        meant: set[str] = set()
         for key in data:
             if key not in _ROW_FIELDS:
                 close = difflib.get_close_matches(str(key), _ROW_FIELDS, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
+                meant.update(close)
                 self.problem(
                     at((key,)),
                     f"unknown field '{key}' in a row{hint} (allowed: {', '.join(_ROW_FIELDS)})",
                 )
                 ok = False
-        if "inputs" not in data:
+        if "inputs" not in data and "inputs" not in meant:
             self.problem(at(()), "a row without inputs (the agent's arguments): inputs is required")
             ok = False
         for key in _ROW_FIELDS:

@@ -84,11 +84,15 @@ def check_evaluation(spec: AgentSpec) -> list[Problem]:
                 )
             )
         names.setdefault(name, i)
+    # A built-in unknown (reported) may be meant to go by the name a threshold gives.
+    unknown = any(
+        r.builtin is not None and builtin_name(r.builtin) is None for r in evaluation.scorers
+    )
     thresholds: FieldPath = (*EVALUATION, "thresholds")
     seen: dict[str, int] = {}
     for i, threshold in enumerate(evaluation.thresholds):
         path: FieldPath = (*thresholds, i)
-        if threshold.scorer not in names:
+        if threshold.scorer not in names and not unknown:
             problems.append(
                 Problem(
                     (*path, "scorer"),
@@ -166,6 +170,7 @@ def _check_scorer(problems: list[Problem], ref: ScorerRef, path: FieldPath) -> N
             Problem((*path, "model"), f"{builtin} runs no LLM: only an LLM judge takes a model")
         )
     allowed = BUILTIN_ARGS[builtin]
+    misspelt = any(key not in allowed for key in ref.args)  # a missing one may be among them
     for key, value in ref.args.items():
         if key not in allowed:
             problems.append(
@@ -190,11 +195,12 @@ def _check_scorer(problems: list[Problem], ref: ScorerRef, path: FieldPath) -> N
     if builtin == "RegexMatch":
         pattern = ref.args.get("pattern")
         if pattern is None:
-            problems.append(
-                Problem(
-                    (*path, "args"), "RegexMatch needs args.pattern (e.g. {pattern: '^Answer'})"
+            if not misspelt:
+                problems.append(
+                    Problem(
+                        (*path, "args"), "RegexMatch needs args.pattern (e.g. {pattern: '^Answer'})"
+                    )
                 )
-            )
         elif not isinstance(pattern, str):
             problems.append(Problem((*path, "args", "pattern"), "pattern must be a string"))
         else:
@@ -204,7 +210,11 @@ def _check_scorer(problems: list[Problem], ref: ScorerRef, path: FieldPath) -> N
                 problems.append(
                     Problem((*path, "args", "pattern"), f"not a regular expression: {exc}")
                 )
-    if builtin == "ResponseLength" and not {"min_length", "max_length"} & set(ref.args):
+    if (
+        builtin == "ResponseLength"
+        and not misspelt
+        and not {"min_length", "max_length"} & set(ref.args)
+    ):
         problems.append(
             Problem(
                 (*path, "args"),
