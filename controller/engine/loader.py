@@ -18,8 +18,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from controller.core.diagnostics import Diagnostic, Diagnostics, Location, Severity
 from controller.core.errors import InvalidInput
 from controller.core.manifest.checks import FieldPath, check_manifest, field_name
@@ -33,8 +31,10 @@ from controller.core.manifest.schema import (
     ServingDefaultsSpec,
 )
 from controller.core.plan.kube_objects import resolve_settings
+from controller.engine.evaluation import resolve_evaluation
 from controller.engine.files import MAX_MANIFEST_BYTES, Unreadable, read_regular, shown_path
 from controller.engine.source import resolve_sources
+from controller.engine.yamlnodes import documents
 from controller.ports import SourceHistory
 
 __all__ = ["find_root", "git_work_tree", "load"]
@@ -145,7 +145,7 @@ def load(
             f"{base}: no Agent manifests found (an empty desired state would prune every "
             "managed model; pass --allow-empty if that is meant)",
         )
-    diags = Diagnostics.of(sorted(out.items, key=_order))
+    diags = Diagnostics.of(sorted(_once(out.items), key=_order))
     if diags.has_errors and not partial:
         raise InvalidInput(diags)
     agents.sort(key=lambda a: a.name)
@@ -159,6 +159,21 @@ def load(
         ),
         diags,
     )
+
+
+def _once(items: list[Diagnostic]) -> list[Diagnostic]:
+    """Without a problem that is also reported at the same place as part of another's message:
+    a YAML dataset under the manifests' directory is read as a possible manifest too, and its
+    invalid YAML is reported as the dataset's problem (with the manifest's field)."""
+
+    def text(d: Diagnostic) -> str:
+        return f"{d.field}: {d.message}" if d.field else d.message
+
+    return [
+        d
+        for d in items
+        if not any(e is not d and e.location == d.location and text(d) in e.message for e in items)
+    ]
 
 
 def _order(d: Diagnostic) -> tuple[str, int, int]:
@@ -339,12 +354,6 @@ def _manifest_files(base: Path) -> Iterator[Path]:
                 yield Path(dirpath) / name
 
 
-def _mark(file: str, mark: yaml.Mark | None) -> Location:
-    if mark is None:
-        return Location(file, 1, 1)
-    return Location(file, mark.line + 1, mark.column + 1)
-
-
 def _read_documents(file: Path, display: str, root: Path, out: _Collector) -> Iterator[_Doc]:
     """The YAML documents of one manifest file: a regular file inside the repository root, of at
     most MAX_MANIFEST_BYTES (a symlink out of the root is refused unread)."""
@@ -364,124 +373,8 @@ def _read_documents(file: Path, display: str, root: Path, out: _Collector) -> It
     except UnicodeDecodeError as exc:
         out.error(Location(display, 1, 1), "", f"cannot read: {exc}")
         return
-    loader = _Loader(text)
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:
-                continue
-            builder = _Builder(loader, display, out)
-            try:
-                data = builder.build(node, ())
-            except _Refused as exc:
-                out.error(_mark(display, exc.node.start_mark), "", exc.message)
-                continue
-            yield _Doc(data, builder.locations, display, _mark(display, node.start_mark))
-    except yaml.MarkedYAMLError as exc:
-        loc = _mark(display, exc.problem_mark or exc.context_mark)
-        problem = " ".join(p for p in (exc.context, exc.problem) if p)
-        mark = exc.problem_mark
-        if mark is not None and text[mark.index : mark.index + 1] == "\t":
-            problem += " (a tab: YAML indents with spaces only)"
-        out.error(loc, "", f"invalid YAML: {problem or exc}")
-    except yaml.YAMLError as exc:
-        out.error(Location(display, 1, 1), "", f"invalid YAML: {exc}")
-    except RecursionError:
-        out.error(Location(display, 1, 1), "", "invalid YAML: nested too deeply")
-    finally:
-        loader.dispose()
-
-
-#: libyaml's parser where PyYAML was built with it (ten times faster; the same marks and nodes).
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-#: At most this many nodes per document, counting each use of an alias in full (so a small file
-#: of nested aliases, a "billion laughs", is refused instead of expanded).
-MAX_NODES = 100_000
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-class _Refused(Exception):
-    def __init__(self, node: yaml.Node, message: str) -> None:
-        self.node = node
-        self.message = message
-        super().__init__(message)
-
-
-class _Builder:
-    """Build Python data from one YAML document, recording where each path starts.
-
-    Each node is built once (an alias reuses the value), recursive aliases are refused, and the
-    expanded size is counted against MAX_NODES. Merge keys (``<<``) follow YAML: explicit keys
-    override merged ones, and only two explicit keys that are equal are a duplicate.
-    """
-
-    def __init__(self, loader: yaml.SafeLoader, file: str, out: _Collector) -> None:
-        self.loader = loader
-        self.file = file
-        self.out = out
-        self.locations: dict[FieldPath, Location] = {}
-        self._built: dict[int, tuple[Any, int]] = {}  # id(node) -> (value, expanded size)
-        self._active: set[int] = set()
-        self._count = 0
-
-    def _grow(self, node: yaml.Node, n: int) -> None:
-        self._count += n
-        if self._count > MAX_NODES:
-            raise _Refused(node, f"document has more than {MAX_NODES} nodes once aliases expand")
-
-    def build(self, node: yaml.Node, path: FieldPath) -> Any:
-        self.locations.setdefault(path, _mark(self.file, node.start_mark))
-        key = id(node)
-        if key in self._active:
-            raise _Refused(node, "invalid YAML: an alias refers to a node that contains it")
-        if key in self._built:
-            value, size = self._built[key]
-            self._grow(node, size)
-            return value
-        self._active.add(key)
-        start = self._count
-        self._grow(node, 1)
-        if isinstance(node, yaml.MappingNode):
-            value = self._mapping(node, path)
-        elif isinstance(node, yaml.SequenceNode):
-            value = [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        else:
-            value = self._scalar(node)
-        self._active.discard(key)
-        self._built[key] = (value, self._count - start)
-        return value
-
-    def _scalar(self, node: yaml.Node) -> Any:
-        try:
-            return self.loader.construct_object(node, deep=True)
-        except (ValueError, OverflowError) as exc:
-            raise _Refused(node, f"invalid YAML value: {exc}") from None
-
-    def _mapping(self, node: yaml.MappingNode, path: FieldPath) -> dict[Any, Any]:
-        explicit = sum(1 for k, _ in node.value if k.tag != _MERGE_TAG)
-        self.loader.flatten_mapping(node)
-        merged = len(node.value) - explicit  # flatten_mapping puts merged pairs first
-        result: dict[Any, Any] = {}
-        first_explicit: dict[Any, Location] = {}
-        for i, (key_node, value_node) in enumerate(node.value):
-            key = self._scalar(key_node)
-            where = _mark(self.file, key_node.start_mark)
-            if not isinstance(key, str | int | float | bool) and key is not None:
-                self.out.error(where, field_name(path), "keys must be scalars")
-                continue
-            child: FieldPath = (*path, str(key))
-            if i >= merged:
-                if key in first_explicit:
-                    line = first_explicit[key].line
-                    self.out.error(
-                        where, field_name(child), f"duplicate key '{key}' (first at line {line})"
-                    )
-                    continue
-                first_explicit[key] = where
-            self.locations[child] = where
-            result[key] = self.build(value_node, child)
-        return result
+    for doc in documents(text, display, out.error):
+        yield _Doc(doc.data, doc.locations, display, doc.start)
 
 
 def _build_agent(
@@ -537,9 +430,17 @@ def _build_agent(
         source_as_written=not validated.affects(("spec", "source")),
         entry_as_written=entry_as_written,
     )
+
+    def as_written(path: FieldPath) -> FieldPath | None:
+        original = validated.original(path)
+        return None if validated.affects(original) else original
+
+    evaluation = resolve_evaluation(agent, root, error, as_written)
+    evaluated = manifest.spec.evaluation is None or evaluation is not None
     ok = not misspelt and not validated.errors and not problems and resolved is not None
+    ok = ok and evaluated
     source, own = resolved if resolved is not None else (None, {})
-    agent = DesiredAgent(manifest, doc.file, source, doc.locations, manifest_ref, own)
+    agent = DesiredAgent(manifest, doc.file, source, doc.locations, manifest_ref, own, evaluation)
     return _Built(agent, validated, ok, name)
 
 

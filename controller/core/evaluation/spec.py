@@ -16,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "BUILTINS",
+    "BUILTIN_ARGS",
     "JUDGES",
     "EvaluationSpec",
     "ScorerSpec",
@@ -31,6 +32,17 @@ BUILTINS: Mapping[str, str] = {
     "RegexMatch": "regex_match",
     "PIIDetection": "pii_detection",
     "ResponseLength": "response_length",
+}
+#: The arguments each of those takes (its pydantic fields in MLflow 3.17.2, but ``name``, which
+#: is the scorer's own ``name:``) -> the values allowed, None: any value (checked by MLflow).
+BUILTIN_ARGS: Mapping[str, Mapping[str, tuple[str, ...] | None]] = {
+    "RegexMatch": {
+        "pattern": None,
+        "match_type": ("search", "fullmatch"),
+        "case_insensitive": None,
+    },
+    "PIIDetection": {"pii_types": ("email", "phone", "ssn", "credit_card", "ip_address")},
+    "ResponseLength": {"min_length": None, "max_length": None, "unit": ("chars", "words")},
 }
 #: The built-in LLM judges (each takes ``model``) -> the name their results go by.
 JUDGES: Mapping[str, str] = {

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
+from controller.core.manifest.evaluation import check_evaluation
+from controller.core.manifest.problem import FieldPath, Problem, field_name
 from controller.core.manifest.schema import (
     ALIAS_RESERVED,
     CURRENT,
@@ -21,34 +22,17 @@ from controller.core.manifest.schema import (
     VersionRef,
 )
 
-__all__ = ["FieldPath", "Problem", "check_manifest", "field_name", "something_to_manage"]
-
-FieldPath = tuple[str | int, ...]
+__all__ = [
+    "FieldPath",
+    "Problem",
+    "check_manifest",
+    "field_name",
+    "something_to_manage",
+]
 
 SOURCE: FieldPath = ("spec", "source")
 VERSIONS: FieldPath = ("spec", "versions")
 ALIASES: FieldPath = ("spec", "aliases")
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    path: FieldPath
-    message: str
-    #: The other fields the problem follows from (a reference's declarations, a list it counts):
-    #: a problem that a repaired manifest shows is reported only if the repair touched none of
-    #: ``path`` and these (see :mod:`controller.core.manifest.repair`).
-    also: tuple[FieldPath, ...] = ()
-
-
-def field_name(path: FieldPath) -> str:
-    """``("spec", "traffic", 0, "percent")`` -> ``spec.traffic[0].percent``."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else part
-    return out
 
 
 def something_to_manage(spec: AgentSpec) -> bool:
@@ -198,6 +182,7 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
             _check_target(problems, ("spec", "serving", "shadow"), shadow, spec, check_ref)
     if spec.rollout is not None:
         _check_rollout(problems, spec, check_ref)
+    problems.extend(check_evaluation(spec))
     return problems
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from controller.core.evaluation.spec import BUILTINS, JUDGES
 from controller.core.manifest.checks import FieldPath
 from controller.core.manifest.schema import MODEL_NAME_PATTERN, VERSION_NAME_PATTERN, AgentManifest
 
@@ -41,6 +42,8 @@ def explain(
         elif kind == "string_pattern_mismatch":
             pattern = str((err.get("ctx") or {}).get("pattern", ""))
             msg = _PATTERN_HELP.get(pattern, err["msg"])
+            if pattern == _BUILTIN_PATTERN:
+                msg += _builtin_hint(err.get("input"))
         else:
             msg = err["msg"]
         got = ""
@@ -69,6 +72,7 @@ def explain(
     return out
 
 
+_BUILTIN_PATTERN = r"^[A-Z][A-Za-z0-9]*$"
 _VERSION_NAME_HELP = (
     "a version name must be a lowercase label: letters, digits and '-', starting with a letter "
     "and ending with a letter or digit, at most 63 characters"
@@ -85,6 +89,15 @@ _PATTERN_HELP = {
     ),
     r"^[\w\-]+$": "an alias may contain only letters, digits, '_' and '-'",
     r"^[/\w.\- ]+$": "a tag key may contain only letters, digits, '_', '-', '.', '/' and spaces",
+    _BUILTIN_PATTERN: "a built-in scorer is named by its class in mlflow.genai.scorers",
+    r"^[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*$": (
+        "a code scorer is 'path/to/file.py:function' (the file relative to the manifest)"
+    ),
+    r"^[A-Za-z_][A-Za-z0-9_.-]*$": (
+        "a scorer name may contain only letters, digits, '_', '.' and '-', starting with a letter "
+        "or '_' (its results are logged as <name>/mean)"
+    ),
+    r"^[a-z][a-z0-9_-]*:/.+$": "a judge's model is a URI '<provider>:/<model>' (e.g. openai:/gpt-4o-mini)",
 }
 
 
@@ -94,7 +107,25 @@ _MAPPING_EXAMPLES = {
     "(`- 3`, `- current`)",
     "TrafficTarget": "must be a mapping (e.g. `{alias: champion, percent: 100}`)",
     "ShadowTarget": "must be a mapping (e.g. `{version: 3, percent: 10}`)",
+    "ScorerRef": "must be a mapping (e.g. `{builtin: PIIDetection}` or "
+    "`{code: eval/scorers.py:is_polite}`)",
+    "Threshold": "must be a mapping (e.g. `{scorer: pii_detection, min: 1.0}`)",
+    "DatasetRef": "must be a mapping (`{mlflow: <dataset name>}` or `{file: <path>}`), or a "
+    "file name alone (`dataset: eval/questions.jsonl`)",
 }
+
+
+def _builtin_hint(given: Any) -> str:
+    """The built-in a misspelt name most likely means (``pii_detection`` -> PIIDetection)."""
+    if not isinstance(given, str):
+        return ""
+    by_result = {v: k for k, v in {**BUILTINS, **JUDGES}.items()}
+    folded = {k.lower(): k for k in [*BUILTINS, *JUDGES]}
+    found = by_result.get(given) or folded.get(given.lower().replace("_", ""))
+    if found is None:
+        close = difflib.get_close_matches(given.lower(), list(folded), n=1)
+        found = folded[close[0]] if close else None
+    return f"; did you mean '{found}'?" if found else ""
 
 
 def _mapping_help(path: FieldPath, model: type[BaseModel]) -> str:

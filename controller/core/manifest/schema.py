@@ -431,8 +431,10 @@ class DatasetRef(_Model):
 
     file: Annotated[str, StringConstraints(min_length=1)] | None = Field(
         default=None,
-        description="A JSONL or YAML file (relative to the manifest) of rows {inputs: {...}, "
-        "expectations: {...}}; 'dataset: path' is a shorthand.",
+        description="A file in the repository (relative to the manifest) of at most 10000 rows, "
+        "each {inputs: {...}, expectations: {...}, tags: {...}} (inputs required: the agent's "
+        "arguments): .jsonl, one JSON object a line, or .yaml/.yml, one list of rows; "
+        "'dataset: path' is a shorthand.",
     )
     mlflow: Annotated[str, StringConstraints(min_length=1)] | None = Field(
         default=None,
@@ -467,9 +469,10 @@ class ScorerRef(_Model):
     )
     code: CodeRef | None = Field(
         default=None,
-        description="A code scorer: 'path.py:function' (relative to the manifest), a function "
-        "decorated with @mlflow.genai.scorers.scorer, or a plain function of (inputs, outputs, "
-        "expectations) returning bool, a number, 'yes'/'no' or a Feedback.",
+        description="A code scorer: 'path.py:function' (relative to the manifest, inside the "
+        "repository), a top-level def decorated with @mlflow.genai.scorers.scorer, or a plain "
+        "function of (inputs, outputs, expectations) returning bool, a number, 'yes'/'no' or a "
+        "Feedback. Validating only parses the file; it runs when a version is evaluated.",
     )
     name: ScorerName | None = Field(
         default=None,
@@ -483,7 +486,8 @@ class ScorerRef(_Model):
     model: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*:/.+$")] | None = Field(
         default=None,
         description="An LLM judge's model URI, e.g. openai:/gpt-4o-mini (its key is read from "
-        "the environment, e.g. OPENAI_API_KEY).",
+        "the environment, e.g. OPENAI_API_KEY); required for a judge (agentctl picks none), "
+        "refused for a scorer that runs no LLM.",
     )
 
     @model_validator(mode="after")
@@ -498,13 +502,13 @@ class Threshold(_Model):
     error or a missing answer 0 (for a pass/fail scorer, its pass rate)."""
 
     scorer: ScorerName = Field(description="A scorer listed in spec.evaluation.scorers.")
-    min: Annotated[float, Field(allow_inf_nan=False)] | None = Field(
+    min: Annotated[float, Field(strict=True, allow_inf_nan=False)] | None = Field(
         default=None, description="The least figure that passes, e.g. 0.95."
     )
-    max: Annotated[float, Field(allow_inf_nan=False)] | None = Field(
+    max: Annotated[float, Field(strict=True, allow_inf_nan=False)] | None = Field(
         default=None, description="The most figure that passes (a numeric scorer)."
     )
-    max_drop: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+    max_drop: Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)] | None = Field(
         default=None,
         description="How far under the champion's figure on the same dataset it may fall "
         "(the champion: the version the candidate takes the place of).",
