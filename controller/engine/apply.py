@@ -60,9 +60,9 @@ from controller.core.state.observed import (
     WRITTEN_BY_TAG,
 )
 from controller.engine import snapshot
-from controller.engine.evaluate import Evaluations
 from controller.engine.retry import RetryPolicy
 from controller.engine.snapshot import Snapshot, SourceChanged
+from controller.engine.verdicts import Evaluations
 from controller.ports import Evaluator, Registry, ServingTarget, SourceHistory
 
 __all__ = ["SourceChanged", "apply"]

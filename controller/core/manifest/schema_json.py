@@ -27,6 +27,12 @@ def manifest_json_schema() -> dict[str, Any]:
             {"const": "current"},
         ]
     }
+    # `dataset: path` is a shorthand for `dataset: {file: path}` (see DatasetRef).
+    evaluation = schema["$defs"]["Evaluation"]["properties"]
+    evaluation["dataset"] = {
+        "anyOf": [evaluation["dataset"], {"type": "string", "minLength": 1}],
+        "description": schema["$defs"]["DatasetRef"].get("description", ""),
+    }
     # Something to manage (see checks.something_to_manage): not an agent that is only a name.
     schema["$defs"]["AgentSpec"]["anyOf"] = [
         {"required": ["source"], "properties": {"source": {"type": "object"}}},
