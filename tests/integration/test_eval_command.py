@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_pull_request import edit, git
 from tests.support.controller import EXAMPLES
 from tests.support.eval_markdown import sections
+from tests.support.gitrepo import edit, git
 
 pytestmark = pytest.mark.integration
 

@@ -118,9 +118,9 @@ def _markdown(report: EvalReport) -> str:
         out.append(f"Dataset: {_md(a.dataset)}<br>")
         run = f" (run {_code(a.candidate_run)})" if a.candidate_run else ""
         out.append(f"Candidate: {_md(a.candidate)}{run}<br>")
-        out.append(f"Champion: {_md(_champion_line(a))}")
+        out.append(f"Champion: {_md(_champion_line(a))}" + ("<br>" if a.scope else ""))
         if a.scope:
-            out.append(f"<br><i>Evaluated because {_md(a.scope)}.</i>")
+            out.append(f"<i>Evaluated because {_md(a.scope)}.</i>")
         out += [
             "",
             "| scorer | candidate | champion | threshold | result |",
