@@ -1,6 +1,7 @@
 """The ``agentctl`` command: a thin shell over load, the one reconcile and render.
 
-Exit codes: 0 success; 1 error (bad input, plan errors, a backend that failed); ``plan
+Exit codes: 0 success; 1 error (bad input, plan errors, a backend that failed); ``eval``
+returns 3 when a candidate failed a threshold (:mod:`controller.app.evaluate`); ``plan
 --detailed-exitcode`` also returns 2 when the manifests' state is not reached: changes pending
 (Terraform's convention), or a rollout failed, aborted, paused until promoted or still under way,
 on every target (a rollout's record is in the registry). Options
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from controller.app import evaluate as eval_cmd
 from controller.app import gc as gc_cmd
 from controller.app import options as o
 from controller.app import output, rollout, saved, sources, wiring
@@ -571,6 +573,7 @@ for _fn in (rollout.promote, rollout.abort, rollout.rollback):
 
 
 command(*o.REGISTRY, "owner", name="gc")(gc_cmd.gc)
+command(*o.REGISTRY, *o.LOAD, "owner", name="eval")(eval_cmd.evaluate)
 
 
 def main() -> None:

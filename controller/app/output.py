@@ -24,6 +24,7 @@ from controller.core.errors import (
     PlanRejected,
     TemporaryBackendError,
 )
+from controller.core.evaluation.report import EvalReport
 from controller.core.plan.changes import Plan
 from controller.core.plan.changeset import ChangeSet, Entry
 from controller.core.secrets import redact_text
@@ -38,6 +39,7 @@ __all__ = [
     "handled",
     "show_endpoint",
     "show_entry",
+    "show_eval",
     "show_plan",
 ]
 
@@ -146,6 +148,16 @@ def show_plan(plan: Plan, fmt: Format) -> None:
     if fmt is Format.text and len(plan.diagnostics):
         annotate(plan.diagnostics)
         err(("\n" if not plan.has_errors else "") + render_diagnostics(plan.diagnostics))
+
+
+def show_eval(report: EvalReport, fmt: Format) -> None:
+    """What ``agentctl eval`` found, on stdout; in text, the thresholds missed also on stderr."""
+    from controller.core.render.evaluation import render_eval
+
+    typer.echo(render_eval(report, fmt.value))
+    if fmt is Format.text:
+        for a in report.failed:
+            err(f"Error: {a.agent}: the candidate failed its evaluation: {a.verdict.reason}")
 
 
 def deleted_models(plan: Plan) -> list[str]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.app.options import Options, Target
 from controller.core.errors import InvalidInput
-from controller.ports import EventSink, MetricProvider, ServingTarget, TraceReader
+from controller.ports import Evaluator, EventSink, MetricProvider, ServingTarget, TraceReader
 
 if TYPE_CHECKING:
     from controller.adapters.kubernetes.serving import KubeApi
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "backends",
+    "evaluator",
     "events",
     "kube_api",
     "local_serving",
@@ -153,6 +154,17 @@ def backends(
     target = serving(opts, reg, settings, attach=attach, api=api)
     providers = metric_providers(opts, reg, target)
     return Backends(reg, target, providers, RetryPolicy.from_env(), written_by(), GitHistory())
+
+
+def evaluator(opts: Options) -> Evaluator:
+    """What runs ``mlflow.genai.evaluate`` for an agent's versions: a child process per
+    evaluation (the agent's code and the code scorers never run in agentctl's own)."""
+    # engineer A's adapter (issue 19); the ignores go when it lands
+    from controller.adapters.mlflow.evaluator import (  # type: ignore[import-not-found, unused-ignore]
+        ChildEvaluator,
+    )
+
+    return ChildEvaluator(opts.tracking_uri)  # type: ignore[no-any-return, unused-ignore]
 
 
 def written_by() -> str:

@@ -60,7 +60,9 @@ def test_the_composite_action_scripts_pass_shellcheck() -> None:
         "Install agentctl",
         "Validate manifests",
         "Plan the agents this change touches",
+        "Evaluate the candidates this change touches",
         "Fail on invalid manifests or a plan error",
+        "Fail on a failed evaluation",
     ]
     for name, script in blocks:
         done = subprocess.run(

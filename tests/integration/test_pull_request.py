@@ -6,27 +6,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.controller import EXAMPLES
+from tests.support.gitrepo import edit, git
 
 pytestmark = pytest.mark.integration
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {
-        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.test",
-        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.test",
-        "PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(repo),
-    }  # fmt: skip
-    done = subprocess.run(
-        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True
-    )
-    return done.stdout
 
 
 @pytest.fixture
@@ -46,12 +34,6 @@ def line_col(path: Path, line_start: str) -> tuple[int, int]:
         if line.startswith(line_start):
             return number, len(line) - len(line.lstrip()) + 1
     raise AssertionError(f"{line_start!r} not in {path}")
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, (path, old)
-    path.write_text(text.replace(old, new, 1))
 
 
 def test_only_the_changed_agent_is_planned(repo: Path, agentctl: Any) -> None:

@@ -1,17 +1,46 @@
-"""An in-memory Evaluator: each version's figures come from a table the test sets (by model
-and version), and every request is kept."""
+"""An Evaluator for unit tests: each target's figures come from a table the test gives (by the
+target's label, or ``"source"`` / ``"v<N>"``), and each request is kept. The real one, a child
+process running mlflow.genai.evaluate, is tested against a real MLflow server in
+tests/integration."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from controller.core.evaluation.verdict import ScorerFigures
-from controller.ports import EvalOutcome, EvalRequest
+from controller.ports import EvalOutcome, EvalRequest, EvalTarget
 
-__all__ = ["FakeEvaluator"]
+
+def figures(rows: int = 10, errors: int = 0, **figure: float) -> dict[str, ScorerFigures]:
+    """``figures(pii_detection=0.9)``: each scorer's figure over ``rows`` rows."""
+    return {name: ScorerFigures(name, value, rows, errors) for name, value in figure.items()}
 
 
 class FakeEvaluator:
+    def __init__(
+        self, by_target: Mapping[str, Mapping[str, ScorerFigures]], fail: Exception | None = None
+    ) -> None:
+        self.by_target = by_target
+        self.fail = fail
+        self.requests: list[EvalRequest] = []
+
+    @staticmethod
+    def key(target: EvalTarget) -> str:
+        return "source" if target.source is not None else f"v{target.version}"
+
+    def evaluate(self, request: EvalRequest) -> list[EvalOutcome]:
+        self.requests.append(request)
+        if self.fail is not None:
+            raise self.fail
+        return [
+            EvalOutcome(t, f"run-{request.agent}-{self.key(t)}", self.by_target[self.key(t)])
+            for t in request.targets
+        ]
+
+
+class VersionEvaluator:
+    """Figures by (model, version), ``default`` for the others; every request is kept."""
+
     def __init__(self, default: Mapping[str, float] | None = None) -> None:
         #: (model, version) -> scorer -> figure; unset versions get ``default``.
         self.figures: dict[tuple[str, int], dict[str, float]] = {}

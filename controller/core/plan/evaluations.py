@@ -10,8 +10,7 @@ the planner moves no alias and no traffic to it (what it already holds stays), a
 reports it as needing attention until its source or spec.evaluation changes.
 
 The **champion** a candidate is compared with (``maxDrop``) is the version it takes the place
-of: with spec.rollout, the version the promote alias holds; else the version serving the largest
-share of live traffic; else the version at the first alias the manifest declares that is set.
+of, by the rule of :mod:`controller.core.evaluation.champion` (the one ``agentctl eval`` uses).
 """
 
 from __future__ import annotations
@@ -19,35 +18,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from controller.core.evaluation import record
+from controller.core.evaluation.champion import champion as champion_of
 from controller.core.evaluation.spec import EvaluationSpec
 from controller.core.manifest.desired import DesiredAgent
 from controller.core.manifest.schema import VersionRef
 from controller.core.plan.changes import Action, EvaluationRun, Kind, Payload, Pending
 from controller.core.plan.held import GatedVersion
-from controller.core.state.observed import AgentServing, ObservedModel
+from controller.core.state.observed import ObservedModel
 
-__all__ = ["champion_of", "plan_evaluations", "positioned"]
+__all__ = ["plan_evaluations", "positioned"]
 
 ChangeFn = Callable[[Kind, str, Action, Payload | None, Payload | None, str], None]
-
-
-def champion_of(
-    agent: DesiredAgent, model: ObservedModel | None, served: AgentServing | None
-) -> int | None:
-    """The registered version a new one takes the place of (see the module's rule)."""
-    if model is None:
-        return None
-    spec = agent.manifest.spec
-    if spec.rollout is not None:
-        return model.aliases.get(spec.rollout.promote_alias)
-    if served is not None and served.weights:
-        top = max(served.weights.items(), key=lambda vw: (vw[1], -vw[0]))
-        if top[1] > 0 and top[0] in model.versions:
-            return top[0]
-    for alias in spec.aliases:
-        if alias in model.aliases:
-            return model.aliases[alias]
-    return None
 
 
 def positioned(agent: DesiredAgent) -> list[VersionRef]:
@@ -81,7 +62,6 @@ def plan_evaluations(
     agent: DesiredAgent,
     model: ObservedModel | None,
     resolved: Mapping[VersionRef, int | Pending],
-    served: AgentServing | None,
     change: ChangeFn,
 ) -> dict[int, GatedVersion]:
     """Plan an evaluation for each positioned version without a verdict for the current
@@ -89,7 +69,8 @@ def plan_evaluations(
     spec = agent.evaluation
     if spec is None:
         return {}
-    champion = champion_of(agent, model, served)
+    found_champion = champion_of(agent.manifest, model)
+    champion = found_champion.version if found_champion is not None else None
     champion_figures = None
     if champion is not None:
         found = recorded_for(model, champion, spec.digest)

@@ -407,7 +407,7 @@ def _plan_agent(
             unchanged += plan_version_tags(governing, versions[number], change)
 
     # Evaluations: before an alias or traffic moves to a version; a failed one is withheld.
-    gated = plan_evaluations(agent, model, resolved, served, change)
+    gated = plan_evaluations(agent, model, resolved, change)
     if gated_out is not None:
         gated_out.extend(gated[n] for n in sorted(gated))
 

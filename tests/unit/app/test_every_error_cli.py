@@ -52,6 +52,7 @@ def broken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         ["validate", "."],
         ["plan", ".", "--tracking-uri", NOWHERE],
         ["apply", ".", "--tracking-uri", NOWHERE],
+        ["eval", ".", "--tracking-uri", NOWHERE],
         ["up", ".", "--detach", "--tracking-uri", NOWHERE, "--run-dir", "run"],
     ],
     ids=lambda a: a[0],

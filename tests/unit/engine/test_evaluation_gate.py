@@ -24,7 +24,7 @@ from controller.core.rollout.progress import Hold
 from controller.engine.loader import load
 from controller.engine.retry import RetryPolicy
 from tests.support.engine import Result, reconcile
-from tests.support.fake_evaluator import FakeEvaluator
+from tests.support.fake_evaluator import VersionEvaluator
 from tests.support.fake_registry import FakeRegistry
 from tests.support.fake_serving import FakeServing
 from tests.support.manifests import GOOD, ROLLOUT, write_repo
@@ -53,7 +53,7 @@ class World:
         self.root = root
         self.reg = FakeRegistry()
         self.serving = FakeServing()
-        self.evaluator = FakeEvaluator()
+        self.evaluator = VersionEvaluator()
         self.spec: EvaluationSpec | None = spec()
         self.now = 1_000_000.0
 
