@@ -1,9 +1,9 @@
 """The composition root: the one place that builds adapters, from one :class:`Options` value.
 
 The CLI's commands and the controller process (:mod:`controller.app.manager`) ask here for the
-registry, the serving target, the rollout gates' metric sources and the retry policy (together
-a :class:`~controller.engine.reconcile.Backends`), and for the Kubernetes client, event sink and
-leader elector. Nothing else in the package constructs an adapter. Adapters are imported when
+registry, the serving target, the rollout gates' metric sources, the evaluator and the retry
+policy (together a :class:`~controller.engine.reconcile.Backends`), and for the Kubernetes client,
+event sink and leader elector. Nothing else in the package constructs an adapter. Adapters are imported when
 built, so that a command pays only for the ones it uses (no mlflow import against a tracking
 server, no kubernetes client without ``--target kubernetes``).
 """
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.app.options import Options, Target
 from controller.core.errors import InvalidInput
-from controller.ports import EventSink, MetricProvider, ServingTarget, TraceReader
+from controller.ports import Evaluator, EventSink, MetricProvider, ServingTarget, TraceReader
 
 if TYPE_CHECKING:
     from controller.adapters.kubernetes.serving import KubeApi
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "backends",
+    "evaluator",
     "events",
     "kube_api",
     "local_serving",
@@ -152,7 +153,18 @@ def backends(
     reg = registry(opts.tracking_uri)
     target = serving(opts, reg, settings, attach=attach, api=api)
     providers = metric_providers(opts, reg, target)
-    return Backends(reg, target, providers, RetryPolicy.from_env(), written_by(), GitHistory())
+    return Backends(
+        reg, target, providers, RetryPolicy.from_env(), written_by(), GitHistory(),
+        evaluator(opts.tracking_uri),
+    )  # fmt: skip
+
+
+def evaluator(tracking_uri: str) -> Evaluator:
+    """Evaluations (``mlflow.genai.evaluate``) in a child process, against the registry's
+    tracking server: the agent's code and the code scorers never run in agentctl's own."""
+    from controller.adapters.mlflow.evaluator import ChildEvaluator
+
+    return ChildEvaluator(tracking_uri, written_by=written_by())
 
 
 def written_by() -> str:

@@ -35,7 +35,14 @@ from controller.core.state.observed import RegistrySnapshot, ServingSnapshot
 from controller.engine.apply import apply as apply_plan
 from controller.engine.progressive import evaluate
 from controller.engine.retry import RetryPolicy
-from controller.ports import MetricProvider, Previewer, Registry, ServingTarget, SourceHistory
+from controller.ports import (
+    Evaluator,
+    MetricProvider,
+    Previewer,
+    Registry,
+    ServingTarget,
+    SourceHistory,
+)
 
 __all__ = ["Backends", "Made", "Result", "observe", "plan_round", "preview", "reconcile"]
 
@@ -55,6 +62,8 @@ class Backends:
     written_by: str = ""
     #: Reads the sources that name a git revision (None: none can be logged).
     history: SourceHistory | None = None
+    #: Evaluates versions before they get an alias or traffic (None: none is evaluated).
+    evaluator: Evaluator | None = None
 
 
 @dataclass(frozen=True, slots=True)
