@@ -306,3 +306,20 @@ def test_a_judge_that_refuses_fails_every_row_and_its_key_is_never_shown(
     assert "Incorrect API key provided: (redacted)" in polite.first_error
     assert outcome.figures["always"].figure == 1.0
     assert key not in repr(outcome)
+
+
+def test_a_tracking_server_that_is_down_is_a_temporary_error(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from controller.core.errors import TemporaryBackendError
+    from tests.support.mlflow_server import free_port
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    down = f"http://user:hunter2@127.0.0.1:{free_port()}"
+    target = EvalTarget(label="v1", model="echo", version=1)
+    with pytest.raises(TemporaryBackendError) as info:
+        ChildEvaluator(down).evaluate(
+            EvalRequest("echo", str(repo), spec(code("always")), (target,))
+        )
+    assert str(info.value).startswith("evaluating echo: the tracking server failed: ")
+    assert "hunter2" not in str(info.value)
