@@ -13,7 +13,7 @@ TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlflow.db)
 ROUTER_PORT ?= $(or $(AGENTCTL_ROUTER_PORT),8765)
 MANIFESTS ?= manifests
 
-.PHONY: run down test lint schema bench-router bench-kube bench-controller bench-scale clean
+.PHONY: run down test lint schema bench-router bench-kube bench-controller bench-scale bench-eval clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ lint: $(STAMP)
 
 bench-router: $(STAMP)
 	$(BIN)/python bench/router.py
+
+bench-eval: $(STAMP)
+	$(BIN)/python -P bench/eval.py
 
 bench-kube: $(STAMP)
 	@assets="$$(bash hack/tools.sh kube-assets)" && crds="$$(bash hack/tools.sh gateway-crds)" && \

@@ -61,7 +61,7 @@ def evaluate(
     observed = RetryPolicy.from_env().call(registry.observe)
     scope = select(desired, changed, observed) if changed is not None else None
     report = evaluate_candidates(
-        desired, observed, lambda: wiring.evaluator(opts), owner=opts.owner, scope=scope,
+        desired, observed, lambda: wiring.evaluator(opts.tracking_uri), owner=opts.owner, scope=scope,
         written_by=wiring.written_by(),
     )  # fmt: skip
     output.show_eval(report, format)

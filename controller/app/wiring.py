@@ -1,9 +1,9 @@
 """The composition root: the one place that builds adapters, from one :class:`Options` value.
 
 The CLI's commands and the controller process (:mod:`controller.app.manager`) ask here for the
-registry, the serving target, the rollout gates' metric sources and the retry policy (together
-a :class:`~controller.engine.reconcile.Backends`), and for the Kubernetes client, event sink and
-leader elector. Nothing else in the package constructs an adapter. Adapters are imported when
+registry, the serving target, the rollout gates' metric sources, the evaluator and the retry
+policy (together a :class:`~controller.engine.reconcile.Backends`), and for the Kubernetes client,
+event sink and leader elector. Nothing else in the package constructs an adapter. Adapters are imported when
 built, so that a command pays only for the ones it uses (no mlflow import against a tracking
 server, no kubernetes client without ``--target kubernetes``).
 """
@@ -153,18 +153,18 @@ def backends(
     reg = registry(opts.tracking_uri)
     target = serving(opts, reg, settings, attach=attach, api=api)
     providers = metric_providers(opts, reg, target)
-    return Backends(reg, target, providers, RetryPolicy.from_env(), written_by(), GitHistory())
+    return Backends(
+        reg, target, providers, RetryPolicy.from_env(), written_by(), GitHistory(),
+        evaluator(opts.tracking_uri),
+    )  # fmt: skip
 
 
-def evaluator(opts: Options) -> Evaluator:
-    """What runs ``mlflow.genai.evaluate`` for an agent's versions: a child process per
-    evaluation (the agent's code and the code scorers never run in agentctl's own)."""
-    # engineer A's adapter (issue 19); the ignores go when it lands
-    from controller.adapters.mlflow.evaluator import (  # type: ignore[import-not-found, unused-ignore]
-        ChildEvaluator,
-    )
+def evaluator(tracking_uri: str) -> Evaluator:
+    """Evaluations (``mlflow.genai.evaluate``) in a child process, against the registry's
+    tracking server: the agent's code and the code scorers never run in agentctl's own."""
+    from controller.adapters.mlflow.evaluator import ChildEvaluator
 
-    return ChildEvaluator(opts.tracking_uri)  # type: ignore[no-any-return, unused-ignore]
+    return ChildEvaluator(tracking_uri, written_by=written_by())
 
 
 def written_by() -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from controller.core.evaluation.record import Recorded
 from controller.core.evaluation.verdict import ScorerFigures, Verdict, judge
 from controller.core.plan.changes import EvaluationRun
+from controller.core.state.observed import experiment_name
 from controller.engine.retry import RetryPolicy
 from controller.ports import EvalRequest, EvalTarget, Evaluator, Registry
 
@@ -67,7 +68,9 @@ class Evaluations:
                 champion_figures = earlier.means
             else:
                 targets.append(EvalTarget(f"v{run.champion}", model, run.champion))
-        request = EvalRequest(agent, self.root, spec, tuple(targets), owner=self.owner)
+        request = EvalRequest(
+            agent, self.root, spec, tuple(targets), experiment_name(model), self.owner
+        )
         outcomes = self.policy.call(lambda: self.evaluator.evaluate(request))
         results = [Evaluated(o.run_id, dict(o.figures)) for o in outcomes]
         if len(results) != len(targets):
