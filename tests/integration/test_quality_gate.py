@@ -83,7 +83,8 @@ def test_versions_that_answer_wrongly_or_leak_are_stopped_before_traffic(
         planned = agentctl("plan", str(examples), env=LOCAL)
         assert planned.code == 0, planned.err
         assert (
-            "evaluate current (known after apply) on agents/support_bot/eval/questions.jsonl "
+            "evaluate current (known after apply) on manifests/agents/support_bot/eval/"
+            "questions.jsonl "
             "(5 rows, pii_detection, mentions_expected)" in planned.out
         ), planned.out
 
