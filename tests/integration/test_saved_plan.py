@@ -109,9 +109,8 @@ def test_a_plan_made_stale_by_an_edit_of_the_manifests_is_refused(
     edit: Callable[[Path], None],
 ) -> None:
     file, shown = saved_plan(agentctl, examples, tmp_path)
-    assert (
-        len(shown["changes"]) == 8
-    )  # 2 models, 3 versions (summarizer: stable, current), 3 aliases
+    # 2 models, 3 versions (summarizer: stable, current), 3 aliases, support-bot's evaluation
+    assert len(shown["changes"]) == 9
     edit(examples)
     proxy.reset()
     result = agentctl("apply", str(file))

@@ -114,8 +114,18 @@ def until(
 
 def one_source(examples: Path) -> None:
     """Make the example summarizer (a champion and a challenger from two sources) an agent of
-    one source, both aliases on `current`: for tests that count what one apply logs."""
+    one source, both aliases on `current`, and the example support bot one without an
+    evaluation: for tests that count what one apply logs and writes (an evaluation's run,
+    traces and assessments are tested in test_quality_gate and test_evaluator)."""
     manifest = examples / "summarizer.yaml"
     text = manifest.read_text()
     start, end = text.index("    # The champion"), text.index("    - current")
     manifest.write_text(text[:start] + text[end:].replace("champion: stable", "champion: current"))
+    without_evaluation(examples)
+
+
+def without_evaluation(examples: Path) -> None:
+    """The example support bot without its spec.evaluation (the last block of its manifest)."""
+    manifest = examples / "support-bot.yaml"
+    text = manifest.read_text()
+    manifest.write_text(text[: text.index("  # A quality gate")])
