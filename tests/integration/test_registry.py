@@ -74,6 +74,7 @@ def test_changed_config_logs_a_new_version_and_moves_the_alias(
     changed = {(c["address"], c["action"]) for c in data["changes"]}
     assert changed == {
         ("support-bot.model_version.current", "create"),
+        ("support-bot.evaluation.current", "create"),  # before its alias moves to it
         ("support-bot.alias.champion", "update"),
     }
     assert agentctl("apply", str(examples)).code == 0

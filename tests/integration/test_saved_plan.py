@@ -39,6 +39,7 @@ def test_apply_of_a_saved_plan_applies_exactly_the_plan_shown(
     assert proxy.writes() == [], "plan --out writes nothing to the registry"
     assert {(c["address"], c["action"]) for c in shown["changes"]} == {
         ("support-bot.model_version.current", "create"),
+        ("support-bot.evaluation.current", "create"),  # before its alias moves to it
         ("support-bot.alias.champion", "update"),
     }
     saved = json.loads(file.read_text())
