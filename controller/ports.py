@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from controller.core.evaluation.spec import EvaluationSpec
+from controller.core.evaluation.spec import EvaluationSpec, ScorerSpec
 from controller.core.evaluation.verdict import ScorerFigures
 from controller.core.plan.changes import Change
 from controller.core.plan.preview import ObjectPreview
@@ -29,6 +29,7 @@ __all__ = [
     "MetricProvider",
     "Previewer",
     "Registry",
+    "Scoring",
     "ServingBackend",
     "ServingTarget",
     "SourceHistory",
@@ -239,8 +240,8 @@ class EventSink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class GateQuery:
-    """One gate to measure for a canary: ``metric`` (errorRate, latencyP50/P95/P99) of version
-    ``version`` of ``model``, over what it served since ``since`` (Unix seconds)."""
+    """One gate to measure for a canary: ``metric`` (errorRate, latencyP50/P95/P99, passRate)
+    of version ``version`` of ``model``, over what it served since ``since`` (Unix seconds)."""
 
     agent: str
     model: str
@@ -249,6 +250,25 @@ class GateQuery:
     metric: str
     since: float
     query: str | None = None  # PromQL, for a prometheus gate
+    #: A scorers gate: what to score with and on how many traces, the stable version to compare
+    #: with, and what the results logged on the traces say they are from.
+    scoring: Scoring | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Scoring:
+    """What a ``source: scorers`` gate needs beyond the canary: its scorer (a code scorer's file
+    is relative to ``root``), the most traces one measurement scores, the stable version (its
+    number and logged model, "" if none) scored for comparison, and the gate's name and the
+    rollout's step, kept on each result logged."""
+
+    scorer: ScorerSpec
+    root: str
+    sample: int
+    gate: str
+    step: int
+    stable: int | None = None
+    stable_model_id: str = ""
 
 
 class MetricProvider(Protocol):

@@ -119,12 +119,17 @@ def metric_providers(
     opts: Options, registry: TraceReader, target: ServingTarget | None
 ) -> dict[str, MetricProvider]:
     """The sources a rollout's analysis gates read, by their ``source`` name: ``traces`` (the
-    registry's MLflow traces), ``router`` (the local router's ``/metrics``, with ``--target
-    local``) and ``prometheus`` (with ``--prometheus-url``)."""
+    registry's MLflow traces), ``scorers`` (a scorer run on those traces, in a child process),
+    ``router`` (the local router's ``/metrics``, with ``--target local``) and ``prometheus``
+    (with ``--prometheus-url``)."""
     from controller.adapters.gates.prometheus import PrometheusMetrics, RouterMetrics
     from controller.adapters.gates.traces import TraceMetrics
+    from controller.adapters.mlflow.live_scores import LiveScores
 
     out: dict[str, MetricProvider] = {"traces": TraceMetrics(registry)}
+    tracking_uri = getattr(registry, "tracking_uri", "")
+    if tracking_uri:
+        out["scorers"] = LiveScores(tracking_uri)
     daemon = getattr(target, "daemon", None)
     if daemon is not None:
 

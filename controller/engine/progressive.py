@@ -9,6 +9,11 @@ they are parsed; the record travels on in the progress value); measure the gates
 interval is due, through one :class:`~controller.ports.MetricProvider` per source; then
 :func:`controller.core.rollout.machine.decide`. A source that cannot be read gives an
 inconclusive measurement (logged): it never promotes.
+
+A ``source: scorers`` gate's query carries a :class:`~controller.ports.Scoring`: the scorer of
+spec.evaluation it names (as the loader resolved it; until it does, from the manifest), the
+repository root its code file is relative to, the sample size, and the stable version to score
+for comparison.
 """
 
 from __future__ import annotations
@@ -18,15 +23,17 @@ from collections.abc import Mapping
 
 from controller.core.errors import AgentctlError
 from controller.core.evaluation import record
+from controller.core.evaluation.spec import ScorerSpec
+from controller.core.manifest.checks import DEFAULT_SAMPLE
 from controller.core.manifest.desired import Desired, DesiredAgent
-from controller.core.manifest.schema import VersionRef
+from controller.core.manifest.schema import AnalysisGate, VersionRef
 from controller.core.rollout import codec
 from controller.core.rollout.codec import RolloutState
 from controller.core.rollout.gates import Measurement
 from controller.core.rollout.machine import begin, decide, measurement_due
 from controller.core.rollout.progress import Clear, Hold, Progress
 from controller.core.state.observed import ObservedModel, RegistrySnapshot
-from controller.ports import GateQuery, MetricProvider
+from controller.ports import GateQuery, MetricProvider, Scoring
 
 __all__ = ["canary_of", "evaluate"]
 
@@ -87,7 +94,7 @@ def evaluate(
             continue
         measurements: dict[str, Measurement] | None = None
         if providers is not None and measurement_due(rollout, state, now):
-            measurements = _measure(agent, model, state, providers)
+            measurements = _measure(agent, model, state, providers, desired.root)
         out[agent.name] = decide(rollout, state, stored, now, measurements)
     return out
 
@@ -108,6 +115,7 @@ def _measure(
     model: ObservedModel,
     state: RolloutState,
     providers: Mapping[str, MetricProvider],
+    root: str = "",
 ) -> dict[str, Measurement]:
     rollout = agent.manifest.spec.rollout
     assert rollout is not None and rollout.analysis is not None
@@ -121,9 +129,10 @@ def _measure(
                         gate.source)  # fmt: skip
             out[gate.name] = Measurement(None, 0)
             continue
+        scoring = _scoring(agent, model, state, gate, root) if gate.source == "scorers" else None
         q = GateQuery(
             agent.name, agent.model_name, state.canary, model_id, gate.metric, state.step_started,
-            gate.query,
+            gate.query, scoring,
         )  # fmt: skip
         try:
             m = provider.measure(q)
@@ -137,8 +146,37 @@ def _measure(
         if gate.source == "prometheus" and m.value is not None:
             m = Measurement(m.value, max(m.samples, gate.min_samples))  # the query is the evidence
         log.info(
-            "agent %s: gate %s %s of v%d: %s from %d sample(s)", agent.name, gate.name, gate.metric,
-            state.canary, "none" if m.value is None else f"{m.value:g}", m.samples,
+            "agent %s: gate %s %s of v%d: %s from %d sample(s)%s", agent.name, gate.name,
+            gate.metric, state.canary, "none" if m.value is None else f"{m.value:g}", m.samples,
+            "" if m.baseline is None else f" (stable v{state.stable}: {m.baseline:g})",
         )  # fmt: skip
         out[gate.name] = m
     return out
+
+
+def _scoring(
+    agent: DesiredAgent, model: ObservedModel, state: RolloutState, gate: AnalysisGate, root: str
+) -> Scoring | None:
+    """What a scorers gate scores with; None: its scorer is not to be found (the manifest's
+    checks refuse that, so only a manifest edited under a running controller gets here)."""
+    spec = _scorer_spec(agent, gate.scorer or "")
+    if spec is None:
+        return None
+    stable = model.versions.get(state.stable)
+    return Scoring(
+        scorer=spec,
+        root=root,
+        sample=gate.sample if gate.sample is not None else DEFAULT_SAMPLE,
+        gate=gate.name,
+        step=state.step,
+        stable=state.stable,
+        stable_model_id=stable.model_id if stable is not None else "",
+    )
+
+
+def _scorer_spec(agent: DesiredAgent, name: str) -> ScorerSpec | None:
+    """The scorer ``name`` of the agent's spec.evaluation, as the loader resolved it (with its
+    code file's digest)."""
+    if agent.evaluation is None:
+        return None
+    return next((s for s in agent.evaluation.scorers if s.name == name), None)

@@ -4,7 +4,7 @@ a real MLflow server in tests/integration)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from controller.core.errors import PermanentBackendError, TemporaryBackendError
@@ -152,24 +152,18 @@ class FakeRegistry:
     def set_version_tag(self, name: str, version: int, key: str, value: str) -> None:
         self._op("set_version_tag")
         v = self._version(name, version)
-        self.models[name].versions[version] = ObservedVersion(
-            v.number, v.status, {**v.tags, key: value}, v.description
-        )
+        self.models[name].versions[version] = replace(v, tags={**v.tags, key: value})
 
     def delete_version_tag(self, name: str, version: int, key: str) -> None:
         self._op("delete_version_tag")
         v = self._version(name, version)
         tags = {k: x for k, x in v.tags.items() if k != key}
-        self.models[name].versions[version] = ObservedVersion(
-            v.number, v.status, tags, v.description
-        )
+        self.models[name].versions[version] = replace(v, tags=tags)
 
     def set_version_description(self, name: str, version: int, description: str) -> None:
         self._op("set_version_description")
         v = self._version(name, version)
-        self.models[name].versions[version] = ObservedVersion(
-            v.number, v.status, v.tags, description
-        )
+        self.models[name].versions[version] = replace(v, description=description)
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         self._op("set_alias")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Iterable
 
+from controller.core.evaluation.spec import builtin_name
 from controller.core.manifest.evaluation import check_evaluation
 from controller.core.manifest.problem import FieldPath, Problem, field_name
 from controller.core.manifest.schema import (
@@ -17,16 +18,19 @@ from controller.core.manifest.schema import (
     RESERVED_TAG_PREFIX,
     AgentManifest,
     AgentSpec,
+    ScorerRef,
     ShadowTarget,
     TrafficTarget,
     VersionRef,
 )
 
 __all__ = [
+    "DEFAULT_SAMPLE",
     "FieldPath",
     "Problem",
     "check_manifest",
     "field_name",
+    "scorer_name",
     "something_to_manage",
 ]
 
@@ -333,6 +337,131 @@ def _check_rollout(
                         ((*path, "source"),),
                     )
                 )
+            _check_gate_bounds(problems, spec, path, i)
+
+
+#: The default of a scorers gate's ``sample``: the most traces one measurement scores.
+DEFAULT_SAMPLE = 50
+
+
+def _check_gate_bounds(problems: list[Problem], spec: AgentSpec, path: FieldPath, i: int) -> None:
+    """A gate's metric, source and bounds agree: passRate comes from scorers and takes min; the
+    others take max; a scorers gate names a scorer of spec.evaluation."""
+    assert spec.rollout is not None and spec.rollout.analysis is not None
+    gate = spec.rollout.analysis.gates[i]
+    rate = gate.metric == "passRate"
+    if rate and gate.source != "scorers":
+        problems.append(
+            Problem(
+                (*path, "source"),
+                f"a passRate gate is measured by scorers (source: scorers), not {gate.source}",
+                ((*path, "metric"),),
+            )
+        )
+    if gate.source == "scorers" and not rate:
+        problems.append(
+            Problem(
+                (*path, "metric"),
+                f"a scorers gate measures passRate, not {gate.metric}",
+                ((*path, "source"),),
+            )
+        )
+    if rate:
+        if gate.max is not None:
+            problems.append(
+                Problem(
+                    (*path, "max"),
+                    "a passRate gate takes min (the least pass rate the canary keeps), not max",
+                    ((*path, "metric"),),
+                )
+            )
+        if gate.min is None:
+            problems.append(
+                Problem(
+                    path,
+                    "a passRate gate needs min: the least pass rate (0 to 1) the canary keeps",
+                    ((*path, "metric"),),
+                )
+            )
+    else:
+        if gate.min is not None:
+            problems.append(
+                Problem(
+                    (*path, "min"),
+                    f"only a passRate gate takes min; {gate.metric} takes max",
+                    ((*path, "metric"),),
+                )
+            )
+        if gate.max is None:
+            unit = "a ratio" if gate.metric == "errorRate" else "milliseconds"
+            problems.append(
+                Problem(
+                    path,
+                    f"{'an' if gate.metric == 'errorRate' else 'a'} {gate.metric} gate needs "
+                    f"max: the most the canary may show ({unit})",
+                    ((*path, "metric"),),
+                )
+            )
+    if gate.source != "scorers":
+        for key, value in (("scorer", gate.scorer), ("sample", gate.sample)):
+            if value is not None:
+                problems.append(
+                    Problem(
+                        (*path, key),
+                        f"only a scorers gate takes {key}, not {gate.source}",
+                        ((*path, "source"),),
+                    )
+                )
+        return
+    sample = gate.sample if gate.sample is not None else DEFAULT_SAMPLE
+    if sample < gate.min_samples:
+        problems.append(
+            Problem(
+                (*path, "sample") if gate.sample is not None else (*path, "minSamples"),
+                f"sample ({sample}) is under minSamples ({gate.min_samples}): every "
+                "measurement would be inconclusive",
+                ((*path, "sample"), (*path, "minSamples")),
+            )
+        )
+    if gate.scorer is None:
+        problems.append(
+            Problem(
+                path,
+                "a scorers gate needs scorer: the name of a scorer in spec.evaluation.scorers",
+                ((*path, "source"),),
+            )
+        )
+    elif spec.evaluation is None:
+        problems.append(
+            Problem(
+                (*path, "scorer"),
+                f"scorer '{gate.scorer}' must be listed in spec.evaluation.scorers, but "
+                "spec.evaluation is not set",
+                (("spec", "evaluation"),),
+            )
+        )
+    else:
+        names = [scorer_name(s) for s in spec.evaluation.scorers]
+        if gate.scorer not in names:
+            problems.append(
+                Problem(
+                    (*path, "scorer"),
+                    f"scorer '{gate.scorer}' is not listed in spec.evaluation.scorers "
+                    f"(listed: {_listing(n for n in names if n)})",
+                    (("spec", "evaluation", "scorers"),),
+                )
+            )
+
+
+def scorer_name(ref: ScorerRef) -> str | None:
+    """The name a scorer's results go by: its ``name``, else the built-in's own
+    (``pii_detection``) or the code scorer's function; None: an unknown built-in."""
+    if ref.name is not None:
+        return ref.name
+    if ref.builtin is not None:
+        return builtin_name(ref.builtin)
+    assert ref.code is not None
+    return ref.code.rsplit(":", 1)[1]
 
 
 def _check_target(

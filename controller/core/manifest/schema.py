@@ -325,6 +325,12 @@ def seconds(duration: str) -> float:
     return float(number) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
 
 
+#: What a scorer's results go by: the name MLflow logs its metric as (``<name>/mean``).
+ScorerName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=100)
+]
+
+
 class CanaryRef(_Model):
     """The version a rollout brings in: by alias or by number (or ``current``)."""
 
@@ -359,22 +365,44 @@ class RolloutStep(_Model):
 
 
 class AnalysisGate(_Model):
-    """A metric of the canary, measured every interval, that must stay at or under ``max``."""
+    """A metric of the canary, measured every interval: an error rate or a latency that must
+    stay at or under ``max``, or (``source: scorers``) the pass rate of a scorer of
+    spec.evaluation on the canary's live answers, which must stay at or over ``min``."""
 
     name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] = Field(
         description="The gate's name, unique in the rollout (a DNS label)."
     )
-    metric: Literal["errorRate", "latencyP50", "latencyP95", "latencyP99"] = Field(
+    metric: Literal["errorRate", "latencyP50", "latencyP95", "latencyP99", "passRate"] = Field(
         description="errorRate: the ratio of failed requests; latencyP50/P95/P99: a latency "
-        "percentile, in milliseconds."
+        "percentile, in milliseconds (both take max); passRate: the share of the canary's "
+        "answers a scorer passes (source: scorers; takes min)."
     )
-    source: Literal["traces", "prometheus", "router"] = Field(
+    source: Literal["traces", "prometheus", "router", "scorers"] = Field(
         default="traces",
         description="traces: the canary version's MLflow traces; prometheus: `query`; router: "
-        "the local router's per-version metrics.",
+        "the local router's per-version metrics; scorers: `scorer` run on a sample of the "
+        "canary's traces (each result logged on its trace as feedback).",
     )
-    max: Annotated[float, Field(ge=0)] = Field(
-        description="The most the canary may show: a ratio (errorRate) or milliseconds."
+    max: Annotated[float, Field(ge=0)] | None = Field(
+        default=None,
+        description="The most the canary may show: a ratio (errorRate) or milliseconds "
+        "(latency). Required for those metrics; not for passRate.",
+    )
+    min: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None,
+        description="The least pass rate (0 to 1) the canary must keep: passRate only, where "
+        "it is required.",
+    )
+    scorer: ScorerName | None = Field(
+        default=None,
+        description="source: scorers only: the name of a scorer listed in "
+        "spec.evaluation.scorers, run on the canary's (and the stable's) traces.",
+    )
+    sample: Annotated[int, Field(ge=1, le=1000, strict=True)] | None = Field(
+        default=None,
+        description="source: scorers only: the most traces one measurement scores (the "
+        "newest since the step began; a trace already scored is not scored again). Default: "
+        "50; at least minSamples.",
     )
     min_samples: Annotated[int, Field(ge=1, strict=True)] = Field(
         default=20,
@@ -417,10 +445,6 @@ class Rollout(_Model):
     )
 
 
-#: What a scorer's results go by: the name MLflow logs its metric as (``<name>/mean``).
-ScorerName = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=100)
-]
 #: ``path/to/file.py:function``: a code scorer in the repository.
 CodeRef = Annotated[str, StringConstraints(pattern=r"^[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*$")]
 

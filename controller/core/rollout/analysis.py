@@ -4,6 +4,9 @@ Two shapes of evidence, one result (:class:`~controller.core.rollout.gates.Measu
 and how many samples it rests on):
 - per-request records, as MLflow traces give them (each trace's state OK / ERROR and its
   execution duration in ms): :func:`error_rate` and :func:`latency_quantile`;
+- per-trace scorer results, as a rollout's scorers gate reads and writes them (each a value the
+  scorer returned, or the error it raised): :func:`pass_rate`, the same figure an evaluation
+  computes (:func:`controller.core.evaluation.verdict.figures_of`: an error is a failed sample);
 - cumulative counters and histogram buckets, as Prometheus (or the local router's ``/metrics``)
   gives them, read twice: :func:`counter_error_rate` and :func:`histogram_quantile` work on the
   increase between the two reads, the way PromQL's ``increase`` and ``histogram_quantile`` do.
@@ -13,10 +16,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
+from controller.core.evaluation.verdict import figures_of
 from controller.core.rollout.gates import Measurement
 
-__all__ = ["counter_error_rate", "error_rate", "histogram_quantile", "latency_quantile"]
+__all__ = [
+    "counter_error_rate",
+    "error_rate",
+    "histogram_quantile",
+    "latency_quantile",
+    "pass_rate",
+]
 
 
 def error_rate(states: Sequence[str]) -> Measurement:
@@ -36,6 +47,15 @@ def latency_quantile(durations_ms: Sequence[float], q: float) -> Measurement:
     ordered = sorted(durations_ms)
     rank = max(1, math.ceil(q * len(ordered)))
     return Measurement(float(ordered[rank - 1]), len(ordered))
+
+
+def pass_rate(values: Sequence[Any], errors: Sequence[str | None] | None = None) -> Measurement:
+    """The share of samples a scorer passed: ``True``/``"yes"`` count 1, ``False``/``"no"`` 0,
+    a number itself; a sample the scorer raised on (its error is set) or whose value is none of
+    these counts 0, never as a pass."""
+    if not values:
+        return Measurement(None, 0)
+    return Measurement(figures_of("", values, errors).figure, len(values))
 
 
 def counter_error_rate(

@@ -58,7 +58,7 @@ def from_spec(rollout: Rollout) -> tuple[list[Step], list[Gate]]:
     if last.weight >= 100 and last.pause is None:
         steps[-1] = Step(last.weight, 0.0)  # the promotion itself: no pause to wait out
     gates = [
-        Gate(g.name, g.max, g.min_samples, g.failure_limit)
+        Gate(g.name, g.max, g.min_samples, g.failure_limit, g.min)
         for g in (rollout.analysis.gates if rollout.analysis else [])
     ]
     return steps, gates
@@ -126,8 +126,9 @@ def advance(
                     failures=failures,
                     verdicts=verdicts,
                     message=(
-                        f"rolled back: {gate.name} {m.value:g} > {gate.max_value:g} "
-                        f"({failures[gate.name]} failed measurement(s), limit "
+                        f"rolled back: {gate.name} {gate.missed(m.value or 0.0)}"
+                        + ("" if m.baseline is None else f" (stable: {m.baseline:g})")
+                        + f" ({failures[gate.name]} failed measurement(s), limit "
                         f"{gate.failure_limit})"
                     ),
                 )

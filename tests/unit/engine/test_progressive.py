@@ -25,6 +25,7 @@ from controller.engine.retry import RetryPolicy
 from controller.ports import GateQuery
 from tests.support.builders import D1, D2, agent, desired, model, snapshot
 from tests.support.engine import Result, reconcile
+from tests.support.fake_evaluator import VersionEvaluator
 from tests.support.fake_registry import FakeRegistry
 from tests.support.fake_serving import FakeServing
 from tests.support.manifests import GOOD, ROLLOUT, write_repo
@@ -427,3 +428,87 @@ def test_the_registry_target_holds_no_rollout_that_was_never_recorded(tmp_path: 
     # Nothing failed or paused (no attention needed); the rollout waits for a serving target.
     assert result.plan.held == ()
     assert [r.phase for r in result.plan.rolling] == ["Waiting"]
+
+
+SCORERS_GATE = """\
+  evaluation:
+    dataset: eval.jsonl
+    scorers:
+      - builtin: PIIDetection
+        args: {pii_types: [email]}
+      - code: checks/scorers.py:polite
+  rollout:
+    canary:
+      alias: champion
+    promoteAlias: champion
+    steps:
+      - weight: 10
+        pause: 60s
+      - weight: 100
+    analysis:
+      interval: 10s
+      gates:
+        - name: no-pii
+          metric: passRate
+          source: scorers
+          scorer: pii_detection
+          min: 0.95
+          minSamples: 10
+        - name: polite
+          metric: passRate
+          source: scorers
+          scorer: polite
+          min: 0.5
+          sample: 30
+          minSamples: 10
+"""
+
+
+def test_a_scorers_gate_is_asked_with_its_scorer_and_the_stable_version_and_rolls_back(
+    world: World,
+) -> None:
+    """The scorers source is asked with the scorer the gate names (a code scorer's file made
+    relative to the root), the sample, the gate and the step, and the stable version's logged
+    model; a pass rate under min rolls the canary back, the stable's figure in the reason."""
+    w = world
+    (w.root / "eval.jsonl").write_text('{"inputs": {"question": "hi"}}\n')
+    (w.root / "checks").mkdir()
+    (w.root / "checks" / "scorers.py").write_text("def polite(outputs):\n    return True\n")
+    (w.root / "bot.yaml").write_text(GOOD + SCORERS_GATE)
+    for n, v in w.reg.models["bot"].versions.items():
+        w.reg.models["bot"].versions[n] = replace(v, source=f"models:/m-{n}")
+    desired, _ = load(w.root)
+    scorers = Source(Measurement(1.0, 30, 1.0))
+
+    def step(dt: float) -> Result:
+        w.now += dt
+        return reconcile(
+            desired, w.reg, apply=True, policy=NO_WAIT, serving=w.serving,
+            providers={"scorers": scorers}, wall=lambda: w.now, evaluator=evaluator,
+        )  # fmt: skip
+
+    evaluator = VersionEvaluator()  # every figure 1.0: both versions pass before traffic
+    held = step(1)
+    assert isinstance(held.progress["bot"], Hold) and held.progress["bot"].gate == "evaluating"
+    assert w.weights == {1: 100, 2: 0} and evaluator.evaluated == [2, 1]  # v1: the champion
+    step(1)
+    assert w.weights == {1: 90, 2: 10}
+    step(10)
+    pii, polite = scorers.asked[-2:]
+    assert (pii.version, pii.model_id, pii.metric) == (2, "m-2", "passRate")
+    assert pii.scoring is not None and polite.scoring is not None
+    assert pii.scoring.scorer.builtin == "PIIDetection"
+    assert dict(pii.scoring.scorer.args) == {"pii_types": ["email"]}
+    assert (pii.scoring.sample, pii.scoring.gate, pii.scoring.step) == (50, "no-pii", 0)
+    assert (pii.scoring.stable, pii.scoring.stable_model_id) == (1, "m-1")
+    assert pii.scoring.root == str(w.root)
+    assert (polite.scoring.scorer.code, polite.scoring.scorer.function) == (
+        "checks/scorers.py",
+        "polite",
+    )
+    assert polite.scoring.sample == 30
+    scorers.m = Measurement(0.6, 30, 1.0)
+    step(10)
+    assert w.state is not None and w.state.phase is Phase.FAILED
+    assert "no-pii 0.6 < 0.95 (stable: 1)" in w.state.message
+    assert (w.champion, w.weights) == (1, {1: 100})
