@@ -328,6 +328,7 @@ def up(
     each plan, until Ctrl-C or SIGTERM, which stop every process it started."""
     import signal
 
+    from controller.core.plan.changeset import ChangeSet
     from controller.core.render.formats import render_changeset
 
     session = _Session(path, opts, attach=not detach)
@@ -348,8 +349,9 @@ def up(
             return False
         if result.changeset is not None:
             typer.echo(render_changeset(result.changeset).splitlines()[-1])
+        failed = output.failed_evaluations(result.plan, result.changeset or ChangeSet())
         output.show_endpoint(opts.run_dir)
-        return result.terminal is None
+        return result.terminal is None and not failed
 
     def terminate(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt

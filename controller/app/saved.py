@@ -102,6 +102,8 @@ def apply_file(file: Path, fmt: Format, opts: Options) -> None:
         typer.echo(render_json(payload))
     else:
         typer.echo(render_changeset(changeset).splitlines()[-1])
+    if output.failed_evaluations(saved.plan, changeset):
+        raise typer.Exit(1)
 
 
 def _check_where(file: Path, saved: SavedPlan, opts: Options) -> None:
