@@ -66,8 +66,8 @@ def run(b: Bench, name: str, timeout: float) -> tuple[int, str]:
 
 
 def traces_of(b: Bench, version: int, scorer: str) -> list[Any]:
-    """The served traces of ``version`` (by its logged model) that carry feedback named
-    ``scorer``, with their assessments."""
+    """The served traces of ``version`` (by its logged model; not its evaluation's, made before
+    traffic) that carry feedback named ``scorer``, with their assessments."""
     mv = b.client.get_model_version("support-bot", str(version))
     model_id = mv.source.removeprefix("models:/")
     exp = b.client.get_experiment_by_name("/agentctl/support-bot")
@@ -75,7 +75,7 @@ def traces_of(b: Bench, version: int, scorer: str) -> list[Any]:
         b.client.search_traces(
             locations=[exp.experiment_id],
             filter_string=f"metadata.`mlflow.modelId` = '{model_id}' "
-            f"AND feedback.{scorer} IS NOT NULL",
+            f"AND feedback.{scorer} IS NOT NULL AND metadata.`mlflow.sourceRun` IS NULL",
             max_results=500,
             include_spans=False,
         )

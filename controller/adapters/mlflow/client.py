@@ -74,10 +74,15 @@ def artifact_location(tracking_uri: str, exp_name: str) -> str | None:
 
 
 def trace_filter(model_id: str, since_ms: int) -> str:
-    """MLflow's filter for the traces of one logged model that started after ``since_ms``."""
+    """MLflow's filter for the traces of one logged model that started after ``since_ms``, as
+    its servers wrote them: not an evaluation's (``mlflow.genai.evaluate`` writes traces with
+    the same ``mlflow.modelId``, and the run they belong to as ``mlflow.sourceRun``)."""
     if not model_id.replace("-", "").isalnum():
         raise PermanentBackendError(f"not a logged model id: {model_id!r}")
-    return f"metadata.`mlflow.modelId` = '{model_id}' AND trace.timestamp_ms > {int(since_ms)}"
+    return (
+        f"metadata.`mlflow.modelId` = '{model_id}' AND trace.timestamp_ms > {int(since_ms)} "
+        "AND metadata.`mlflow.sourceRun` IS NULL"
+    )
 
 
 class MlflowRegistry:
