@@ -292,10 +292,10 @@ def report(args: Any, results: dict[str, dict[str, tuple[float, Any]]], floor_s:
              "http": "evaluation over HTTP (as the child)",
              "child": "ChildEvaluator (child, in-process)"}  # fmt: skip
     for key, res in results.items():
-        print(f"\n{labels[key]:40} {'wall s':>8} {'rows/s':>8}")
+        print(f"\n{labels[key]:46} {'wall s':>8} {'rows/s':>8}")
         for what, (seconds, _) in res.items():
-            print(f"{names[what]:40} {seconds:8.2f} {args.rows / seconds:8.1f}")
-    print(f"{'MLflow floor (canned answer, no agent)':40} {floor_s:8.2f} {args.rows / floor_s:8.1f}")  # fmt: skip
+            print(f"{names[what]:46} {seconds:8.2f} {args.rows / seconds:8.1f}")
+    print(f"{'MLflow floor (canned answer, no agent)':46} {floor_s:8.2f} {args.rows / floor_s:8.1f}")  # fmt: skip
     for key, res in results.items():
         for what in ("http", "child"):
             figures = res[what][1]
