@@ -158,7 +158,7 @@ def test_a_good_canary_passes_its_code_scorer_gate_and_each_trace_is_scored_once
 """
     steps = """\
       - weight: 30
-        pause: 15s
+        pause: 30s
       - weight: 100
 """
     b.manifest.write_text(MANIFEST + EVALUATION + rollout(steps, gates))
@@ -174,7 +174,8 @@ def test_a_good_canary_passes_its_code_scorer_gate_and_each_trace_is_scored_once
         # trace has the one result of the first measurement that saw it.
         (fb,) = agentctl_feedback(t, "on_topic")
         assert fb.value is True and fb.metadata["agentctl.io/gate"] == "on-topic"
-    # The stable's answers were scored beside the canary's, and are on topic too.
+    # The stable's answers were scored beside the canary's (its traces reach MLflow a few
+    # seconds after its answers: the 30 s step leaves them time), and are on topic too.
     stable = [fb for t in traces_of(b, 1, "on_topic") for fb in agentctl_feedback(t, "on_topic")]
     assert stable and {fb.value for fb in stable} == {True}
     status = b.agentctl("status", "support-bot", env=LOCAL)
