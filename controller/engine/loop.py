@@ -34,6 +34,7 @@ from controller.engine.reconcile import Backends, reconcile
 from controller.engine.retry import RetryPolicy
 from controller.ports import (
     Clock,
+    Evaluator,
     EventSink,
     MetricProvider,
     Registry,
@@ -125,6 +126,7 @@ class Controller:
         providers: dict[str, MetricProvider] | None = None,
         random: Callable[[], float] = _random.random,
         written_by: str = "",
+        evaluator: Evaluator | None = None,
     ) -> None:
         self.load = load
         self.registry = registry
@@ -138,7 +140,9 @@ class Controller:
         self.wall = wall  # Unix time: rollout steps and pauses, which outlive the process
         self.providers = providers or {}
         self.random = random  # the resync's jitter
-        self.backends = Backends(registry, serving, self.providers, self.policy, written_by)
+        self.backends = Backends(
+            registry, serving, self.providers, self.policy, written_by, evaluator=evaluator
+        )
         self.last_good: Desired | None = None
         self.converged: dict[str, str] = {}  # agent -> digest of the desired state it reached
         self.cycles = 0  # reconciles ended
@@ -146,6 +150,8 @@ class Controller:
         self._observe_failed = False  # reported once until observation works again
         self._drift_reported: dict[str, tuple[str, ...]] = {}  # agent -> drift last reported
         self._failed_digest: dict[str, str] = {}  # agent -> its desired state when it failed
+        self._gated_reported: set[tuple[str, int]] = set()  # gated (agent, version) reported
+        self._gated_said: set[tuple[str, int]] = set()  # ... by this cycle's apply
 
     # -- one reconcile -------------------------------------------------------------------------
 
@@ -253,6 +259,7 @@ class Controller:
                 self.events.event("", "ObserveFailed", report.error, warning=True)
             return
         self._observe_failed = False
+        self._gated(result.plan)
         report.requeue = result.requeue_after
         report.held.update(result.held)
         report.failed.update({a: str(e) for a, e in result.failed.items()})
@@ -297,6 +304,18 @@ class Controller:
                 return "drift reported (self-heal is off)"
         return ""
 
+    def _gated(self, the_plan: Plan) -> None:
+        """Report each version withheld for a failed evaluation once (a resync finds it again:
+        a recorded verdict is not evaluated again until the inputs change)."""
+        now = {(g.agent, g.version) for g in the_plan.gated}
+        for g in the_plan.gated:
+            if (g.agent, g.version) in self._gated_reported | self._gated_said:
+                continue
+            log.warning("agent %s: %s", g.agent, g.message)
+            self.events.event(g.agent, "EvaluationFailed", g.message[:1000], warning=True)
+        self._gated_reported = now | self._gated_said
+        self._gated_said = set()
+
     def _failed(
         self, agent: str, changes: tuple[Change, ...], done: ChangeSet, exc: BaseException
     ) -> None:
@@ -320,9 +339,13 @@ class Controller:
         self._rollout_event(agent, report.progress.get(agent))
         self._count(changes, changeset)
         for e in changeset.failed_evaluations:
-            # The verdict is recorded on the version; nothing to retry until the inputs change.
+            # The verdict is recorded on the version; nothing to retry until the inputs change
+            # (the next plans list the version as gated: reported here once).
             log.warning("agent %s: %s", agent, e.detail)
             self.events.event(agent, "EvaluationFailed", e.detail[:1000], warning=True)
+            words = e.detail.split()
+            if len(words) > 1 and words[1].isdigit():
+                self._gated_said.add((agent, int(words[1])))
         made = [e for e in changeset.entries if e.verb not in (Verb.WAITING, Verb.SKIPPED)]
         if made:
             self.events.event(

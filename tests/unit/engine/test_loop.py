@@ -371,3 +371,42 @@ def test_the_next_look_is_the_resync_with_jitter_or_sooner_when_something_is_pen
     assert low.next_look(idle) == 60.0 and 65.9 < high.next_look(idle) < 66.0
     pending = CycleReport("resync", requeue=5.0)
     assert low.next_look(pending) == high.next_look(pending) == 5.0
+
+
+EVALUATED = """\
+  evaluation:
+    dataset: eval.jsonl
+    scorers:
+      - builtin: PIIDetection
+    thresholds:
+      - scorer: pii_detection
+        min: 1.0
+"""
+
+
+def test_a_version_that_fails_its_evaluation_is_one_event_and_is_not_evaluated_again(
+    tmp_path: Path,
+) -> None:
+    from tests.support.fake_evaluator import VersionEvaluator
+
+    root = write_repo(tmp_path, GOOD + EVALUATED)
+    (root / "eval.jsonl").write_text('{"inputs": {"input": [{"role": "user", "content": "hi"}]}}\n')
+    reg = FakeRegistry()
+    evaluator = VersionEvaluator()
+    evaluator.figures[("bot", 1)] = {"pii_detection": 0.0}
+    ctl, clock, events, _ = controller(root, reg, evaluator=evaluator)
+    first = ctl.reconcile("start")
+    assert first.error == "" and evaluator.evaluated == [1]
+    assert reg.models["bot"].aliases == {}  # withheld: no alias to a failed version
+    for _ in range(3):
+        clock.sleep(60)
+        ctl.reconcile()
+    assert evaluator.evaluated == [1]  # the verdict is recorded: not evaluated at each resync
+    failed = [m for a, r, m, w in events.seen if r == "EvaluationFailed"]
+    assert len(failed) == 1 and "version 1 failed its evaluation: pii_detection 0" in failed[0]
+    # A controller that starts with the version already failed says so, once.
+    again, _, events2, _ = controller(root, reg, evaluator=evaluator)
+    again.reconcile("start")
+    again.reconcile()
+    assert [r for _, r, _, _ in events2.seen].count("EvaluationFailed") == 1
+    assert evaluator.evaluated == [1]
