@@ -5,8 +5,8 @@ version (and the champion's figures on the champion, when they were made too).
 The champion's figures come, in this order, from the plan (recorded on it for the same
 evaluation digest when the plan was made), from an evaluation made earlier in this apply, or
 from evaluating the champion in the same request as the candidate: like for like, once.
-The verdict tag is written last: a crash part-way leaves no verdict, and the next apply
-evaluates again.
+The verdict tag is deleted first and written last: a crash part-way leaves no verdict (not an
+earlier one beside the new digest), and the next apply evaluates again.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from controller.core.evaluation.record import Recorded
+from controller.core.evaluation.record import EVAL_VERDICT_TAG, Recorded
 from controller.core.evaluation.verdict import ScorerFigures, Verdict, judge
 from controller.core.plan.changes import EvaluationRun
 from controller.core.state.observed import experiment_name
@@ -92,5 +92,8 @@ class Evaluations:
         self.made[(model, number, digest)] = made
         tags = Recorded(digest, verdict.passed, made.run_id, made.means, verdict.reason).tags()
         r, call = self.registry, self.policy.call
+        # The verdict goes first and comes back last: a crash in between leaves no verdict (a
+        # version's earlier one must not count for the new digest), and the next apply evaluates.
+        call(lambda: r.delete_version_tag(model, number, EVAL_VERDICT_TAG))
         for key, value in tags.items():
             call(lambda k=key, v=value: r.set_version_tag(model, number, k, v))  # type: ignore[misc]

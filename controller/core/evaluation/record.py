@@ -45,8 +45,9 @@ class Recorded:
     reason: str = ""
 
     def tags(self) -> dict[str, str]:
-        """The tags that record it, in the order they are written (the verdict last: a crash
-        between two writes leaves no verdict, and the next apply evaluates again)."""
+        """The tags that record it, in the order they are written (the verdict last, an earlier
+        verdict deleted before the first: a crash between two writes leaves no verdict, and the
+        next apply evaluates again)."""
         return {
             EVAL_DIGEST_TAG: self.digest,
             EVAL_RUN_TAG: self.run_id,

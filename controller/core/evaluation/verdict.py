@@ -142,10 +142,16 @@ def judge(
             misses.append(Miss(t.scorer, None, "has no figure (the scorer did not run)"))
             continue
         f = found
+        unscored = (
+            f" ({f.errors} of {f.rows} rows could not be scored: {f.first_error})"
+            if f.errors
+            else ""
+        )
         if t.min is not None and f.figure < t.min:
-            misses.append(Miss(t.scorer, f.figure, f"min {t.min:g}"))
-        if t.max is not None and f.figure > t.max:
-            misses.append(Miss(t.scorer, f.figure, f"max {t.max:g}"))
+            misses.append(Miss(t.scorer, f.figure, f"min {t.min:g}{unscored}"))
+        if t.max is not None and (f.figure > t.max or f.errors):
+            # A row counted 0 would help a figure under a max: an unscored row fails it.
+            misses.append(Miss(t.scorer, f.figure, f"max {t.max:g}{unscored}"))
         if t.max_drop is not None and champion is not None and t.scorer in champion:
             best = champion[t.scorer]
             if best - f.figure > t.max_drop + 1e-12:

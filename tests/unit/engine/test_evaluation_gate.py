@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from controller.core.errors import ApplyFailed
 from controller.core.evaluation.record import EVAL_DIGEST_TAG, EVAL_RUN_TAG, EVAL_VERDICT_TAG
 from controller.core.evaluation.spec import (
     EvaluationSpec,
@@ -235,3 +238,35 @@ def test_a_plan_with_an_evaluation_reads_back_from_json_as_it_was(tmp_path: Path
     w = World(write_repo(tmp_path, GOOD))
     planned = w.plan()
     assert Plan.from_dict(planned.to_dict()) == planned
+
+
+def test_a_crash_while_recording_a_verdict_leaves_none_and_the_next_apply_evaluates(
+    tmp_path: Path,
+) -> None:
+    """An earlier verdict must not count for new inputs: it is deleted before the new record is
+    written, so a crash in between leaves the version unevaluated, not passed."""
+    from controller.core.errors import TemporaryBackendError
+
+    w = World(write_repo(tmp_path, GOOD))
+    w.apply()
+    assert w.tags(1)[EVAL_VERDICT_TAG] == "passed"
+    w.spec = spec(answers_min=0.99)  # new inputs; v1 now misses them
+    w.evaluator.figures[("bot", 1)] = {"answers": 0.9}
+    real = w.reg.set_version_tag
+    calls = []
+
+    def crash_on_verdict(name: str, version: int, key: str, value: str) -> None:
+        calls.append(key)
+        if key == EVAL_VERDICT_TAG:
+            raise TemporaryBackendError("the server went away")
+        real(name, version, key, value)
+
+    w.reg.set_version_tag = crash_on_verdict  # type: ignore[method-assign]
+    with pytest.raises(ApplyFailed):
+        w.apply()
+    w.reg.set_version_tag = real  # type: ignore[method-assign]
+    assert EVAL_VERDICT_TAG not in w.tags(1)
+    assert w.tags(1)[EVAL_DIGEST_TAG] == w.spec.digest  # type: ignore[union-attr]
+    assert [c.kind for c in w.plan().changes] == [Kind.EVALUATION]  # evaluated again
+    w.apply()
+    assert w.tags(1)[EVAL_VERDICT_TAG] == "failed"
