@@ -449,10 +449,6 @@ def _plan_agent(
         target = resolved.get(ref)
         if target is None:
             continue  # its version is in error, reported above
-        if isinstance(target, int) and target in gated:
-            have = current_aliases.get(alias)
-            alias_views.append((alias, have, have))
-            continue  # failed its evaluation: the alias stays where it is (reported as gated)
         if steering is not None and alias == steering.alias:
             target = steering.alias_version
         elif (
@@ -475,6 +471,10 @@ def _plan_agent(
                         "",
                     )
                 )
+        if isinstance(target, int) and target in gated and current_aliases.get(alias) != target:
+            have = current_aliases.get(alias)
+            alias_views.append((alias, have, have))
+            continue  # failed its evaluation: the alias stays where it is (reported as gated)
         alias_views.append(
             (alias, current_aliases.get(alias), "new" if isinstance(target, Pending) else target)
         )
@@ -569,8 +569,16 @@ def _plan_agent_serving(
             canary = resolved.get(progress.canary)
             if canary is not None and canary not in gated:
                 weights.setdefault(canary, 0)
-    elif any(isinstance(t, int) and t in gated and p > 0 for t, p in weights.items()) or (
-        shadow is not None and isinstance(shadow[0], int) and shadow[0] in gated
+    # A version that failed its evaluation gains no traffic, whatever asks for it (the manifest's
+    # split, a rollout's, a rollback to it): such a split is withheld whole; one that only takes
+    # traffic away from it goes through.
+    now = served.weights if served is not None else {}
+    mirrored = served.shadow if served is not None else None
+    if any(isinstance(t, int) and t in gated and p > now.get(t, 0) for t, p in weights.items()) or (
+        shadow is not None
+        and isinstance(shadow[0], int)
+        and shadow[0] in gated
+        and (mirrored is None or mirrored[0] != shadow[0] or shadow[1] > mirrored[1])
     ):
         return 0
     names: dict[str, str] = {}  # a pending version's digest -> its first name in the manifest

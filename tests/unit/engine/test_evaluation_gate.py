@@ -270,3 +270,53 @@ def test_a_crash_while_recording_a_verdict_leaves_none_and_the_next_apply_evalua
     assert [c.kind for c in w.plan().changes] == [Kind.EVALUATION]  # evaluated again
     w.apply()
     assert w.tags(1)[EVAL_VERDICT_TAG] == "failed"
+
+
+TWO = """\
+apiVersion: agentctl.io/v1alpha1
+kind: Agent
+metadata:
+  name: bot
+spec:
+  source:
+    code: agent.py
+    config: config.yaml
+    pipRequirements: [mlflow==3.17.2]
+  versions:
+    - version: stable
+      source: {{config: stable.yaml}}
+    - current
+  aliases:
+    champion: stable
+  serving:
+    traffic:
+      - {{version: stable, percent: {stable}}}
+      - {{version: current, percent: {current}}}
+"""
+
+
+def test_traffic_may_leave_a_failed_version_but_never_grows_on_it(tmp_path: Path) -> None:
+    root = write_repo(tmp_path, TWO.format(stable=0, current=100))
+    (root / "stable.yaml").write_text("greeting: hello\n")
+    w = World(root)
+    w.spec = None  # served before the agent had an evaluation
+    w.apply()
+    versions = set(w.reg.models["bot"].versions)
+    assert len(versions) == 2
+    stable = w.aliases["champion"]
+    (current,) = versions - {stable}
+    assert w.weights.get(current) == 100
+    # The evaluation arrives; the version serving everything fails it.
+    w.spec = spec()
+    w.evaluator.figures[("bot", current)] = {"pii_detection": 0.0}
+    w.apply()
+    assert [g.version for g in w.plan().gated] == [current]
+    # Taking traffic away from it goes through...
+    (root / "bot.yaml").write_text(TWO.format(stable=90, current=10))
+    w.apply()
+    assert w.weights == {stable: 90, current: 10}
+    # ...giving it more does not: the split is withheld, and the plan says why.
+    (root / "bot.yaml").write_text(TWO.format(stable=50, current=50))
+    result = w.apply()
+    assert w.weights == {stable: 90, current: 10}
+    assert [g.version for g in result.plan.gated] == [current]
