@@ -157,8 +157,8 @@ def plan(
         typer.Option(
             "--changed-since",
             metavar="GIT_REF",
-            help="Plan only agents whose manifest or source changed since GIT_REF, and "
-            "those whose source is not registered yet.",
+            help="Plan only agents whose manifest, source or evaluation files (dataset, code "
+            "scorers) changed since GIT_REF, and those whose source is not registered yet.",
         ),
     ] = None,
     detailed_exitcode: Annotated[

@@ -31,8 +31,9 @@ def evaluate(
         typer.Option(
             "--changed-since",
             metavar="GIT_REF",
-            help="Evaluate only agents whose manifest or source changed since GIT_REF, and "
-            "those whose source is not registered yet (as plan --changed-since).",
+            help="Evaluate only agents whose manifest, source or evaluation files (dataset, "
+            "code scorers) changed since GIT_REF, and those whose source is not registered yet "
+            "(as plan --changed-since).",
         ),
     ] = None,
     *,

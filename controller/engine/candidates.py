@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from controller.core.evaluation.champion import Champion, champion
 from controller.core.evaluation.record import read
-from controller.core.evaluation.report import AgentEvaluation, EvalReport, compare
+from controller.core.evaluation.report import NO_EVALUATION, AgentEvaluation, EvalReport, compare
 from controller.core.evaluation.spec import EvaluationSpec
 from controller.core.evaluation.verdict import ScorerFigures
 from controller.core.manifest.desired import Desired, DesiredAgent
@@ -104,7 +104,7 @@ def evaluate_candidates(
         if scope is not None and agent.name not in scope:
             continue
         if agent.evaluation is None:
-            skipped.append((agent.name, "no spec.evaluation"))
+            skipped.append((agent.name, NO_EVALUATION))
             continue
         model = model_of(agent, observed, owner)
         planned = _plan(agent, agent.evaluation, model, owner, written_by)

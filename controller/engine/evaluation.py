@@ -1,7 +1,7 @@
 """An agent's ``spec.evaluation`` resolved from its files: the dataset's rows (a JSONL or YAML
 file in the repository, or the name of an MLflow evaluation dataset), each code scorer's file
-checked (inside the repository, Python that parses, defining the function; never imported nor
-run: validating runs no repository code) and digested, and one digest over all of it. Does file
+checked (inside the repository, Python that compiles, defining the function; never imported
+nor run: validating runs no repository code) and digested, and one digest over all of it. Does file
 I/O.
 
 A problem of the dataset names the dataset file and the line of the row (with the field
@@ -21,6 +21,7 @@ import difflib
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -371,14 +372,19 @@ class _Code:
 
 
 def _code(target: Path, loc: Location, where: str, error: Error) -> _Code | None:
-    """The scorer file, if it is Python that parses (parsed only: never imported nor run)."""
+    """The scorer file, if it is Python that compiles (compiled only: never imported nor run;
+    parsing alone accepts what the compiler refuses, e.g. a ``from __future__`` import below
+    another statement, or ``return`` outside a function)."""
     try:
         data = read_regular(target, MAX_SOURCE_BYTES)
     except Unreadable as exc:
         error(loc, where, f"{shown_path(target)}: {exc.reason}")
         return None
     try:
-        tree = ast.parse(data, filename=shown_path(target))
+        with warnings.catch_warnings():  # an invalid escape's warning is not ours to print
+            warnings.simplefilter("ignore")
+            tree = ast.parse(data, filename=shown_path(target))
+            compile(tree, shown_path(target), "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as exc:  # ValueError: null bytes
         line = getattr(exc, "lineno", None) or 1
         col = getattr(exc, "offset", None) or 1

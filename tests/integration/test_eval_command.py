@@ -164,4 +164,48 @@ def test_nothing_changed_means_nothing_to_evaluate(repo: Path, agentctl: Any) ->
     git(repo, "commit", "-q", "-m", "docs")
     result = agentctl("eval", str(manifests), "--changed-since", "HEAD~1", env=EVAL_ENV)
     assert result.code == 0, result.out + result.err
-    assert result.out.strip() == "Nothing to evaluate: no agent in scope has spec.evaluation."
+    assert result.out.strip() == "Nothing to evaluate: no agent is in scope."
+
+
+def test_a_changed_dataset_or_code_scorer_puts_its_agents_in_scope(
+    repo: Path, agentctl: Any
+) -> None:
+    manifests = repo / "manifests"
+    applied = agentctl("apply", str(manifests), env=EVAL_ENV, timeout=600)
+    assert applied.code == 0, applied.out + applied.err
+    # v1 of each agent is registered and passed: nothing is planned.
+    unchanged = agentctl("plan", str(manifests), "--changed-since", "HEAD").out
+    assert unchanged.startswith("No changes."), unchanged
+
+    # A fifth question, not committed: both agents are evaluated on it.
+    row = {"inputs": {"input": [{"role": "user", "content": "Refund for a broken item?"}]},
+           "expectations": {"keyword": "5 business days"}}  # fmt: skip
+    with (manifests / "eval" / "questions.jsonl").open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    why = "its evaluation dataset manifests/eval/questions.jsonl changed"
+    plan = agentctl("plan", str(manifests), "--changed-since", "HEAD", "-f", "json")
+    assert {v["agent"]: v["scope"] for v in json.loads(plan.out)["views"]} == {
+        "alpha": why, "beta": why,
+    }  # fmt: skip
+    text = agentctl("plan", str(manifests), "--changed-since", "HEAD").out
+    planned = [line for line in text.splitlines() if "evaluate v1 on" in line]
+    assert len(planned) == 2 and all(
+        "manifests/eval/questions.jsonl (5 rows" in line for line in planned
+    ), text
+    evaluated = agentctl(
+        "eval", str(manifests), "--changed-since", "HEAD", "-f", "json", env=EVAL_ENV,
+        timeout=600,
+    )  # fmt: skip
+    assert evaluated.code == 0, evaluated.out + evaluated.err
+    doc = json.loads(evaluated.out)
+    assert [(a["agent"], a["scope"]) for a in doc["agents"]] == [("alpha", why), ("beta", why)]
+
+    # The scorer file instead: the same.
+    git(repo, "checkout", "--", "manifests/eval/questions.jsonl")
+    with (manifests / "eval" / "scorers.py").open("a") as f:
+        f.write("\n# a comment is a change of the file: its digest\n")
+    plan = agentctl("plan", str(manifests), "--changed-since", "HEAD", "-f", "json")
+    why = "its code scorer file manifests/eval/scorers.py changed"
+    assert {v["agent"]: v["scope"] for v in json.loads(plan.out)["views"]} == {
+        "alpha": why, "beta": why,
+    }  # fmt: skip

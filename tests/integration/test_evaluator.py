@@ -196,6 +196,36 @@ def test_a_good_version_passes_and_a_leaking_one_fails_pii_detection_on_the_reco
     assert len(traces) == 4
 
 
+def test_agentctls_figures_are_logged_beside_mlflows_on_the_run_and_the_logged_model(
+    mlflow_server: MlflowServer, client, repo: Path
+) -> None:  # type: ignore[no-untyped-def]
+    version = register(mlflow_server, repo, "good.yaml")
+    the_spec = spec(code("picky"), code("always"))
+    (outcome,) = ChildEvaluator(mlflow_server.url).evaluate(
+        EvalRequest("echo", str(repo), the_spec, (version_target(version),))
+    )
+    assert outcome.figures["picky"].figure == pytest.approx(3 / 4)
+
+    # MLflow's own mean leaves the row picky raised on out; agentctl's counts it as failed.
+    want = {
+        "picky/mean": 1.0,
+        "agentctl/picky": 0.75,
+        "agentctl/picky/errors": 1.0,
+        "always/mean": 1.0,
+        "agentctl/always": 1.0,
+        "agentctl/always/errors": 0.0,
+    }
+    run_metrics = client.get_run(outcome.run_id).data.metrics
+    assert {k: run_metrics.get(k) for k in want} == pytest.approx(want)
+    model_id = client.get_model_version("echo", str(version)).source.removeprefix("models:/")
+    on_model = {
+        m.key: m.value
+        for m in client.get_logged_model(model_id).metrics
+        if m.run_id == outcome.run_id
+    }
+    assert {k: on_model.get(k) for k in want} == pytest.approx(want)
+
+
 def test_a_raising_scorer_and_a_raising_agent_count_as_failed_rows_from_source_unregistered(
     mlflow_server: MlflowServer, client, repo: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -219,6 +249,9 @@ def test_a_raising_scorer_and_a_raising_agent_count_as_failed_rows_from_source_u
     assert run.info.run_name == "eval-echo-source"
     assert client.get_experiment(run.info.experiment_id).name == "agentctl-evaluations"
     assert run.inputs.model_inputs in (None, [])
+    # agentctl's figures are on the run all the same
+    assert run.data.metrics["agentctl/picky"] == pytest.approx(3 / 5)
+    assert run.data.metrics["agentctl/picky/errors"] == 2.0
 
 
 def test_a_missing_scorer_function_or_dataset_is_an_evaluation_error_naming_it(

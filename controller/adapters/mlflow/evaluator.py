@@ -15,7 +15,9 @@ and writes its answer to the file. Per target, the child:
 - computes each listed scorer's figures from the result table itself
   (:func:`figures_from_table`): a row the scorer could not score (it raised, it gave no result),
   a row whose prediction raised, and a row missing from the table count as failed rows. MLflow's
-  own ``<name>/mean`` leaves errored rows out and is not used.
+  own ``<name>/mean`` leaves errored rows out and is not used; these figures are logged beside
+  it (:func:`figure_metrics`: ``agentctl/<name>`` and ``agentctl/<name>/errors``) on the run and,
+  for a registered version, on its logged model.
 
 The child's settings: telemetry off, MLflow's trace check (an extra prediction) skipped, at most
 ``workers`` rows at once (``MLFLOW_GENAI_EVAL_MAX_WORKERS``, if set, wins), and no predict rate
@@ -52,8 +54,10 @@ from controller.ports import EvalOutcome, EvalRequest, EvalTarget, VersionSource
 
 __all__ = [
     "DEFAULT_EXPERIMENT",
+    "METRIC_PREFIX",
     "ChildEvaluator",
     "child_env",
+    "figure_metrics",
     "figures_from_table",
     "listed_names",
     "run_name",
@@ -62,6 +66,8 @@ __all__ = [
 DEFAULT_EXPERIMENT = "agentctl-evaluations"
 #: The run tag naming what an evaluation run predicted with (``v4``, ``source``).
 TARGET_TAG = "agentctl.io/eval-target"
+#: What agentctl's own figures are logged as: ``agentctl/<scorer>``, ``agentctl/<scorer>/errors``.
+METRIC_PREFIX = "agentctl/"
 
 
 class ChildEvaluator:
@@ -299,9 +305,26 @@ def _evaluate_one(
                 f"{agent}: evaluating {target.label} on {spec.dataset} failed: "
                 f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"
             ) from exc
-    table = {} if result.result_df is None else result.result_df.to_dict(orient="list")
-    figures = figures_from_table(table, listed_names(spec), rows, errors[0] if errors else "")
+        table = {} if result.result_df is None else result.result_df.to_dict(orient="list")
+        figures = figures_from_table(table, listed_names(spec), rows, errors[0] if errors else "")
+        # The figures the verdict is made of, beside MLflow's own (which leave errored rows out):
+        # on the run and, for a registered version, on its logged model.
+        mlflow.log_metrics(
+            figure_metrics(figures), run_id=run.info.run_id, model_id=model_id or None,
+            synchronous=True,
+        )  # fmt: skip
     return {"run_id": run.info.run_id, "figures": {n: f.to_dict() for n, f in figures.items()}}
+
+
+def figure_metrics(figures: Mapping[str, ScorerFigures]) -> dict[str, float]:
+    """agentctl's figures as MLflow metrics: ``agentctl/<name>`` (the mean the thresholds
+    judge: a row the scorer could not score counts as failed) and ``agentctl/<name>/errors``
+    (how many rows it could not score)."""
+    out: dict[str, float] = {}
+    for name, f in figures.items():
+        out[f"{METRIC_PREFIX}{name}"] = f.figure
+        out[f"{METRIC_PREFIX}{name}/errors"] = float(f.errors)
+    return out
 
 
 def predicting(predict: Callable[[Any], Any], errors: list[str]) -> Callable[..., Any]:

@@ -19,9 +19,20 @@ from controller.core.evaluation.champion import Champion
 from controller.core.evaluation.spec import EvaluationSpec, ThresholdSpec
 from controller.core.evaluation.verdict import ScorerFigures, Verdict, judge
 
-__all__ = ["FAIL", "PASS", "SKIPPED", "AgentEvaluation", "Check", "EvalReport", "compare"]
+__all__ = [
+    "FAIL",
+    "NO_EVALUATION",
+    "PASS",
+    "SKIPPED",
+    "AgentEvaluation",
+    "Check",
+    "EvalReport",
+    "compare",
+]
 
 PASS, FAIL, SKIPPED = "pass", "fail", "skipped"
+#: Why an agent in scope is not evaluated when it has no spec.evaluation.
+NO_EVALUATION = "no spec.evaluation"
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,6 +162,16 @@ class EvaluationSpec:
     def scorer_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.scorers)
 
+    @property
+    def dataset_file(self) -> str | None:
+        """The dataset file, relative to the root; None: an MLflow evaluation dataset."""
+        return None if self.dataset_name is not None else self.dataset
+
+    @property
+    def code_files(self) -> tuple[str, ...]:
+        """The code scorers' files, relative to the root, each once."""
+        return tuple(dict.fromkeys(s.code for s in self.scorers if s.code is not None))
+
     def describe(self) -> str:
         """``eval/questions.jsonl (12 rows, pii_detection, answers_expected)``."""
         rows = f"{self.size} rows" if self.size is not None else "rows read from MLflow"

@@ -1,13 +1,16 @@
 """Which agents a change touches, for ``plan --changed-since``. Pure data: no I/O.
 
 An agent is in scope when its manifest or any of its source files changed, when it serves and the
-ServingDefaults file changed, or when its source digest is not registered (the registry is behind the manifests, whatever the diff says).
+ServingDefaults file changed, when its evaluation's dataset file or a code scorer's file changed
+(what a version is evaluated on), or when its source digest is not registered (the registry is
+behind the manifests, whatever the diff says).
 """
 
 from __future__ import annotations
 
 from collections.abc import Set
 
+from controller.core.evaluation.spec import EvaluationSpec
 from controller.core.manifest.desired import Desired
 from controller.core.state.observed import RegistrySnapshot
 
@@ -29,7 +32,25 @@ def select(desired: Desired, changed: Set[str], observed: RegistrySnapshot) -> d
         if touched:
             scope[agent.name] = f"{', '.join(touched)} changed"
             continue
+        why = evaluation_changed(agent.evaluation, changed)
+        if why:
+            scope[agent.name] = why
+            continue
         model = observed.models.get(agent.model_name)
         if any(model is None or model.version_with_digest(s.digest) is None for s in agent.sources):
             scope[agent.name] = "its source digest is not registered yet"
     return scope
+
+
+def evaluation_changed(evaluation: EvaluationSpec | None, changed: Set[str]) -> str:
+    """Why the evaluation's files make the agent in scope (``its evaluation dataset
+    eval/questions.jsonl changed``); "" if none of them changed."""
+    if evaluation is None:
+        return ""
+    parts = []
+    if evaluation.dataset_file is not None and evaluation.dataset_file in changed:
+        parts.append(f"its evaluation dataset {evaluation.dataset_file}")
+    scorers = [f for f in evaluation.code_files if f in changed]
+    if scorers:
+        parts.append(f"its code scorer file{'s' if len(scorers) > 1 else ''} {', '.join(scorers)}")
+    return f"{' and '.join(parts)} changed" if parts else ""

@@ -23,7 +23,14 @@ from __future__ import annotations
 
 from html import escape
 
-from controller.core.evaluation.report import FAIL, PASS, SKIPPED, AgentEvaluation, EvalReport
+from controller.core.evaluation.report import (
+    FAIL,
+    NO_EVALUATION,
+    PASS,
+    SKIPPED,
+    AgentEvaluation,
+    EvalReport,
+)
 from controller.core.render.formats import render_json
 from controller.core.secrets import redact_text
 
@@ -43,9 +50,20 @@ def render_eval(report: EvalReport, fmt: str = "text") -> str:
 
 
 def summary(report: EvalReport) -> str:
-    """``Evaluated 2 agents: 1 passed, 1 failed.``; or that there was nothing to evaluate."""
+    """``Evaluated 2 agents: 1 passed, 1 failed.``; or why there was nothing to evaluate: no
+    agent in scope, none in scope with spec.evaluation, or none that could be evaluated (each
+    not evaluated is listed with why)."""
     if not report.evaluated:
-        return "Nothing to evaluate: no agent in scope has spec.evaluation."
+        n = len(report.skipped)
+        if n == 0:
+            return "Nothing to evaluate: no agent is in scope."
+        if all(why == NO_EVALUATION for _, why in report.skipped):
+            return "Nothing to evaluate: no agent in scope has spec.evaluation."
+        if n == 1:
+            return "Nothing to evaluate: the one agent in scope was not evaluated (why is listed)."
+        return (
+            f"Nothing to evaluate: none of the {n} agents in scope was evaluated (why is listed)."
+        )
     n, failed = len(report.evaluated), len(report.failed)
     return f"Evaluated {n} agent{'' if n == 1 else 's'}: {n - failed} passed, {failed} failed."
 

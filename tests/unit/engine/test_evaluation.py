@@ -277,6 +277,26 @@ def test_a_code_scorer_that_does_not_parse_names_its_file_and_line(tmp_path: Pat
     assert "not valid Python" in error.message
 
 
+@pytest.mark.parametrize(
+    ("source", "line", "fragment"),
+    [
+        ("import os\nfrom __future__ import annotations\n\ndef is_answer(outputs):\n"
+         "    return True\n", 2, "from __future__ imports must occur at the beginning of the file"),
+        ("def is_answer(outputs):\n    return True\n\nreturn None\n", 4,
+         "'return' outside function"),
+    ],
+    ids=["future-import-below-a-statement", "return-outside-a-function"],
+)  # fmt: skip
+def test_a_code_scorer_that_parses_but_does_not_compile_names_its_file_and_line(
+    tmp_path: Path, source: str, line: int, fragment: str
+) -> None:
+    root = evaluated(tmp_path)
+    (root / "eval" / "scorers.py").write_text(source)
+    error = only_error(root)
+    assert at(error) == ("scorers.py", line, "spec.evaluation.scorers[2].code")
+    assert error.message == f"not valid Python: {fragment}"
+
+
 def test_an_async_or_decorated_function_is_a_scorer_and_a_nested_one_is_not(
     tmp_path: Path,
 ) -> None:

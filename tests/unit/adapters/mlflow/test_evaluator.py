@@ -15,6 +15,7 @@ import pytest
 from controller.adapters.mlflow.evaluator import (
     ChildEvaluator,
     child_env,
+    figure_metrics,
     figures_from_table,
     listed_names,
     run_name,
@@ -89,6 +90,20 @@ def test_figures_are_made_for_each_scorer_and_each_threshold_name() -> None:
         (ThresholdSpec("has_you", min=1.0), ThresholdSpec("pii", min=1.0)),
     )  # fmt: skip
     assert listed_names(spec) == ["multi", "pii", "has_you"]
+
+
+def test_agentctls_figures_as_metrics_with_names_mlflow_accepts() -> None:
+    from mlflow.utils.validation import _validate_metric_name
+
+    figures = figures_from_table(
+        {"Odd_name.v-2/value": [True, None], "Odd_name.v-2/error_message": [None, "boom"]},
+        ["Odd_name.v-2"],
+        rows=2,
+    )
+    metrics = figure_metrics(figures)
+    assert metrics == {"agentctl/Odd_name.v-2": 0.5, "agentctl/Odd_name.v-2/errors": 1.0}
+    for key in metrics:
+        _validate_metric_name(key)  # raises on a name MLflow refuses
 
 
 def test_run_names() -> None:

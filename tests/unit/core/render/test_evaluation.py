@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from controller.core.evaluation.champion import Champion
 from controller.core.evaluation.report import (
     FAIL,
@@ -170,6 +172,32 @@ def test_nothing_to_evaluate_says_so() -> None:
     assert summary(report) == "Nothing to evaluate: no agent in scope has spec.evaluation."
     assert render_eval(report, "text").splitlines()[-1] == summary(report)
     assert sections(render_eval(report, "markdown")) == {}
+
+
+@pytest.mark.parametrize(
+    ("skipped", "said"),
+    [
+        ((), "Nothing to evaluate: no agent is in scope."),
+        ((("quiet", "no spec.evaluation"), ("also", "no spec.evaluation")),
+         "Nothing to evaluate: no agent in scope has spec.evaluation."),
+        ((("bot", "spec.source is read at git revision v1.2"),),
+         "Nothing to evaluate: the one agent in scope was not evaluated (why is listed)."),
+        ((("quiet", "no spec.evaluation"), ("bot", "no spec.source: nothing in the working tree "
+                                                   "to evaluate")),
+         "Nothing to evaluate: none of the 2 agents in scope was evaluated (why is listed)."),
+    ],
+    ids=["none-in-scope", "none-with-evaluation", "one-skipped-otherwise", "mixed"],
+)  # fmt: skip
+def test_nothing_to_evaluate_says_what_is_true(
+    skipped: tuple[tuple[str, str], ...], said: str
+) -> None:
+    report = EvalReport((), skipped)
+    assert summary(report) == said
+    text = render_eval(report, "text").splitlines()
+    assert text[-1] == said
+    for agent, why in skipped:
+        assert f"{agent}: not evaluated ({why})" in text
+    assert f"**{said}**" in render_eval(report, "markdown")
 
 
 def test_a_secret_in_a_scorer_error_is_redacted_everywhere() -> None:
