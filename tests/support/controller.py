@@ -127,5 +127,6 @@ def one_source(examples: Path) -> None:
 def without_evaluation(examples: Path) -> None:
     """The example support bot without its spec.evaluation (the last block of its manifest)."""
     manifest = examples / "support-bot.yaml"
-    text = manifest.read_text()
-    manifest.write_text(text[: text.index("  # A quality gate")])
+    if manifest.exists():  # (a test may have removed the agent)
+        text = manifest.read_text()
+        manifest.write_text(text[: text.index("  # A quality gate")])
