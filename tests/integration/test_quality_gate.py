@@ -79,6 +79,7 @@ def test_versions_that_answer_wrongly_or_leak_are_stopped_before_traffic(
     def tags(version: int) -> dict[str, str]:
         return dict(client.get_model_version("support-bot", str(version)).tags)
 
+    earlier = len(eval_runs(client))  # the suite's server keeps other tests' evaluation runs
     try:
         planned = agentctl("plan", str(examples), env=LOCAL)
         assert planned.code == 0, planned.err
@@ -93,7 +94,7 @@ def test_versions_that_answer_wrongly_or_leak_are_stopped_before_traffic(
         assert "support-bot.evaluation.current: passed" in first.out
         assert champion() == 1 and weights() == {1: 100}
         assert tags(1)["agentctl.io/eval-verdict"] == "passed"
-        assert len(eval_runs(client)) == 1
+        assert len(eval_runs(client)) == earlier + 1
 
         # Answers that miss what the dataset expects: 2 of 5 rows (the refund questions).
         config.write_text(good.replace("Refunds are issued within 5 business days.",
