@@ -21,8 +21,6 @@ figure) or null (a scorer without a threshold).
 
 from __future__ import annotations
 
-from html import escape
-
 from controller.core.evaluation.report import (
     FAIL,
     NO_EVALUATION,
@@ -31,7 +29,7 @@ from controller.core.evaluation.report import (
     AgentEvaluation,
     EvalReport,
 )
-from controller.core.render.formats import render_json
+from controller.core.render.formats import md_cell, render_json
 from controller.core.secrets import redact_text
 
 __all__ = ["EVAL_MARKER", "render_eval", "summary"]
@@ -114,14 +112,8 @@ def _text(report: EvalReport) -> str:
 
 
 def _md(text: str) -> str:
-    """Text safe in a markdown table cell (no pipe, backtick or newline ends it early)."""
-    return (
-        escape(redact_text(text), quote=True)
-        .replace("|", "&#124;")
-        .replace("`", "&#96;")
-        .replace("\r", " ")
-        .replace("\n", " ")
-    )
+    """Text safe in a markdown table cell, secrets redacted (the plan comment's own escaping)."""
+    return md_cell(redact_text(text))
 
 
 def _code(text: str) -> str:

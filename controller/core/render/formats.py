@@ -36,6 +36,7 @@ __all__ = [
     "apply_failed_document",
     "attention",
     "headline",
+    "md_cell",
     "redact",
     "render_apply_failed",
     "render_changeset",
@@ -233,7 +234,7 @@ def _text(plan: Plan) -> str:
 MARKER = "<!-- agentctl-plan -->"
 
 
-def _md(text: str) -> str:
+def md_cell(text: str) -> str:
     """Text safe in a markdown table cell: HTML escaped, no pipes, backticks or newlines, so no
     value (a tag, a description, a name) can end a cell, a code span or a <details> early."""
     return (
@@ -243,6 +244,9 @@ def _md(text: str) -> str:
         .replace("\r", " ")
         .replace("\n", " ")
     )
+
+
+_md = md_cell
 
 
 def _code(text: str) -> str:
