@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from controller.core.evaluation.spec import EvaluationSpec, ScorerSpec
 from controller.core.evaluation.verdict import ScorerFigures
 from controller.core.plan.changes import Change
 from controller.core.plan.preview import ObjectPreview
+from controller.core.prompt.content import PromptContent
 from controller.core.rollout.gates import Measurement
 from controller.core.state.logged import LoggedSnapshot
 from controller.core.state.observed import ObservedVersion, RegistrySnapshot, ServingSnapshot
@@ -54,6 +55,9 @@ class VersionSource:
     code_ref: str = ""
     owner: str = ""  # tagged on the run and the logged model (what `gc` goes by)
     written_by: str = ""  # ``agentctl <version>``, tagged on the run and the logged model
+    #: The agent's bound prompts, resolved: binding key -> ``prompts:/<prompt>/<n>``; merged
+    #: into the logged model config under ``prompts`` and linked to the logged model.
+    prompts: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -79,7 +83,8 @@ class Registry(Protocol):
     """A model registry. Every method raises :class:`~controller.core.errors.BackendError` on failure."""
 
     def observe(self) -> RegistrySnapshot:
-        """All registered models with their tags, aliases and versions, in bulk."""
+        """All registered models with their tags, aliases and versions, and (apart) every
+        prompt of the Prompt Registry with its versions, in bulk."""
         ...
 
     def create_model(self, name: str, description: str | None, tags: Mapping[str, str]) -> None:
@@ -132,6 +137,30 @@ class Registry(Protocol):
 
     def delete_alias(self, name: str, alias: str) -> None:
         """Delete it; succeed if it is already gone."""
+        ...
+
+    # Prompts (MLflow's Prompt Registry): registered models tagged as prompts. Their tags,
+    # aliases, versions' tags and deletion go through the methods above.
+
+    def create_prompt(self, name: str, description: str | None, tags: Mapping[str, str]) -> None:
+        """Create the prompt; succeed if it already exists with the same owner tag (a retried
+        create)."""
+        ...
+
+    def create_prompt_version(
+        self,
+        name: str,
+        content: PromptContent,
+        tags: Mapping[str, str],
+        description: str | None,
+    ) -> int:
+        """Register ``content`` as a new version of prompt ``name``; return its number. A create
+        sent without an answer raises :class:`~controller.core.errors.OutcomeUnknown`."""
+        ...
+
+    def prompt_versions(self, name: str) -> list[ObservedVersion]:
+        """Every version of prompt ``name``, lowest number first (empty if it does not
+        exist)."""
         ...
 
     def observe_logged(self) -> LoggedSnapshot:

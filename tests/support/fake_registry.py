@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from controller.core.errors import PermanentBackendError, TemporaryBackendError
+from controller.core.prompt.content import IS_PROMPT_TAG, PromptContent
 from controller.core.state.logged import LoggedModel, LoggedRun, LoggedSnapshot
 from controller.core.state.observed import (
     DIGEST_TAG,
@@ -51,15 +52,46 @@ class FakeRegistry:
             self.writes.append(op)
 
     def observe(self) -> RegistrySnapshot:
+        # As MLflow does: prompts and models share one namespace; model searches leave prompts
+        # out, prompt searches (filtered on the prompt tag) find only them.
         self._op("observe", write=False)
+        every = {
+            name: ObservedModel(
+                name, m.description, dict(m.tags), dict(m.aliases), dict(m.versions)
+            )
+            for name, m in self.models.items()
+        }
         return RegistrySnapshot(
-            {
-                name: ObservedModel(
-                    name, m.description, dict(m.tags), dict(m.aliases), dict(m.versions)
-                )
-                for name, m in self.models.items()
-            }
+            {n: m for n, m in every.items() if m.tags.get(IS_PROMPT_TAG) != "true"},
+            {n: m for n, m in every.items() if m.tags.get(IS_PROMPT_TAG) == "true"},
         )
+
+    # -- prompts: registered models tagged as prompts ------------------------------------------
+
+    def create_prompt(self, name: str, description: str | None, tags: Mapping[str, str]) -> None:
+        self._op("create_prompt")
+        if name in self.models:
+            raise PermanentBackendError("exists")
+        self.models[name] = _Model(description or "", {**tags, IS_PROMPT_TAG: "true"})
+
+    def create_prompt_version(
+        self, name: str, content: PromptContent, tags: Mapping[str, str], description: str | None
+    ) -> int:
+        self._op("create_prompt_version")
+        m = self.models[name]
+        number = max(m.versions, default=0) + 1
+        all_tags = {**content.tags(), **tags}
+        m.versions[number] = ObservedVersion(
+            number, tags=all_tags, description=description or "", source="dummy-source"
+        )
+        return number
+
+    def prompt_versions(self, name: str) -> list[ObservedVersion]:
+        self._op("prompt_versions", write=False)
+        m = self.models.get(name)
+        if m is None or m.tags.get(IS_PROMPT_TAG) != "true":
+            return []
+        return sorted(m.versions.values(), key=lambda v: v.number)
 
     def create_model(self, name: str, description: str | None, tags: Mapping[str, str]) -> None:
         self._op("create_model")

@@ -20,6 +20,7 @@ from controller.core.errors import (
     PermanentBackendError,
     TemporaryBackendError,
 )
+from controller.core.prompt.content import PromptContent
 from controller.core.secrets import redact_text, without_credentials
 from controller.core.state.logged import (
     EXPERIMENT_PREFIX,
@@ -442,6 +443,19 @@ class MlflowRegistry:
             partial(self._client.delete_registered_model_alias, name, alias),
             ok_codes=GONE,
         )
+
+    # -- prompts (MLflow's Prompt Registry) -------------------------------------------------------
+
+    def create_prompt(self, name: str, description: str | None, tags: Mapping[str, str]) -> None:
+        raise NotImplementedError("prompts: to be implemented")
+
+    def create_prompt_version(
+        self, name: str, content: PromptContent, tags: Mapping[str, str], description: str | None
+    ) -> int:
+        raise NotImplementedError("prompts: to be implemented")
+
+    def prompt_versions(self, name: str) -> list[ObservedVersion]:
+        raise NotImplementedError("prompts: to be implemented")
 
     # -- what agentctl logged (for gc) -------------------------------------------------------
 

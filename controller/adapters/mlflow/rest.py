@@ -27,6 +27,7 @@ from controller.adapters.mlflow.client import (
 from controller.adapters.mlflow.logger import log_model_isolated
 from controller.adapters.mlflow.transport import MlflowHttp, usable
 from controller.core.errors import OutcomeUnknown, PermanentBackendError, TemporaryBackendError
+from controller.core.prompt.content import PromptContent
 from controller.core.state.logged import (
     EXPERIMENT_PREFIX,
     LoggedModel,
@@ -387,6 +388,19 @@ class RestRegistry(MlflowHttp):
             body={"name": name, "alias": alias},
             ok_codes=GONE,
         )
+
+    # -- prompts (MLflow's Prompt Registry) -------------------------------------------------------
+
+    def create_prompt(self, name: str, description: str | None, tags: Mapping[str, str]) -> None:
+        raise NotImplementedError("prompts: to be implemented")
+
+    def create_prompt_version(
+        self, name: str, content: PromptContent, tags: Mapping[str, str], description: str | None
+    ) -> int:
+        raise NotImplementedError("prompts: to be implemented")
+
+    def prompt_versions(self, name: str) -> list[ObservedVersion]:
+        raise NotImplementedError("prompts: to be implemented")
 
     # -- what agentctl logged (for gc) -----------------------------------------------------------
 

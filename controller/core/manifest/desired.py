@@ -19,8 +19,11 @@ from controller.core.manifest.schema import (
     KubernetesServing,
     ServingDefaults,
 )
+from controller.core.manifest.schema_prompt import PromptManifest
+from controller.core.prompt.binding import Binding, parse_binding
+from controller.core.prompt.content import PromptContent
 
-__all__ = ["DEFAULTS_KIND", "Desired", "DesiredAgent", "ResolvedSource"]
+__all__ = ["DEFAULTS_KIND", "Desired", "DesiredAgent", "DesiredPrompt", "ResolvedSource"]
 
 DEFAULTS_KIND = "ServingDefaults"
 
@@ -76,6 +79,40 @@ class DesiredAgent:
     def model_name(self) -> str:
         return self.manifest.model_name
 
+    @property
+    def bindings(self) -> tuple[Binding, ...]:
+        """spec.prompts, parsed, in key order."""
+        return tuple(parse_binding(k, v) for k, v in sorted(self.manifest.spec.prompts.items()))
+
+    def location(self, path: FieldPath) -> Location:
+        """The location of the deepest prefix of ``path`` that the file has."""
+        for n in range(len(path), -1, -1):
+            loc = self.locations.get(path[:n])
+            if loc is not None:
+                return loc
+        return Location(self.file, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredPrompt:
+    """A ``kind: Prompt`` document with its template read and parsed (``content``: what the
+    version ``current`` holds)."""
+
+    manifest: PromptManifest
+    file: str
+    content: PromptContent
+    template_ref: str  # the template file, relative to the root
+    locations: Mapping[FieldPath, Location] = field(default_factory=dict)
+    manifest_ref: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def prompt_name(self) -> str:
+        return self.manifest.prompt_name
+
     def location(self, path: FieldPath) -> Location:
         """The location of the deepest prefix of ``path`` that the file has."""
         for n in range(len(path), -1, -1):
@@ -93,6 +130,8 @@ class Desired:
     defaults: ServingDefaults | None = None
     defaults_location: Location | None = None
     defaults_ref: str = ""  # its file, relative to the root
+    #: The ``kind: Prompt`` documents.
+    prompts: tuple[DesiredPrompt, ...] = ()
 
     @property
     def kubernetes_defaults(self) -> KubernetesServing | None:
@@ -100,3 +139,7 @@ class Desired:
 
     def by_model(self) -> dict[str, DesiredAgent]:
         return {a.model_name: a for a in self.agents}
+
+    def by_prompt(self) -> dict[str, DesiredPrompt]:
+        """Registered prompt name -> its document."""
+        return {p.prompt_name: p for p in self.prompts}

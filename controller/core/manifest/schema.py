@@ -28,6 +28,7 @@ __all__ = [
     "CURRENT",
     "KIND",
     "MODEL_NAME_PATTERN",
+    "PROMPT_BINDING_PATTERN",
     "RESERVED_TAG_PREFIX",
     "VERSION_NAME_PATTERN",
     "AgentManifest",
@@ -117,6 +118,15 @@ VersionName = Annotated[str, StringConstraints(pattern=VERSION_NAME_PATTERN, max
 #: A registry version number, or a name: ``current`` (the version whose content digest is that of
 #: spec.source) or a version declared in spec.versions with a source of its own.
 VersionRef = VersionNumber | VersionName
+
+#: An agent's prompt binding: ``<prompt>@<alias>`` or ``<prompt>/<version>`` (MLflow's
+#: ``prompts:/<prompt>@<alias>`` and ``prompts:/<prompt>/<version>`` without the scheme).
+PROMPT_BINDING_PATTERN = r"^[a-zA-Z0-9_.-]+(@[\w\-]+|/[1-9][0-9]*)$"
+PromptBinding = Annotated[str, StringConstraints(pattern=PROMPT_BINDING_PATTERN, max_length=512)]
+#: The name an agent's code reads a bound prompt by (a key of the model config's ``prompts``).
+BindingName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", max_length=100)
+]
 
 ALIAS_RESERVED = re.compile(r"^(latest|[vV]\d+)$", re.IGNORECASE)
 
@@ -501,6 +511,14 @@ class AgentSpec(_Model):
     evaluation: Evaluation | None = Field(
         default=None,
         description="A quality gate each version passes before an alias or traffic moves to it.",
+    )
+    prompts: dict[BindingName, PromptBinding] = Field(
+        default_factory=dict,
+        description="Prompts of MLflow's Prompt Registry the agent's code reads: name -> "
+        "<prompt>@<alias> or <prompt>/<version>. Resolved to a version number when a version is "
+        "logged and pinned into its model config (prompts: {name: prompts:/<prompt>/<n>}); the "
+        "resolved prompt contents are part of the version's digest, so a prompt change makes a "
+        "new agent version.",
     )
 
 

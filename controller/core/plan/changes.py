@@ -23,9 +23,12 @@ from controller.core.diagnostics import Diagnostic, Diagnostics, Location, Sever
 from controller.core.evaluation.spec import EvaluationSpec
 from controller.core.plan.held import GatedVersion, HeldRollout
 from controller.core.plan.views import AgentView, Share
+from controller.core.prompt.binding import PromptPin
+from controller.core.prompt.content import PromptContent
 
 __all__ = [
     "FORMAT_VERSION",
+    "PROMPT_KINDS",
     "SERVING_KINDS",
     "Action",
     "AgentView",
@@ -38,6 +41,8 @@ __all__ = [
     "Payload",
     "Pending",
     "Plan",
+    "PromptPin",
+    "PromptVersionCreate",
     "RolloutRecord",
     "ServerState",
     "ShadowState",
@@ -69,10 +74,18 @@ class Kind(StrEnum):
     SHADOW = "shadow"  # the version that receives copies of requests
     ROLLOUT = "rollout"  # a canary rollout's state, recorded as registry tags on the model
     EVALUATION = "evaluation"  # a version evaluated on spec.evaluation, the verdict on its tags
+    # kind: Prompt (MLflow's Prompt Registry): the prompt, its versions, its aliases. A prompt's
+    # changes carry its document's name in ``Change.agent`` and the registered name in ``model``.
+    PROMPT = "prompt"
+    PROMPT_VERSION = "prompt_version"
+    PROMPT_ALIAS = "prompt_alias"
 
 
 #: The kinds a serving target carries out; the others are the registry's.
 SERVING_KINDS = frozenset({Kind.SERVED_VERSION, Kind.TRAFFIC, Kind.SHADOW})
+#: The kinds of a ``kind: Prompt`` document's changes: applied before any agent's, whose new
+#: versions pin the prompt versions they make.
+PROMPT_KINDS = frozenset({Kind.PROMPT, Kind.PROMPT_VERSION, Kind.PROMPT_ALIAS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,10 +202,20 @@ class VersionCreate:
     #: The git commit the files are read at (a version whose source names a revision); None:
     #: the working tree.
     commit: str | None = None
+    #: The agent's prompt bindings resolved (spec.prompts): pinned into the logged model config.
+    prompts: tuple[PromptPin, ...] = ()
+    #: The files' own digest when prompts are bound (``digest`` is then
+    #: :func:`~controller.core.state.digest.bound_digest` over it and the pins); None: ``digest``.
+    source_digest: str | None = None
 
     @property
     def target(self) -> Pending:
         return Pending(self.digest)
+
+    @property
+    def files_digest(self) -> str:
+        """What the source files alone digest to (what apply's snapshot is checked against)."""
+        return self.source_digest or self.digest
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -207,6 +230,9 @@ class VersionCreate:
             out["description"] = self.description
         if self.commit is not None:
             out["commit"] = self.commit
+        if self.prompts:
+            out["prompts"] = [p.to_dict() for p in self.prompts]
+            out["source_digest"] = self.source_digest
         return out
 
     @classmethod
@@ -222,6 +248,8 @@ class VersionCreate:
             _tags(data["tags"]),
             _opt_str(data, "description"),
             _opt_str(data, "commit"),
+            tuple(PromptPin.from_dict(_obj(p)) for p in data.get("prompts") or ()),
+            _opt_str(data, "source_digest"),
         )
 
 
@@ -243,6 +271,64 @@ class VersionState:
     def from_dict(cls, data: Any) -> VersionState:
         data = _obj(data)
         return cls(_int(data["version"]), _tags(data["tags"]), _opt_str(data, "description"))
+
+
+@dataclass(frozen=True, slots=True)
+class PromptVersionCreate:
+    """A prompt version apply registers: the template file's content (its digest identifies it;
+    its number is known after apply), its tags and description; ``base`` is the version it
+    follows (the one the first alias moving to it points at now, else the newest), with that
+    version's content, for the plan's diff."""
+
+    content: PromptContent
+    template: str  # the template file, relative to the root
+    tags: Mapping[str, str]
+    description: str | None = None
+    base: int | None = None
+    base_content: PromptContent | None = None
+
+    @property
+    def digest(self) -> str:
+        return self.content.digest
+
+    @property
+    def target(self) -> Pending:
+        return Pending(self.digest)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "version": None,
+            "digest": self.digest,
+            "template": self.template,
+            "content": self.content.to_dict(),
+            "tags": dict(self.tags),
+        }
+        if self.description is not None:
+            out["description"] = self.description
+        if self.base is not None:
+            out["base"] = self.base
+            if self.base_content is not None:
+                out["base_content"] = self.base_content.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> PromptVersionCreate:
+        data = _obj(data)
+        if data["version"] is not None:
+            raise ValueError("a version to create has no number before apply")
+        content = PromptContent.from_dict(_obj(data["content"]))
+        if content.digest != _str(data["digest"]):
+            raise ValueError("the prompt's content does not have the digest the plan says")
+        base = data.get("base")
+        base_content = data.get("base_content")
+        return cls(
+            content,
+            _str(data["template"]),
+            _tags(data["tags"]),
+            _opt_str(data, "description"),
+            None if base is None else _int(base),
+            None if base_content is None else PromptContent.from_dict(_obj(base_content)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,21 +488,25 @@ Payload = (
     | ShadowState
     | RolloutRecord
     | EvaluationRun
+    | PromptVersionCreate
 )
 P = TypeVar("P", bound=Payload)
 
 
 def payload_type(kind: Kind, action: Action, after: bool) -> type[Payload]:
     """The payload a change of ``kind`` and ``action`` carries before (``after=False``) or after."""
-    if kind is Kind.REGISTERED_MODEL:
+    if kind in (Kind.REGISTERED_MODEL, Kind.PROMPT):
         return ModelContents if action is Action.DELETE and not after else ModelState
     if kind is Kind.MODEL_VERSION:
         return VersionCreate if action is Action.CREATE and after else VersionState
+    if kind is Kind.PROMPT_VERSION:
+        return PromptVersionCreate if action is Action.CREATE and after else VersionState
     return _PAYLOAD[kind]
 
 
 _PAYLOAD: dict[Kind, type[Payload]] = {
     Kind.ALIAS: AliasTarget,
+    Kind.PROMPT_ALIAS: AliasTarget,
     Kind.SERVED_VERSION: ServerState,
     Kind.TRAFFIC: TrafficSplit,
     Kind.SHADOW: ShadowState,
@@ -507,6 +597,8 @@ class Plan:
     #: Versions that failed their evaluation: the aliases and traffic the manifest gives them
     #: are withheld.
     gated: tuple[GatedVersion, ...] = ()
+    #: The ``kind: Prompt`` documents planned (their metadata.name).
+    prompts: tuple[str, ...] = ()
 
     @property
     def has_changes(self) -> bool:
@@ -542,6 +634,7 @@ class Plan:
             "summary": self.summary(),
             "unchanged": self.unchanged,
             "agents": list(self.agents),
+            "prompts": list(self.prompts),
             "changes": [c.to_dict() for c in self.changes],
             "views": [v.to_dict() for v in self.views],
             "diagnostics": [d.to_dict() for d in self.diagnostics],
@@ -578,4 +671,5 @@ class Plan:
             held=tuple(HeldRollout.from_dict(h) for h in data.get("held_rollouts", ())),
             rolling=tuple(HeldRollout.from_dict(h) for h in data.get("rollouts_in_progress", ())),
             gated=tuple(GatedVersion.from_dict(g) for g in data.get("failed_evaluations", ())),
+            prompts=tuple(data.get("prompts", ())),
         )

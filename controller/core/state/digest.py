@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-__all__ = ["DIGEST_FORMAT", "normalize_requirement", "source_digest"]
+__all__ = ["DIGEST_FORMAT", "bound_digest", "normalize_requirement", "source_digest"]
 
 DIGEST_FORMAT = 1
 
@@ -48,6 +48,22 @@ def source_digest(code: bytes, config: bytes | None, requirements: Sequence[str]
         "code": hashlib.sha256(code).hexdigest(),
         "config": hashlib.sha256(config).hexdigest() if config is not None else None,
         "requirements": sorted(requirements),
+    }
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def bound_digest(source: str, prompts: Mapping[str, tuple[str, str]]) -> str:
+    """The digest of a version logged from ``source`` (a :func:`source_digest`) with its
+    prompt bindings resolved: binding key -> (prompt name, the bound version's content digest).
+    Without bindings it is ``source`` itself, so versions logged before bindings existed keep
+    matching; with them, a change of any bound prompt's content is a new version."""
+    if not prompts:
+        return source
+    payload = {
+        "format": DIGEST_FORMAT,
+        "source": source,
+        "prompts": {key: [name, digest] for key, (name, digest) in sorted(prompts.items())},
     }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     return "sha256:" + hashlib.sha256(blob).hexdigest()

@@ -19,6 +19,7 @@ __all__ = [
     "MANAGED_ALIASES_TAG",
     "MANAGED_TAGS_TAG",
     "OWNER_TAG",
+    "PROMPT_TAG",
     "SOURCE_TAG",
     "WRITTEN_BY_TAG",
     "AgentServing",
@@ -36,6 +37,8 @@ OWNER_TAG = "agentctl.io/owner"
 DEFAULT_OWNER = "agentctl"
 #: On a registered model: the agent (metadata.name) it belongs to.
 AGENT_TAG = "agentctl.io/agent"
+#: On a prompt: the Prompt document (metadata.name) it belongs to.
+PROMPT_TAG = "agentctl.io/prompt"
 #: On a model or version: the tag keys agentctl set from the manifest (its inventory), comma-separated.
 MANAGED_TAGS_TAG = "agentctl.io/managed-tags"
 #: On a registered model: the aliases agentctl set (its inventory), comma-separated.
@@ -117,7 +120,11 @@ class ObservedModel:
 
 @dataclass(frozen=True, slots=True)
 class RegistrySnapshot:
+    """Registered models, and (apart: model searches leave them out) the prompts of MLflow's
+    Prompt Registry, each a registered model whose versions hold a template in their tags."""
+
     models: Mapping[str, ObservedModel] = field(default_factory=dict)
+    prompts: Mapping[str, ObservedModel] = field(default_factory=dict)
 
     def agents(self, owner: str) -> dict[str, ObservedModel]:
         """Agent -> the registered model ``owner`` manages for it: another owner's models, and

@@ -1,0 +1,1 @@
+"""Prompts of MLflow's Prompt Registry: their content and digest, and agents' bindings. Pure."""
