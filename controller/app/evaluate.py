@@ -51,6 +51,7 @@ def evaluate(
     manifests, an evaluation that could not be made: a dataset, a scorer, a judge, the tracking
     server); 3 a candidate failed a threshold."""
     from controller.core.plan.scope import select
+    from controller.core.prompt.resolve import bind_prompts
     from controller.engine.candidates import evaluate_candidates
     from controller.engine.retry import RetryPolicy
 
@@ -60,6 +61,7 @@ def evaluate(
         changed, _ = sources.changes_since(path, Path(desired.root), changed_since)
     registry = wiring.registry(opts.tracking_uri)
     observed = RetryPolicy.from_env().call(registry.observe)
+    desired, _ = bind_prompts(desired, observed)  # (a binding in error: `plan` says why)
     scope = select(desired, changed, observed) if changed is not None else None
     report = evaluate_candidates(
         desired, observed, lambda: wiring.evaluator(opts.tracking_uri), owner=opts.owner, scope=scope,

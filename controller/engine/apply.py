@@ -24,6 +24,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from controller.core.errors import (
     ApplyFailed,
@@ -35,6 +36,7 @@ from controller.core.errors import (
     TemporaryBackendError,
 )
 from controller.core.plan.changes import (
+    PROMPT_KINDS,
     SERVING_KINDS,
     Action,
     AliasTarget,
@@ -53,22 +55,20 @@ from controller.core.plan.changes import (
     VersionState,
 )
 from controller.core.plan.changeset import ChangeSet, Entry, Verb
+from controller.core.prompt.binding import PROMPTS_TAG
 from controller.core.state.observed import (
     ATTEMPT_TAG,
-    MANAGED_ALIASES_TAG,
-    MANAGED_TAGS_TAG,
     WRITTEN_BY_TAG,
 )
 from controller.engine import snapshot
+from controller.engine.prompt_apply import PromptExecutor
 from controller.engine.retry import RetryPolicy
 from controller.engine.snapshot import Snapshot, SourceChanged
+from controller.engine.tagops import tag_ops
 from controller.engine.verdicts import Evaluations
 from controller.ports import Evaluator, Registry, ServingTarget, SourceHistory
 
 __all__ = ["SourceChanged", "apply"]
-
-# Inventory tags are written after the tags they list, so a crash never loses track of a tag.
-_LAST = (MANAGED_TAGS_TAG, MANAGED_ALIASES_TAG)
 
 
 def apply(
@@ -146,7 +146,7 @@ def _apply(
         i
         for i, c in enumerate(plan.changes)
         if c.agent in removal_only
-        or (c.kind is Kind.REGISTERED_MODEL and c.action is Action.DELETE)
+        or (c.kind in (Kind.REGISTERED_MODEL, Kind.PROMPT) and c.action is Action.DELETE)
     }
     done: dict[int, Entry] = {}
     failures: list[tuple[int, BaseException]] = []
@@ -199,7 +199,11 @@ def _apply(
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    run_phase([i for i in range(len(plan.changes)) if i not in late])
+    # Prompts first: agents' new versions pin the prompt versions they register.
+    prompts = [i for i, c in enumerate(plan.changes) if c.kind in PROMPT_KINDS and i not in late]
+    run_phase(prompts)
+    if not halted():
+        run_phase([i for i in range(len(plan.changes)) if i not in late and i not in prompts])
     if not halted():
         run_phase(sorted(late))
     changeset = ChangeSet(tuple(done[i] for i in sorted(done)))
@@ -236,6 +240,7 @@ class _Executor:
         self.waiting: dict[str, str] = {}  # agent -> the version its serving waits for
         self.gated: dict[str, str] = {}  # agent -> the version that failed its evaluation
         self.evaluations: Evaluations | None = None
+        self.prompts = PromptExecutor(registry, policy, self.stamp)
         self._one_at_a_time = threading.Lock()
 
     def check_source(self, change: Change) -> None:
@@ -290,6 +295,9 @@ class _Executor:
             Kind.SHADOW: self._shadow,
             Kind.ROLLOUT: self._rollout,
             Kind.EVALUATION: self._evaluation,
+            Kind.PROMPT: self.prompts.run,
+            Kind.PROMPT_VERSION: self.prompts.run,
+            Kind.PROMPT_ALIAS: self.prompts.run,
         }[change.kind]
         return handler(change)
 
@@ -304,7 +312,7 @@ class _Executor:
             call(lambda: r.delete_model(c.model))
             return Entry(c.address, Verb.DELETED, c.model)
         before, after = c.before_as(ModelState), c.after_as(ModelState)
-        set_tags, delete_tags = _tag_ops(before.tags, {**after.tags, **self.stamp})
+        set_tags, delete_tags = tag_ops(before.tags, {**after.tags, **self.stamp})
         for key in delete_tags:
             call(lambda k=key: r.delete_model_tag(c.model, k))  # type: ignore[misc]
         for key, value in set_tags:
@@ -319,7 +327,7 @@ class _Executor:
         r, call = self.registry, self.policy.call
         before = c.before_as(RolloutRecord).tags if c.before is not None else {}
         after = c.after_as(RolloutRecord).tags if c.after is not None else {}
-        set_tags, delete_tags = _tag_ops(before, after)
+        set_tags, delete_tags = tag_ops(before, after)
         for key, value in set_tags:  # the state is one tag: one write
             call(lambda k=key, v=value: r.set_model_tag(c.model, k, v))  # type: ignore[misc]
         for key in delete_tags:
@@ -335,6 +343,11 @@ class _Executor:
             new = c.after_as(VersionCreate)
             digest = new.digest
             source = self.sources[c.address].source
+            pinned: dict[str, str] = {}
+            if new.prompts:
+                # Each bound prompt version by its number, pinned into the logged model config.
+                pinned = self.prompts.pins(new.prompts, c.address)
+                source = replace(source, prompts=pinned)
 
             attempts: list[str] = []  # the id of every create attempt, in order
             unknown: set[str] = set()  # attempts sent without an answer
@@ -346,6 +359,8 @@ class _Executor:
                 attempt = uuid.uuid4().hex
                 attempts.append(attempt)
                 tags = {**new.tags, ATTEMPT_TAG: attempt, **self.stamp}
+                if pinned:
+                    tags[PROMPTS_TAG] = ",".join(f"{k}={u}" for k, u in sorted(pinned.items()))
                 try:
                     return r.log_version(c.model, source, tags, new.description), True
                 except OutcomeUnknown:
@@ -368,7 +383,7 @@ class _Executor:
             return Entry(c.address, Verb.CREATED, f"version {number}")
         before, after = c.before_as(VersionState), c.after_as(VersionState)
         number = after.version
-        set_tags, delete_tags = _tag_ops(before.tags, {**after.tags, **self.stamp})
+        set_tags, delete_tags = tag_ops(before.tags, {**after.tags, **self.stamp})
         for key in delete_tags:
             call(lambda k=key: r.delete_version_tag(c.model, number, k))  # type: ignore[misc]
         for key, value in set_tags:
@@ -484,12 +499,3 @@ class _Executor:
 
 def _split(weights: Mapping[int, int]) -> str:
     return ", ".join(f"v{v} {p}%" for v, p in sorted(weights.items()))
-
-
-def _tag_ops(
-    before: Mapping[str, str], after: Mapping[str, str]
-) -> tuple[list[tuple[str, str]], list[str]]:
-    deletes = sorted(k for k in before if k not in after)
-    sets = [(k, v) for k, v in after.items() if before.get(k) != v]
-    sets.sort(key=lambda kv: (kv[0] in _LAST, kv[0]))
-    return sets, deletes

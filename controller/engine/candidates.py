@@ -61,11 +61,15 @@ def _plan(agent: DesiredAgent, spec: EvaluationSpec, model: ObservedModel | None
         return "no spec.source: nothing in the working tree to evaluate"
     if src.commit is not None:
         return f"spec.source is read at git revision {src.revision or src.commit}"
+    # Bound prompts already registered are pinned as apply would pin them; when one is not (a
+    # template edited in the working tree), none is: the agent reads its working-tree prompts.
+    registered = all(p.version is not None for p in src.pins)
+    prompts = {p.key: p.uri(p.version) for p in src.pins if p.version is not None}
     candidate = EvalTarget(
         label=f"current (working tree, {src.code_ref})",
         source=VersionSource(
             agent.name, src.code_path, src.config_path, src.pip_requirements, src.digest,
-            src.code_ref, owner, written_by,
+            src.code_ref, owner, written_by, prompts if registered else {},
         ),
     )  # fmt: skip
     champ = champion(agent.manifest, model)

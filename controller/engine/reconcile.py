@@ -30,6 +30,7 @@ from controller.core.plan.changeset import ChangeSet, Entry
 from controller.core.plan.planner import DEFAULT_OWNER, plan
 from controller.core.plan.preview import ObjectPreview
 from controller.core.plan.scope import select
+from controller.core.prompt.resolve import bind_prompts
 from controller.core.rollout.progress import Progress, Running
 from controller.core.state.observed import RegistrySnapshot, ServingSnapshot
 from controller.engine.apply import apply as apply_plan
@@ -139,7 +140,8 @@ def reconcile(
 
     def make() -> _Round:
         observed, served = observe(backends)
-        scope = select(desired, changed, observed) if changed is not None else None
+        bound, _ = bind_prompts(desired, observed)  # (the plan reports a binding in error)
+        scope = select(bound, changed, observed) if changed is not None else None
         now = wall()
         the_plan, progress = plan_round(
             desired, observed, served, owner=owner, prune=prune, scope=scope, baseline=baseline,
@@ -247,7 +249,10 @@ def plan_round(
     """The plan of one round, from its inputs alone: with a serving target, rollouts take their
     next step first (gates measured through ``providers``; None: a dry run, not measured).
     Without one, nothing carries a rollout out, but its record is in the registry: the plan
-    reports where each rollout stands (a dry run, not measured), and no progress is returned."""
+    reports where each rollout stands (a dry run, not measured), and no progress is returned.
+    Agents' prompt bindings are resolved first: a rollout's canary is the version bound to the
+    prompts as they are now."""
+    desired, _ = bind_prompts(desired, observed)  # (the plan reports a binding in error)
     if served is None:
         recorded = {
             agent: p for agent, p in evaluate(desired, observed, now, None).items()

@@ -84,16 +84,17 @@ def take(
         held = _read(code_path), _read(config_path) if config_path is not None else None
         reqs = after.pip_requirements
         digest = source_digest(*held, [normalize_requirement(x) for x in reqs])
-        if digest != after.digest:
+        if digest != after.files_digest:
             raise SourceChanged(
-                f"the source of {agent} changed since the plan ({after.digest[:19]}… -> "
+                f"the source of {agent} changed since the plan ({after.files_digest[:19]}… -> "
                 f"{digest[:19]}…); plan again"
             )
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
+    # The version's digest (bound to its prompts, if any) is what its run is tagged with.
     source = VersionSource(
-        agent, code_path, config_path, reqs, digest, after.code, owner, written_by
+        agent, code_path, config_path, reqs, after.digest, after.code, owner, written_by
     )
     return Snapshot(directory, source)
 

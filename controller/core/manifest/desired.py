@@ -20,7 +20,7 @@ from controller.core.manifest.schema import (
     ServingDefaults,
 )
 from controller.core.manifest.schema_prompt import PromptManifest
-from controller.core.prompt.binding import Binding, parse_binding
+from controller.core.prompt.binding import Binding, PromptPin, parse_binding
 from controller.core.prompt.content import PromptContent
 
 __all__ = ["DEFAULTS_KIND", "Desired", "DesiredAgent", "DesiredPrompt", "ResolvedSource"]
@@ -40,6 +40,11 @@ class ResolvedSource:
     #: The commit the files were read at (``revision`` in the manifest); None: the working tree.
     commit: str | None = None
     revision: str | None = None  # the revision as the manifest names it
+    #: The agent's prompt bindings resolved against the registry and the Prompt documents
+    #: (:func:`controller.core.prompt.resolve.bind_prompts`); ``digest`` is then the bound
+    #: digest, ``files_digest`` the files' own.
+    pins: tuple[PromptPin, ...] = ()
+    files_digest: str | None = None
 
     @property
     def refs(self) -> tuple[str, ...]:

@@ -42,6 +42,8 @@ from controller.core.plan.evaluations import plan_evaluations
 from controller.core.plan.held import WAITING, GatedVersion, HeldRollout, held_rollouts
 from controller.core.plan.kube_objects import settings_of
 from controller.core.plan.kube_outdated import mark_outdated
+from controller.core.plan.prompts import PHASE as PROMPT_PHASE
+from controller.core.plan.prompts import plan_prompts
 from controller.core.plan.serving import DesiredServing, plan_serving, remove_serving
 from controller.core.plan.versions import (
     ChangeFn,
@@ -53,6 +55,7 @@ from controller.core.plan.versions import (
     tag_diff,
     what_differs,
 )
+from controller.core.prompt.resolve import bind_prompts
 from controller.core.rollout.progress import Clear, Hold, Progress, Running
 from controller.core.state.observed import (
     AGENT_TAG,
@@ -95,6 +98,7 @@ _PHASE = {
     (Kind.SHADOW, Action.UPDATE): 8,
     (Kind.SHADOW, Action.DELETE): 8,
     (Kind.SERVED_VERSION, Action.DELETE): 9,
+    **PROMPT_PHASE,
 }
 
 
@@ -120,10 +124,13 @@ def plan(
     default ``progress``) is what the plan reports of each rollout (held, under way): given
     without ``progress`` when no serving target carries rollouts out (``--target registry``),
     whose record is in the registry all the same."""
-    changes: list[Change] = []
-    diags: list[Diagnostic] = []
+    # Prompts first: an agent's new version pins the prompt versions they register.
+    desired, diags = bind_prompts(desired, observed)
+    changes, prompt_prunes, prompt_diags, unchanged = plan_prompts(
+        desired, observed, owner, prune, scope
+    )
+    diags += prompt_diags
     views: list[AgentView] = []
-    unchanged = 0
     if serving is not None and serving.cluster is not None:
         # A Kubernetes target reports the objects it read; what is outdated is decided here.
         serving = mark_outdated(serving, settings_of(desired))
@@ -232,6 +239,7 @@ def plan(
                     agent=agent_name,
                 )
             )
+    changes.extend(prompt_prunes)
     if serving is None and any(a.manifest.spec.serving is not None for a in desired.agents):
         diags.append(
             Diagnostic(
@@ -255,6 +263,11 @@ def plan(
         held=tuple(h for h in reported if h.attention),
         rolling=tuple(h for h in reported if not h.attention) + tuple(waiting),
         gated=tuple(gated),
+        prompts=tuple(
+            p.name
+            for p in sorted(desired.prompts, key=lambda p: p.name)
+            if scope is None or p.name in scope
+        ),
     )
 
 

@@ -2,8 +2,10 @@
 
 An agent is in scope when its manifest or any of its source files changed, when it serves and the
 ServingDefaults file changed, when its evaluation's dataset file or a code scorer's file changed
-(what a version is evaluated on), or when its source digest is not registered (the registry is
-behind the manifests, whatever the diff says).
+(what a version is evaluated on), when a prompt it binds is in scope, or when its source digest
+(bound to its prompts) is not registered (the registry is behind the manifests, whatever the
+diff says). A prompt is in scope when its manifest or its template file changed, or when its
+template's content is not registered.
 """
 
 from __future__ import annotations
@@ -12,14 +14,28 @@ from collections.abc import Set
 
 from controller.core.evaluation.spec import EvaluationSpec
 from controller.core.manifest.desired import Desired
+from controller.core.prompt.resolve import version_with_content
 from controller.core.state.observed import RegistrySnapshot
 
 __all__ = ["select"]
 
 
 def select(desired: Desired, changed: Set[str], observed: RegistrySnapshot) -> dict[str, str]:
-    """Agent name -> why it is in scope."""
+    """Agent (or Prompt document) name -> why it is in scope."""
     scope: dict[str, str] = {}
+    prompts: dict[str, str] = {}  # registered prompt name -> why its document is in scope
+    for prompt in desired.prompts:
+        why = ""
+        if prompt.manifest_ref in changed:
+            why = f"{prompt.manifest_ref} changed"
+        elif prompt.template_ref in changed:
+            why = f"{prompt.template_ref} changed"
+        elif version_with_content(observed.prompts.get(prompt.prompt_name),
+                                  prompt.content.digest) is None:  # fmt: skip
+            why = "its template is not registered yet"
+        if why:
+            scope[prompt.name] = why
+            prompts[prompt.prompt_name] = why
     for agent in desired.agents:
         if agent.manifest_ref in changed:
             scope[agent.name] = f"{agent.manifest_ref} changed"
@@ -35,6 +51,11 @@ def select(desired: Desired, changed: Set[str], observed: RegistrySnapshot) -> d
         why = evaluation_changed(agent.evaluation, changed)
         if why:
             scope[agent.name] = why
+            continue
+        bound = [b for b in agent.bindings if b.prompt in prompts]
+        if bound:
+            b = bound[0]
+            scope[agent.name] = f"it binds prompt {b.prompt} as {b.key}: {prompts[b.prompt]}"
             continue
         model = observed.models.get(agent.model_name)
         if any(model is None or model.version_with_digest(s.digest) is None for s in agent.sources):

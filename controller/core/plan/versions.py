@@ -84,9 +84,17 @@ def plan_new_version(name: str, entry: VersionEntry, src: ResolvedSource, change
         tags=dict(sorted(tags.items())),
         description=entry.description,
         commit=src.commit,
+        prompts=src.pins,
+        source_digest=src.files_digest,
     )
     files = ", ".join(src.refs)
     at = f" at revision {src.revision} ({src.commit[:12]})" if src.commit else ""
+    if src.pins:
+        at += " with prompts " + ", ".join(
+            f"{p.key}={p.prompt}/{p.version}" if p.version is not None
+            else f"{p.key}={p.prompt} (new version)"
+            for p in src.pins
+        )  # fmt: skip
     change(
         Kind.MODEL_VERSION,
         name,
