@@ -381,10 +381,12 @@ class _Template:
             if not isinstance(item, dict):
                 self.error(at(), f"message {i + 1} is a {_kind(item)}, not a mapping {example}")
                 continue
+            meant: set[str] = set()  # a field an unknown key is close to: not also "missing"
             for key in item:
                 if key not in _MESSAGE_FIELDS:
                     close = difflib.get_close_matches(str(key), _MESSAGE_FIELDS, n=1)
                     hint = f"; did you mean '{close[0]}'?" if close else ""
+                    meant.update(close)
                     self.error(
                         at(str(key)),
                         f"message {i + 1}: unknown field '{key}' (a message has role and "
@@ -394,7 +396,8 @@ class _Template:
             for key in _MESSAGE_FIELDS:
                 value = item.get(key)
                 if key not in item:
-                    self.error(at(), f"message {i + 1} has no {key}")
+                    if key not in meant:
+                        self.error(at(), f"message {i + 1} has no {key}")
                 elif not isinstance(value, str) or not value.strip():
                     what = "an empty string" if isinstance(value, str) else f"a {_kind(value)}"
                     self.error(at(key), f"message {i + 1}: {key} must be text, not {what}")
