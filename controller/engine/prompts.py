@@ -43,6 +43,7 @@ __all__ = [
 #: The most a template file may hold.
 MAX_TEMPLATE_BYTES = 1024 * 1024
 TEMPLATE: FieldPath = ("spec", "template")
+VARIABLES: FieldPath = ("spec", "variables")
 _NAME: FieldPath = ("metadata", "name")
 _MODEL: FieldPath = ("spec", "registeredModel")
 _CHAT_SUFFIXES = (".yaml", ".yml", ".json")
@@ -127,9 +128,10 @@ def build_prompt(
         if not validated.affects(path, *also):
             ok = False
             report.error(_at(locations, start, path), field_name(path), p.message, name)
-    if validated.affects(TEMPLATE, ("spec", "format"), ("spec", "variables")):
+    if validated.affects(TEMPLATE, ("spec", "format")):
         return built  # reported already; the template is not what was written
-    read = _Template(built, root, report).read()
+    # variables a repair touched are not what was written: the template is checked without them
+    read = _Template(built, root, report, variables=not validated.affects(VARIABLES)).read()
     if read is None or not ok:
         return built
     content, ref = read
@@ -258,6 +260,7 @@ class _Template:
     built: BuiltPrompt
     root: Path
     report: Report
+    variables: bool = True  # check the template's variables against spec.variables
     shown: str = ""  # the template file as a diagnostic names it
     ok: bool = True
 
@@ -298,7 +301,7 @@ class _Template:
             return None
         config = spec.model_config_.to_mlflow() if spec.model_config_ is not None else None
         content = PromptContent(kind, template, spec.response_format, config)
-        for i, variable in enumerate(spec.variables or ()):
+        for i, variable in enumerate(spec.variables if self.variables and spec.variables else ()):
             if variable not in content.variables:
                 path: FieldPath = ("spec", "variables", i)
                 self.report.warn(
@@ -324,7 +327,7 @@ class _Template:
         for offset, message in syntax_problems(text):
             self.error(self._where(source, base, text, offset), f"does not parse: {message}")
         declared = self.built.manifest.spec.variables
-        if declared is None:
+        if declared is None or not self.variables:
             return
         for use in variable_uses(text):
             if use.name in declared:

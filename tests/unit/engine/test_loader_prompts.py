@@ -389,4 +389,48 @@ def test_a_binding_of_the_wrong_form_is_a_schema_error_at_its_line(tmp_path: Pat
     write_prompt_repo(tmp_path, agent=BOUND_AGENT.replace("@production", ":production"))
     (at, message) = only_error(tmp_path)
     assert at == ("bot.yaml", 7, 5, "spec.prompts.system")
-    assert "String should match pattern" in message
+    assert message == (
+        "a prompt binding is <prompt>@<alias> or <prompt>/<version> (e.g. "
+        "support-system@production, support-system/3) (got 'support-system:production')"
+    )
+
+
+def test_schema_errors_are_explained_and_the_template_still_checked(tmp_path: Path) -> None:
+    prompt = TEXT_PROMPT.replace("[customer, question]", "[customer, 2question]\n  name: a b")
+    write_prompt_repo(tmp_path, prompt.replace("support-system.txt", "missing.txt"),
+                      agent=BOUND_AGENT.replace("system:", "1system:"))  # fmt: skip
+    got = [(*where(e), e.message) for e in errors_of(tmp_path)]
+    assert got == [
+        ("bot.yaml", 7, 5, "spec.prompts.1system",
+         "a binding's name (the key the agent's code reads) may contain only letters, digits, "
+         "'_' and '-', starting with a letter or '_' (got '1system')"),
+        ("prompt.yaml", 6, 3, "spec.template",
+         f"template 'missing.txt' ({os.path.relpath(tmp_path / 'prompts' / 'missing.txt')}) "
+         "does not exist"),
+        ("prompt.yaml", 7, 25, "spec.variables[1]",
+         "a variable is a name of letters, digits and '_' (not starting with a digit), or "
+         "dotted names such as user.name (got '2question')"),
+        ("prompt.yaml", 8, 3, "spec.name",
+         "a prompt name may contain only letters, digits, '_', '-' and '.' (got 'a b')"),
+    ]  # fmt: skip
+
+
+def test_a_template_symlinked_out_of_the_repository_is_not_read(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (tmp_path / "secret.txt").write_text("{{ customer }} {{ question }}\n")
+    write_prompt_repo(repo)
+    (repo / "prompts" / "support-system.txt").unlink()
+    (repo / "prompts" / "support-system.txt").symlink_to(tmp_path / "secret.txt")
+    (at, message) = only_error(repo)
+    assert at == ("prompt.yaml", 6, 3, "spec.template")
+    assert "outside the repository root" in message
+
+
+def test_a_binding_is_not_checked_against_aliases_a_repair_dropped(tmp_path: Path) -> None:
+    """The prompt's aliases are in error already: the binding is not reported as well."""
+    prompt = TEXT_PROMPT.replace("    stable: 3\n", "    stable: 3\n    bad alias: current\n")
+    write_prompt_repo(tmp_path, prompt, agent=BOUND_AGENT.replace("@production", "@nowhere"))
+    (at, message) = only_error(tmp_path)
+    assert at == ("prompt.yaml", 12, 5, "spec.aliases.bad alias")
+    assert message == "an alias may contain only letters, digits, '_' and '-' (got 'bad alias')"
