@@ -131,13 +131,14 @@ def validate(path: PathArg, format: FormatOpt = Format.text, *, opts: Options) -
     desired, diags = sources.load(path, opts)
     if format is Format.json:
         payload = {"valid": True, "agents": [a.name for a in desired.agents],
+                   "prompts": [p.name for p in desired.prompts],
                    "diagnostics": [d.to_dict() for d in diags]}  # fmt: skip
         typer.echo(render_json(payload))
         return
     if len(diags):
         output.annotate(diags)
         output.err(render_diagnostics(diags))
-    typer.echo(f"Success: {len(desired.agents)} agent(s) valid.")
+    typer.echo(f"Success: {len(desired.agents)} agent(s), {len(desired.prompts)} prompt(s) valid.")
 
 
 @app.command(cls=HelpCommand)

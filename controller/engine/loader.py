@@ -30,9 +30,11 @@ from controller.core.manifest.schema import (
     ServingDefaults,
     ServingDefaultsSpec,
 )
+from controller.core.manifest.schema_prompt import PROMPT_KIND, PromptSpec
 from controller.core.plan.kube_objects import resolve_settings
 from controller.engine.evaluation import resolve_evaluation
 from controller.engine.files import MAX_MANIFEST_BYTES, Unreadable, read_regular, shown_path
+from controller.engine.prompts import PromptClaims, build_prompt
 from controller.engine.source import resolve_sources
 from controller.engine.yamlnodes import documents
 from controller.ports import SourceHistory
@@ -104,6 +106,7 @@ def load(
     by_name: dict[str, _Built] = {}
     by_model: dict[str, _Built] = {}
     defaults: _Defaults | None = None
+    prompts = PromptClaims()
     for file in _manifest_files(base):
         display = shown_path(file)
         for doc in _read_documents(file, display, root_dir, out):
@@ -122,10 +125,17 @@ def load(
                     continue
                 defaults = found
                 continue
+            if kind == PROMPT_KIND:
+                built_prompt = build_prompt(
+                    doc.data, doc.locations, doc.file, doc.start, root_dir, out, misspelt
+                )
+                if built_prompt is not None:
+                    prompts.add(built_prompt, by_name, by_model, out)
+                continue
             agent = _build_agent(doc, root_dir, out, history, misspelt)
             if agent is None:
                 continue
-            clash = _clash(agent, by_name, by_model)
+            clash = _clash(agent, by_name, by_model) or prompts.clash(agent)
             if clash is not None:
                 where, message = clash
                 if not _repair_caused(agent, where):
@@ -137,13 +147,18 @@ def load(
                     by_model[agent.agent.model_name] = agent
             built.append(agent)
 
+    wrong = prompts.check_bindings(built, out)
+    built = [replace(b, valid=False) if i in wrong else b for i, b in enumerate(built)]
     agents = _check_settings(built, defaults, out)
-    if not agents and not out.items and not allow_empty:
+    desired_prompts = sorted(
+        (p.desired for p in prompts.kept if p.desired is not None), key=lambda p: p.name
+    )
+    if not agents and not desired_prompts and not out.items and not allow_empty:
         out.error(
             None,
             "",
-            f"{base}: no Agent manifests found (an empty desired state would prune every "
-            "managed model; pass --allow-empty if that is meant)",
+            f"{base}: no Agent or Prompt manifests found (an empty desired state would prune "
+            "every managed model and prompt; pass --allow-empty if that is meant)",
         )
     diags = Diagnostics.of(sorted(_once(out.items), key=_order))
     if diags.has_errors and not partial:
@@ -156,6 +171,7 @@ def load(
             defaults=defaults.manifest if defaults else None,
             defaults_location=defaults.location if defaults else None,
             defaults_ref=defaults.ref if defaults else "",
+            prompts=tuple(desired_prompts),
         ),
         diags,
     )
@@ -209,34 +225,44 @@ class _Defaults:
 
 
 def _kind(doc: _Doc, out: _Collector) -> tuple[str | None, bool]:
-    """The document's kind, and whether it is misspelt: a kind that is neither Agent nor
-    ServingDefaults is reported, and the document is checked as the closest one (by its spec's
-    fields, else by the kind's spelling), so that its other problems are reported too."""
+    """The document's kind, and whether it is misspelt: a kind that is not one of the three is
+    reported, and the document is checked as the closest one (by its spec's fields only one
+    kind has, else by the kind's spelling), so that its other problems are reported too."""
     data = doc.data
     kind = data.get("kind") if isinstance(data, dict) else None
-    if not isinstance(kind, str) or kind in (KIND, DEFAULTS_KIND):
+    if not isinstance(kind, str) or kind in _KINDS:
         return kind, False
     spec = data.get("spec")
     keys = set(spec) if isinstance(spec, dict) else set()
     if keys & _AGENT_FIELDS:
         closest = KIND
+    elif keys & _PROMPT_FIELDS:
+        closest = PROMPT_KIND
     elif keys & _DEFAULTS_FIELDS:
         closest = DEFAULTS_KIND
     else:
         ratio = {k: difflib.SequenceMatcher(None, kind.lower(), k.lower()).ratio()
-                 for k in (KIND, DEFAULTS_KIND)}  # fmt: skip
+                 for k in _KINDS}  # fmt: skip
         closest = max(ratio, key=lambda k: ratio[k])
     out.error(
         _deepest(doc, ("kind",)),
         "kind",
-        f"kind must be {KIND} or {DEFAULTS_KIND} (got {kind!r}); checked as {closest}",
+        f"kind must be {KIND}, {PROMPT_KIND} or {DEFAULTS_KIND} (got {kind!r}); "
+        f"checked as {closest}",
     )
     return closest, True
 
 
-_AGENT_FIELDS = {f.alias or n for n, f in AgentSpec.model_fields.items()}
+_KINDS = (KIND, PROMPT_KIND, DEFAULTS_KIND)
 _DEFAULTS_FIELDS = {f.alias or n for n, f in ServingDefaultsSpec.model_fields.items()}
-_AGENT_FIELDS -= _DEFAULTS_FIELDS
+# The fields only one kind's spec has (versions, aliases, tags... are both an Agent's and a
+# Prompt's).
+_AGENT_FIELDS = {f.alias or n for n, f in AgentSpec.model_fields.items()}
+_PROMPT_FIELDS = {f.alias or n for n, f in PromptSpec.model_fields.items()}
+_AGENT_FIELDS, _PROMPT_FIELDS = (
+    _AGENT_FIELDS - _PROMPT_FIELDS - _DEFAULTS_FIELDS,
+    _PROMPT_FIELDS - _AGENT_FIELDS - _DEFAULTS_FIELDS,
+)
 
 
 def _build_defaults(doc: _Doc, root: Path, out: _Collector) -> _Defaults | None:

@@ -30,6 +30,7 @@ __all__ = [
     "Problem",
     "check_manifest",
     "field_name",
+    "not_a_unique_path",
     "scorer_name",
     "something_to_manage",
 ]
@@ -51,7 +52,7 @@ def something_to_manage(spec: AgentSpec) -> bool:
     )
 
 
-def _not_a_unique_path(name: str) -> bool:
+def not_a_unique_path(name: str) -> bool:
     """MLflow's own rule for model names and tag keys (``path_not_unique``): they are used as
     paths, so ``a//b``, ``a/``, ``./a`` or ``..`` are refused by the server."""
     norm = posixpath.normpath(name)
@@ -79,7 +80,7 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
             )
         )
 
-    if _not_a_unique_path(m.model_name):
+    if not_a_unique_path(m.model_name):
         problems.append(
             Problem(
                 ("spec", "registeredModel") if spec.registered_model else ("metadata", "name"),
@@ -94,7 +95,7 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
         *((("spec", "versions", i, "tags"), v.tags) for i, v in enumerate(spec.versions)),
     ):
         for key in tags:
-            if _not_a_unique_path(key):
+            if not_a_unique_path(key):
                 problems.append(
                     Problem(
                         (*where, key),

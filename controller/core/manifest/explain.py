@@ -14,7 +14,13 @@ from pydantic import BaseModel, ValidationError
 
 from controller.core.evaluation.spec import BUILTINS, JUDGES
 from controller.core.manifest.checks import FieldPath
-from controller.core.manifest.schema import MODEL_NAME_PATTERN, VERSION_NAME_PATTERN, AgentManifest
+from controller.core.manifest.schema import (
+    MODEL_NAME_PATTERN,
+    PROMPT_BINDING_PATTERN,
+    VERSION_NAME_PATTERN,
+    AgentManifest,
+)
+from controller.core.manifest.schema_prompt import PROMPT_NAME_PATTERN
 
 __all__ = ["explain"]
 
@@ -98,6 +104,19 @@ _PATTERN_HELP = {
         "or '_' (its results are logged as <name>/mean)"
     ),
     r"^[a-z][a-z0-9_-]*:/.+$": "a judge's model is a URI '<provider>:/<model>' (e.g. openai:/gpt-4o-mini)",
+    PROMPT_BINDING_PATTERN: (
+        "a prompt binding is <prompt>@<alias> or <prompt>/<version> (e.g. "
+        "support-system@production, support-system/3)"
+    ),
+    PROMPT_NAME_PATTERN: "a prompt name may contain only letters, digits, '_', '-' and '.'",
+    r"^[a-zA-Z_][a-zA-Z0-9_]*(\.[a-zA-Z_][a-zA-Z0-9_]*)*$": (
+        "a variable is a name of letters, digits and '_' (not starting with a digit), or dotted "
+        "names such as user.name"
+    ),
+    r"^[A-Za-z_][A-Za-z0-9_-]*$": (
+        "a binding's name (the key the agent's code reads) may contain only letters, digits, '_' "
+        "and '-', starting with a letter or '_'"
+    ),
 }
 
 

@@ -1,4 +1,4 @@
-"""The JSON Schema of a manifest (``kind: Agent`` or ``kind: ServingDefaults``), for
+"""The JSON Schema of a manifest (``kind: Agent``, ``kind: Prompt`` or ``kind: ServingDefaults``), for
 ``agentctl schema`` and editors. Pure data."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import Field, TypeAdapter
 
 from controller.core.manifest.schema import API_VERSION, AgentManifest, ServingDefaults
+from controller.core.manifest.schema_prompt import PromptManifest
 
 __all__ = ["SCHEMA_ID", "manifest_json_schema"]
 
@@ -16,17 +17,21 @@ SCHEMA_ID = "https://agentctl.io/schemas/v1alpha1/agent.json"
 
 
 def manifest_json_schema() -> dict[str, Any]:
-    either = TypeAdapter(Annotated[AgentManifest | ServingDefaults, Field(discriminator="kind")])
+    either = TypeAdapter(
+        Annotated[AgentManifest | PromptManifest | ServingDefaults, Field(discriminator="kind")]
+    )
     schema = either.json_schema(by_alias=True, mode="validation")
-    # `versions` items also take the shorthands `- 3` and `- current` (see VersionEntry).
-    versions = schema["$defs"]["AgentSpec"]["properties"]["versions"]
-    versions["items"] = {
-        "anyOf": [
-            versions["items"],
-            {"type": "integer", "minimum": 1},
-            {"const": "current"},
-        ]
-    }
+    # `versions` items also take the shorthands `- 3` and `- current` (see VersionEntry and
+    # PromptVersionEntry).
+    for spec in ("AgentSpec", "PromptSpec"):
+        versions = schema["$defs"][spec]["properties"]["versions"]
+        versions["items"] = {
+            "anyOf": [
+                versions["items"],
+                {"type": "integer", "minimum": 1},
+                {"const": "current"},
+            ]
+        }
     # `dataset: path` is a shorthand for `dataset: {file: path}` (see DatasetRef).
     evaluation = schema["$defs"]["Evaluation"]["properties"]
     evaluation["dataset"] = {

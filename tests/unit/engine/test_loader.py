@@ -186,7 +186,7 @@ def test_documents_without_apiversion_or_kind_are_data(tmp_path: Path) -> None:
 def test_empty_directory_is_an_error_unless_allowed(tmp_path: Path) -> None:
     (tmp_path / "notes.yaml").write_text("a: 1\n")
     (err,) = errors_of(tmp_path)
-    assert "no Agent manifests" in err.message
+    assert "no Agent or Prompt manifests" in err.message
     desired, _ = load(tmp_path, allow_empty=True)
     assert desired.agents == ()
 

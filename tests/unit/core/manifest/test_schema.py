@@ -16,6 +16,7 @@ from controller.app.cli import app
 from controller.core.manifest.schema_json import manifest_json_schema
 from controller.engine.loader import load
 from tests.support.manifests import errors_of, write_repo
+from tests.support.prompt_manifests import CHAT_PROMPT, TEXT_PROMPT
 
 REPO = Path(__file__).resolve().parents[4]
 
@@ -63,6 +64,22 @@ def test_schema_takes_serving_defaults_by_kind() -> None:
     doc["spec"]["traffic"] = []  # an Agent's field, not a ServingDefaults one
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc, manifest_json_schema())
+
+
+@pytest.mark.parametrize("manifest", [TEXT_PROMPT, CHAT_PROMPT])
+def test_schema_takes_prompts_by_kind_with_the_version_shorthands(manifest: str) -> None:
+    doc = yaml.safe_load(manifest)
+    jsonschema.validate(doc, manifest_json_schema())
+    doc["spec"]["versions"] = [3, "current", {"version": 4, "tags": {"a": "b"}}]
+    jsonschema.validate(doc, manifest_json_schema())
+    for spec in ({"template": "t.txt", "source": {"code": "a.py"}},  # an Agent's field
+                 {"template": "t.txt", "format": "markdown"},
+                 {"template": "t.txt", "name": "team/prompt"},
+                 {"template": "t.txt", "versions": [0]},
+                 {"template": "t.txt", "variables": ["1st"]},
+                 {"name": "no-template"}):  # fmt: skip
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**doc, "spec": spec}, manifest_json_schema())
 
 
 @pytest.mark.parametrize("name", ["bot?x", "bot#x", "my bot", "bot\x01", "bot@x", "team/bot"])

@@ -230,9 +230,8 @@ def test_an_unknown_kind_is_named(tmp_path: Path) -> None:
     (root / "defaults.yaml").write_text(DEFAULTS.replace("kind: ServingDefaults", "kind: Default"))
     [err] = errors_of(root)
     assert (err.field, err.location and err.location.line) == ("kind", 2)
-    assert (
-        err.message
-        == "kind must be Agent or ServingDefaults (got 'Default'); checked as ServingDefaults"
+    assert err.message == (
+        "kind must be Agent, Prompt or ServingDefaults (got 'Default'); checked as ServingDefaults"
     )
 
 
