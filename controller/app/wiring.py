@@ -46,7 +46,7 @@ __all__ = [
 
 def registry(tracking_uri: str) -> AnyRegistry:
     """Against a tracking server, its REST API (no mlflow import: a plan of 1,000 agents takes
-    two requests); otherwise (a sqlite file, a local directory, Databricks) the MLflow client.
+    four requests); otherwise (a sqlite file, a local directory, Databricks) the MLflow client.
     Either logs a model in a child process: the agent's code never runs in agentctl's own."""
     from controller.adapters.mlflow.client import MlflowRegistry
     from controller.adapters.mlflow.rest import RestRegistry, usable

@@ -8,6 +8,7 @@ import re
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus as unquote
 
 import pytest
 
@@ -56,8 +57,11 @@ def test_apply_examples_then_nothing_left_to_do(
     second = agentctl("apply", str(examples))
     assert second.code == 0, second.err
     assert proxy.writes() == [], [(r.method, r.path) for r in proxy.writes()]
-    # Observation is bulk: one search of models and one of versions, whatever the agent count.
-    assert len(proxy.records) == 2, [r.path for r in proxy.records]
+    # Observation is bulk, whatever the agent count: one search of models and one of versions,
+    # and the same two for prompts (filtered on the prompt tag).
+    searches = sorted(r.path.split("?")[0].rsplit("/", 2)[-2] for r in proxy.records)
+    assert searches == ["model-versions"] * 2 + ["registered-models"] * 2, proxy.records
+    assert sum("is_prompt" in unquote(r.path) for r in proxy.records) == 2, proxy.records
 
 
 def test_changed_config_logs_a_new_version_and_moves_the_alias(

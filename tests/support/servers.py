@@ -32,12 +32,17 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
 
 @pytest.fixture
 def client(mlflow_server: MlflowServer):  # type: ignore[no-untyped-def]
-    """An MlflowClient on a registry emptied for this test."""
+    """An MlflowClient on a registry emptied for this test: its registered models, and its
+    prompts (which a model search leaves out)."""
     from mlflow import MlflowClient
 
     c = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
     for rm in c.search_registered_models(max_results=1000):
         c.delete_registered_model(rm.name)
+    # MlflowClient.delete_registered_model refuses a prompt's name; its registry client not.
+    prompts = "tags.`mlflow.prompt.is_prompt` = 'true'"
+    for rm in c.search_registered_models(filter_string=prompts, max_results=1000):
+        c._get_registry_client().delete_registered_model(rm.name)
     return c
 
 

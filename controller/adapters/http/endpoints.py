@@ -3,9 +3,10 @@
 
 ``/healthz`` answers 200 while the reconcile loop is alive; ``/readyz`` 200 once it can do its
 job (see :class:`Probes`), else 503 with why; ``/metrics`` is the Prometheus text format. The
-webhook endpoint is on only when a secret is configured: a genuine MLflow delivery about an
-alias wakes the loop (202) if this replica leads, else 503 so that MLflow delivers it again
-(perhaps to the leader); anything else signed is acknowledged and ignored (204); anything
+webhook endpoint is on only when a secret is configured: a genuine MLflow delivery about a
+model's alias, or a prompt's alias, version or tag (``webhook.EVENTS``), wakes the loop (202)
+if this replica leads, else 503 so that MLflow delivers it again (perhaps to the leader);
+anything else signed is acknowledged and ignored (204); anything
 unsigned or stale is refused (401); a delivery id accepted before, 409; a body without a sane
 length, 400 or 413. The listen backlog (:data:`BACKLOG`) holds a burst of connections while the
 accepting thread catches up, instead of resetting them.
@@ -127,7 +128,7 @@ class Endpoints:
                     self._send(409, b"delivery already received\n")
                     return
                 if delivery.relevant:
-                    log.info("webhook: %s %s@%s", delivery.event, delivery.model, delivery.alias)
+                    log.info("webhook: %s %s", delivery.event, delivery.subject)
                     if on_webhook("webhook"):
                         self._send(202, b"reconciling\n")
                     else:

@@ -3,8 +3,12 @@
 MLflow (3.3 and later) signs a delivery with the webhook's secret: the header
 ``X-MLflow-Signature`` is ``v1,`` followed by the base64 HMAC-SHA256 of
 ``"{delivery id}.{timestamp}.{raw body}"``, with ``X-MLflow-Delivery-Id`` and
-``X-MLflow-Timestamp`` (Unix seconds). The body is ``{"entity", "action", "timestamp", "data"}``;
-alias events are ``model_version_alias.created`` and ``model_version_alias.deleted``. A delivery
+``X-MLflow-Timestamp`` (Unix seconds). The body is ``{"entity", "action", "timestamp", "data"}``.
+The events that can change what the controller plans (:data:`EVENTS`): a model's alias set or
+deleted (``model_version_alias.created`` / ``.deleted``), and, for a prompt of the Prompt
+Registry, which MLflow reports as events of their own (``data`` holds ``name`` and ``alias``,
+``version`` or ``key``): ``prompt_alias.created`` / ``.deleted``, ``prompt_version.created``,
+``prompt_tag.set`` / ``.deleted`` and ``prompt_version_tag.set`` / ``.deleted``. A delivery
 older (or newer) than ``tolerance`` seconds is refused, as the Standard Webhooks convention that
 MLflow follows recommends, so that a captured request cannot be replayed later; a timestamp
 that is not a finite number (``nan``, ``inf``) is refused even when signed. Within the window a
@@ -23,10 +27,23 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["TOLERANCE", "Delivery", "WebhookRefused", "verify"]
+__all__ = ["EVENTS", "TOLERANCE", "Delivery", "WebhookRefused", "verify"]
 
 TOLERANCE = 300.0
-_EVENTS = {"model_version_alias.created", "model_version_alias.deleted"}
+#: ``entity.action`` of the deliveries that wake the loop (mlflow/webhooks/types.py's names).
+EVENTS = frozenset(
+    {
+        "model_version_alias.created",
+        "model_version_alias.deleted",
+        "prompt_alias.created",
+        "prompt_alias.deleted",
+        "prompt_version.created",
+        "prompt_tag.set",
+        "prompt_tag.deleted",
+        "prompt_version_tag.set",
+        "prompt_version_tag.deleted",
+    }
+)
 
 
 class WebhookRefused(Exception):
@@ -40,10 +57,22 @@ class WebhookRefused(Exception):
 @dataclass(frozen=True, slots=True)
 class Delivery:
     event: str  # "model_version_alias.created"
-    model: str
+    model: str  # the registered model's or prompt's name
     alias: str
     delivery_id: str = ""
     sent: float = 0.0  # its X-MLflow-Timestamp
+    version: str = ""
+    key: str = ""  # a tag event's tag
+
+    @property
+    def subject(self) -> str:
+        """What it is about, for the log: ``bot@champion``, ``support-system/3 team``."""
+        out = self.model
+        if self.alias:
+            out += f"@{self.alias}"
+        elif self.version:
+            out += f"/{self.version}"
+        return f"{out} {self.key}" if self.key else out
 
     @property
     def expires(self) -> float:
@@ -53,8 +82,9 @@ class Delivery:
 
     @property
     def relevant(self) -> bool:
-        """Whether it can change what the controller plans (an alias moved by hand)."""
-        return self.event in _EVENTS
+        """Whether it can change what the controller plans (an alias moved by hand, a prompt
+        version or tag made or edited by hand)."""
+        return self.event in EVENTS
 
 
 def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float) -> Delivery:
@@ -83,6 +113,16 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float) -> 
         payload = json.loads(body)
         data = payload.get("data") or {}
         event = f"{payload['entity']}.{payload['action']}"
+        if not isinstance(data, Mapping):
+            raise TypeError(data)
     except (ValueError, KeyError, AttributeError, TypeError):
         raise WebhookRefused(400, "body is not an MLflow webhook payload") from None
-    return Delivery(event, str(data.get("name", "")), str(data.get("alias", "")), delivery_id, sent)
+    return Delivery(
+        event,
+        str(data.get("name", "")),
+        str(data.get("alias", "")),
+        delivery_id,
+        sent,
+        version=str(data.get("version", "")),
+        key=str(data.get("key", "")),
+    )

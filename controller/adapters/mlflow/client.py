@@ -1,7 +1,8 @@
 """The MLflow Model Registry behind :class:`controller.ports.Registry`.
 
-Observation is two paged bulk reads (``search_registered_models`` and ``search_model_versions``),
-whatever the number of agents. MLflow's own HTTP retries are turned off here by default
+Observation is four paged bulk reads (``search_registered_models`` and ``search_model_versions``
+for models, then the same two filtered on the prompt tag for the prompts of MLflow's Prompt
+Registry, :mod:`controller.adapters.mlflow.prompts`), whatever the number of agents and prompts. MLflow's own HTTP retries are turned off here by default
 (``MLFLOW_HTTP_REQUEST_MAX_RETRIES=0``, unless the user set it) so that one policy, agentctl's
 (:mod:`controller.engine.retry`), decides how long to wait for a server that is down or slow.
 """
@@ -14,13 +15,20 @@ from functools import partial
 from typing import Any, TypeVar
 
 from controller.adapters.mlflow.logger import log_model_isolated
+from controller.adapters.mlflow.prompts import (
+    PROMPT_FILTER,
+    PROMPT_SOURCE,
+    existing_model_error,
+    existing_prompt_error,
+    prompt_versions_filter,
+)
 from controller.core.errors import (
     BackendError,
     OutcomeUnknown,
     PermanentBackendError,
     TemporaryBackendError,
 )
-from controller.core.prompt.content import PromptContent
+from controller.core.prompt.content import IS_PROMPT_TAG, PromptContent
 from controller.core.secrets import redact_text, without_credentials
 from controller.core.state.logged import (
     EXPERIMENT_PREFIX,
@@ -32,7 +40,6 @@ from controller.core.state.logged import (
 from controller.core.state.observed import (
     DIGEST_TAG,
     FAILED,
-    OWNER_TAG,
     ObservedModel,
     ObservedVersion,
     RegistrySnapshot,
@@ -118,6 +125,23 @@ class MlflowRegistry:
             self._lazy_client = client
         return self._lazy_client
 
+    @property
+    def _registry(self) -> Any:
+        """The client's registry client, for every write to a registered model or version:
+        MlflowClient's own methods refuse a prompt's name (``_raise_if_prompt``, one more read
+        per call), and prompts take the same tags, descriptions, aliases and deletes as models
+        (MLflow's prompt methods call these very ones)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._client._get_registry_client()
+        except MlflowException as exc:
+            raise PermanentBackendError(
+                f"no model registry at {self.shown!r}: {redact_text(exc.message)}",
+                operation="connect",
+                target=self.shown,
+            ) from exc
+
     def _sqlite_file_missing(self) -> bool:
         """An embedded sqlite registry that does not exist yet: observing it must not create it."""
         prefix = "sqlite:///"
@@ -171,15 +195,22 @@ class MlflowRegistry:
     def observe(self) -> RegistrySnapshot:
         if self._sqlite_file_missing():
             return RegistrySnapshot()
+        return RegistrySnapshot(self._observe(None), self._observe(PROMPT_FILTER))
+
+    def _observe(self, flt: str | None) -> dict[str, ObservedModel]:
+        """Registered models with their versions (``flt`` None: prompts left out, as MLflow's
+        searches do), or prompts with theirs (``flt``: the prompt filter): two paged searches."""
         c = self._client
+        what = "prompts" if flt else "registered models"
         raw_models = self._pages(
-            "search registered models",
-            partial(c.search_registered_models, max_results=MODELS_PAGE),
+            f"search {what}",
+            partial(c.search_registered_models, filter_string=flt, max_results=MODELS_PAGE),
         )
         raw_versions = self._pages(
-            "search model versions",
+            "search prompt versions" if flt else "search model versions",
             partial(
                 c.search_model_versions,
+                filter_string=flt,
                 max_results=VERSIONS_PAGE,
                 order_by=["name ASC", "version_number ASC"],
             ),
@@ -193,11 +224,11 @@ class MlflowRegistry:
             models[rm.name] = ObservedModel(
                 name=rm.name,
                 description=rm.description or "",
-                tags={k: v or "" for k, v in (rm.tags or {}).items()},
+                tags=_model_tags(rm),
                 aliases=aliases,
                 versions=versions.get(rm.name, {}),
             )
-        return RegistrySnapshot(models)
+        return models
 
     def traces(
         self, model: str, model_id: str, since_ms: int, limit: int
@@ -258,7 +289,7 @@ class MlflowRegistry:
         self._call(
             "delete model version",
             f"{name}/{version}",
-            partial(self._client.delete_model_version, name, str(version)),
+            partial(self._registry.delete_model_version, name, str(version)),
             ok_codes=GONE,
         )
 
@@ -302,25 +333,22 @@ class MlflowRegistry:
             return
         # A retry after a create that did succeed is fine if the model is ours; else a conflict.
         existing = self._get("get registered model", name, partial(c.get_registered_model, name))
-        if (existing.tags or {}).get(OWNER_TAG) != tags.get(OWNER_TAG):
-            raise PermanentBackendError(
-                f"registered model '{name}' was created by someone else since the plan",
-                operation="create registered model",
-                target=name,
-            )
+        refused = existing_model_error(name, _model_tags(existing), tags)
+        if refused is not None:
+            raise refused
 
     def set_model_tag(self, name: str, key: str, value: str) -> None:
         self._call(
             "set tag",
             f"{name} {key}",
-            partial(self._client.set_registered_model_tag, name, key, value),
+            partial(self._registry.set_registered_model_tag, name, key, value),
         )
 
     def delete_model_tag(self, name: str, key: str) -> None:
         self._call(
             "delete tag",
             f"{name} {key}",
-            partial(self._client.delete_registered_model_tag, name, key),
+            partial(self._registry.delete_registered_model_tag, name, key),
             ok_codes=GONE,
         )
 
@@ -328,14 +356,14 @@ class MlflowRegistry:
         self._call(
             "update registered model",
             name,
-            partial(self._client.update_registered_model, name, description=description),
+            partial(self._registry.update_registered_model, name, description=description),
         )
 
     def delete_model(self, name: str) -> None:
         self._call(
             "delete registered model",
             name,
-            partial(self._client.delete_registered_model, name),
+            partial(self._registry.delete_registered_model, name),
             ok_codes=GONE,
         )
 
@@ -409,14 +437,14 @@ class MlflowRegistry:
         self._call(
             "set version tag",
             f"{name}/{version} {key}",
-            partial(self._client.set_model_version_tag, name, str(version), key, value),
+            partial(self._registry.set_model_version_tag, name, str(version), key, value),
         )
 
     def delete_version_tag(self, name: str, version: int, key: str) -> None:
         self._call(
             "delete version tag",
             f"{name}/{version} {key}",
-            partial(self._client.delete_model_version_tag, name, str(version), key),
+            partial(self._registry.delete_model_version_tag, name, str(version), key),
             ok_codes=GONE,
         )
 
@@ -424,7 +452,9 @@ class MlflowRegistry:
         self._call(
             "update model version",
             f"{name}/{version}",
-            partial(self._client.update_model_version, name, str(version), description=description),
+            partial(
+                self._registry.update_model_version, name, str(version), description=description
+            ),
         )
 
     # -- aliases -----------------------------------------------------------------------------
@@ -433,29 +463,72 @@ class MlflowRegistry:
         self._call(
             "set alias",
             f"{name}@{alias}",
-            lambda: self._client.set_registered_model_alias(name, alias, str(version)),
+            lambda: self._registry.set_registered_model_alias(name, alias, str(version)),
         )
 
     def delete_alias(self, name: str, alias: str) -> None:
         self._call(
             "delete alias",
             f"{name}@{alias}",
-            partial(self._client.delete_registered_model_alias, name, alias),
+            partial(self._registry.delete_registered_model_alias, name, alias),
             ok_codes=GONE,
         )
 
     # -- prompts (MLflow's Prompt Registry) -------------------------------------------------------
 
+    # MlflowClient refuses the prompt tag in create_registered_model / create_model_version
+    # ("Prompts cannot be registered as models"); the registry client, which register_prompt
+    # itself uses, writes them as they are.
+
     def create_prompt(self, name: str, description: str | None, tags: Mapping[str, str]) -> None:
-        raise NotImplementedError("prompts: to be implemented")
+        registry = self._registry
+        created = self._call(
+            "create prompt",
+            name,
+            lambda: registry.create_registered_model(
+                name, tags={**tags, IS_PROMPT_TAG: "true"}, description=description
+            ),
+            ok_codes=("RESOURCE_ALREADY_EXISTS",),
+        )
+        if created is not None:
+            return
+        existing = self._get("get prompt", name, partial(registry.get_registered_model, name))
+        refused = existing_prompt_error(name, _model_tags(existing), tags)
+        if refused is not None:
+            raise refused
 
     def create_prompt_version(
         self, name: str, content: PromptContent, tags: Mapping[str, str], description: str | None
     ) -> int:
-        raise NotImplementedError("prompts: to be implemented")
+        registry = self._registry
+        try:
+            mv = registry.create_model_version(
+                name=name,
+                source=PROMPT_SOURCE,
+                tags={**content.tags(), **tags},
+                description=description,
+            )
+        except Exception as exc:
+            error = _create_error(exc, name, self.shown, "create prompt version")
+            if error is None:
+                raise
+            raise error from exc
+        return int(mv.version)
 
     def prompt_versions(self, name: str) -> list[ObservedVersion]:
-        raise NotImplementedError("prompts: to be implemented")
+        if self._sqlite_file_missing():
+            return []
+        flt = prompt_versions_filter(name)
+        found = self._pages(
+            "search prompt versions",
+            partial(
+                self._client.search_model_versions,
+                filter_string=flt,
+                max_results=VERSIONS_PAGE,
+                order_by=["version_number ASC"],
+            ),
+        )
+        return sorted((_version(mv) for mv in found if mv.name == name), key=lambda v: v.number)
 
     # -- what agentctl logged (for gc) -------------------------------------------------------
 
@@ -518,6 +591,14 @@ class MlflowRegistry:
         self._call("delete run", run_id, partial(self._client.delete_run, run_id), ok_codes=GONE)
 
 
+def _model_tags(rm: Any) -> dict[str, str]:
+    """A registered model's tags, all of them: ``RegisteredModel.tags`` hides the prompt tag
+    (``mlflow.prompt.is_prompt``), which MLflow's own ``register_prompt`` reads from ``_tags``;
+    the REST adapter sees it, and so must this one."""
+    raw = getattr(rm, "_tags", None)
+    return {k: v or "" for k, v in (raw if isinstance(raw, dict) else rm.tags or {}).items()}
+
+
 def _version(mv: Any) -> ObservedVersion:
     return ObservedVersion(
         number=int(mv.version),
@@ -529,20 +610,22 @@ def _version(mv: Any) -> ObservedVersion:
     )
 
 
-def _create_error(exc: Exception, name: str, uri: str) -> BackendError | None:
+def _create_error(
+    exc: Exception, name: str, uri: str, operation: str = "create model version"
+) -> BackendError | None:
     """A failed create_model_version as a BackendError: one without an answer (a timeout, a
     dropped connection, a 5xx) may still commit, so it is :class:`OutcomeUnknown`. None: not
     the server's error (a bug: raised as it is)."""
     from mlflow.exceptions import MlflowException
 
     if isinstance(exc, MlflowException):
-        error = _translate(exc, "create model version", name, uri)
+        error = _translate(exc, operation, name, uri)
     elif isinstance(exc, (ConnectionError, TimeoutError, OSError)):
-        error = TemporaryBackendError(f"create model version {name}: {exc}", target=name)
+        error = TemporaryBackendError(f"{operation} {name}: {exc}", target=name)
     else:
         return None
     if isinstance(error, TemporaryBackendError) and "connection refused" not in str(error):
-        return OutcomeUnknown(str(error), operation="create model version", target=name)
+        return OutcomeUnknown(str(error), operation=operation, target=name)
     return error
 
 

@@ -7,7 +7,9 @@ that logs, against any tracking URI (a sqlite file included), starts ``python -m
 controller.adapters.mlflow.logger``. The child reads its request as JSON on stdin, writes the id
 of the run it starts to ``<answer>.run`` and its answer to the file named by its one argument;
 registering the version (with its digest tag) stays with the caller, so a version never exists
-without its digest. A child that ends without an answer is reported with its exit status and the
+without its digest. A version with bound prompts (``VersionSource.prompts``) is logged with
+their ``prompts:/<prompt>/<n>`` URIs merged into its model config under ``prompts`` and linked
+to the logged model (:func:`pinned_config`); without them the call is as it always was. A child that ends without an answer is reported with its exit status and the
 last lines of its stderr, and the run it started is deleted by a second child (``--forget``).
 """
 
@@ -20,12 +22,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
-from dataclasses import asdict
+from collections.abc import Callable, Mapping
+from dataclasses import fields
 from typing import Any
 
 from controller.adapters.mlflow.frames import agent_failure, rename_paths
 from controller.core.errors import PermanentBackendError, TemporaryBackendError
+from controller.core.prompt.binding import PROMPTS_CONFIG_KEY
 from controller.core.secrets import redact_text
 from controller.core.state.observed import AGENT_TAG, DIGEST_TAG, OWNER_TAG, WRITTEN_BY_TAG
 from controller.ports import VersionSource
@@ -38,6 +41,7 @@ __all__ = [
     "failure_message",
     "is_transport",
     "log_model_isolated",
+    "pinned_config",
 ]
 
 INPUT_EXAMPLE = {"input": [{"role": "user", "content": "Hello, what can you do?"}]}
@@ -73,19 +77,61 @@ def _log(
             run_id = run.info.run_id
             if started is not None:
                 started(run_id)
+            pins: dict[str, Any] = {}
+            if source.prompts:
+                # The bound prompts' URIs, merged into the config the agent reads, and linked
+                # to the logged model (and the run): MLflow records them in the MLmodel.
+                pins = {
+                    "model_config": pinned_config(_read_config(source.config_path), source.prompts),
+                    "prompts": [uri for _, uri in sorted(source.prompts.items())],
+                }
             info = mlflow.pyfunc.log_model(
                 name="agent",
                 python_model=source.code_path,
-                model_config=source.config_path,
+                model_config=pins.get("model_config", source.config_path),
                 pip_requirements=list(source.pip_requirements),
                 input_example=INPUT_EXAMPLE,
                 tags=run_tags,
+                **({"prompts": pins["prompts"]} if pins else {}),
             )
     except BaseException as exc:
         if run_id is not None and not is_transport(exc):
             _forget(run_id)
         raise
     return str(info.model_uri), str(info.run_id), info.model_id
+
+
+def _read_config(config_path: str | None) -> Any:
+    """The model config file's content as MLflow reads a ``model_config`` path
+    (``yaml.safe_load``, whatever the extension, JSON included: mlflow.utils.model_utils.
+    _validate_and_get_model_config_from_file); None when the agent has none."""
+    if not config_path:
+        return None
+    import yaml
+
+    with open(config_path) as fh:
+        return yaml.safe_load(fh)
+
+
+def pinned_config(config: Any, prompts: Mapping[str, str]) -> dict[str, Any]:
+    """The model config to log for a version with bound prompts: ``config`` (the file's content,
+    None without one) with ``prompts`` (binding key -> ``prompts:/<prompt>/<n>``) merged under
+    :data:`PROMPTS_CONFIG_KEY`; the file's own keys there are kept unless a binding overrides
+    them. A config that is not a mapping, or whose ``prompts`` is not, is refused (ValueError)."""
+    if config is None:
+        config = {}
+    if not isinstance(config, Mapping):
+        raise ValueError(
+            f"the model config is a {type(config).__name__}, not a mapping: the bound prompts "
+            f"cannot be added to it under '{PROMPTS_CONFIG_KEY}'"
+        )
+    own = config.get(PROMPTS_CONFIG_KEY) or {}
+    if not isinstance(own, Mapping):
+        raise ValueError(
+            f"the model config's '{PROMPTS_CONFIG_KEY}' is a {type(own).__name__}, not a "
+            "mapping: the bound prompts cannot be added to it"
+        )
+    return {**config, PROMPTS_CONFIG_KEY: {**own, **prompts}}
 
 
 def _forget(run_id: str) -> None:
@@ -178,7 +224,11 @@ def log_model_isolated(
     request = {
         "tracking_uri": uri,
         "experiment_id": experiment_id,
-        "source": {**asdict(source), "pip_requirements": list(source.pip_requirements)},
+        "source": {
+            **{f.name: getattr(source, f.name) for f in fields(source)},
+            "pip_requirements": list(source.pip_requirements),
+            "prompts": dict(source.prompts),
+        },
     }
     with tempfile.TemporaryDirectory(prefix="agentctl-log-") as tmp:
         answer_file = os.path.join(tmp, "answer.json")
@@ -266,6 +316,7 @@ def _main(args: list[str]) -> int:
         code_ref=raw.get("code_ref", ""),
         owner=raw.get("owner", ""),
         written_by=raw.get("written_by", ""),
+        prompts={str(k): str(v) for k, v in (raw.get("prompts") or {}).items()},
     )
 
     def started(run_id: str) -> None:

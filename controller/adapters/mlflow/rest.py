@@ -6,7 +6,8 @@ client pulls in pandas, numpy, pyarrow and more (about 120 MiB), which a long-ru
 does not need. Models are still logged by mlflow itself, in a child process
 (:mod:`controller.adapters.mlflow.logger`); registering the version stays here.
 
-Credentials, TLS, timeouts and the typing of errors are :mod:`controller.adapters.mlflow.transport`'s.
+Credentials, TLS, timeouts and the typing of errors are :mod:`controller.adapters.mlflow.transport`'s;
+the Prompt Registry's conventions, :mod:`controller.adapters.mlflow.prompts`'s.
 """
 
 from __future__ import annotations
@@ -25,9 +26,16 @@ from controller.adapters.mlflow.client import (
     trace_filter,
 )
 from controller.adapters.mlflow.logger import log_model_isolated
+from controller.adapters.mlflow.prompts import (
+    PROMPT_FILTER,
+    PROMPT_SOURCE,
+    existing_model_error,
+    existing_prompt_error,
+    prompt_versions_filter,
+)
 from controller.adapters.mlflow.transport import MlflowHttp, usable
 from controller.core.errors import OutcomeUnknown, PermanentBackendError, TemporaryBackendError
-from controller.core.prompt.content import PromptContent
+from controller.core.prompt.content import IS_PROMPT_TAG, PromptContent
 from controller.core.state.logged import (
     EXPERIMENT_PREFIX,
     LoggedModel,
@@ -38,7 +46,6 @@ from controller.core.state.logged import (
 from controller.core.state.observed import (
     DIGEST_TAG,
     FAILED,
-    OWNER_TAG,
     ObservedModel,
     ObservedVersion,
     RegistrySnapshot,
@@ -96,37 +103,32 @@ class RestRegistry(MlflowHttp):
     # -- observation ---------------------------------------------------------------------------
 
     def observe(self) -> RegistrySnapshot:
-        # The two searches are independent: ask both at once (the server's time dominates).
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="observe") as pool:
-            models_f = pool.submit(
-                self._pages,
-                "registered-models/search",
-                "registered_models",
-                "search registered models",
-                max_results=MODELS_PAGE,
-            )
-            versions_f = pool.submit(
-                self._pages,
-                "model-versions/search",
-                "model_versions",
-                "search model versions",
-                max_results=VERSIONS_PAGE,
-                order_by=["name ASC", "version_number ASC"],
-            )
-            models, versions = models_f.result(), versions_f.result()
-        by_model: dict[str, dict[int, ObservedVersion]] = {}
-        for mv in versions:
-            by_model.setdefault(mv["name"], {})[int(mv["version"])] = _version(mv)
-        out = {}
-        for rm in models:
-            out[rm["name"]] = ObservedModel(
-                name=rm["name"],
-                description=rm.get("description") or "",
-                tags=_tags(rm),
-                aliases={a["alias"]: int(a["version"]) for a in rm.get("aliases") or []},
-                versions=by_model.get(rm["name"], {}),
-            )
-        return RegistrySnapshot(out)
+        # Four independent searches, asked at once (the server's time dominates): models and
+        # their versions, then prompts and theirs (model searches leave prompts out; a search
+        # whose filter names the prompt tag finds only prompts).
+        searches = {  # what -> ((path, key of the items), page size, order, filter)
+            "registered models": (_MODELS, MODELS_PAGE, None, None),
+            "model versions": (_VERSIONS, VERSIONS_PAGE, _BY_NUMBER, None),
+            "prompts": (_MODELS, MODELS_PAGE, None, PROMPT_FILTER),
+            "prompt versions": (_VERSIONS, VERSIONS_PAGE, _BY_NUMBER, PROMPT_FILTER),
+        }
+        with ThreadPoolExecutor(max_workers=len(searches), thread_name_prefix="observe") as pool:
+            futures = {
+                what: pool.submit(
+                    self._pages,
+                    *where,
+                    f"search {what}",
+                    max_results=page,
+                    order_by=order,
+                    filter=flt,
+                )
+                for what, (where, page, order, flt) in searches.items()
+            }
+            found = {what: f.result() for what, f in futures.items()}
+        return RegistrySnapshot(
+            _models(found["registered models"], found["model versions"]),
+            _models(found["prompts"], found["prompt versions"]),
+        )
 
     def find_version(self, name: str, digest: str) -> int | None:
         # As the client adapter: filter on the digest alone (hex, safe to quote), match the name
@@ -221,12 +223,9 @@ class RestRegistry(MlflowHttp):
         if created is not None:
             return
         existing = self._get("registered-models/get", "get registered model", name, name=name)
-        if _tags(existing.get("registered_model") or {}).get(OWNER_TAG) != tags.get(OWNER_TAG):
-            raise PermanentBackendError(
-                f"registered model '{name}' was created by someone else since the plan",
-                operation="create registered model",
-                target=name,
-            )
+        refused = existing_model_error(name, _tags(existing.get("registered_model") or {}), tags)
+        if refused is not None:
+            raise refused
 
     def set_model_tag(self, name: str, key: str, value: str) -> None:
         body = {"name": name, "key": key, "value": value}
@@ -392,15 +391,58 @@ class RestRegistry(MlflowHttp):
     # -- prompts (MLflow's Prompt Registry) -------------------------------------------------------
 
     def create_prompt(self, name: str, description: str | None, tags: Mapping[str, str]) -> None:
-        raise NotImplementedError("prompts: to be implemented")
+        body: dict[str, Any] = {
+            "name": name,
+            "tags": [{"key": k, "value": v} for k, v in {**tags, IS_PROMPT_TAG: "true"}.items()],
+        }
+        if description is not None:
+            body["description"] = description
+        created = self._request(
+            "POST",
+            "registered-models/create",
+            "create prompt",
+            name,
+            body=body,
+            ok_codes=("RESOURCE_ALREADY_EXISTS",),
+        )
+        if created is not None:
+            return
+        existing = self._get("registered-models/get", "get prompt", name, name=name)
+        refused = existing_prompt_error(name, _tags(existing.get("registered_model") or {}), tags)
+        if refused is not None:
+            raise refused
 
     def create_prompt_version(
         self, name: str, content: PromptContent, tags: Mapping[str, str], description: str | None
     ) -> int:
-        raise NotImplementedError("prompts: to be implemented")
+        body: dict[str, Any] = {
+            "name": name,
+            "source": PROMPT_SOURCE,
+            "tags": [{"key": k, "value": v} for k, v in {**content.tags(), **tags}.items()],
+        }
+        if description is not None:
+            body["description"] = description
+        try:
+            created = self._request(
+                "POST", "model-versions/create", "create prompt version", name, body=body
+            )
+        except TemporaryBackendError as exc:
+            if "connection refused" in str(exc):  # never reached the server
+                raise
+            raise OutcomeUnknown(str(exc), operation=exc.operation, target=exc.target) from exc
+        assert created is not None
+        return int(created["model_version"]["version"])
 
     def prompt_versions(self, name: str) -> list[ObservedVersion]:
-        raise NotImplementedError("prompts: to be implemented")
+        found = self._pages(
+            "model-versions/search",
+            "model_versions",
+            "search prompt versions",
+            filter=prompt_versions_filter(name),
+            max_results=VERSIONS_PAGE,
+            order_by=["version_number ASC"],
+        )
+        return sorted((_version(mv) for mv in found if mv["name"] == name), key=lambda v: v.number)
 
     # -- what agentctl logged (for gc) -----------------------------------------------------------
 
@@ -464,6 +506,30 @@ class RestRegistry(MlflowHttp):
         self._request(
             "POST", "runs/delete", "delete run", run_id, body={"run_id": run_id}, ok_codes=GONE
         )
+
+
+_MODELS = ("registered-models/search", "registered_models")
+_VERSIONS = ("model-versions/search", "model_versions")
+_BY_NUMBER = ["name ASC", "version_number ASC"]
+
+
+def _models(
+    models: list[dict[str, Any]], versions: list[dict[str, Any]]
+) -> dict[str, ObservedModel]:
+    """Registered models (or prompts) with their versions, from a pair of bulk searches."""
+    by_model: dict[str, dict[int, ObservedVersion]] = {}
+    for mv in versions:
+        by_model.setdefault(mv["name"], {})[int(mv["version"])] = _version(mv)
+    return {
+        rm["name"]: ObservedModel(
+            name=rm["name"],
+            description=rm.get("description") or "",
+            tags=_tags(rm),
+            aliases={a["alias"]: int(a["version"]) for a in rm.get("aliases") or []},
+            versions=by_model.get(rm["name"], {}),
+        )
+        for rm in models
+    }
 
 
 def _tags(obj: Mapping[str, Any]) -> dict[str, str]:

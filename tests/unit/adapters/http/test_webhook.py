@@ -261,3 +261,91 @@ def test_a_burst_of_2000_connections_is_queued_not_reset() -> None:
         ep.stop()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert (ok, {e: errors.count(e) for e in errors}) == (2000, {})
+
+
+# -- which events wake the loop: MLflow's own event names and example payloads -----------------
+
+#: What can change a plan: a model's alias, and a prompt's alias, versions and tags.
+WAKING = {
+    "model_version_alias.created",
+    "model_version_alias.deleted",
+    "prompt_alias.created",
+    "prompt_alias.deleted",
+    "prompt_version.created",
+    "prompt_tag.set",
+    "prompt_tag.deleted",
+    "prompt_version_tag.set",
+    "prompt_version_tag.deleted",
+}
+
+
+def _mlflow_events() -> dict[str, bytes]:
+    """Every event MLflow 3.17.2 delivers -> its body, as mlflow/webhooks/delivery.py makes it
+    from the payload class's own example."""
+    from mlflow.webhooks.types import EVENT_TO_PAYLOAD_CLASS
+
+    return {
+        f"{entity.value}.{action.value}": json.dumps(
+            {
+                "entity": entity.value,
+                "action": action.value,
+                "timestamp": "2027-01-15T08:00:00+00:00",
+                "data": payload.example(),
+            }
+        ).encode()
+        for (entity, action), payload in EVENT_TO_PAYLOAD_CLASS.items()
+    }
+
+
+def test_the_waking_events_are_mlflows_own_names() -> None:
+    from controller.adapters.http.webhook import EVENTS
+
+    assert set(EVENTS) == WAKING
+    assert WAKING.issubset(_mlflow_events())  # a misspelt event would never arrive
+
+
+@pytest.mark.parametrize("event", sorted(_mlflow_events()))
+def test_each_mlflow_event_wakes_the_loop_only_if_it_can_change_a_plan(event: str) -> None:
+    body = _mlflow_events()[event]
+    delivery = verify("s3cret", signed(body), body, NOW)
+    assert delivery.event == event
+    assert delivery.relevant == (event in WAKING)
+
+
+def test_a_prompt_events_subject_is_read_from_its_payload() -> None:
+    events = _mlflow_events()
+    data = {e: json.loads(b)["data"] for e, b in events.items()}
+
+    def subject(event: str) -> str:
+        return verify("s3cret", signed(events[event]), events[event], NOW).subject
+
+    alias = data["prompt_alias.created"]
+    assert subject("prompt_alias.created") == f"{alias['name']}@{alias['alias']}"
+    created = data["prompt_version.created"]
+    assert subject("prompt_version.created") == f"{created['name']}/{created['version']}"
+    tag = data["prompt_version_tag.set"]
+    assert subject("prompt_version_tag.set") == f"{tag['name']}/{tag['version']} {tag['key']}"
+    ptag = data["prompt_tag.deleted"]
+    assert subject("prompt_tag.deleted") == f"{ptag['name']} {ptag['key']}"
+
+
+def test_a_payload_whose_data_is_not_an_object_is_refused() -> None:
+    body = json.dumps({"entity": "prompt_alias", "action": "created", "data": ["x"]}).encode()
+    with pytest.raises(WebhookRefused) as info:
+        verify("s3cret", signed(body), body, NOW)
+    assert info.value.status == 400
+
+
+def test_the_endpoint_wakes_the_loop_on_a_prompt_alias_moved_by_hand() -> None:
+    woken: list[str] = []
+    ep = _endpoints(on_webhook=lambda reason: bool(woken.append(reason)) or True)
+    try:
+        events = _mlflow_events()
+        moved = events["prompt_alias.created"]
+        assert _post(ep.port, signed(moved), moved) == 202 and woken == ["webhook"]
+        created = events["prompt.created"]  # a prompt agentctl would not own: nothing to plan
+        assert _post(ep.port, signed(created), created) == 204 and woken == ["webhook"]
+        version = events["prompt_version.created"]
+        assert _post(ep.port, signed(version), version) == 202 and woken == ["webhook"] * 2
+    finally:
+        ep.stop()
