@@ -43,7 +43,7 @@ def client(mlflow_server: MlflowServer):  # type: ignore[no-untyped-def]
     for rm in c.search_registered_models(max_results=1000):
         c.delete_registered_model(rm.name)
     for rm in c.search_registered_models(filter_string=PROMPTS, max_results=1000):
-        c.delete_registered_model(rm.name)
+        c.delete_prompt(rm.name)  # delete_registered_model refuses a prompt
     return c
 
 
