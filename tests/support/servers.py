@@ -13,7 +13,10 @@ import pytest
 from tests.support.mlflow_server import MlflowServer
 from tests.support.proxy import CountingProxy
 
-__all__ = ["client", "mlflow_server", "proxy"]
+__all__ = ["PROMPTS", "client", "mlflow_server", "proxy"]
+
+#: The search filter that finds prompts (a registered model tagged as one).
+PROMPTS = "tags.`mlflow.prompt.is_prompt` = 'true'"
 
 # MLflow's client retries a failed request 7 times with backoff (minutes). In the test process
 # that only ever hides a bug, and a request still queued when the session's server stops (an
@@ -33,16 +36,14 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
 @pytest.fixture
 def client(mlflow_server: MlflowServer):  # type: ignore[no-untyped-def]
     """An MlflowClient on a registry emptied for this test: its registered models, and its
-    prompts (which a model search leaves out)."""
+    prompts (model searches leave those out unless the filter names their tag)."""
     from mlflow import MlflowClient
 
     c = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
     for rm in c.search_registered_models(max_results=1000):
         c.delete_registered_model(rm.name)
-    # MlflowClient.delete_registered_model refuses a prompt's name; its registry client not.
-    prompts = "tags.`mlflow.prompt.is_prompt` = 'true'"
-    for rm in c.search_registered_models(filter_string=prompts, max_results=1000):
-        c._get_registry_client().delete_registered_model(rm.name)
+    for rm in c.search_registered_models(filter_string=PROMPTS, max_results=1000):
+        c.delete_prompt(rm.name)  # delete_registered_model refuses a prompt
     return c
 
 

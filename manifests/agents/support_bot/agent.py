@@ -1,7 +1,15 @@
-"""Support bot: answers from a fixed FAQ in its config. Deterministic: no LLM, no network.
+"""Support bot: answers from a fixed FAQ in its config. Deterministic: no LLM.
 
 Logged with MLflow "models from code": MLflow records this file and loads it by running it,
 so the module ends with ``set_model``. The config (``config.yaml``) is passed as model_config.
+
+Its greeting is its system prompt, a ``kind: Prompt`` of MLflow's Prompt Registry
+(manifests/support-system.yaml). agentctl resolves the binding ``spec.prompts: {system:
+support-system@production}`` when it logs a version and pins it into the model config
+(``prompts: {system: prompts:/support-system/<n>}``), so a served version reads the prompt
+version it was logged with, whatever the alias does later. Without ``prompts`` in the config (a
+run from the working tree), it reads the template file beside this one (prompts/system.txt);
+without that file either (a version logged without the binding), the config's ``greeting``.
 """
 
 from __future__ import annotations
@@ -18,7 +26,26 @@ from mlflow.types.responses import (
     ResponsesAgentStreamEvent,
 )
 
-_DEV_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config.yaml")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_DEV_CONFIG = os.path.join(_HERE, "config.yaml")
+#: The system prompt's template in the working tree (what manifests/support-system.yaml declares).
+TEMPLATE = os.path.join(_HERE, "prompts", "system.txt")
+
+
+def load_greeting(config: dict[str, Any]) -> str:
+    """The greeting: the prompt version pinned in the config, else the template file beside
+    this one, else the config's ``greeting``."""
+    uri = (config.get("prompts") or {}).get("system")
+    if uri:
+        import mlflow
+
+        return str(mlflow.genai.load_prompt(uri).format()).strip()
+    if os.path.isfile(TEMPLATE):
+        from mlflow.entities.model_registry import PromptVersion
+
+        with open(TEMPLATE, encoding="utf-8") as f:
+            return str(PromptVersion("support-system", 1, f.read()).format()).strip()
+    return str(config["greeting"])
 
 
 def last_user_text(request: ResponsesAgentRequest) -> str:
@@ -36,12 +63,12 @@ def last_user_text(request: ResponsesAgentRequest) -> str:
 
 class SupportBot(ResponsesAgent):
     def __init__(self) -> None:
-        config = ModelConfig(development_config=_DEV_CONFIG)
-        self.greeting: str = config.get("greeting")
-        self.faq: dict[str, str] = config.get("faq")
-        self.fallback: str = config.get("fallback")
+        config = ModelConfig(development_config=_DEV_CONFIG).to_dict() or {}
+        self.greeting: str = load_greeting(config)
+        self.faq: dict[str, str] = config["faq"]
+        self.fallback: str = config["fallback"]
         # A fault to inject (rollout tests): questions containing this text raise.
-        self.fail_on: str | None = (config.to_dict() or {}).get("fail_on")
+        self.fail_on: str | None = config.get("fail_on")
 
     def answer(self, question: str) -> str:
         lowered = question.lower()
