@@ -201,8 +201,9 @@ def _apply(
 
     # Prompts first: agents' new versions pin the prompt versions they register.
     prompts = [i for i, c in enumerate(plan.changes) if c.kind in PROMPT_KINDS and i not in late]
-    run_phase(prompts)
-    if not halted():
+    if prompts:
+        run_phase(prompts)
+    if not prompts or not halted():  # (stop is asked once per change: not for an empty phase)
         run_phase([i for i in range(len(plan.changes)) if i not in late and i not in prompts])
     if not halted():
         run_phase(sorted(late))
