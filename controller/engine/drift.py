@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from controller.core.manifest.desired import Desired, DesiredAgent
+from controller.core.manifest.desired import Desired, DesiredAgent, DesiredPrompt
 from controller.core.plan.changes import Plan
 
-__all__ = ["agent_digest", "drifted", "marked"]
+__all__ = ["agent_digest", "drifted", "marked", "prompt_digest"]
 
 
 def agent_digest(agent: DesiredAgent, desired: Desired) -> str:
@@ -26,6 +26,13 @@ def agent_digest(agent: DesiredAgent, desired: Desired) -> str:
         *(f"{name}={s.digest}" for name, s in agent.named.items()),
         desired.defaults.model_dump_json() if desired.defaults else "",
     ]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def prompt_digest(prompt: DesiredPrompt) -> str:
+    """What a Prompt document's desired state is made of: its manifest and its template's
+    content (an alias moved or a version tag edited by hand, with neither changed, is drift)."""
+    parts = [prompt.manifest.model_dump_json(), prompt.content.digest]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 

@@ -28,7 +28,7 @@ from controller.core.plan.changeset import ChangeSet, Entry, Verb
 from controller.core.plan.planner import DEFAULT_OWNER
 from controller.core.rollout.progress import Progress, Running
 from controller.engine.backoff import AgentBackoff
-from controller.engine.drift import agent_digest, drifted, marked
+from controller.engine.drift import agent_digest, drifted, marked, prompt_digest
 from controller.engine.metrics import Metrics
 from controller.engine.reconcile import Backends, reconcile
 from controller.engine.retry import RetryPolicy
@@ -206,6 +206,7 @@ class Controller:
             self.metrics.errors.labels("").inc()
             return
         manifests = {a.name: agent_digest(a, desired) for a in desired.agents}
+        manifests.update((p.name, prompt_digest(p)) for p in desired.prompts)
         digests: dict[str, str] = {}  # agent -> its desired state marked with its rollout's round
         planned: list[Plan] = []  # the plan being applied, once made
         owners: dict[str, str] = {}  # its changes' addresses -> agent

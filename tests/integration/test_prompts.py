@@ -287,8 +287,13 @@ def test_a_prompt_edit_in_git_is_a_diff_a_new_pinned_agent_version_and_a_canary(
         plan = agentctl("plan", str(manifests), "--changed-since", first, "-f", fmt, env=LOCAL)
         assert plan.code == 0, plan.out + plan.err
         assert f"-{OLD}" in plan.out and f"+{NEW}" in plan.out, plan.out
-        assert "support-system.prompt_version.current" in plan.out, plan.out
-        assert "support-bot.model_version.current" in plan.out, plan.out
+        if fmt == "text":
+            assert "support-system.prompt_version.current" in plan.out, plan.out
+            assert "support-bot.model_version.current" in plan.out, plan.out
+        else:  # the pull request comment names objects by title, the diff in a fenced block
+            assert "prompt version &quot;support-system&quot; (current)" in plan.out, plan.out
+            assert "model version &quot;support-bot&quot; (current)" in plan.out, plan.out
+            assert "```diff" in plan.out, plan.out
 
     registered = agentctl("apply", str(manifests), env=LOCAL)
     assert registered.code == 0, registered.out + registered.err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from controller.core.diagnostics import Diagnostics, Severity
 from controller.core.errors import ApplyFailed
 from controller.core.plan.changes import (
+    PROMPT_KINDS,
     Action,
     AgentView,
     AliasTarget,
@@ -24,6 +26,7 @@ from controller.core.plan.changes import (
     EvaluationRun,
     Kind,
     Plan,
+    PromptVersionCreate,
 )
 from controller.core.plan.changeset import ChangeSet, Verb
 from controller.core.plan.preview import ObjectPreview, display
@@ -168,10 +171,41 @@ def _evaluation_lines(run: EvaluationRun) -> list[tuple[str, str, str]]:
     return lines
 
 
+def prompt_diff(new: PromptVersionCreate, prompt: str) -> list[str]:
+    """A new prompt version's template against the version it follows, as a unified diff
+    (secret-looking values hidden); the whole template as added lines when it follows none."""
+    before = new.base_content.text().splitlines() if new.base_content is not None else []
+    return [
+        redact_text(line)
+        for line in difflib.unified_diff(
+            before,
+            new.content.text().splitlines(),
+            fromfile=f"{prompt} version {new.base}" if new.base is not None else "/dev/null",
+            tofile=f"{prompt} ({new.template})",
+            lineterm="",
+            n=3,
+        )
+    ]
+
+
+def _prompt_lines(new: PromptVersionCreate) -> list[tuple[str, str, str]]:
+    lines = [("+", "template", json.dumps(new.template)), ("+", "type", new.content.type)]
+    lines += [("+", "digest", new.digest)]
+    lines += [("+", f"tags.{k}", json.dumps(redact(k, v))) for k, v in new.tags.items()
+              if not any(k.endswith(h) for h in _HIDDEN)]  # fmt: skip
+    if new.description is not None:
+        lines.append(("+", "description", json.dumps(new.description)))
+    if new.base is not None:
+        lines.append(("+", "follows", f"version {new.base}"))
+    return lines
+
+
 def _attribute_lines(change: Change) -> list[tuple[str, str, str]]:
     """(symbol, key, text) per attribute that appears or differs."""
     if isinstance(change.after, EvaluationRun):
         return _evaluation_lines(change.after)
+    if isinstance(change.after, PromptVersionCreate):
+        return _prompt_lines(change.after)
     before = _flatten(change.before.to_dict() if change.before is not None else {})
     after = _flatten(change.after.to_dict() if change.after is not None else {})
     if isinstance(change.after, AliasTarget) and change.after.pending:
@@ -201,9 +235,9 @@ def _title(change: Change) -> str:
     if isinstance(change.after, EvaluationRun):
         return f'"{change.model}": {change.after.describe(change.name)}'
     kind = change.kind.value.replace("_", " ")
-    if change.kind is Kind.REGISTERED_MODEL:
+    if change.kind in (Kind.REGISTERED_MODEL, Kind.PROMPT):
         return f'{kind} "{change.model}"'
-    if change.kind is Kind.ALIAS:
+    if change.kind in (Kind.ALIAS, Kind.PROMPT_ALIAS):
         return f'{kind} "{change.model}@{change.name}"'
     if not change.name:  # traffic, shadow: one per agent
         return f'{kind} "{change.agent}"'
@@ -224,6 +258,8 @@ def _text(plan: Plan) -> str:
         out.append(f"  {_SYMBOL[change.action]} {_title(change)}")
         for sym, key, text in _attribute_lines(change):
             out.append(f"      {sym} {key} = {text}")
+        if isinstance(change.after, PromptVersionCreate):
+            out += [f"        {line}" for line in prompt_diff(change.after, change.model)]
     out.append("")
     out.append(headline(plan))
     out += needs
@@ -305,7 +341,8 @@ def _md_agent(agent: str, changes: list[Change], view: AgentView | None) -> list
         or "no registry changes"
     )
     model_name = changes[0].model if changes else (view.model if view else agent)
-    model = f" (registered model {_code(model_name)})"
+    what = "prompt" if changes and changes[0].kind in PROMPT_KINDS else "registered model"
+    model = f" ({what} {_code(model_name)})"
     out = ["", "<details>", f"<summary><b>{_md(agent)}</b>{model}: {counts}</summary>", ""]
     if view is not None and view.scope:
         out += [f"<i>Planned because {_md(view.scope)}.</i>", ""]
@@ -323,6 +360,13 @@ def _md_agent(agent: str, changes: list[Change], view: AgentView | None) -> list
                 _code(f"{sym} {key} = {text}") for sym, key, text in _attribute_lines(c)
             )
             out.append(f"| {_SYMBOL[c.action]} | {_code(_title(c))} | {detail} | {_md(c.reason)} |")
+        for c in changes:
+            if isinstance(c.after, PromptVersionCreate):
+                # A fence longer than any backtick run in the template: it cannot be closed early.
+                diff = prompt_diff(c.after, c.model)
+                fence = "`" * max(3, 1 + max((len(r) for d in diff
+                                              for r in re.findall("`+", d)), default=0))  # fmt: skip
+                out += ["", f"Template of {_code(_title(c))}:", "", f"{fence}diff", *diff, fence]
     out += ["", "</details>"]
     return out
 
