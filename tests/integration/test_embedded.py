@@ -50,7 +50,7 @@ def test_plan_does_not_create_the_embedded_database(examples: Path, tmp_path: Pa
     work.mkdir()
     result = run(work, "plan", str(examples), "--detailed-exitcode")
     assert result.returncode == 2, result.stderr
-    assert "Plan: 8 to add" in result.stdout
+    assert "Plan: 11 to add" in result.stdout
     assert not (work / "mlflow.db").exists()
 
 

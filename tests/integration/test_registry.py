@@ -31,7 +31,7 @@ def test_apply_examples_then_nothing_left_to_do(
 ) -> None:
     plan = agentctl("plan", str(examples), "--detailed-exitcode")
     assert plan.code == 2, plan.err
-    assert "Plan: 8 to add, 0 to change, 0 to destroy, 1 to evaluate." in plan.out
+    assert "Plan: 11 to add, 0 to change, 0 to destroy, 1 to evaluate." in plan.out
     assert proxy.writes() == [], "plan must not write"
 
     applied = agentctl("apply", str(examples))
@@ -261,7 +261,7 @@ def test_a_half_applied_run_is_finished_by_the_next_apply(
 def test_markdown_plan_has_a_summary_and_a_section_per_agent(examples: Path, agentctl: Any) -> None:
     result = agentctl("plan", str(examples), "--format", "markdown")
     assert result.code == 0
-    assert "**Plan: 8 to add, 0 to change, 0 to destroy, 1 to evaluate.**" in result.out
+    assert "**Plan: 11 to add, 0 to change, 0 to destroy, 1 to evaluate.**" in result.out
     assert result.out.count("<details>") == 2
     assert "<code>support-bot</code>" in result.out and "<code>summarizer</code>" in result.out
 
