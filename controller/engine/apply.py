@@ -43,7 +43,6 @@ from controller.core.plan.changes import (
     Change,
     EvaluationRun,
     Kind,
-    ModelState,
     Pending,
     Plan,
     RolloutRecord,
@@ -61,7 +60,7 @@ from controller.core.state.observed import (
     WRITTEN_BY_TAG,
 )
 from controller.engine import snapshot
-from controller.engine.prompt_apply import PromptExecutor
+from controller.engine.prompt_apply import PromptExecutor, write_model
 from controller.engine.retry import RetryPolicy
 from controller.engine.snapshot import Snapshot, SourceChanged
 from controller.engine.tagops import tag_ops
@@ -303,25 +302,7 @@ class _Executor:
         return handler(change)
 
     def _model(self, c: Change) -> Entry:
-        r, call = self.registry, self.policy.call
-        if c.action is Action.CREATE:
-            new = c.after_as(ModelState)
-            tags = {**new.tags, **self.stamp}
-            call(lambda: r.create_model(c.model, new.description, tags))
-            return Entry(c.address, Verb.CREATED, c.model)
-        if c.action is Action.DELETE:
-            call(lambda: r.delete_model(c.model))
-            return Entry(c.address, Verb.DELETED, c.model)
-        before, after = c.before_as(ModelState), c.after_as(ModelState)
-        set_tags, delete_tags = tag_ops(before.tags, {**after.tags, **self.stamp})
-        for key in delete_tags:
-            call(lambda k=key: r.delete_model_tag(c.model, k))  # type: ignore[misc]
-        for key, value in set_tags:
-            call(lambda k=key, v=value: r.set_model_tag(c.model, k, v))  # type: ignore[misc]
-        description = after.description
-        if description is not None and description != before.description:
-            call(lambda: r.set_model_description(c.model, description))
-        return Entry(c.address, Verb.CONFIGURED, c.reason)
+        return write_model(c, self.registry, self.policy, self.stamp, self.registry.create_model)
 
     def _rollout(self, c: Change) -> Entry:
         """Record a rollout's state in the model's tags (a command it consumed is deleted)."""

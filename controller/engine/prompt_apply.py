@@ -10,7 +10,7 @@ made above it (a retried create, a race with another apply) is deleted.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from controller.core.errors import BackendError, OutcomeUnknown
 from controller.core.plan.changes import (
@@ -32,7 +32,37 @@ from controller.engine.retry import RetryPolicy
 from controller.engine.tagops import tag_ops
 from controller.ports import Registry
 
-__all__ = ["PromptExecutor"]
+__all__ = ["PromptExecutor", "write_model"]
+
+
+def write_model(
+    c: Change,
+    r: Registry,
+    policy: RetryPolicy,
+    stamp: Mapping[str, str],
+    create: Callable[[str, str | None, Mapping[str, str]], None],
+) -> Entry:
+    """A registered model's or a prompt's change (both are registered models to MLflow): made
+    with ``create``, deleted, or its tags and description brought to the plan's."""
+    call = policy.call
+    if c.action is Action.CREATE:
+        new = c.after_as(ModelState)
+        tags = {**new.tags, **stamp}
+        call(lambda: create(c.model, new.description, tags))
+        return Entry(c.address, Verb.CREATED, c.model)
+    if c.action is Action.DELETE:
+        call(lambda: r.delete_model(c.model))
+        return Entry(c.address, Verb.DELETED, c.model)
+    before, after = c.before_as(ModelState), c.after_as(ModelState)
+    set_tags, delete_tags = tag_ops(before.tags, {**after.tags, **stamp})
+    for key in delete_tags:
+        call(lambda k=key: r.delete_model_tag(c.model, k))  # type: ignore[misc]
+    for key, value in set_tags:
+        call(lambda k=key, v=value: r.set_model_tag(c.model, k, v))  # type: ignore[misc]
+    description = after.description
+    if description is not None and description != before.description:
+        call(lambda: r.set_model_description(c.model, description))
+    return Entry(c.address, Verb.CONFIGURED, c.reason)
 
 
 def _lowest(versions: Sequence[ObservedVersion], digest: str) -> int | None:
@@ -62,25 +92,7 @@ class PromptExecutor:
         return self._alias(c)
 
     def _prompt(self, c: Change) -> Entry:
-        r, call = self.registry, self.policy.call
-        if c.action is Action.CREATE:
-            new = c.after_as(ModelState)
-            tags = {**new.tags, **self.stamp}
-            call(lambda: r.create_prompt(c.model, new.description, tags))
-            return Entry(c.address, Verb.CREATED, c.model)
-        if c.action is Action.DELETE:
-            call(lambda: r.delete_model(c.model))
-            return Entry(c.address, Verb.DELETED, c.model)
-        before, after = c.before_as(ModelState), c.after_as(ModelState)
-        set_tags, delete_tags = tag_ops(before.tags, {**after.tags, **self.stamp})
-        for key in delete_tags:
-            call(lambda k=key: r.delete_model_tag(c.model, k))  # type: ignore[misc]
-        for key, value in set_tags:
-            call(lambda k=key, v=value: r.set_model_tag(c.model, k, v))  # type: ignore[misc]
-        description = after.description
-        if description is not None and description != before.description:
-            call(lambda: r.set_model_description(c.model, description))
-        return Entry(c.address, Verb.CONFIGURED, c.reason)
+        return write_model(c, self.registry, self.policy, self.stamp, self.registry.create_prompt)
 
     def _version(self, c: Change) -> Entry:
         r, call = self.registry, self.policy.call
