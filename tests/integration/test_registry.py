@@ -232,12 +232,22 @@ def test_transient_server_errors_are_retried(
 def test_a_half_applied_run_is_finished_by_the_next_apply(
     examples: Path, agentctl: Any, proxy: CountingProxy, client: Any
 ) -> None:
+    # Without the support bot's prompt, whose alias (set before any agent's change) would fail
+    # first: this test is about agents' versions registered before their aliases failed.
+    (examples / "support-system.yaml").unlink()
+    bot = examples / "support-bot.yaml"
+    bot.write_text(re.sub(r"\n  prompts:\n(    .*\n)+", "\n", bot.read_text()))
     proxy.fail("registered-models/alias", times=-1, status=503)
     broken = agentctl("apply", str(examples), env={"AGENTCTL_RETRY_ATTEMPTS": "2"})
     assert broken.code == 1
     # After the plan's warnings, the failure first: no "Apply complete".
     failure = _failure(broken.err)
-    assert re.match(r"Apply failed after \d+ changes: (summarizer|support-bot)\.alias", failure)
+    # (the support bot's prompt is applied first: its alias is the first alias set)
+    assert re.match(
+        r"Apply failed after \d+ changes: (support-system\.prompt_alias|summarizer\.alias|"
+        r"support-bot\.alias)",
+        failure,
+    )
     assert "next apply finishes" in broken.err and "Apply complete" not in broken.out
     assert client.get_registered_model("summarizer").aliases == {}
 
@@ -262,8 +272,9 @@ def test_markdown_plan_has_a_summary_and_a_section_per_agent(examples: Path, age
     result = agentctl("plan", str(examples), "--format", "markdown")
     assert result.code == 0
     assert "**Plan: 11 to add, 0 to change, 0 to destroy, 1 to evaluate.**" in result.out
-    assert result.out.count("<details>") == 2
+    assert result.out.count("<details>") == 3  # the two agents and the support bot's prompt
     assert "<code>support-bot</code>" in result.out and "<code>summarizer</code>" in result.out
+    assert "(prompt <code>support-system</code>)" in result.out
 
 
 def test_agent_code_that_fails_to_log_is_not_retried(
@@ -328,6 +339,7 @@ def test_a_model_name_with_quotes_is_found_by_digest(
     examples: Path, agentctl: Any, mlflow_server: Any, client: Any
 ) -> None:
     from controller.adapters.mlflow.client import MlflowRegistry
+    from controller.core.prompt.resolve import bind_prompts
     from controller.engine.loader import load
 
     manifest = examples / "support-bot.yaml"
@@ -335,10 +347,11 @@ def test_a_model_name_with_quotes_is_found_by_digest(
         manifest.read_text().replace("registeredModel: support-bot", "registeredModel: it's-a-bot")
     )
     assert agentctl("apply", str(examples)).code == 0
-    desired, _ = load(examples)
-    (bot,) = [a for a in desired.agents if a.name == "support-bot"]
-    assert bot.source is not None
     registry = MlflowRegistry(mlflow_server.url)
+    # The version's digest is its files' bound to its prompt (the support bot binds one).
+    desired, _ = bind_prompts(load(examples)[0], registry.observe())
+    (bot,) = [a for a in desired.agents if a.name == "support-bot"]
+    assert bot.source is not None and bot.source.pins
     assert registry.find_version("it's-a-bot", bot.source.digest) == 1
     assert registry.find_version("summarizer", bot.source.digest) is None
 
