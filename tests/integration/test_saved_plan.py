@@ -110,8 +110,9 @@ def test_a_plan_made_stale_by_an_edit_of_the_manifests_is_refused(
     edit: Callable[[Path], None],
 ) -> None:
     file, shown = saved_plan(agentctl, examples, tmp_path)
-    # 2 models, 3 versions (summarizer: stable, current), 3 aliases, support-bot's evaluation
-    assert len(shown["changes"]) == 9
+    # 2 models, 3 versions (summarizer: stable, current), 3 aliases, support-bot's evaluation,
+    # and the support bot's prompt: the prompt, its version, its alias
+    assert len(shown["changes"]) == 12
     edit(examples)
     proxy.reset()
     result = agentctl("apply", str(file))
