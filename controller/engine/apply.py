@@ -51,7 +51,6 @@ from controller.core.plan.changes import (
     Target,
     TrafficSplit,
     VersionCreate,
-    VersionState,
 )
 from controller.core.plan.changeset import ChangeSet, Entry, Verb
 from controller.core.prompt.binding import PROMPTS_TAG
@@ -60,7 +59,7 @@ from controller.core.state.observed import (
     WRITTEN_BY_TAG,
 )
 from controller.engine import snapshot
-from controller.engine.prompt_apply import PromptExecutor, write_model
+from controller.engine.prompt_apply import PromptExecutor, write_model, write_version
 from controller.engine.retry import RetryPolicy
 from controller.engine.snapshot import Snapshot, SourceChanged
 from controller.engine.tagops import tag_ops
@@ -363,17 +362,7 @@ class _Executor:
             if not logged:
                 return Entry(c.address, Verb.UNCHANGED, f"already registered as version {number}")
             return Entry(c.address, Verb.CREATED, f"version {number}")
-        before, after = c.before_as(VersionState), c.after_as(VersionState)
-        number = after.version
-        set_tags, delete_tags = tag_ops(before.tags, {**after.tags, **self.stamp})
-        for key in delete_tags:
-            call(lambda k=key: r.delete_version_tag(c.model, number, k))  # type: ignore[misc]
-        for key, value in set_tags:
-            call(lambda k=key, v=value: r.set_version_tag(c.model, number, k, v))  # type: ignore[misc]
-        description = after.description
-        if description is not None and description != before.description:
-            call(lambda: r.set_version_description(c.model, number, description))
-        return Entry(c.address, Verb.CONFIGURED, f"version {number}")
+        return write_version(c, r, self.policy, self.stamp)
 
     def _settle(
         self, model: str, digest: str, attempts: list[str], unknown: set[str]

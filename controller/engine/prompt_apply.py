@@ -32,7 +32,7 @@ from controller.engine.retry import RetryPolicy
 from controller.engine.tagops import tag_ops
 from controller.ports import Registry
 
-__all__ = ["PromptExecutor", "write_model"]
+__all__ = ["PromptExecutor", "write_model", "write_version"]
 
 
 def write_model(
@@ -63,6 +63,22 @@ def write_model(
     if description is not None and description != before.description:
         call(lambda: r.set_model_description(c.model, description))
     return Entry(c.address, Verb.CONFIGURED, c.reason)
+
+
+def write_version(c: Change, r: Registry, policy: RetryPolicy, stamp: Mapping[str, str]) -> Entry:
+    """A model version's or a prompt version's tags and description brought to the plan's."""
+    call = policy.call
+    before, after = c.before_as(VersionState), c.after_as(VersionState)
+    number = after.version
+    set_tags, delete_tags = tag_ops(before.tags, {**after.tags, **stamp})
+    for key in delete_tags:
+        call(lambda k=key: r.delete_version_tag(c.model, number, k))  # type: ignore[misc]
+    for key, value in set_tags:
+        call(lambda k=key, v=value: r.set_version_tag(c.model, number, k, v))  # type: ignore[misc]
+    description = after.description
+    if description is not None and description != before.description:
+        call(lambda: r.set_version_description(c.model, number, description))
+    return Entry(c.address, Verb.CONFIGURED, f"version {number}")
 
 
 def _lowest(versions: Sequence[ObservedVersion], digest: str) -> int | None:
@@ -97,17 +113,7 @@ class PromptExecutor:
     def _version(self, c: Change) -> Entry:
         r, call = self.registry, self.policy.call
         if c.action is not Action.CREATE:
-            before, after = c.before_as(VersionState), c.after_as(VersionState)
-            number = after.version
-            set_tags, delete_tags = tag_ops(before.tags, {**after.tags, **self.stamp})
-            for key in delete_tags:
-                call(lambda k=key: r.delete_version_tag(c.model, number, k))  # type: ignore[misc]
-            for key, value in set_tags:
-                call(lambda k=key, v=value: r.set_version_tag(c.model, number, k, v))  # type: ignore[misc]
-            description = after.description
-            if description is not None and description != before.description:
-                call(lambda: r.set_version_description(c.model, number, description))
-            return Entry(c.address, Verb.CONFIGURED, f"version {number}")
+            return write_version(c, r, self.policy, self.stamp)
         new = c.after_as(PromptVersionCreate)
         digest = new.digest
         attempts: list[str] = []

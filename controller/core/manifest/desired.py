@@ -28,6 +28,15 @@ __all__ = ["DEFAULTS_KIND", "Desired", "DesiredAgent", "DesiredPrompt", "Resolve
 DEFAULTS_KIND = "ServingDefaults"
 
 
+def deepest(locations: Mapping[FieldPath, Location], file: str, path: FieldPath) -> Location:
+    """The location of the deepest prefix of ``path`` in ``locations``; else the file's start."""
+    for n in range(len(path), -1, -1):
+        loc = locations.get(path[:n])
+        if loc is not None:
+            return loc
+    return Location(file, 1, 1)
+
+
 @dataclass(frozen=True, slots=True)
 class ResolvedSource:
     code_path: str  # absolute
@@ -91,11 +100,7 @@ class DesiredAgent:
 
     def location(self, path: FieldPath) -> Location:
         """The location of the deepest prefix of ``path`` that the file has."""
-        for n in range(len(path), -1, -1):
-            loc = self.locations.get(path[:n])
-            if loc is not None:
-                return loc
-        return Location(self.file, 1, 1)
+        return deepest(self.locations, self.file, path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +125,7 @@ class DesiredPrompt:
 
     def location(self, path: FieldPath) -> Location:
         """The location of the deepest prefix of ``path`` that the file has."""
-        for n in range(len(path), -1, -1):
-            loc = self.locations.get(path[:n])
-            if loc is not None:
-                return loc
-        return Location(self.file, 1, 1)
+        return deepest(self.locations, self.file, path)
 
 
 @dataclass(frozen=True, slots=True)

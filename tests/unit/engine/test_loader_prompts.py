@@ -165,7 +165,6 @@ def test_a_template_that_is_not_utf8_names_the_template(tmp_path: Path) -> None:
     assert message.startswith("the template is not UTF-8 text")
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
 def test_a_fifo_template_is_refused_without_blocking(tmp_path: Path) -> None:
     write_prompt_repo(tmp_path)
     (tmp_path / "prompts" / "support-system.txt").unlink()
