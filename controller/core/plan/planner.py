@@ -29,7 +29,6 @@ from controller.core.plan.changes import (
     AliasTarget,
     Change,
     Kind,
-    ModelContents,
     ModelState,
     Payload,
     Pending,
@@ -48,6 +47,7 @@ from controller.core.plan.serving import DesiredServing, plan_serving, remove_se
 from controller.core.plan.versions import (
     ChangeFn,
     csv,
+    model_contents,
     one_entry_per_version,
     plan_new_version,
     plan_version_tags,
@@ -225,7 +225,7 @@ def plan(
                     kind=Kind.REGISTERED_MODEL,
                     name="",
                     action=Action.DELETE,
-                    before=_model_state(model),
+                    before=model_contents(model),
                     after=None,
                     reason="no manifest declares it any more (--prune)",
                 )
@@ -283,12 +283,6 @@ def _shadow(agent: DesiredAgent | None) -> Share | None:
     if serving is None or serving.shadow is None:
         return None
     return (serving.shadow.ref, serving.shadow.percent)
-
-
-def _model_state(model: ObservedModel) -> ModelContents:
-    return ModelContents(
-        model.name, tuple(sorted(model.versions)), tuple(sorted(model.aliases.items()))
-    )
 
 
 _AliasView = tuple[str, int | None, int | str | None]

@@ -21,14 +21,19 @@ from controller.core.plan.changes import (
     AliasTarget,
     Change,
     Kind,
-    ModelContents,
     ModelState,
     Payload,
     Pending,
     PromptVersionCreate,
     Target,
 )
-from controller.core.plan.versions import csv, plan_version_tags, tag_diff, what_differs
+from controller.core.plan.versions import (
+    csv,
+    model_contents,
+    plan_version_tags,
+    tag_diff,
+    what_differs,
+)
 from controller.core.prompt.content import PromptContent
 from controller.core.prompt.resolve import content_of, version_with_content
 from controller.core.state.observed import (
@@ -86,7 +91,7 @@ def plan_prompts(
         doc = model.tags.get(PROMPT_TAG, name)
         if prune:
             prunes.append(
-                Change(doc, name, Kind.PROMPT, "", Action.DELETE, _contents(model), None,
+                Change(doc, name, Kind.PROMPT, "", Action.DELETE, model_contents(model), None,
                        "no manifest declares it any more (--prune)")
             )  # fmt: skip
         else:
@@ -99,12 +104,6 @@ def plan_prompts(
                 )
             )
     return changes, prunes, diags, unchanged
-
-
-def _contents(model: ObservedModel) -> ModelContents:
-    return ModelContents(
-        model.name, tuple(sorted(model.versions)), tuple(sorted(model.aliases.items()))
-    )
 
 
 def _plan_prompt(

@@ -15,6 +15,7 @@ from controller.core.manifest.schema import VersionEntry, VersionRef
 from controller.core.plan.changes import (
     Action,
     Kind,
+    ModelContents,
     ModelState,
     Payload,
     VersionCreate,
@@ -25,12 +26,14 @@ from controller.core.state.observed import (
     MANAGED_ALIASES_TAG,
     MANAGED_TAGS_TAG,
     SOURCE_TAG,
+    ObservedModel,
     ObservedVersion,
 )
 
 __all__ = [
     "ChangeFn",
     "csv",
+    "model_contents",
     "one_entry_per_version",
     "plan_new_version",
     "plan_version_tags",
@@ -41,6 +44,13 @@ __all__ = [
 
 #: How the planner records a change: kind, object, action, before, after, reason.
 ChangeFn = Callable[[Kind, str, Action, Payload | None, Payload | None, str], None]
+
+
+def model_contents(model: ObservedModel) -> ModelContents:
+    """What a registered model (or prompt) holds as it is deleted: its versions and aliases."""
+    return ModelContents(
+        model.name, tuple(sorted(model.versions)), tuple(sorted(model.aliases.items()))
+    )
 
 
 def csv(keys: Iterable[str]) -> str:
