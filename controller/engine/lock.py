@@ -131,7 +131,15 @@ class RegistryLock:
             if current.expired(now) or not self._alive(current.holder):
                 # Exclusive: only one taker's rename succeeds; everyone then creates again.
                 gone = expired_model(self.owner, current.lock_id)
-                call(partial(r.rename_lock, self.name, gone))
+                try:
+                    call(partial(r.rename_lock, self.name, gone))
+                except BackendError:
+                    # A rename that lost the race to another taker is refused by some stores
+                    # (MLflow's SQL store: "expected to update 1 row(s); 0 were matched")
+                    # rather than answered "not found": if the stale record is no longer
+                    # there, someone else moved it; look again.
+                    if self._still(current):
+                        raise
                 continue
             left = deadline - self._monotonic()
             if left <= 0:
@@ -141,6 +149,11 @@ class RegistryLock:
                     f"longer running: agentctl force-unlock {current.lock_id}"
                 )
             self._sleep(min(1.0, left))
+
+    def _still(self, record: LockRecord) -> bool:
+        tags = self.policy.call(lambda: self.registry.read_lock(self.name))
+        now = LockRecord.from_tags(tags) if tags is not None else None
+        return now is not None and now.lock_id == record.lock_id
 
     def release(self) -> None:
         self._stop.set()

@@ -1,8 +1,8 @@
 """Local serving with real model servers (`mlflow models serve`) of the example support bot,
 behind the real router, driven by the installed `agentctl` against the real MLflow server.
 
-Three versions of the support bot differ only in their greeting ("v1 says", "v2 says", ...), so
-both the answer and the X-Agentctl-Version header tell which version answered.
+Three versions of the support bot differ only in their greeting, its system prompt ("v1 says",
+"v2 says", ...), so both the answer and the X-Agentctl-Version header tell which version answered.
 """
 
 from __future__ import annotations
@@ -99,10 +99,11 @@ def serving(examples: Path, agentctl: Any, client: Any, proxy: CountingProxy) ->
     check that no process is left behind after the test."""
     root = examples.parent
     (examples / "summarizer.yaml").unlink()
-    config = examples / "agents" / "support_bot" / "config.yaml"
-    template = config.read_text()
+    # The greeting is the support bot's system prompt (the Prompt support-system, bound by the
+    # example's manifest): each edit is a new prompt version and a new agent version pinned to it.
+    system = examples / "agents" / "support_bot" / "prompts" / "system.txt"
     for v in (1, 2, 3):
-        config.write_text(template.replace("Hi, this is the support bot.", f"v{v} says hi."))
+        system.write_text(f"v{v} says hi.\n")
         result = agentctl("apply", str(examples))  # the registry target: one new version each
         assert result.code == 0, result.err
         assert f"version {v}" in result.out, result.out

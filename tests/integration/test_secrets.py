@@ -47,8 +47,10 @@ def test_no_output_of_the_cli_holds_the_tracking_uris_password(
     applied = run("apply", str(examples))
     assert "Apply complete" in applied.out
     creates = [r for r in proxy.writes() if r.path.endswith("model-versions/create")]
-    # support-bot's current, the summarizer's stable and current: the user info stopped none
-    assert len(creates) == 3, "the user info did not stop the requests"
+    # support-bot's current, the summarizer's stable and current, and version 1 of the prompt
+    # support-system (prompt versions are created on the same endpoint): the user info stopped
+    # none
+    assert len(creates) == 4, "the user info did not stop the requests"
     run("apply", str(examples), "-f", "json")
     run("status")
     run("status", "-f", "json")

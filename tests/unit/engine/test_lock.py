@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.core.errors import BackendError
 from controller.core.state.lock import LockRecord, expired_model, lock_model
 from controller.engine.loader import load
 from controller.engine.lock import LockHeld, RegistryLock, force_unlock
@@ -106,6 +107,45 @@ def test_of_two_applies_that_saw_the_lock_expire_only_one_takes_it() -> None:
         assert _record(reg) == a.record  # A's lock survived B's attempt
     finally:
         a.release()
+
+
+class _RacedRename(FakeRegistry):
+    """MLflow's SQL store under a concurrent rename: the loser's UPDATE matches no row and the
+    server answers BAD_REQUEST instead of "not found"; ``taker`` moves the record first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taker: RegistryLock | None = None
+
+    def rename_lock(self, name: str, new_name: str) -> bool:
+        if self.taker is not None:
+            taker, self.taker = self.taker, None
+            taker.acquire()  # the other apply renames and creates its own record meanwhile
+            raise BackendError(
+                "take over lock: UPDATE statement on table 'registered_models' expected to "
+                "update 1 row(s); 0 were matched. (BAD_REQUEST)"
+            )
+        return super().rename_lock(name, new_name)
+
+
+def test_a_rename_that_lost_the_race_with_an_error_looks_again_and_finds_the_new_holder() -> None:
+    reg = _RacedRename()
+    _lock(reg, "ci-1:100").acquire()  # killed
+    late = T0 + 61
+    a = _lock(reg, "ci-2:200", wall=lambda: late)
+    reg.taker = a
+    try:
+        with pytest.raises(LockHeld, match="held by ci-2:200"):
+            _lock(reg, "ci-3:300", wall=lambda: late).acquire()
+        assert _record(reg) == a.record
+    finally:
+        a.release()
+    # With nobody else there, the same error is the store's own and is not swallowed.
+    reg2 = FakeRegistry()
+    _lock(reg2, "ci-1:100").acquire()
+    reg2.faults["rename_lock"] = [BackendError("take over lock: refused (BAD_REQUEST)")]
+    with pytest.raises(BackendError, match="refused"):
+        _lock(reg2, "ci-2:200", wall=lambda: late).acquire()
 
 
 def test_renewal_pushes_the_expiry_and_force_unlock_removes_only_the_named_lock() -> None:
