@@ -53,7 +53,7 @@ from controller.core.plan.changes import (
     VersionCreate,
 )
 from controller.core.plan.changeset import ChangeSet, Entry, Verb
-from controller.core.prompt.binding import PROMPTS_TAG
+from controller.core.prompt.binding import PROMPTS_TAG, pins_tag
 from controller.core.state.observed import (
     ATTEMPT_TAG,
     WRITTEN_BY_TAG,
@@ -341,7 +341,7 @@ class _Executor:
                 attempts.append(attempt)
                 tags = {**new.tags, ATTEMPT_TAG: attempt, **self.stamp}
                 if pinned:
-                    tags[PROMPTS_TAG] = ",".join(f"{k}={u}" for k, u in sorted(pinned.items()))
+                    tags[PROMPTS_TAG] = pins_tag(pinned)
                 try:
                     return r.log_version(c.model, source, tags, new.description), True
                 except OutcomeUnknown:

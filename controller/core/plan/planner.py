@@ -140,6 +140,9 @@ def plan(
     for desired_agent in sorted(desired.agents, key=lambda a: a.name):
         if scope is not None and desired_agent.name not in scope:
             continue
+        if desired_agent.model_name in observed.prompts:
+            diags.append(_named_as_a_prompt(desired_agent))
+            continue
         agent_changes, agent_diags, same, aliases = _plan_agent(
             desired_agent,
             observed.models.get(desired_agent.model_name),
@@ -286,6 +289,22 @@ def _shadow(agent: DesiredAgent | None) -> Share | None:
 
 
 _AliasView = tuple[str, int | None, int | str | None]
+
+
+def _named_as_a_prompt(agent: DesiredAgent) -> Diagnostic:
+    path: FieldPath = (
+        ("spec", "registeredModel")
+        if agent.manifest.spec.registered_model
+        else ("metadata", "name")
+    )
+    return Diagnostic(
+        Severity.ERROR,
+        f"a prompt named '{agent.model_name}' exists; prompts and models share one namespace "
+        "in MLflow: give the agent's registered model another name",
+        agent.location(path),
+        field_name(path),
+        agent.name,
+    )
 
 
 def _plan_agent(

@@ -34,6 +34,7 @@ from controller.core.plan.versions import (
     tag_diff,
     what_differs,
 )
+from controller.core.prompt.binding import pins_of
 from controller.core.prompt.content import PromptContent
 from controller.core.prompt.resolve import content_of, version_with_content
 from controller.core.state.observed import (
@@ -89,7 +90,17 @@ def plan_prompts(
         if name in declared or model.owner != owner:
             continue
         doc = model.tags.get(PROMPT_TAG, name)
-        if prune:
+        users = _users(name, desired, observed)
+        if users:
+            diags.append(
+                Diagnostic(
+                    Severity.WARNING,
+                    f"prompt '{name}' is managed by '{owner}' and no manifest declares it any "
+                    f"more, but it is not pruned: {users}",
+                    agent=doc,
+                )
+            )
+        elif prune:
             prunes.append(
                 Change(doc, name, Kind.PROMPT, "", Action.DELETE, model_contents(model), None,
                        "no manifest declares it any more (--prune)")
@@ -104,6 +115,24 @@ def plan_prompts(
                 )
             )
     return changes, prunes, diags, unchanged
+
+
+def _users(name: str, desired: Desired, observed: RegistrySnapshot) -> str:
+    """Why the undeclared prompt ``name`` must stay ("" when nothing uses it): a desired agent
+    binds it, or an aliased agent version (one that serves or may serve) is pinned to it."""
+    binders = sorted(a.name for a in desired.agents for b in a.bindings if b.prompt == name)
+    if binders:
+        return f"agent {', '.join(repr(a) for a in binders)} binds it"
+    pinned = sorted(
+        f"{model.name}/{number}"
+        for model in observed.models.values()
+        for number in sorted(set(model.aliases.values()))
+        if (version := model.versions.get(number)) is not None
+        and any(prompt == name for prompt, _ in pins_of(version.tags).values())
+    )
+    if pinned:
+        return f"aliased versions are pinned to it ({', '.join(pinned)})"
+    return ""
 
 
 def _plan_prompt(

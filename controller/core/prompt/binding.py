@@ -7,7 +7,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PROMPTS_CONFIG_KEY", "PROMPTS_TAG", "Binding", "PromptPin", "parse_binding"]
+__all__ = [
+    "PROMPTS_CONFIG_KEY",
+    "PROMPTS_TAG",
+    "Binding",
+    "PromptPin",
+    "parse_binding",
+    "pins_of",
+    "pins_tag",
+]
 
 #: The model config key under which a logged version finds its pinned prompts' URIs.
 PROMPTS_CONFIG_KEY = "prompts"
@@ -41,6 +49,23 @@ def parse_binding(key: str, value: str) -> Binding:
         return Binding(key, prompt, alias=alias)
     prompt, number = value.rsplit("/", 1)
     return Binding(key, prompt, version=int(number))
+
+
+def pins_tag(pinned: Mapping[str, str]) -> str:
+    """The :data:`PROMPTS_TAG` value of a version logged with ``pinned`` (key -> URI)."""
+    return ",".join(f"{k}={u}" for k, u in sorted(pinned.items()))
+
+
+def pins_of(tags: Mapping[str, str]) -> dict[str, tuple[str, int]]:
+    """key -> (prompt, version) out of a version's :data:`PROMPTS_TAG` (a value agentctl did
+    not write is skipped, entry by entry)."""
+    out: dict[str, tuple[str, int]] = {}
+    for entry in (tags.get(PROMPTS_TAG) or "").split(","):
+        key, _, uri = entry.partition("=")
+        prompt, _, number = uri.removeprefix("prompts:/").rpartition("/")
+        if key and uri.startswith("prompts:/") and prompt and number.isdigit():
+            out[key] = (prompt, int(number))
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,84 @@
+"""Which owned prompts no manifest declares `--prune` deletes: only those nothing uses. One a
+desired agent binds (through the registry), or one an aliased agent version is pinned to, stays,
+with a warning that says why."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from controller.core.plan.changes import Action, Kind
+from controller.core.plan.planner import plan
+from controller.core.plan.prompts import plan_prompts
+from controller.core.prompt.binding import PROMPTS_TAG, pins_of, pins_tag
+from controller.core.state.observed import OWNER_TAG, PROMPT_TAG, ObservedModel, ObservedVersion
+from tests.support.builders import agent, desired, model, snapshot
+
+
+def _prompt(name: str = "support-system", owner: str = "agentctl") -> ObservedModel:
+    return ObservedModel(name, "", {OWNER_TAG: owner, PROMPT_TAG: name}, {"production": 1},
+                         {1: ObservedVersion(1)})  # fmt: skip
+
+
+def _pinned_bot(alias: bool) -> ObservedModel:
+    bot = model("bot", aliases={"champion": 2} if alias else {}, versions={1: None, 2: None})
+    pin = {PROMPTS_TAG: pins_tag({"system": "prompts:/support-system/1"})}
+    return replace(bot, versions={**bot.versions, 2: ObservedVersion(2, tags=pin)})
+
+
+def _pruned(agents: tuple = (), models: tuple = (), prune: bool = True) -> tuple[list, list]:
+    registry = replace(snapshot(*models), prompts={"support-system": _prompt()})
+    changes, prunes, diags, _ = plan_prompts(desired(*agents), registry, "agentctl", prune)
+    assert changes == []
+    return [(c.kind, c.model, c.action) for c in prunes], [d.message for d in diags]
+
+
+def test_an_owned_prompt_nothing_uses_is_pruned() -> None:
+    prunes, diags = _pruned(models=(_pinned_bot(alias=False),))
+    assert prunes == [(Kind.PROMPT, "support-system", Action.DELETE)]
+    assert diags == []
+
+
+def test_without_prune_it_is_a_warning() -> None:
+    prunes, diags = _pruned(prune=False)
+    assert prunes == []
+    assert diags == ["prompt 'support-system' is managed by 'agentctl' but no manifest declares "
+                     "it any more; apply with --prune to delete it"]  # fmt: skip
+
+
+def test_a_prompt_a_desired_agent_binds_is_not_pruned() -> None:
+    bound = agent("bot", prompts={"system": "support-system@production"})
+    prunes, diags = _pruned(agents=(bound,))
+    assert prunes == []
+    assert diags == ["prompt 'support-system' is managed by 'agentctl' and no manifest declares "
+                     "it any more, but it is not pruned: agent 'bot' binds it"]  # fmt: skip
+
+
+def test_a_prompt_an_aliased_agent_version_is_pinned_to_is_not_pruned() -> None:
+    prunes, diags = _pruned(models=(_pinned_bot(alias=True),))
+    assert prunes == []
+    assert diags[0].endswith("but it is not pruned: aliased versions are pinned to it (bot/2)")
+
+
+def test_another_owner_s_prompt_is_neither_pruned_nor_mentioned() -> None:
+    registry = replace(snapshot(), prompts={"support-system": _prompt(owner="team-b")})
+    _, prunes, diags, _ = plan_prompts(desired(), registry, "agentctl", True)
+    assert (prunes, diags) == ([], [])
+
+
+def test_pins_round_trip_and_a_foreign_value_is_skipped_entry_by_entry() -> None:
+    tag = pins_tag({"user": "prompts:/u/3", "system": "prompts:/support-system/12"})
+    assert tag == "system=prompts:/support-system/12,user=prompts:/u/3"
+    assert pins_of({PROMPTS_TAG: tag}) == {"system": ("support-system", 12), "user": ("u", 3)}
+    assert pins_of({PROMPTS_TAG: "a=prompts:/p/x,b=models:/m/1,c=prompts:/q/2,=,"}) == {
+        "c": ("q", 2)
+    }
+    assert pins_of({}) == {}
+
+
+def test_an_agent_whose_registered_model_is_a_prompt_s_name_is_an_error_and_plans_nothing() -> None:
+    registry = replace(snapshot(), prompts={"bot": _prompt("bot")})
+    p = plan(desired(agent("bot"), agent("other", registeredModel="support-system")), registry)
+    (err,) = p.diagnostics.errors
+    assert (err.agent, err.field) == ("bot", "metadata.name")
+    assert err.message.startswith("a prompt named 'bot' exists; prompts and models share one")
+    assert {c.agent for c in p.changes} == {"other"}
