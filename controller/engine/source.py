@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from controller.core.diagnostics import Location
 from controller.core.manifest.checks import FieldPath, field_name
 from controller.core.manifest.desired import DesiredAgent, ResolvedSource
 from controller.core.manifest.schema import CURRENT
+from controller.core.prompt.binding import PROMPTS_CONFIG_KEY
 from controller.core.state.digest import normalize_requirement, source_digest
 from controller.engine.files import MAX_SOURCE_BYTES, Unreadable, read_regular, shown_path
 from controller.ports import SourceHistory
@@ -192,6 +195,8 @@ def _resolve(
         error(agent.location(req_path), field_name(req_path),
               "at least one pinned requirement is needed (e.g. mlflow==3.17.2)")  # fmt: skip
         ok = False
+    if "config" in read and agent.manifest.spec.prompts:
+        ok = _bindable(*read["config"], root, error, at) and ok
     if not ok or "code" not in read:
         return None
     code_ref, code_bytes = read["code"]
@@ -207,6 +212,33 @@ def _resolve(
         commit=at.commit if at is not None else None,
         revision=at.revision if at is not None else None,
     )
+
+
+def _bindable(ref: str, data: bytes, root: Path, error: Error, at: _At | None) -> bool:
+    """Whether the model config of an agent that binds prompts can take them (a mapping whose
+    ``prompts``, if any, is a mapping too: the pins are merged there at logging time)."""
+    display = f"{ref}@{at.revision}" if at else shown_path(root / ref)
+    try:
+        node = yaml.compose(data.decode("utf-8"), Loader=yaml.SafeLoader)
+    except (UnicodeDecodeError, yaml.YAMLError):
+        return True  # the loader reads every .yaml file and reports it; logging reports others
+    if node is None:
+        return True
+    if not isinstance(node, yaml.MappingNode):
+        error(Location(display, node.start_mark.line + 1, node.start_mark.column + 1), "",
+              f"the agent binds prompts (spec.prompts), which are pinned into its model config "
+              f"under '{PROMPTS_CONFIG_KEY}': the config must be a mapping")  # fmt: skip
+        return False
+    for key, value in node.value:
+        if key.value == PROMPTS_CONFIG_KEY and not isinstance(value, yaml.MappingNode):
+            if isinstance(value, yaml.ScalarNode) and value.tag.endswith(":null"):
+                continue
+            error(Location(display, value.start_mark.line + 1, value.start_mark.column + 1),
+                  PROMPTS_CONFIG_KEY,
+                  f"the agent binds prompts (spec.prompts), which are pinned here: "
+                  f"'{PROMPTS_CONFIG_KEY}' must be a mapping")  # fmt: skip
+            return False
+    return True
 
 
 def _read(

@@ -433,3 +433,36 @@ def test_a_binding_is_not_checked_against_aliases_a_repair_dropped(tmp_path: Pat
     (at, message) = only_error(tmp_path)
     assert at == ("prompt.yaml", 12, 5, "spec.aliases.bad alias")
     assert message == "an alias may contain only letters, digits, '_' and '-' (got 'bad alias')"
+
+
+@pytest.mark.parametrize(
+    ("config", "at", "says"),
+    [
+        ("greeting: hi\nprompts: [system]\n", ("config.yaml", 2, 10, "prompts"), "'prompts' must"),
+        ("prompts: just text\n", ("config.yaml", 1, 10, "prompts"), "'prompts' must be a mapping"),
+        ("- a list\n", ("config.yaml", 1, 1, ""), "the config must be a mapping"),
+    ],
+)
+def test_a_bound_agent_s_config_that_cannot_take_the_pins_is_an_error_at_its_line(
+    tmp_path: Path, config: str, at: Where, says: str
+) -> None:
+    write_prompt_repo(tmp_path, agent=BOUND_AGENT)
+    (tmp_path / "config.yaml").write_text(config)
+    (where_, message) = only_error(tmp_path)
+    assert where_ == at
+    assert says in message
+
+
+@pytest.mark.parametrize("config", ["", "greeting: hi\nprompts:\n", "prompts: {user: x}\n"])
+def test_a_bound_agent_s_config_that_can_take_the_pins_loads(tmp_path: Path, config: str) -> None:
+    write_prompt_repo(tmp_path, agent=BOUND_AGENT)
+    (tmp_path / "config.yaml").write_text(config)
+    _, diags = load(tmp_path)
+    assert not diags.errors
+
+
+def test_an_unbound_agent_s_config_need_not_be_a_mapping(tmp_path: Path) -> None:
+    write_prompt_repo(tmp_path)
+    (tmp_path / "config.yaml").write_text("prompts: [system]\n")
+    _, diags = load(tmp_path)
+    assert not diags.errors
