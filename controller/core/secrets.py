@@ -62,7 +62,8 @@ _AUTHORIZATION = re.compile(r"authorization[\"']?[ \t]*+[:=][ \t]*+[\"']?$", re.
 _MIN_CREDENTIAL = 6
 _MARKS = re.compile(r"[0-9._~+/=\-]|[a-z][A-Z]")
 _KV = re.compile(
-    r"\b(password|passwd|pwd|token|secret|api[-_]?key|access[-_]?key|auth)=([^&\s;,]+)", re.I
+    r"\b(password|passwd|pwd|token|secret|api[-_]?key|access[-_]?key|auth)(=|:[ \t]++)([^&\s;,]+)",
+    re.I,
 )
 
 
@@ -78,11 +79,11 @@ def secret_key(key: str) -> bool:
 
 
 def redact_text(text: str) -> str:
-    """``text`` with URL user info, bearer tokens, ``password=`` values and token shapes
+    """``text`` with URL user info, bearer tokens, ``password=`` (or ``password: ``) values and token shapes
     replaced by ``(redacted)``."""
     text = _USERINFO.sub(lambda m: f"{m.group('pre')}{m.group('scheme')}{REDACTED}@", text)
     text = _BEARER.sub(_scheme_credential, text)
-    text = _KV.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+    text = _KV.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     return _TOKEN.sub(REDACTED, text)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -89,19 +89,18 @@ class PromptContent:
         ]  # fmt: skip
         return frozenset(v for t in texts for v in VARIABLE.findall(t))
 
-    def text(self) -> str:
+    def text(self, shown: Callable[[Any], Any] = lambda tree: tree) -> str:
         """The template as lines to diff: the text itself, or each message as ``[role]``
-        followed by its content; then the response format and model config, if any."""
+        followed by its content; then the response format and model config, if any, each as
+        ``shown`` gives it (a redaction)."""
         if isinstance(self.template, str):
             out = self.template
         else:
             out = "\n".join(f"[{m.get('role', '')}]\n{m.get('content', '')}" for m in self.template)
         if self.response_format is not None:
-            out += (
-                f"\n[response format]\n{json.dumps(self.response_format, indent=2, sort_keys=True)}"
-            )
+            out += f"\n[response format]\n{json.dumps(shown(self.response_format), indent=2, sort_keys=True)}"
         if self.model_config is not None:
-            out += f"\n[model config]\n{json.dumps(self.model_config, indent=2, sort_keys=True)}"
+            out += f"\n[model config]\n{json.dumps(shown(self.model_config), indent=2, sort_keys=True)}"
         return out
 
     def tags(self) -> dict[str, str]:

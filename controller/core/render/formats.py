@@ -174,18 +174,21 @@ def _evaluation_lines(run: EvaluationRun) -> list[tuple[str, str, str]]:
 def prompt_diff(new: PromptVersionCreate, prompt: str) -> list[str]:
     """A new prompt version's template against the version it follows, as a unified diff
     (secret-looking values hidden); the whole template as added lines when it follows none."""
-    before = new.base_content.text().splitlines() if new.base_content is not None else []
-    return [
+    base = new.base_content
+    before = base.text(redact_tree).splitlines() if base is not None else []
+    lines = [
         redact_text(line)
         for line in difflib.unified_diff(
             before,
-            new.content.text().splitlines(),
+            new.content.text(redact_tree).splitlines(),
             fromfile=f"{prompt} version {new.base}" if new.base is not None else "/dev/null",
             tofile=f"{prompt} ({new.template})",
             lineterm="",
             n=3,
         )
     ]
+    # Text that differs only where lines split (CRLF, a final newline) diffs as nothing.
+    return lines or ["(the template differs only in line endings or its final newline)"]
 
 
 def _prompt_lines(new: PromptVersionCreate) -> list[tuple[str, str, str]]:

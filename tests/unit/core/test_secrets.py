@@ -179,3 +179,17 @@ def test_redact_lines_redacts_each_line_on_its_own() -> None:
     assert redact_lines(text) == (
         f"Error: a.yaml:1:1: Bearer {REDACTED}\nError: b.yaml:2:1: password={REDACTED}\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("password: hunter2", f"password: {REDACTED}"),
+        ("  api_key:\tsk-abc", f"  api_key:\t{REDACTED}"),
+        ("token=abc; next", f"token={REDACTED}; next"),
+        ("passwords matter: always", "passwords matter: always"),
+        ("secret:\n  name: x", "secret:\n  name: x"),
+    ],
+)
+def test_a_key_value_pair_is_hidden_after_an_equals_or_a_colon(text: str, shown: str) -> None:
+    assert redact_lines(text) == shown
