@@ -28,9 +28,15 @@ from controller.engine.reconcile import Backends, Made, observe, plan_round, pre
 __all__ = ["apply_saved", "read_saved", "save", "write_saved"]
 
 
-def _models(plan: Plan) -> set[str]:
-    """The registered models a plan depends on: its agents' and those its changes touch."""
-    return {v.model for v in plan.views} | {c.model for c in plan.changes}
+def _models(plan: Plan, desired: Desired) -> set[str]:
+    """The registered models and prompts a plan depends on: its agents', those its changes
+    touch, the prompts the manifests declare and those their agents bind."""
+    return (
+        {v.model for v in plan.views}
+        | {c.model for c in plan.changes}
+        | {p.prompt_name for p in desired.prompts}
+        | {b.prompt for a in desired.agents for b in a.bindings}
+    )
 
 
 def _agents(plan: Plan) -> set[str]:
@@ -61,7 +67,7 @@ def save(
         target=target,
         namespace=namespace,
         desired=fingerprint(made.desired),
-        registry=fingerprint(made.observed, only=_models(plan)),
+        registry=fingerprint(made.observed, only=_models(plan, made.desired)),
         serving=fingerprint(served, only=_agents(plan)) if served is not None else None,
         made=SavedMade(
             owner, prune, made.now, without_credentials(tracking_uri), cluster, made.scope
@@ -154,7 +160,7 @@ def _verify(saved: SavedPlan, desired: Desired, backends: Backends, file: str) -
     if saved.serving is not None and backends.serving is None:
         raise InvalidPlanFile(f"{file}: the plan was made with a serving target; none was given")
     observed, served = observe(backends)
-    if fingerprint(observed, only=_models(plan)) != saved.registry:
+    if fingerprint(observed, only=_models(plan, desired)) != saved.registry:
         raise stale("the registry")
     if (
         saved.serving is not None

@@ -53,10 +53,12 @@ def fingerprint(
 ) -> str:
     """``sha256:<hex>`` of ``value``.
 
-    - a :class:`Desired`: every agent's manifest and the content digest of its source, and the
-      ServingDefaults (not where the files lie on this machine);
+    - a :class:`Desired`: every agent's manifest and the content digest of its source, every
+      prompt's manifest and template digest, and the ServingDefaults (not where the files lie
+      on this machine);
     - a :class:`RegistrySnapshot`: the registered models named in ``only`` (all if None), with
-      their tags, aliases and versions; a model that does not exist counts as such;
+      their tags, aliases and versions; a model that does not exist counts as such; and the
+      prompts named in ``only`` (all if None) that exist;
     - a :class:`ServingSnapshot`: the agents named in ``only`` (all if None): their servers,
       route and shadow, and the cluster objects a Kubernetes target read of them.
     """
@@ -64,7 +66,11 @@ def fingerprint(
         return _digest(_desired(value))
     if isinstance(value, RegistrySnapshot):
         names = sorted(value.models if only is None else set(only))
-        return _digest({"models": [[n, canonical(value.models.get(n))] for n in names]})
+        data: dict[str, Any] = {"models": [[n, canonical(value.models.get(n))] for n in names]}
+        prompts = sorted(value.prompts if only is None else set(only) & set(value.prompts))
+        if prompts:  # only then, so that a registry without prompts keeps its fingerprint
+            data["prompts"] = [[n, canonical(value.prompts[n])] for n in prompts]
+        return _digest(data)
     names = sorted(value.agents if only is None else set(only))
     out: dict[str, Any] = {"agents": [[n, canonical(value.agents.get(n))] for n in names]}
     if value.cluster is not None:
@@ -92,7 +98,18 @@ def _desired(desired: Desired) -> dict[str, Any]:
         if agent.named:  # only then, so that fingerprints of other agents stay as they were
             agents[-1]["named"] = {n: _source(s) for n, s in agent.named.items()}
     defaults = desired.defaults
-    return {"agents": agents, "defaults": None if defaults is None else canonical(defaults)}
+    out = {"agents": agents, "defaults": None if defaults is None else canonical(defaults)}
+    if desired.prompts:  # only then, as for named versions
+        out["prompts"] = [
+            {
+                "manifest_ref": p.manifest_ref,
+                "manifest": canonical(p.manifest),
+                "template_ref": p.template_ref,
+                "digest": p.content.digest,
+            }
+            for p in sorted(desired.prompts, key=lambda p: p.name)
+        ]
+    return out
 
 
 def _source(source: ResolvedSource) -> dict[str, Any]:

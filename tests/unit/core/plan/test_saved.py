@@ -22,6 +22,7 @@ from tests.support.engine import apply_saved, reconcile
 from tests.support.fake_registry import FakeRegistry
 from tests.support.fake_serving import FakeServing
 from tests.support.manifests import GOOD, write_repo
+from tests.support.prompt_manifests import BOUND_AGENT, write_prompt_repo
 
 NO_WAIT = RetryPolicy(attempts=2, initial=0.0, maximum=0.0, sleep=lambda s: None)
 
@@ -290,3 +291,30 @@ def test_the_file_records_where_and_how_the_plan_was_made_without_credentials(
     assert made["tracking_uri"] == "http://127.0.0.1:5000"
     assert made["owner"] == "agentctl" and made["prune"] is False and made["scope"] is None
     assert isinstance(made["now"], float)
+
+
+def test_a_saved_plan_is_stale_when_a_prompt_it_binds_or_declares_changed(tmp_path: Path) -> None:
+    root = write_prompt_repo(tmp_path, agent=BOUND_AGENT)
+    desired, _ = load(root)
+    reg = FakeRegistry()
+
+    def saved_now() -> SavedPlan:
+        result = reconcile(desired, reg, apply=False)
+        assert result.made is not None
+        return save(result.plan, result.made, path=root, allow_empty=True, target="registry",
+                    owner="agentctl", prune=False, tracking_uri="http://127.0.0.1:5000")  # fmt: skip
+
+    saved = saved_now()
+    (root / "prompts" / "support-system.txt").write_text("You help {{customer}}. {{question}}\n")
+    edited, _ = load(root)
+    with pytest.raises(StalePlan, match="the manifests under"):
+        apply_saved(saved, edited, reg, file="plan.json", policy=NO_WAIT)
+    assert reg.writes == []
+
+    # Someone creates the declared prompt after the plan was made: the plan is stale.
+    saved = saved_now()
+    reg.create_prompt("support-system", None, {"someone": "else"})
+    reg.writes.clear()
+    with pytest.raises(StalePlan, match="the registry changed"):
+        apply_saved(saved, desired, reg, file="plan.json", policy=NO_WAIT)
+    assert reg.writes == []
