@@ -18,7 +18,7 @@ from dataclasses import replace
 
 from controller.core.diagnostics import Diagnostic, Severity
 from controller.core.manifest.desired import Desired, DesiredAgent, DesiredPrompt, ResolvedSource
-from controller.core.prompt.binding import Binding, PromptPin
+from controller.core.prompt.binding import Binding, PromptPin, pins_of
 from controller.core.prompt.content import PromptContent
 from controller.core.state.digest import bound_digest
 from controller.core.state.observed import FAILED, ObservedModel, RegistrySnapshot
@@ -127,11 +127,39 @@ def bind_prompts(desired: Desired, observed: RegistrySnapshot) -> tuple[Desired,
             agents.append(agent)
             continue
         pinned = tuple(pins)
-        agents.append(
-            replace(
-                agent,
-                source=_bound(agent.source, pinned) if agent.source is not None else None,
-                named={n: _bound(s, pinned) for n, s in agent.named.items()},
-            )
+        bound = replace(
+            agent,
+            source=_bound(agent.source, pinned) if agent.source is not None else None,
+            named={n: _bound(s, pinned) for n, s in agent.named.items()},
         )
+        agents.append(bound)
+        diags += _pinned_to_nothing(bound, observed)
     return replace(desired, agents=tuple(agents)), diags
+
+
+def _pinned_to_nothing(agent: DesiredAgent, observed: RegistrySnapshot) -> list[Diagnostic]:
+    """A warning for each registered version of ``agent``'s sources that pins a prompt version
+    the registry no longer has (deleted by hand): its model cannot load that prompt, and its
+    content digest keeps it the version for that source, so no new version is logged."""
+    model = observed.models.get(agent.model_name)
+    if model is None:
+        return []
+    found = (model.version_with_digest(s.digest) for s in agent.sources)
+    out = []
+    for version in sorted({v.number for v in found if v is not None}):
+        gone = [
+            f"prompts:/{prompt}/{number}"
+            for prompt, number in sorted(pins_of(model.versions[version].tags).values())
+            if number not in getattr(observed.prompts.get(prompt), "versions", {})
+        ]
+        if gone:
+            out.append(
+                Diagnostic(
+                    Severity.WARNING,
+                    f"version {version} of '{model.name}' pins {', '.join(gone)}, which the "
+                    "registry no longer has: it cannot load that prompt. Delete the version "
+                    "for the next apply to log it again, pinned to the prompt as it is now",
+                    agent=agent.name,
+                )
+            )
+    return out

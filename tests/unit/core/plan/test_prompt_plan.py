@@ -1,6 +1,7 @@
-"""Which owned prompts no manifest declares `--prune` deletes: only those nothing uses. One a
-desired agent binds (through the registry), or one an aliased agent version is pinned to, stays,
-with a warning that says why."""
+"""The plan's prompt rows and what it says of prompts beside them: `--prune` deletes only the owned
+undeclared prompts nothing uses (one a desired agent binds, or an aliased agent version is
+pinned to, stays, with a warning that says why); an agent named as a prompt is an error; an
+agent version pinned to a prompt version gone is reported."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from controller.core.plan.changes import Action, Kind
 from controller.core.plan.planner import plan
 from controller.core.plan.prompts import plan_prompts
 from controller.core.prompt.binding import PROMPTS_TAG, pins_of, pins_tag
-from controller.core.state.observed import OWNER_TAG, PROMPT_TAG, ObservedModel, ObservedVersion
+from controller.core.prompt.content import PromptContent
+from controller.core.state.observed import (
+    DIGEST_TAG,
+    OWNER_TAG,
+    PROMPT_TAG,
+    ObservedModel,
+    ObservedVersion,
+)
 from tests.support.builders import agent, desired, model, snapshot
 
 
@@ -82,3 +90,29 @@ def test_an_agent_whose_registered_model_is_a_prompt_s_name_is_an_error_and_plan
     assert (err.agent, err.field) == ("bot", "metadata.name")
     assert err.message.startswith("a prompt named 'bot' exists; prompts and models share one")
     assert {c.agent for c in p.changes} == {"other"}
+
+
+def test_an_agent_version_pinned_to_a_prompt_version_gone_is_reported() -> None:
+    """The bound digest is the prompt's content: a version logged against prompt version 1
+    still matches when 1 was deleted and 2 holds the same content, so no new version is logged;
+    the plan says so, and how to get one."""
+    bound = agent("bot", prompts={"system": "support-system@production"})
+    content = PromptContent("text", "Hi.").tags()
+    prompt = replace(_prompt(), aliases={"production": 2},
+                     versions={2: ObservedVersion(2, tags=content)})  # fmt: skip
+    first = plan(desired(bound), replace(snapshot(), prompts={"support-system": prompt}))
+    [new] = [c for c in first.changes if c.kind is Kind.MODEL_VERSION]
+    digest = new.after.digest  # type: ignore[union-attr]
+    pinned = {PROMPTS_TAG: pins_tag({"system": "prompts:/support-system/1"}), DIGEST_TAG: digest}
+    bot = replace(
+        model("bot", aliases={"champion": 1}), versions={1: ObservedVersion(1, tags=pinned)}
+    )
+    registry = replace(snapshot(bot), prompts={"support-system": prompt})
+    p = plan(desired(bound), registry)
+    assert not [c for c in p.changes if c.kind is Kind.MODEL_VERSION]
+    [warning] = [w.message for w in p.diagnostics.warnings if w.agent == "bot"]
+    assert warning.startswith("version 1 of 'bot' pins prompts:/support-system/1, which the "
+                              "registry no longer has")  # fmt: skip
+    ok = replace(prompt, versions={1: ObservedVersion(1, tags=content), **prompt.versions})
+    again = plan(desired(bound), replace(snapshot(bot), prompts={"support-system": ok}))
+    assert [w.agent for w in again.diagnostics.warnings] == ["support-system"]  # (not pruned)
