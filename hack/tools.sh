@@ -43,7 +43,7 @@ build_wrapped() {  # build_wrapped <name> <module> <version> <package> <out> <re
   local name="$1" module="$2" version="$3" pkg="$4" out="$5" replaces="$6"; shift 6
   local work
   work="$(mktemp -d)"
-  trap 'rm -rf "$work"' RETURN
+  trap 'rm -rf "$work"; trap - RETURN' RETURN  # once: a RETURN trap outlives the function
   {
     echo "module agentctl.invalid/build-$name"
     echo "go 1.24.0"
