@@ -26,6 +26,7 @@ __all__ = [
     "REDACTED",
     "redact",
     "redact_lines",
+    "redact_prose",
     "redact_text",
     "redact_tree",
     "secret_key",
@@ -62,8 +63,7 @@ _AUTHORIZATION = re.compile(r"authorization[\"']?[ \t]*+[:=][ \t]*+[\"']?$", re.
 _MIN_CREDENTIAL = 6
 _MARKS = re.compile(r"[0-9._~+/=\-]|[a-z][A-Z]")
 _KV = re.compile(
-    r"\b(password|passwd|pwd|token|secret|api[-_]?key|access[-_]?key|auth)(=|:[ \t]++)([^&\s;,]+)",
-    re.I,
+    r"\b(password|passwd|pwd|token|secret|api[-_]?key|access[-_]?key|auth)=([^&\s;,]+)", re.I
 )
 
 
@@ -79,12 +79,42 @@ def secret_key(key: str) -> bool:
 
 
 def redact_text(text: str) -> str:
-    """``text`` with URL user info, bearer tokens, ``password=`` (or ``password: ``) values and token shapes
+    """``text`` with URL user info, bearer tokens, ``password=`` values and token shapes
     replaced by ``(redacted)``."""
     text = _USERINFO.sub(lambda m: f"{m.group('pre')}{m.group('scheme')}{REDACTED}@", text)
     text = _BEARER.sub(_scheme_credential, text)
-    text = _KV.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    text = _KV.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
     return _TOKEN.sub(REDACTED, text)
+
+
+# ``key: value`` in free text (a template), the key a run of key characters (possessive: each
+# run is tried once), optionally quoted, the value a quoted string or a run up to a delimiter.
+_PAIR = re.compile(
+    r"(?<![\w.-])(?P<key>[\w.-]++)(?P<sep>[\"']?[ \t]*+:[ \t]*+)"
+    r"(?P<value>\"[^\"\n]*+\"|'[^'\n]*+'|[^\s\"',;&]++)"
+)
+
+
+def redact_prose(text: str) -> str:
+    """:func:`redact_text`, and for free text that may hold configuration (a prompt template)
+    ``key: value`` pairs too, where the key sounds secret (``password``, ``DB_PASSWORD``,
+    ``"api_key"``, ``clientSecret``) and the value looks like a credential (as for a bearer
+    token: long enough, with a digit, a token68 mark or a change of case), so that prose such as
+    "asked for a password: explain the reset link" is left alone."""
+
+    def pair(m: re.Match[str]) -> str:
+        value = m.group("value")
+        quoted = value[:1] in ("'", '"')
+        if not secret_key(m.group("key")) or not _credential(value[1:-1] if quoted else value):
+            return m.group(0)
+        shown = f"{value[0]}{REDACTED}{value[0]}" if quoted else REDACTED
+        return f"{m.group('key')}{m.group('sep')}{shown}"
+
+    return _PAIR.sub(pair, redact_text(text))
+
+
+def _credential(value: str) -> bool:
+    return len(value) >= _MIN_CREDENTIAL and _MARKS.search(value) is not None
 
 
 def redact_lines(text: str) -> str:
@@ -98,7 +128,7 @@ def _scheme_credential(m: re.Match[str]) -> str:
     (``. _ ~ + / = -``) or a change of case inside a word (base64); else the text as it was."""
     value = m.group("value")
     header = _AUTHORIZATION.search(m.string, max(0, m.start() - 40), m.start()) is not None
-    credential = header or (len(value) >= _MIN_CREDENTIAL and _MARKS.search(value) is not None)
+    credential = header or _credential(value)
     return f"{m.group('scheme')} {REDACTED}" if credential else m.group(0)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from html import escape
 from typing import Any
 
@@ -30,7 +30,7 @@ from controller.core.plan.changes import (
 )
 from controller.core.plan.changeset import ChangeSet, Verb
 from controller.core.plan.preview import ObjectPreview, display
-from controller.core.secrets import REDACTED, redact, redact_text, redact_tree
+from controller.core.secrets import REDACTED, redact, redact_prose, redact_text, redact_tree
 
 __all__ = [
     "FORMATS",
@@ -175,20 +175,28 @@ def prompt_diff(new: PromptVersionCreate, prompt: str) -> list[str]:
     """A new prompt version's template against the version it follows, as a unified diff
     (secret-looking values hidden); the whole template as added lines when it follows none."""
     base = new.base_content
-    before = base.text(redact_tree).splitlines() if base is not None else []
-    lines = [
-        redact_text(line)
-        for line in difflib.unified_diff(
-            before,
-            new.content.text(redact_tree).splitlines(),
-            fromfile=f"{prompt} version {new.base}" if new.base is not None else "/dev/null",
-            tofile=f"{prompt} ({new.template})",
-            lineterm="",
-            n=3,
-        )
-    ]
-    # Text that differs only where lines split (CRLF, a final newline) diffs as nothing.
-    return lines or ["(the template differs only in line endings or its final newline)"]
+
+    def diff(shown: Callable[[Any], Any], line: Callable[[str], str]) -> list[str]:
+        before = base.text(shown).splitlines() if base is not None else []
+        return [
+            line(text)
+            for text in difflib.unified_diff(
+                before,
+                new.content.text(shown).splitlines(),
+                fromfile=f"{prompt} version {new.base}" if new.base is not None else "/dev/null",
+                tofile=f"{prompt} ({new.template})",
+                lineterm="",
+                n=3,
+            )
+        ]
+
+    lines = diff(redact_tree, redact_prose)
+    if lines:
+        return lines
+    # Nothing shown differs: say what does (a diff of lines sees no line endings).
+    if diff(lambda tree: tree, lambda text: text):
+        return ["(only values hidden as secrets differ)"]
+    return ["(the template differs only in line endings, its final newline or fields not shown)"]
 
 
 def _prompt_lines(new: PromptVersionCreate) -> list[tuple[str, str, str]]:

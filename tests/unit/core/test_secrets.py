@@ -12,6 +12,7 @@ from controller.core.secrets import (
     REDACTED,
     redact,
     redact_lines,
+    redact_prose,
     redact_text,
     redact_tree,
     secret_paths,
@@ -185,11 +186,30 @@ def test_redact_lines_redacts_each_line_on_its_own() -> None:
     ("text", "shown"),
     [
         ("password: hunter2", f"password: {REDACTED}"),
-        ("  api_key:\tsk-abc", f"  api_key:\t{REDACTED}"),
-        ("token=abc; next", f"token={REDACTED}; next"),
-        ("passwords matter: always", "passwords matter: always"),
-        ("secret:\n  name: x", "secret:\n  name: x"),
+        ("DB_PASSWORD: hunter2", f"DB_PASSWORD: {REDACTED}"),
+        ("client_secret:abc123", f"client_secret:{REDACTED}"),
+        ('{"api_key": "sk-live-1234"}', f'{{"api_key": "{REDACTED}"}}'),
+        ("password: 'two words9'", f"password: '{REDACTED}'"),
+        ("If asked for a password: explain the reset link.", None),
+        ("auth: SSO only", None),
+        ("Print the token: {{ token }}", None),
+        ("secret:\n  name: x", None),
     ],
 )
-def test_a_key_value_pair_is_hidden_after_an_equals_or_a_colon(text: str, shown: str) -> None:
-    assert redact_lines(text) == shown
+def test_prose_hides_secret_pairs_whose_value_looks_like_a_credential(
+    text: str, shown: str | None
+) -> None:
+    assert redact_prose(text) == (text if shown is None else shown)
+
+
+@pytest.mark.parametrize(
+    "text", ["auth: (x) candidate failed", "password: hunter2", "token: abc1234"]
+)
+def test_errors_and_logs_keep_their_words_after_a_colon(text: str) -> None:
+    """Only ``key=value`` pairs are hidden in messages: ``auth`` may be an agent's name."""
+    assert redact_text(text) == text
+
+
+def test_prose_redaction_is_linear() -> None:
+    text = "a" * 1_000_000 + ": x"
+    assert redact_prose(text) == text

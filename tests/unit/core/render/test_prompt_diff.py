@@ -4,6 +4,8 @@ only line endings differ (the diff itself is empty then)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from controller.core.plan.changes import PromptVersionCreate
 from controller.core.prompt.content import PromptContent
 from controller.core.render.formats import prompt_diff
@@ -51,5 +53,13 @@ def test_secret_values_of_the_model_config_and_the_text_are_hidden() -> None:
 
 def test_a_change_of_line_endings_only_says_so() -> None:
     assert prompt_diff(_new("Hi.\r\nBye.\r\n", "Hi.\nBye."), "p") == [
-        "(the template differs only in line endings or its final newline)"
+        "(the template differs only in line endings, its final newline or fields not shown)"
+    ]
+
+
+def test_a_change_of_a_hidden_value_only_says_so() -> None:
+    new = _new("Hi.", None, {"extra_params": {"api_key": "sk-new-1234567890"}})
+    old = PromptContent("text", "Hi.", None, {"extra_params": {"api_key": "sk-old-1234567890"}})
+    assert prompt_diff(replace(new, base=1, base_content=old), "p") == [
+        "(only values hidden as secrets differ)"
     ]
