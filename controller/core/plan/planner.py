@@ -42,7 +42,7 @@ from controller.core.plan.held import WAITING, GatedVersion, HeldRollout, held_r
 from controller.core.plan.kube_objects import settings_of
 from controller.core.plan.kube_outdated import mark_outdated
 from controller.core.plan.prompts import PHASE as PROMPT_PHASE
-from controller.core.plan.prompts import plan_prompts
+from controller.core.plan.prompts import plan_prompts, prune_prompts
 from controller.core.plan.serving import DesiredServing, plan_serving, remove_serving
 from controller.core.plan.versions import (
     ChangeFn,
@@ -126,9 +126,7 @@ def plan(
     whose record is in the registry all the same."""
     # Prompts first: an agent's new version pins the prompt versions they register.
     desired, diags = bind_prompts(desired, observed)
-    changes, prompt_prunes, prompt_diags, unchanged = plan_prompts(
-        desired, observed, owner, prune, scope
-    )
+    changes, prompt_diags, unchanged = plan_prompts(desired, observed, owner, prune, scope)
     diags += prompt_diags
     views: list[AgentView] = []
     if serving is not None and serving.cluster is not None:
@@ -242,7 +240,10 @@ def plan(
                     agent=agent_name,
                 )
             )
+    # Last: whether a prompt is still in use depends on the aliases once the rest is applied.
+    prompt_prunes, prune_diags = prune_prompts(desired, observed, owner, prune, changes)
     changes.extend(prompt_prunes)
+    diags += prune_diags
     if serving is None and any(a.manifest.spec.serving is not None for a in desired.agents):
         diags.append(
             Diagnostic(

@@ -10,7 +10,7 @@ own tags, so a version made by hand with the same content is that version).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from controller.core.diagnostics import Diagnostic, Severity
 from controller.core.manifest.checks import FieldPath, field_name
@@ -46,7 +46,7 @@ from controller.core.state.observed import (
     RegistrySnapshot,
 )
 
-__all__ = ["PHASE", "plan_prompts"]
+__all__ = ["PHASE", "plan_prompts", "prune_prompts"]
 
 #: The order of one prompt's changes (as for an agent's registered model).
 PHASE = {
@@ -69,9 +69,9 @@ def plan_prompts(
     owner: str,
     prune: bool,
     scope: Mapping[str, str] | None = None,
-) -> tuple[list[Change], list[Change], list[Diagnostic], int]:
-    """(changes, prunes, diagnostics, unchanged): every declared prompt's changes in order, then
-    (apart, applied last) the deletion of owned prompts no manifest declares."""
+) -> tuple[list[Change], list[Diagnostic], int]:
+    """(changes, diagnostics, unchanged): every declared prompt's changes in order (the owned
+    prompts no manifest declares are :func:`prune_prompts`')."""
     changes: list[Change] = []
     diags: list[Diagnostic] = []
     unchanged = 0
@@ -83,14 +83,29 @@ def plan_prompts(
         mine.sort(key=lambda c: PHASE[(c.kind, c.action)])
         changes += mine
         unchanged += same
+    return changes, diags, unchanged
+
+
+def prune_prompts(
+    desired: Desired,
+    observed: RegistrySnapshot,
+    owner: str,
+    prune: bool,
+    planned: Sequence[Change],
+) -> tuple[list[Change], list[Diagnostic]]:
+    """The deletion of the owned prompts no manifest declares (with ``prune``; else a warning
+    each), but of none still in use once ``planned`` (every other change of the plan) is
+    applied: one a desired agent binds, or one an aliased agent version is pinned to."""
     prunes: list[Change] = []
+    diags: list[Diagnostic] = []
     declared = {p.prompt_name for p in desired.prompts}
+    aliased = _aliased_after(observed, planned)
     for name in sorted(observed.prompts):
         model = observed.prompts[name]
         if name in declared or model.owner != owner:
             continue
         doc = model.tags.get(PROMPT_TAG, name)
-        users = _users(name, desired, observed)
+        users = _users(name, desired, observed, aliased)
         if users:
             diags.append(
                 Diagnostic(
@@ -114,19 +129,37 @@ def plan_prompts(
                     agent=doc,
                 )
             )
-    return changes, prunes, diags, unchanged
+    return prunes, diags
 
 
-def _users(name: str, desired: Desired, observed: RegistrySnapshot) -> str:
+def _aliased_after(observed: RegistrySnapshot, planned: Sequence[Change]) -> dict[str, set[int]]:
+    """Model -> the numbers of its versions that hold an alias once ``planned`` is applied (a
+    version this apply creates is left out: it is pinned to what desired agents bind)."""
+    aliases = {name: dict(m.aliases) for name, m in observed.models.items()}
+    for c in planned:
+        if c.kind is Kind.REGISTERED_MODEL and c.action is Action.DELETE:
+            aliases.pop(c.model, None)
+        elif c.kind is Kind.ALIAS and c.action is Action.DELETE:
+            aliases.get(c.model, {}).pop(c.name, None)
+        elif c.kind is Kind.ALIAS:
+            target = c.after_as(AliasTarget).target
+            aliases.setdefault(c.model, {})[c.name] = target if isinstance(target, int) else 0
+    return {m: {n for n in a.values() if n} for m, a in aliases.items()}
+
+
+def _users(
+    name: str, desired: Desired, observed: RegistrySnapshot, aliased: Mapping[str, set[int]]
+) -> str:
     """Why the undeclared prompt ``name`` must stay ("" when nothing uses it): a desired agent
-    binds it, or an aliased agent version (one that serves or may serve) is pinned to it."""
+    binds it, or an agent version aliased after the plan (one that serves or may serve) is
+    pinned to it."""
     binders = sorted(a.name for a in desired.agents for b in a.bindings if b.prompt == name)
     if binders:
         return f"agent {', '.join(repr(a) for a in binders)} binds it"
     pinned = sorted(
         f"{model.name}/{number}"
         for model in observed.models.values()
-        for number in sorted(set(model.aliases.values()))
+        for number in sorted(aliased.get(model.name, ()))
         if (version := model.versions.get(number)) is not None
         and any(prompt == name for prompt, _ in pins_of(version.tags).values())
     )

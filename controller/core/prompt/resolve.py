@@ -150,7 +150,9 @@ def _pinned_to_nothing(agent: DesiredAgent, observed: RegistrySnapshot) -> list[
         gone = [
             f"prompts:/{prompt}/{number}"
             for prompt, number in sorted(pins_of(model.versions[version].tags).values())
-            if number not in getattr(observed.prompts.get(prompt), "versions", {})
+            # A prompt gone as a whole is registered again by the apply when declared (with
+            # its numbers from 1: the pin may hold again), else the binding is in error.
+            if prompt in observed.prompts and number not in observed.prompts[prompt].versions
         ]
         if gone:
             out.append(

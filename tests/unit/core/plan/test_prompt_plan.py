@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from controller.core.manifest.desired import DesiredPrompt
+from controller.core.manifest.schema_prompt import PromptManifest
 from controller.core.plan.changes import Action, Kind
 from controller.core.plan.planner import plan
-from controller.core.plan.prompts import plan_prompts
 from controller.core.prompt.binding import PROMPTS_TAG, pins_of, pins_tag
 from controller.core.prompt.content import PromptContent
 from controller.core.state.observed import (
@@ -34,16 +35,25 @@ def _pinned_bot(alias: bool) -> ObservedModel:
 
 
 def _pruned(agents: tuple = (), models: tuple = (), prune: bool = True) -> tuple[list, list]:
+    """The prompt's rows and warnings in the whole plan (the agents' rows decide what stays
+    aliased)."""
     registry = replace(snapshot(*models), prompts={"support-system": _prompt()})
-    changes, prunes, diags, _ = plan_prompts(desired(*agents), registry, "agentctl", prune)
-    assert changes == []
-    return [(c.kind, c.model, c.action) for c in prunes], [d.message for d in diags]
+    p = plan(desired(*agents), registry, prune=prune)
+    prunes = [(c.kind, c.model, c.action) for c in p.changes if c.model == "support-system"]
+    return prunes, [d.message for d in p.diagnostics.warnings if d.agent == "support-system"]
+
+
+PRUNED = [(Kind.PROMPT, "support-system", Action.DELETE)]
+#: The bot serving its version 2, which is pinned to the prompt.
+SERVING_2 = agent("bot", digest=None, versions=[2], aliases={"champion": 2})
 
 
 def test_an_owned_prompt_nothing_uses_is_pruned() -> None:
-    prunes, diags = _pruned(models=(_pinned_bot(alias=False),))
-    assert prunes == [(Kind.PROMPT, "support-system", Action.DELETE)]
-    assert diags == []
+    serving_1 = agent("bot", digest=None, versions=[1], aliases={"champion": 1})
+    prunes, diags = _pruned(agents=(serving_1,), models=(_pinned_bot(alias=False),))
+    assert (prunes, diags) == (PRUNED, [])
+    # The version pinned to it gets an alias in this plan: it stays.
+    assert _pruned(agents=(SERVING_2,), models=(_pinned_bot(alias=False),))[0] == []
 
 
 def test_without_prune_it_is_a_warning() -> None:
@@ -62,15 +72,27 @@ def test_a_prompt_a_desired_agent_binds_is_not_pruned() -> None:
 
 
 def test_a_prompt_an_aliased_agent_version_is_pinned_to_is_not_pruned() -> None:
-    prunes, diags = _pruned(models=(_pinned_bot(alias=True),))
+    prunes, diags = _pruned(agents=(SERVING_2,), models=(_pinned_bot(alias=True),))
     assert prunes == []
-    assert diags[0].endswith("but it is not pruned: aliased versions are pinned to it (bot/2)")
+    assert diags == ["prompt 'support-system' is managed by 'agentctl' and no manifest declares "
+                     "it any more, but it is not pruned: aliased versions are pinned to it "
+                     "(bot/2)"]  # fmt: skip
+
+
+def test_the_aliases_that_count_are_those_after_the_plan_so_one_apply_converges() -> None:
+    # The pinned version loses its alias in this plan (the bot serves version 1 now)...
+    serving_1 = agent("bot", digest=None, versions=[1], aliases={"champion": 1})
+    assert _pruned(agents=(serving_1,), models=(_pinned_bot(alias=True),))[0] == PRUNED
+    # ...or its model is pruned with it.
+    assert _pruned(models=(_pinned_bot(alias=True),))[0] == PRUNED
+    # Without --prune the model stays, aliased: so does the prompt.
+    assert _pruned(models=(_pinned_bot(alias=True),), prune=False)[1][0].endswith("(bot/2)")
 
 
 def test_another_owner_s_prompt_is_neither_pruned_nor_mentioned() -> None:
     registry = replace(snapshot(), prompts={"support-system": _prompt(owner="team-b")})
-    _, prunes, diags, _ = plan_prompts(desired(), registry, "agentctl", True)
-    assert (prunes, diags) == ([], [])
+    p = plan(desired(), registry, prune=True)
+    assert (p.changes, p.diagnostics.warnings) == ((), ())
 
 
 def test_pins_round_trip_and_a_foreign_value_is_skipped_entry_by_entry() -> None:
@@ -116,3 +138,30 @@ def test_an_agent_version_pinned_to_a_prompt_version_gone_is_reported() -> None:
     ok = replace(prompt, versions={1: ObservedVersion(1, tags=content), **prompt.versions})
     again = plan(desired(bound), replace(snapshot(bot), prompts={"support-system": ok}))
     assert [w.agent for w in again.diagnostics.warnings] == ["support-system"]  # (not pruned)
+
+
+def test_no_warning_when_the_whole_prompt_is_gone_and_the_apply_registers_it_again() -> None:
+    manifest = PromptManifest.model_validate(
+        {"apiVersion": "agentctl.io/v1alpha1", "kind": "Prompt",
+         "metadata": {"name": "support-system"},
+         "spec": {"template": "t.txt", "aliases": {"production": "current"}}}
+    )  # fmt: skip
+    declared = DesiredPrompt(manifest, "p.yaml", PromptContent("text", "Hi."), "t.txt")
+    bound = agent("bot", prompts={"system": "support-system@production"})
+    wanted = replace(desired(bound), prompts=(declared,))
+    [new] = [c for c in plan(wanted, snapshot()).changes if c.kind is Kind.MODEL_VERSION]
+    tags = {PROMPTS_TAG: pins_tag({"system": "prompts:/support-system/1"}),
+            DIGEST_TAG: new.after.digest}  # type: ignore[union-attr]  # fmt: skip
+    bot = replace(
+        model("bot", aliases={"champion": 1}), versions={1: ObservedVersion(1, tags=tags)}
+    )
+    p = plan(wanted, snapshot(bot))  # the prompt is gone as a whole: registered again
+    assert [c.kind for c in p.changes][:1] == [Kind.PROMPT]
+    assert [w.message for w in p.diagnostics.warnings] == []
+    # Gone but its version 1 only (2 holds the same content): the pin is broken.
+    kept = ObservedModel("support-system", "", {OWNER_TAG: "agentctl", PROMPT_TAG: "support-system"},
+                         {}, {2: ObservedVersion(2, tags=PromptContent("text", "Hi.").tags())})  # fmt: skip
+    p = plan(wanted, replace(snapshot(bot), prompts={"support-system": kept}))
+    assert [w.message[:49] for w in p.diagnostics.warnings] == [
+        "version 1 of 'bot' pins prompts:/support-system/1"
+    ]
