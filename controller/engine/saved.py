@@ -28,9 +28,12 @@ from controller.engine.reconcile import Backends, Made, observe, plan_round, pre
 __all__ = ["apply_saved", "read_saved", "save", "write_saved"]
 
 
-def _models(plan: Plan, desired: Desired) -> set[str]:
+def _models(plan: Plan, desired: Desired, prune: bool) -> set[str] | None:
     """The registered models and prompts a plan depends on: its agents', those its changes
-    touch, the prompts the manifests declare and those their agents bind."""
+    touch, the prompts the manifests declare and those their agents bind; with ``prune``, all
+    (what is pruned, and what is kept because an alias still needs it, depends on every one)."""
+    if prune:
+        return None
     return (
         {v.model for v in plan.views}
         | {c.model for c in plan.changes}
@@ -67,7 +70,7 @@ def save(
         target=target,
         namespace=namespace,
         desired=fingerprint(made.desired),
-        registry=fingerprint(made.observed, only=_models(plan, made.desired)),
+        registry=fingerprint(made.observed, only=_models(plan, made.desired, prune)),
         serving=fingerprint(served, only=_agents(plan)) if served is not None else None,
         made=SavedMade(
             owner, prune, made.now, without_credentials(tracking_uri), cluster, made.scope
@@ -160,7 +163,7 @@ def _verify(saved: SavedPlan, desired: Desired, backends: Backends, file: str) -
     if saved.serving is not None and backends.serving is None:
         raise InvalidPlanFile(f"{file}: the plan was made with a serving target; none was given")
     observed, served = observe(backends)
-    if fingerprint(observed, only=_models(plan, desired)) != saved.registry:
+    if fingerprint(observed, only=_models(plan, desired, saved.made.prune)) != saved.registry:
         raise stale("the registry")
     if (
         saved.serving is not None

@@ -318,3 +318,20 @@ def test_a_saved_plan_is_stale_when_a_prompt_it_binds_or_declares_changed(tmp_pa
     with pytest.raises(StalePlan, match="the registry changed"):
         apply_saved(saved, desired, reg, file="plan.json", policy=NO_WAIT)
     assert reg.writes == []
+
+
+def test_a_saved_prune_plan_is_stale_when_any_model_changed(tmp_path: Path) -> None:
+    """What --prune deletes or keeps depends on every model, not only the plan's."""
+    root = write_repo(tmp_path, GOOD)
+    desired, _ = load(root)
+    reg = FakeRegistry()
+    reg.create_model("elsewhere", None, {})  # another team's: not the plan's business
+    result = reconcile(desired, reg, apply=False, prune=True)
+    assert result.made is not None
+    saved = save(result.plan, result.made, path=root, allow_empty=False, target="registry",
+                 owner="agentctl", prune=True, tracking_uri="http://127.0.0.1:5000")  # fmt: skip
+    reg.set_model_tag("elsewhere", "team", "b")
+    reg.writes.clear()
+    with pytest.raises(StalePlan, match="the registry changed"):
+        apply_saved(saved, desired, reg, file="plan.json", policy=NO_WAIT)
+    assert reg.writes == []
