@@ -215,30 +215,60 @@ def _resolve(
 
 
 def _bindable(ref: str, data: bytes, root: Path, error: Error, at: _At | None) -> bool:
-    """Whether the model config of an agent that binds prompts can take them (a mapping whose
-    ``prompts``, if any, is a mapping too: the pins are merged there at logging time)."""
+    """Whether the model config of an agent that binds prompts can take them, read as logging
+    reads it (``yaml.safe_load``): one document, a mapping (or empty) whose ``prompts``, if
+    set, is a mapping too; the pins are merged there."""
     display = f"{ref}@{at.revision}" if at else shown_path(root / ref)
+    why = "the agent binds prompts (spec.prompts), which are pinned into its model config"
     try:
-        node = yaml.compose(data.decode("utf-8"), Loader=yaml.SafeLoader)
-    except (UnicodeDecodeError, yaml.YAMLError):
-        return True  # the loader reads every .yaml file and reports it; logging reports others
-    if node is None:
-        return True
-    if not isinstance(node, yaml.MappingNode):
-        error(Location(display, node.start_mark.line + 1, node.start_mark.column + 1), "",
-              f"the agent binds prompts (spec.prompts), which are pinned into its model config "
-              f"under '{PROMPTS_CONFIG_KEY}': the config must be a mapping")  # fmt: skip
+        text = data.decode("utf-8")
+        docs = list(yaml.safe_load_all(text))
+    except UnicodeDecodeError:
+        return True  # logging reports it, as for any agent
+    except (yaml.scanner.ScannerError, yaml.parser.ParserError):
+        return True  # YAML syntax: the loader reports a .yaml file's, logging any other's
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = (
+            Location(display, mark.line + 1, mark.column + 1) if mark else Location(display, 1, 1)
+        )
+        error(where, "", f"{why}, which cannot be read: {exc.problem or exc}")
         return False
-    for key, value in node.value:
-        if key.value == PROMPTS_CONFIG_KEY and not isinstance(value, yaml.MappingNode):
-            if isinstance(value, yaml.ScalarNode) and value.tag.endswith(":null"):
-                continue
-            error(Location(display, value.start_mark.line + 1, value.start_mark.column + 1),
-                  PROMPTS_CONFIG_KEY,
-                  f"the agent binds prompts (spec.prompts), which are pinned here: "
-                  f"'{PROMPTS_CONFIG_KEY}' must be a mapping")  # fmt: skip
-            return False
+    if len(docs) > 1:
+        error(Location(display, 1, 1), "",
+              f"{why}, which must be one YAML document (it holds {len(docs)})")  # fmt: skip
+        return False
+    config = docs[0] if docs else None
+    if config is None:
+        return True
+    if not isinstance(config, dict):
+        error(Location(display, 1, 1), "",
+              f"{why} under '{PROMPTS_CONFIG_KEY}': the config must be a mapping, not "
+              f"{_a(config)}")  # fmt: skip
+        return False
+    own = config.get(PROMPTS_CONFIG_KEY) or {}
+    if not isinstance(own, dict):
+        error(_key_location(text, display), PROMPTS_CONFIG_KEY,
+              f"{why}: '{PROMPTS_CONFIG_KEY}' must be a mapping, not {_a(own)}")  # fmt: skip
+        return False
     return True
+
+
+def _a(value: object) -> str:
+    """What a YAML value is, in words: "a list", "a number"."""
+    if isinstance(value, bool):
+        return "true or false"
+    kinds = {list: "a list", str: "a string", int: "a number", float: "a number"}
+    return kinds.get(type(value), f"a {type(value).__name__}")
+
+
+def _key_location(text: str, display: str) -> Location:
+    """Where the config's own ``prompts`` value is written (its first line when merged in)."""
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    for key, value in node.value if isinstance(node, yaml.MappingNode) else ():
+        if isinstance(key, yaml.ScalarNode) and key.value == PROMPTS_CONFIG_KEY:
+            return Location(display, value.start_mark.line + 1, value.start_mark.column + 1)
+    return Location(display, 1, 1)
 
 
 def _read(

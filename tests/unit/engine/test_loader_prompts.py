@@ -438,9 +438,16 @@ def test_a_binding_is_not_checked_against_aliases_a_repair_dropped(tmp_path: Pat
 @pytest.mark.parametrize(
     ("config", "at", "says"),
     [
-        ("greeting: hi\nprompts: [system]\n", ("config.yaml", 2, 10, "prompts"), "'prompts' must"),
+        ("greeting: hi\nprompts: [system]\n", ("config.yaml", 2, 10, "prompts"), "not a list"),
         ("prompts: just text\n", ("config.yaml", 1, 10, "prompts"), "'prompts' must be a mapping"),
-        ("- a list\n", ("config.yaml", 1, 1, ""), "the config must be a mapping"),
+        ("- a list\n", ("config.yaml", 1, 1, ""), "the config must be a mapping, not a list"),
+        (
+            "b: &b {prompts: 3}\n<<: *b\n",
+            ("config.yaml", 1, 1, "prompts"),
+            "must be a mapping, not a number",
+        ),
+        ("a: 1\n---\nb: 2\n", ("config.yaml", 1, 1, ""), "one YAML document (it holds 2)"),
+        ("prompts: !foo {}\n", ("config.yaml", 1, 10, ""), "cannot be read"),
     ],
 )
 def test_a_bound_agent_s_config_that_cannot_take_the_pins_is_an_error_at_its_line(
@@ -453,7 +460,10 @@ def test_a_bound_agent_s_config_that_cannot_take_the_pins_is_an_error_at_its_lin
     assert says in message
 
 
-@pytest.mark.parametrize("config", ["", "greeting: hi\nprompts:\n", "prompts: {user: x}\n"])
+@pytest.mark.parametrize(
+    "config",
+    ["", "greeting: hi\nprompts:\n", "prompts: {user: x}\n", "prompts: []\n", "prompts: ''\n"],
+)
 def test_a_bound_agent_s_config_that_can_take_the_pins_loads(tmp_path: Path, config: str) -> None:
     write_prompt_repo(tmp_path, agent=BOUND_AGENT)
     (tmp_path / "config.yaml").write_text(config)
