@@ -30,8 +30,10 @@ from controller.core.manifest.schema import (
     ServingDefaults,
     ServingDefaultsSpec,
 )
+from controller.core.manifest.schema_environment import ENVIRONMENT_KIND, EnvironmentSpec
 from controller.core.manifest.schema_prompt import PROMPT_KIND, PromptSpec
 from controller.core.plan.kube_objects import resolve_settings
+from controller.engine.environments import BuiltEnvironment, build_environment, check_all
 from controller.engine.evaluation import resolve_evaluation
 from controller.engine.files import MAX_MANIFEST_BYTES, Unreadable, read_regular, shown_path
 from controller.engine.prompts import PromptClaims, build_prompt
@@ -107,6 +109,7 @@ def load(
     by_model: dict[str, _Built] = {}
     defaults: _Defaults | None = None
     prompts = PromptClaims()
+    environments: list[BuiltEnvironment] = []
     for file in _manifest_files(base):
         display = shown_path(file)
         for doc in _read_documents(file, display, root_dir, out):
@@ -124,6 +127,13 @@ def load(
                     )
                     continue
                 defaults = found
+                continue
+            if kind == ENVIRONMENT_KIND:
+                built_env = build_environment(
+                    doc.data, doc.locations, doc.file, doc.start, root_dir, out, misspelt
+                )
+                if built_env is not None:
+                    environments.append(built_env)
                 continue
             if kind == PROMPT_KIND:
                 built_prompt = build_prompt(
@@ -153,6 +163,12 @@ def load(
     desired_prompts = sorted(
         (p.desired for p in prompts.kept if p.desired is not None), key=lambda p: p.name
     )
+    desired_envs = check_all(
+        environments,
+        {b.name for b in built if b.name} | set(by_name),
+        {p.prompt_name: f"prompt '{p.prompt_name}'" for p in prompts.kept},
+        out,
+    )
     if not agents and not desired_prompts and not out.items and not allow_empty:
         out.error(
             None,
@@ -172,6 +188,7 @@ def load(
             defaults_location=defaults.location if defaults else None,
             defaults_ref=defaults.ref if defaults else "",
             prompts=tuple(desired_prompts),
+            environments=tuple(desired_envs),
         ),
         diags,
     )
@@ -225,7 +242,7 @@ class _Defaults:
 
 
 def _kind(doc: _Doc, out: _Collector) -> tuple[str | None, bool]:
-    """The document's kind, and whether it is misspelt: a kind that is not one of the three is
+    """The document's kind, and whether it is misspelt: a kind that is not one of the four is
     reported, and the document is checked as the closest one (by its spec's fields only one
     kind has, else by the kind's spelling), so that its other problems are reported too."""
     data = doc.data
@@ -238,6 +255,8 @@ def _kind(doc: _Doc, out: _Collector) -> tuple[str | None, bool]:
         closest = KIND
     elif keys & _PROMPT_FIELDS:
         closest = PROMPT_KIND
+    elif keys & _ENVIRONMENT_FIELDS:
+        closest = ENVIRONMENT_KIND
     elif keys & _DEFAULTS_FIELDS:
         closest = DEFAULTS_KIND
     else:
@@ -247,21 +266,23 @@ def _kind(doc: _Doc, out: _Collector) -> tuple[str | None, bool]:
     out.error(
         _deepest(doc, ("kind",)),
         "kind",
-        f"kind must be {KIND}, {PROMPT_KIND} or {DEFAULTS_KIND} (got {kind!r}); "
+        f"kind must be {KIND}, {PROMPT_KIND}, {ENVIRONMENT_KIND} or {DEFAULTS_KIND} (got {kind!r}); "
         f"checked as {closest}",
     )
     return closest, True
 
 
-_KINDS = (KIND, PROMPT_KIND, DEFAULTS_KIND)
+_KINDS = (KIND, PROMPT_KIND, ENVIRONMENT_KIND, DEFAULTS_KIND)
 _DEFAULTS_FIELDS = {f.alias or n for n, f in ServingDefaultsSpec.model_fields.items()}
 # The fields only one kind's spec has (versions, aliases, tags... are both an Agent's and a
 # Prompt's).
 _AGENT_FIELDS = {f.alias or n for n, f in AgentSpec.model_fields.items()}
 _PROMPT_FIELDS = {f.alias or n for n, f in PromptSpec.model_fields.items()}
-_AGENT_FIELDS, _PROMPT_FIELDS = (
-    _AGENT_FIELDS - _PROMPT_FIELDS - _DEFAULTS_FIELDS,
-    _PROMPT_FIELDS - _AGENT_FIELDS - _DEFAULTS_FIELDS,
+_ENVIRONMENT_FIELDS = {f.alias or n for n, f in EnvironmentSpec.model_fields.items()}
+_AGENT_FIELDS, _PROMPT_FIELDS, _ENVIRONMENT_FIELDS = (
+    _AGENT_FIELDS - _PROMPT_FIELDS - _DEFAULTS_FIELDS - _ENVIRONMENT_FIELDS,
+    _PROMPT_FIELDS - _AGENT_FIELDS - _DEFAULTS_FIELDS - _ENVIRONMENT_FIELDS,
+    _ENVIRONMENT_FIELDS - _AGENT_FIELDS - _PROMPT_FIELDS - _DEFAULTS_FIELDS,
 )
 
 

@@ -19,11 +19,19 @@ from controller.core.manifest.schema import (
     KubernetesServing,
     ServingDefaults,
 )
+from controller.core.manifest.schema_environment import EnvironmentManifest
 from controller.core.manifest.schema_prompt import PromptManifest
 from controller.core.prompt.binding import Binding, PromptPin, parse_binding
 from controller.core.prompt.content import PromptContent
 
-__all__ = ["DEFAULTS_KIND", "Desired", "DesiredAgent", "DesiredPrompt", "ResolvedSource"]
+__all__ = [
+    "DEFAULTS_KIND",
+    "Desired",
+    "DesiredAgent",
+    "DesiredEnvironment",
+    "DesiredPrompt",
+    "ResolvedSource",
+]
 
 DEFAULTS_KIND = "ServingDefaults"
 
@@ -129,6 +137,24 @@ class DesiredPrompt:
 
 
 @dataclass(frozen=True, slots=True)
+class DesiredEnvironment:
+    """A ``kind: Environment`` document: one stage of the promotion path."""
+
+    manifest: EnvironmentManifest
+    file: str
+    locations: Mapping[FieldPath, Location] = field(default_factory=dict)
+    manifest_ref: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    def location(self, path: FieldPath) -> Location:
+        """The location of the deepest prefix of ``path`` that the file has."""
+        return deepest(self.locations, self.file, path)
+
+
+@dataclass(frozen=True, slots=True)
 class Desired:
     agents: tuple[DesiredAgent, ...]
     root: str = ""
@@ -138,6 +164,11 @@ class Desired:
     defaults_ref: str = ""  # its file, relative to the root
     #: The ``kind: Prompt`` documents.
     prompts: tuple[DesiredPrompt, ...] = ()
+    #: The ``kind: Environment`` documents, in promotion order (each after the one it follows).
+    environments: tuple[DesiredEnvironment, ...] = ()
+    #: The environment this desired state is (:func:`controller.core.environment.overlay.in_environment`);
+    #: None: the manifests as written.
+    environment: str | None = None
 
     @property
     def kubernetes_defaults(self) -> KubernetesServing | None:

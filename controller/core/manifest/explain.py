@@ -20,6 +20,7 @@ from controller.core.manifest.schema import (
     VERSION_NAME_PATTERN,
     AgentManifest,
 )
+from controller.core.manifest.schema_environment import MODEL_RULE_PATTERN
 from controller.core.manifest.schema_prompt import PROMPT_NAME_PATTERN
 
 __all__ = ["explain"]
@@ -107,6 +108,10 @@ _PATTERN_HELP = {
     PROMPT_BINDING_PATTERN: (
         "a prompt binding is <prompt>@<alias> or <prompt>/<version> (e.g. "
         "support-system@production, support-system/3)"
+    ),
+    MODEL_RULE_PATTERN: (
+        "a naming rule is a registered model name in which only {agent} and {env} are replaced "
+        "(e.g. {agent}-{env}, main.{env}.{agent})"
     ),
     PROMPT_NAME_PATTERN: "a prompt name may contain only letters, digits, '_', '-' and '.'",
     r"^[a-zA-Z_][a-zA-Z0-9_]*(\.[a-zA-Z_][a-zA-Z0-9_]*)*$": (

@@ -1,4 +1,4 @@
-"""The JSON Schema of a manifest (``kind: Agent``, ``kind: Prompt`` or ``kind: ServingDefaults``), for
+"""The JSON Schema of a manifest (``kind: Agent``, ``Prompt``, ``Environment`` or ``ServingDefaults``), for
 ``agentctl schema`` and editors. Pure data."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import Field, TypeAdapter
 
 from controller.core.manifest.schema import API_VERSION, AgentManifest, ServingDefaults
+from controller.core.manifest.schema_environment import EnvironmentManifest
 from controller.core.manifest.schema_prompt import PromptManifest
 
 __all__ = ["SCHEMA_ID", "manifest_json_schema"]
@@ -18,7 +19,10 @@ SCHEMA_ID = "https://agentctl.io/schemas/v1alpha1/agent.json"
 
 def manifest_json_schema() -> dict[str, Any]:
     either = TypeAdapter(
-        Annotated[AgentManifest | PromptManifest | ServingDefaults, Field(discriminator="kind")]
+        Annotated[
+            AgentManifest | PromptManifest | EnvironmentManifest | ServingDefaults,
+            Field(discriminator="kind"),
+        ]
     )
     schema = either.json_schema(by_alias=True, mode="validation")
     # `versions` items also take the shorthands `- 3` and `- current` (see VersionEntry and

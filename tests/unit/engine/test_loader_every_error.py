@@ -148,7 +148,7 @@ def test_a_misspelt_kind_does_not_hide_the_document_s_other_errors(
     errors = errors_of(tmp_path)
     assert [e.field for e in errors] == fields
     assert errors[0].message == (
-        f"kind must be Agent, Prompt or ServingDefaults (got {kind!r}); checked as {checked_as}"
+        f"kind must be Agent, Prompt, Environment or ServingDefaults (got {kind!r}); checked as {checked_as}"
     )
     desired, _ = load(tmp_path, partial=True)
     assert [a.name for a in desired.agents] == ["bot"]

@@ -282,7 +282,7 @@ def test_a_misspelt_kind_is_checked_as_a_prompt(tmp_path: Path) -> None:
     got = [(where(e), e.message) for e in errors_of(tmp_path)]
     assert got[0] == (
         ("prompt.yaml", 2, 1, "kind"),
-        "kind must be Agent, Prompt or ServingDefaults (got 'Promt'); checked as Prompt",
+        "kind must be Agent, Prompt, Environment or ServingDefaults (got 'Promt'); checked as Prompt",
     )
     assert got[1][0] == ("support-system.txt", 1, 1, "spec.template")
     desired, _ = load(tmp_path, partial=True)

@@ -231,7 +231,7 @@ def test_an_unknown_kind_is_named(tmp_path: Path) -> None:
     [err] = errors_of(root)
     assert (err.field, err.location and err.location.line) == ("kind", 2)
     assert err.message == (
-        "kind must be Agent, Prompt or ServingDefaults (got 'Default'); checked as ServingDefaults"
+        "kind must be Agent, Prompt, Environment or ServingDefaults (got 'Default'); checked as ServingDefaults"
     )
 
 
