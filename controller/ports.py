@@ -117,6 +117,13 @@ class Registry(Protocol):
         the version may exist, now or later."""
         ...
 
+    def copy_version(self, name: str, source: str, tags: Mapping[str, str]) -> int:
+        """Register a new version of ``name`` copied from ``source`` (``models:/<model>/<n>``,
+        MLflow's ``copy_model_version`` convention): its source is that URI, its run, tags and
+        description the source version's (its agentctl create attempt left out), ``tags`` over
+        them; return its number."""
+        ...
+
     def versions_with_digest(self, name: str, digest: str) -> list[ObservedVersion]:
         """Every usable version of ``name`` logged from ``digest``, lowest number first."""
         ...

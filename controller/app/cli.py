@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from controller.app import approval, output, rollout, saved, sources, wiring
 from controller.app import evaluate as eval_cmd
 from controller.app import gc as gc_cmd
 from controller.app import options as o
-from controller.app import output, rollout, saved, sources, wiring
 from controller.app.helptext import HelpCommand, HelpGroup
 from controller.app.options import (
     Format,
@@ -111,6 +111,7 @@ class _Session:
 
         desired = self.latest.load()  # bad manifests stop here, before any server is asked
         if self.backends is None:
+            self.opts = sources.env_options(desired, self.opts)
             self.backends = wiring.backends(self.opts, self.latest.settings, attach=self.attach)
         changed, baseline = None, None
         if changed_since is not None:
@@ -575,6 +576,8 @@ for _fn in (rollout.promote, rollout.abort, rollout.rollback):
     command(*o.REGISTRY, "owner", name=_fn.__name__.replace("_", "-"))(_fn)
 
 
+command(*o.REGISTRY, *o.LOAD, name="approve")(approval.approve)
+command(*o.REGISTRY, *o.LOAD, name="reject")(approval.reject)
 command(*o.REGISTRY, "owner", name="gc")(gc_cmd.gc)
 command(*o.REGISTRY, *o.LOAD, "owner", name="eval")(eval_cmd.evaluate)
 

@@ -78,6 +78,7 @@ class Options:
     run_dir: Path = DEFAULT_RUN_DIR
     router_port: int = DEFAULT_ROUTER_PORT
     namespace: str | None = None
+    environment: str | None = None
     context: str | None = None
     kubeconfig: str | None = None
     ready_timeout: float = 0.0
@@ -171,6 +172,17 @@ DECLARED: dict[str, Any] = {
             help="Port of the local router on 127.0.0.1, when local serving starts (0: any free).",
         ),
     ],
+    "environment": Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            metavar="NAME",
+            envvar="AGENTCTL_ENV",
+            help="The environment (kind: Environment) to reconcile: its registered models, "
+            "serving settings and overlays, and the versions promoted into it. Required when "
+            "the manifests declare environments.",
+        ),
+    ],
     "namespace": Annotated[
         str | None,
         typer.Option(
@@ -253,7 +265,7 @@ DECLARED: dict[str, Any] = {
 
 #: Option groups, as commands take them.
 REGISTRY = ("tracking_uri",)
-LOAD = ("root", "allow_empty")
+LOAD = ("root", "allow_empty", "environment")
 WRITE = ("owner", "prune")
 KUBE = ("namespace", "context", "kubeconfig")
 LOCAL = ("run_dir", "router_port")

@@ -24,6 +24,52 @@ def load(path: Path, opts: Options) -> tuple[Desired, Diagnostics]:
     return load_manifests(path, root=opts.root, allow_empty=opts.allow_empty, history=GitHistory())
 
 
+def in_env(desired: Desired, opts: Options) -> Desired:
+    """The desired state of ``--env`` (each agent in the environment's registered model, its
+    overlay applied, promotion's version as ``current``); the manifests as written when they
+    declare no environment. InvalidInput for an unknown environment, for manifests that declare
+    environments without ``--env``, and for an agent the environment makes invalid."""
+    from controller.core.diagnostics import Diagnostics
+    from controller.core.environment.overlay import environment_named, in_environment
+
+    names = [e.name for e in desired.environments]
+    if opts.environment is None:
+        if names:
+            raise InvalidInput.of(
+                f"the manifests declare environments ({', '.join(names)}): pass --env NAME to "
+                "reconcile one",
+                field="--env",
+            )
+        return desired
+    env = environment_named(desired, opts.environment)
+    if env is None:
+        declared = f"declared: {', '.join(names)}" if names else "no Environment manifest"
+        raise InvalidInput.of(f"no environment '{opts.environment}' ({declared})", field="--env")
+    moved, diags = in_environment(desired, env)
+    if diags:
+        raise InvalidInput(Diagnostics.of(diags))
+    return moved
+
+
+def env_options(desired: Desired, opts: Options) -> Options:
+    """``opts`` with the settings the environment of ``desired`` names (its tracking URI, its
+    namespace), unless given on the command line."""
+    from dataclasses import replace
+
+    from controller.core.environment.overlay import environment_named
+
+    env = environment_named(desired, desired.environment or "")
+    if env is None:
+        return opts
+    spec = env.manifest.spec
+    changes: dict[str, object] = {}
+    if spec.tracking_uri and "tracking_uri" not in opts.given:
+        changes["tracking_uri"] = spec.tracking_uri
+    if spec.serving is not None and spec.serving.namespace and "namespace" not in opts.given:
+        changes["namespace"] = spec.serving.namespace
+    return replace(opts, **changes) if changes else opts  # type: ignore[arg-type]
+
+
 def changes_since(path: Path, root: Path, ref: str) -> tuple[frozenset[str], Desired]:
     """Files changed since ``ref`` (relative to ``root``) and the desired state at ``ref``.
 
@@ -100,6 +146,7 @@ class Latest:
         from controller.core.plan.kube_objects import settings_of
 
         desired, _ = load(self.path, self.opts)
+        desired = in_env(desired, self.opts)
         self.desired, self._settings = desired, settings_of(desired)
         return desired
 

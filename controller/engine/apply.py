@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+from controller.core.environment.record import aliased_at_tag, iso
 from controller.core.errors import (
     ApplyFailed,
     BackendError,
@@ -82,6 +84,7 @@ def apply(
     written_by: str = "",
     history: SourceHistory | None = None,
     evaluator: Evaluator | None = None,
+    wall: Callable[[], float] = time.time,
 ) -> ChangeSet:
     """Make exactly the plan's changes, in order. ``stop`` is asked before each change: once it
     says so, the change in flight has finished and the rest are left for the next apply (every
@@ -105,7 +108,7 @@ def apply(
     if evaluator is None and any(c.kind is Kind.EVALUATION for c in plan.changes):
         raise ValueError("the plan evaluates versions, but no evaluator was given")
     executor = _Executor(
-        registry, root, policy or RetryPolicy(), serving, plan.owner, written_by, history
+        registry, root, policy or RetryPolicy(), serving, plan.owner, written_by, history, wall
     )
     executor.evaluations = (
         Evaluations(registry, executor.policy, evaluator, root, plan.owner)
@@ -225,8 +228,10 @@ class _Executor:
         owner: str = "",
         written_by: str = "",
         history: SourceHistory | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.registry = registry
+        self.wall = wall  # the time an alias moves, as recorded
         self.history = history
         self.owner = owner
         self.written_by = written_by
@@ -243,7 +248,11 @@ class _Executor:
         self._one_at_a_time = threading.Lock()
 
     def check_source(self, change: Change) -> None:
-        if change.kind is Kind.MODEL_VERSION and change.action is Action.CREATE:
+        if (
+            change.kind is Kind.MODEL_VERSION
+            and change.action is Action.CREATE
+            and change.after_as(VersionCreate).copy_from is None  # (a copy has no files)
+        ):
             self.sources[change.address] = snapshot.take(
                 change.agent,
                 self.root,
@@ -320,6 +329,8 @@ class _Executor:
 
     def _version(self, c: Change) -> Entry:
         r, call = self.registry, self.policy.call
+        if c.action is Action.CREATE and c.after_as(VersionCreate).copy_from is not None:
+            return self._copy(c, c.after_as(VersionCreate))
         if c.action is Action.CREATE:
             new = c.after_as(VersionCreate)
             digest = new.digest
@@ -364,6 +375,25 @@ class _Executor:
             return Entry(c.address, Verb.CREATED, f"version {number}")
         return write_version(c, r, self.policy, self.stamp)
 
+    def _copy(self, c: Change, new: VersionCreate) -> Entry:
+        """A promotion: the copy found by its digest if an earlier apply made it, else made."""
+        r, call = self.registry, self.policy.call
+        assert new.copy_from is not None
+        source = new.copy_from
+        tags = {**new.tags, **self.stamp}
+
+        def find_or_copy() -> tuple[int, bool]:  # each retry looks first
+            existing = r.find_version(c.model, new.digest)
+            if existing is not None:
+                return existing, False
+            return r.copy_version(c.model, source, tags), True
+
+        number, copied = call(find_or_copy)
+        self.created[(c.model, new.digest)] = number
+        if not copied:
+            return Entry(c.address, Verb.UNCHANGED, f"already promoted as version {number}")
+        return Entry(c.address, Verb.CREATED, f"version {number}, copied from {source}")
+
     def _settle(
         self, model: str, digest: str, attempts: list[str], unknown: set[str]
     ) -> int | None:
@@ -391,6 +421,10 @@ class _Executor:
             call(lambda: r.delete_alias(c.model, c.name))
             return Entry(c.address, Verb.DELETED, c.name)
         number = self._number(c, c.after_as(AliasTarget).target)
+        # When it moved, on the version first (the start of a promotion's soak, the history's
+        # alias move): a crash before the move leaves a record the next move writes again.
+        moved = iso(self.wall())
+        call(lambda: r.set_version_tag(c.model, number, aliased_at_tag(c.name), moved))
         call(lambda: r.set_alias(c.model, c.name, number))
         verb = Verb.CREATED if c.action is Action.CREATE else Verb.CONFIGURED
         return Entry(c.address, verb, f"-> version {number}")

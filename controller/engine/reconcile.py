@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol
 
+from controller.core.environment.promotion import promote
 from controller.core.errors import AgentctlError, ApplyFailed
 from controller.core.manifest.desired import Desired
 from controller.core.plan.changes import SERVING_KINDS, Change, Plan
@@ -220,7 +221,7 @@ def _finish(
         on_plan(the_plan)
     if not apply or the_plan.has_errors or not the_plan.has_changes:
         return Result(the_plan, previews=previews, progress=progress,
-                      requeue_after=_requeue(progress, None), terminal=terminal,
+                      requeue_after=_requeue(progress, None, the_plan), terminal=terminal,
                       made=round_.made)  # fmt: skip
     changeset = apply_plan(
         the_plan, backends.registry, root=desired.root, policy=backends.policy, history=backends.history,
@@ -230,7 +231,7 @@ def _finish(
     return Result(
         the_plan, changeset, previews, progress,
         stopped=len(changeset.entries) < len(the_plan.changes),
-        requeue_after=_requeue(progress, changeset),
+        requeue_after=_requeue(progress, changeset, the_plan),
     )  # fmt: skip
 
 
@@ -253,6 +254,8 @@ def plan_round(
     Agents' prompt bindings are resolved first: a rollout's canary is the version bound to the
     prompts as they are now."""
     desired, _ = bind_prompts(desired, observed)  # (the plan reports a binding in error)
+    # In an environment after another, each agent's version is the one promotion lets in.
+    desired, steps = promote(desired, observed, now)
     if served is None:
         recorded = {
             agent: p for agent, p in evaluate(desired, observed, now, None).items()
@@ -261,13 +264,13 @@ def plan_round(
         }  # fmt: skip
         the_plan = plan(
             desired, observed, owner=owner, prune=prune, scope=scope, baseline=baseline,
-            rollouts=recorded,
+            rollouts=recorded, promotions=steps,
         )  # fmt: skip
         return the_plan, {}
     progress = evaluate(desired, observed, now, providers)
     the_plan = plan(
         desired, observed, owner=owner, prune=prune, scope=scope, baseline=baseline,
-        serving=served, progress=progress,
+        serving=served, progress=progress, promotions=steps,
     )  # fmt: skip
     return the_plan, progress
 
@@ -291,10 +294,14 @@ def preview(
     return tuple(policy.call(lambda: target.preview(serving_changes)))
 
 
-def _requeue(progress: Mapping[str, Progress], changeset: ChangeSet | None) -> float | None:
-    """When to look again: the soonest rollout that waits for a pause or a gate, or a few
-    seconds while a served version becomes ready."""
+def _requeue(
+    progress: Mapping[str, Progress], changeset: ChangeSet | None, plan: Plan | None = None
+) -> float | None:
+    """When to look again: the soonest rollout that waits for a pause or a gate, a promotion's
+    soak that ends, or a few seconds while a served version becomes ready."""
     waits = [p.requeue for p in progress.values() if p.requeue is not None]
+    if plan is not None:
+        waits += [s.wait for s in plan.waiting if s.wait is not None]
     if changeset is not None and changeset.waiting:
         waits.append(REQUEUE_WAITING)
     return min(waits) if waits else None
@@ -352,6 +359,6 @@ def _apply_isolated(
     whole = ChangeSet(entries) if applied else None
     return Result(
         the_plan, whole, (), progress, applied, failed, held, stopped,
-        requeue_after=_requeue(progress, whole),
+        requeue_after=_requeue(progress, whole, the_plan),
         terminal="the plan has errors" if the_plan.has_errors else None,
     )  # fmt: skip

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from controller.core.environment.record import kept_in_copy
 from controller.core.errors import PermanentBackendError, TemporaryBackendError
 from controller.core.prompt.content import IS_PROMPT_TAG, PromptContent
 from controller.core.state.logged import LoggedModel, LoggedRun, LoggedSnapshot
@@ -120,6 +121,18 @@ class FakeRegistry:
         m = self.models.get(name)
         hits = [n for n, v in (m.versions.items() if m else []) if v.tags.get(DIGEST_TAG) == digest]
         return min(hits) if hits else None
+
+    def copy_version(self, name: str, source: str, tags: Mapping[str, str]) -> int:
+        self._op("copy_version")
+        model, _, number = source.removeprefix("models:/").rpartition("/")
+        got = self.models[model].versions[int(number)]
+        own = {k: v for k, v in got.tags.items() if kept_in_copy(k)}
+        m = self.models[name]
+        n = max(m.versions, default=0) + 1
+        m.versions[n] = ObservedVersion(
+            n, tags={**own, **tags}, description=got.description, source=source, run_id=got.run_id
+        )
+        return n
 
     def log_version(
         self, name: str, source: VersionSource, tags: Mapping[str, str], description: str | None

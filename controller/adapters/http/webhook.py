@@ -5,7 +5,9 @@ MLflow (3.3 and later) signs a delivery with the webhook's secret: the header
 ``"{delivery id}.{timestamp}.{raw body}"``, with ``X-MLflow-Delivery-Id`` and
 ``X-MLflow-Timestamp`` (Unix seconds). The body is ``{"entity", "action", "timestamp", "data"}``.
 The events that can change what the controller plans (:data:`EVENTS`): a model's alias set or
-deleted (``model_version_alias.created`` / ``.deleted``), and, for a prompt of the Prompt
+deleted (``model_version_alias.created`` / ``.deleted``), a version's tag set or deleted
+(``model_version_tag.set`` / ``.deleted``: an approval for an environment, a verdict), and, for
+a prompt of the Prompt
 Registry, which MLflow reports as events of their own (``data`` holds ``name`` and ``alias``,
 ``version`` or ``key``): ``prompt_alias.created`` / ``.deleted``, ``prompt_version.created``,
 ``prompt_tag.set`` / ``.deleted`` and ``prompt_version_tag.set`` / ``.deleted``. A delivery
@@ -35,6 +37,8 @@ EVENTS = frozenset(
     {
         "model_version_alias.created",
         "model_version_alias.deleted",
+        "model_version_tag.set",
+        "model_version_tag.deleted",
         "prompt_alias.created",
         "prompt_alias.deleted",
         "prompt_version.created",
@@ -82,8 +86,8 @@ class Delivery:
 
     @property
     def relevant(self) -> bool:
-        """Whether it can change what the controller plans (an alias moved by hand, a prompt
-        version or tag made or edited by hand)."""
+        """Whether it can change what the controller plans (an alias moved by hand, an approval
+        given, a prompt version or tag made or edited by hand)."""
         return self.event in EVENTS
 
 

@@ -22,6 +22,7 @@ from controller.adapters.mlflow.prompts import (
     existing_prompt_error,
     prompt_versions_filter,
 )
+from controller.core.environment.record import kept_in_copy
 from controller.core.errors import (
     BackendError,
     OutcomeUnknown,
@@ -401,6 +402,31 @@ class MlflowRegistry:
                 tags=dict(tags),
                 description=description,
                 model_id=model_id,
+            )
+        except Exception as exc:
+            error = _create_error(exc, name, self.tracking_uri)
+            if error is None:
+                raise
+            raise error from exc
+        return int(mv.version)
+
+    def copy_version(self, name: str, source: str, tags: Mapping[str, str]) -> int:
+        return self._get("copy model version", name, lambda: self._copy(name, source, tags))
+
+    def _copy(self, name: str, source: str, tags: Mapping[str, str]) -> int:
+        import mlflow
+
+        model, _, number = source.removeprefix("models:/").rpartition("/")
+        got = self._client.get_model_version(model, number)
+        own = {k: v for k, v in (got.tags or {}).items() if kept_in_copy(k)}
+        mlflow.set_tracking_uri(self.tracking_uri)  # (a models:/ source is resolved through it)
+        try:
+            mv = self._client.create_model_version(
+                name=name,
+                source=source,
+                run_id=got.run_id,
+                tags={**own, **tags},
+                description=got.description or None,
             )
         except Exception as exc:
             error = _create_error(exc, name, self.tracking_uri)

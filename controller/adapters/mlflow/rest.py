@@ -34,6 +34,7 @@ from controller.adapters.mlflow.prompts import (
     prompt_versions_filter,
 )
 from controller.adapters.mlflow.transport import MlflowHttp, usable
+from controller.core.environment.record import kept_in_copy
 from controller.core.errors import OutcomeUnknown, PermanentBackendError, TemporaryBackendError
 from controller.core.prompt.content import IS_PROMPT_TAG, PromptContent
 from controller.core.state.logged import (
@@ -286,6 +287,25 @@ class RestRegistry(MlflowHttp):
             if "connection refused" in str(exc):  # never reached the server
                 raise
             raise OutcomeUnknown(str(exc), operation=exc.operation, target=exc.target) from exc
+        assert created is not None
+        mv = created["model_version"]
+        return self._ready(name, int(mv["version"]), str(mv.get("status") or "READY"))
+
+    def copy_version(self, name: str, source: str, tags: Mapping[str, str]) -> int:
+        model, _, number = source.removeprefix("models:/").rpartition("/")
+        got = self._get("model-versions/get", "get model version", f"{model}/{number}",
+                        name=model, version=number)["model_version"]  # fmt: skip
+        own = {k: v for k, v in _tags(got).items() if kept_in_copy(k)}
+        body: dict[str, Any] = {
+            "name": name,
+            "source": source,  # the server fills in the run and logged model it names
+            "tags": [{"key": k, "value": v} for k, v in {**own, **tags}.items()],
+        }
+        if got.get("description"):
+            body["description"] = got["description"]
+        created = self._request(
+            "POST", "model-versions/create", "create model version", name, body=body
+        )
         assert created is not None
         mv = created["model_version"]
         return self._ready(name, int(mv["version"]), str(mv.get("status") or "READY"))

@@ -62,6 +62,12 @@ class ResolvedSource:
     #: digest, ``files_digest`` the files' own.
     pins: tuple[PromptPin, ...] = ()
     files_digest: str | None = None
+    #: A version promoted into an environment after another is not built: it is copied from
+    #: this version (``models:/<model>/<version>``), and ``digest`` is that version's.
+    promoted_from: str | None = None
+    #: What a copy carries from that version (its tags kept in a copy: the evaluation verdict,
+    #: the commit...), known before the copy is made.
+    carried: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def refs(self) -> tuple[str, ...]:

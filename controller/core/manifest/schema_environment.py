@@ -19,7 +19,6 @@ from controller.core.manifest.base import _Model
 from controller.core.manifest.schema import (
     AgentName,
     AliasName,
-    Analysis,
     Duration,
     K8sName,
     KubernetesServing,
@@ -71,11 +70,6 @@ class Promotion(_Model):
         default=None,
         description="How long the version must have held the alias in the environment before "
         "(e.g. 30m, 1h).",
-    )
-    analysis: Analysis | None = Field(
-        default=None,
-        description="Gates measured on the version in the environment before, over the soak "
-        "(as a rollout's analysis).",
     )
     approval: bool = Field(
         default=False,

@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from controller.core.diagnostics import Diagnostic, Diagnostics, Location, Severity
+from controller.core.environment.step import Step
 from controller.core.evaluation.spec import EvaluationSpec
 from controller.core.plan.held import GatedVersion, HeldRollout
 from controller.core.plan.views import AgentView, Share
@@ -207,6 +208,9 @@ class VersionCreate:
     #: The files' own digest when prompts are bound (``digest`` is then
     #: :func:`~controller.core.state.digest.bound_digest` over it and the pins); None: ``digest``.
     source_digest: str | None = None
+    #: A promotion: the version is copied from this one (``models:/<model>/<version>``, also
+    #: ``code``) with its tags and description, not logged from files.
+    copy_from: str | None = None
 
     @property
     def target(self) -> Pending:
@@ -233,6 +237,8 @@ class VersionCreate:
         if self.prompts:
             out["prompts"] = [p.to_dict() for p in self.prompts]
             out["source_digest"] = self.source_digest
+        if self.copy_from is not None:
+            out["copy_from"] = self.copy_from
         return out
 
     @classmethod
@@ -250,6 +256,7 @@ class VersionCreate:
             _opt_str(data, "commit"),
             tuple(PromptPin.from_dict(_obj(p)) for p in data.get("prompts") or ()),
             _opt_str(data, "source_digest"),
+            _opt_str(data, "copy_from"),
         )
 
 
@@ -599,6 +606,15 @@ class Plan:
     gated: tuple[GatedVersion, ...] = ()
     #: The ``kind: Prompt`` documents planned (their metadata.name).
     prompts: tuple[str, ...] = ()
+    #: The environment planned (``--env``; None: the manifests as written), and each agent's
+    #: promotion into it from the environment before (none for a first environment).
+    environment: str | None = None
+    promotions: tuple[Step, ...] = ()
+
+    @property
+    def waiting(self) -> tuple[Step, ...]:
+        """Promotions whose candidate waits for a gate."""
+        return tuple(s for s in self.promotions if s.candidate is not None and not s.ready)
 
     @property
     def has_changes(self) -> bool:
@@ -608,7 +624,13 @@ class Plan:
     def reached(self) -> bool:
         """What the manifests ask for is reached: no change pending, no rollout held or under
         way (``plan --detailed-exitcode`` exits 2 otherwise)."""
-        return not self.changes and not self.held and not self.rolling and not self.gated
+        return (
+            not self.changes
+            and not self.held
+            and not self.rolling
+            and not self.gated
+            and not self.waiting
+        )
 
     @property
     def has_errors(self) -> bool:
@@ -641,6 +663,8 @@ class Plan:
             "held_rollouts": [h.to_dict() for h in self.held],
             "rollouts_in_progress": [h.to_dict() for h in self.rolling],
             "failed_evaluations": [g.to_dict() for g in self.gated],
+            **({"environment": self.environment} if self.environment is not None else {}),
+            **({"promotions": [p.to_dict() for p in self.promotions]} if self.promotions else {}),
         }
 
     @classmethod
@@ -672,4 +696,6 @@ class Plan:
             rolling=tuple(HeldRollout.from_dict(h) for h in data.get("rollouts_in_progress", ())),
             gated=tuple(GatedVersion.from_dict(g) for g in data.get("failed_evaluations", ())),
             prompts=tuple(data.get("prompts", ())),
+            environment=data.get("environment"),
+            promotions=tuple(Step.from_dict(p) for p in data.get("promotions", ())),
         )

@@ -89,6 +89,8 @@ def plan_evaluations(
                 if not found.passed:
                     gated[target] = GatedVersion(agent.name, target, found.reason, found.run_id)
                 continue
+        elif _carried(agent, ref, spec.digest):
+            continue  # a promotion's copy: it carries the verdict its source was evaluated to
         todo.append((str(ref), target))
     # The champion first: its figures, once made, are the ones the others are compared with.
     todo.sort(key=lambda item: item[1] != champion)
@@ -96,6 +98,15 @@ def plan_evaluations(
         versus = champion if champion != target else None
         _evaluate(name, target, spec, versus, champion_figures if versus else None, change)
     return gated
+
+
+def _carried(agent: DesiredAgent, ref: VersionRef, digest: str) -> bool:
+    """Whether ``ref`` is a version promoted in whose source's verdict was made for ``digest``."""
+    source = agent.source_of(ref)
+    if source is None or source.promoted_from is None:
+        return False
+    found = record.read(source.carried)
+    return found is not None and found.digest == digest
 
 
 def _evaluate(

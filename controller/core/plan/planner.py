@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from controller.core.diagnostics import Diagnostic, Diagnostics, Severity
+from controller.core.environment.step import Step
 from controller.core.manifest.checks import FieldPath, field_name
 from controller.core.manifest.desired import Desired, DesiredAgent
 from controller.core.manifest.schema import (
@@ -60,6 +61,7 @@ from controller.core.rollout.progress import Clear, Hold, Progress, Running
 from controller.core.state.observed import (
     AGENT_TAG,
     DEFAULT_OWNER,
+    ENVIRONMENT_TAG,
     MANAGED_ALIASES_TAG,
     MANAGED_TAGS_TAG,
     OWNER_TAG,
@@ -113,6 +115,7 @@ def plan(
     serving: ServingSnapshot | None = None,
     progress: Mapping[str, Progress] | None = None,
     rollouts: Mapping[str, Progress] | None = None,
+    promotions: tuple[Step, ...] = (),
 ) -> Plan:
     """Plan every agent, or with ``scope`` (agent -> why) only those; ``baseline`` is the desired
     state of the base revision, whose traffic the views show as "before". ``serving`` is what a
@@ -151,6 +154,7 @@ def plan(
             rollouts is not None and desired_agent.name in rollouts,
             waiting,
             gated,
+            desired.environment,
         )
         agent_changes.sort(key=lambda c: _PHASE[(c.kind, c.action)])
         changes.extend(agent_changes)
@@ -200,6 +204,8 @@ def plan(
         model = observed.models[name]
         if name in declared or model.owner != owner:
             continue
+        if model.tags.get(ENVIRONMENT_TAG) != desired.environment:
+            continue  # another environment's (or, with --env, one reconciled without it)
         agent_name = model.tags.get(AGENT_TAG, name)
         gone = base.get(agent_name) if base is not None else None
         if gone is not None and gone.model_name == name:
@@ -272,6 +278,8 @@ def plan(
             for p in sorted(desired.prompts, key=lambda p: p.name)
             if scope is None or p.name in scope
         ),
+        environment=desired.environment,
+        promotions=tuple(s for s in promotions if scope is None or s.agent in scope),
     )
 
 
@@ -318,6 +326,7 @@ def _plan_agent(
     recorded: bool = False,
     waiting: list[HeldRollout] | None = None,
     gated_out: list[GatedVersion] | None = None,
+    environment: str | None = None,
 ) -> tuple[list[Change], list[Diagnostic], int, tuple[_AliasView, ...]]:
     """One agent's changes. A rollout that only a serving target can start (the registry target
     holds its promote alias) is added to ``waiting``; a version that failed its evaluation, to
@@ -350,6 +359,8 @@ def _plan_agent(
     model_tags[AGENT_TAG] = agent.name
     model_tags[MANAGED_TAGS_TAG] = csv(spec.tags)
     model_tags[MANAGED_ALIASES_TAG] = csv(spec.aliases)
+    if environment is not None:
+        model_tags[ENVIRONMENT_TAG] = environment
     if model is None:
         after = ModelState(dict(sorted(model_tags.items())), spec.description, name=name)
         change(

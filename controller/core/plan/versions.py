@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from controller.core.diagnostics import Diagnostic, Severity
+from controller.core.environment.record import PROMOTED_FROM_TAG
 from controller.core.manifest.checks import FieldPath, field_name
 from controller.core.manifest.desired import DesiredAgent, ResolvedSource
 from controller.core.manifest.schema import VersionEntry, VersionRef
@@ -81,6 +82,9 @@ def same_content(
 
 
 def plan_new_version(name: str, entry: VersionEntry, src: ResolvedSource, change: ChangeFn) -> None:
+    if src.promoted_from is not None:
+        _plan_copy(name, entry, src, src.promoted_from, change)
+        return
     tags = dict(entry.tags)
     if entry.tags:
         tags[MANAGED_TAGS_TAG] = csv(entry.tags)
@@ -113,6 +117,29 @@ def plan_new_version(name: str, entry: VersionEntry, src: ResolvedSource, change
         after,
         f"no version has source digest {src.digest[:19]}…: log and register {files}{at}",
     )
+
+
+def _plan_copy(
+    name: str, entry: VersionEntry, src: ResolvedSource, uri: str, change: ChangeFn
+) -> None:
+    """A version promoted into an environment: a copy of ``uri`` (its tags, description and
+    run), with the lineage that finds it again and the entry's own tags."""
+    tags = dict(entry.tags)
+    if entry.tags:
+        tags[MANAGED_TAGS_TAG] = csv(entry.tags)
+    tags[DIGEST_TAG] = src.digest
+    tags[PROMOTED_FROM_TAG] = uri
+    after = VersionCreate(
+        digest=src.digest,
+        code=uri,
+        config=None,
+        pip_requirements=(),
+        tags=dict(sorted(tags.items())),
+        description=entry.description,
+        copy_from=uri,
+    )
+    change(Kind.MODEL_VERSION, name, Action.CREATE, None, after,
+           f"promoted: copy {uri} (every gate of the step holds)")  # fmt: skip
 
 
 def one_entry_per_version(

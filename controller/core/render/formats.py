@@ -88,6 +88,7 @@ def attention(plan: Plan) -> list[tuple[str, str]]:
     out = [(h.agent, h.message) for h in plan.held]
     out += [(g.agent, g.message) for g in plan.gated]
     out += [(d.agent, d.message) for d in plan.diagnostics.warnings if d.agent]
+    out += [(s.agent, f"promotion into {s.env}: {s.summary()}") for s in plan.waiting]
     return out
 
 
@@ -301,7 +302,8 @@ def _code(text: str) -> str:
 
 
 def _markdown(plan: Plan) -> str:
-    out = [MARKER, "### agentctl plan", "", f"**{headline(plan)}**"]
+    title = "### agentctl plan" + (f" ({_md(plan.environment)})" if plan.environment else "")
+    out = [MARKER, title, "", f"**{headline(plan)}**"]
     needs = attention(plan)
     if needs:
         out += ["", "#### Needs attention", ""]
@@ -310,6 +312,12 @@ def _markdown(plan: Plan) -> str:
     agents: dict[str, list[Change]] = {a: [] for a in plan.agents}
     for change in plan.changes:
         agents.setdefault(change.agent, []).append(change)
+    if plan.promotions:
+        out += ["", f"#### Promotions into {_md(plan.environment or '')}", ""]
+        for step in plan.promotions:
+            out.append(f"- {_code(step.agent)}: {_md(step.summary())}")
+            out += [f"  - {'✅' if g.held else '⏳'} {_md(g.name)}: {_md(g.detail)}"
+                    for g in step.gates]  # fmt: skip
     if plan.rolling:
         out += ["", "#### Rollouts in progress", ""]
         out += [f"- {_code(h.agent)}: {_md(h.message)}" for h in plan.rolling]

@@ -40,6 +40,9 @@ AGENT_TAG = "agentctl.io/agent"
 #: On a prompt: the Prompt document (metadata.name) it belongs to.
 PROMPT_TAG = "agentctl.io/prompt"
 #: On a model or version: the tag keys agentctl set from the manifest (its inventory), comma-separated.
+#: On a registered model: the environment (kind: Environment) it is an agent's model in; none
+#: for a model reconciled without --env. A prune in one environment never reaches another's.
+ENVIRONMENT_TAG = "agentctl.io/environment"
 MANAGED_TAGS_TAG = "agentctl.io/managed-tags"
 #: On a registered model: the aliases agentctl set (its inventory), comma-separated.
 MANAGED_ALIASES_TAG = "agentctl.io/managed-aliases"

@@ -269,6 +269,8 @@ def test_a_burst_of_2000_connections_is_queued_not_reset() -> None:
 WAKING = {
     "model_version_alias.created",
     "model_version_alias.deleted",
+    "model_version_tag.set",  # an approval for an environment
+    "model_version_tag.deleted",
     "prompt_alias.created",
     "prompt_alias.deleted",
     "prompt_version.created",

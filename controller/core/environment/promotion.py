@@ -1,0 +1,187 @@
+"""Promotion into an environment after another: which version comes in, and whether the step's
+gates let it. Pure data: no I/O, no clock (``now`` is passed in).
+
+The candidate is the version the environment before serves under ``promotion.from`` (default
+``champion``). It comes in, copied with its lineage (:mod:`.record`), when every gate of the step
+holds: its evaluation verdict passed, it has held the alias for ``soak``, a person approved it
+for this environment. Until then the environment keeps the version it has: the newest version
+promoted into it (none yet: the agent has nothing to serve here). The agent's ``current`` is
+that version, as a source whose digest is the candidate's, so the planner finds a copy made
+earlier by its digest and plans a copy (never a build) otherwise; the environment's own rollout
+then takes it from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+
+from controller.core.environment.overlay import environment_named
+from controller.core.environment.record import (
+    PROMOTED_FROM_TAG,
+    aliased_at,
+    approval_of,
+    iso,
+    kept_in_copy,
+    model_uri,
+)
+from controller.core.environment.step import Gate, Step
+from controller.core.evaluation import record
+from controller.core.manifest.desired import (
+    Desired,
+    DesiredAgent,
+    DesiredEnvironment,
+    ResolvedSource,
+)
+from controller.core.manifest.schema_environment import Promotion
+from controller.core.state.observed import FAILED, ObservedModel, RegistrySnapshot
+
+__all__ = ["Gate", "Step", "promote", "promoted_source"]
+
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def seconds(duration: str) -> float:
+    m = _DURATION.match(duration)
+    if m is None:
+        raise ValueError(f"not a duration: {duration!r}")
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+def lineage_digest(uri: str) -> str:
+    """The digest a copy goes by when its source version has none (not logged by agentctl)."""
+    return "sha256:" + hashlib.sha256(uri.encode()).hexdigest()
+
+
+def promoted_source(uri: str, digest: str, tags: Mapping[str, str]) -> ResolvedSource:
+    """The source of a version copied from ``uri`` (whose tags are ``tags``): no files, only its
+    digest, lineage and what the copy carries."""
+    return ResolvedSource(
+        code_path="", config_path=None, code_ref=uri, config_ref=None, pip_requirements=(),
+        digest=digest, promoted_from=uri,
+        carried={k: v for k, v in tags.items() if kept_in_copy(k)},
+    )  # fmt: skip
+
+
+def promote(
+    desired: Desired, observed: RegistrySnapshot, now: float
+) -> tuple[Desired, tuple[Step, ...]]:
+    """``desired`` (one environment's, :func:`~.overlay.in_environment`) with each agent's
+    ``current`` set to the version promotion gives it, and each agent's step; the desired state
+    of a first environment, or of none, as it is."""
+    env = environment_named(desired, desired.environment or "")
+    if env is None or env.manifest.spec.after is None:
+        return desired, ()
+    previous = environment_named(desired, env.manifest.spec.after)
+    assert previous is not None  # the loader keeps an environment only after a kept one
+    agents: list[DesiredAgent] = []
+    steps: list[Step] = []
+    for agent in desired.agents:
+        step = _step(agent, env, previous, observed, now)
+        steps.append(step)
+        agents.append(_with_current(agent, step, observed))
+    return replace(desired, agents=tuple(agents)), tuple(steps)
+
+
+def _step(
+    agent: DesiredAgent,
+    env: DesiredEnvironment,
+    previous: DesiredEnvironment,
+    observed: RegistrySnapshot,
+    now: float,
+) -> Step:
+    rules = env.manifest.spec.promotion or Promotion()
+    source_model = previous.manifest.model_of(agent.name)
+    before = observed.models.get(source_model)
+    here = observed.models.get(agent.model_name)
+    kept = _newest_copy(here)
+    base = Step(agent.name, env.name, previous.name, source_model, None, kept=kept)
+    if before is None:
+        return replace(base, why=f"registered model '{source_model}' does not exist yet")
+    number = before.aliases.get(rules.from_)
+    if number is None or number not in before.versions:
+        return replace(base, why=f"'{source_model}' has no alias '{rules.from_}'")
+    version = before.versions[number]
+    uri = model_uri(source_model, number)
+    copied = _copy_of(here, uri)
+    gates: list[Gate] = []
+    wait = None
+    if rules.evaluation:
+        verdict = record.read(version.tags)
+        if verdict is None:
+            gates.append(Gate("evaluation", False, f"no evaluation verdict recorded on {uri}"))
+        elif not verdict.passed:
+            gates.append(
+                Gate("evaluation", False, f"{uri} failed its evaluation: {verdict.reason}")
+            )
+        else:
+            gates.append(Gate("evaluation", True, f"{uri} passed its evaluation"))
+    if rules.soak is not None:
+        need = seconds(rules.soak)
+        since = aliased_at(version.tags, rules.from_)
+        if since is None:
+            gates.append(Gate("soak", False, f"no record of when '{rules.from_}' moved to {uri} "
+                              "(agentctl records it when it moves the alias)"))  # fmt: skip
+        elif now - since >= need:
+            gates.append(Gate("soak", True, f"'{rules.from_}' since {iso(since)} ({rules.soak})"))
+        else:
+            wait = need - (now - since)
+            gates.append(Gate("soak", False, f"'{rules.from_}' since {iso(since)}: "
+                              f"{_span(wait)} of {rules.soak} to go"))  # fmt: skip
+    if rules.approval:
+        decision = approval_of(version.tags, env.name)
+        ask = f"agentctl approve {agent.name} --env {env.name} --version {number}"
+        if decision is None:
+            gates.append(Gate("approval", False, f"waiting for approval ({ask})"))
+        else:
+            who = f" by {decision.by}" if decision.by else ""
+            when = f" at {iso(decision.at)}" if decision.at is not None else ""
+            gates.append(Gate("approval", decision.approved, f"{decision.word}{who}{when}"))
+    return replace(base, candidate=number, gates=tuple(gates), copied=copied, wait=wait)
+
+
+def _span(seconds_: float) -> str:
+    s = int(seconds_ + 0.999)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _copy_of(model: ObservedModel | None, uri: str) -> int | None:
+    """The version of ``model`` copied from ``uri`` (its lineage tag), if any."""
+    if model is None:
+        return None
+    found = [v.number for v in model.versions.values()
+             if v.tags.get(PROMOTED_FROM_TAG) == uri and v.status != FAILED]  # fmt: skip
+    return min(found) if found else None
+
+
+def _newest_copy(model: ObservedModel | None) -> int | None:
+    if model is None:
+        return None
+    found = [v.number for v in model.versions.values()
+             if v.tags.get(PROMOTED_FROM_TAG) and v.status != FAILED]  # fmt: skip
+    return max(found) if found else None
+
+
+def _with_current(agent: DesiredAgent, step: Step, observed: RegistrySnapshot) -> DesiredAgent:
+    """``agent`` whose ``current`` is the candidate (when it comes in) or the version kept; with
+    neither, an agent with nothing to serve yet (its registered model only)."""
+    if step.ready and step.candidate is not None:
+        source = observed.models[step.source_model].versions[step.candidate]
+        uri = model_uri(step.source_model, step.candidate)
+        digest = source.digest or lineage_digest(uri)
+        return replace(agent, source=promoted_source(uri, digest, source.tags))
+    here = observed.models.get(agent.model_name)
+    if step.kept is not None and here is not None:
+        kept = here.versions[step.kept]
+        uri = kept.tags[PROMOTED_FROM_TAG]
+        digest = kept.digest or lineage_digest(uri)
+        return replace(agent, source=promoted_source(uri, digest, kept.tags))
+    spec = agent.manifest.spec.model_copy(
+        update={"versions": [], "aliases": {}, "serving": None, "rollout": None, "evaluation": None}
+    )
+    return replace(
+        agent, manifest=agent.manifest.model_copy(update={"spec": spec}), evaluation=None
+    )
