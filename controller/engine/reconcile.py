@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Protocol
 
@@ -66,6 +66,8 @@ class Backends:
     history: SourceHistory | None = None
     #: Evaluates versions for spec.evaluation (None: a plan that evaluates cannot be applied).
     evaluator: Evaluator | None = None
+    #: The wall clock: a round's ``now``, and when apply records an alias move.
+    wall: Callable[[], float] = time.time
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +140,8 @@ def reconcile(
 
     ``guard`` (the CLI's registry lock) is entered before the first write of a plan with changes
     and left when apply ends; a plan without changes writes nothing, the lock included."""
+
+    backends = replace(backends, wall=wall)
 
     def make() -> _Round:
         observed, served = observe(backends)
@@ -226,7 +230,7 @@ def _finish(
     changeset = apply_plan(
         the_plan, backends.registry, root=desired.root, policy=backends.policy, history=backends.history,
         on_entry=on_entry, serving=backends.serving, workers=workers, stop=stop,
-        written_by=backends.written_by, evaluator=backends.evaluator,
+        written_by=backends.written_by, evaluator=backends.evaluator, wall=backends.wall,
     )  # fmt: skip
     return Result(
         the_plan, changeset, previews, progress,
@@ -342,7 +346,7 @@ def _apply_isolated(
             changeset = apply_plan(
                 sub, backends.registry, root=desired.root, policy=backends.policy, history=backends.history,
                 serving=backends.serving, stop=stop, on_entry=on_entry,
-                written_by=backends.written_by, evaluator=backends.evaluator,
+                written_by=backends.written_by, evaluator=backends.evaluator, wall=backends.wall,
             )  # fmt: skip
         except Exception as exc:
             failed[agent] = exc

@@ -1,0 +1,143 @@
+"""dev -> staging -> prod through the one reconcile, against the in-memory registry: the first
+environment logs from source, each later one copies the version the one before serves once the
+step's gates hold (evaluation verdict, soak, approval), nothing twice; prune never reaches
+another environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.core.environment.overlay import environment_named, in_environment
+from controller.core.environment.record import (
+    PROMOTED_FROM_TAG,
+    aliased_at_tag,
+    approval_tags,
+    iso,
+)
+from controller.core.evaluation.record import Recorded
+from controller.core.manifest.desired import Desired
+from controller.core.plan.changes import Kind
+from controller.engine.loader import load
+from tests.support.engine import reconcile
+from tests.support.environment_manifests import DEV, PROD, STAGING, write_env_repo
+from tests.support.fake_registry import FakeRegistry
+
+NOW = 1_800_000_000.0
+HOUR = 3600.0
+
+
+def _env(root: Path, name: str) -> Desired:
+    desired, _ = load(root)
+    env = environment_named(desired, name)
+    assert env is not None
+    moved, diags = in_environment(desired, env)
+    assert diags == []
+    return moved
+
+
+def _apply(root: Path, reg: FakeRegistry, env: str, now: float = NOW, **kw):  # type: ignore[no-untyped-def]
+    return reconcile(_env(root, env), reg, apply=True, wall=lambda: now, **kw)
+
+
+def _passed(reg: FakeRegistry, model: str, version: int) -> None:
+    for k, v in Recorded("sha256:e", True, "run1", {"score": 1.0}).tags().items():
+        reg.set_version_tag(model, version, k, v)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> tuple[Path, FakeRegistry]:
+    return write_env_repo(tmp_path, DEV, STAGING, PROD), FakeRegistry()
+
+
+def test_dev_logs_from_source_into_its_own_model(world: tuple[Path, FakeRegistry]) -> None:
+    root, reg = world
+    result = _apply(root, reg, "dev")
+    assert result.changeset is not None
+    assert set(reg.models) == {"bot-dev"}
+    assert reg.models["bot-dev"].tags["agentctl.io/environment"] == "dev"
+    assert reg.models["bot-dev"].aliases == {"champion": 1}
+    # The alias move is recorded on the version, at the reconcile's wall time.
+    assert reg.models["bot-dev"].versions[1].tags[aliased_at_tag("champion")] == iso(NOW)
+
+
+def test_staging_waits_for_the_verdict_and_the_soak_then_copies_once(
+    world: tuple[Path, FakeRegistry],
+) -> None:
+    root, reg = world
+    _apply(root, reg, "dev")
+    waiting = _apply(root, reg, "staging", NOW + HOUR)
+    [step] = waiting.plan.promotions
+    assert (step.candidate, step.ready) == (1, False)
+    assert [g.name for g in step.open_gates] == ["evaluation"]
+    assert "no evaluation verdict recorded on models:/bot-dev/1" in step.summary()
+    assert not [c for c in waiting.plan.changes if c.kind is Kind.MODEL_VERSION]
+    assert not waiting.plan.reached
+    _passed(reg, "bot-dev", 1)
+    soaking = _apply(root, reg, "staging", NOW + 10 * 60)  # 10 minutes of 30
+    [step] = soaking.plan.promotions
+    assert [g.name for g in step.open_gates] == ["soak"]
+    assert soaking.requeue_after == pytest.approx(20 * 60, abs=1)
+    done = _apply(root, reg, "staging", NOW + HOUR)
+    assert done.changeset is not None
+    staging = reg.models["bot-staging"]
+    assert staging.aliases == {"champion": 1}
+    copy = staging.versions[1]
+    assert copy.source == "models:/bot-dev/1"
+    assert copy.tags[PROMOTED_FROM_TAG] == "models:/bot-dev/1"
+    assert copy.tags["agentctl.io/eval-verdict"] == "passed"  # the verdict carried
+    assert staging.tags["tier"] == "silver"  # staging overlays the model tags
+    # dev's record of its own alias move is not carried: staging has its own.
+    assert copy.tags[aliased_at_tag("champion")] == iso(NOW + HOUR)
+    reg.writes.clear()
+    again = _apply(root, reg, "staging", NOW + 2 * HOUR)
+    assert (again.plan.changes, reg.writes) == ((), [])
+    assert again.plan.reached
+
+
+def test_prod_waits_for_an_approval_of_that_very_version(world: tuple[Path, FakeRegistry]) -> None:
+    root, reg = world
+    _apply(root, reg, "dev")
+    _passed(reg, "bot-dev", 1)
+    _apply(root, reg, "staging", NOW + HOUR)
+    waiting = _apply(root, reg, "prod", NOW + 2 * HOUR)
+    [step] = waiting.plan.promotions
+    assert [g.detail for g in step.open_gates] == [
+        "waiting for approval (agentctl approve bot --env prod --version 1)"
+    ]
+    assert reg.models["main.prod.bot"].versions == {}
+    for k, v in approval_tags("prod", False, "bob", NOW).items():
+        reg.set_version_tag("bot-staging", 1, k, v)
+    rejected = _apply(root, reg, "prod", NOW + 2 * HOUR)
+    assert rejected.plan.promotions[0].open_gates[0].detail.startswith("rejected by bob at ")
+    for k, v in approval_tags("prod", True, "alice", NOW).items():
+        reg.set_version_tag("bot-staging", 1, k, v)
+    _apply(root, reg, "prod", NOW + 2 * HOUR)
+    prod = reg.models["main.prod.bot"]
+    assert prod.aliases == {"champion": 1}
+    assert prod.versions[1].source == "models:/bot-staging/1"
+    assert prod.description == "The bot, in production."
+
+    # A newer version comes through staging: the approval of 1 does not let 2 in, and prod
+    # keeps serving 1 meanwhile.
+    (root / "config.yaml").write_text("greeting: hello\n")
+    _apply(root, reg, "dev", NOW + 3 * HOUR)
+    _passed(reg, "bot-dev", 2)
+    _apply(root, reg, "staging", NOW + 5 * HOUR)
+    assert reg.models["bot-staging"].aliases == {"champion": 2}
+    held = _apply(root, reg, "prod", NOW + 5 * HOUR)
+    [step] = held.plan.promotions
+    assert (step.candidate, step.kept, step.ready) == (2, 1, False)
+    assert prod.aliases == {"champion": 1} and set(prod.versions) == {1}
+
+
+def test_prune_in_one_environment_never_reaches_another(world: tuple[Path, FakeRegistry]) -> None:
+    root, reg = world
+    _apply(root, reg, "dev")
+    _passed(reg, "bot-dev", 1)
+    _apply(root, reg, "staging", NOW + HOUR)
+    pruned = _apply(root, reg, "staging", NOW + HOUR, prune=True)
+    assert pruned.plan.changes == ()
+    assert not [w for w in pruned.plan.diagnostics.warnings if "no manifest declares" in w.message]
+    assert set(reg.models) == {"bot-dev", "bot-staging"}
