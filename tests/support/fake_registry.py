@@ -13,6 +13,7 @@ from controller.core.prompt.content import IS_PROMPT_TAG, PromptContent
 from controller.core.state.logged import LoggedModel, LoggedRun, LoggedSnapshot
 from controller.core.state.observed import (
     DIGEST_TAG,
+    LOGGED_MODEL_TAG,
     ObservedModel,
     ObservedVersion,
     RegistrySnapshot,
@@ -127,6 +128,8 @@ class FakeRegistry:
         model, _, number = source.removeprefix("models:/").rpartition("/")
         got = self.models[model].versions[int(number)]
         own = {k: v for k, v in got.tags.items() if kept_in_copy(k)}
+        if got.model_id:
+            own[LOGGED_MODEL_TAG] = got.model_id
         m = self.models[name]
         n = max(m.versions, default=0) + 1
         m.versions[n] = ObservedVersion(

@@ -41,10 +41,12 @@ from controller.core.state.logged import (
 from controller.core.state.observed import (
     DIGEST_TAG,
     FAILED,
+    LOGGED_MODEL_TAG,
     ObservedModel,
     ObservedVersion,
     RegistrySnapshot,
     experiment_name,
+    logged_model_of,
 )
 from controller.ports import VersionSource
 
@@ -419,6 +421,9 @@ class MlflowRegistry:
         model, _, number = source.removeprefix("models:/").rpartition("/")
         got = self._client.get_model_version(model, number)
         own = {k: v for k, v in (got.tags or {}).items() if kept_in_copy(k)}
+        logged = logged_model_of(str(got.source or "")) or own.get(LOGGED_MODEL_TAG)
+        if logged:  # traces and gc find the logged model of a copy by it
+            own[LOGGED_MODEL_TAG] = logged
         mlflow.set_tracking_uri(self.tracking_uri)  # (a models:/ source is resolved through it)
         try:
             mv = self._client.create_model_version(

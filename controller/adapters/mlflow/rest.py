@@ -47,9 +47,11 @@ from controller.core.state.logged import (
 from controller.core.state.observed import (
     DIGEST_TAG,
     FAILED,
+    LOGGED_MODEL_TAG,
     ObservedModel,
     ObservedVersion,
     RegistrySnapshot,
+    logged_model_of,
 )
 from controller.ports import VersionSource
 
@@ -296,6 +298,9 @@ class RestRegistry(MlflowHttp):
         got = self._get("model-versions/get", "get model version", f"{model}/{number}",
                         name=model, version=number)["model_version"]  # fmt: skip
         own = {k: v for k, v in _tags(got).items() if kept_in_copy(k)}
+        logged = logged_model_of(str(got.get("source") or "")) or own.get(LOGGED_MODEL_TAG)
+        if logged:  # traces and gc find the logged model of a copy by it
+            own[LOGGED_MODEL_TAG] = logged
         body: dict[str, Any] = {
             "name": name,
             "source": source,  # the server fills in the run and logged model it names

@@ -16,6 +16,8 @@ __all__ = [
     "ATTEMPT_TAG",
     "DEFAULT_OWNER",
     "DIGEST_TAG",
+    "ENVIRONMENT_TAG",
+    "LOGGED_MODEL_TAG",
     "MANAGED_ALIASES_TAG",
     "MANAGED_TAGS_TAG",
     "OWNER_TAG",
@@ -29,6 +31,7 @@ __all__ = [
     "ServedVersion",
     "ServingSnapshot",
     "experiment_name",
+    "logged_model_of",
 ]
 
 #: On a registered model: which agentctl instance owns it. Absent: not managed.
@@ -39,10 +42,13 @@ DEFAULT_OWNER = "agentctl"
 AGENT_TAG = "agentctl.io/agent"
 #: On a prompt: the Prompt document (metadata.name) it belongs to.
 PROMPT_TAG = "agentctl.io/prompt"
-#: On a model or version: the tag keys agentctl set from the manifest (its inventory), comma-separated.
+#: On a version copied by a promotion: the logged model behind it (``m-...``), which its source
+#: (``models:/<model>/<version>``) names only through the version it was copied from.
+LOGGED_MODEL_TAG = "agentctl.io/logged-model"
 #: On a registered model: the environment (kind: Environment) it is an agent's model in; none
 #: for a model reconciled without --env. A prune in one environment never reaches another's.
 ENVIRONMENT_TAG = "agentctl.io/environment"
+#: On a model or version: the tag keys agentctl set from the manifest (its inventory), comma-separated.
 MANAGED_TAGS_TAG = "agentctl.io/managed-tags"
 #: On a registered model: the aliases agentctl set (its inventory), comma-separated.
 MANAGED_ALIASES_TAG = "agentctl.io/managed-aliases"
@@ -73,6 +79,15 @@ READY = "READY"
 FAILED = "FAILED_REGISTRATION"
 
 
+def logged_model_of(source: str) -> str:
+    """The logged model id a ``models:/m-...`` source names ("" for any other source)."""
+    if source.startswith("models:/"):
+        rest = source[len("models:/") :].strip("/")
+        if rest.startswith("m-") and "/" not in rest:
+            return rest
+    return ""
+
+
 @dataclass(frozen=True, slots=True)
 class ObservedVersion:
     number: int
@@ -89,12 +104,10 @@ class ObservedVersion:
     @property
     def model_id(self) -> str:
         """The logged model behind the version (its traces carry this id): ``source`` is
-        ``models:/m-...``; "" for a version registered from a run's artifacts."""
-        if self.source.startswith("models:/"):
-            rest = self.source[len("models:/") :].strip("/")
-            if rest.startswith("m-") and "/" not in rest:
-                return rest
-        return ""
+        ``models:/m-...``, or (a promotion's copy, whose source names the version it was copied
+        from) the one :data:`LOGGED_MODEL_TAG` names; "" for a version registered from a run's
+        artifacts."""
+        return logged_model_of(self.source) or self.tags.get(LOGGED_MODEL_TAG, "")
 
     def inventory(self, key: str) -> frozenset[str]:
         return _inventory(self.tags, key)

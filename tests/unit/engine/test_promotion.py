@@ -5,6 +5,7 @@ another environment."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,8 @@ def test_prod_waits_for_an_approval_of_that_very_version(world: tuple[Path, Fake
     root, reg = world
     _apply(root, reg, "dev")
     _passed(reg, "bot-dev", 1)
+    logged = reg.models["bot-dev"].versions[1]
+    reg.models["bot-dev"].versions[1] = replace(logged, source="models:/m-abc")
     _apply(root, reg, "staging", NOW + HOUR)
     waiting = _apply(root, reg, "prod", NOW + 2 * HOUR)
     [step] = waiting.plan.promotions
@@ -117,6 +120,8 @@ def test_prod_waits_for_an_approval_of_that_very_version(world: tuple[Path, Fake
     prod = reg.models["main.prod.bot"]
     assert prod.aliases == {"champion": 1}
     assert prod.versions[1].source == "models:/bot-staging/1"
+    # Traces and gc find the logged model behind a copy of a copy.
+    assert prod.versions[1].model_id == reg.models["bot-staging"].versions[1].model_id == "m-abc"
     assert prod.description == "The bot, in production."
 
     # A newer version comes through staging: the approval of 1 does not let 2 in, and prod
