@@ -1,5 +1,5 @@
 """``agentctl approve | reject AGENT --env NAME [--version N]``: record a person's decision on the
-version that would be promoted into an environment.
+version that would be promoted into an environment; ``agentctl history AGENT``: the trail.
 
 The decision is written on that version, in the registered model of the environment before
 (:mod:`controller.core.environment.record`: ``agentctl.io/approval.<env>`` = ``Approved`` or
@@ -22,7 +22,7 @@ from controller.app import sources, wiring
 from controller.app.options import Options
 from controller.core.errors import InvalidInput
 
-__all__ = ["approve", "reject"]
+__all__ = ["approve", "history_cmd", "reject"]
 
 AgentArg = Annotated[str, typer.Argument(metavar="AGENT", help="The agent (metadata.name).")]
 PathArg = Annotated[
@@ -113,3 +113,37 @@ def _decide(
         f"controller acts on it at its next reconcile; `agentctl apply --env {env.name}` does "
         "once."
     )
+
+
+def history_cmd(
+    agent: AgentArg,
+    path: PathArg,
+    format: Annotated[
+        str,
+        typer.Option("--format", "-f", help="text, markdown (for a review) or json."),
+    ] = "text",
+    *,
+    opts: Options,
+) -> None:
+    """AGENT's audit trail: each version in each environment (or in --env), its commit, digest,
+    evaluation verdict, where it was promoted from and who approved it; and a timeline of
+    versions registered, aliases moved (as agentctl recorded them), approvals and rollouts."""
+    from controller.core.environment.history import history
+    from controller.core.render.history import render_history
+    from controller.engine.retry import RetryPolicy
+
+    if format not in ("text", "markdown", "json"):
+        raise InvalidInput.of(f"unknown format {format!r} (text, markdown or json)",
+                              field="--format")  # fmt: skip
+    desired, _ = sources.load(path, opts)
+    if agent not in {a.name for a in desired.agents}:
+        known = ", ".join(a.name for a in desired.agents) or "none"
+        raise InvalidInput.of(f"no Agent manifest declares '{agent}' (agents: {known})",
+                              field="AGENT")  # fmt: skip
+    names = [e.name for e in desired.environments]
+    if opts.environment is not None and opts.environment not in names:
+        raise InvalidInput.of(f"no environment '{opts.environment}' (declared: "
+                              f"{', '.join(names) or 'none'})", field="--env")  # fmt: skip
+    registry = wiring.registry(opts.tracking_uri)
+    observed = RetryPolicy.from_env().call(registry.observe)
+    typer.echo(render_history(history(desired, observed, agent, opts.environment), format))

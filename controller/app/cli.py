@@ -578,6 +578,7 @@ for _fn in (rollout.promote, rollout.abort, rollout.rollback):
 
 command(*o.REGISTRY, *o.LOAD, name="approve")(approval.approve)
 command(*o.REGISTRY, *o.LOAD, name="reject")(approval.reject)
+command(*o.REGISTRY, *o.LOAD, name="history")(approval.history_cmd)
 command(*o.REGISTRY, "owner", name="gc")(gc_cmd.gc)
 command(*o.REGISTRY, *o.LOAD, "owner", name="eval")(eval_cmd.evaluate)
 

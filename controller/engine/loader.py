@@ -21,7 +21,7 @@ from typing import Any
 from controller.core.diagnostics import Diagnostic, Diagnostics, Location, Severity
 from controller.core.errors import InvalidInput
 from controller.core.manifest.checks import FieldPath, check_manifest, field_name
-from controller.core.manifest.desired import DEFAULTS_KIND, Desired, DesiredAgent
+from controller.core.manifest.desired import DEFAULTS_KIND, Desired, DesiredAgent, ResolvedSource
 from controller.core.manifest.repair import Validated, validate
 from controller.core.manifest.schema import (
     KIND,
@@ -180,6 +180,9 @@ def load(
     if diags.has_errors and not partial:
         raise InvalidInput(diags)
     agents.sort(key=lambda a: a.name)
+    head = _head(root_dir, history) if agents else None
+    if head is not None:  # recorded on what is logged from the working tree
+        agents = [_at_head(a, head) for a in agents]
     return (
         Desired(
             tuple(agents),
@@ -191,6 +194,27 @@ def load(
             environments=tuple(desired_envs),
         ),
         diags,
+    )
+
+
+def _head(root: Path, history: SourceHistory | None) -> str | None:
+    """The commit the working tree at ``root`` is at; None outside git (or without history)."""
+    if history is None or git_work_tree(root) is None:
+        return None
+    try:
+        return history.commit(str(root), "HEAD")
+    except LookupError:  # a repository without a commit yet
+        return None
+
+
+def _at_head(agent: DesiredAgent, head: str) -> DesiredAgent:
+    def at(src: ResolvedSource) -> ResolvedSource:
+        return src if src.commit is not None else replace(src, head=head)
+
+    return replace(
+        agent,
+        source=at(agent.source) if agent.source is not None else None,
+        named={n: at(s) for n, s in agent.named.items()},
     )
 
 

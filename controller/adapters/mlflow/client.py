@@ -638,6 +638,7 @@ def _version(mv: Any) -> ObservedVersion:
         description=mv.description or "",
         source=mv.source or "",
         run_id=mv.run_id,
+        created=mv.creation_timestamp / 1000.0 if mv.creation_timestamp else None,
     )
 
 

@@ -569,4 +569,13 @@ def _version(mv: Mapping[str, Any]) -> ObservedVersion:
         description=mv.get("description") or "",
         source=mv.get("source") or "",
         run_id=mv.get("run_id"),
+        created=_seconds(mv.get("creation_timestamp")),
     )
+
+
+def _seconds(ms: Any) -> float | None:
+    """MLflow's milliseconds since the epoch (a number or its string) as seconds."""
+    try:
+        return int(ms) / 1000.0 if ms is not None else None
+    except (TypeError, ValueError):
+        return None

@@ -23,6 +23,7 @@ __all__ = [
     "Approval",
     "aliased_at",
     "aliased_at_tag",
+    "aliases_moved",
     "approval_of",
     "approval_tags",
     "iso",
@@ -99,6 +100,11 @@ def _civil(days: int) -> tuple[int, int, int]:
 
 def aliased_at_tag(alias: str) -> str:
     return _ALIASED_AT + alias
+
+
+def aliases_moved(tags: Mapping[str, str]) -> list[str]:
+    """The aliases agentctl recorded moving to the version with ``tags``."""
+    return sorted(k.removeprefix(_ALIASED_AT) for k in tags if k.startswith(_ALIASED_AT))
 
 
 def aliased_at(tags: Mapping[str, str], alias: str) -> float | None:

@@ -62,6 +62,9 @@ class ResolvedSource:
     #: digest, ``files_digest`` the files' own.
     pins: tuple[PromptPin, ...] = ()
     files_digest: str | None = None
+    #: The commit the working tree is at (HEAD) when ``commit`` is None and it is a git
+    #: repository: recorded on the version logged from it.
+    head: str | None = None
     #: A version promoted into an environment after another is not built: it is copied from
     #: this version (``models:/<model>/<version>``), and ``digest`` is that version's.
     promoted_from: str | None = None

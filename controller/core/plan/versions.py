@@ -23,6 +23,7 @@ from controller.core.plan.changes import (
     VersionState,
 )
 from controller.core.state.observed import (
+    COMMIT_TAG,
     DIGEST_TAG,
     MANAGED_ALIASES_TAG,
     MANAGED_TAGS_TAG,
@@ -90,6 +91,8 @@ def plan_new_version(name: str, entry: VersionEntry, src: ResolvedSource, change
         tags[MANAGED_TAGS_TAG] = csv(entry.tags)
     tags[DIGEST_TAG] = src.digest
     tags[SOURCE_TAG] = src.code_ref
+    if src.commit or src.head:
+        tags[COMMIT_TAG] = src.commit or src.head or ""
     after = VersionCreate(
         digest=src.digest,
         code=src.code_ref,

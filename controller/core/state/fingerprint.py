@@ -118,4 +118,5 @@ def _source(source: ResolvedSource) -> dict[str, Any]:
         "refs": [source.code_ref, source.config_ref, source.requirements_ref],
         "pip_requirements": list(source.pip_requirements),
         **({"commit": source.commit} if source.commit else {}),
+        **({"head": source.head} if source.head else {}),  # (recorded on what is logged)
     }

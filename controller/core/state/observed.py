@@ -14,6 +14,7 @@ from controller.core.state.cluster import ClusterState
 __all__ = [
     "AGENT_TAG",
     "ATTEMPT_TAG",
+    "COMMIT_TAG",
     "DEFAULT_OWNER",
     "DIGEST_TAG",
     "ENVIRONMENT_TAG",
@@ -52,6 +53,8 @@ ENVIRONMENT_TAG = "agentctl.io/environment"
 MANAGED_TAGS_TAG = "agentctl.io/managed-tags"
 #: On a registered model: the aliases agentctl set (its inventory), comma-separated.
 MANAGED_ALIASES_TAG = "agentctl.io/managed-aliases"
+#: On a version: the git commit its files were read at (a revision's, or the working tree's HEAD).
+COMMIT_TAG = "agentctl.io/commit"
 #: On a version: the content digest of the source it was logged from.
 DIGEST_TAG = "agentctl.io/source-digest"
 #: On a version: the id of the create attempt that registered it (one per request sent), so that
@@ -96,6 +99,8 @@ class ObservedVersion:
     description: str = ""
     source: str = ""
     run_id: str | None = None
+    #: When it was registered (epoch seconds; None: not known).
+    created: float | None = None
 
     @property
     def digest(self) -> str | None:

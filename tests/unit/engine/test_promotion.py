@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.core.environment.history import history
 from controller.core.environment.overlay import environment_named, in_environment
 from controller.core.environment.record import (
     PROMOTED_FROM_TAG,
@@ -20,6 +21,7 @@ from controller.core.environment.record import (
 from controller.core.evaluation.record import Recorded
 from controller.core.manifest.desired import Desired
 from controller.core.plan.changes import Kind
+from controller.core.render.history import render_history
 from controller.engine.loader import load
 from tests.support.engine import reconcile
 from tests.support.environment_manifests import DEV, PROD, STAGING, write_env_repo
@@ -146,3 +148,33 @@ def test_prune_in_one_environment_never_reaches_another(world: tuple[Path, FakeR
     assert pruned.plan.changes == ()
     assert not [w for w in pruned.plan.diagnostics.warnings if "no manifest declares" in w.message]
     assert set(reg.models) == {"bot-dev", "bot-staging"}
+
+
+def test_history_shows_the_whole_path(world: tuple[Path, FakeRegistry]) -> None:
+    root, reg = world
+    _apply(root, reg, "dev")
+    _passed(reg, "bot-dev", 1)
+    _apply(root, reg, "staging", NOW + HOUR)
+    for k, v in approval_tags("prod", True, "alice", NOW + 2 * HOUR).items():
+        reg.set_version_tag("bot-staging", 1, k, v)
+    _apply(root, reg, "prod", NOW + 3 * HOUR)
+    desired, _ = load(root)
+    trail = history(desired, reg.observe(), "bot")
+    assert [
+        (v.env, v.model, v.version, v.promoted_from, v.verdict, v.aliases) for v in trail.versions
+    ] == [
+        ("dev", "bot-dev", 1, "", "passed", ("champion",)),
+        ("staging", "bot-staging", 1, "models:/bot-dev/1", "passed", ("champion",)),
+        ("prod", "main.prod.bot", 1, "models:/bot-staging/1", "passed", ("champion",)),
+    ]
+    assert trail.versions[1].approvals == (("prod", "approved", "alice", NOW + 2 * HOUR),)
+    timed = [(e.at, e.env, e.text) for e in trail.events if e.at is not None]
+    assert timed == [
+        (NOW, "dev", "bot-dev@champion -> 1"),
+        (NOW + HOUR, "staging", "bot-staging@champion -> 1"),
+        (NOW + 2 * HOUR, "staging", "bot-staging/1 approved for prod by alice"),
+        (NOW + 3 * HOUR, "prod", "main.prod.bot@champion -> 1"),
+    ]
+    assert history(desired, reg.observe(), "bot", "prod").versions[0].model == "main.prod.bot"
+    text = render_history(trail, "markdown")
+    assert "| staging | bot-staging/1 |" in text and "approved for prod by alice" in text
