@@ -102,6 +102,15 @@ def check_environments(
             out.append((e.name, Problem(
                 AFTER, f"no Environment manifest declares '{after}'{_hint(after, names)}"
             )))  # fmt: skip
+    for e in envs:
+        before = next((b for b in envs if b.name == e.spec.after), None)
+        if before is not None and before.spec.tracking_uri != e.spec.tracking_uri:
+            out.append((e.name, Problem(
+                ("spec", "trackingUri"),
+                f"'{e.name}' and '{before.name}' (the environment before it) name different "
+                "tracking servers: a promotion copies a version within one registry; give both "
+                "the same spec.trackingUri (promotion across servers is not supported yet)",
+            )))  # fmt: skip
     ordered = set(promotion_order(envs))
     by_name = {e.name: e for e in envs}
     reported: set[str] = set()
