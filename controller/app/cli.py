@@ -35,7 +35,7 @@ from controller.app.options import (
     Target,
     takes,
 )
-from controller.core.errors import AgentctlError
+from controller.core.errors import AgentctlError, InvalidInput
 from controller.core.secrets import without_credentials
 
 if TYPE_CHECKING:
@@ -186,6 +186,9 @@ def plan(
     With --target kubernetes, each object it would write is shown as a server-side dry-run diff."""
     from controller.core.render.formats import render_json, render_previews
 
+    if opts.environment == "all":
+        _plan_every_environment(path, format, changed_since, detailed_exitcode, out, opts)
+        return
     result = _Session(path, opts).reconcile(apply=False, changed_since=changed_since)
     if format is Format.json and result.previews:
         payload = result.plan.to_dict()
@@ -200,6 +203,46 @@ def plan(
     if result.plan.has_errors:
         raise typer.Exit(1)
     if detailed_exitcode and not result.plan.reached:
+        raise typer.Exit(2)
+
+
+def _plan_every_environment(
+    path: Path,
+    format: Format,
+    changed_since: str | None,
+    detailed_exitcode: bool,
+    out: Path | None,
+    opts: Options,
+) -> None:
+    """``plan --env all``: each environment's plan in promotion order (one markdown comment, one
+    JSON document); exit as the worst of them."""
+    from dataclasses import replace
+
+    from controller.core.render.formats import MARKER, render_json
+
+    if out is not None:
+        raise InvalidInput.of("--out saves one environment's plan: name it with --env",
+                              field="--out")  # fmt: skip
+    desired, _ = sources.load(path, opts)
+    names = [e.name for e in desired.environments]
+    if not names:
+        raise InvalidInput.of("--env all: the manifests declare no environment", field="--env")
+    plans = {}
+    for name in names:
+        each = replace(opts, environment=name)
+        plans[name] = _Session(path, each).reconcile(apply=False, changed_since=changed_since).plan
+    if format is Format.json:
+        typer.echo(render_json({"environments": {n: p.to_dict() for n, p in plans.items()}}))
+    elif format is Format.markdown:
+        parts = [output.render_plan_md(p).replace(MARKER + "\n", "", 1) for p in plans.values()]
+        typer.echo("\n\n".join([MARKER + "\n" + parts[0], *parts[1:]]))
+    else:
+        for i, (name, p) in enumerate(plans.items()):
+            typer.echo(("\n" if i else "") + f"=== Environment {name} ===")
+            output.show_plan(p, format)
+    if any(p.has_errors for p in plans.values()):
+        raise typer.Exit(1)
+    if detailed_exitcode and not all(p.reached for p in plans.values()):
         raise typer.Exit(2)
 
 

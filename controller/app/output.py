@@ -150,6 +150,12 @@ def show_plan(plan: Plan, fmt: Format) -> None:
         err(("\n" if not plan.has_errors else "") + render_diagnostics(plan.diagnostics))
 
 
+def render_plan_md(plan: Plan) -> str:
+    from controller.core.render.formats import render_plan
+
+    return render_plan(plan, "markdown")
+
+
 def show_eval(report: EvalReport, fmt: Format) -> None:
     """What ``agentctl eval`` found, on stdout; in text, the thresholds missed also on stderr."""
     from controller.core.render.evaluation import render_eval
