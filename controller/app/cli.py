@@ -571,7 +571,7 @@ def down(*, opts: Options) -> None:
         typer.echo(f"Nothing is running in {opts.run_dir}.")
 
 
-@command(*o.REGISTRY, "owner", "target", "run_dir", *o.KUBE, json_errors=False,
+@command(*o.REGISTRY, "owner", "environment", "target", "run_dir", *o.KUBE, json_errors=False,
          help={"owner": "Show only the models of this owner (and what serves them)."})  # fmt: skip
 def status(
     agent: Annotated[str | None, typer.Argument(metavar="AGENT", help="Only this agent.")] = None,
@@ -596,14 +596,16 @@ def status(
         from controller.adapters.kubernetes.serving import KubernetesServing
 
         served = KubernetesServing(*wiring.kube_api(opts)).observe()
-    if agent is not None and agent not in known_agents(snapshot, served, opts.owner):
+    if agent is not None and agent not in known_agents(
+        snapshot, served, opts.owner, opts.environment
+    ):
         where = without_credentials(uri)
         output.err(f"Error: no agent '{agent}' of owner '{opts.owner}' in the registry at {where} "
                    "or served")  # fmt: skip
         raise typer.Exit(1)
     from controller import __version__
 
-    view = status_view(snapshot, served, agent, opts.owner, __version__)
+    view = status_view(snapshot, served, agent, opts.owner, __version__, opts.environment)
     typer.echo(view.render(format.value))
 
 
@@ -615,8 +617,8 @@ def _observe(registry: Any) -> Any:
 
 # `agentctl rollout promote|abort|rollback`, and the same at the top level (as they were first).
 for _fn in (rollout.promote, rollout.abort, rollout.rollback):
-    command(*o.REGISTRY, "owner", group=rollout_app)(_fn)
-    command(*o.REGISTRY, "owner", name=_fn.__name__.replace("_", "-"))(_fn)
+    command(*o.REGISTRY, "owner", "environment", group=rollout_app)(_fn)
+    command(*o.REGISTRY, "owner", "environment", name=_fn.__name__.replace("_", "-"))(_fn)
 
 
 command(*o.REGISTRY, *o.LOAD, name="approve")(approval.approve)

@@ -47,11 +47,11 @@ def _ask(
     registry = wiring.registry(opts.tracking_uri)
     policy = RetryPolicy.from_env()
     observed = policy.call(registry.observe)
-    model = observed.agents(opts.owner).get(agent)
+    model = observed.agents(opts.owner, opts.environment).get(agent)
     if model is None or model.tags.get(AGENT_TAG) != agent:
         others = observed.others(agent, opts.owner)
         why = "; ".join(f"'{m}' is managed by '{o}'" for m, o in others.items())
-        known = ", ".join(sorted(observed.agents(opts.owner))) or "none"
+        known = ", ".join(sorted(observed.agents(opts.owner, opts.environment))) or "none"
         raise InvalidInput.of(
             f"no registered model owned by '{opts.owner}' belongs to agent '{agent}'"
             + (f" ({why}; models of other owners are never touched)" if why else "")

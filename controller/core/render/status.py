@@ -160,10 +160,12 @@ def status_view(
     agent: str | None = None,
     owner: str = DEFAULT_OWNER,
     version: str = "",
+    environment: str | None = None,
 ) -> StatusView:
-    """Every agent ``owner`` manages in the registry or a target serves for it (or only
-    ``agent``, which the caller has checked is one of them); ``version``: agentctl's."""
-    models = _managed(registry, owner)
+    """Every agent ``owner`` manages in the registry (in ``environment``) or a target serves for
+    it (or only ``agent``, which the caller has checked is one of them); ``version``:
+    agentctl's."""
+    models = _managed(registry, owner, environment)
     serves = _served(registry, served, owner)
     names = [agent] if agent is not None else sorted(set(models) | set(serves))
     out: dict[str, AgentStatus] = {}
@@ -209,15 +211,20 @@ def _verdict(model: ObservedModel | None, number: int) -> str | None:
 
 
 def known_agents(
-    registry: RegistrySnapshot | None, served: ServingSnapshot, owner: str = DEFAULT_OWNER
+    registry: RegistrySnapshot | None,
+    served: ServingSnapshot,
+    owner: str = DEFAULT_OWNER,
+    environment: str | None = None,
 ) -> set[str]:
     """The agents status can show ``owner``: managed by it in the registry, or served for it."""
-    return set(_managed(registry, owner)) | set(_served(registry, served, owner))
+    return set(_managed(registry, owner, environment)) | set(_served(registry, served, owner))
 
 
-def _managed(registry: RegistrySnapshot | None, owner: str) -> dict[str, ObservedModel]:
-    """Agent -> the registered model ``owner`` manages for it."""
-    return registry.agents(owner) if registry is not None else {}
+def _managed(
+    registry: RegistrySnapshot | None, owner: str, environment: str | None = None
+) -> dict[str, ObservedModel]:
+    """Agent -> the registered model ``owner`` manages for it (in ``environment``)."""
+    return registry.agents(owner, environment) if registry is not None else {}
 
 
 def _served(

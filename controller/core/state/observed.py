@@ -147,13 +147,14 @@ class RegistrySnapshot:
     models: Mapping[str, ObservedModel] = field(default_factory=dict)
     prompts: Mapping[str, ObservedModel] = field(default_factory=dict)
 
-    def agents(self, owner: str) -> dict[str, ObservedModel]:
-        """Agent -> the registered model ``owner`` manages for it: another owner's models, and
-        unmanaged ones, are not there (whatever their agent tag says)."""
+    def agents(self, owner: str, environment: str | None = None) -> dict[str, ObservedModel]:
+        """Agent -> the registered model ``owner`` manages for it in ``environment`` (None: the
+        models reconciled without one): another owner's models, unmanaged ones and other
+        environments' are not there (whatever their agent tag says)."""
         return {
             m.tags.get(AGENT_TAG, m.name): m
             for m in sorted(self.models.values(), key=lambda m: m.name)
-            if m.owner == owner
+            if m.owner == owner and m.tags.get(ENVIRONMENT_TAG) == environment
         }
 
     def others(self, agent: str, owner: str) -> dict[str, str]:
