@@ -36,6 +36,7 @@ from controller.core.rollout.progress import Progress, Running
 from controller.core.state.observed import RegistrySnapshot, ServingSnapshot
 from controller.engine.apply import apply as apply_plan
 from controller.engine.progressive import evaluate
+from controller.engine.promotion_gates import measure_promotions
 from controller.engine.retry import RetryPolicy
 from controller.ports import (
     Evaluator,
@@ -258,8 +259,10 @@ def plan_round(
     Agents' prompt bindings are resolved first: a rollout's canary is the version bound to the
     prompts as they are now."""
     desired, _ = bind_prompts(desired, observed)  # (the plan reports a binding in error)
-    # In an environment after another, each agent's version is the one promotion lets in.
-    desired, steps = promote(desired, observed, now)
+    # In an environment after another, each agent's version is the one promotion lets in (its
+    # analysis gates measured unless this is a dry run).
+    measured = measure_promotions(desired, observed, providers) if providers is not None else None
+    desired, steps = promote(desired, observed, now, measured)
     if served is None:
         recorded = {
             agent: p for agent, p in evaluate(desired, observed, now, None).items()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from controller.core.environment.overlay import environment_named
 from controller.core.environment.record import (
@@ -35,10 +35,22 @@ from controller.core.manifest.desired import (
     DesiredEnvironment,
     ResolvedSource,
 )
+from controller.core.manifest.schema import AnalysisGate
 from controller.core.manifest.schema_environment import Promotion
-from controller.core.state.observed import FAILED, ObservedModel, RegistrySnapshot
+from controller.core.rollout.gates import Gate as RolloutGate
+from controller.core.rollout.gates import Measurement, Verdict, judge
+from controller.core.state.observed import FAILED, ObservedModel, ObservedVersion, RegistrySnapshot
 
-__all__ = ["Gate", "Step", "promote", "promoted_source"]
+__all__ = [
+    "Candidate",
+    "Gate",
+    "Measured",
+    "Step",
+    "candidate_of",
+    "promote",
+    "promoted_source",
+    "steps_of",
+]
 
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -66,21 +78,63 @@ def promoted_source(uri: str, digest: str, tags: Mapping[str, str]) -> ResolvedS
     )  # fmt: skip
 
 
+#: Agent -> gate name -> its measurement, for a promotion's analysis gates (None: not measured,
+#: as in a plan, which measures nothing).
+Measured = Mapping[str, Mapping[str, Measurement]]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """The version of the environment before that a promotion would bring in."""
+
+    model: str
+    number: int
+    version: ObservedVersion
+    since: float | None  # when it took the alias ``promotion.from`` (agentctl's record)
+
+
+def steps_of(desired: Desired) -> tuple[DesiredEnvironment, DesiredEnvironment] | None:
+    """(the environment of ``desired``, the one before it) for an environment after another."""
+    env = environment_named(desired, desired.environment or "")
+    if env is None or env.manifest.spec.after is None:
+        return None
+    previous = environment_named(desired, env.manifest.spec.after)
+    assert previous is not None  # the loader keeps an environment only after a kept one
+    return env, previous
+
+
+def candidate_of(
+    agent: str, env: DesiredEnvironment, previous: DesiredEnvironment, observed: RegistrySnapshot
+) -> Candidate | str:
+    """The candidate for ``agent``, or why there is none."""
+    rules = env.manifest.spec.promotion or Promotion()
+    model_name = previous.manifest.model_of(agent)
+    before = observed.models.get(model_name)
+    if before is None:
+        return f"registered model '{model_name}' does not exist yet"
+    number = before.aliases.get(rules.from_)
+    if number is None or number not in before.versions:
+        return f"'{model_name}' has no alias '{rules.from_}'"
+    version = before.versions[number]
+    return Candidate(model_name, number, version, aliased_at(version.tags, rules.from_))
+
+
 def promote(
-    desired: Desired, observed: RegistrySnapshot, now: float
+    desired: Desired, observed: RegistrySnapshot, now: float, measured: Measured | None = None
 ) -> tuple[Desired, tuple[Step, ...]]:
     """``desired`` (one environment's, :func:`~.overlay.in_environment`) with each agent's
     ``current`` set to the version promotion gives it, and each agent's step; the desired state
-    of a first environment, or of none, as it is."""
-    env = environment_named(desired, desired.environment or "")
-    if env is None or env.manifest.spec.after is None:
+    of a first environment, or of none, as it is. ``measured``: the analysis gates' measurements
+    (None: not measured, and such a gate does not hold)."""
+    pair = steps_of(desired)
+    if pair is None:
         return desired, ()
-    previous = environment_named(desired, env.manifest.spec.after)
-    assert previous is not None  # the loader keeps an environment only after a kept one
+    env, previous = pair
     agents: list[DesiredAgent] = []
     steps: list[Step] = []
     for agent in desired.agents:
-        step = _step(agent, env, previous, observed, now)
+        mine = measured.get(agent.name, {}) if measured is not None else None
+        step = _step(agent, env, previous, observed, now, mine)
         steps.append(step)
         agents.append(_with_current(agent, step, observed))
     return replace(desired, agents=tuple(agents)), tuple(steps)
@@ -92,21 +146,17 @@ def _step(
     previous: DesiredEnvironment,
     observed: RegistrySnapshot,
     now: float,
+    measured: Mapping[str, Measurement] | None,
 ) -> Step:
     rules = env.manifest.spec.promotion or Promotion()
-    source_model = previous.manifest.model_of(agent.name)
-    before = observed.models.get(source_model)
     here = observed.models.get(agent.model_name)
-    kept = _newest_copy(here)
-    base = Step(agent.name, env.name, previous.name, source_model, None, kept=kept)
-    if before is None:
-        return replace(base, why=f"registered model '{source_model}' does not exist yet")
-    number = before.aliases.get(rules.from_)
-    if number is None or number not in before.versions:
-        return replace(base, why=f"'{source_model}' has no alias '{rules.from_}'")
-    version = before.versions[number]
-    uri = model_uri(source_model, number)
-    copied = _copy_of(here, uri)
+    base = Step(agent.name, env.name, previous.name, previous.manifest.model_of(agent.name), None,
+                kept=_newest_copy(here))  # fmt: skip
+    found = candidate_of(agent.name, env, previous, observed)
+    if isinstance(found, str):
+        return replace(base, why=found)
+    number, version = found.number, found.version
+    uri = model_uri(found.model, number)
     gates: list[Gate] = []
     wait = None
     if rules.evaluation:
@@ -119,9 +169,9 @@ def _step(
             )
         else:
             gates.append(Gate("evaluation", True, f"{uri} passed its evaluation"))
+    since = found.since
     if rules.soak is not None:
         need = seconds(rules.soak)
-        since = aliased_at(version.tags, rules.from_)
         if since is None:
             gates.append(Gate("soak", False, f"no record of when '{rules.from_}' moved to {uri} "
                               "(agentctl records it when it moves the alias)"))  # fmt: skip
@@ -131,6 +181,7 @@ def _step(
             wait = need - (now - since)
             gates.append(Gate("soak", False, f"'{rules.from_}' since {iso(since)}: "
                               f"{_span(wait)} of {rules.soak} to go"))  # fmt: skip
+    gates += [_analysis(g, measured, since) for g in rules.analysis]
     if rules.approval:
         decision = approval_of(version.tags, env.name)
         ask = f"agentctl approve {agent.name} --env {env.name} --version {number}"
@@ -140,7 +191,31 @@ def _step(
             who = f" by {decision.by}" if decision.by else ""
             when = f" at {iso(decision.at)}" if decision.at is not None else ""
             gates.append(Gate("approval", decision.approved, f"{decision.word}{who}{when}"))
+    copied = _copy_of(here, uri)
     return replace(base, candidate=number, gates=tuple(gates), copied=copied, wait=wait)
+
+
+def _analysis(
+    gate: AnalysisGate, measured: Mapping[str, Measurement] | None, since: float | None
+) -> Gate:
+    """An analysis gate of the step, judged as a rollout's is (min samples, max)."""
+    name = f"analysis {gate.name}"
+    if since is None:
+        return Gate(name, False, "no record of when the version took the alias: not measured")
+    if measured is None:
+        return Gate(name, False, "not measured by a plan (apply and the controller measure it)")
+    m = measured.get(gate.name)
+    if m is None:
+        return Gate(name, False, f"no {gate.source} source to measure it")
+    rule = RolloutGate(gate.name, gate.max, gate.min_samples, gate.failure_limit, gate.min)
+    verdict = judge(rule, m)
+    value = "none" if m.value is None else f"{m.value:g}"
+    shown = f"{gate.metric} {value} from {m.samples} samples"
+    if verdict is Verdict.SUCCESSFUL:
+        return Gate(name, True, f"{shown} since {iso(since)}")
+    if verdict is Verdict.FAILED:
+        return Gate(name, False, f"failed: {rule.missed(m.value or 0.0)} ({shown})")
+    return Gate(name, False, f"inconclusive: {shown}, {gate.min_samples} needed")
 
 
 def _span(seconds_: float) -> str:

@@ -58,6 +58,21 @@ def check_environment(m: EnvironmentManifest, agents: Collection[str]) -> list[P
                 "promotion gates; set spec.after to the environment versions come from",
             )
         )
+    if spec.promotion is not None:
+        for i, gate in enumerate(spec.promotion.analysis):
+            where: FieldPath = ("spec", "promotion", "analysis", i)
+            if gate.source == "scorers":
+                problems.append(Problem((*where, "source"), "source: scorers is for a rollout's "
+                                        "canary; a promotion gate reads traces, router or "
+                                        "prometheus"))  # fmt: skip
+            elif gate.source == "prometheus" and not gate.query:
+                problems.append(Problem((*where, "query"), "source: prometheus needs a query"))
+            elif gate.metric == "passRate":
+                problems.append(Problem((*where, "metric"), "passRate is a scorers metric; use "
+                                        "errorRate or a latency"))  # fmt: skip
+            elif gate.max is None:
+                problems.append(Problem((*where, "max"), f"{gate.metric} needs max (the most "
+                                        "it may be)"))  # fmt: skip
     if spec.after == m.name:
         problems.append(Problem(AFTER, f"environment '{m.name}' cannot come after itself"))
     for agent in spec.agents:

@@ -19,6 +19,7 @@ from controller.core.manifest.base import _Model
 from controller.core.manifest.schema import (
     AgentName,
     AliasName,
+    AnalysisGate,
     Duration,
     K8sName,
     KubernetesServing,
@@ -70,6 +71,12 @@ class Promotion(_Model):
         default=None,
         description="How long the version must have held the alias in the environment before "
         "(e.g. 30m, 1h).",
+    )
+    analysis: list[AnalysisGate] = Field(
+        default_factory=list,
+        description="Gates measured on the version in the environment before, since it took "
+        "the alias `from` (as a rollout's analysis gates: traces, router or prometheus); each "
+        "must hold.",
     )
     approval: bool = Field(
         default=False,

@@ -117,3 +117,20 @@ def test_an_environment_and_the_one_before_must_share_a_tracking_server(tmp_path
     [error] = errors_of(tmp_path)
     assert where(error) == ("envs.yaml", 26, "spec.trackingUri")
     assert "a promotion copies a version within one registry" in error.message
+
+
+def test_a_promotion_gate_reads_traces_router_or_prometheus(tmp_path: Path) -> None:
+    gates = STAGING.replace(
+        "    soak: 30m\n",
+        "    soak: 30m\n    analysis:\n      - {name: judged, metric: passRate, source: scorers, "
+        "scorer: polite, min: 0.9}\n      - {name: p95, metric: latencyP95, source: prometheus, "
+        "max: 2}\n",
+    )
+    write_env_repo(tmp_path, DEV, gates, PROD)
+    found = [(where(d), d.message) for d in errors_of(tmp_path)]
+    assert found == [
+        (("envs.yaml", 15, "spec.promotion.analysis[0].source"),
+         "source: scorers is for a rollout's canary; a promotion gate reads traces, router or "
+         "prometheus"),
+        (("envs.yaml", 16, "spec.promotion.analysis[1].query"), "source: prometheus needs a query"),
+    ]  # fmt: skip

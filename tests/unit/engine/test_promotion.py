@@ -22,10 +22,12 @@ from controller.core.evaluation.record import Recorded
 from controller.core.manifest.desired import Desired
 from controller.core.plan.changes import Kind
 from controller.core.render.history import render_history
+from controller.core.rollout.gates import Measurement
 from controller.engine.loader import load
 from tests.support.engine import reconcile
 from tests.support.environment_manifests import DEV, PROD, STAGING, write_env_repo
 from tests.support.fake_registry import FakeRegistry
+from tests.support.sources import Source
 
 NOW = 1_800_000_000.0
 HOUR = 3600.0
@@ -178,3 +180,46 @@ def test_history_shows_the_whole_path(world: tuple[Path, FakeRegistry]) -> None:
     assert history(desired, reg.observe(), "bot", "prod").versions[0].model == "main.prod.bot"
     text = render_history(trail, "markdown")
     assert "| staging | bot-staging/1 |" in text and "approved for prod by alice" in text
+
+
+SOAKED_GATES = STAGING.replace(
+    "    soak: 30m\n",
+    "    soak: 30m\n    analysis:\n      - name: errors\n        metric: errorRate\n"
+    "        source: traces\n        max: 0.1\n        minSamples: 5\n",
+)
+
+
+@pytest.mark.parametrize(
+    ("measured", "promoted", "says"),
+    [
+        (
+            Measurement(0.5, 20),
+            False,
+            "analysis errors: failed: 0.5 > 0.1 (errorRate 0.5 from 20 samples)",
+        ),
+        (
+            Measurement(0.0, 2),
+            False,
+            "analysis errors: inconclusive: errorRate 0 from 2 samples, 5 needed",
+        ),
+        (Measurement(0.02, 20), True, ""),
+    ],
+)
+def test_analysis_gates_are_measured_on_the_candidate_in_the_environment_before(
+    tmp_path: Path, measured: Measurement, promoted: bool, says: str
+) -> None:
+    root = write_env_repo(tmp_path, DEV, SOAKED_GATES, PROD)
+    reg = FakeRegistry()
+    _apply(root, reg, "dev")
+    _passed(reg, "bot-dev", 1)
+    # A plan measures nothing: the gate waits for apply (or the controller).
+    dry = reconcile(_env(root, "staging"), reg, apply=False, wall=lambda: NOW + HOUR)
+    assert "not measured by a plan" in dry.plan.promotions[0].summary()
+    assert not [c for c in dry.plan.changes if c.kind is Kind.MODEL_VERSION]
+    traces = Source(measured)
+    result = _apply(root, reg, "staging", NOW + HOUR, providers={"traces": traces})
+    [q] = traces.asked
+    assert (q.model, q.version, q.metric, q.since) == ("bot-dev", 1, "errorRate", NOW)
+    assert (1 in reg.models["bot-staging"].versions) is promoted
+    if says:
+        assert f"{says}" in result.plan.promotions[0].summary()
