@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import getpass
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -89,7 +90,8 @@ def _decide(
     assert previous is not None
     source_model = previous.manifest.model_of(agent)
     rules = env.manifest.spec.promotion or Promotion()
-    opts = sources.env_options(desired, opts)  # (the environment's tracking URI, if it names one)
+    # The environment's tracking URI, if it names one (the one before it names the same).
+    opts = sources.env_options(replace(desired, environment=env.name), opts)
     registry = wiring.registry(opts.tracking_uri)
     policy = RetryPolicy.from_env()
     model = policy.call(registry.observe).models.get(source_model)
@@ -144,6 +146,9 @@ def history_cmd(
     if opts.environment is not None and opts.environment not in names:
         raise InvalidInput.of(f"no environment '{opts.environment}' (declared: "
                               f"{', '.join(names) or 'none'})", field="--env")  # fmt: skip
+    # Environments in one promotion path share a tracking server: any of them names it.
+    if names:
+        opts = sources.env_options(replace(desired, environment=opts.environment or names[0]), opts)
     registry = wiring.registry(opts.tracking_uri)
     observed = RetryPolicy.from_env().call(registry.observe)
     typer.echo(render_history(history(desired, observed, agent, opts.environment), format))

@@ -189,7 +189,8 @@ def plan(
     if opts.environment == "all":
         _plan_every_environment(path, format, changed_since, detailed_exitcode, out, opts)
         return
-    result = _Session(path, opts).reconcile(apply=False, changed_since=changed_since)
+    session = _Session(path, opts)
+    result = session.reconcile(apply=False, changed_since=changed_since)
     if format is Format.json and result.previews:
         payload = result.plan.to_dict()
         payload["objects"] = json.loads(render_previews(result.previews, "json"))
@@ -199,7 +200,7 @@ def plan(
         if result.previews and not result.plan.has_errors:
             typer.echo(render_previews(result.previews, format.value))
     if out is not None:
-        saved.save_plan(out, result, path, opts)
+        saved.save_plan(out, result, path, session.opts)  # (the environment's settings)
     if result.plan.has_errors:
         raise typer.Exit(1)
     if detailed_exitcode and not result.plan.reached:

@@ -10,6 +10,7 @@ exits 1, so that the pod restarts as a standby (as controller-runtime does).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -20,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from controller.app import wiring
+from controller.app import sources, wiring
 from controller.app.options import Options, Target
 from controller.app.sources import Latest
-from controller.core.errors import InvalidInput
+from controller.core.errors import AgentctlError, InvalidInput
 from controller.engine.loop import Controller, CycleReport, LogEvents, LoopConfig, Wakeups
 from controller.engine.metrics import Metrics
 from controller.ports import EventSink, ServingTarget
@@ -65,6 +66,10 @@ def run(opts: ControllerOptions) -> int:
     metrics = Metrics()
     stop, wakeups = threading.Event(), Wakeups()
     latest = Latest(opts.manifests, c)
+    if c.environment is not None:
+        # The environment's tracking URI and namespace (bad manifests: the loop reports them).
+        with contextlib.suppress(AgentctlError):
+            c = sources.env_options(latest.load(), c)
     api = wiring.kube_api(c) if c.target is Target.kubernetes else None
     # Against a tracking server the registry speaks REST: the MLflow client's imports (pandas,
     # numpy, pyarrow...) would more than double the controller's memory. Models are logged in

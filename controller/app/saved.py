@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from controller.app import output, wiring
+from controller.app import output, sources, wiring
 from controller.app.options import Format, Options, Target
 from controller.app.output import deleted_models
 from controller.core.errors import InvalidInput
@@ -79,11 +79,21 @@ def apply_file(file: Path, fmt: Format, opts: Options) -> None:
     from controller.engine.saved import apply_saved, read_saved
 
     saved = read_saved(file)
-    _check_where(file, saved, opts)
+    env = saved.plan.environment
+    if "environment" in opts.given and opts.environment != env:
+        raise InvalidInput.of(
+            f"{file} was planned for environment {env or '(none)'}; a saved plan is applied as "
+            "it was made: drop --env, or plan again with it",
+            field="--env",
+        )
     m = saved.manifests
     desired, _ = load(
         Path(m.path), root=Path(m.root), allow_empty=m.allow_empty, history=GitHistory()
     )
+    opts = replace(opts, environment=env)
+    desired = sources.in_env(desired, opts)
+    opts = sources.env_options(desired, opts)
+    _check_where(file, saved, opts)
     opts = replace(opts, target=Target(saved.target), namespace=opts.namespace or saved.namespace)
     if saved.made.cluster is not None and _cluster(opts) != saved.made.cluster:
         raise InvalidInput.of(

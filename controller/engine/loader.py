@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.core.diagnostics import Diagnostic, Diagnostics, Location, Severity
+from controller.core.environment.overlay import in_environment
 from controller.core.errors import InvalidInput
 from controller.core.manifest.checks import FieldPath, check_manifest, field_name
 from controller.core.manifest.desired import DEFAULTS_KIND, Desired, DesiredAgent, ResolvedSource
@@ -169,6 +170,10 @@ def load(
         {p.prompt_name: f"prompt '{p.prompt_name}'" for p in prompts.kept},
         out,
     )
+    # Each environment's overlays over the agents (a problem names the file that causes it).
+    staged = Desired(tuple(agents), str(root_dir), environments=tuple(desired_envs))
+    for env in desired_envs:
+        out.items.extend(in_environment(staged, env)[1])
     if not agents and not desired_prompts and not out.items and not allow_empty:
         out.error(
             None,

@@ -37,6 +37,7 @@ def _models(plan: Plan, desired: Desired, prune: bool) -> set[str] | None:
     return (
         {v.model for v in plan.views}
         | {c.model for c in plan.changes}
+        | {s.source_model for s in plan.promotions}  # (a candidate, an approval on it)
         | {p.prompt_name for p in desired.prompts}
         | {b.prompt for a in desired.agents for b in a.bindings}
     )

@@ -68,19 +68,23 @@ def _agent_in(
     if later:
         entries = [e for e in spec.get("versions", []) if _version_of(e) == CURRENT]
         spec["versions"] = entries or [CURRENT]
-    kube = m.spec.serving.kubernetes if m.spec.serving is not None else None
-    if kube is not None and isinstance(spec.get("serving"), dict):
-        written = kube.model_dump(by_alias=True, exclude_unset=True, mode="json")
-        spec["serving"]["kubernetes"] = {**spec["serving"].get("kubernetes", {}), **written}
-        for path, loc in _under(env, ("spec", "serving", "kubernetes")).items():
-            located[("spec", "serving", "kubernetes", *path)] = loc
+    own_kube = (spec.get("serving") or {}).get("kubernetes") or {}
     for key, value in overlay.items():
         if key in MERGED:
-            spec[key] = {**spec.get(key, {}), **value}
+            spec[key] = {**(spec.get(key) or {}), **(value or {})}
         else:
             spec[key] = value
         for path, loc in _under(env, (*base, key)).items():
             located[("spec", key, *path)] = loc
+    # Kubernetes settings: the agent's, then the environment's, then the overlay's own.
+    kube = m.spec.serving.kubernetes if m.spec.serving is not None else None
+    if kube is not None and isinstance(spec.get("serving"), dict):
+        written = kube.model_dump(by_alias=True, exclude_unset=True, mode="json")
+        overlaid = ((overlay.get("serving") or {}).get("kubernetes")) or {}
+        spec["serving"]["kubernetes"] = {**own_kube, **written, **overlaid}
+        for path, loc in _under(env, ("spec", "serving", "kubernetes")).items():
+            if path[:1] not in {(k,) for k in overlaid}:
+                located[("spec", "serving", "kubernetes", *path)] = loc
     locations = {
         path: loc
         for path, loc in agent.locations.items()

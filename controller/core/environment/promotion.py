@@ -191,8 +191,9 @@ def _step(
             who = f" by {decision.by}" if decision.by else ""
             when = f" at {iso(decision.at)}" if decision.at is not None else ""
             gates.append(Gate("approval", decision.approved, f"{decision.word}{who}{when}"))
-    copied = _copy_of(here, uri)
-    return replace(base, candidate=number, gates=tuple(gates), copied=copied, wait=wait)
+    copied = _copy_of(here, uri, version.digest or lineage_digest(uri))
+    return replace(base, candidate=number, gates=tuple(gates), copied=copied, wait=wait,
+                   kept=_served(here, rules.from_) or base.kept)  # fmt: skip
 
 
 def _analysis(
@@ -223,13 +224,24 @@ def _span(seconds_: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def _copy_of(model: ObservedModel | None, uri: str) -> int | None:
-    """The version of ``model`` copied from ``uri`` (its lineage tag), if any."""
+def _copy_of(model: ObservedModel | None, uri: str, digest: str) -> int | None:
+    """The version of ``model`` copied from ``uri`` with ``digest`` (its lineage and content: a
+    model deleted and made again upstream reuses numbers for other content), if any."""
     if model is None:
         return None
     found = [v.number for v in model.versions.values()
-             if v.tags.get(PROMOTED_FROM_TAG) == uri and v.status != FAILED]  # fmt: skip
+             if v.tags.get(PROMOTED_FROM_TAG) == uri and v.digest == digest
+             and v.status != FAILED]  # fmt: skip
     return min(found) if found else None
+
+
+def _served(model: ObservedModel | None, alias: str) -> int | None:
+    """The promoted version ``model`` holds under ``alias`` (what the environment serves now)."""
+    if model is None or alias not in model.aliases:
+        return None
+    number = model.aliases[alias]
+    version = model.versions.get(number)
+    return number if version is not None and version.tags.get(PROMOTED_FROM_TAG) else None
 
 
 def _newest_copy(model: ObservedModel | None) -> int | None:

@@ -37,10 +37,9 @@ class Step:
 
     @property
     def ready(self) -> bool:
-        """The candidate comes in (or has come in) this round."""
-        return self.candidate is not None and (
-            self.copied is not None or all(g.held for g in self.gates)
-        )
+        """The candidate comes in (or stays) this round: every gate holds, whether or not it was
+        copied before (a version that comes back after a rollback passes them again)."""
+        return self.candidate is not None and all(g.held for g in self.gates)
 
     @property
     def open_gates(self) -> tuple[Gate, ...]:
@@ -51,7 +50,7 @@ class Step:
         if self.candidate is None:
             return f"nothing to promote from {self.previous}: {self.why}"
         what = f"{self.source_model}/{self.candidate}"
-        if self.copied is not None:
+        if self.ready and self.copied is not None:
             return f"{what} is in {self.env} as version {self.copied}"
         if self.ready:
             return f"{what} is promoted into {self.env} (every gate holds)"

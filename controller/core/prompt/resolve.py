@@ -90,6 +90,8 @@ def _resolve(
 
 
 def _bound(src: ResolvedSource, pins: tuple[PromptPin, ...]) -> ResolvedSource:
+    if src.promoted_from is not None:
+        return src  # a promotion's copy carries the pins it was logged with, and their digest
     files = src.files_digest or src.digest
     digest = bound_digest(files, {p.key: (p.prompt, p.digest) for p in pins})
     return replace(src, digest=digest, files_digest=files if pins else None, pins=pins)

@@ -134,3 +134,11 @@ def test_a_promotion_gate_reads_traces_router_or_prometheus(tmp_path: Path) -> N
          "prometheus"),
         (("envs.yaml", 16, "spec.promotion.analysis[1].query"), "source: prometheus needs a query"),
     ]  # fmt: skip
+
+
+def test_validate_applies_every_overlay(tmp_path: Path) -> None:
+    broken = STAGING.replace("      tags: {tier: silver}", "      aliases: {stable: 3}")
+    write_env_repo(tmp_path, DEV, broken, PROD)
+    [error] = errors_of(tmp_path)
+    assert where(error) == ("envs.yaml", 18, "spec.aliases.stable")
+    assert error.message.startswith("in environment 'staging': alias 'stable' names version 3")

@@ -223,3 +223,79 @@ def test_analysis_gates_are_measured_on_the_candidate_in_the_environment_before(
     assert (1 in reg.models["bot-staging"].versions) is promoted
     if says:
         assert f"{says}" in result.plan.promotions[0].summary()
+
+
+def test_a_model_made_again_upstream_does_not_pass_for_a_copy_made_before(
+    world: tuple[Path, FakeRegistry],
+) -> None:
+    """bot-dev deleted and made again: its version 1 is other content; staging checks the gates
+    for it (it is not the bot-dev/1 it copied before)."""
+    root, reg = world
+    _apply(root, reg, "dev")
+    _passed(reg, "bot-dev", 1)
+    _apply(root, reg, "staging", NOW + HOUR)
+    del reg.models["bot-dev"]
+    (root / "config.yaml").write_text("greeting: hello\n")
+    _apply(root, reg, "dev", NOW + 2 * HOUR)
+    result = _apply(root, reg, "staging", NOW + 2 * HOUR + 5)
+    [step] = result.plan.promotions
+    assert (step.candidate, step.copied, step.ready) == (1, None, False)
+    assert [g.name for g in step.open_gates] == ["evaluation", "soak"]
+    assert set(reg.models["bot-staging"].versions) == {1}
+
+
+def test_while_a_candidate_waits_the_environment_keeps_what_it_serves_not_its_newest_copy(
+    world: tuple[Path, FakeRegistry],
+) -> None:
+    root, reg = world
+    (root / "envs.yaml").write_text("---\n".join([DEV, STAGING.replace("30m", "0s"), PROD]))
+    _apply(root, reg, "dev")
+    _passed(reg, "bot-dev", 1)
+    _apply(root, reg, "staging")
+    (root / "config.yaml").write_text("greeting: hello\n")  # B
+    _apply(root, reg, "dev", NOW + 10)
+    _passed(reg, "bot-dev", 2)
+    _apply(root, reg, "staging", NOW + 20)
+    assert reg.models["bot-staging"].aliases == {"champion": 2}
+    (root / "config.yaml").write_text("greeting: hi\n")  # back to A: dev's champion is 1 again
+    _apply(root, reg, "dev", NOW + 30)
+    assert reg.models["bot-dev"].aliases == {"champion": 1}
+    back = _apply(root, reg, "staging", NOW + 40)
+    assert reg.models["bot-staging"].aliases == {"champion": 1}  # A came back through its gates
+    assert back.plan.promotions[0].ready
+    # C waits for its verdict: staging keeps what it serves (1), not its newest copy (2).
+    (root / "config.yaml").write_text("greeting: good day\n")
+    _apply(root, reg, "dev", NOW + 50)
+    held = _apply(root, reg, "staging", NOW + 60)
+    [step] = held.plan.promotions
+    assert (step.candidate, step.kept, step.ready) == (3, 1, False)
+    assert reg.models["bot-staging"].aliases == {"champion": 1}
+
+
+def test_a_rejected_version_does_not_come_back_into_prod(world: tuple[Path, FakeRegistry]) -> None:
+    root, reg = world
+    (root / "envs.yaml").write_text("---\n".join([DEV, STAGING.replace("30m", "0s"), PROD]))
+    _apply(root, reg, "dev")
+    _passed(reg, "bot-dev", 1)
+    _apply(root, reg, "staging")
+    for k, v in approval_tags("prod", True, "alice", NOW).items():
+        reg.set_version_tag("bot-staging", 1, k, v)
+    _apply(root, reg, "prod")
+    (root / "config.yaml").write_text("greeting: hello\n")
+    _apply(root, reg, "dev", NOW + 10)
+    _passed(reg, "bot-dev", 2)
+    _apply(root, reg, "staging", NOW + 20)
+    for k, v in approval_tags("prod", True, "alice", NOW).items():
+        reg.set_version_tag("bot-staging", 2, k, v)
+    _apply(root, reg, "prod", NOW + 30)
+    assert reg.models["main.prod.bot"].aliases == {"champion": 2}
+    # Staging's 1 is rejected for prod afterwards; dev goes back to it.
+    for k, v in approval_tags("prod", False, "bob", NOW + 40).items():
+        reg.set_version_tag("bot-staging", 1, k, v)
+    (root / "config.yaml").write_text("greeting: hi\n")
+    _apply(root, reg, "dev", NOW + 50)
+    _apply(root, reg, "staging", NOW + 60)
+    assert reg.models["bot-staging"].aliases == {"champion": 1}
+    held = _apply(root, reg, "prod", NOW + 70)
+    assert reg.models["main.prod.bot"].aliases == {"champion": 2}
+    assert held.plan.promotions[0].open_gates[0].detail.startswith("rejected by bob")

@@ -13,7 +13,7 @@ from tests.support.manifests import GOOD
 
 
 def _in(root: Path, env: str):  # type: ignore[no-untyped-def]
-    desired, _ = load(root)
+    desired, _ = load(root, partial=True)  # (the loader reports an overlay's problems too)
     found = environment_named(desired, env)
     assert found is not None
     return in_environment(desired, found)
@@ -72,3 +72,24 @@ def test_an_agent_alias_to_a_number_cannot_follow_into_a_later_environment(tmp_p
     assert error.location is not None and Path(error.location.file).name == "bot.yaml"
     assert error.field == "spec.aliases.stable"
     assert "set spec.agents.bot.aliases" in error.message
+
+
+def test_kubernetes_settings_stack_agent_then_environment_then_overlay(tmp_path: Path) -> None:
+    agent = GOOD.replace(
+        "        percent: 100\n",
+        "        percent: 100\n    kubernetes: {replicas: 1, image: agent:1, env: {A: a}}\n",
+    )
+    env = STAGING.replace("kubernetes: {replicas: 2}", "kubernetes: {replicas: 2, image: env:1}")
+    env = env.replace(
+        "      tags: {tier: silver}",
+        "      tags:\n      serving:\n        traffic: [{alias: champion, percent: 100}]\n"
+        "        kubernetes: {image: overlay:1}",
+    )
+    write_env_repo(tmp_path, DEV, env, PROD, agent=agent)
+    staging, diags = _in(tmp_path, "staging")
+    assert diags == []
+    [bot] = staging.agents
+    kube = bot.manifest.spec.serving.kubernetes  # type: ignore[union-attr]
+    assert kube is not None
+    assert (kube.replicas, kube.image, kube.env) == (2, "overlay:1", {"A": "a"})
+    assert bot.manifest.spec.tags == {}  # `tags:` with no value merges nothing
