@@ -39,3 +39,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "agentctl.root" -}}
 {{- if eq .Values.manifests.source "gitSync" -}}/git/repo{{- else -}}/manifests{{- end -}}
 {{- end -}}
+
+{{/* The Lease the replicas elect a leader with: one per environment, so that the releases of two
+environments in one namespace do not share a leader. */}}
+{{- define "agentctl.leaseName" -}}
+{{- .Values.leaderElection.leaseName }}{{ with .Values.controller.environment }}-{{ . }}{{ end }}
+{{- end }}

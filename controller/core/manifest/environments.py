@@ -126,6 +126,20 @@ def check_environments(
                 "tracking servers: a promotion copies a version within one registry; give both "
                 "the same spec.trackingUri (promotion across servers is not supported yet)",
             )))  # fmt: skip
+    serving_in: dict[str, str] = {}
+    for e in sorted(envs, key=lambda e: e.name):
+        ns = e.spec.serving.namespace if e.spec.serving is not None else None
+        if ns is None:
+            continue
+        if ns in serving_in:
+            out.append((e.name, Problem(
+                ("spec", "serving", "namespace"),
+                f"environment '{serving_in[ns]}' serves in namespace '{ns}' too: the agents' "
+                "Deployments and routes are named by agent and version, so each environment "
+                "needs a namespace of its own",
+            )))  # fmt: skip
+        else:
+            serving_in[ns] = e.name
     ordered = set(promotion_order(envs))
     by_name = {e.name: e for e in envs}
     reported: set[str] = set()

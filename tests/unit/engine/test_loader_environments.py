@@ -142,3 +142,12 @@ def test_validate_applies_every_overlay(tmp_path: Path) -> None:
     [error] = errors_of(tmp_path)
     assert where(error) == ("envs.yaml", 18, "spec.aliases.stable")
     assert error.message.startswith("in environment 'staging': alias 'stable' names version 3")
+
+
+def test_two_environments_may_not_serve_in_one_namespace(tmp_path: Path) -> None:
+    staging = STAGING.replace("  serving:\n", "  serving:\n    namespace: agents\n")
+    prod = PROD.replace("  after: staging\n", "  after: staging\n  serving: {namespace: agents}\n")
+    write_env_repo(tmp_path, DEV, staging, prod)
+    [error] = errors_of(tmp_path)
+    assert error.field == "spec.serving.namespace"
+    assert error.message.startswith("environment 'prod' serves in namespace 'agents' too")
