@@ -27,6 +27,7 @@ from controller.engine.loader import load
 from tests.support.engine import reconcile
 from tests.support.environment_manifests import DEV, PROD, STAGING, write_env_repo
 from tests.support.fake_registry import FakeRegistry
+from tests.support.prompt_manifests import BOUND_AGENT, TEXT_PROMPT, write_prompt_repo
 from tests.support.sources import Source
 
 NOW = 1_800_000_000.0
@@ -299,3 +300,28 @@ def test_a_rejected_version_does_not_come_back_into_prod(world: tuple[Path, Fake
     held = _apply(root, reg, "prod", NOW + 70)
     assert reg.models["main.prod.bot"].aliases == {"champion": 2}
     assert held.plan.promotions[0].open_gates[0].detail.startswith("rejected by bob")
+
+
+def test_a_prompt_bound_agent_is_copied_once_whatever_its_prompt_does_upstream(
+    tmp_path: Path,
+) -> None:
+    """The copy carries the pins it was logged with: a prompt edit in dev is not bound into
+    staging's candidate again (which made a second copy of the same version)."""
+    prompt = TEXT_PROMPT.replace("  versions: [current, 3]\n", "").replace("    stable: 3\n", "")
+    root = write_prompt_repo(tmp_path, prompt, agent=BOUND_AGENT)
+    (root / "envs.yaml").write_text("---\n".join([DEV, STAGING.replace("30m", "0s")]))
+    reg = FakeRegistry()
+    _apply(root, reg, "dev")
+    _passed(reg, "bot-dev", 1)
+    _apply(root, reg, "staging")
+    assert set(reg.models["bot-staging"].versions) == {1}
+    (root / "prompts" / "support-system.txt").write_text(
+        "Be brief with {{customer}}: {{question}}\n"
+    )
+    _apply(root, reg, "dev", NOW + 10)  # prompt version 2, bot-dev/2 (not evaluated)
+    assert reg.models["bot-dev"].aliases == {"champion": 2}
+    reg.writes.clear()
+    held = _apply(root, reg, "staging", NOW + 20)
+    assert [g.name for g in held.plan.promotions[0].open_gates] == ["evaluation"]
+    assert not [c for c in held.plan.changes if c.kind is Kind.MODEL_VERSION]
+    assert set(reg.models["bot-staging"].versions) == {1}
