@@ -204,8 +204,18 @@ def plan(
         model = observed.models[name]
         if name in declared or model.owner != owner:
             continue
-        if model.tags.get(ENVIRONMENT_TAG) != desired.environment:
-            continue  # another environment's (or, with --env, one reconciled without it)
+        place = model.tags.get(ENVIRONMENT_TAG)
+        if place != desired.environment:  # another environment's, or one reconciled without
+            envs = {e.name for e in desired.environments}
+            if desired.environment is not None and place not in envs:
+                where = f"environment '{place}'" if place else "no environment"
+                diags.append(Diagnostic(
+                    Severity.WARNING,
+                    f"registered model '{name}' is managed by '{owner}' in {where}, which the "
+                    "manifests no longer declare: no environment prunes it (delete it by hand)",
+                    agent=model.tags.get(AGENT_TAG, name),
+                ))  # fmt: skip
+            continue
         agent_name = model.tags.get(AGENT_TAG, name)
         gone = base.get(agent_name) if base is not None else None
         if gone is not None and gone.model_name == name:

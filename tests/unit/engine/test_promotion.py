@@ -325,3 +325,18 @@ def test_a_prompt_bound_agent_is_copied_once_whatever_its_prompt_does_upstream(
     assert [g.name for g in held.plan.promotions[0].open_gates] == ["evaluation"]
     assert not [c for c in held.plan.changes if c.kind is Kind.MODEL_VERSION]
     assert set(reg.models["bot-staging"].versions) == {1}
+
+
+def test_a_model_of_an_environment_no_longer_declared_is_reported(
+    world: tuple[Path, FakeRegistry],
+) -> None:
+    root, reg = world
+    reg.create_model("bot-qa", None, {"agentctl.io/owner": "agentctl", "agentctl.io/agent": "bot",
+                                      "agentctl.io/environment": "qa"})  # fmt: skip
+    result = _apply(root, reg, "dev", prune=True)
+    assert "bot-qa" in reg.models  # never pruned from another environment
+    assert any(
+        w.message.startswith("registered model 'bot-qa' is managed by 'agentctl' in "
+                             "environment 'qa', which the manifests no longer declare")
+        for w in result.plan.diagnostics.warnings
+    )  # fmt: skip
