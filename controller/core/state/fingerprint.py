@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from controller.core.manifest.desired import Desired, ResolvedSource
+from controller.core.state.lock import LOCK_PREFIX
 from controller.core.state.observed import RegistrySnapshot, ServingSnapshot
 
 __all__ = ["canonical", "fingerprint"]
@@ -65,7 +66,9 @@ def fingerprint(
     if isinstance(value, Desired):
         return _digest(_desired(value))
     if isinstance(value, RegistrySnapshot):
-        names = sorted(value.models if only is None else set(only))
+        # All models: but the registry lock (a model too), which the apply itself holds.
+        every = (n for n in value.models if not n.startswith(LOCK_PREFIX))
+        names = sorted(every if only is None else set(only))
         data: dict[str, Any] = {"models": [[n, canonical(value.models.get(n))] for n in names]}
         prompts = sorted(value.prompts if only is None else set(only) & set(value.prompts))
         if prompts:  # only then, so that a registry without prompts keeps its fingerprint

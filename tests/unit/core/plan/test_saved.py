@@ -330,6 +330,12 @@ def test_a_saved_prune_plan_is_stale_when_any_model_changed(tmp_path: Path) -> N
     assert result.made is not None
     saved = save(result.plan, result.made, path=root, allow_empty=False, target="registry",
                  owner="agentctl", prune=True, tracking_uri="http://127.0.0.1:5000")  # fmt: skip
+    reg.create_model("agentctl-lock.agentctl", None, {})  # the apply's own lock: not a change
+    applied = apply_saved(saved, desired, reg, file="plan.json", policy=NO_WAIT)
+    assert [e.address for e in applied.entries] == [c.address for c in saved.plan.changes]
+    del reg.models["bot"]
+    saved = save(result.plan, result.made, path=root, allow_empty=False, target="registry",
+                 owner="agentctl", prune=True, tracking_uri="http://127.0.0.1:5000")  # fmt: skip
     reg.set_model_tag("elsewhere", "team", "b")
     reg.writes.clear()
     with pytest.raises(StalePlan, match="the registry changed"):
