@@ -1,0 +1,210 @@
+"""Environments and promotion, end to end against the real MLflow server (over its REST API,
+through the counting proxy), with the installed `agentctl` and the example support bot:
+
+- dev logs from source (and evaluates); staging copies dev's champion once it has soaked, with
+  its lineage (MLflow's models:/<model>/<version> source, the run, the verdict, the logged model);
+  prod waits for an approval of that very version, recorded on it in the registry;
+- a second apply of every environment writes nothing; prune in one environment leaves the others;
+- a candidate without a passing evaluation is not promoted; an approval of an older version does
+  not promote a newer one;
+- `history` shows the whole path; bad input names file, line and field, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.core.environment.record import PROMOTED_FROM_TAG
+from controller.core.state.observed import ENVIRONMENT_TAG, LOGGED_MODEL_TAG
+from tests.support.proxy import CountingProxy
+
+pytestmark = pytest.mark.integration
+
+SOAK = 4  # seconds
+
+ENVIRONMENTS = f"""\
+apiVersion: agentctl.io/v1alpha1
+kind: Environment
+metadata:
+  name: dev
+---
+apiVersion: agentctl.io/v1alpha1
+kind: Environment
+metadata:
+  name: staging
+spec:
+  after: dev
+  promotion:
+    soak: {SOAK}s
+  agents:
+    support-bot:
+      tags: {{tier: "2"}}
+---
+apiVersion: agentctl.io/v1alpha1
+kind: Environment
+metadata:
+  name: prod
+spec:
+  after: staging
+  promotion:
+    approval: true
+  agents:
+    support-bot:
+      description: The support bot, in production.
+"""
+
+
+def _repo(examples: Path) -> Path:
+    """The examples with the support bot and its prompt only, and the three environments."""
+    for name in ("summarizer.yaml", "serving-defaults.yaml"):
+        (examples / name).unlink()
+    (examples / "environments.yaml").write_text(ENVIRONMENTS)
+    return examples
+
+
+def _ok(run: Any) -> Any:
+    assert run.code == 0, run.out + run.err
+    return run
+
+
+def _champion(client: Any, model: str) -> int:
+    return int(client.get_model_version_by_alias(model, "champion").version)
+
+
+def _writes(proxy: CountingProxy) -> list[tuple[str, str]]:
+    return [(r.method, r.path) for r in proxy.writes()]
+
+
+def test_dev_to_staging_to_prod_with_lineage_soak_and_approval(
+    examples: Path, agentctl: Any, proxy: CountingProxy, client: Any
+) -> None:
+    root = _repo(examples)
+    _ok(agentctl("apply", str(root), "--env", "dev"))
+    dev = client.get_model_version("support-bot-dev", "1")
+    assert dev.tags["agentctl.io/eval-verdict"] == "passed"
+    assert client.get_registered_model("support-bot-dev").tags[ENVIRONMENT_TAG] == "dev"
+    assert _champion(client, "support-bot-dev") == 1
+
+    # Staging: the candidate has not soaked yet; the plan says so, exit 2 with the exit code.
+    waiting = agentctl("plan", str(root), "--env", "staging", "--detailed-exitcode")
+    assert waiting.code == 2, waiting.out + waiting.err
+    assert "promotion into staging: support-bot-dev/1 waits: soak:" in waiting.out
+    time.sleep(SOAK + 1)
+    planned = _ok(agentctl("plan", str(root), "--env", "staging"))
+    assert "promoted: copy models:/support-bot-dev/1" in planned.out
+    assert "will be evaluated" not in planned.out  # the verdict travels with the copy
+    _ok(agentctl("apply", str(root), "--env", "staging"))
+    staging = client.get_model_version("support-bot-staging", "1")
+    assert staging.source == "models:/support-bot-dev/1"
+    assert staging.run_id == dev.run_id
+    assert staging.tags[PROMOTED_FROM_TAG] == "models:/support-bot-dev/1"
+    assert staging.tags["agentctl.io/eval-verdict"] == "passed"
+    assert staging.tags[LOGGED_MODEL_TAG] == dev.source.removeprefix("models:/")
+    assert client.get_registered_model("support-bot-staging").tags["tier"] == "2"
+    assert _champion(client, "support-bot-staging") == 1
+
+    # Prod waits for a person.
+    held = _ok(agentctl("apply", str(root), "--env", "prod"))
+    assert "agentctl approve support-bot --env prod --version 1" in held.out + held.err
+    assert client.search_model_versions("name='support-bot-prod'") == []
+    approved = _ok(agentctl("approve", "support-bot", str(root), "--env", "prod", "--by", "alice"))
+    assert "models:/support-bot-staging/1 approved for prod by alice" in approved.out
+    assert (
+        client.get_model_version("support-bot-staging", "1").tags["agentctl.io/approval.prod"]
+        == "Approved"
+    )
+    _ok(agentctl("apply", str(root), "--env", "prod"))
+    prod = client.get_model_version("support-bot-prod", "1")
+    assert prod.source == "models:/support-bot-staging/1"
+    assert prod.tags[LOGGED_MODEL_TAG] == staging.tags[LOGGED_MODEL_TAG]
+    assert "agentctl.io/approval.prod" not in prod.tags  # staging's record stays in staging
+    assert client.get_registered_model("support-bot-prod").description == (
+        "The support bot, in production."
+    )
+
+    # Nothing more to do anywhere: no writes, and prune in one leaves the others.
+    proxy.reset()
+    for env in ("dev", "staging", "prod"):
+        _ok(agentctl("apply", str(root), "--env", env))
+    _ok(agentctl("apply", str(root), "--env", "staging", "--prune", "--yes"))
+    assert _writes(proxy) == []
+    every = _ok(agentctl("plan", str(root), "--env", "all", "--detailed-exitcode"))
+    assert every.out.count("No changes.") == 3, every.out
+
+    # The whole path.
+    trail = json.loads(_ok(agentctl("history", "support-bot", str(root), "-f", "json")).out)
+    assert [(v["environment"], v["model"], v["promoted_from"]) for v in trail["versions"]] == [
+        ("dev", "support-bot-dev", None),
+        ("staging", "support-bot-staging", "models:/support-bot-dev/1"),
+        ("prod", "support-bot-prod", "models:/support-bot-staging/1"),
+    ]
+    assert trail["versions"][1]["approvals"][0]["by"] == "alice"
+    assert any(e["event"] == "support-bot-prod@champion -> 1" for e in trail["events"])
+
+
+def test_no_promotion_without_a_passing_verdict_nor_with_an_older_version_s_approval(
+    examples: Path, agentctl: Any, proxy: CountingProxy, client: Any
+) -> None:
+    root = _repo(examples)
+    (root / "environments.yaml").write_text(ENVIRONMENTS.replace(f"soak: {SOAK}s", "soak: 0s"))
+    _ok(agentctl("apply", str(root), "--env", "dev"))
+    _ok(agentctl("apply", str(root), "--env", "staging"))
+    _ok(agentctl("approve", "support-bot", str(root), "--env", "prod"))
+    _ok(agentctl("apply", str(root), "--env", "prod"))
+    assert _champion(client, "support-bot-prod") == 1
+
+    # A version made by hand, without a verdict, made dev's champion: staging does not take it.
+    client.create_model_version("support-bot-dev", "models:/support-bot-dev/1")
+    client.set_registered_model_alias("support-bot-dev", "champion", "2")
+    proxy.reset()
+    held = _ok(agentctl("apply", str(root), "--env", "staging"))
+    assert "no evaluation verdict recorded on models:/support-bot-dev/2" in held.out + held.err
+    assert _writes(proxy) == []
+    _ok(agentctl("apply", str(root), "--env", "dev"))  # dev puts its champion back (drift)
+    assert _champion(client, "support-bot-dev") == 1
+
+    # A new version through dev and staging: prod's approval was for staging's 1, not 2.
+    agent = root / "agents" / "support_bot" / "agent.py"
+    agent.write_text(agent.read_text() + "\n# a second version\n")
+    _ok(agentctl("apply", str(root), "--env", "dev"))
+    assert _champion(client, "support-bot-dev") == 3
+    _ok(agentctl("apply", str(root), "--env", "staging"))
+    assert _champion(client, "support-bot-staging") == 2
+    proxy.reset()
+    waiting = agentctl("plan", str(root), "--env", "prod", "--detailed-exitcode")
+    assert waiting.code == 2, waiting.out + waiting.err
+    assert "agentctl approve support-bot --env prod --version 2" in waiting.out
+    _ok(agentctl("apply", str(root), "--env", "prod"))
+    assert _writes(proxy) == []
+    assert _champion(client, "support-bot-prod") == 1
+    _ok(agentctl("approve", "support-bot", str(root), "--env", "prod"))
+    _ok(agentctl("apply", str(root), "--env", "prod"))
+    assert _champion(client, "support-bot-prod") == 2
+    assert client.get_model_version("support-bot-prod", "2").source == (
+        "models:/support-bot-staging/2"
+    )
+
+
+def test_bad_environments_are_refused_with_file_line_and_field(
+    examples: Path, agentctl: Any, proxy: CountingProxy
+) -> None:
+    root = _repo(examples)
+    broken = ENVIRONMENTS.replace("after: staging", "after: stagin").replace(
+        '      tags: {tier: "2"}', "      source: {code: x.py}"
+    )
+    (root / "environments.yaml").write_text(broken)
+    proxy.reset()
+    run = agentctl("apply", str(root), "--env", "prod")
+    assert run.code == 1
+    assert "environments.yaml:16:7: spec.agents.support-bot.source: 'source' cannot be " in run.err
+    assert "environments.yaml:23:3: spec.after: no Environment manifest declares 'stagin'; did " \
+           "you mean 'staging'?" in run.err  # fmt: skip
+    assert proxy.records == []
+    (root / "environments.yaml").write_text(ENVIRONMENTS)
+    missing = agentctl("plan", str(root))
+    assert missing.code == 1 and "pass --env NAME" in missing.err
