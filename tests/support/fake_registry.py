@@ -7,13 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from controller.core.environment.record import kept_in_copy
+from controller.core.environment.record import copied_tags
 from controller.core.errors import PermanentBackendError, TemporaryBackendError
 from controller.core.prompt.content import IS_PROMPT_TAG, PromptContent
 from controller.core.state.logged import LoggedModel, LoggedRun, LoggedSnapshot
 from controller.core.state.observed import (
     DIGEST_TAG,
-    LOGGED_MODEL_TAG,
     ObservedModel,
     ObservedVersion,
     RegistrySnapshot,
@@ -127,9 +126,7 @@ class FakeRegistry:
         self._op("copy_version")
         model, _, number = source.removeprefix("models:/").rpartition("/")
         got = self.models[model].versions[int(number)]
-        own = {k: v for k, v in got.tags.items() if kept_in_copy(k)}
-        if got.model_id:
-            own[LOGGED_MODEL_TAG] = got.model_id
+        own = copied_tags(got.tags, got.source)
         m = self.models[name]
         n = max(m.versions, default=0) + 1
         m.versions[n] = ObservedVersion(

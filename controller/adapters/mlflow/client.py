@@ -22,7 +22,7 @@ from controller.adapters.mlflow.prompts import (
     existing_prompt_error,
     prompt_versions_filter,
 )
-from controller.core.environment.record import kept_in_copy
+from controller.core.environment.record import copied_tags
 from controller.core.errors import (
     BackendError,
     OutcomeUnknown,
@@ -41,12 +41,10 @@ from controller.core.state.logged import (
 from controller.core.state.observed import (
     DIGEST_TAG,
     FAILED,
-    LOGGED_MODEL_TAG,
     ObservedModel,
     ObservedVersion,
     RegistrySnapshot,
     experiment_name,
-    logged_model_of,
 )
 from controller.ports import VersionSource
 
@@ -396,21 +394,20 @@ class MlflowRegistry:
         mlflow.set_tracking_uri(self.tracking_uri)
         # Tags and description go in with the version itself: a version never exists without
         # its digest, so a crash here cannot lead to the same source being registered twice.
+        return self._create(
+            name, source=model_uri, run_id=run_id, tags=dict(tags), description=description,
+            model_id=model_id,
+        )  # fmt: skip
+
+    def _create(self, name: str, **version: Any) -> int:
+        """create_model_version, its failure as a BackendError (see _create_error)."""
         try:
-            mv = self._client.create_model_version(
-                name=name,
-                source=model_uri,
-                run_id=run_id,
-                tags=dict(tags),
-                description=description,
-                model_id=model_id,
-            )
+            return int(self._client.create_model_version(name=name, **version).version)
         except Exception as exc:
             error = _create_error(exc, name, self.tracking_uri)
             if error is None:
                 raise
             raise error from exc
-        return int(mv.version)
 
     def copy_version(self, name: str, source: str, tags: Mapping[str, str]) -> int:
         return self._get("copy model version", name, lambda: self._copy(name, source, tags))
@@ -420,25 +417,12 @@ class MlflowRegistry:
 
         model, _, number = source.removeprefix("models:/").rpartition("/")
         got = self._client.get_model_version(model, number)
-        own = {k: v for k, v in (got.tags or {}).items() if kept_in_copy(k)}
-        logged = logged_model_of(str(got.source or "")) or own.get(LOGGED_MODEL_TAG)
-        if logged:  # traces and gc find the logged model of a copy by it
-            own[LOGGED_MODEL_TAG] = logged
+        own = copied_tags(got.tags or {}, str(got.source or ""))
         mlflow.set_tracking_uri(self.tracking_uri)  # (a models:/ source is resolved through it)
-        try:
-            mv = self._client.create_model_version(
-                name=name,
-                source=source,
-                run_id=got.run_id,
-                tags={**own, **tags},
-                description=got.description or None,
-            )
-        except Exception as exc:
-            error = _create_error(exc, name, self.tracking_uri)
-            if error is None:
-                raise
-            raise error from exc
-        return int(mv.version)
+        return self._create(
+            name, source=source, run_id=got.run_id, tags={**own, **tags},
+            description=got.description or None,
+        )  # fmt: skip
 
     def experiment_id(self, model: str) -> str:
         """The id of the experiment of ``model``'s logged models and traces; created if missing."""

@@ -34,7 +34,7 @@ from controller.adapters.mlflow.prompts import (
     prompt_versions_filter,
 )
 from controller.adapters.mlflow.transport import MlflowHttp, usable
-from controller.core.environment.record import kept_in_copy
+from controller.core.environment.record import copied_tags
 from controller.core.errors import OutcomeUnknown, PermanentBackendError, TemporaryBackendError
 from controller.core.prompt.content import IS_PROMPT_TAG, PromptContent
 from controller.core.state.logged import (
@@ -47,11 +47,9 @@ from controller.core.state.logged import (
 from controller.core.state.observed import (
     DIGEST_TAG,
     FAILED,
-    LOGGED_MODEL_TAG,
     ObservedModel,
     ObservedVersion,
     RegistrySnapshot,
-    logged_model_of,
 )
 from controller.ports import VersionSource
 
@@ -297,10 +295,7 @@ class RestRegistry(MlflowHttp):
         model, _, number = source.removeprefix("models:/").rpartition("/")
         got = self._get("model-versions/get", "get model version", f"{model}/{number}",
                         name=model, version=number)["model_version"]  # fmt: skip
-        own = {k: v for k, v in _tags(got).items() if kept_in_copy(k)}
-        logged = logged_model_of(str(got.get("source") or "")) or own.get(LOGGED_MODEL_TAG)
-        if logged:  # traces and gc find the logged model of a copy by it
-            own[LOGGED_MODEL_TAG] = logged
+        own = copied_tags(_tags(got), str(got.get("source") or ""))
         body: dict[str, Any] = {
             "name": name,
             "source": source,  # the server fills in the run and logged model it names

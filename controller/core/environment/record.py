@@ -16,6 +16,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from controller.core.state.observed import LOGGED_MODEL_TAG, logged_model_of
+
 __all__ = [
     "APPROVED",
     "PROMOTED_FROM_TAG",
@@ -26,6 +28,7 @@ __all__ = [
     "aliases_moved",
     "approval_of",
     "approval_tags",
+    "copied_tags",
     "iso",
     "kept_in_copy",
     "model_uri",
@@ -47,6 +50,17 @@ def kept_in_copy(key: str) -> bool:
     environment's history (alias moves, approvals for an environment) and the create attempt of
     the version it was logged as; the evaluation verdict, digest and commit travel with it."""
     return key != _ATTEMPT and not key.startswith((_ALIASED_AT, _APPROVAL))
+
+
+def copied_tags(tags: Mapping[str, str], source: str) -> dict[str, str]:
+    """The tags a copy of the version with ``tags`` and ``source`` starts from: those
+    :func:`kept_in_copy`, and the logged model behind it (its ``models:/m-...`` source, or the one
+    a copy it was made from names), by which traces and gc find the logged model of a copy."""
+    out = {k: v for k, v in tags.items() if kept_in_copy(k)}
+    logged = logged_model_of(source) or out.get(LOGGED_MODEL_TAG)
+    if logged:
+        out[LOGGED_MODEL_TAG] = logged
+    return out
 
 
 def model_uri(model: str, version: int) -> str:
