@@ -23,7 +23,7 @@ from controller.core.manifest.environments import (
 from controller.core.manifest.problem import FieldPath, field_name
 from controller.core.manifest.repair import Validated, validate
 from controller.core.manifest.schema_environment import ENVIRONMENT_KIND, EnvironmentManifest
-from controller.engine.prompts import Report
+from controller.engine.prompts import Report, at_path
 
 __all__ = ["BuiltEnvironment", "build_environment", "check_all"]
 
@@ -43,20 +43,8 @@ class BuiltEnvironment:
     ref: str  # the file, relative to the root
 
     def location(self, path: FieldPath) -> Location:
-        written = self.validated.original(path)
-        for n in range(len(written), -1, -1):
-            loc = self.locations.get(written[:n])
-            if loc is not None:
-                return loc
-        return self.start
-
-
-def _at(locations: Mapping[FieldPath, Location], start: Location, path: FieldPath) -> Location:
-    for n in range(len(path), -1, -1):
-        loc = locations.get(path[:n])
-        if loc is not None:
-            return loc
-    return start
+        """Where ``path`` (of the manifest as validated) stands in the file."""
+        return at_path(self.locations, self.start, self.validated.original(path))
 
 
 def build_environment(
@@ -82,13 +70,13 @@ def build_environment(
         ok = False
         data = copy.deepcopy(data)
         for p in unknown:
-            report.error(_at(locations, start, p.path), field_name(p.path), p.message, name)
+            report.error(at_path(locations, start, p.path), field_name(p.path), p.message, name)
             agent, key = p.path[2], p.path[3]
             del data["spec"]["agents"][agent][key]
     validated = validate(data, EnvironmentManifest)
     for path, message in validated.errors:
         ok = False
-        report.error(_at(locations, start, path), field_name(path), message, name)
+        report.error(at_path(locations, start, path), field_name(path), message, name)
     if validated.model is None:
         return None
     ref = Path(file).resolve()

@@ -37,6 +37,7 @@ __all__ = [
     "BuiltPrompt",
     "PromptClaims",
     "Report",
+    "at_path",
     "build_prompt",
 ]
 
@@ -90,12 +91,7 @@ class BuiltPrompt:
 
     def location(self, path: FieldPath) -> Location:
         """Where ``path`` (of the manifest as validated) stands in the file."""
-        written = self.validated.original(path)
-        for n in range(len(written), -1, -1):
-            loc = self.locations.get(written[:n])
-            if loc is not None:
-                return loc
-        return self.start
+        return at_path(self.locations, self.start, self.validated.original(path))
 
 
 def build_prompt(
@@ -117,7 +113,7 @@ def build_prompt(
         name = data["metadata"]["name"]
     validated = validate(data, PromptManifest)
     for path, message in validated.errors:
-        report.error(_at(locations, start, path), field_name(path), message, name)
+        report.error(at_path(locations, start, path), field_name(path), message, name)
     manifest = validated.model
     if manifest is None:
         return None
@@ -127,7 +123,7 @@ def build_prompt(
         path, also = validated.original(p.path), [validated.original(a) for a in p.also]
         if not validated.affects(path, *also):
             ok = False
-            report.error(_at(locations, start, path), field_name(path), p.message, name)
+            report.error(at_path(locations, start, path), field_name(path), p.message, name)
     if validated.affects(TEMPLATE, ("spec", "format")):
         return built  # reported already; the template is not what was written
     # variables a repair touched are not what was written: the template is checked without them
@@ -240,7 +236,8 @@ class PromptClaims:
         return wrong
 
 
-def _at(locations: Mapping[FieldPath, Location], start: Location, path: FieldPath) -> Location:
+def at_path(locations: Mapping[FieldPath, Location], start: Location, path: FieldPath) -> Location:
+    """Where the deepest written prefix of ``path`` stands; else the document's ``start``."""
     for n in range(len(path), -1, -1):
         loc = locations.get(path[:n])
         if loc is not None:
@@ -379,7 +376,7 @@ class _Template:
         for i, item in enumerate(doc.data):
 
             def at(*path: str | int, i: int = i) -> Location:
-                return _at(doc.locations, doc.start, (i, *path))
+                return at_path(doc.locations, doc.start, (i, *path))
 
             if not isinstance(item, dict):
                 self.error(at(), f"message {i + 1} is a {_kind(item)}, not a mapping {example}")
