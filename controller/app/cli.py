@@ -499,7 +499,13 @@ def controller_cmd(
             "Default: on with --target kubernetes.",
         ),
     ] = None,
-    lease_name: Annotated[str, typer.Option(help="The Lease's name.")] = "agentctl-controller",
+    lease_name: Annotated[
+        str | None,
+        typer.Option(
+            help="The Lease's name. Default: agentctl-controller, or agentctl-controller-ENV "
+            "with --env (one leader per environment)."
+        ),
+    ] = None,
     lease_namespace: Annotated[
         str | None, typer.Option(help="The Lease's namespace. Default: --namespace.")
     ] = None,
@@ -535,7 +541,8 @@ def controller_cmd(
         code = manager.run(manager.ControllerOptions(
             manifests=manifests, common=opts, resync=resync, self_heal=self_heal,
             debounce_ms=debounce, listen=listen, watch=tuple(watch or ()),
-            leader_elect=leader_elect, lease_name=lease_name, lease_namespace=lease_namespace,
+            leader_elect=leader_elect, lease_namespace=lease_namespace,
+            lease_name=lease_name or manager.lease_name(opts.environment),
             lease_duration=lease_duration, renew_deadline=renew_deadline,
             retry_period=retry_period, identity=identity,
         ))  # fmt: skip

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from controller.adapters.kubernetes.lease import LeaderElector
     from controller.adapters.kubernetes.serving import KubeApi
 
-__all__ = ["ControllerOptions", "run", "watch_filter"]
+__all__ = ["ControllerOptions", "lease_name", "run", "watch_filter"]
 
 log = logging.getLogger("agentctl.controller")
 
@@ -57,6 +57,12 @@ class ControllerOptions:
     renew_deadline: float = 10.0
     retry_period: float = 2.0
     identity: str | None = None
+
+
+def lease_name(environment: str | None) -> str:
+    """The Lease's default name: one leader per environment (controllers of two environments
+    may share a namespace)."""
+    return "agentctl-controller" if environment is None else f"agentctl-controller-{environment}"
 
 
 def run(opts: ControllerOptions) -> int:
