@@ -53,7 +53,10 @@ def in_env(desired: Desired, opts: Options) -> Desired:
 
 def env_options(desired: Desired, opts: Options) -> Options:
     """``opts`` with the settings the environment of ``desired`` names (its tracking URI, its
-    namespace), unless given on the command line."""
+    namespace), unless given on the command line; and its MLflow workspace, unless
+    ``MLFLOW_WORKSPACE`` is set: exported to this process, as the MLflow client reads it, so that
+    the registry, the children that log and evaluate, and the model servers all use it."""
+    import os
     from dataclasses import replace
 
     from controller.core.environment.overlay import environment_named
@@ -67,6 +70,13 @@ def env_options(desired: Desired, opts: Options) -> Options:
         changes["tracking_uri"] = spec.tracking_uri
     if spec.serving is not None and spec.serving.namespace and "namespace" not in opts.given:
         changes["namespace"] = spec.serving.namespace
+    # Set for each environment a command reconciles (plan --env all: one after another).
+    workspace = opts.env.get("MLFLOW_WORKSPACE") or spec.workspace
+    if workspace:
+        os.environ["MLFLOW_WORKSPACE"] = workspace
+        changes["env"] = {**opts.env, "MLFLOW_WORKSPACE": workspace}
+    else:
+        os.environ.pop("MLFLOW_WORKSPACE", None)
     return replace(opts, **changes) if changes else opts  # type: ignore[arg-type]
 
 

@@ -208,3 +208,56 @@ def test_bad_environments_are_refused_with_file_line_and_field(
     (root / "environments.yaml").write_text(ENVIRONMENTS)
     missing = agentctl("plan", str(root))
     assert missing.code == 1 and "pass --env NAME" in missing.err
+
+
+@pytest.fixture
+def workspaces(tmp_path: Path) -> Any:
+    """An MLflow server of its own with workspaces on, and a workspace 'agents' on it."""
+    from mlflow import MlflowClient
+
+    from tests.support.mlflow_server import MlflowServer
+
+    server = MlflowServer(tmp_path / "ws-server", extra_args=("--enable-workspaces",)).start()
+    try:
+        MlflowClient(server.url).create_workspace("agents")
+        yield server
+    finally:
+        server.stop()
+
+
+def test_environments_in_an_mlflow_workspace(
+    examples: Path, agentctl: Any, workspaces: Any
+) -> None:
+    import requests
+
+    root = _repo(examples)
+    (root / "environments.yaml").write_text(
+        ENVIRONMENTS.replace(f"soak: {SOAK}s", "soak: 0s")
+        .replace("  name: dev\n", "  name: dev\nspec:\n  workspace: agents\n")
+        .replace("  after: dev\n", "  after: dev\n  workspace: agents\n")
+        .replace("  after: staging\n", "  after: staging\n  workspace: agents\n")
+    )
+    on = {"MLFLOW_TRACKING_URI": workspaces.url}
+    for env in ("dev", "staging"):
+        _ok(agentctl("apply", str(root), "--env", env, env=on))
+
+    def models(workspace: str | None) -> list[str]:
+        headers = {"X-MLFLOW-WORKSPACE": workspace} if workspace else {}
+        found = requests.get(
+            f"{workspaces.url}/api/2.0/mlflow/registered-models/search", headers=headers, timeout=10
+        ).json()
+        return sorted(m["name"] for m in found.get("registered_models", []))
+
+    def prompt(workspace: str | None) -> int:
+        headers = {"X-MLFLOW-WORKSPACE": workspace} if workspace else {}
+        return requests.get(
+            f"{workspaces.url}/api/2.0/mlflow/registered-models/get",
+            params={"name": "support-system"}, headers=headers, timeout=10,
+        ).status_code  # fmt: skip
+
+    assert models("agents") == ["support-bot-dev", "support-bot-staging"]
+    assert prompt("agents") == 200, "the prompt the bot binds is in the workspace too"
+    assert models(None) == [] and prompt(None) == 404, "nothing in the default workspace"
+    every = _ok(agentctl("plan", str(root), "--env", "all", env=on))
+    assert every.out.count("No changes.") == 2, every.out  # dev and staging
+    assert "waits: approval" in every.out

@@ -21,9 +21,14 @@ def free_port() -> int:
 
 class MlflowServer:
     def __init__(
-        self, workdir: Path, backend_store_uri: str | None = None, workers: int = 1
+        self,
+        workdir: Path,
+        backend_store_uri: str | None = None,
+        workers: int = 1,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.workdir = workdir
+        self.extra_args = extra_args
         self.backend_store_uri = backend_store_uri  # default: sqlite in workdir
         self.workers = workers
         self.port = free_port()
@@ -56,6 +61,7 @@ class MlflowServer:
             "--host", "127.0.0.1",
             "--port", str(self.port),
             "--workers", str(self.workers),
+            *self.extra_args,
         ]  # fmt: skip
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(

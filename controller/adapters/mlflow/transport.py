@@ -2,7 +2,8 @@
 environment variables (``MLFLOW_TRACKING_TOKEN`` or ``MLFLOW_TRACKING_USERNAME`` /
 ``MLFLOW_TRACKING_PASSWORD``; ``MLFLOW_TRACKING_INSECURE_TLS``,
 ``MLFLOW_TRACKING_SERVER_CERT_PATH``, ``MLFLOW_TRACKING_CLIENT_CERT_PATH``;
-``MLFLOW_HTTP_REQUEST_TIMEOUT``, default 30 s), and requests whose errors are typed as the client
+``MLFLOW_HTTP_REQUEST_TIMEOUT``, default 30 s; ``MLFLOW_WORKSPACE``, sent as the
+``X-MLFLOW-WORKSPACE`` header), and requests whose errors are typed as the client
 adapter's are: no answer, 408, 429 and 5xx are temporary; the rest permanent. Paged listings
 follow ``next_page_token``. No mlflow import.
 """
@@ -59,6 +60,9 @@ class MlflowHttp:
             auth = (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"])
         elif env.get("MLFLOW_TRACKING_TOKEN"):
             headers["Authorization"] = f"Bearer {env['MLFLOW_TRACKING_TOKEN']}"
+        # As the MLflow client: a server with workspaces enabled scopes each request to one.
+        if workspace := (env.get("MLFLOW_WORKSPACE") or "").strip():
+            headers["X-MLFLOW-WORKSPACE"] = workspace
         verify: Any = True
         if _true(env.get("MLFLOW_TRACKING_INSECURE_TLS")):
             verify = False

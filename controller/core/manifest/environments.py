@@ -119,13 +119,19 @@ def check_environments(
             )))  # fmt: skip
     for e in envs:
         before = next((b for b in envs if b.name == e.spec.after), None)
-        if before is not None and before.spec.tracking_uri != e.spec.tracking_uri:
-            out.append((e.name, Problem(
-                ("spec", "trackingUri"),
-                f"'{e.name}' and '{before.name}' (the environment before it) name different "
-                "tracking servers: a promotion copies a version within one registry; give both "
-                "the same spec.trackingUri (promotion across servers is not supported yet)",
-            )))  # fmt: skip
+        if before is None:
+            continue
+        for field, mine, theirs, what in (
+            ("trackingUri", e.spec.tracking_uri, before.spec.tracking_uri, "tracking servers"),
+            ("workspace", e.spec.workspace, before.spec.workspace, "MLflow workspaces"),
+        ):
+            if mine != theirs:
+                out.append((e.name, Problem(
+                    ("spec", field),
+                    f"'{e.name}' and '{before.name}' (the environment before it) name different "
+                    f"{what}: a promotion copies a version within one registry; give both the "
+                    f"same spec.{field} (promotion across registries is not supported yet)",
+                )))  # fmt: skip
     serving_in: dict[str, str] = {}
     for e in sorted(envs, key=lambda e: e.name):
         ns = e.spec.serving.namespace if e.spec.serving is not None else None
@@ -158,23 +164,33 @@ def check_environments(
         out.append((first, Problem(
             AFTER, f"the promotion order has a cycle ({path}): one environment must come first"
         )))  # fmt: skip
-    claims: dict[str, str] = dict(taken)
+    claims: dict[str, str] = {}
     for e in sorted(envs, key=lambda e: e.name):
         for agent in sorted(agents):
             model = e.model_of(agent)
+            key = _located(e, model)
             where: FieldPath = (
                 ("spec", "agents", agent, "registeredModel")
                 if e.spec.agents.get(agent) is not None
                 and e.spec.agents[agent].registered_model is not None
                 else ("spec", "registeredModel")
             )
-            if model in claims:
+            # Prompts (taken) are reconciled in every environment's registry.
+            other = taken.get(model) or claims.get(key)
+            if other is not None:
                 out.append((e.name, Problem(
                     where,
                     f"agent '{agent}' would live in registered model '{model}', where "
-                    f"{claims[model]} lives; give each environment and agent its own (e.g. "
+                    f"{other} lives; give each environment and agent its own (e.g. "
                     "{agent}-{env})",
                 )))  # fmt: skip
             else:
-                claims[model] = f"agent '{agent}' in environment '{e.name}'"
+                claims[key] = f"agent '{agent}' in environment '{e.name}'"
     return out
+
+
+def _located(env: EnvironmentManifest, model: str) -> str:
+    """Where a registered model lives: its name, qualified by the environment's tracking URI and
+    workspace when it names them (one name in two registries is two models)."""
+    where = [x for x in (env.spec.tracking_uri, env.spec.workspace) if x]
+    return model if not where else f"{model} @ {' / '.join(where)}"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from controller.core.manifest.desired import Desired
@@ -144,12 +144,22 @@ def settings_of(desired: Desired) -> Callable[[str], Settings]:
     """Each agent's settings in a desired state (its ServingDefaults applied); an agent the
     desired state does not declare (it is being pruned) gets the defaults."""
     defaults = desired.kubernetes_defaults
+    env = next((e for e in desired.environments if e.name == desired.environment), None)
+    workspace = env.manifest.spec.workspace if env is not None else None
+
+    def resolved(kube: KubernetesServing | None) -> Settings:
+        s = resolve_settings(kube, defaults)
+        if workspace is None:
+            return s
+        # Model servers load models:/ from the environment's MLflow workspace.
+        return replace(s, env={"MLFLOW_WORKSPACE": workspace, **s.env})
+
     settings = {
-        a.name: resolve_settings(a.manifest.spec.serving.kubernetes, defaults)
+        a.name: resolved(a.manifest.spec.serving.kubernetes)
         for a in desired.agents
         if a.manifest.spec.serving is not None
     }
-    fallback = resolve_settings(None, defaults)
+    fallback = resolved(None)
     return lambda agent: settings.get(agent) or fallback
 
 

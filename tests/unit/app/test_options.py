@@ -42,3 +42,41 @@ def test_a_command_receives_its_options_as_one_value(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert seen[0].tracking_uri == "http://127.0.0.1:1" and seen[0].owner == "team-a"
     assert seen[0].target is Target.local  # not taken: its default
+
+
+def test_an_environment_s_workspace_is_used_unless_mlflow_workspace_is_set(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The Environment's spec.workspace goes to this process (the MLflow client and the children
+    read MLFLOW_WORKSPACE), to the model servers' environment and, as a header, to every REST
+    request; the user's MLFLOW_WORKSPACE wins, as --tracking-uri over spec.trackingUri; an
+    environment without one clears what the one before set (plan --env all)."""
+    from dataclasses import replace
+
+    from controller.adapters.mlflow.transport import MlflowHttp
+    from controller.app.sources import env_options
+    from controller.engine.loader import load
+    from tests.support.environment_manifests import DEV, STAGING, write_env_repo
+
+    monkeypatch.delenv("MLFLOW_WORKSPACE", raising=False)
+    dev = DEV.replace("  name: dev\n", "  name: dev\nspec:\n  workspace: agents\n")
+    write_env_repo(
+        tmp_path, dev, STAGING.replace("after: dev\n", "after: dev\n  workspace: agents\n")
+    )
+    desired, diags = load(tmp_path)
+    assert not diags.errors
+    opts = env_options(replace(desired, environment="dev"), Options(env={}))
+    assert opts.env["MLFLOW_WORKSPACE"] == "agents"
+    import os
+
+    assert os.environ["MLFLOW_WORKSPACE"] == "agents"
+    http = MlflowHttp("http://127.0.0.1:9")
+    assert http._http.headers["X-MLFLOW-WORKSPACE"] == "agents"
+    mine = env_options(replace(desired, environment="dev"), Options(env={"MLFLOW_WORKSPACE": "me"}))
+    assert mine.env["MLFLOW_WORKSPACE"] == "me" == os.environ["MLFLOW_WORKSPACE"]
+
+    write_env_repo(tmp_path, DEV, STAGING)
+    plain, _ = load(tmp_path)
+    opts = env_options(replace(plain, environment="dev"), Options(env={}))
+    assert "MLFLOW_WORKSPACE" not in opts.env and "MLFLOW_WORKSPACE" not in os.environ
+    assert "X-MLFLOW-WORKSPACE" not in MlflowHttp("http://127.0.0.1:9")._http.headers

@@ -119,6 +119,44 @@ def test_an_environment_and_the_one_before_must_share_a_tracking_server(tmp_path
     assert "a promotion copies a version within one registry" in error.message
 
 
+def test_an_environment_and_the_one_before_must_share_an_mlflow_workspace(tmp_path: Path) -> None:
+    other = PROD.replace("  after: staging\n", "  after: staging\n  workspace: prod\n")
+    write_env_repo(tmp_path, DEV, STAGING, other)
+    [error] = errors_of(tmp_path)
+    assert where(error) == ("envs.yaml", 26, "spec.workspace")
+    assert "different MLflow workspaces" in error.message
+
+
+def test_one_model_name_in_two_workspaces_is_two_models(tmp_path: Path) -> None:
+    """A chain in workspace 'a' and one in 'b' may name their models alike; in one workspace
+    they may not."""
+    a = DEV.replace("  name: dev\n", "  name: dev\nspec:\n  workspace: a\n  registeredModel: m\n")
+    b = a.replace("name: dev", "name: qa").replace("workspace: a", "workspace: b")
+    write_env_repo(tmp_path, a, b)
+    _, diags = load(tmp_path)
+    assert not diags.errors, [str(d) for d in diags.errors]
+    write_env_repo(tmp_path, a, b.replace("workspace: b", "workspace: a"))
+    [error] = errors_of(tmp_path)
+    assert "would live in registered model 'm', where agent 'bot' in environment 'dev'" in (
+        error.message
+    )
+
+
+def test_model_servers_in_the_cluster_get_the_environment_s_workspace(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from controller.core.plan.kube_objects import settings_of
+
+    a = DEV.replace("  name: dev\n", "  name: dev\nspec:\n  workspace: agents\n")
+    write_env_repo(tmp_path, a)
+    desired, diags = load(tmp_path)
+    assert not diags.errors
+    assert settings_of(replace(desired, environment="dev"))("bot").env["MLFLOW_WORKSPACE"] == (
+        "agents"
+    )
+    assert "MLFLOW_WORKSPACE" not in settings_of(desired)("bot").env
+
+
 def test_a_promotion_gate_reads_traces_router_or_prometheus(tmp_path: Path) -> None:
     gates = STAGING.replace(
         "    soak: 30m\n",
