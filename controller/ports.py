@@ -117,11 +117,15 @@ class Registry(Protocol):
         the version may exist, now or later."""
         ...
 
-    def copy_version(self, name: str, source: str, tags: Mapping[str, str]) -> int:
+    def copy_version(
+        self, name: str, source: str, tags: Mapping[str, str], from_registry: str | None = None
+    ) -> int:
         """Register a new version of ``name`` copied from ``source`` (``models:/<model>/<n>``,
         MLflow's ``copy_model_version`` convention): its source is that URI, its run, tags and
         description the source version's (its agentctl create attempt left out), ``tags`` over
-        them; return its number."""
+        them; return its number. ``from_registry``: ``source`` is in that other registry (the
+        upstream this adapter was built with, by its location): its files are copied into a new
+        logged model here, which is the version's source."""
         ...
 
     def versions_with_digest(self, name: str, digest: str) -> list[ObservedVersion]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import getpass
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -90,9 +89,8 @@ def _decide(
     assert previous is not None
     source_model = previous.manifest.model_of(agent)
     rules = env.manifest.spec.promotion or Promotion()
-    # The environment's tracking URI, if it names one (the one before it names the same).
-    opts = sources.env_options(replace(desired, environment=env.name), opts)
-    registry = wiring.registry(opts.tracking_uri)
+    # The approval is recorded on the version, where the environment before lives.
+    registry = wiring.registry_in(*sources.location_of(desired, previous.name, opts))
     policy = RetryPolicy.from_env()
     model = policy.call(registry.observe).models.get(source_model)
     if model is None:
@@ -146,9 +144,15 @@ def history_cmd(
     if opts.environment is not None and opts.environment not in names:
         raise InvalidInput.of(f"no environment '{opts.environment}' (declared: "
                               f"{', '.join(names) or 'none'})", field="--env")  # fmt: skip
-    # Environments in one promotion path share a tracking server: any of them names it.
-    if names:
-        opts = sources.env_options(replace(desired, environment=opts.environment or names[0]), opts)
-    registry = wiring.registry(opts.tracking_uri)
-    observed = RetryPolicy.from_env().call(registry.observe)
-    typer.echo(render_history(history(desired, observed, agent, opts.environment), format))
+    # Each environment read where it lives (each registry once).
+    policy = RetryPolicy.from_env()
+    where = {n: sources.location_of(desired, n, opts) for n in names}
+    seen = {at: policy.call(wiring.registry_in(*at).observe) for at in sorted(
+        set(where.values()), key=lambda at: (at[0], at[1] or "")
+    )}  # fmt: skip
+    observed = (
+        seen[where[names[0]]] if names else policy.call(wiring.registry(opts.tracking_uri).observe)
+    )
+    by_env = {n: seen[at] for n, at in where.items()}
+    typer.echo(render_history(history(desired, observed, agent, opts.environment, by_env),
+                              format))  # fmt: skip

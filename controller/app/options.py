@@ -88,8 +88,14 @@ class Options:
     lock_timeout: float = 0.0
     yes: bool = False
     env: Mapping[str, str] = field(default_factory=lambda: USER_ENV)
+    #: The registry of the environment before, when it is another one than this (its tracking
+    #: URI and MLflow workspace): set from the manifests (:func:`~.sources.env_options`).
+    upstream: tuple[str, str | None] | None = None
     #: the options given a value other than the command's default
     given: frozenset[str] = frozenset()
+    #: those of ``given`` set by an environment variable rather than a flag: an Environment's
+    #: manifest says more than the shell it runs in (spec.trackingUri over MLFLOW_TRACKING_URI)
+    from_env: frozenset[str] = frozenset()
 
 
 _HELP_READY = (
@@ -297,16 +303,29 @@ def takes(*names: str, help: Mapping[str, str] | None = None, **defaults: Any) -
 
         @functools.wraps(fn)
         def command(**kwargs: Any) -> Any:
+            ctx = kwargs.pop(_CTX)
             values = {n: kwargs.pop(n) for n in names}
             given = frozenset(n for n, v in values.items() if v != defaults.get(n, _DEFAULTS[n]))
-            return fn(**kwargs, opts=Options(**values, given=given))
+            return fn(**kwargs, opts=Options(**values, given=given, from_env=_from_env(ctx, given)))
 
-        params = [*kept, *added]
+        # typer passes the click context to a parameter of its type: where each value came from.
+        context = inspect.Parameter(_CTX, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+        params = [*kept, *added, context]
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in params}
         return command  # type: ignore[return-value]
 
     return wrap
+
+
+_CTX = "_agentctl_context"
+
+
+def _from_env(ctx: typer.Context, names: frozenset[str]) -> frozenset[str]:
+    """Those of ``names`` whose value came from an environment variable, not a flag."""
+    return frozenset(
+        n for n in names if getattr(ctx.get_parameter_source(n), "name", "") == "ENVIRONMENT"
+    )
 
 
 def _annotation(name: str, help: str | None) -> Any:

@@ -51,11 +51,25 @@ def in_env(desired: Desired, opts: Options) -> Desired:
     return moved
 
 
+def location_of(desired: Desired, name: str, opts: Options) -> tuple[str, str | None]:
+    """Where environment ``name`` lives: (its tracking URI, its MLflow workspace), from its
+    manifest, else as the command (``opts``, before :func:`env_options`) points."""
+    from controller.core.environment.overlay import environment_named
+
+    env = environment_named(desired, name)
+    spec = env.manifest.spec if env is not None else None
+    uri = (spec.tracking_uri if spec is not None else None) or opts.tracking_uri
+    workspace = (spec.workspace if spec is not None else None) or opts.env.get("MLFLOW_WORKSPACE")
+    return uri, workspace or None
+
+
 def env_options(desired: Desired, opts: Options) -> Options:
     """``opts`` with the settings the environment of ``desired`` names (its tracking URI, its
-    namespace), unless given on the command line; and its MLflow workspace, unless
-    ``MLFLOW_WORKSPACE`` is set: exported to this process, as the MLflow client reads it, so that
-    the registry, the children that log and evaluate, and the model servers all use it."""
+    namespace) unless given by a flag (over an environment variable: ``MLFLOW_TRACKING_URI``
+    is where a shell points, the manifest where the environment lives); its MLflow workspace
+    (over ``MLFLOW_WORKSPACE``), exported to this process, as the MLflow client reads it, so that
+    the registry, the children that log and evaluate, and the model servers all use it; and
+    where the environment before lives, if elsewhere (``upstream``)."""
     import os
     from dataclasses import replace
 
@@ -66,17 +80,25 @@ def env_options(desired: Desired, opts: Options) -> Options:
         return opts
     spec = env.manifest.spec
     changes: dict[str, object] = {}
-    if spec.tracking_uri and "tracking_uri" not in opts.given:
+    flagged = opts.given - opts.from_env
+    if spec.tracking_uri and "tracking_uri" not in flagged:
         changes["tracking_uri"] = spec.tracking_uri
-    if spec.serving is not None and spec.serving.namespace and "namespace" not in opts.given:
+    if spec.serving is not None and spec.serving.namespace and "namespace" not in flagged:
         changes["namespace"] = spec.serving.namespace
     # Set for each environment a command reconciles (plan --env all: one after another).
-    workspace = opts.env.get("MLFLOW_WORKSPACE") or spec.workspace
+    workspace = spec.workspace or opts.env.get("MLFLOW_WORKSPACE") or None
     if workspace:
         os.environ["MLFLOW_WORKSPACE"] = workspace
         changes["env"] = {**opts.env, "MLFLOW_WORKSPACE": workspace}
     else:
         os.environ.pop("MLFLOW_WORKSPACE", None)
+    # The environment before: where it lives, if elsewhere (an environment that names no
+    # tracking URI or workspace is where the command points).
+    if spec.after is not None:
+        here = (str(changes.get("tracking_uri", opts.tracking_uri)), workspace or None)
+        there = location_of(desired, spec.after, opts)
+        if there != here:
+            changes["upstream"] = there
     return replace(opts, **changes) if changes else opts  # type: ignore[arg-type]
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "metric_providers",
     "registry",
     "registry_identity",
+    "registry_in",
     "serving",
 ]
 
@@ -59,6 +60,25 @@ def registry(tracking_uri: str) -> AnyRegistry:
     if usable(tracking_uri):
         return RestRegistry(tracking_uri)
     return MlflowRegistry(tracking_uri)
+
+
+def registry_in(tracking_uri: str, workspace: str | None) -> AnyRegistry:
+    """:func:`registry` of ``tracking_uri`` in MLflow workspace ``workspace`` (None: the
+    server's default), whatever this process's MLFLOW_WORKSPACE says."""
+    from controller.adapters.mlflow.rest import RestRegistry, usable
+
+    if usable(tracking_uri):
+        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_WORKSPACE"}
+        return RestRegistry(tracking_uri, env={**env, **(
+            {"MLFLOW_WORKSPACE": workspace} if workspace else {}
+        )})  # fmt: skip
+    if (workspace or None) != (os.environ.get("MLFLOW_WORKSPACE") or None):
+        raise InvalidInput.of(
+            f"MLflow workspace '{workspace or 'default'}' at {registry_identity(tracking_uri)}: "
+            "a workspace needs an http(s) tracking URI",
+            field="spec.workspace",
+        )
+    return registry(tracking_uri)
 
 
 def registry_identity(tracking_uri: str) -> str:
@@ -158,10 +178,31 @@ def backends(
     reg = registry(opts.tracking_uri)
     target = serving(opts, reg, settings, attach=attach, api=api)
     providers = metric_providers(opts, reg, target)
-    return Backends(
+    made = Backends(
         reg, target, providers, RetryPolicy.from_env(), written_by(), GitHistory(),
         evaluator(opts.tracking_uri),
     )  # fmt: skip
+    if opts.upstream is None:
+        return made
+    return with_upstream(made, reg, *opts.upstream)
+
+
+def with_upstream(
+    made: Backends, reg: AnyRegistry, tracking_uri: str, workspace: str | None
+) -> Backends:
+    """``made`` reading the environment before in its own registry (``tracking_uri`` and
+    ``workspace``): observed beside this one, its traces read by the promotion's gates, and
+    promotions from it copy the files over."""
+    from dataclasses import replace
+
+    from controller.adapters.gates.traces import TraceMetrics
+    from controller.adapters.mlflow.importer import Place
+
+    up = registry_in(tracking_uri, workspace)
+    location = registry_identity(tracking_uri) + (f" (workspace {workspace})" if workspace else "")
+    reg.upstream, reg.upstream_shown = Place(tracking_uri, workspace), location
+    return replace(made, upstream=up, upstream_location=location,
+                   upstream_providers={**made.providers, "traces": TraceMetrics(up)})  # fmt: skip
 
 
 def evaluator(tracking_uri: str) -> Evaluator:

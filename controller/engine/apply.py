@@ -386,13 +386,14 @@ class _Executor:
             existing = r.find_version(c.model, new.digest)
             if existing is not None:
                 return existing, False
-            return r.copy_version(c.model, source, tags), True
+            return r.copy_version(c.model, source, tags, new.copy_registry), True
 
         number, copied = call(find_or_copy)
         self.created[(c.model, new.digest)] = number
         if not copied:
             return Entry(c.address, Verb.UNCHANGED, f"already promoted as version {number}")
-        return Entry(c.address, Verb.CREATED, f"version {number}, copied from {source}")
+        at = f" in {new.copy_registry}" if new.copy_registry is not None else ""
+        return Entry(c.address, Verb.CREATED, f"version {number}, copied from {source}{at}")
 
     def _settle(
         self, model: str, digest: str, attempts: list[str], unknown: set[str]

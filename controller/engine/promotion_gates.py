@@ -25,7 +25,8 @@ def measure_promotions(
     desired: Desired, observed: RegistrySnapshot, providers: Mapping[str, MetricProvider]
 ) -> Measured:
     """Agent -> gate -> its measurement, for the environment of ``desired`` (nothing for a first
-    environment, or a step without analysis gates). A source that is not configured leaves its
+    environment, or a step without analysis gates), through ``providers`` of the registry of the
+    environment before. A source that is not configured leaves its
     gate out (it does not hold); one that fails is logged and measures nothing."""
     pair = steps_of(desired)
     if pair is None:

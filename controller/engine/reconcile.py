@@ -33,7 +33,7 @@ from controller.core.plan.preview import ObjectPreview
 from controller.core.plan.scope import select
 from controller.core.prompt.resolve import bind_prompts
 from controller.core.rollout.progress import Progress, Running
-from controller.core.state.observed import RegistrySnapshot, ServingSnapshot
+from controller.core.state.observed import RegistrySnapshot, ServingSnapshot, Upstream
 from controller.engine.apply import apply as apply_plan
 from controller.engine.progressive import evaluate
 from controller.engine.promotion_gates import measure_promotions
@@ -69,6 +69,12 @@ class Backends:
     evaluator: Evaluator | None = None
     #: The wall clock: a round's ``now``, and when apply records an alias move.
     wall: Callable[[], float] = time.time
+    #: The registry of the environment before, when it is another one (another tracking server
+    #: or MLflow workspace), its location as plans show it, and the metric sources its
+    #: promotion gates read there; None: promotions read this registry.
+    upstream: Registry | None = None
+    upstream_location: str = ""
+    upstream_providers: Mapping[str, MetricProvider] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +158,7 @@ def reconcile(
         the_plan, progress = plan_round(
             desired, observed, served, owner=owner, prune=prune, scope=scope, baseline=baseline,
             now=now, providers=backends.providers if apply else None,
+            upstream_providers=backends.upstream_providers,
         )  # fmt: skip
         return _Round(the_plan, progress, Made(desired, observed, served, now, scope))
 
@@ -251,6 +258,7 @@ def plan_round(
     now: float,
     providers: Mapping[str, MetricProvider] | None,
     baseline: Desired | None = None,
+    upstream_providers: Mapping[str, MetricProvider] | None = None,
 ) -> tuple[Plan, Mapping[str, Progress]]:
     """The plan of one round, from its inputs alone: with a serving target, rollouts take their
     next step first (gates measured through ``providers``; None: a dry run, not measured).
@@ -261,7 +269,10 @@ def plan_round(
     desired, _ = bind_prompts(desired, observed)  # (the plan reports a binding in error)
     # In an environment after another, each agent's version is the one promotion lets in (its
     # analysis gates measured unless this is a dry run).
-    measured = measure_promotions(desired, observed, providers) if providers is not None else None
+    measured = None
+    if providers is not None:  # in the registry of the environment before, if another
+        before = upstream_providers if observed.upstream is not None else providers
+        measured = measure_promotions(desired, observed, before or {})
     desired, steps = promote(desired, observed, now, measured)
     if served is None:
         recorded = {
@@ -285,6 +296,9 @@ def plan_round(
 def observe(backends: Backends) -> tuple[RegistrySnapshot, ServingSnapshot | None]:
     policy, serving = backends.policy, backends.serving
     observed = policy.call(backends.registry.observe)
+    if backends.upstream is not None:
+        before = policy.call(backends.upstream.observe)
+        observed = replace(observed, upstream=Upstream(before, backends.upstream_location))
     served = policy.call(serving.observe) if serving is not None else None
     return observed, served
 

@@ -261,3 +261,98 @@ def test_environments_in_an_mlflow_workspace(
     every = _ok(agentctl("plan", str(root), "--env", "all", env=on))
     assert every.out.count("No changes.") == 2, every.out  # dev and staging
     assert "waits: approval" in every.out
+
+
+@pytest.fixture
+def second(tmp_path: Path) -> Any:
+    """A second MLflow server (another registry, as another team's or production's)."""
+    from tests.support.mlflow_server import MlflowServer
+
+    server = MlflowServer(tmp_path / "second-server").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_promotion_into_another_tracking_server_copies_the_files_and_repins_prompts(
+    examples: Path, agentctl: Any, proxy: CountingProxy, client: Any, second: Any
+) -> None:
+    """dev on the suite's server, staging and prod on a second one: staging's copy is made from
+    dev's files (a logged model on the second server, its MLmodel pointing at it, the prompt it
+    pins renumbered to the second server's version of the same content), and it answers there;
+    the approval for prod is recorded on staging's version where staging lives; history reads
+    each environment where it lives. Nothing is written to dev's server by staging or prod."""
+    import mlflow
+    import yaml
+    from mlflow import MlflowClient
+
+    root = _repo(examples)
+    envs = (
+        ENVIRONMENTS.replace(f"soak: {SOAK}s", "soak: 0s")
+        .replace("  after: dev\n", f"  after: dev\n  trackingUri: {second.url}\n")
+        .replace("  after: staging\n", f"  after: staging\n  trackingUri: {second.url}\n")
+    )
+    (root / "environments.yaml").write_text(envs)
+    # Two templates on dev's server: the bot pins support-system/2 there.
+    template = root / "agents" / "support_bot" / "prompts" / "system.txt"
+    _ok(agentctl("apply", str(root), "--env", "dev"))
+    template.write_text(template.read_text().replace("Hi", "Hello"))
+    _ok(agentctl("apply", str(root), "--env", "dev"))
+    dev = client.get_model_version_by_alias("support-bot-dev", "champion")
+    assert dev.tags["agentctl.io/prompts"] == "system=prompts:/support-system/2"
+
+    proxy.reset()
+    planned = _ok(agentctl("plan", str(root), "--env", "staging"))
+    assert f"copy models:/support-bot-dev/{dev.version} from {proxy.url}" in planned.out, (
+        planned.out
+    )
+    _ok(agentctl("apply", str(root), "--env", "staging"))
+    there = MlflowClient(second.url)
+    staging = there.get_model_version("support-bot-staging", "1")
+    model_id = staging.source.removeprefix("models:/")
+    assert model_id.startswith("m-") and staging.tags[LOGGED_MODEL_TAG] == model_id
+    assert staging.tags["agentctl.io/promoted-from"] == f"models:/support-bot-dev/{dev.version}"
+    assert staging.tags["agentctl.io/promoted-from-registry"] == proxy.url
+    assert staging.tags["agentctl.io/eval-verdict"] == "passed"
+    assert staging.tags["agentctl.io/prompts"] == "system=prompts:/support-system/1"
+    spec = yaml.safe_load(
+        Path(
+            mlflow.artifacts.download_artifacts(
+                there.get_logged_model(model_id).artifact_location + "/MLmodel",
+                tracking_uri=second.url,
+            )
+        ).read_text()
+    )
+    assert spec["model_id"] == model_id
+    assert "prompts:/support-system/1" in json.dumps(spec)
+    assert "prompts:/support-system/2" not in json.dumps(spec)
+    mlflow.set_tracking_uri(second.url)
+    mlflow.set_registry_uri(second.url)
+    try:
+        bot = mlflow.pyfunc.load_model("models:/support-bot-staging/1")
+        answer = json.dumps(bot.predict({"input": [{"role": "user", "content": "hi"}]}))
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    assert "Hello" in answer, answer  # the second server's prompt, the template dev served
+
+    # Prod, on the second server too: the approval goes on staging's version there.
+    _ok(agentctl("approve", "support-bot", str(root), "--env", "prod", "--by", "bob"))
+    assert (
+        there.get_model_version("support-bot-staging", "1").tags["agentctl.io/approval.prod"]
+        == "Approved"
+    )
+    _ok(agentctl("apply", str(root), "--env", "prod"))
+    assert there.get_model_version("support-bot-prod", "1").source == (
+        "models:/support-bot-staging/1"
+    )
+    assert _writes(proxy) == [], "dev's server is only read"
+    for env in ("staging", "prod"):
+        again = _ok(agentctl("plan", str(root), "--env", env, "--detailed-exitcode"))
+        assert "No changes." in again.out
+    trail = json.loads(_ok(agentctl("history", "support-bot", str(root), "-f", "json")).out)
+    assert [(v["environment"], v["promoted_from"]) for v in trail["versions"]][-2:] == [
+        ("staging", f"models:/support-bot-dev/{dev.version}"),
+        ("prod", "models:/support-bot-staging/1"),
+    ]

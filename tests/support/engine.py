@@ -4,6 +4,7 @@ optionally a serving target, metric providers and a retry policy (built into Bac
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from controller.core.manifest.desired import Desired
@@ -27,11 +28,15 @@ def reconcile(
     serving: ServingTarget | None = None,
     providers: Mapping[str, MetricProvider] | None = None,
     evaluator: Evaluator | None = None,
+    upstream: tuple[Registry, str] | None = None,
     **kwargs: Any,
 ) -> Result:
+    """``upstream``: the environment before's registry and its location, when it is another."""
     backends = Backends(
         registry, serving, providers or {}, policy or RetryPolicy(), evaluator=evaluator
     )
+    if upstream is not None:
+        backends = replace(backends, upstream=upstream[0], upstream_location=upstream[1])
     return engine_reconcile(desired, backends, apply=apply, **kwargs)
 
 

@@ -41,6 +41,8 @@ class FakeRegistry:
         #: what observe_logged reports: the runs and logged models agentctl's experiments hold
         self.runs: dict[str, LoggedRun] = {}
         self.logged_models: dict[str, LoggedModel] = {}
+        #: Other registries by location (an environment before in another registry).
+        self.peers: dict[str, FakeRegistry] = {}
 
     def fail(self, op: str, *errors: Exception) -> None:
         self.faults.setdefault(op, []).extend(errors)
@@ -122,13 +124,22 @@ class FakeRegistry:
         hits = [n for n, v in (m.versions.items() if m else []) if v.tags.get(DIGEST_TAG) == digest]
         return min(hits) if hits else None
 
-    def copy_version(self, name: str, source: str, tags: Mapping[str, str]) -> int:
+    def copy_version(
+        self, name: str, source: str, tags: Mapping[str, str], from_registry: str | None = None
+    ) -> int:
         self._op("copy_version")
         model, _, number = source.removeprefix("models:/").rpartition("/")
-        got = self.models[model].versions[int(number)]
-        own = copied_tags(got.tags, got.source)
         m = self.models[name]
         n = max(m.versions, default=0) + 1
+        if from_registry is not None:  # from a peer: a new logged model holds the files here
+            got = self.peers[from_registry].models[model].versions[int(number)]
+            model_id = f"m-imported-{name}-{n}"
+            own = copied_tags(got.tags, f"models:/{model_id}")
+            m.versions[n] = ObservedVersion(n, tags={**own, **tags}, description=got.description,
+                                            source=f"models:/{model_id}")  # fmt: skip
+            return n
+        got = self.models[model].versions[int(number)]
+        own = copied_tags(got.tags, got.source)
         m.versions[n] = ObservedVersion(
             n, tags={**own, **tags}, description=got.description, source=source, run_id=got.run_id
         )

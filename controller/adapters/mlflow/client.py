@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
+from controller.adapters.mlflow.importer import Place, imported
 from controller.adapters.mlflow.logger import log_model_isolated
 from controller.adapters.mlflow.prompts import (
     PROMPT_FILTER,
@@ -95,6 +96,11 @@ def trace_filter(model_id: str, since_ms: int) -> str:
 
 
 class MlflowRegistry:
+    #: The registry of the environment before, when it is another one, and its location as plans
+    #: name it (set by the composition root); None: promotions copy within this registry.
+    upstream: Place | None = None
+    upstream_shown: str = ""
+
     def __init__(self, tracking_uri: str, *, http_timeout: int = 30) -> None:
         """Models are always logged in a child process (:mod:`controller.adapters.mlflow.logger`):
         the agent's code never runs in this one."""
@@ -409,7 +415,16 @@ class MlflowRegistry:
                 raise
             raise error from exc
 
-    def copy_version(self, name: str, source: str, tags: Mapping[str, str]) -> int:
+    def copy_version(
+        self, name: str, source: str, tags: Mapping[str, str], from_registry: str | None = None
+    ) -> int:
+        if from_registry is not None:
+            got = imported(self, from_registry, source, self.experiment_id(name))
+            own = copied_tags(got.tags, f"models:/{got.model_id}")
+            return self._create(
+                name, source=f"models:/{got.model_id}", run_id=None, tags={**own, **tags},
+                description=got.description or None, model_id=got.model_id,
+            )  # fmt: skip
         return self._get("copy model version", name, lambda: self._copy(name, source, tags))
 
     def _copy(self, name: str, source: str, tags: Mapping[str, str]) -> int:

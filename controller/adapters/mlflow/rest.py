@@ -25,6 +25,7 @@ from controller.adapters.mlflow.client import (
     experiment_name,
     trace_filter,
 )
+from controller.adapters.mlflow.importer import Place, imported
 from controller.adapters.mlflow.logger import log_model_isolated
 from controller.adapters.mlflow.prompts import (
     PROMPT_FILTER,
@@ -58,6 +59,11 @@ __all__ = ["RestRegistry", "usable"]
 
 class RestRegistry(MlflowHttp):
     """The Registry port over MLflow's REST API."""
+
+    #: The registry of the environment before, when it is another one, and its location as plans
+    #: name it (set by the composition root); None: promotions copy within this registry.
+    upstream: Place | None = None
+    upstream_shown: str = ""
 
     # -- traces --------------------------------------------------------------------------------
 
@@ -291,7 +297,26 @@ class RestRegistry(MlflowHttp):
         mv = created["model_version"]
         return self._ready(name, int(mv["version"]), str(mv.get("status") or "READY"))
 
-    def copy_version(self, name: str, source: str, tags: Mapping[str, str]) -> int:
+    def copy_version(
+        self, name: str, source: str, tags: Mapping[str, str], from_registry: str | None = None
+    ) -> int:
+        if from_registry is not None:
+            got = imported(self, from_registry, source, self.experiment_id(name))
+            own = copied_tags(got.tags, f"models:/{got.model_id}")
+            made_from: dict[str, Any] = {
+                "name": name,
+                "source": f"models:/{got.model_id}",
+                "model_id": got.model_id,
+                "tags": [{"key": k, "value": v} for k, v in {**own, **tags}.items()],
+            }
+            if got.description:
+                made_from["description"] = got.description
+            made = self._request(
+                "POST", "model-versions/create", "create model version", name, body=made_from
+            )
+            assert made is not None
+            mv = made["model_version"]
+            return self._ready(name, int(mv["version"]), str(mv.get("status") or "READY"))
         model, _, number = source.removeprefix("models:/").rpartition("/")
         got = self._get("model-versions/get", "get model version", f"{model}/{number}",
                         name=model, version=number)["model_version"]  # fmt: skip

@@ -61,8 +61,10 @@ class MlflowHttp:
         elif env.get("MLFLOW_TRACKING_TOKEN"):
             headers["Authorization"] = f"Bearer {env['MLFLOW_TRACKING_TOKEN']}"
         # As the MLflow client: a server with workspaces enabled scopes each request to one.
-        if workspace := (env.get("MLFLOW_WORKSPACE") or "").strip():
-            headers["X-MLFLOW-WORKSPACE"] = workspace
+        #: The MLflow workspace requests are scoped to (None: the server's default, or none).
+        self.workspace = (env.get("MLFLOW_WORKSPACE") or "").strip() or None
+        if self.workspace:
+            headers["X-MLFLOW-WORKSPACE"] = self.workspace
         verify: Any = True
         if _true(env.get("MLFLOW_TRACKING_INSECURE_TLS")):
             verify = False

@@ -6,6 +6,7 @@ approvals, the last rollout and whether it was rolled back). Pure data: no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,10 +84,15 @@ class History:
 
 
 def history(
-    desired: Desired, observed: RegistrySnapshot, agent: str, env: str | None = None
+    desired: Desired,
+    observed: RegistrySnapshot,
+    agent: str,
+    env: str | None = None,
+    by_env: Mapping[str, RegistrySnapshot] | None = None,
 ) -> History:
     """``agent``'s trail in every environment (in promotion order), or in ``env`` only; without
-    environments, in its one registered model. The agent must be declared in ``desired``."""
+    environments, in its one registered model. The agent must be declared in ``desired``.
+    ``by_env``: an environment's own registry, where it lives elsewhere than ``observed``."""
     found = next(a for a in desired.agents if a.name == agent)
     places: list[tuple[str, str]] = [
         (e.name, e.manifest.model_of(agent))
@@ -100,7 +106,7 @@ def history(
     events: list[Event] = []
     missing: list[str] = []
     for name, model_name in places:
-        model = observed.models.get(model_name)
+        model = (by_env or {}).get(name, observed).models.get(model_name)
         if model is None:
             missing.append(name or model_name)
             continue

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 from controller.core.environment.overlay import environment_named
 from controller.core.environment.record import (
+    PROMOTED_FROM_REGISTRY_TAG,
     PROMOTED_FROM_TAG,
     aliased_at,
     approval_of,
@@ -68,12 +69,14 @@ def lineage_digest(uri: str) -> str:
     return "sha256:" + hashlib.sha256(uri.encode()).hexdigest()
 
 
-def promoted_source(uri: str, digest: str, tags: Mapping[str, str]) -> ResolvedSource:
-    """The source of a version copied from ``uri`` (whose tags are ``tags``): no files, only its
-    digest, lineage and what the copy carries."""
+def promoted_source(
+    uri: str, digest: str, tags: Mapping[str, str], registry: str | None = None
+) -> ResolvedSource:
+    """The source of a version copied from ``uri`` (whose tags are ``tags``; in ``registry``
+    when that is another one): no files, only its digest, lineage and what the copy carries."""
     return ResolvedSource(
         code_path="", config_path=None, code_ref=uri, config_ref=None, pip_requirements=(),
-        digest=digest, promoted_from=uri,
+        digest=digest, promoted_from=uri, promoted_registry=registry,
         carried={k: v for k, v in tags.items() if kept_in_copy(k)},
     )  # fmt: skip
 
@@ -106,12 +109,14 @@ def steps_of(desired: Desired) -> tuple[DesiredEnvironment, DesiredEnvironment] 
 def candidate_of(
     agent: str, env: DesiredEnvironment, previous: DesiredEnvironment, observed: RegistrySnapshot
 ) -> Candidate | str:
-    """The candidate for ``agent``, or why there is none."""
+    """The candidate for ``agent``, or why there is none (in the registry of the environment
+    before: ``observed.before``)."""
     rules = env.manifest.spec.promotion or Promotion()
     model_name = previous.manifest.model_of(agent)
-    before = observed.models.get(model_name)
+    before = observed.before.models.get(model_name)
     if before is None:
-        return f"registered model '{model_name}' does not exist yet"
+        where = f" in {observed.upstream.location}" if observed.upstream is not None else ""
+        return f"registered model '{model_name}'{where} does not exist yet"
     number = before.aliases.get(rules.from_)
     if number is None or number not in before.versions:
         return f"'{model_name}' has no alias '{rules.from_}'"
@@ -256,16 +261,18 @@ def _with_current(agent: DesiredAgent, step: Step, observed: RegistrySnapshot) -
     """``agent`` whose ``current`` is the candidate (when it comes in) or the version kept; with
     neither, an agent with nothing to serve yet (its registered model only)."""
     if step.ready and step.candidate is not None:
-        source = observed.models[step.source_model].versions[step.candidate]
+        source = observed.before.models[step.source_model].versions[step.candidate]
         uri = model_uri(step.source_model, step.candidate)
         digest = source.digest or lineage_digest(uri)
-        return replace(agent, source=promoted_source(uri, digest, source.tags))
+        at = observed.upstream.location if observed.upstream is not None else None
+        return replace(agent, source=promoted_source(uri, digest, source.tags, at))
     here = observed.models.get(agent.model_name)
     if step.kept is not None and here is not None:
         kept = here.versions[step.kept]
         uri = kept.tags[PROMOTED_FROM_TAG]
         digest = kept.digest or lineage_digest(uri)
-        return replace(agent, source=promoted_source(uri, digest, kept.tags))
+        at = kept.tags.get(PROMOTED_FROM_REGISTRY_TAG)
+        return replace(agent, source=promoted_source(uri, digest, kept.tags, at))
     spec = agent.manifest.spec.model_copy(
         update={"versions": [], "aliases": {}, "serving": None, "rollout": None, "evaluation": None}
     )

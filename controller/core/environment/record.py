@@ -3,6 +3,8 @@ Pure.
 
 - ``agentctl.io/promoted-from``: on a copy, the version it was copied from
   (``models:/<model>/<version>``; MLflow's own copy puts the same URI in its source);
+- ``agentctl.io/promoted-from-registry``: on a copy made from another registry (the environment
+  before lives on another tracking server or in another MLflow workspace), where that is;
 - ``agentctl.io/aliased-at.<alias>``: when agentctl last moved ``<alias>`` to the version
   (ISO 8601, UTC): the start of a soak, and the history's alias moves;
 - ``agentctl.io/approval.<env>``: ``Approved`` or ``Rejected`` for environment ``<env>``, on the
@@ -20,6 +22,7 @@ from controller.core.state.observed import LOGGED_MODEL_TAG, logged_model_of
 
 __all__ = [
     "APPROVED",
+    "PROMOTED_FROM_REGISTRY_TAG",
     "PROMOTED_FROM_TAG",
     "REJECTED",
     "Approval",
@@ -36,6 +39,7 @@ __all__ = [
 ]
 
 PROMOTED_FROM_TAG = "agentctl.io/promoted-from"
+PROMOTED_FROM_REGISTRY_TAG = "agentctl.io/promoted-from-registry"
 _ALIASED_AT = "agentctl.io/aliased-at."
 _APPROVAL = "agentctl.io/approval."
 APPROVED = "Approved"
@@ -47,9 +51,11 @@ _ATTEMPT = "agentctl.io/create-attempt"
 
 def kept_in_copy(key: str) -> bool:
     """Whether a promotion copies the tag ``key`` to the new version: all but what records one
-    environment's history (alias moves, approvals for an environment) and the create attempt of
-    the version it was logged as; the evaluation verdict, digest and commit travel with it."""
-    return key != _ATTEMPT and not key.startswith((_ALIASED_AT, _APPROVAL))
+    environment's history (alias moves, approvals for an environment), the create attempt of
+    the version it was logged as and where its own copy came from; the evaluation verdict, digest and commit travel with it."""
+    return key not in (_ATTEMPT, PROMOTED_FROM_REGISTRY_TAG) and not key.startswith(
+        (_ALIASED_AT, _APPROVAL)
+    )
 
 
 def copied_tags(tags: Mapping[str, str], source: str) -> dict[str, str]:

@@ -68,6 +68,9 @@ class ResolvedSource:
     #: A version promoted into an environment after another is not built: it is copied from
     #: this version (``models:/<model>/<version>``), and ``digest`` is that version's.
     promoted_from: str | None = None
+    #: Where that version is when it is in another registry (:class:`~.observed.Upstream`'s
+    #: location); None: in this one.
+    promoted_registry: str | None = None
     #: What a copy carries from that version (its tags kept in a copy: the evaluation verdict,
     #: the commit...), known before the copy is made.
     carried: Mapping[str, str] = field(default_factory=dict)

@@ -117,21 +117,6 @@ def check_environments(
             out.append((e.name, Problem(
                 AFTER, f"no Environment manifest declares '{after}'{_hint(after, names)}"
             )))  # fmt: skip
-    for e in envs:
-        before = next((b for b in envs if b.name == e.spec.after), None)
-        if before is None:
-            continue
-        for field, mine, theirs, what in (
-            ("trackingUri", e.spec.tracking_uri, before.spec.tracking_uri, "tracking servers"),
-            ("workspace", e.spec.workspace, before.spec.workspace, "MLflow workspaces"),
-        ):
-            if mine != theirs:
-                out.append((e.name, Problem(
-                    ("spec", field),
-                    f"'{e.name}' and '{before.name}' (the environment before it) name different "
-                    f"{what}: a promotion copies a version within one registry; give both the "
-                    f"same spec.{field} (promotion across registries is not supported yet)",
-                )))  # fmt: skip
     serving_in: dict[str, str] = {}
     for e in sorted(envs, key=lambda e: e.name):
         ns = e.spec.serving.namespace if e.spec.serving is not None else None

@@ -211,6 +211,9 @@ class VersionCreate:
     #: A promotion: the version is copied from this one (``models:/<model>/<version>``, also
     #: ``code``) with its tags and description, not logged from files.
     copy_from: str | None = None
+    #: Where ``copy_from`` is when it is in another registry (the environment before lives on
+    #: another tracking server or in another MLflow workspace): its files are copied over.
+    copy_registry: str | None = None
 
     @property
     def target(self) -> Pending:
@@ -239,6 +242,8 @@ class VersionCreate:
             out["source_digest"] = self.source_digest
         if self.copy_from is not None:
             out["copy_from"] = self.copy_from
+        if self.copy_registry is not None:
+            out["copy_registry"] = self.copy_registry
         return out
 
     @classmethod
@@ -257,6 +262,7 @@ class VersionCreate:
             tuple(PromptPin.from_dict(_obj(p)) for p in data.get("prompts") or ()),
             _opt_str(data, "source_digest"),
             _opt_str(data, "copy_from"),
+            _opt_str(data, "copy_registry"),
         )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from controller.core.diagnostics import Diagnostic, Severity
-from controller.core.environment.record import PROMOTED_FROM_TAG
+from controller.core.environment.record import PROMOTED_FROM_REGISTRY_TAG, PROMOTED_FROM_TAG
 from controller.core.manifest.checks import FieldPath, field_name
 from controller.core.manifest.desired import DesiredAgent, ResolvedSource
 from controller.core.manifest.schema import VersionEntry, VersionRef
@@ -132,6 +132,10 @@ def _plan_copy(
         tags[MANAGED_TAGS_TAG] = csv(entry.tags)
     tags[DIGEST_TAG] = src.digest
     tags[PROMOTED_FROM_TAG] = uri
+    at = ""
+    if src.promoted_registry is not None:
+        tags[PROMOTED_FROM_REGISTRY_TAG] = src.promoted_registry
+        at = f" from {src.promoted_registry} (its files copied over)"
     after = VersionCreate(
         digest=src.digest,
         code=uri,
@@ -140,9 +144,10 @@ def _plan_copy(
         tags=dict(sorted(tags.items())),
         description=entry.description,
         copy_from=uri,
+        copy_registry=src.promoted_registry,
     )
     change(Kind.MODEL_VERSION, name, Action.CREATE, None, after,
-           f"promoted: copy {uri} (every gate of the step holds)")  # fmt: skip
+           f"promoted: copy {uri}{at} (every gate of the step holds)")  # fmt: skip
 
 
 def one_entry_per_version(

@@ -59,7 +59,8 @@ def fingerprint(
       on this machine);
     - a :class:`RegistrySnapshot`: the registered models named in ``only`` (all if None), with
       their tags, aliases and versions; a model that does not exist counts as such; and the
-      prompts named in ``only`` (all if None) that exist;
+      prompts named in ``only`` (all if None) that exist; and, when the environment before lives
+      in another registry, its location and the same of its snapshot;
     - a :class:`ServingSnapshot`: the agents named in ``only`` (all if None): their servers,
       route and shadow, and the cluster objects a Kubernetes target read of them.
     """
@@ -73,6 +74,9 @@ def fingerprint(
         prompts = sorted(value.prompts if only is None else set(only) & set(value.prompts))
         if prompts:  # only then, so that a registry without prompts keeps its fingerprint
             data["prompts"] = [[n, canonical(value.prompts[n])] for n in prompts]
+        if value.upstream is not None:  # the environment before's registry: its models named
+            up = value.upstream
+            data["upstream"] = [up.location, fingerprint(up.snapshot, only=only)]
         return _digest(data)
     names = sorted(value.agents if only is None else set(only))
     out: dict[str, Any] = {"agents": [[n, canonical(value.agents.get(n))] for n in names]}

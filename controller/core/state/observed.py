@@ -31,6 +31,7 @@ __all__ = [
     "RegistrySnapshot",
     "ServedVersion",
     "ServingSnapshot",
+    "Upstream",
     "experiment_name",
     "logged_model_of",
 ]
@@ -140,12 +141,28 @@ class ObservedModel:
 
 
 @dataclass(frozen=True, slots=True)
+class Upstream:
+    """The registry of the environment before, when it is another (tracking server or MLflow
+    workspace): what it holds, and where it is, as a plan shows it (never with credentials)."""
+
+    snapshot: RegistrySnapshot
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
 class RegistrySnapshot:
     """Registered models, and (apart: model searches leave them out) the prompts of MLflow's
     Prompt Registry, each a registered model whose versions hold a template in their tags."""
 
     models: Mapping[str, ObservedModel] = field(default_factory=dict)
     prompts: Mapping[str, ObservedModel] = field(default_factory=dict)
+    #: The registry of the environment before, when it is another one (None: this one).
+    upstream: Upstream | None = None
+
+    @property
+    def before(self) -> RegistrySnapshot:
+        """What the environment before holds: the upstream registry's snapshot, or this."""
+        return self.upstream.snapshot if self.upstream is not None else self
 
     def agents(self, owner: str, environment: str | None = None) -> dict[str, ObservedModel]:
         """Agent -> the registered model ``owner`` manages for it in ``environment`` (None: the

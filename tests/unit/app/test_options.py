@@ -49,8 +49,8 @@ def test_an_environment_s_workspace_is_used_unless_mlflow_workspace_is_set(
 ) -> None:
     """The Environment's spec.workspace goes to this process (the MLflow client and the children
     read MLFLOW_WORKSPACE), to the model servers' environment and, as a header, to every REST
-    request; the user's MLFLOW_WORKSPACE wins, as --tracking-uri over spec.trackingUri; an
-    environment without one clears what the one before set (plan --env all)."""
+    request, over the shell's MLFLOW_WORKSPACE (as spec.trackingUri over MLFLOW_TRACKING_URI);
+    an environment without one clears what the one before set (plan --env all)."""
     from dataclasses import replace
 
     from controller.adapters.mlflow.transport import MlflowHttp
@@ -73,10 +73,67 @@ def test_an_environment_s_workspace_is_used_unless_mlflow_workspace_is_set(
     http = MlflowHttp("http://127.0.0.1:9")
     assert http._http.headers["X-MLFLOW-WORKSPACE"] == "agents"
     mine = env_options(replace(desired, environment="dev"), Options(env={"MLFLOW_WORKSPACE": "me"}))
-    assert mine.env["MLFLOW_WORKSPACE"] == "me" == os.environ["MLFLOW_WORKSPACE"]
+    assert mine.env["MLFLOW_WORKSPACE"] == "agents" == os.environ["MLFLOW_WORKSPACE"]
 
     write_env_repo(tmp_path, DEV, STAGING)
     plain, _ = load(tmp_path)
+    shell = env_options(replace(plain, environment="dev"), Options(env={"MLFLOW_WORKSPACE": "me"}))
+    assert shell.env["MLFLOW_WORKSPACE"] == "me", "an environment without one: the shell's"
     opts = env_options(replace(plain, environment="dev"), Options(env={}))
     assert "MLFLOW_WORKSPACE" not in opts.env and "MLFLOW_WORKSPACE" not in os.environ
     assert "X-MLFLOW-WORKSPACE" not in MlflowHttp("http://127.0.0.1:9")._http.headers
+
+
+def test_an_environment_before_in_another_registry_is_read_there(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """env_options says where the environment before lives when it is not where this one does
+    (another spec.trackingUri or spec.workspace; one that names neither is where the command
+    points); approvals and history read it there too."""
+    from dataclasses import replace
+
+    from controller.app.sources import env_options, location_of
+    from controller.engine.loader import load
+    from tests.support.environment_manifests import DEV, STAGING, write_env_repo
+
+    monkeypatch.delenv("MLFLOW_WORKSPACE", raising=False)
+    cmd = Options(tracking_uri="http://127.0.0.1:5000", env={})
+    write_env_repo(tmp_path, DEV, STAGING)
+    same, _ = load(tmp_path)
+    assert env_options(replace(same, environment="staging"), cmd).upstream is None
+    elsewhere = STAGING.replace(
+        "after: dev\n", "after: dev\n  trackingUri: http://127.0.0.1:5001\n"
+    )
+    write_env_repo(tmp_path, DEV, elsewhere)
+    desired, diags = load(tmp_path)
+    assert not diags.errors, [str(d) for d in diags.errors]
+    opts = env_options(replace(desired, environment="staging"), cmd)
+    assert opts.tracking_uri == "http://127.0.0.1:5001"
+    assert opts.upstream == ("http://127.0.0.1:5000", None)
+    assert location_of(desired, "staging", cmd) == ("http://127.0.0.1:5001", None)
+    in_workspace = STAGING.replace("after: dev\n", "after: dev\n  workspace: qa\n")
+    write_env_repo(tmp_path, DEV, in_workspace)
+    desired, _ = load(tmp_path)
+    opts = env_options(replace(desired, environment="staging"), cmd)
+    assert opts.upstream == ("http://127.0.0.1:5000", None)
+    assert env_options(replace(desired, environment="dev"), cmd).upstream is None
+
+
+def test_a_tracking_uri_flag_beats_the_manifest_which_beats_mlflow_tracking_uri(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from controller.app import sources
+
+    seen: list[Options] = []
+    monkeypatch.setattr(sources, "env_options", lambda d, o: seen.append(o) or o)
+    from tests.support.environment_manifests import DEV, STAGING, write_env_repo
+
+    write_env_repo(tmp_path, DEV, STAGING)
+    runner = CliRunner()
+    env = {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9/"}
+    runner.invoke(app, ["plan", str(tmp_path), "--env", "dev"], env=env)
+    runner.invoke(app, ["plan", str(tmp_path), "--env", "dev", "--tracking-uri",
+                        "http://127.0.0.1:8/"], env=env)  # fmt: skip
+    by_env, by_flag = seen[0], seen[1]
+    assert "tracking_uri" in by_env.given and "tracking_uri" in by_env.from_env
+    assert "tracking_uri" in by_flag.given and "tracking_uri" not in by_flag.from_env

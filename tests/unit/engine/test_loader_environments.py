@@ -109,24 +109,6 @@ def test_schema_errors_name_their_line(tmp_path: Path, edit: str, at: tuple, say
     assert says in error.message.lower()
 
 
-def test_an_environment_and_the_one_before_must_share_a_tracking_server(tmp_path: Path) -> None:
-    other = PROD.replace(
-        "  after: staging\n", "  after: staging\n  trackingUri: http://127.0.0.1:5001\n"
-    )
-    write_env_repo(tmp_path, DEV, STAGING, other)
-    [error] = errors_of(tmp_path)
-    assert where(error) == ("envs.yaml", 26, "spec.trackingUri")
-    assert "a promotion copies a version within one registry" in error.message
-
-
-def test_an_environment_and_the_one_before_must_share_an_mlflow_workspace(tmp_path: Path) -> None:
-    other = PROD.replace("  after: staging\n", "  after: staging\n  workspace: prod\n")
-    write_env_repo(tmp_path, DEV, STAGING, other)
-    [error] = errors_of(tmp_path)
-    assert where(error) == ("envs.yaml", 26, "spec.workspace")
-    assert "different MLflow workspaces" in error.message
-
-
 def test_one_model_name_in_two_workspaces_is_two_models(tmp_path: Path) -> None:
     """A chain in workspace 'a' and one in 'b' may name their models alike; in one workspace
     they may not."""

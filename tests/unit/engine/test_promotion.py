@@ -340,3 +340,36 @@ def test_a_model_of_an_environment_no_longer_declared_is_reported(
                              "environment 'qa', which the manifests no longer declare")
         for w in result.plan.diagnostics.warnings
     )  # fmt: skip
+
+
+def test_a_promotion_from_another_registry_copies_the_files_over_once(
+    world: tuple[Path, FakeRegistry],
+) -> None:
+    """Staging lives in another registry than dev: the candidate is read there, the copy is
+    made here from its files (a logged model of its own, where trace gates look), with the
+    lineage that finds it again; nothing is written to dev's registry."""
+    root, dev = world
+    _apply(root, dev, "dev")
+    _passed(dev, "bot-dev", 1)
+    staging, at = FakeRegistry(), "http://dev.example (workspace d)"
+    staging.peers[at] = dev
+    soaked = NOW + HOUR
+    planned = _apply(root, staging, "staging", soaked, upstream=(dev, at))
+    [step] = planned.plan.promotions
+    assert step.ready, step.summary()
+    [copy] = [c for c in planned.plan.changes if c.kind is Kind.MODEL_VERSION]
+    assert "promoted: copy models:/bot-dev/1 from http://dev.example (workspace d)" in copy.reason
+    writes_to_dev = list(dev.writes)
+    version = staging.models["bot-staging"].versions[1]
+    assert version.source == "models:/m-imported-bot-staging-1"
+    assert version.model_id == "m-imported-bot-staging-1"
+    assert version.tags[PROMOTED_FROM_TAG] == "models:/bot-dev/1"
+    assert version.tags["agentctl.io/promoted-from-registry"] == at
+    assert version.tags["agentctl.io/eval-verdict"] == "passed"
+    assert staging.models["bot-staging"].aliases == {"champion": 1}
+    again = _apply(root, staging, "staging", soaked + 1, upstream=(dev, at))
+    assert not again.plan.has_changes, [c.reason for c in again.plan.changes]
+    assert dev.writes == writes_to_dev, "the environment before is only read"
+    missing = _apply(root, FakeRegistry(), "staging", soaked, upstream=(FakeRegistry(), at))
+    [step] = missing.plan.promotions
+    assert f"registered model 'bot-dev' in {at} does not exist yet" in step.summary()
