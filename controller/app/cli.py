@@ -570,9 +570,11 @@ def force_unlock(
     typer.echo(f"Removed the registry lock of owner '{opts.owner}': it was {describe(removed)}.")
 
 
-@command("run_dir")
+@command("run_dir", "environment")
 def down(*, opts: Options) -> None:
-    """Stop local serving in the run directory: the router and every model server."""
+    """Stop local serving in the run directory (with --env, the environment's own): the router
+    and every model server."""
+    opts = sources.env_run_dir(opts)
     if wiring.local_serving(opts).shutdown():
         typer.echo("Stopped the router and every model server.")
     else:
@@ -592,6 +594,7 @@ def status(
     from controller.core.render.status import known_agents, status_view
     from controller.core.state.observed import ServingSnapshot
 
+    opts = sources.env_run_dir(opts)
     snapshot = None
     uri = opts.tracking_uri
     # The embedded registry that does not exist here is not created by looking at it.

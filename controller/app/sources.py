@@ -63,6 +63,20 @@ def location_of(desired: Desired, name: str, opts: Options) -> tuple[str, str | 
     return uri, workspace or None
 
 
+def env_run_dir(opts: Options) -> Options:
+    """``opts`` whose local serving of one environment runs in a directory of its own,
+    ``<run dir>/environments/<env>`` (its own router and model servers: an agent is served in
+    each environment side by side), unless ``--run-dir`` is given."""
+    from dataclasses import replace
+
+    if opts.environment in (None, "all") or "run_dir" in opts.given - opts.from_env:
+        return opts
+    return replace(
+        opts, run_dir=opts.run_dir / "environments" / opts.environment,
+        given=opts.given | {"run_dir"}, from_env=opts.from_env - {"run_dir"},
+    )  # fmt: skip
+
+
 def env_options(desired: Desired, opts: Options) -> Options:
     """``opts`` with the settings the environment of ``desired`` names (its tracking URI, its
     namespace) unless given by a flag (over an environment variable: ``MLFLOW_TRACKING_URI``
@@ -80,7 +94,13 @@ def env_options(desired: Desired, opts: Options) -> Options:
         return opts
     spec = env.manifest.spec
     changes: dict[str, object] = {}
+    opts = env_run_dir(opts)
     flagged = opts.given - opts.from_env
+    if "router_port" not in flagged and opts.router_port:
+        # Each environment's router on a port of its own: the next ones in promotion order.
+        order = [e.name for e in desired.environments]
+        changes["router_port"] = opts.router_port + order.index(env.name)
+        changes["given"] = opts.given | {"router_port"}
     if spec.tracking_uri and "tracking_uri" not in flagged:
         changes["tracking_uri"] = spec.tracking_uri
     if spec.serving is not None and spec.serving.namespace and "namespace" not in flagged:

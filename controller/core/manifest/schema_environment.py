@@ -133,11 +133,14 @@ class EnvironmentSpec(_Model):
     )
     tracking_uri: str | None = Field(
         default=None,
-        description="The MLflow tracking URI of this environment (over --tracking-uri); its "
-        "credentials come from the environment, never from here.",
+        description="The MLflow tracking URI of this environment (over MLFLOW_TRACKING_URI; "
+        "a --tracking-uri flag wins); its credentials come from the environment, never from "
+        "here. A promotion from an environment on another server copies the version's files.",
     )
     workspace: K8sName | None = Field(
-        default=None, description="The MLflow workspace (servers with workspaces enabled)."
+        default=None,
+        description="The MLflow workspace this environment lives in (mlflow server "
+        "--enable-workspaces; over MLFLOW_WORKSPACE).",
     )
     serving: EnvironmentServing | None = Field(
         default=None, description="Serving settings of this environment."

@@ -137,3 +137,39 @@ def test_a_tracking_uri_flag_beats_the_manifest_which_beats_mlflow_tracking_uri(
     by_env, by_flag = seen[0], seen[1]
     assert "tracking_uri" in by_env.given and "tracking_uri" in by_env.from_env
     assert "tracking_uri" in by_flag.given and "tracking_uri" not in by_flag.from_env
+
+
+def test_each_environment_is_served_locally_in_a_directory_and_on_a_port_of_its_own(
+    tmp_path: Path,
+) -> None:
+    """Local serving of dev, staging and prod side by side: each its own run directory (its
+    router and model servers) and router port, in promotion order, unless --run-dir or
+    --router-port is given; `down --env` and `status --env` find the same directory."""
+    from dataclasses import replace
+
+    from controller.app.sources import env_options, env_run_dir
+    from controller.engine.loader import load
+    from tests.support.environment_manifests import DEV, PROD, STAGING, write_env_repo
+
+    write_env_repo(tmp_path, DEV, STAGING, PROD)
+    desired, _ = load(tmp_path)
+    base = Options(run_dir=Path("/r"), router_port=8765, env={})
+    seen = {
+        name: env_options(replace(desired, environment=name), replace(base, environment=name))
+        for name in ("dev", "staging", "prod")
+    }
+    assert {n: (str(o.run_dir), o.router_port) for n, o in seen.items()} == {
+        "dev": ("/r/environments/dev", 8765),
+        "staging": ("/r/environments/staging", 8766),
+        "prod": ("/r/environments/prod", 8767),
+    }
+    again = env_options(replace(desired, environment="prod"), seen["prod"])
+    assert (again.run_dir, again.router_port) == (seen["prod"].run_dir, 8767), "applied once"
+    assert env_run_dir(replace(base, environment="prod")).run_dir == seen["prod"].run_dir
+    flagged = replace(base, environment="prod", given=frozenset({"run_dir", "router_port"}))
+    mine = env_options(replace(desired, environment="prod"), flagged)
+    assert (str(mine.run_dir), mine.router_port) == ("/r", 8765)
+    by_env_var = replace(flagged, from_env=frozenset({"run_dir"}))
+    assert str(env_run_dir(by_env_var).run_dir) == "/r/environments/prod"
+    any_port = env_options(replace(desired, environment="prod"), replace(base, router_port=0))
+    assert any_port.router_port == 0
