@@ -356,3 +356,40 @@ def test_a_promotion_into_another_tracking_server_copies_the_files_and_repins_pr
         ("staging", f"models:/support-bot-dev/{dev.version}"),
         ("prod", "models:/support-bot-staging/1"),
     ]
+
+
+def test_dev_and_staging_served_locally_side_by_side(
+    examples: Path, agentctl: Any, tmp_path: Path
+) -> None:
+    """With --target local, each environment has its own run directory, router and model
+    servers: the same agent answers in dev and in staging at once; `down --env` stops one."""
+    import requests
+
+    from tests.support.local import LOCAL, QUESTION, processes_of
+
+    root = _repo(examples)
+    (root / "environments.yaml").write_text(ENVIRONMENTS.replace(f"soak: {SOAK}s", "soak: 0s"))
+    run_dirs = {e: tmp_path / ".agentctl" / "environments" / e for e in ("dev", "staging")}
+    try:
+        for env in ("dev", "staging"):
+            _ok(agentctl("apply", str(root), "--env", env, env=LOCAL))
+        routers = {
+            e: json.loads((d / "daemon.json").read_text())["router"] for e, d in run_dirs.items()
+        }
+        assert routers["dev"] != routers["staging"]
+        for env, router in routers.items():
+            r = requests.post(f"{router}/agents/support-bot/invocations", json=QUESTION, timeout=60)
+            assert r.status_code == 200, (env, r.text)
+        shown = json.loads(_ok(agentctl("status", "--env", "staging", "-f", "json", env=LOCAL)).out)
+        assert shown["agents"]["support-bot"]["model"] == "support-bot-staging"
+        assert shown["endpoint"].startswith(routers["staging"])
+        _ok(agentctl("down", "--env", "dev", env=LOCAL))
+        assert processes_of(run_dirs["dev"]) == [] and processes_of(run_dirs["staging"])
+    finally:
+        for env in ("dev", "staging"):
+            agentctl("down", "--env", env, env=LOCAL)
+        for d in run_dirs.values():
+            deadline = time.monotonic() + 15
+            while processes_of(d) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert processes_of(d) == [], f"processes left in {d}"
