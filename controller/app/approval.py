@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from controller.app import sources, wiring
+from controller.app import output, sources, wiring
 from controller.app.options import Options
 from controller.core.errors import InvalidInput
 
@@ -113,6 +113,12 @@ def _decide(
         f"controller acts on it at its next reconcile; `agentctl apply --env {env.name}` does "
         "once."
     )
+    if not rules.approval:
+        output.err(
+            f"note: the promotion into {env.name} does not ask for an approval "
+            f"(spec.promotion.approval of environment '{env.name}' is not true): the decision is "
+            "recorded, and gates nothing"
+        )
 
 
 def history_cmd(

@@ -261,6 +261,8 @@ def test_environments_in_an_mlflow_workspace(
     every = _ok(agentctl("plan", str(root), "--env", "all", env=on))
     assert every.out.count("No changes.") == 2, every.out  # dev and staging
     assert "waits: approval" in every.out
+    needless = _ok(agentctl("approve", "support-bot", str(root), "--env", "staging", env=on))
+    assert "does not ask for an approval" in needless.err, needless.err
 
 
 @pytest.fixture
