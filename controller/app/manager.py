@@ -90,7 +90,7 @@ def run(opts: ControllerOptions) -> int:
         config=LoopConfig(resync=opts.resync, self_heal=opts.self_heal, prune=c.prune,
                           owner=c.owner),
         metrics=metrics, events=events, policy=backends.policy, written_by=backends.written_by,
-        evaluator=backends.evaluator,
+        evaluator=backends.evaluator, before=backends,
     )  # fmt: skip
     loop_error: list[BaseException] = []
     endpoints = _endpoints(opts, metrics, ctl, loop_error, is_leader, wakeups)

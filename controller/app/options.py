@@ -91,6 +91,9 @@ class Options:
     #: The registry of the environment before, when it is another one than this (its tracking
     #: URI and MLflow workspace): set from the manifests (:func:`~.sources.env_options`).
     upstream: tuple[str, str | None] | None = None
+    #: Where the environment before is served locally (its run directory), for the router
+    #: gates of a promotion: set from the manifests (:func:`~.sources.env_options`).
+    before_run_dir: Path | None = None
     #: the options given a value other than the command's default
     given: frozenset[str] = frozenset()
     #: those of ``given`` set by an environment variable rather than a flag: an Environment's

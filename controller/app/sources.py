@@ -60,7 +60,12 @@ def location_of(desired: Desired, name: str, opts: Options) -> tuple[str, str | 
     spec = env.manifest.spec if env is not None else None
     uri = (spec.tracking_uri if spec is not None else None) or opts.tracking_uri
     workspace = (spec.workspace if spec is not None else None) or opts.env.get("MLFLOW_WORKSPACE")
-    return uri, workspace or None
+    return _same_server(uri), workspace or None
+
+
+def _same_server(uri: str) -> str:
+    """``uri`` as compared with another: a server's URI with or without its final slash."""
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else uri
 
 
 def env_run_dir(opts: Options) -> Options:
@@ -94,6 +99,8 @@ def env_options(desired: Desired, opts: Options) -> Options:
         return opts
     spec = env.manifest.spec
     changes: dict[str, object] = {}
+    if spec.after is not None and opts.before_run_dir is None:
+        changes["before_run_dir"] = env_run_dir(replace(opts, environment=spec.after)).run_dir
     opts = env_run_dir(opts)
     flagged = opts.given - opts.from_env
     if "router_port" not in flagged and opts.router_port:
@@ -115,7 +122,10 @@ def env_options(desired: Desired, opts: Options) -> Options:
     # The environment before: where it lives, if elsewhere (an environment that names no
     # tracking URI or workspace is where the command points).
     if spec.after is not None:
-        here = (str(changes.get("tracking_uri", opts.tracking_uri)), workspace or None)
+        here = (
+            _same_server(str(changes.get("tracking_uri", opts.tracking_uri))),
+            workspace or None,
+        )
         there = location_of(desired, spec.after, opts)
         if there != here:
             changes["upstream"] = there

@@ -72,10 +72,13 @@ def registry_in(tracking_uri: str, workspace: str | None) -> AnyRegistry:
         return RestRegistry(tracking_uri, env={**env, **(
             {"MLFLOW_WORKSPACE": workspace} if workspace else {}
         )})  # fmt: skip
-    if (workspace or None) != (os.environ.get("MLFLOW_WORKSPACE") or None):
+    here = os.environ.get("MLFLOW_WORKSPACE") or None
+    if (workspace or None) != here:
+        said = f"MLflow workspace '{workspace}'" if workspace else "no MLflow workspace"
         raise InvalidInput.of(
-            f"MLflow workspace '{workspace or 'default'}' at {registry_identity(tracking_uri)}: "
-            "a workspace needs an http(s) tracking URI",
+            f"{registry_identity(tracking_uri)} is not an http(s) tracking server, and it is to "
+            f"be read with {said} while this run uses workspace '{here}': MLflow workspaces "
+            "need a tracking server (give the environments an http(s) spec.trackingUri)",
             field="spec.workspace",
         )
     return registry(tracking_uri)
@@ -182,9 +185,23 @@ def backends(
         reg, target, providers, RetryPolicy.from_env(), written_by(), GitHistory(),
         evaluator(opts.tracking_uri),
     )  # fmt: skip
-    if opts.upstream is None:
+    if opts.upstream is not None:
+        made = with_upstream(made, reg, *opts.upstream)
+    if opts.before_run_dir is None or "router" not in providers:
         return made
-    return with_upstream(made, reg, *opts.upstream)
+    # The promotion's router gates read the router that serves the environment before.
+    from dataclasses import replace
+
+    from controller.adapters.gates.prometheus import RouterMetrics
+
+    before = local_serving(replace(opts, run_dir=opts.before_run_dir), attach=True)
+
+    def endpoint() -> str | None:
+        info = before.daemon()
+        return str(info["router"]) if info and info.get("router") else None
+
+    measured = dict(made.before_providers if made.before_providers is not None else providers)
+    return replace(made, before_providers={**measured, "router": RouterMetrics(endpoint)})
 
 
 def with_upstream(
@@ -202,7 +219,7 @@ def with_upstream(
     location = registry_identity(tracking_uri) + (f" (workspace {workspace})" if workspace else "")
     reg.upstream, reg.upstream_shown = Place(tracking_uri, workspace), location
     return replace(made, upstream=up, upstream_location=location,
-                   upstream_providers={**made.providers, "traces": TraceMetrics(up)})  # fmt: skip
+                   before_providers={**made.providers, "traces": TraceMetrics(up)})  # fmt: skip
 
 
 def evaluator(tracking_uri: str) -> Evaluator:

@@ -19,7 +19,7 @@ import random as _random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from controller.core.errors import AgentctlError, InvalidInput
 from controller.core.manifest.desired import Desired
@@ -127,7 +127,10 @@ class Controller:
         random: Callable[[], float] = _random.random,
         written_by: str = "",
         evaluator: Evaluator | None = None,
+        before: Backends | None = None,
     ) -> None:
+        """``before``: backends whose ``upstream*`` and ``before_providers`` say where the
+        environment before lives and how its promotion gates are measured (the rest unused)."""
         self.load = load
         self.registry = registry
         self.serving = serving
@@ -143,6 +146,11 @@ class Controller:
         self.backends = Backends(
             registry, serving, self.providers, self.policy, written_by, evaluator=evaluator
         )
+        if before is not None:
+            self.backends = replace(
+                self.backends, upstream=before.upstream, upstream_location=before.upstream_location,
+                before_providers=before.before_providers,
+            )  # fmt: skip
         self.last_good: Desired | None = None
         self.converged: dict[str, str] = {}  # agent -> digest of the desired state it reached
         self.cycles = 0  # reconciles ended

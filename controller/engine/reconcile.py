@@ -70,11 +70,12 @@ class Backends:
     #: The wall clock: a round's ``now``, and when apply records an alias move.
     wall: Callable[[], float] = time.time
     #: The registry of the environment before, when it is another one (another tracking server
-    #: or MLflow workspace), its location as plans show it, and the metric sources its
-    #: promotion gates read there; None: promotions read this registry.
+    #: or MLflow workspace), and its location as plans show it; None: this registry.
     upstream: Registry | None = None
     upstream_location: str = ""
-    upstream_providers: Mapping[str, MetricProvider] = field(default_factory=dict)
+    #: The metric sources a promotion's analysis gates read, in the environment before (its
+    #: traces, its local router); None: ``providers``.
+    before_providers: Mapping[str, MetricProvider] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +159,7 @@ def reconcile(
         the_plan, progress = plan_round(
             desired, observed, served, owner=owner, prune=prune, scope=scope, baseline=baseline,
             now=now, providers=backends.providers if apply else None,
-            upstream_providers=backends.upstream_providers,
+            before_providers=backends.before_providers,
         )  # fmt: skip
         return _Round(the_plan, progress, Made(desired, observed, served, now, scope))
 
@@ -258,7 +259,7 @@ def plan_round(
     now: float,
     providers: Mapping[str, MetricProvider] | None,
     baseline: Desired | None = None,
-    upstream_providers: Mapping[str, MetricProvider] | None = None,
+    before_providers: Mapping[str, MetricProvider] | None = None,
 ) -> tuple[Plan, Mapping[str, Progress]]:
     """The plan of one round, from its inputs alone: with a serving target, rollouts take their
     next step first (gates measured through ``providers``; None: a dry run, not measured).
@@ -270,9 +271,9 @@ def plan_round(
     # In an environment after another, each agent's version is the one promotion lets in (its
     # analysis gates measured unless this is a dry run).
     measured = None
-    if providers is not None:  # in the registry of the environment before, if another
-        before = upstream_providers if observed.upstream is not None else providers
-        measured = measure_promotions(desired, observed, before or {})
+    if providers is not None:  # where the environment before runs
+        before = before_providers if before_providers is not None else providers
+        measured = measure_promotions(desired, observed, before)
     desired, steps = promote(desired, observed, now, measured)
     if served is None:
         recorded = {

@@ -370,11 +370,20 @@ def test_dev_and_staging_served_locally_side_by_side(
     from tests.support.local import LOCAL, QUESTION, processes_of
 
     root = _repo(examples)
-    (root / "environments.yaml").write_text(ENVIRONMENTS.replace(f"soak: {SOAK}s", "soak: 0s"))
+    gate = (
+        "soak: 0s\n    analysis:\n      - {name: errors, metric: errorRate, source: router, "
+        "max: 0.5, minSamples: 3}"
+    )
+    (root / "environments.yaml").write_text(ENVIRONMENTS.replace(f"soak: {SOAK}s", gate))
     run_dirs = {e: tmp_path / ".agentctl" / "environments" / e for e in ("dev", "staging")}
     try:
-        for env in ("dev", "staging"):
-            _ok(agentctl("apply", str(root), "--env", env, env=LOCAL))
+        _ok(agentctl("apply", str(root), "--env", "dev", env=LOCAL))
+        dev = json.loads((run_dirs["dev"] / "daemon.json").read_text())["router"]
+        # Staging's router gate is measured on dev's router, where the candidate runs.
+        for _ in range(4):
+            r = requests.post(f"{dev}/agents/support-bot/invocations", json=QUESTION, timeout=60)
+            assert r.status_code == 200, r.text
+        _ok(agentctl("apply", str(root), "--env", "staging", env=LOCAL))
         routers = {
             e: json.loads((d / "daemon.json").read_text())["router"] for e, d in run_dirs.items()
         }

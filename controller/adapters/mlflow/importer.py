@@ -201,10 +201,19 @@ def _repinned(spec: Any, src: Any, dst: Any, shown: str) -> tuple[Any, Any]:
                 if (v.template, v.response_format, v.model_config) == content
             ]
             if not found:
-                raise ValueError(
-                    f"prompts:/{key} (from {shown}) has no version with the same content in "
-                    f"this environment's registry: apply its Prompt manifest here first"
-                )
+                # Content this registry has not seen (the version was logged before its prompt
+                # changed): the copy brings it, as a new version of the same prompt here.
+                if dst.get_prompt(name) is None:
+                    raise ValueError(
+                        f"prompts:/{key} (from {shown}): there is no prompt '{name}' in this "
+                        "environment's registry: apply its Prompt manifest here first"
+                    )
+                made = dst.register_prompt(
+                    name, want.template, commit_message=f"copied with a promotion from {shown}",
+                    tags=dict(want.tags), response_format=want.response_format,
+                    model_config=want.model_config,
+                )  # fmt: skip
+                found = [made.version]
             memo[key] = f"prompts:/{name}/{min(int(n) for n in found)}"
         return memo[key]
 

@@ -7,7 +7,7 @@ approvals, the last rollout and whether it was rolled back). Pure data: no I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from controller.core.environment.record import (
@@ -111,6 +111,20 @@ def history(
             missing.append(name or model_name)
             continue
         _trail(name, model, envs, rows, events)
+    # A copy shows the decision that let it in (recorded on the version it was copied from).
+    after = {e.name: e.manifest.spec.after for e in desired.environments}
+    for i, row in enumerate(rows):
+        before = after.get(row.env)
+        if not row.promoted_from or before is None:
+            continue
+        source, _, number = row.promoted_from.removeprefix("models:/").rpartition("/")
+        held = (by_env or {}).get(before, observed).models.get(source)
+        version = held.versions.get(int(number)) if held and number.isdigit() else None
+        decision = approval_of(version.tags, row.env) if version is not None else None
+        if decision is not None:
+            entry = (row.env, decision.word, decision.by, decision.at)
+            if entry not in row.approvals:
+                rows[i] = replace(row, approvals=(*row.approvals, entry))
     events.sort(key=lambda e: (e.at is None, int(e.at or 0)))  # (records are to the second)
     return History(agent, tuple(rows), tuple(events), tuple(missing))
 

@@ -36,7 +36,7 @@ from controller.core.manifest.desired import (
     DesiredEnvironment,
     ResolvedSource,
 )
-from controller.core.manifest.schema import AnalysisGate
+from controller.core.manifest.schema import CURRENT, AnalysisGate
 from controller.core.manifest.schema_environment import Promotion
 from controller.core.rollout.gates import Gate as RolloutGate
 from controller.core.rollout.gates import Measurement, Verdict, judge
@@ -156,7 +156,7 @@ def _step(
     rules = env.manifest.spec.promotion or Promotion()
     here = observed.models.get(agent.model_name)
     base = Step(agent.name, env.name, previous.name, previous.manifest.model_of(agent.name), None,
-                kept=_newest_copy(here))  # fmt: skip
+                kept=_held(here, agent) or _newest_copy(here))  # fmt: skip
     found = candidate_of(agent.name, env, previous, observed)
     if isinstance(found, str):
         return replace(base, why=found)
@@ -197,8 +197,7 @@ def _step(
             when = f" at {iso(decision.at)}" if decision.at is not None else ""
             gates.append(Gate("approval", decision.approved, f"{decision.word}{who}{when}"))
     copied = _copy_of(here, uri, version.digest or lineage_digest(uri))
-    return replace(base, candidate=number, gates=tuple(gates), copied=copied, wait=wait,
-                   kept=_served(here, rules.from_) or base.kept)  # fmt: skip
+    return replace(base, candidate=number, gates=tuple(gates), copied=copied, wait=wait)
 
 
 def _analysis(
@@ -240,13 +239,22 @@ def _copy_of(model: ObservedModel | None, uri: str, digest: str) -> int | None:
     return min(found) if found else None
 
 
-def _served(model: ObservedModel | None, alias: str) -> int | None:
-    """The promoted version ``model`` holds under ``alias`` (what the environment serves now)."""
-    if model is None or alias not in model.aliases:
+def _held(model: ObservedModel | None, agent: DesiredAgent) -> int | None:
+    """The version the environment serves now: the one its aliases that name ``current`` hold
+    (promoted, or logged here before the model joined the environment), if agentctl knows what
+    it holds (a copy's lineage or a digest)."""
+    if model is None:
         return None
-    number = model.aliases[alias]
-    version = model.versions.get(number)
-    return number if version is not None and version.tags.get(PROMOTED_FROM_TAG) else None
+    for alias, ref in sorted(agent.manifest.spec.aliases.items()):
+        number = model.aliases.get(alias) if ref == CURRENT else None
+        version = model.versions.get(number) if number is not None else None
+        if (
+            version is not None
+            and version.status != FAILED
+            and (version.tags.get(PROMOTED_FROM_TAG) or version.digest)
+        ):
+            return number
+    return None
 
 
 def _newest_copy(model: ObservedModel | None) -> int | None:
@@ -269,7 +277,8 @@ def _with_current(agent: DesiredAgent, step: Step, observed: RegistrySnapshot) -
     here = observed.models.get(agent.model_name)
     if step.kept is not None and here is not None:
         kept = here.versions[step.kept]
-        uri = kept.tags[PROMOTED_FROM_TAG]
+        # A version logged here before (no lineage) stands for itself, by its digest.
+        uri = kept.tags.get(PROMOTED_FROM_TAG) or model_uri(agent.model_name, step.kept)
         digest = kept.digest or lineage_digest(uri)
         at = kept.tags.get(PROMOTED_FROM_REGISTRY_TAG)
         return replace(agent, source=promoted_source(uri, digest, kept.tags, at))

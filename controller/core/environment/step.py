@@ -42,6 +42,16 @@ class Step:
         return self.candidate is not None and all(g.held for g in self.gates)
 
     @property
+    def settled(self) -> bool:
+        """The candidate came in and is what the environment serves: nothing waits (a gate that
+        no longer holds, a rejection after the fact, changes nothing: roll back to leave it)."""
+        return self.candidate is not None and self.copied is not None and self.copied == self.kept
+
+    @property
+    def waits(self) -> bool:
+        return self.candidate is not None and not self.ready and not self.settled
+
+    @property
     def open_gates(self) -> tuple[Gate, ...]:
         return tuple(g for g in self.gates if not g.held)
 
@@ -52,6 +62,10 @@ class Step:
         what = f"{self.source_model}/{self.candidate}"
         if self.ready and self.copied is not None:
             return f"{what} is in {self.env} as version {self.copied}"
+        if self.settled:
+            after = "; ".join(f"{g.name}: {g.detail}" for g in self.open_gates)
+            return (f"{what} is in {self.env} as version {self.copied} (since then: {after}; "
+                    f"`agentctl rollback` to leave it)")  # fmt: skip
         if self.ready:
             return f"{what} is promoted into {self.env} (every gate holds)"
         return f"{what} waits: " + "; ".join(f"{g.name}: {g.detail}" for g in self.open_gates)

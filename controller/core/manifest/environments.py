@@ -50,6 +50,9 @@ def check_environment(m: EnvironmentManifest, agents: Collection[str]) -> list[P
     """One environment's problems, given the declared agents' names."""
     spec = m.spec
     problems: list[Problem] = []
+    if m.name == "all":
+        problems.append(Problem(("metadata", "name"), "'all' names every environment "
+                                "(`plan --env all`): give this one another name"))  # fmt: skip
     if spec.promotion is not None and spec.after is None:
         problems.append(
             Problem(

@@ -620,7 +620,7 @@ class Plan:
     @property
     def waiting(self) -> tuple[Step, ...]:
         """Promotions whose candidate waits for a gate."""
-        return tuple(s for s in self.promotions if s.candidate is not None and not s.ready)
+        return tuple(s for s in self.promotions if s.waits)
 
     @property
     def has_changes(self) -> bool:

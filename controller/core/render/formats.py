@@ -88,7 +88,11 @@ def attention(plan: Plan) -> list[tuple[str, str]]:
     out = [(h.agent, h.message) for h in plan.held]
     out += [(g.agent, g.message) for g in plan.gated]
     out += [(d.agent, d.message) for d in plan.diagnostics.warnings if d.agent]
-    out += [(s.agent, f"promotion into {s.env}: {s.summary()}") for s in plan.waiting]
+    out += [
+        (s.agent, f"promotion into {s.env}: {s.summary()}")
+        for s in plan.promotions
+        if s.waits or (s.settled and s.open_gates)  # (a rejection after it came in)
+    ]
     return out
 
 

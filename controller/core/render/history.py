@@ -12,8 +12,8 @@ from controller.core.secrets import redact_text
 
 __all__ = ["render_history"]
 
-_COLUMNS = ("Environment", "Version", "Registered", "From", "Commit", "Evaluation", "Approvals",
-            "Aliases")  # fmt: skip
+_COLUMNS = ("Environment", "Version", "Registered", "From", "Commit", "Digest", "Evaluation",
+            "Approvals", "Aliases")  # fmt: skip
 
 
 def render_history(h: History, fmt: str) -> str:
@@ -26,6 +26,7 @@ def render_history(h: History, fmt: str) -> str:
             iso(v.created) if v.created is not None else "-",
             v.promoted_from or "-",
             v.commit[:12] or "-",
+            v.digest[:19] or "-",  # sha256: and 12 hex digits
             v.verdict or "-",
             ", ".join(f"{d} for {e}" + (f" by {b}" if b else "") for e, d, b, _ in v.approvals)
             or "-",

@@ -101,6 +101,10 @@ def test_an_environment_before_in_another_registry_is_read_there(
     write_env_repo(tmp_path, DEV, STAGING)
     same, _ = load(tmp_path)
     assert env_options(replace(same, environment="staging"), cmd).upstream is None
+    slash = STAGING.replace("after: dev\n", "after: dev\n  trackingUri: http://127.0.0.1:5000/\n")
+    write_env_repo(tmp_path, DEV, slash)
+    spelled, _ = load(tmp_path)
+    assert env_options(replace(spelled, environment="staging"), cmd).upstream is None, "one server"
     elsewhere = STAGING.replace(
         "after: dev\n", "after: dev\n  trackingUri: http://127.0.0.1:5001\n"
     )
@@ -165,6 +169,8 @@ def test_each_environment_is_served_locally_in_a_directory_and_on_a_port_of_its_
     }
     again = env_options(replace(desired, environment="prod"), seen["prod"])
     assert (again.run_dir, again.router_port) == (seen["prod"].run_dir, 8767), "applied once"
+    assert seen["dev"].before_run_dir is None
+    assert str(again.before_run_dir) == "/r/environments/staging", "router gates read staging's"
     assert env_run_dir(replace(base, environment="prod")).run_dir == seen["prod"].run_dir
     flagged = replace(base, environment="prod", given=frozenset({"run_dir", "router_port"}))
     mine = env_options(replace(desired, environment="prod"), flagged)

@@ -171,3 +171,9 @@ def test_two_environments_may_not_serve_in_one_namespace(tmp_path: Path) -> None
     [error] = errors_of(tmp_path)
     assert error.field == "spec.serving.namespace"
     assert error.message.startswith("environment 'prod' serves in namespace 'agents' too")
+
+
+def test_an_environment_cannot_be_called_all(tmp_path: Path) -> None:
+    write_env_repo(tmp_path, DEV, STAGING.replace("name: staging", "name: all"))
+    [error] = errors_of(tmp_path)
+    assert error.field == "metadata.name" and "plan --env all" in error.message

@@ -178,9 +178,12 @@ def test_history_shows_the_whole_path(world: tuple[Path, FakeRegistry]) -> None:
         (NOW + 2 * HOUR, "staging", "bot-staging/1 approved for prod by alice"),
         (NOW + 3 * HOUR, "prod", "main.prod.bot@champion -> 1"),
     ]
-    assert history(desired, reg.observe(), "bot", "prod").versions[0].model == "main.prod.bot"
+    [prod] = history(desired, reg.observe(), "bot", "prod").versions
+    assert prod.model == "main.prod.bot"
+    assert prod.approvals == (("prod", "approved", "alice", NOW + 2 * HOUR),), "what let it in"
     text = render_history(trail, "markdown")
     assert "| staging | bot-staging/1 |" in text and "approved for prod by alice" in text
+    assert f"| {trail.versions[0].digest[:19]} |" in text
 
 
 SOAKED_GATES = STAGING.replace(
@@ -373,3 +376,102 @@ def test_a_promotion_from_another_registry_copies_the_files_over_once(
     missing = _apply(root, FakeRegistry(), "staging", soaked, upstream=(FakeRegistry(), at))
     [step] = missing.plan.promotions
     assert f"registered model 'bot-dev' in {at} does not exist yet" in step.summary()
+
+
+def test_a_model_that_joins_a_later_environment_keeps_what_it_serves(tmp_path: Path) -> None:
+    """A registered model logged and served before environments existed, named by a later one
+    (registeredModel: "{agent}"): until a version is promoted in, it keeps its version and
+    alias (nothing deleted without --prune), and only gains its environment tag."""
+    from tests.support.manifests import GOOD, write_repo
+
+    root = write_repo(tmp_path, GOOD)
+    reg = FakeRegistry()
+    desired, _ = load(root)
+    reconcile(desired, reg, apply=True, wall=lambda: NOW)
+    assert reg.models["bot"].aliases == {"champion": 1}
+    prod = PROD.replace("registeredModel: main.prod.{agent}", 'registeredModel: "{agent}"')
+    write_env_repo(tmp_path, DEV, STAGING, prod)
+    joined = _apply(root, reg, "prod", NOW + 100)
+    assert [(c.kind, c.action.value) for c in joined.plan.changes] == [
+        (Kind.REGISTERED_MODEL, "update")
+    ], [c.reason for c in joined.plan.changes]
+    assert reg.models["bot"].aliases == {"champion": 1}
+    assert reg.models["bot"].tags["agentctl.io/environment"] == "prod"
+
+
+def test_prod_keeps_the_version_it_serves_when_from_names_another_alias(tmp_path: Path) -> None:
+    """promotion.from: stable (an alias only staging holds): after A, B and back to A, prod
+    serves A; a new candidate C waiting for approval leaves it there (not the newest copy)."""
+    staging = STAGING.replace("    soak: 30m\n", "    soak: 0s\n").replace(
+        "      tags: {tier: silver}", "      tags: {tier: silver}\n      aliases: {stable: current}"
+    )
+    prod = PROD.replace("promotion: {approval: true}", "promotion: {from: stable, approval: true}")
+    root = write_env_repo(tmp_path, DEV, staging, prod)
+    reg = FakeRegistry()
+    t = NOW
+
+    def cycle(greeting: str, approve: bool = True) -> None:
+        nonlocal t
+        (root / "config.yaml").write_text(f"greeting: {greeting}\n")
+        t += 10
+        _apply(root, reg, "dev", t)
+        _passed(reg, "bot-dev", reg.models["bot-dev"].aliases["champion"])
+        t += 10
+        _apply(root, reg, "staging", t)
+        stable = reg.models["bot-staging"].aliases["stable"]
+        if approve:
+            for k, v in approval_tags("prod", True, "alice", t).items():
+                reg.set_version_tag("bot-staging", stable, k, v)
+        t += 10
+        _apply(root, reg, "prod", t)
+
+    cycle("hi")
+    cycle("hello")
+    cycle("hi")
+    assert reg.models["main.prod.bot"].aliases == {"champion": 1}
+    cycle("good day", approve=False)
+    assert reg.models["main.prod.bot"].aliases == {"champion": 1}
+
+
+def test_a_rejection_after_the_version_came_in_is_reported_and_waits_for_nothing(
+    world: tuple[Path, FakeRegistry],
+) -> None:
+    root, reg = world
+    write_env_repo(root, DEV, STAGING.replace("30m", "0s"), PROD)
+    _apply(root, reg, "dev")
+    _passed(reg, "bot-dev", 1)
+    _apply(root, reg, "staging", NOW + 10)
+    for k, v in approval_tags("prod", True, "alice", NOW).items():
+        reg.set_version_tag("bot-staging", 1, k, v)
+    _apply(root, reg, "prod", NOW + 20)
+    for k, v in approval_tags("prod", False, "bob", NOW + 30).items():
+        reg.set_version_tag("bot-staging", 1, k, v)
+    after = _apply(root, reg, "prod", NOW + 40)
+    [step] = after.plan.promotions
+    assert reg.models["main.prod.bot"].aliases == {"champion": 1}
+    assert after.plan.reached and not after.plan.waiting, "nothing to wait for"
+    assert "is in prod as version 1 (since then: approval: rejected by bob" in step.summary()
+    assert "`agentctl rollback` to leave it" in step.summary()
+
+
+def test_the_controller_promotes_from_an_environment_in_another_registry(
+    world: tuple[Path, FakeRegistry],
+) -> None:
+    """The controller of an environment whose environment before lives elsewhere reads the
+    candidate there (as apply does), not in its own registry."""
+    from controller.engine.loop import Controller
+    from controller.engine.reconcile import Backends
+
+    root, dev = world
+    _apply(root, dev, "dev")
+    _passed(dev, "bot-dev", 1)
+    staging, at = FakeRegistry(), "http://dev.example"
+    staging.peers[at] = dev
+    ctl = Controller(
+        lambda: _env(root, "staging"), staging, wall=lambda: NOW + HOUR,
+        before=Backends(staging, upstream=dev, upstream_location=at),
+    )  # fmt: skip
+    ctl.reconcile("start")
+    version = staging.models["bot-staging"].versions[1]
+    assert version.tags["agentctl.io/promoted-from-registry"] == at
+    assert staging.models["bot-staging"].aliases == {"champion": 1}
