@@ -281,8 +281,9 @@ def test_a_promotion_into_another_tracking_server_copies_the_files_and_repins_pr
     examples: Path, agentctl: Any, proxy: CountingProxy, client: Any, second: Any
 ) -> None:
     """dev on the suite's server, staging and prod on a second one: staging's copy is made from
-    dev's files (a logged model on the second server, its MLmodel pointing at it, the prompt it
-    pins renumbered to the second server's version of the same content), and it answers there;
+    dev's files (a logged model on the second server, its MLmodel pointing at it, the prompt
+    content it pins brought over when the second server lacks it, and renumbered), and it
+    answers there;
     the approval for prod is recorded on staging's version where staging lives; history reads
     each environment where it lives. Nothing is written to dev's server by staging or prod."""
     import mlflow
@@ -296,13 +297,17 @@ def test_a_promotion_into_another_tracking_server_copies_the_files_and_repins_pr
         .replace("  after: staging\n", f"  after: staging\n  trackingUri: {second.url}\n")
     )
     (root / "environments.yaml").write_text(envs)
-    # Two templates on dev's server: the bot pins support-system/2 there.
+    # Three templates on dev's server: the bot dev serves pins support-system/3 there. Then the
+    # template changes again, not yet applied to dev: staging's Prompt has only that one.
     template = root / "agents" / "support_bot" / "prompts" / "system.txt"
-    _ok(agentctl("apply", str(root), "--env", "dev"))
-    template.write_text(template.read_text().replace("Hi", "Hello"))
+    first = template.read_text()
+    for greeting in ("Hello", "Hey"):
+        _ok(agentctl("apply", str(root), "--env", "dev"))
+        template.write_text(first.replace("Hi", greeting))
     _ok(agentctl("apply", str(root), "--env", "dev"))
     dev = client.get_model_version_by_alias("support-bot-dev", "champion")
-    assert dev.tags["agentctl.io/prompts"] == "system=prompts:/support-system/2"
+    assert dev.tags["agentctl.io/prompts"] == "system=prompts:/support-system/3"
+    template.write_text(first.replace("Hi", "Howdy"))
 
     proxy.reset()
     planned = _ok(agentctl("plan", str(root), "--env", "staging"))
@@ -317,7 +322,9 @@ def test_a_promotion_into_another_tracking_server_copies_the_files_and_repins_pr
     assert staging.tags["agentctl.io/promoted-from"] == f"models:/support-bot-dev/{dev.version}"
     assert staging.tags["agentctl.io/promoted-from-registry"] == proxy.url
     assert staging.tags["agentctl.io/eval-verdict"] == "passed"
-    assert staging.tags["agentctl.io/prompts"] == "system=prompts:/support-system/1"
+    assert staging.tags["agentctl.io/prompts"] == "system=prompts:/support-system/2"
+    assert "Howdy" in there.get_prompt_version("support-system", 1).template  # staging's own
+    assert "Hey" in there.get_prompt_version("support-system", 2).template  # brought by the copy
     spec = yaml.safe_load(
         Path(
             mlflow.artifacts.download_artifacts(
@@ -327,8 +334,8 @@ def test_a_promotion_into_another_tracking_server_copies_the_files_and_repins_pr
         ).read_text()
     )
     assert spec["model_id"] == model_id
-    assert "prompts:/support-system/1" in json.dumps(spec)
-    assert "prompts:/support-system/2" not in json.dumps(spec)
+    assert "prompts:/support-system/2" in json.dumps(spec)
+    assert "prompts:/support-system/3" not in json.dumps(spec)
     mlflow.set_tracking_uri(second.url)
     mlflow.set_registry_uri(second.url)
     try:
@@ -337,7 +344,7 @@ def test_a_promotion_into_another_tracking_server_copies_the_files_and_repins_pr
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
-    assert "Hello" in answer, answer  # the second server's prompt, the template dev served
+    assert "Hey" in answer, answer  # the second server's prompt, the template dev served
 
     # Prod, on the second server too: the approval goes on staging's version there.
     _ok(agentctl("approve", "support-bot", str(root), "--env", "prod", "--by", "bob"))
