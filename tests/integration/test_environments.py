@@ -368,10 +368,12 @@ def test_a_promotion_into_another_tracking_server_copies_the_files_and_repins_pr
 
 
 def test_dev_and_staging_served_locally_side_by_side(
-    examples: Path, agentctl: Any, tmp_path: Path
+    examples: Path, agentctl: Any, client: Any, tmp_path: Path
 ) -> None:
     """With --target local, each environment has its own run directory, router and model
-    servers: the same agent answers in dev and in staging at once; `down --env` stops one."""
+    servers: the same agent answers in dev and in staging at once; `down --env` stops one. A
+    promotion's router gate is measured where the candidate runs: it lets staging take dev's
+    healthy version, and stops prod from taking staging's once it fails there."""
     import requests
 
     from tests.support.local import LOCAL, QUESTION, processes_of
@@ -381,8 +383,13 @@ def test_dev_and_staging_served_locally_side_by_side(
         "soak: 0s\n    analysis:\n      - {name: errors, metric: errorRate, source: router, "
         "max: 0.5, minSamples: 3}"
     )
-    (root / "environments.yaml").write_text(ENVIRONMENTS.replace(f"soak: {SOAK}s", gate))
-    run_dirs = {e: tmp_path / ".agentctl" / "environments" / e for e in ("dev", "staging")}
+    (root / "environments.yaml").write_text(
+        ENVIRONMENTS.replace(f"soak: {SOAK}s", gate).replace(
+            "    approval: true\n",
+            "    approval: true\n    " + gate.replace("soak: 0s\n    ", "") + "\n",
+        )
+    )
+    run_dirs = {e: tmp_path / ".agentctl" / "environments" / e for e in ("dev", "staging", "prod")}
     try:
         _ok(agentctl("apply", str(root), "--env", "dev", env=LOCAL))
         dev = json.loads((run_dirs["dev"] / "daemon.json").read_text())["router"]
@@ -392,7 +399,8 @@ def test_dev_and_staging_served_locally_side_by_side(
             assert r.status_code == 200, r.text
         _ok(agentctl("apply", str(root), "--env", "staging", env=LOCAL))
         routers = {
-            e: json.loads((d / "daemon.json").read_text())["router"] for e, d in run_dirs.items()
+            e: json.loads((run_dirs[e] / "daemon.json").read_text())["router"]
+            for e in ("dev", "staging")
         }
         assert routers["dev"] != routers["staging"]
         for env, router in routers.items():
@@ -401,10 +409,24 @@ def test_dev_and_staging_served_locally_side_by_side(
         shown = json.loads(_ok(agentctl("status", "--env", "staging", "-f", "json", env=LOCAL)).out)
         assert shown["agents"]["support-bot"]["model"] == "support-bot-staging"
         assert shown["endpoint"].startswith(routers["staging"])
+
+        # Staging's version fails there (an agent that raises): prod does not take it.
+        _ok(agentctl("approve", "support-bot", str(root), "--env", "prod", env=LOCAL))
+        for _ in range(4):
+            bad = {"input": [{"role": "assistant", "content": "?"}]}
+            r = requests.post(f"{routers['staging']}/agents/support-bot/invocations", json=bad,
+                              timeout=60)  # fmt: skip
+            assert r.status_code == 400, r.text
+        held = _ok(agentctl("apply", str(root), "--env", "prod", env=LOCAL))
+        assert "waits: analysis errors: failed: 0.8 > 0.5 (errorRate 0.8 from 5 samples)" in (
+            held.out
+        ), held.out  # staging's 1 good and 4 failed answers
+        assert "approval" not in held.out.split("waits:")[1].split("\n")[0]
+        assert client.search_model_versions("name='support-bot-prod'") == [], "nothing copied"
         _ok(agentctl("down", "--env", "dev", env=LOCAL))
         assert processes_of(run_dirs["dev"]) == [] and processes_of(run_dirs["staging"])
     finally:
-        for env in ("dev", "staging"):
+        for env in ("dev", "staging", "prod"):
             agentctl("down", "--env", env, env=LOCAL)
         for d in run_dirs.values():
             deadline = time.monotonic() + 15
