@@ -376,19 +376,37 @@ class _Executor:
         return write_version(c, r, self.policy, self.stamp)
 
     def _copy(self, c: Change, new: VersionCreate) -> Entry:
-        """A promotion: the copy found by its digest if an earlier apply made it, else made."""
+        """A promotion: the copy found by its digest if an earlier apply made it, else made; as
+        for a logged version, each attempt is tagged, and a copy an attempt made without its
+        answer reaching us is kept (the lowest) or deleted: one copy outlives the apply."""
         r, call = self.registry, self.policy.call
         assert new.copy_from is not None
         source = new.copy_from
-        tags = {**new.tags, **self.stamp}
+        attempts: list[str] = []
+        unknown: set[str] = set()
 
         def find_or_copy() -> tuple[int, bool]:  # each retry looks first
             existing = r.find_version(c.model, new.digest)
             if existing is not None:
                 return existing, False
-            return r.copy_version(c.model, source, tags, new.copy_registry), True
+            attempt = uuid.uuid4().hex
+            attempts.append(attempt)
+            tags = {**new.tags, ATTEMPT_TAG: attempt, **self.stamp}
+            try:
+                return r.copy_version(c.model, source, tags, new.copy_registry), True
+            except OutcomeUnknown:
+                unknown.add(attempt)
+                raise
 
-        number, copied = call(find_or_copy)
+        try:
+            number, copied = call(find_or_copy)
+        except BackendError:
+            if unknown:
+                with contextlib.suppress(BackendError):
+                    self._settle(c.model, new.digest, attempts, unknown)
+            raise
+        if attempts:
+            number = self._settle(c.model, new.digest, attempts, unknown) or number
         self.created[(c.model, new.digest)] = number
         if not copied:
             return Entry(c.address, Verb.UNCHANGED, f"already promoted as version {number}")

@@ -285,16 +285,7 @@ class RestRegistry(MlflowHttp):
             body["description"] = description
         if model_id:
             body["model_id"] = model_id
-        try:
-            created = self._request(
-                "POST", "model-versions/create", "create model version", name, body=body
-            )
-        except TemporaryBackendError as exc:
-            if "connection refused" in str(exc):  # never reached the server
-                raise
-            raise OutcomeUnknown(str(exc), operation=exc.operation, target=exc.target) from exc
-        assert created is not None
-        mv = created["model_version"]
+        mv = self._create_version(name, body)["model_version"]
         return self._ready(name, int(mv["version"]), str(mv.get("status") or "READY"))
 
     def copy_version(
@@ -311,11 +302,7 @@ class RestRegistry(MlflowHttp):
             }
             if got.description:
                 made_from["description"] = got.description
-            made = self._request(
-                "POST", "model-versions/create", "create model version", name, body=made_from
-            )
-            assert made is not None
-            mv = made["model_version"]
+            mv = self._create_version(name, made_from)["model_version"]
             return self._ready(name, int(mv["version"]), str(mv.get("status") or "READY"))
         model, _, number = source.removeprefix("models:/").rpartition("/")
         got = self._get("model-versions/get", "get model version", f"{model}/{number}",
@@ -328,12 +315,22 @@ class RestRegistry(MlflowHttp):
         }
         if got.get("description"):
             body["description"] = got["description"]
-        created = self._request(
-            "POST", "model-versions/create", "create model version", name, body=body
-        )
-        assert created is not None
-        mv = created["model_version"]
+        mv = self._create_version(name, body)["model_version"]
         return self._ready(name, int(mv["version"]), str(mv.get("status") or "READY"))
+
+    def _create_version(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST model-versions/create; an answer lost after the request was sent is an
+        OutcomeUnknown (the version may exist: the caller settles by its attempt tag)."""
+        try:
+            created = self._request(
+                "POST", "model-versions/create", "create model version", name, body=body
+            )
+        except TemporaryBackendError as exc:
+            if "connection refused" in str(exc):  # never reached the server
+                raise
+            raise OutcomeUnknown(str(exc), operation=exc.operation, target=exc.target) from exc
+        assert created is not None
+        return created
 
     def _ready(self, name: str, version: int, status: str, timeout: float = 300.0) -> int:
         """Wait, as MLflow's client does, for a version still being registered."""

@@ -475,3 +475,41 @@ def test_the_controller_promotes_from_an_environment_in_another_registry(
     version = staging.models["bot-staging"].versions[1]
     assert version.tags["agentctl.io/promoted-from-registry"] == at
     assert staging.models["bot-staging"].aliases == {"champion": 1}
+
+
+class _LostAnswer(FakeRegistry):
+    """A copy that commits but whose answer is lost (a gateway timeout after the write), and
+    that a lookup right after does not see yet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost = 0
+        self.hidden: set[tuple[str, int]] = set()
+
+    def copy_version(self, name, source, tags, from_registry=None):  # type: ignore[no-untyped-def]
+        made = super().copy_version(name, source, tags, from_registry)
+        if self.lost == 0:
+            self.lost += 1
+            self.hidden.add((name, made))
+            from controller.core.errors import OutcomeUnknown
+
+            raise OutcomeUnknown("504 gateway timeout", operation="create model version")
+        return made
+
+    def find_version(self, name, digest):  # type: ignore[no-untyped-def]
+        found = super().find_version(name, digest)
+        hidden, self.hidden = self.hidden, set()
+        return None if (name, found) in hidden else found
+
+
+def test_a_copy_whose_answer_was_lost_is_not_kept_twice(tmp_path: Path) -> None:
+    from controller.engine.retry import RetryPolicy
+
+    root = write_env_repo(tmp_path, DEV, STAGING.replace("30m", "0s"), PROD)
+    reg = _LostAnswer()
+    _apply(root, reg, "dev")
+    _passed(reg, "bot-dev", 1)
+    policy = RetryPolicy(sleep=lambda s: None, settle=0.0)
+    _apply(root, reg, "staging", NOW + 10, policy=policy)
+    assert set(reg.models["bot-staging"].versions) == {1}, "the second copy is deleted"
+    assert reg.models["bot-staging"].aliases == {"champion": 1}
