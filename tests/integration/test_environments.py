@@ -13,6 +13,7 @@ through the counting proxy), with the installed `agentctl` and the example suppo
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -336,6 +337,8 @@ def test_a_promotion_into_another_tracking_server_copies_the_files_and_repins_pr
     assert spec["model_id"] == model_id
     assert "prompts:/support-system/2" in json.dumps(spec)
     assert "prompts:/support-system/3" not in json.dumps(spec)
+    # (MLflow's set_*_uri export MLFLOW_*_URI to this process: put them back for later tests.)
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
     mlflow.set_tracking_uri(second.url)
     mlflow.set_registry_uri(second.url)
     try:
@@ -343,7 +346,10 @@ def test_a_promotion_into_another_tracking_server_copies_the_files_and_repins_pr
         answer = json.dumps(bot.predict({"input": [{"role": "user", "content": "hi"}]}))
     finally:
         mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+        for k in [k for k in os.environ if k.startswith("MLFLOW_")]:
+            del os.environ[k]
+        os.environ.update(saved)
     assert "Hey" in answer, answer  # the second server's prompt, the template dev served
 
     # Prod, on the second server too: the approval goes on staging's version there.

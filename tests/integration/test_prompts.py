@@ -443,3 +443,14 @@ def test_bad_prompt_input_is_a_clear_error_and_writes_nothing(
         assert _writes(proxy) == [], _writes(proxy)
     assert _prompt_names(client) == set()
     assert client.search_registered_models() == []
+
+
+def test_a_shell_s_registry_uri_does_not_redirect_the_prompts_an_agent_loads(
+    examples: Path, agentctl: Any, client: Any
+) -> None:
+    """The support bot loads its bound prompt while it is logged: from the registry agentctl
+    writes to, even when the shell exports MLFLOW_REGISTRY_URI elsewhere (a server that is down)."""
+    run = agentctl("apply", str(examples), env={"MLFLOW_REGISTRY_URI": "http://127.0.0.1:9/"})
+    assert run.code == 0, run.out + run.err
+    bot = client.get_model_version_by_alias("support-bot", "champion")
+    assert bot.tags[PROMPTS_TAG] == "system=prompts:/support-system/1"

@@ -139,6 +139,7 @@ def _score(request: dict[str, Any]) -> dict[str, Any]:
     from controller.adapters.mlflow.scorers import build_scorer
 
     mlflow.set_tracking_uri(request["tracking_uri"])
+    mlflow.set_registry_uri(request["tracking_uri"])
     client = MlflowClient()
     spec = ScorerSpec.from_dict(request["scorer"])
     scorer = build_scorer(spec, request["root"])

@@ -63,6 +63,8 @@ def _log(
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
+    # The agent's prompts load from this registry, whatever MLFLOW_REGISTRY_URI the shell had.
+    mlflow.set_registry_uri(tracking_uri)
     # The run and the logged model say who logged them, from what: `agentctl gc` goes by these.
     run_tags = {DIGEST_TAG: source.digest, AGENT_TAG: source.agent}
     if source.owner:
@@ -303,6 +305,7 @@ def _main(args: list[str]) -> int:
         import mlflow
 
         mlflow.set_tracking_uri(request["tracking_uri"])
+        mlflow.set_registry_uri(request["tracking_uri"])
         _forget(args[1])
         return 0
     answer_file = args[0]
