@@ -22,42 +22,14 @@ import pytest
 
 from controller.core.environment.record import PROMOTED_FROM_TAG
 from controller.core.state.observed import ENVIRONMENT_TAG, LOGGED_MODEL_TAG
+from tests.support.environment_manifests import support_environments
 from tests.support.proxy import CountingProxy
 
 pytestmark = pytest.mark.integration
 
 SOAK = 4  # seconds
 
-ENVIRONMENTS = f"""\
-apiVersion: agentctl.io/v1alpha1
-kind: Environment
-metadata:
-  name: dev
----
-apiVersion: agentctl.io/v1alpha1
-kind: Environment
-metadata:
-  name: staging
-spec:
-  after: dev
-  promotion:
-    soak: {SOAK}s
-  agents:
-    support-bot:
-      tags: {{tier: "2"}}
----
-apiVersion: agentctl.io/v1alpha1
-kind: Environment
-metadata:
-  name: prod
-spec:
-  after: staging
-  promotion:
-    approval: true
-  agents:
-    support-bot:
-      description: The support bot, in production.
-"""
+ENVIRONMENTS = support_environments(SOAK)
 
 
 def _repo(examples: Path) -> Path:

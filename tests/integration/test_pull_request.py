@@ -187,3 +187,36 @@ def test_path_outside_the_root_is_a_clear_error(repo: Path, agentctl: Any) -> No
 def test_an_empty_tracking_uri_is_refused(repo: Path, agentctl: Any) -> None:
     result = agentctl("plan", str(repo / "manifests"), "--tracking-uri", " ")
     assert result.code == 1 and "tracking URI is empty" in result.err
+
+
+def test_the_comment_of_a_change_shows_each_environment_and_its_open_gates(
+    repo: Path, agentctl: Any
+) -> None:
+    """With Environment manifests the action plans `--env all`: one comment, per environment,
+    what the change would do and what each promotion waits for."""
+    from tests.support.environment_manifests import support_environments
+
+    manifests = repo / "manifests"
+    for name in ("summarizer.yaml", "serving-defaults.yaml"):
+        (manifests / name).unlink()
+    (manifests / "environments.yaml").write_text(support_environments(0))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "environments")
+    for env in ("dev", "staging"):
+        done = agentctl("apply", str(manifests), "--env", env)
+        assert done.code == 0, done.out + done.err
+    edit(manifests / "agents" / "support_bot" / "agent.py", '"""', '"""A second version. ')
+    git(repo, "commit", "-q", "-am", "support-bot: v2")
+
+    # As .github/actions/plan runs it when the manifests declare environments.
+    run = agentctl("plan", str(manifests), "--changed-since", "HEAD~1", "--format", "markdown",
+                   "--detailed-exitcode", "--target", "registry", "--env", "all")  # fmt: skip
+    assert run.code == 2, run.out + run.err
+    md = run.out
+    assert md.count("<!-- agentctl-plan -->") == 1 and md.startswith("<!-- agentctl-plan -->")
+    sections = re.split(r"(?m)^### ", md)
+    assert any(s.startswith("agentctl plan") and "dev" in s.splitlines()[0] for s in sections), md
+    assert "Promotions into prod" in md, md
+    prod = md[md.index("Promotions into prod") :]
+    assert "support-bot-staging/1" in prod and "approval" in prod, prod
+    assert "agent.py changed (its versions come into prod by promotion)" in prod, prod

@@ -52,3 +52,38 @@ def write_env_repo(root: Path, *docs: str, agent: str = GOOD) -> Path:
     text = "---\n".join(textwrap.dedent(d) for d in (docs or (DEV, STAGING, PROD)))
     (root / "envs.yaml").write_text(text)
     return root
+
+
+def support_environments(soak: float) -> str:
+    """dev -> staging (a soak of ``soak`` seconds, tier 2) -> prod (an approval) for the
+    example support bot (manifests/)."""
+    return f"""\
+apiVersion: agentctl.io/v1alpha1
+kind: Environment
+metadata:
+  name: dev
+---
+apiVersion: agentctl.io/v1alpha1
+kind: Environment
+metadata:
+  name: staging
+spec:
+  after: dev
+  promotion:
+    soak: {soak:g}s
+  agents:
+    support-bot:
+      tags: {{tier: "2"}}
+---
+apiVersion: agentctl.io/v1alpha1
+kind: Environment
+metadata:
+  name: prod
+spec:
+  after: staging
+  promotion:
+    approval: true
+  agents:
+    support-bot:
+      description: The support bot, in production.
+"""

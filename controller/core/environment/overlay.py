@@ -127,7 +127,9 @@ def _agent_in(
     if not later:
         return replace(agent, manifest=manifest, locations=locations)
     # Its one version is the promoted one (set by promotion): nothing is built from source here.
-    return replace(agent, manifest=manifest, locations=locations, source=None, named={})
+    refs = tuple(dict.fromkeys(r for src in agent.sources if src.commit is None for r in src.refs))
+    return replace(agent, manifest=manifest, locations=locations, source=None, named={},
+                   upstream_refs=refs)  # fmt: skip
 
 
 def _overlaid_model(env: DesiredEnvironment, agent: str) -> bool:

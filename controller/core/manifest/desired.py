@@ -92,6 +92,9 @@ class DesiredAgent:
     named: Mapping[str, ResolvedSource] = field(default_factory=dict)
     #: spec.evaluation resolved: the dataset's rows, the scorers, one digest over them.
     evaluation: EvaluationSpec | None = None
+    #: In an environment after another (nothing built here): the files its versions are built
+    #: from in the first environment, relative to the root (a change to them comes here later).
+    upstream_refs: tuple[str, ...] = ()
 
     def source_of(self, ref: object) -> ResolvedSource | None:
         """The source a version reference is built from: spec.source for ``current``, a named

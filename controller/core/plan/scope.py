@@ -1,6 +1,8 @@
 """Which agents a change touches, for ``plan --changed-since``. Pure data: no I/O.
 
-An agent is in scope when its manifest or any of its source files changed, when it serves and the
+An agent is in scope when its manifest or any of its source files changed (in an environment
+after another, the files its versions are built from first; or the Environment's manifest
+changed), when it serves and the
 ServingDefaults file changed, when its evaluation's dataset file or a code scorer's file changed
 (what a version is evaluated on), when a prompt it binds is in scope, or when its source digest
 (bound to its prompts) is not registered (the registry is behind the manifests, whatever the
@@ -36,9 +38,18 @@ def select(desired: Desired, changed: Set[str], observed: RegistrySnapshot) -> d
         if why:
             scope[prompt.name] = why
             prompts[prompt.prompt_name] = why
+    env = next((e for e in desired.environments if e.name == desired.environment), None)
     for agent in desired.agents:
         if agent.manifest_ref in changed:
             scope[agent.name] = f"{agent.manifest_ref} changed"
+            continue
+        if env is not None and env.manifest_ref in changed:
+            scope[agent.name] = f"{env.manifest_ref} changed"
+            continue
+        later = [r for r in agent.upstream_refs if r in changed]
+        if later:
+            scope[agent.name] = (f"{', '.join(later)} changed (its versions come into "
+                                 f"{desired.environment} by promotion)")  # fmt: skip
             continue
         if desired.defaults_ref in changed and agent.manifest.spec.serving is not None:
             scope[agent.name] = f"{desired.defaults_ref} changed"
