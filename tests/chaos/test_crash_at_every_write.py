@@ -21,6 +21,9 @@ def _reset(client: Any) -> None:
         client.delete_registered_model(rm.name)
 
 
+# Every write of a first apply, each a kill, a re-apply and a plan (about 30 s a round on 2
+# cores): past the suite's 600 s per test; each subprocess has its own limit.
+@pytest.mark.timeout(1800)
 def test_a_crash_at_any_write_is_finished_by_the_next_apply(
     examples: Path, proxy: CountingProxy, client: Any, workdir: Path
 ) -> None:
