@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from controller.adapters.mlflow.logger import TAIL, child_uri, exit_status, is_transport
+from controller.adapters.mlflow.logger import child_answer, child_uri, is_transport
 from controller.core.errors import PermanentBackendError, TemporaryBackendError
 from controller.core.prompt.binding import PROMPTS_TAG
 from controller.core.secrets import redact_text
@@ -83,17 +83,10 @@ def import_isolated(
                 f"copying {model_uri} from {shown} took over {timeout:.0f} s",
                 operation="copy model version",
             ) from exc
-        try:
-            with open(answer_file) as fh:
-                answer: dict[str, Any] = json.load(fh)
-        except (OSError, ValueError):
-            tail = redact_text(child.stderr or "").strip().splitlines()[-TAIL:]
-            raise PermanentBackendError(
-                f"copying {model_uri} from {shown}: the copying process "
-                f"{exit_status(child.returncode)}"
-                + (f": {' / '.join(line.strip() for line in tail)}" if tail else ""),
-                operation="copy model version",
-            ) from None
+        answer = child_answer(
+            answer_file, child, f"copying {model_uri} from {shown}", "copying",
+            "copy model version",
+        )  # fmt: skip
     if "error" in answer:
         error = TemporaryBackendError if answer.get("transport") else PermanentBackendError
         raise error(

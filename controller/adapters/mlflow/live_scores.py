@@ -27,13 +27,12 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-from controller.adapters.mlflow.logger import TAIL, child_uri, exit_status, is_transport
+from controller.adapters.mlflow.logger import child_answer, child_uri, is_transport
 from controller.core.errors import PermanentBackendError, TemporaryBackendError
 from controller.core.evaluation.spec import ScorerSpec, canonical
 from controller.core.evaluation.verdict import row_value
 from controller.core.rollout.analysis import pass_rate
 from controller.core.rollout.gates import Measurement
-from controller.core.secrets import redact_text
 from controller.core.state.observed import experiment_name
 from controller.ports import GateQuery
 
@@ -103,17 +102,7 @@ class LiveScores:
                 raise PermanentBackendError(
                     f"{what} took over {self.timeout:.0f} s", operation="score traces"
                 ) from exc
-            try:
-                with open(answer_file) as fh:
-                    answer: dict[str, Any] = json.load(fh)
-            except (OSError, ValueError):
-                tail = redact_text(child.stderr or "").strip().splitlines()[-TAIL:]
-                raise PermanentBackendError(
-                    f"{what}: the scoring process {exit_status(child.returncode)}"
-                    + (" without an answer" if child.returncode == 0 else "")
-                    + (f": {' / '.join(line.strip() for line in tail)}" if tail else ""),
-                    operation="score traces",
-                ) from None
+            answer = child_answer(answer_file, child, what, "scoring", "score traces")
         if "error" in answer:
             error = TemporaryBackendError if answer.get("transport") else PermanentBackendError
             raise error(f"{what}: {answer['error']}", operation="score traces")

@@ -36,6 +36,7 @@ from controller.ports import VersionSource
 __all__ = [
     "INPUT_EXAMPLE",
     "Logged",
+    "child_answer",
     "child_uri",
     "exit_status",
     "failure_message",
@@ -200,6 +201,34 @@ def exit_status(returncode: int) -> str:
         return f"was killed by signal {-returncode}"
 
 
+def child_answer(
+    answer_file: str,
+    child: subprocess.CompletedProcess[str],
+    what: str,
+    process: str,
+    operation: str,
+    *,
+    stderr: Callable[[str], str] = lambda text: text,
+    gone: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """The answer a child process wrote to ``answer_file``. A child that wrote none is a
+    PermanentBackendError: ``what`` it was doing, how the ``process`` ended and the last lines
+    of its stderr (redacted, then ``stderr`` applied); ``gone`` runs first (clean up after it)."""
+    try:
+        with open(answer_file) as fh:
+            answer: dict[str, Any] = json.load(fh)
+        return answer
+    except (OSError, ValueError):
+        gone()
+        tail = stderr(redact_text(child.stderr or "")).strip().splitlines()[-TAIL:]
+        raise PermanentBackendError(
+            f"{what}: the {process} process {exit_status(child.returncode)}"
+            + (" without an answer" if child.returncode == 0 else "")
+            + (f": {' / '.join(line.strip() for line in tail)}" if tail else ""),
+            operation=operation,
+        ) from None
+
+
 def _child(
     args: list[str], request: dict[str, Any], timeout: float
 ) -> subprocess.CompletedProcess[str]:
@@ -242,19 +271,11 @@ def log_model_isolated(
                 f"logging {source.label} took over {timeout:.0f} s",
                 operation="log model version",
             ) from exc
-        try:
-            with open(answer_file) as fh:
-                answer: dict[str, Any] = json.load(fh)
-        except (OSError, ValueError):
-            _forget_in_child(uri, answer_file)
-            stderr = rename_paths(redact_text(child.stderr or ""), _files(source))
-            tail = stderr.strip().splitlines()[-TAIL:]
-            raise PermanentBackendError(
-                f"logging {source.label}: the logging process {exit_status(child.returncode)}"
-                + (" without an answer" if child.returncode == 0 else "")
-                + (f": {' / '.join(line.strip() for line in tail)}" if tail else ""),
-                operation="log model version",
-            ) from None
+        answer = child_answer(
+            answer_file, child, f"logging {source.label}", "logging", "log model version",
+            stderr=lambda text: rename_paths(text, _files(source)),
+            gone=lambda: _forget_in_child(uri, answer_file),
+        )  # fmt: skip
     if "error" in answer:
         error = TemporaryBackendError if answer.get("transport") else PermanentBackendError
         raise error(str(answer["error"]), operation="log model version")

@@ -318,13 +318,14 @@ class RestRegistry(MlflowHttp):
         mv = self._create_version(name, body)["model_version"]
         return self._ready(name, int(mv["version"]), str(mv.get("status") or "READY"))
 
-    def _create_version(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST model-versions/create; an answer lost after the request was sent is an
-        OutcomeUnknown (the version may exist: the caller settles by its attempt tag)."""
+    def _create_version(
+        self, name: str, body: dict[str, Any], operation: str = "create model version"
+    ) -> dict[str, Any]:
+        """POST model-versions/create (of a model or a prompt); an answer lost after the request
+        was sent is an OutcomeUnknown (the version may exist: the caller settles by its attempt
+        tag, or by the content digest)."""
         try:
-            created = self._request(
-                "POST", "model-versions/create", "create model version", name, body=body
-            )
+            created = self._request("POST", "model-versions/create", operation, name, body=body)
         except TemporaryBackendError as exc:
             if "connection refused" in str(exc):  # never reached the server
                 raise
@@ -464,15 +465,7 @@ class RestRegistry(MlflowHttp):
         }
         if description is not None:
             body["description"] = description
-        try:
-            created = self._request(
-                "POST", "model-versions/create", "create prompt version", name, body=body
-            )
-        except TemporaryBackendError as exc:
-            if "connection refused" in str(exc):  # never reached the server
-                raise
-            raise OutcomeUnknown(str(exc), operation=exc.operation, target=exc.target) from exc
-        assert created is not None
+        created = self._create_version(name, body, "create prompt version")
         return int(created["model_version"]["version"])
 
     def prompt_versions(self, name: str) -> list[ObservedVersion]:
