@@ -1,4 +1,5 @@
-"""One supervised model server: ``mlflow models serve`` for one registered model version.
+"""One supervised model server of one registered model version: agentctl's own
+(:mod:`controller.adapters.local.agent_server`, :func:`agent_serve`) or ``mlflow models serve``.
 
 The process runs in a session (process group) of its own, so that stopping it also stops the
 uvicorn it starts. The supervisor checks it every ``interval`` seconds: a process that exits is
@@ -37,13 +38,24 @@ from controller.adapters.local import access_log
 from controller.adapters.local.rundir import private_open, rotate, tail
 from controller.adapters.local.tracebacks import agent_failure
 
-__all__ = ["Command", "ModelServer", "ServerFailed", "free_port", "mlflow_serve"]
+__all__ = ["Command", "ModelServer", "ServerFailed", "agent_serve", "free_port", "mlflow_serve"]
 
 #: Builds the command line of a model server: (model, version, port) -> argv.
 Command = Callable[[str, int, int], list[str]]
 
 
+def agent_serve(model: str, version: int, port: int) -> list[str]:
+    """agentctl's model server (:mod:`controller.adapters.local.agent_server`): MLflow's scoring
+    server with streaming, OpenAI's /v1 routes, safe error bodies and the version's provenance
+    on its traces."""
+    return [
+        sys.executable, "-m", "controller.adapters.local.agent_server",
+        "--model-uri", f"models:/{model}/{version}", "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+
+
 def mlflow_serve(model: str, version: int, port: int) -> list[str]:
+    """``mlflow models serve`` itself."""
     return [
         sys.executable, "-m", "mlflow", "models", "serve",
         "-m", f"models:/{model}/{version}",
@@ -59,6 +71,12 @@ PING_TIMEOUT = 2.0
 LOG_MAX_BYTES = 10 << 20  # a model server's log, and one older file of about as much
 #: How much of the end of its log is searched for the agent's traceback when it fails to start.
 LOG_SCAN_BYTES = 256 << 10
+
+
+def cwd_for(log_path: Path) -> Path:
+    """The working directory of the server that logs to ``log_path`` when none is given:
+    ``<log dir>/cwd/<log name less .log>``, e.g. ``logs/cwd/support-bot-v3``."""
+    return log_path.parent / "cwd" / log_path.stem
 
 
 class ServerFailed(Exception):
@@ -96,15 +114,16 @@ class ModelServer:
         port: int | None = None,
         interval: float = 0.25,
         on_change: Callable[[], None] = lambda: None,
-        command: Command = mlflow_serve,
+        command: Command = agent_serve,
         log_max_bytes: int = LOG_MAX_BYTES,
         cwd: Path | None = None,
     ) -> None:
         self.agent = agent
         self.model = model
-        # Its working directory (uvicorn puts "." on sys.path): the run directory, not the
-        # caller's, where a user's own packages may shadow mlflow's or agentctl's.
-        self.cwd = cwd  # None: its log's directory
+        # Its working directory (uvicorn puts "." on sys.path): not the caller's, where a user's
+        # own packages may shadow mlflow's or agentctl's, nor a git checkout whose HEAD mlflow
+        # would record on traces. None: a directory of its own beside its log (cwd_for).
+        self.cwd = cwd
         self.version = version
         self.port = port or free_port()
         self.env = dict(env)
@@ -239,12 +258,19 @@ class ModelServer:
             self.proc = subprocess.Popen(
                 command,
                 env=env,
-                cwd=self.cwd if self.cwd is not None else self.log_path.parent,
+                cwd=self.cwd if self.cwd is not None else self._own_cwd(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def _own_cwd(self) -> Path:
+        path = cwd_for(self.log_path)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)  # mkdir's mode is masked by the umask
+        os.chmod(path, 0o700)
+        return path
 
     def _log_size(self) -> int:
         try:
