@@ -235,6 +235,17 @@ class TrafficRouter(Protocol):
         """Copy ``percent`` of requests to ``version`` (answers discarded); None stops it."""
         ...
 
+    def set_routing(
+        self,
+        agent: str,
+        headers: Sequence[tuple[str, str, int]],
+        affinity: tuple[str | None, str | None] | None,
+    ) -> None:
+        """What comes before the weights: header routes (header, value, version), tried in
+        order (Argo Rollouts' ``SetHeaderRoute``), and conversation affinity ((header, cookie)
+        that may carry a conversation id; None: off). Empty and None clear them."""
+        ...
+
     def remove_route(self, agent: str) -> None:
         """Stop routing to the agent; succeed if it has no route."""
         ...

@@ -48,6 +48,7 @@ from controller.core.plan.changes import (
     Pending,
     Plan,
     RolloutRecord,
+    RoutingState,
     ServerState,
     ShadowState,
     Target,
@@ -284,7 +285,7 @@ class _Executor:
         # Other servers of the agent still start (they come up side by side); nothing that
         # moves traffic, or stops a server traffic may still need, runs.
         if held is not None and (
-            change.kind in (Kind.TRAFFIC, Kind.SHADOW)
+            change.kind in (Kind.TRAFFIC, Kind.SHADOW, Kind.ROUTES)
             or (change.kind is Kind.SERVED_VERSION and change.action is Action.DELETE)
         ):
             return Entry(change.address, Verb.SKIPPED, held)
@@ -301,6 +302,7 @@ class _Executor:
             Kind.SERVED_VERSION: self._served,
             Kind.TRAFFIC: self._traffic,
             Kind.SHADOW: self._shadow,
+            Kind.ROUTES: self._routes,
             Kind.ROLLOUT: self._rollout,
             Kind.EVALUATION: self._evaluation,
             Kind.PROMPT: self.prompts.run,
@@ -519,6 +521,24 @@ class _Executor:
         call(lambda: s.set_mirror(c.agent, mirror))
         verb = Verb.CREATED if c.action is Action.CREATE else Verb.CONFIGURED
         return Entry(c.address, verb, f"v{mirror[0]} {mirror[1]}%")
+
+    def _routes(self, c: Change) -> Entry:
+        s, call = self.serving, self.policy.call
+        assert s is not None
+        if c.action is Action.DELETE:
+            call(lambda: s.set_routing(c.agent, (), None))
+            return Entry(c.address, Verb.DELETED, "no header routes, no affinity")
+        routing = c.after_as(RoutingState)
+        headers = tuple((h, v, self._number(c, t)) for h, v, t in routing.headers)
+        call(lambda: s.set_routing(c.agent, headers, routing.affinity))
+        verb = Verb.CREATED if c.action is Action.CREATE else Verb.CONFIGURED
+        said = [f"{h}: {v} -> v{n}" for h, v, n in headers]
+        if routing.affinity is not None:
+            header, cookie = routing.affinity
+            keys = [f"header {header}"] if header else []
+            keys += [f"cookie {cookie}"] if cookie else []
+            said.append(f"affinity ({', '.join(keys) or 'body only'})")
+        return Entry(c.address, verb, "; ".join(said))
 
 
 def _split(weights: Mapping[int, int]) -> str:

@@ -4,7 +4,8 @@ served, a mirror without a route)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from controller.core.errors import NotReady
 from controller.core.state.observed import AgentServing, ServedVersion, ServingSnapshot
@@ -15,6 +16,7 @@ class FakeServing:
         self.servers: dict[str, dict[int, ServedVersion]] = {}
         self.weights: dict[str, dict[int, int]] = {}
         self.mirrors: dict[str, tuple[int, int]] = {}
+        self.routing: dict[str, tuple[tuple[tuple[str, str, int], ...], Any]] = {}
         self.models: dict[str, str] = {}
         self.calls: list[tuple[object, ...]] = []
         self.starts = 0
@@ -39,6 +41,8 @@ class FakeServing:
                 dict(self.servers.get(agent, {})),
                 dict(self.weights.get(agent, {})),
                 self.mirrors.get(agent),
+                headers=self.routing.get(agent, ((), None))[0],
+                affinity=self.routing.get(agent, ((), None))[1],
             )
         return ServingSnapshot(agents, "http://127.0.0.1:1")
 
@@ -96,7 +100,25 @@ class FakeServing:
         else:
             self.mirrors[agent] = shadow
 
+    def set_routing(
+        self,
+        agent: str,
+        headers: Sequence[tuple[str, str, int]],
+        affinity: tuple[str | None, str | None] | None,
+    ) -> None:
+        self.calls.append(("routing", agent, tuple(headers), affinity))
+        if agent not in self.weights and (headers or affinity is not None):
+            raise AssertionError("header routes without a route")
+        for _, _, version in headers:
+            if version not in self.servers.get(agent, {}):
+                raise AssertionError(f"header route to version {version}, which is not served")
+        if not headers and affinity is None:
+            self.routing.pop(agent, None)
+        else:
+            self.routing[agent] = (tuple(headers), affinity)
+
     def remove_route(self, agent: str) -> None:
         self.calls.append(("unroute", agent))
         self.weights.pop(agent, None)
         self.mirrors.pop(agent, None)
+        self.routing.pop(agent, None)

@@ -18,6 +18,7 @@ from controller.core.manifest.schema import (
     RESERVED_TAG_PREFIX,
     AgentManifest,
     AgentSpec,
+    HeaderRoute,
     ScorerRef,
     ShadowTarget,
     TrafficTarget,
@@ -185,6 +186,32 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
         if spec.serving.shadow is not None:
             shadow = spec.serving.shadow
             _check_target(problems, ("spec", "serving", "shadow"), shadow, spec, check_ref)
+        matches: dict[tuple[str, str], int] = {}
+        for i, route in enumerate(spec.serving.routes):
+            _check_target(problems, ("spec", "serving", "routes", i), route, spec, check_ref)
+            match = (route.header.lower(), route.value)
+            if match in matches:
+                problems.append(
+                    Problem(
+                        ("spec", "serving", "routes", i),
+                        f"header {route.header}: {route.value} is matched twice (first at "
+                        f"routes[{matches[match]}]); only the first would ever be used",
+                        (("spec", "serving", "routes"),),
+                    )
+                )
+            matches.setdefault(match, i)
+        affinity = spec.serving.affinity
+        if affinity is not None and affinity.header is not None:
+            for i, route in enumerate(spec.serving.routes):
+                if route.header.lower() == affinity.header.lower():
+                    problems.append(
+                        Problem(
+                            ("spec", "serving", "affinity", "header"),
+                            f"header {affinity.header} carries conversation ids and also "
+                            f"selects a version in routes[{i}]; use two headers",
+                            (("spec", "serving", "routes", i),),
+                        )
+                    )
     if spec.rollout is not None:
         _check_rollout(problems, spec, check_ref)
     problems.extend(check_evaluation(spec))
@@ -294,6 +321,17 @@ def _check_rollout(
             )
     previous = 0
     for i, step in enumerate(rollout.steps):
+        if step.weight == 0 and i == 0:
+            if rollout.header_route is None:
+                problems.append(
+                    Problem(
+                        (*base, "steps", 0, "weight"),
+                        "a first step of weight 0 sends the canary nothing: give the rollout a "
+                        "headerRoute for testers to reach it, or start at 1 or more",
+                        ((*base, "steps"),),
+                    )
+                )
+            continue
         if step.weight <= previous:
             problems.append(
                 Problem(
@@ -468,7 +506,7 @@ def scorer_name(ref: ScorerRef) -> str | None:
 def _check_target(
     problems: list[Problem],
     path: FieldPath,
-    target: TrafficTarget | ShadowTarget,
+    target: TrafficTarget | ShadowTarget | HeaderRoute,
     spec: AgentSpec,
     check_ref: Callable[[FieldPath, VersionRef], None],
 ) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "PROMPT_BINDING_PATTERN",
     "RESERVED_TAG_PREFIX",
     "VERSION_NAME_PATTERN",
+    "Affinity",
     "AgentManifest",
     "AgentSpec",
     "Analysis",
@@ -40,6 +41,8 @@ __all__ = [
     "EntrySource",
     "Evaluation",
     "GatewayRef",
+    "HeaderMatch",
+    "HeaderRoute",
     "KubernetesServing",
     "Metadata",
     "MlflowConnection",
@@ -245,6 +248,65 @@ class ShadowTarget(_Target):
     """A version that receives a copy of ``percent`` of requests; its answers are discarded."""
 
 
+#: An HTTP header name (RFC 9110 token, letters, digits and '-'), compared case-insensitively.
+HeaderName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*$", max_length=128)
+]
+#: A header value to match exactly: visible ASCII and spaces, no leading/trailing space.
+HeaderValue = Annotated[
+    str, StringConstraints(pattern=r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$", max_length=256)
+]
+#: A cookie name (RFC 6265 token).
+CookieName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", max_length=128)
+]
+
+
+class HeaderMatch(_Model):
+    """Requests whose ``header`` is exactly ``value``."""
+
+    header: HeaderName = Field(description="The header's name (case-insensitive).")
+    value: HeaderValue = Field(description="The header's value, matched exactly.")
+
+
+class HeaderRoute(HeaderMatch):
+    """Requests matching a header go to a named version whatever the weights (Argo Rollouts'
+    setHeaderRoute): a tester's user id, or ``x-agent-version: canary``. The version is served
+    even at 0 % of the split."""
+
+    version: VersionRef | None = Field(
+        default=None, description="A version declared in spec.versions (or 'current'); or alias."
+    )
+    alias: AliasName | None = Field(
+        default=None, description="An alias declared in spec.aliases; give this or version."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> HeaderRoute:
+        if (self.version is None) == (self.alias is None):
+            raise ValueError("give exactly one of 'version' or 'alias'")
+        return self
+
+    @property
+    def ref(self) -> str:
+        return f"alias {self.alias}" if self.alias is not None else f"version {self.version}"
+
+
+class Affinity(_Model):
+    """Keep each conversation on one version: a request's conversation id is read from the
+    ResponsesAgent request's ``context.conversation_id`` (or the OpenAI request's
+    ``conversation``), else from ``header``, else from ``cookie``; requests without one are split
+    by weight. Conversations are spread over the versions by weight (stateless hashing): a
+    change of weights moves only the conversations it must."""
+
+    header: HeaderName | None = Field(
+        default=None, description="A header that carries the conversation id, e.g. x-session-id."
+    )
+    cookie: CookieName | None = Field(
+        default=None, description="A cookie that carries the conversation id."
+    )
+
+
 class GatewayRef(_Model):
     """The Gateway an agent's HTTPRoute attaches to (Gateway API ``parentRefs``)."""
 
@@ -357,9 +419,9 @@ class CanaryRef(_Model):
 class RolloutStep(_Model):
     """One step of a rollout: the canary's share of traffic, and how long it is held."""
 
-    weight: Annotated[int, Field(ge=1, le=100, strict=True)] = Field(
-        description="The canary's percent of traffic at this step (1 to 100); weights increase "
-        "and the last step is 100."
+    weight: Annotated[int, Field(ge=0, le=100, strict=True)] = Field(
+        description="The canary's percent of traffic at this step (1 to 100; a first step may "
+        "be 0 with a headerRoute); weights increase and the last step is 100."
     )
     pause: Duration | None = Field(
         default=None, description="How long at this weight; unset: until `agentctl promote`."
@@ -442,6 +504,12 @@ class Rollout(_Model):
     analysis: Analysis | None = Field(
         default=None, description="Gates that roll the canary back; unset: no automatic analysis."
     )
+    header_route: HeaderMatch | None = Field(
+        default=None,
+        description="While the rollout runs, requests matching this header go to the canary, "
+        "whatever its weight (Argo Rollouts' setHeaderRoute); with a first step of weight 0, "
+        "testers reach the canary before any weighted traffic does.",
+    )
     scale_down_delay: Duration = Field(
         default="30s", description="How long the old version keeps serving after promotion."
     )
@@ -458,6 +526,16 @@ class Serving(_Model):
     shadow: ShadowTarget | None = Field(
         default=None,
         description="A version that gets a copy of some requests (router gateway or local).",
+    )
+    routes: list[HeaderRoute] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Header routes, tried in order before the weights: a request matching one "
+        "goes to its version (at most 16).",
+    )
+    affinity: Affinity | None = Field(
+        default=None,
+        description="Keep a conversation on one version while that version takes traffic.",
     )
     kubernetes: KubernetesServing | None = Field(
         default=None,

@@ -45,6 +45,7 @@ __all__ = [
     "PromptPin",
     "PromptVersionCreate",
     "RolloutRecord",
+    "RoutingState",
     "ServerState",
     "ShadowState",
     "Share",
@@ -73,6 +74,7 @@ class Kind(StrEnum):
     SERVED_VERSION = "served_version"  # a model server for one version
     TRAFFIC = "traffic"  # the agent's route: version -> percent of live traffic
     SHADOW = "shadow"  # the version that receives copies of requests
+    ROUTES = "routes"  # header routes to named versions, and conversation affinity
     ROLLOUT = "rollout"  # a canary rollout's state, recorded as registry tags on the model
     EVALUATION = "evaluation"  # a version evaluated on spec.evaluation, the verdict on its tags
     # kind: Prompt (MLflow's Prompt Registry): the prompt, its versions, its aliases. A prompt's
@@ -83,7 +85,7 @@ class Kind(StrEnum):
 
 
 #: The kinds a serving target carries out; the others are the registry's.
-SERVING_KINDS = frozenset({Kind.SERVED_VERSION, Kind.TRAFFIC, Kind.SHADOW})
+SERVING_KINDS = frozenset({Kind.SERVED_VERSION, Kind.TRAFFIC, Kind.SHADOW, Kind.ROUTES})
 #: The kinds of a ``kind: Prompt`` document's changes: applied before any agent's, whose new
 #: versions pin the prompt versions they make.
 PROMPT_KINDS = frozenset({Kind.PROMPT, Kind.PROMPT_VERSION, Kind.PROMPT_ALIAS})
@@ -432,6 +434,46 @@ class ShadowState:
 
 
 @dataclass(frozen=True, slots=True)
+class RoutingState:
+    """What comes before an agent's weights: header routes, (header, value, version) tried in
+    order, and conversation affinity (None: off; else the header and cookie that may carry a
+    conversation id, besides the request body's)."""
+
+    headers: tuple[tuple[str, str, Target], ...] = ()
+    affinity: tuple[str | None, str | None] | None = None
+
+    @property
+    def pending(self) -> bool:
+        return any(isinstance(t, Pending) for _, _, t in self.headers)
+
+    @property
+    def empty(self) -> bool:
+        return not self.headers and self.affinity is None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "headers": [{"header": h, "value": v, **_ref(t)} for h, v, t in self.headers]
+        }
+        if self.affinity is not None:
+            out["affinity"] = {"header": self.affinity[0], "cookie": self.affinity[1]}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RoutingState:
+        data = _obj(data)
+        rows = data.get("headers") or []
+        if not isinstance(rows, list):
+            raise ValueError(f"expected a list of header routes, not {rows!r}")
+        headers = tuple((_str(_obj(r)["header"]), _str(r["value"]), _target(r)) for r in rows)
+        found = data.get("affinity")
+        affinity = None
+        if found is not None:
+            found = _obj(found)
+            affinity = (_opt_str(found, "header"), _opt_str(found, "cookie"))
+        return cls(headers, affinity)
+
+
+@dataclass(frozen=True, slots=True)
 class RolloutRecord:
     """A rollout's state as the registry tags that record it on the model."""
 
@@ -499,6 +541,7 @@ Payload = (
     | ServerState
     | TrafficSplit
     | ShadowState
+    | RoutingState
     | RolloutRecord
     | EvaluationRun
     | PromptVersionCreate
@@ -523,6 +566,7 @@ _PAYLOAD: dict[Kind, type[Payload]] = {
     Kind.SERVED_VERSION: ServerState,
     Kind.TRAFFIC: TrafficSplit,
     Kind.SHADOW: ShadowState,
+    Kind.ROUTES: RoutingState,
     Kind.ROLLOUT: RolloutRecord,
     Kind.EVALUATION: EvaluationRun,
 }

@@ -19,6 +19,7 @@ from controller.core.manifest.checks import FieldPath, field_name
 from controller.core.manifest.desired import Desired, DesiredAgent
 from controller.core.manifest.schema import (
     CURRENT,
+    HeaderRoute,
     ShadowTarget,
     TrafficTarget,
     VersionEntry,
@@ -35,6 +36,7 @@ from controller.core.plan.changes import (
     Pending,
     Plan,
     RolloutRecord,
+    RoutingState,
     Share,
     Target,
 )
@@ -99,6 +101,9 @@ _PHASE = {
     (Kind.SHADOW, Action.CREATE): 8,
     (Kind.SHADOW, Action.UPDATE): 8,
     (Kind.SHADOW, Action.DELETE): 8,
+    (Kind.ROUTES, Action.CREATE): 8,
+    (Kind.ROUTES, Action.UPDATE): 8,
+    (Kind.ROUTES, Action.DELETE): 8,
     (Kind.SERVED_VERSION, Action.DELETE): 9,
     **PROMPT_PHASE,
 }
@@ -581,7 +586,9 @@ def _plan_agent_serving(
             remove_serving(served, "the manifest declares no spec.serving", change)
         return 0
 
-    def resolve(path: FieldPath, target: TrafficTarget | ShadowTarget) -> Target | None:
+    def resolve(
+        path: FieldPath, target: TrafficTarget | ShadowTarget | HeaderRoute
+    ) -> Target | None:
         ref = spec.aliases[target.alias] if target.alias is not None else target.version
         assert ref is not None  # exactly one of alias / version, checked by the schema
         found = resolved.get(ref)
@@ -609,8 +616,35 @@ def _plan_agent_serving(
             failed = True
         else:
             shadow = (found, spec.serving.shadow.percent)
+    headers: list[tuple[str, str, Target]] = []
+    for i, route in enumerate(spec.serving.routes):
+        found = resolve(("spec", "serving", "routes", i), route)
+        if found is None:
+            failed = True
+        else:
+            headers.append((route.header.lower(), route.value, found))
     if failed:
         return 0
+    rollout = spec.rollout
+    if (
+        isinstance(progress, Running)
+        and rollout is not None
+        and rollout.header_route is not None
+        and not progress.state.phase.done
+    ):
+        # Argo Rollouts' setHeaderRoute: testers reach the canary whatever its weight, for as
+        # long as the rollout runs; the manifest's own routes come first.
+        match = rollout.header_route
+        headers.append((match.header.lower(), match.value, progress.state.canary))
+    affinity = spec.serving.affinity
+    routing = RoutingState(
+        tuple(headers),
+        (
+            (affinity.header.lower() if affinity.header else None, affinity.cookie)
+            if affinity is not None
+            else None
+        ),
+    )
     if progress is not None:
         weights = {version: percent for version, percent in progress.weights.items()}
         if isinstance(progress, Hold):  # the canary this apply registers, started at 0 %
@@ -634,5 +668,9 @@ def _plan_agent_serving(
         if isinstance(found, Pending):
             names.setdefault(found.digest, str(ref))
     return plan_serving(
-        agent.name, agent.model_name, DesiredServing(weights, shadow, names), served, change
+        agent.name,
+        agent.model_name,
+        DesiredServing(weights, shadow, names, routing),
+        served,
+        change,
     )

@@ -6,10 +6,12 @@ module compares the result with an :class:`~controller.core.state.observed.Agent
 
 - ``served_version`` create / update (not ready: wait for it) / replace (other model) / delete;
 - ``traffic`` create / update / delete: the whole route, version -> percent;
-- ``shadow`` create / update / delete: the version that receives copies, and its percent.
+- ``shadow`` create / update / delete: the version that receives copies, and its percent;
+- ``routes`` create / update / delete: header routes to named versions and conversation
+  affinity, what the router looks at before the weights.
 
 Every version named in traffic is served, a 0 % one too (kept warm, so that moving traffic back is
-instant); the shadow version is served. Servers start before traffic moves to them and stop only
+instant); the shadow version and the versions of header routes are served. Servers start before traffic moves to them and stop only
 after traffic has left them (the phase order in :mod:`controller.core.plan.planner`), so that a change of
 split never sends a request to a server that is not there.
 """
@@ -24,6 +26,7 @@ from controller.core.plan.changes import (
     Kind,
     Payload,
     Pending,
+    RoutingState,
     ServerState,
     ShadowState,
     Target,
@@ -45,12 +48,16 @@ class DesiredServing:
     #: A pending version's digest -> the manifest's name for it (``current``, ``stable``...): the
     #: address of its ``served_version`` change, as its ``version`` change is named.
     names: Mapping[str, str] = field(default_factory=dict)
+    routing: RoutingState = field(default_factory=RoutingState)
 
     @property
     def versions(self) -> list[Target]:
         wanted = list(self.weights)
         if self.shadow is not None and self.shadow[0] not in self.weights:
             wanted.append(self.shadow[0])
+        for _, _, target in self.routing.headers:
+            if target not in wanted:
+                wanted.append(target)
         return wanted
 
 
@@ -176,6 +183,29 @@ def plan_serving(
         else:
             unchanged += 1
 
+    have_routing = (
+        RoutingState(observed.headers, observed.affinity)
+        if observed is not None
+        else RoutingState()
+    )
+    if have_routing != desired.routing:
+        if desired.routing.empty:
+            action, why = Action.DELETE, "the manifest declares no header routes nor affinity"
+        elif have_routing.empty:
+            action, why = Action.CREATE, "no header route nor affinity is set"
+        else:
+            action, why = Action.UPDATE, "the header routes or affinity differ"
+        change(
+            Kind.ROUTES,
+            "",
+            action,
+            None if have_routing.empty else have_routing,
+            None if desired.routing.empty else desired.routing,
+            why,
+        )
+    elif not desired.routing.empty:
+        unchanged += 1
+
     keep = {t for t in wanted if isinstance(t, int)}
     for number in sorted(set(have) - keep):
         change(
@@ -184,7 +214,7 @@ def plan_serving(
             Action.DELETE,
             ServerState(number, have[number].model),
             None,
-            f"no traffic or shadow names version {number} any more",
+            f"no traffic, shadow or header route names version {number} any more",
         )
     return unchanged
 
@@ -200,8 +230,12 @@ def remove_serving(observed: AgentServing, why: str, change: _ChangeFn) -> None:
             None,
             why,
         )
-    elif observed.shadow is not None:
-        change(Kind.SHADOW, "", Action.DELETE, ShadowState(*observed.shadow), None, why)
+    else:
+        if observed.shadow is not None:
+            change(Kind.SHADOW, "", Action.DELETE, ShadowState(*observed.shadow), None, why)
+        if observed.headers or observed.affinity is not None:
+            before = RoutingState(observed.headers, observed.affinity)
+            change(Kind.ROUTES, "", Action.DELETE, before, None, why)
     for number in sorted(observed.versions):
         change(
             Kind.SERVED_VERSION,

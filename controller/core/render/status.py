@@ -68,6 +68,9 @@ class AgentStatus:
     model: str
     versions: Mapping[int, VersionStatus]
     rollout: RolloutStatus | None = None
+    #: Header routes (header, value, version) and conversation affinity (header, cookie).
+    headers: tuple[tuple[str, str, int], ...] = ()
+    affinity: tuple[str | None, str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,10 @@ class StatusView:
                         }
                         for v, s in a.versions.items()
                     },
+                    "routes": [{"header": h, "value": v, "version": n} for h, v, n in a.headers],
+                    "affinity": None
+                    if a.affinity is None
+                    else {"header": a.affinity[0], "cookie": a.affinity[1]},
                     "rollout": None
                     if a.rollout is None
                     else {
@@ -133,6 +140,15 @@ class StatusView:
         )
         if self.endpoint:
             lines.append(f"Serving at {self.endpoint}")
+        for name, a in self.agents.items():
+            said = [f"{h}: {v} -> v{n}" for h, v, n in a.headers]
+            if a.affinity is not None:
+                where = ["context.conversation_id"]
+                where += [f"header {a.affinity[0]}"] if a.affinity[0] else []
+                where += [f"cookie {a.affinity[1]}"] if a.affinity[1] else []
+                said.append(f"conversations kept on one version ({', '.join(where)})")
+            if said:
+                lines.append(f"{name}: routes: {'; '.join(said)}")
         for name, a in self.agents.items():
             r = a.rollout
             if r is None:
@@ -199,6 +215,8 @@ def status_view(
             model.name if model is not None else serving.model if serving else "",
             versions,
             RolloutStatus.of(state) if state is not None else None,
+            serving.headers if serving is not None else (),
+            serving.affinity if serving is not None else None,
         )
     return StatusView(served.endpoint, out, version)
 

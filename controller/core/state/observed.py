@@ -207,7 +207,8 @@ class AgentServing:
     """An agent's serving as the target reports it: its servers and its route.
 
     ``weights`` maps version -> percent of live traffic (empty: no route); ``shadow`` is the
-    (version, percent) that receives copies of requests, if any. ``route_outdated`` says why the
+    (version, percent) that receives copies of requests, if any; ``headers`` and ``affinity``
+    what comes before the weights. ``route_outdated`` says why the
     route does not carry what the manifest asks for beyond its weights and shadow (empty: it does).
     """
 
@@ -217,6 +218,10 @@ class AgentServing:
     weights: Mapping[int, int] = field(default_factory=dict)
     shadow: tuple[int, int] | None = None
     route_outdated: str = ""
+    #: Header routes (header, value, version), tried in order before the weights.
+    headers: tuple[tuple[str, str, int], ...] = ()
+    #: Conversation affinity: (header, cookie) that may carry a conversation id; None: off.
+    affinity: tuple[str | None, str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,6 +97,59 @@ BAD = [
         "not declared",
     ),
     (
+        "header route to an undeclared alias",
+        (
+            "        percent: 100\n",
+            "        percent: 100\n    routes:\n"
+            "      - {header: X-Agent-Version, value: canary, alias: canary}\n",
+        ),
+        18,
+        "spec.serving.routes[0].alias",
+        "not declared",
+    ),
+    (
+        "header route with a bad header name",
+        (
+            "        percent: 100\n",
+            "        percent: 100\n    routes:\n"
+            "      - {header: 'x agent', value: canary, version: current}\n",
+        ),
+        18,
+        "spec.serving.routes[0].header",
+        "pattern",
+    ),
+    (
+        "the same header match twice",
+        (
+            "        percent: 100\n",
+            "        percent: 100\n    routes:\n"
+            "      - {header: X-A, value: b, version: current}\n"
+            "      - {header: x-a, value: b, version: current}\n",
+        ),
+        19,
+        "spec.serving.routes[1]",
+        "matched twice",
+    ),
+    (
+        "affinity on a header that also routes",
+        (
+            "        percent: 100\n",
+            "        percent: 100\n    routes:\n"
+            "      - {header: X-A, value: b, version: current}\n"
+            "    affinity: {header: x-a}\n",
+        ),
+        19,
+        "spec.serving.affinity.header",
+        "use two headers",
+    ),
+    (
+        "affinity with an unknown field",
+        ("        percent: 100\n", "        percent: 100\n    affinity: {conversation: x}\n"),
+        17,
+        "spec.serving.affinity.conversation",
+        "unknown field",
+    ),
+    (
         "duplicate key",
         ("  name: bot\n", "  name: bot\n  name: bot2\n"),
         5,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.core.errors import InvalidInput
 from controller.core.manifest.desired import Desired, DesiredAgent
 from controller.core.manifest.schema import CURRENT
 from controller.core.plan.changes import Kind
@@ -512,3 +513,40 @@ def test_a_scorers_gate_is_asked_with_its_scorer_and_the_stable_version_and_roll
     assert w.state is not None and w.state.phase is Phase.FAILED
     assert "no-pii 0.6 < 0.95 (stable: 1)" in w.state.message
     assert (w.champion, w.weights) == (1, {1: 100})
+
+
+HEADER_ROLLOUT = ROLLOUT.replace(
+    "    steps:\n      - weight: 20\n",
+    "    headerRoute:\n      header: X-Agent-Version\n      value: canary\n"
+    "    steps:\n      - weight: 0\n        pause: 60s\n      - weight: 20\n",
+)
+
+
+def test_a_header_route_opens_to_the_canary_before_any_weighted_traffic(tmp_path: Path) -> None:
+    root = write_repo(tmp_path, GOOD)
+    w = World(root)
+    w.apply()
+    (root / "config.yaml").write_text("greeting: hello\n")
+    (root / "bot.yaml").write_text(GOOD + HEADER_ROLLOUT)
+    w.apply()
+    w.apply(1)  # the rollout starts at its first step: 0 %, testers only
+    assert w.state is not None and w.state.step == 0
+    assert w.weights == {1: 100, 2: 0}
+    assert w.serving.routing["bot"] == ((("x-agent-version", "canary", 2),), None)
+    w.apply(61)
+    assert w.weights == {1: 80, 2: 20} and "bot" in w.serving.routing
+    w.apply(61)
+    w.apply(61)
+    w.apply(61)
+    assert w.state.phase is Phase.PROMOTED and w.champion == 2
+    assert "bot" not in w.serving.routing  # the rollout is over: its header route is closed
+
+
+def test_a_first_step_at_zero_needs_a_header_route(tmp_path: Path) -> None:
+    root = write_repo(tmp_path, GOOD)
+    zero = ROLLOUT.replace("      - weight: 20\n", "      - weight: 0\n")
+    (root / "bot.yaml").write_text(GOOD + zero)
+    with pytest.raises(InvalidInput) as info:
+        load(root)
+    (err,) = info.value.diagnostics.errors
+    assert "headerRoute" in err.message and "bot.yaml" in str(err), str(err)

@@ -19,6 +19,7 @@ from controller.core.plan.changes import (
     Pending,
     Plan,
     RolloutRecord,
+    RoutingState,
     ServerState,
     ShadowState,
     TrafficSplit,
@@ -78,6 +79,19 @@ CASES: list[tuple[Payload, dict[str, Any]]] = [
     (ShadowState(2, 30), {"version": 2, "percent": 30}),
     (ShadowState(Pending(D), 5), {"version": None, "digest": D, "percent": 5}),
     (RolloutRecord({"agentctl.io/rollout": "{}"}), {"agentctl.io/rollout": "{}"}),
+    (
+        RoutingState((("x-agent-version", "canary", Pending(D)),), ("x-session-id", None)),
+        {
+            "headers": [
+                {"header": "x-agent-version", "value": "canary", "version": None, "digest": D}
+            ],
+            "affinity": {"header": "x-session-id", "cookie": None},
+        },
+    ),
+    (
+        RoutingState((("x-user", "tester", 3),)),
+        {"headers": [{"header": "x-user", "value": "tester", "version": 3}]},
+    ),
 ]
 
 

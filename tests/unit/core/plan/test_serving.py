@@ -255,3 +255,35 @@ def test_route_never_chooses_a_version_that_is_not_ready() -> None:
     assert route.choose(0.5, {3}) is None
     assert sum(route.mirror(u, {4}) == 4 for u in draws) == 250
     assert route.mirror(0.1, {1}) is None
+
+
+ROUTES = {
+    "traffic": [{"alias": "champion", "percent": 100}],
+    "routes": [{"header": "X-Agent-Version", "value": "canary", "alias": "challenger"}],
+    "affinity": {"header": "X-Session-Id"},
+}
+
+
+def test_header_routes_and_affinity_are_planned_and_their_version_served() -> None:
+    p = plan(desired(canary(**ROUTES)), REGISTRY, serving=served({1: True}, {1: 100}))
+    assert kinds(p) == [("served_version", "2", "create"), ("routes", "", "create")]
+    assert p.changes[1].after.to_dict() == {
+        "headers": [{"header": "x-agent-version", "value": "canary", "version": 2}],
+        "affinity": {"header": "x-session-id", "cookie": None},
+    }
+
+
+def test_routes_as_desired_are_no_change_and_a_hand_edit_is_reverted() -> None:
+    def with_routing(headers: Any, affinity: Any) -> ServingSnapshot:
+        versions = {v: ServedVersion(v, "bot") for v in (1, 2)}
+        return ServingSnapshot(
+            {"bot": AgentServing("bot", "bot", versions, {1: 100}, None, "", headers, affinity)}
+        )
+
+    good = with_routing((("x-agent-version", "canary", 2),), ("x-session-id", None))
+    assert plan(desired(canary(**ROUTES)), REGISTRY, serving=good).changes == ()
+    edited = with_routing((("x-agent-version", "canary", 1),), ("x-session-id", None))
+    p = plan(desired(canary(**ROUTES)), REGISTRY, serving=edited)
+    assert kinds(p) == [("routes", "", "update")]
+    p = plan(desired(canary(traffic=ROUTES["traffic"])), REGISTRY, serving=good)
+    assert kinds(p) == [("routes", "", "delete"), ("served_version", "2", "delete")]

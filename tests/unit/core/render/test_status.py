@@ -96,3 +96,24 @@ def test_the_version_of_agentctl_is_shown_in_text_and_json() -> None:
     view = status_view(snapshot(), ServingSnapshot(), version="9.9.9")
     assert view.render().splitlines() == ["No agents in the registry or served.", "agentctl 9.9.9"]
     assert json.loads(view.render("json"))["agentctl"] == "9.9.9"
+
+
+def test_header_routes_and_affinity_are_shown() -> None:
+    served = ServingSnapshot(
+        {
+            "bot": AgentServing(
+                "bot", "bot", {1: ServedVersion(1, "bot"), 2: ServedVersion(2, "bot")},
+                {1: 100, 2: 0}, None, "", (("x-agent-version", "canary", 2),),
+                ("x-session-id", None),
+            )
+        },
+        "http://127.0.0.1:8765",
+    )  # fmt: skip
+    view = status_view(snapshot(model("bot", versions={1: None, 2: None})), served)
+    assert (
+        "bot: routes: x-agent-version: canary -> v2; conversations kept on one version "
+        "(context.conversation_id, header x-session-id)"
+    ) in view.render().splitlines()
+    data = json.loads(view.render("json"))["agents"]["bot"]
+    assert data["routes"] == [{"header": "x-agent-version", "value": "canary", "version": 2}]
+    assert data["affinity"] == {"header": "x-session-id", "cookie": None}
