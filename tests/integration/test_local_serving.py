@@ -390,3 +390,137 @@ def test_a_served_version_missing_from_the_registry_starts_nothing(
     assert "version 9" in result.err
     assert not (serving.run_dir / "daemon.json").exists()
     assert processes_of(serving.run_dir) == []
+
+
+AFFINITY_80_20 = (
+    SPLIT_80_20
+    + """
+routes:
+  - header: X-Agent-Version
+    value: canary
+    alias: candidate
+affinity:
+  header: X-Session-Id
+"""
+)
+
+
+def test_conversations_stay_on_one_version_header_routes_and_the_openai_sdk(
+    serving: Serving,
+) -> None:
+    """Real model servers behind the router: 1,000 conversations of 5 turns under 80/20 each
+    see one version, with the share of conversations within 4 sigmas; 50/50 moves only the
+    conversations it must (from v1 to v2); a header route reaches v3 at 0 %; the OpenAI SDK
+    (responses.create, responses.stream, an unknown model) talks to the router."""
+    from openai import NotFoundError, OpenAI
+
+    write_manifest(serving.manifests, AFFINITY_80_20)
+    applied = serving.agentctl("apply", str(serving.manifests), env=LOCAL)
+    assert applied.code == 0, applied.err + applied.out
+    assert "support-bot.routes: created" in applied.out, applied.out
+
+    def conversations(n: int, turns: int) -> dict[int, set[str]]:
+        def talk(c: int) -> set[str]:
+            seen = set()
+            with requests.Session() as http:
+                for turn in range(turns):
+                    body = {**QUESTION, "context": {"conversation_id": f"conv-{c}"}}
+                    if turn % 2:  # some turns carry the id in the header only
+                        body = dict(QUESTION)
+                    got = http.post(
+                        f"{serving.router}/agents/support-bot/invocations",
+                        json=body,
+                        headers={"X-Session-Id": f"conv-{c}"},
+                        timeout=60,
+                    )
+                    assert got.status_code == 200, got.text
+                    seen.add(got.headers["X-Agentctl-Version"])
+            return seen
+
+        with ThreadPoolExecutor(8) as pool:
+            return dict(enumerate(pool.map(talk, range(n))))
+
+    n = 1000
+    before = conversations(n, 5)
+    assert all(len(v) == 1 for v in before.values()), [v for v in before.values() if len(v) > 1]
+    on_v2 = sum(v == {"2"} for v in before.values())
+    assert binomial_ok(on_v2, n, 0.20), on_v2
+
+    # A header route reaches the candidate (v3) at 0 % of the split.
+    canary = requests.post(
+        f"{serving.router}/agents/support-bot/invocations",
+        json=QUESTION,
+        headers={"X-Agent-Version": "canary"},
+        timeout=60,
+    )
+    assert canary.status_code == 200 and canary.headers["X-Agentctl-Version"] == "3"
+    assert canary.json()["output"][0]["content"][0]["text"].startswith("v3 says")
+
+    # The OpenAI SDK: by model name, pinned by version and by alias, streamed, and unknown.
+    client = OpenAI(base_url=f"{serving.router}/v1", api_key="unused", max_retries=0)
+    answer = client.responses.create(model="support-bot@3", input="how do I get a refund?")
+    assert answer.output_text.startswith("v3 says"), answer
+    pinned = client.responses.create(model="support-bot@challenger", input="refund?")
+    assert pinned.output_text.startswith("v2 says"), pinned
+    deltas = []
+    with client.responses.stream(model="support-bot@1", input="how do I get a refund?") as s:
+        for event in s:
+            if event.type == "response.output_text.delta":
+                deltas.append(event.delta)
+        final = s.get_final_response()
+    assert len(deltas) > 1 and "".join(deltas).strip() == final.output_text.strip()
+    assert final.output_text.startswith("v1 says")
+    with pytest.raises(NotFoundError) as missing:
+        client.responses.create(model="no-such-agent", input="hi")
+    assert missing.value.body["param"] == "model", missing.value.body  # type: ignore[index]
+
+    # 80/20 -> 50/50: conversations move only from v1 to v2, about 30 % of them.
+    write_manifest(
+        serving.manifests,
+        AFFINITY_80_20.replace("percent: 80", "percent: 50").replace("percent: 20", "percent: 50"),
+    )
+    applied = serving.agentctl("apply", str(serving.manifests), env=LOCAL)
+    assert applied.code == 0, applied.err + applied.out
+    after = conversations(n, 1)
+    moved = Counter((next(iter(before[c])), next(iter(after[c]))) for c in range(n))
+    assert {k for k in moved if k[0] != k[1]} <= {("1", "2")}, moved
+    assert binomial_ok(moved[("1", "2")], n, 0.30), moved
+
+
+def test_a_stream_comes_through_the_router_as_produced_and_errors_are_short(
+    serving: Serving,
+) -> None:
+    write_manifest(serving.manifests, SPLIT_80_20)
+    applied = serving.agentctl("apply", str(serving.manifests), env=LOCAL)
+    assert applied.code == 0, applied.err + applied.out
+    with requests.post(
+        f"{serving.router}/agents/support-bot/invocations",
+        json={**QUESTION, "stream": True},
+        stream=True,
+        timeout=60,
+    ) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        events = [
+            json.loads(line[len("data: ") :])
+            for line in resp.iter_lines(decode_unicode=True)
+            if line.startswith("data: ") and line != "data: [DONE]"
+        ]
+    deltas = [e["delta"] for e in events if e.get("type") == "response.output_text.delta"]
+    done = [e for e in events if e.get("type") == "response.output_item.done"]
+    assert len(deltas) > 1 and done, events
+    assert "".join(deltas).strip() == done[-1]["item"]["content"][0]["text"].strip()
+
+    bad = requests.post(
+        f"{serving.router}/agents/support-bot/invocations",
+        json={"input": [{"role": "assistant", "content": "?"}]},
+        headers={"X-Request-Id": "test-req-1"},
+        timeout=60,
+    )
+    assert bad.status_code == 400, bad.text
+    assert "Traceback" not in bad.text and 'File "' not in bad.text, bad.text
+    body = bad.json()
+    assert body["request_id"] == "test-req-1" and body["agent"] == "support-bot", body
+    assert str(body["version"]) == bad.headers["X-Agentctl-Version"]
+    log = serving.run_dir / "logs" / f"support-bot-v{body['version']}.log"
+    assert "test-req-1" in log.read_text() and "Traceback" in log.read_text()

@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from controller.adapters.local.defaults import DEFAULT_ROUTER_PORT
@@ -220,12 +220,18 @@ class LocalServing:
                 for v, s in raw["versions"].items()
             }
             shadow = raw.get("shadow")
+            affinity = raw.get("affinity")
             agents[name] = AgentServing(
                 name,
                 raw["model"],
                 versions,
                 {int(v): int(p) for v, p in raw["weights"].items()},
                 (int(shadow[0]), int(shadow[1])) if shadow else None,
+                headers=tuple(
+                    (str(h["header"]), str(h["value"]), int(h["version"]))
+                    for h in raw.get("headers") or ()
+                ),
+                affinity=(affinity.get("header"), affinity.get("cookie")) if affinity else None,
             )
         return ServingSnapshot(agents, f"{state['router']}/agents")
 
@@ -273,6 +279,19 @@ class LocalServing:
         self._request(
             "PUT", f"/agents/{agent}/mirror", {"shadow": list(shadow) if shadow else None}
         )
+
+    def set_routing(
+        self,
+        agent: str,
+        headers: Sequence[tuple[str, str, int]],
+        affinity: tuple[str | None, str | None] | None,
+    ) -> None:
+        self.ensure_daemon()
+        body = {
+            "headers": [{"header": h, "value": v, "version": n} for h, v, n in headers],
+            "affinity": {"header": affinity[0], "cookie": affinity[1]} if affinity else None,
+        }
+        self._request("PUT", f"/agents/{agent}/routing", body)
 
     def remove_route(self, agent: str) -> None:
         if self.daemon() is None:

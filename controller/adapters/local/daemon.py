@@ -13,6 +13,8 @@ Its admin API is HTTP on the run directory's Unix socket (only this user can rea
     DELETE /agents/{agent}/versions/{v}     drain, then stop
     PUT    /agents/{agent}/route            {"model", "weights": {"<v>": percent}}
     PUT    /agents/{agent}/mirror           {"shadow": [v, percent] | null}
+    PUT    /agents/{agent}/routing          {"headers": [{"header", "value", "version"}],
+                                             "affinity": {"header", "cookie"} | null}
     DELETE /agents/{agent}/route
     POST   /shutdown                        stop every server, then exit
 
@@ -37,7 +39,7 @@ import aiohttp
 from aiohttp import web
 
 from controller.adapters.local.router import Router
-from controller.adapters.local.routing import Route
+from controller.adapters.local.routing import Affinity, HeaderRoute, Route
 from controller.adapters.local.rundir import (
     ENV_MARKER,
     RunDir,
@@ -45,11 +47,14 @@ from controller.adapters.local.rundir import (
     private_open,
     reap_leftovers,
 )
-from controller.adapters.local.supervisor import Command, ModelServer, ServerFailed, mlflow_serve
+from controller.adapters.local.supervisor import Command, ModelServer, ServerFailed, agent_serve
 
 __all__ = ["Daemon", "main"]
 
 log = logging.getLogger("agentctl.local")
+
+#: How long the version an alias names is remembered for OpenAI's ``<agent>@<alias>``.
+ALIAS_TTL = 2.0
 
 
 class Conflict(Exception):
@@ -66,7 +71,7 @@ class Daemon:
         run_dir: RunDir,
         router_port: int,
         parent_pid: int | None,
-        command: Command = mlflow_serve,
+        command: Command = agent_serve,
     ) -> None:
         self.run_dir = run_dir
         self.router_port = router_port
@@ -75,7 +80,8 @@ class Daemon:
         self.pending: dict[tuple[str, int], ModelServer] = {}  # replacements getting ready
         self.models: dict[str, str] = {}
         self.command = command
-        self.router = Router(self.servers)
+        self.router = Router(self.servers, aliases=self.resolve_alias)
+        self._alias_cache: dict[tuple[str, str], tuple[float, int | None]] = {}
         self.stopped = asyncio.Event()
         self._lock = asyncio.Lock()
         self._session: aiohttp.ClientSession | None = None
@@ -94,6 +100,8 @@ class Daemon:
                 },
                 "weights": {str(v): p for v, p in route.weights} if route else {},
                 "shadow": list(route.shadow) if route and route.shadow else None,
+                "headers": [h.to_dict() for h in route.headers] if route else [],
+                "affinity": route.affinity.to_dict() if route and route.affinity else None,
             }
         return {
             "pid": os.getpid(),
@@ -144,7 +152,6 @@ class Daemon:
                     version,
                     env={**env, ENV_MARKER: str(self.run_dir.path)},
                     log_path=self.run_dir.server_log(agent, version),
-                    cwd=self.run_dir.path,
                     session=self._session,
                     on_change=self._save,
                     command=self.command,
@@ -199,6 +206,41 @@ class Daemon:
             del self.servers[agent]
         return server
 
+    async def resolve_alias(self, agent: str, alias: str) -> int | None:
+        """The version ``alias`` names in the agent's registered model, asked of one of its
+        ready model servers (they reach the registry, whatever its kind: the daemon does not
+        import MLflow); remembered for ``ALIAS_TTL`` seconds. LookupError: none could tell."""
+        key = (agent, alias)
+        now = time.monotonic()
+        cached = self._alias_cache.get(key)
+        if cached is not None and now - cached[0] < ALIAS_TTL:
+            return cached[1]
+        found: int | None = None
+        answered = False
+        for server in list(self.servers.get(agent, {}).values()):
+            if not server.ready or self._session is None:
+                continue
+            try:
+                async with self._session.get(
+                    f"{server.url}/agentctl/aliases/{alias}",
+                    timeout=aiohttp.ClientTimeout(total=10),
+                ) as resp:
+                    if resp.status == 404:
+                        answered = True
+                        break
+                    if resp.status != 200:
+                        continue
+                    found, answered = int((await resp.json())["version"]), True
+                    break
+            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
+                continue
+        if not answered:
+            raise LookupError(f"no model server of agent '{agent}' could read alias '{alias}'")
+        self._alias_cache[key] = (now, found)
+        if len(self._alias_cache) > 1024:
+            self._alias_cache.clear()
+        return found
+
     def _takes_traffic(self, agent: str, version: int) -> bool:
         route = self.router.routes.get(agent)
         return route is not None and version in route.versions()
@@ -221,7 +263,10 @@ class Daemon:
         if missing:
             raise Conflict(f"versions {missing} of {agent} are not served; start them first")
         old = self.router.routes.get(agent)
-        self.router.set_route(agent, Route.of(weights, old.shadow if old else None))
+        if old is None:
+            self.router.set_route(agent, Route.of(weights))
+        else:
+            self.router.set_route(agent, Route.of(weights, old.shadow, old.headers, old.affinity))
         self.models[agent] = model
         self._save()
 
@@ -234,7 +279,22 @@ class Daemon:
             raise Conflict(f"agent {agent} has no route; set its weights first")
         if shadow is not None and shadow[0] not in self.servers.get(agent, {}):
             raise Conflict(f"version {shadow[0]} of {agent} is not served; start it first")
-        self.router.set_route(agent, Route(old.weights, shadow))
+        self.router.set_route(agent, Route(old.weights, shadow, old.headers, old.affinity))
+        self._save()
+
+    def set_routing(
+        self, agent: str, headers: tuple[HeaderRoute, ...], affinity: Affinity | None
+    ) -> None:
+        self._check_open()
+        old = self.router.routes.get(agent)
+        if old is None and not headers and affinity is None:
+            return
+        if old is None:
+            raise Conflict(f"agent {agent} has no route; set its weights first")
+        missing = sorted({h.version for h in headers} - set(self.servers.get(agent, {})))
+        if missing:
+            raise Conflict(f"versions {missing} of {agent} are not served; start them first")
+        self.router.set_route(agent, Route(old.weights, old.shadow, headers, affinity))
         self._save()
 
     def remove_route(self, agent: str) -> None:
@@ -264,6 +324,7 @@ class Daemon:
         app.router.add_put("/agents/{agent}/route", self._put_route)
         app.router.add_delete("/agents/{agent}/route", self._delete_route)
         app.router.add_put("/agents/{agent}/mirror", self._put_mirror)
+        app.router.add_put("/agents/{agent}/routing", self._put_routing)
         app.router.add_post("/shutdown", self._shutdown)
         return app
 
@@ -300,6 +361,22 @@ class Daemon:
         raw = body.get("shadow")
         shadow = (int(raw[0]), int(raw[1])) if raw else None
         self.set_mirror(request.match_info["agent"], shadow)
+        return web.json_response({})
+
+    async def _put_routing(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        headers = tuple(
+            HeaderRoute(str(h["header"]).lower(), str(h["value"]), int(h["version"]))
+            for h in body.get("headers") or ()
+        )
+        raw = body.get("affinity")
+        affinity = None
+        if raw is not None:
+            affinity = Affinity(
+                str(raw["header"]).lower() if raw.get("header") else None,
+                str(raw["cookie"]) if raw.get("cookie") else None,
+            )
+        self.set_routing(request.match_info["agent"], headers, affinity)
         return web.json_response({})
 
     async def _shutdown(self, _request: web.Request) -> web.Response:

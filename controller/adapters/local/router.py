@@ -1,8 +1,19 @@
 """The local traffic router: one port on 127.0.0.1 in front of every agent's model servers.
 
-- ``POST /agents/<agent>/invocations``: forwarded to one ready version, chosen by the route's
-  weights (:class:`controller.adapters.local.routing.Route`); the answer carries ``X-Agentctl-Version``. A
-  response without a length (a stream) is passed on chunk by chunk as it arrives.
+- ``POST /agents/<agent>/invocations``: forwarded to one ready version, chosen by the route
+  (:class:`controller.adapters.local.routing.Route`: a header route the request matches, else its
+  conversation's version when the route keeps conversations together, else by weight); the
+  answer carries ``X-Agentctl-Version`` and ``X-Request-Id`` (the caller's, or a new one, also
+  sent to the model server). A response without a length (a stream, server-sent events) is
+  passed on chunk by chunk as it arrives. An error body that carries a stack trace is cut to a
+  short JSON error (:func:`_without_trace`).
+- OpenAI's API (:mod:`controller.adapters.local.asks`): ``POST /v1/responses`` and
+  ``/v1/chat/completions`` choose the agent by the body's ``model`` (``<agent>``, or
+  ``<agent>@<version>`` / ``<agent>@<alias>`` to pin one; an alias is read from the registry),
+  ``POST /agents/<agent>/v1/...`` is the agent's own base URL (as on Kubernetes), ``GET
+  /v1/models`` lists the agents. The model server answers in OpenAI's format; the router's own
+  refusals (unknown agent or version, a malformed body, a conversation id that is not a
+  string) are OpenAI-shaped errors, never a 500.
 - A refused connection marks that server down and the request goes to another ready version:
   the request never reached the first, so sending it again is safe.
 - ``shadow`` percent of requests are also sent to the shadow version in the background; the
@@ -21,9 +32,11 @@ and servers are stopped only after the route has left them and their requests ha
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,6 +45,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
+from controller.adapters.local.asks import (
+    BadRequest,
+    ModelRef,
+    conversation_id,
+    openai_error,
+    parse_model,
+    request_id,
+)
 from controller.adapters.local.routing import Route
 from controller.adapters.local.supervisor import ModelServer
 
@@ -60,8 +81,11 @@ class Router:
         servers: Mapping[str, Mapping[int, ModelServer]],
         *,
         timeout: float = 120.0,  # the longest silence from a model server
+        aliases: Callable[[str, str], Awaitable[int | None]] | None = None,
     ) -> None:
         self.servers = servers  # agent -> version -> server, owned by the daemon
+        # (agent, alias) -> the version the registry names: for OpenAI's model "<agent>@<alias>"
+        self._aliases = aliases
         self.routes: dict[str, Route] = {}
         self.timeout = timeout
         self.metrics = CollectorRegistry()
@@ -104,6 +128,12 @@ class Router:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/agents/{agent}/invocations", self.invocations)
+        app.router.add_post(
+            "/agents/{agent}/v1/{endpoint:responses|chat/completions}", self.agent_openai
+        )
+        app.router.add_post("/v1/responses", self.openai)
+        app.router.add_post("/v1/chat/completions", self.openai)
+        app.router.add_get("/v1/models", self.models)
         app.router.add_get("/agents/{agent}/ping", self.ping)
         app.router.add_get("/metrics", self.prometheus)
         app.router.add_get("/healthz", self.healthz)
@@ -135,6 +165,11 @@ class Router:
         else:
             self.routes[agent] = route
 
+    async def _alias(self, agent: str, alias: str) -> int | None:
+        if self._aliases is None:
+            return None
+        return await self._aliases(agent, alias)
+
     def _ready(self, agent: str) -> set[int]:
         return {v for v, s in self.servers.get(agent, {}).items() if s.ready}
 
@@ -148,6 +183,12 @@ class Router:
         body = await loop.run_in_executor(self._render, generate_latest, self.metrics)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def models(self, _request: web.Request) -> web.Response:
+        """OpenAI's model list: the agents routed here."""
+        data = [{"id": a, "object": "model", "created": 0, "owned_by": "agentctl"}
+                for a in sorted(self.routes)]  # fmt: skip
+        return web.json_response({"object": "list", "data": data})
+
     async def ping(self, request: web.Request) -> web.Response:
         agent = request.match_info["agent"]
         route = self.routes.get(agent)
@@ -158,40 +199,107 @@ class Router:
             return _error(503, f"no version of agent '{agent}' that takes traffic is ready")
         return web.json_response({"status": "ok", "ready": sorted(ready)})
 
-    def _unrouted(self, agent: str, status: int, message: str) -> web.Response:
-        """The router's own refusal (no route, no ready version): counted as version "none",
-        under ``UNKNOWN_AGENT`` when the agent is not routed."""
+    def _unrouted(
+        self, agent: str, status: int, message: str, api: str = "", param: str | None = None
+    ) -> web.Response:
+        """The router's own refusal (no route, no ready version, a bad request): counted as
+        version "none", under ``UNKNOWN_AGENT`` when the agent is not routed; said in the
+        caller's API's error shape (``api`` "openai": OpenAI's)."""
         counted = agent if agent in self.routes else UNKNOWN_AGENT
         self._count(counted, NO_VERSION, "primary", str(status))
         self._child(counted, NO_VERSION, "primary")[1].inc()
+        if api == "openai":
+            return web.json_response(openai_error(status, message, param), status=status)
         return _error(status, message)
 
     async def invocations(self, request: web.Request) -> web.StreamResponse:
-        agent = request.match_info["agent"]
-        if agent not in self.routes:
-            return self._unrouted(agent, 404, f"agent '{agent}' is not served")
+        return await self._route(request, request.match_info["agent"], "/invocations", "")
+
+    async def agent_openai(self, request: web.Request) -> web.StreamResponse:
+        """``/agents/<agent>/v1/...``: the agent's own OpenAI base URL (as on Kubernetes)."""
+        path = "/v1/" + request.match_info["endpoint"]
+        return await self._route(request, request.match_info["agent"], path, "openai")
+
+    async def openai(self, request: web.Request) -> web.StreamResponse:
+        """``/v1/responses`` and ``/v1/chat/completions``: the agent is the body's ``model``."""
         body = await request.read()
+        try:
+            ref = parse_model(_json_object(body).get("model"))
+        except BadRequest as exc:
+            return self._unrouted("", 400, str(exc), "openai", exc.param)
+        return await self._route(request, ref.agent, request.path, "openai", body, ref)
+
+    async def _route(
+        self,
+        request: web.Request,
+        agent: str,
+        path: str,
+        api: str,
+        body: bytes | None = None,
+        ref: ModelRef | None = None,
+    ) -> web.StreamResponse:
+        """Send the request to one ready version of ``agent``: a pinned one (``ref``), else
+        the first header route it matches, else its conversation's, else one by weight."""
+        if agent not in self.routes:
+            return self._unrouted(agent, 404, f"agent '{agent}' is not served", api, "model")
+        if body is None:
+            body = await request.read()
         # The route and readiness as they are once the body is in, not as they were when the
         # request began: a weight change during a slow upload must not send it to a stopped server.
         route = self.routes.get(agent)
         if route is None:
-            return self._unrouted(agent, 404, f"agent '{agent}' is not served")
+            return self._unrouted(agent, 404, f"agent '{agent}' is not served", api, "model")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _SKIP_REQUEST}
+        rid = request_id(request.headers, uuid.uuid4().hex)
+        headers["X-Request-Id"] = rid
         servers = self.servers.get(agent, {})
         ready = self._ready(agent)
+        pinned: int | None = None
+        if ref is not None and ref.alias is not None:
+            try:
+                pinned = await self._alias(agent, ref.alias)
+            except LookupError as exc:
+                return self._unrouted(agent, 503, str(exc), api)
+            if pinned is None:
+                return self._unrouted(
+                    agent, 404, f"agent '{agent}' has no alias '{ref.alias}'", api, "model"
+                )
+        elif ref is not None:
+            pinned = ref.version
+        if pinned is not None and pinned not in servers:
+            return self._unrouted(
+                agent, 404, f"version {pinned} of agent '{agent}' is not served", api, "model"
+            )
+        key: str | None = None
+        if route.affinity is not None:  # the body is read only when a conversation may be in it
+            try:
+                parsed = _json_object(body, strict=False)
+                affinity = route.affinity
+                key = conversation_id(parsed, request.headers, affinity.header, affinity.cookie)
+            except BadRequest as exc:
+                return self._unrouted(agent, 400, str(exc), api, exc.param)
         mirror = route.mirror(random.random(), ready)
         if mirror is not None:
-            self._mirror(agent, servers[mirror], body, headers)
+            self._mirror(agent, servers[mirror], path, body, headers)
         tried: set[int] = set()
         while True:
-            version = route.choose(random.random(), ready - tried)
+            live = ready - tried
+            if pinned is not None:
+                version: int | None = pinned if pinned in live else None
+            else:
+                version = route.by_header(request.headers, live)
+                if version is None:
+                    version = route.choose(random.random(), live, key)
             server = servers.get(version) if version is not None else None
             if server is None:
-                return self._unrouted(
-                    agent, 503, f"no version of agent '{agent}' that takes traffic is ready"
+                message = (
+                    f"no version of agent '{agent}' that takes traffic is ready"
+                    if pinned is None
+                    else f"version {pinned} of agent '{agent}' is not ready"
                 )
+                return self._unrouted(agent, 503, message, api)
             try:
-                return await self._forward(request, agent, server, body, headers)
+                return await self._forward(request, agent, server, path, body, headers, rid)
             except aiohttp.ClientConnectorError:
                 # Never reached the server: mark it down and try another ready version.
                 server.mark_down()
@@ -202,8 +310,10 @@ class Router:
         request: web.Request,
         agent: str,
         server: ModelServer,
+        path: str,
         body: bytes,
         headers: Mapping[str, str],
+        rid: str,
     ) -> web.StreamResponse:
         assert self._session is not None
         server.in_flight += 1
@@ -212,14 +322,18 @@ class Router:
         prepared = False
         try:
             async with self._session.post(
-                f"{server.url}/invocations", data=body, headers=headers
+                f"{server.url}{path}", data=body, headers=headers
             ) as upstream:
                 server.answered()
                 code = str(upstream.status)
                 out = {k: v for k, v in upstream.headers.items() if k.lower() not in _SKIP_RESPONSE}
                 out[VERSION_HEADER] = str(server.version)
+                out["X-Request-Id"] = rid
                 if upstream.content_length is not None:
                     data = await upstream.read()
+                    if upstream.status >= 400:
+                        data = _without_trace(data, agent, server.version, rid)
+                        out.pop("Content-Length", None)
                     return web.Response(status=upstream.status, body=data, headers=out)
                 # A stream: pass each chunk on as it comes.
                 response = web.StreamResponse(status=upstream.status, headers=out)
@@ -252,9 +366,11 @@ class Router:
                 code = "504" if isinstance(exc, TimeoutError) else "502"
                 raise
             code = "504" if isinstance(exc, TimeoutError) else "502"
-            return _error(
+            failed = _error(
                 int(code), f"version {server.version} of '{agent}' failed to answer: {exc}"
             )
+            failed.headers["X-Request-Id"] = rid
+            return failed
         finally:
             server.in_flight -= 1
             if code:  # (no code: never reached the server; the request goes elsewhere)
@@ -285,17 +401,17 @@ class Router:
         child.inc()
 
     def _mirror(
-        self, agent: str, server: ModelServer, body: bytes, headers: Mapping[str, str]
+        self, agent: str, server: ModelServer, path: str, body: bytes, headers: Mapping[str, str]
     ) -> None:
         if len(self._mirrors) >= MAX_MIRRORS:
             self._dropped.labels(agent).inc()
             return
-        task = asyncio.create_task(self._shadow(agent, server, body, dict(headers)))
+        task = asyncio.create_task(self._shadow(agent, server, path, body, dict(headers)))
         self._mirrors.add(task)
         task.add_done_callback(self._mirrors.discard)
 
     async def _shadow(
-        self, agent: str, server: ModelServer, body: bytes, headers: dict[str, str]
+        self, agent: str, server: ModelServer, path: str, body: bytes, headers: dict[str, str]
     ) -> None:
         assert self._session is not None
         server.in_flight += 1
@@ -303,7 +419,7 @@ class Router:
         code = "502"
         try:
             async with self._session.post(
-                f"{server.url}/invocations", data=body, headers=headers
+                f"{server.url}{path}", data=body, headers=headers
             ) as upstream:
                 server.answered()
                 await upstream.read()
@@ -319,6 +435,40 @@ class Router:
 
 def _label(version: int) -> str:
     return "none" if version == NO_VERSION else str(version)
+
+
+def _json_object(body: bytes, strict: bool = True) -> Mapping[str, Any]:
+    """The body as a JSON object; not one: BadRequest (``strict``) or an empty mapping."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        if strict:
+            raise BadRequest("the body is not JSON") from None
+        return {}
+    if not isinstance(data, dict):
+        if strict:
+            raise BadRequest("the body is not a JSON object")
+        return {}
+    return data
+
+
+def _without_trace(data: bytes, agent: str, version: int, rid: str) -> bytes:
+    """An error body with no stack trace: a model server that still sends one (MLflow's
+    ``stack_trace``) has it cut here; it stays in that server's log."""
+    if b"stack_trace" not in data and b"Traceback (most recent call last)" not in data:
+        return data
+    try:
+        found = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        found = None
+    message = "the agent failed to answer"
+    if isinstance(found, dict):
+        given = found.get("message")
+        if isinstance(given, str) and "Traceback" not in given:
+            message = given.splitlines()[0][:300] if given else message
+    short = {"error_code": found.get("error_code") if isinstance(found, dict) else None,
+             "message": message, "agent": agent, "version": version, "request_id": rid}  # fmt: skip
+    return json.dumps(short).encode()
 
 
 def _error(status: int, message: str) -> web.Response:

@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from controller.adapters.local.router import UNKNOWN_AGENT, VERSION_HEADER, Router
-from controller.adapters.local.routing import Route
+from controller.adapters.local.routing import Affinity, HeaderRoute, Route
 from controller.adapters.local.supervisor import ModelServer, free_port
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -334,3 +334,176 @@ def test_routed_requests_are_answered_while_a_scrape_is_in_flight() -> None:
             blocking.release.set()
 
     _run(lambda: _with_router({1: answering(1)}, Route.of({1: 100}), check))
+
+
+async def _openai_upstreams(versions: list[int]) -> dict[int, Handler]:
+    def echo(version: int) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            body = await request.json() if request.can_read_body else {}
+            return web.json_response(
+                {
+                    "version": version,
+                    "path": request.path,
+                    "model": body.get("model"),
+                    "request_id": request.headers.get("X-Request-Id"),
+                },
+            )
+
+        return handler
+
+    return {v: echo(v) for v in versions}
+
+
+async def _with_openai_router(
+    route: Route,
+    body: Callable[[Router, str], Awaitable[None]],
+    aliases: dict[str, int] | None = None,
+) -> None:
+    handlers = await _openai_upstreams([v for v, _ in route.weights])
+    servers_up = {}
+    for v, h in handlers.items():
+        app = web.Application()
+        for path in ("/invocations", "/v1/responses", "/v1/chat/completions"):
+            app.router.add_post(path, h)
+        servers_up[v] = TestServer(app, host="127.0.0.1")
+        await servers_up[v].start_server()
+
+    async def resolve(_agent: str, alias: str) -> int | None:
+        return (aliases or {}).get(alias)
+
+    async with aiohttp.ClientSession() as session:
+        servers = {"bot": {v: _served(session, v, up.port) for v, up in servers_up.items()}}
+        router = Router(servers, aliases=resolve)
+        router.set_route("bot", route)
+        runner = web.AppRunner(router.app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            await body(router, f"http://127.0.0.1:{runner.addresses[0][1]}")
+        finally:
+            await runner.cleanup()
+            for up in servers_up.values():
+                await up.close()
+
+
+def test_openai_requests_choose_the_agent_and_pin_versions_by_the_model_field() -> None:
+    async def check(_router: Router, base: str) -> None:
+        async with aiohttp.ClientSession() as http:
+            for model, want in (("bot@2", 2), ("bot@v1", 1), ("bot@champion", 2), ("bot", 1)):
+                async with http.post(f"{base}/v1/responses", json={"model": model}) as resp:
+                    got = await resp.json()
+                    assert resp.status == 200, got
+                    assert (got["version"], got["path"], got["model"]) == (
+                        want,
+                        "/v1/responses",
+                        model,
+                    )
+                    assert resp.headers[VERSION_HEADER] == str(want)
+                    assert resp.headers["X-Request-Id"] == got["request_id"]
+            async with http.post(
+                f"{base}/agents/bot/v1/chat/completions", json={"model": "anything"}
+            ) as resp:
+                assert (await resp.json())["path"] == "/v1/chat/completions"
+            async with http.get(f"{base}/v1/models") as resp:
+                assert [m["id"] for m in (await resp.json())["data"]] == ["bot"]
+
+    _run(lambda: _with_openai_router(Route.of({1: 100, 2: 0}), check, {"champion": 2}))
+
+
+def test_openai_requests_the_router_cannot_take_get_openai_errors_never_a_500() -> None:
+    async def check(_router: Router, base: str) -> None:
+        async with aiohttp.ClientSession() as http:
+            cases = [
+                ({"model": "nobody"}, 404, "model"),
+                ({"model": "bot@7"}, 404, "model"),
+                ({"model": "bot@nosuchalias"}, 404, "model"),
+                ({"model": 3}, 400, "model"),
+                ({"input": "hi"}, 400, "model"),
+                ({"model": "bot", "conversation": 12}, 400, "conversation"),
+                (
+                    {"model": "bot", "context": {"conversation_id": ["x"]}},
+                    400,
+                    "context.conversation_id",
+                ),
+            ]
+            for body, status, param in cases:
+                async with http.post(f"{base}/v1/responses", json=body) as resp:
+                    got = await resp.json()
+                    assert resp.status == status, (body, got)
+                    assert got["error"]["param"] == param and got["error"]["message"], got
+                    assert got["error"]["type"] == "invalid_request_error"
+            for raw in (b"not json", b"[1, 2]", b"\xff\xfe"):
+                async with http.post(f"{base}/v1/responses", data=raw) as resp:
+                    assert resp.status == 400 and "error" in await resp.json()
+
+    affinity = Affinity()
+    _run(lambda: _with_openai_router(Route.of({1: 100}, affinity=affinity), check))
+
+
+def test_a_header_route_reaches_a_version_at_zero_percent() -> None:
+    route = Route.of({1: 100, 2: 0}, headers=(HeaderRoute("x-agent-version", "canary", 2),))
+
+    async def check(_router: Router, base: str) -> None:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(20):
+                async with http.post(
+                    f"{base}/agents/bot/invocations", json={}, headers={"X-Agent-Version": "canary"}
+                ) as resp:
+                    assert (await resp.json())["version"] == 2
+                async with http.post(f"{base}/agents/bot/invocations", json={}) as resp:
+                    assert (await resp.json())["version"] == 1
+
+    _run(lambda: _with_openai_router(route, check))
+
+
+def test_a_conversation_keeps_its_version_through_the_router() -> None:
+    route = Route.of({1: 50, 2: 50}, affinity=Affinity(header="x-session-id"))
+
+    async def check(_router: Router, base: str) -> None:
+        async with aiohttp.ClientSession() as http:
+            spread = set()
+            for c in range(40):
+                seen = set()
+                for turn in range(4):
+                    body = {"input": [], "context": {"conversation_id": f"conv-{c}"}}
+                    if turn % 2:
+                        body = {"input": []}  # later turns may carry the id in the header only
+                    async with http.post(
+                        f"{base}/agents/bot/invocations",
+                        json=body,
+                        headers={"X-Session-Id": f"conv-{c}"},
+                    ) as resp:
+                        seen.add((await resp.json())["version"])
+                assert len(seen) == 1, (c, seen)
+                spread |= seen
+            assert spread == {1, 2}
+
+    _run(lambda: _with_openai_router(route, check))
+
+
+def test_an_error_body_with_a_stack_trace_is_cut_short() -> None:
+    async def raising(_request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "error_code": "BAD_REQUEST",
+                "message": "Encountered an unexpected error",
+                "stack_trace": 'Traceback (most recent call last):\n  File "agent.py", line 3',
+            },
+            status=400,
+        )
+
+    async def check(_router: Router, base: str) -> None:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{base}/invocations", json={}) as resp,
+        ):
+            text = await resp.text()
+            assert resp.status == 400
+            assert "Traceback" not in text and "agent.py" not in text
+            got = await resp.json()
+            assert got["agent"] == "bot" and got["version"] == 1
+            assert got["request_id"] == resp.headers["X-Request-Id"]
+            assert got["message"] == "Encountered an unexpected error"
+
+    _run(lambda: _with_router({1: raising}, Route.of({1: 100}), check))
