@@ -91,7 +91,7 @@ def apply_file(file: Path, fmt: Format, opts: Options) -> None:
         Path(m.path), root=Path(m.root), allow_empty=m.allow_empty, history=GitHistory()
     )
     opts = replace(opts, environment=env)
-    desired = sources.in_env(desired, opts)
+    desired = sources.in_env(sources.with_server(desired), opts)
     opts = sources.env_options(desired, opts)
     _check_where(file, saved, opts)
     opts = replace(opts, target=Target(saved.target), namespace=opts.namespace or saved.namespace)

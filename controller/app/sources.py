@@ -21,7 +21,22 @@ def load(path: Path, opts: Options) -> tuple[Desired, Diagnostics]:
     from controller.adapters.git.history import GitHistory
     from controller.engine.loader import load as load_manifests
 
-    return load_manifests(path, root=opts.root, allow_empty=opts.allow_empty, history=GitHistory())
+    desired, diags = load_manifests(
+        path, root=opts.root, allow_empty=opts.allow_empty, history=GitHistory()
+    )
+    return with_server(desired), diags
+
+
+def with_server(desired: Desired) -> Desired:
+    """The desired state with the model server it serves versions with on Kubernetes: the same
+    agent server as local serving (:mod:`controller.adapters.local.agent_server`), its source
+    given to the pod as ``python -c``, so that the stock MLflow image needs nothing of agentctl."""
+    from dataclasses import replace
+
+    import controller.adapters.local as local  # imports nothing: the package's file is enough
+
+    source = Path(local.__file__).with_name("agent_server.py")
+    return replace(desired, server_script=source.read_text(encoding="utf-8"))
 
 
 def in_env(desired: Desired, opts: Options) -> Desired:

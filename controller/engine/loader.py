@@ -366,6 +366,22 @@ def _check_settings(
                 "(the Gateway API's RequestMirror filter)",
                 agent.name,
             )
+        for key, what in (("routes", "header routes"), ("affinity", "conversation affinity")):
+            if (
+                settings.router == "service"
+                and getattr(serving, key)
+                and not b.validated.affects(("spec", "serving", key))
+            ):
+                ok = False
+                path = ("spec", "serving", key)
+                whence = "" if own and own.router else f" (router service from {DEFAULTS_KIND})"
+                out.error(
+                    agent.location(path),
+                    field_name(path),
+                    f"router service{whence} cannot express {what}: one Service splits by "
+                    "replicas only; they need router gateway (an HTTPRoute)",
+                    agent.name,
+                )
         if settings.replicas == 0 and settings.router != "service":
             ok = False
             message = (

@@ -735,3 +735,170 @@ def test_a_rollout_walks_the_httproute_weights_and_a_failing_gate_rolls_back(
     assert backends() == [("bot-v2", 100)] and reg.models["bot"].aliases["champion"] == 2
     assert set(kube.objects(ns, "Deployment")) == {"bot-v2"}
     assert not step(30).plan.has_changes
+
+
+# -- header routes and affinity: HTTPRoute header matches and sessionPersistence ---------------
+
+ROUTED_BOT = """\
+apiVersion: agentctl.io/v1alpha1
+kind: Agent
+metadata:
+  name: support-bot
+spec:
+  source:
+    code: ../agents/support_bot/agent.py
+    config: ../agents/support_bot/config.yaml
+    pipRequirements: [mlflow==3.17.2]
+  versions:
+    - version: stable
+      source:
+        config: ../agents/support_bot/config-stable.yaml
+    - current
+  aliases:
+    champion: stable
+    challenger: current
+  serving:
+    traffic:
+      - {alias: champion, percent: 90}
+      - {alias: challenger, percent: 10}
+    shadow: {alias: challenger, percent: 5}
+    routes:
+      - {header: X-Agent-Version, value: canary, alias: challenger}
+      - {header: x-tester, value: alice, alias: champion}
+    affinity: {header: x-session-id}
+    kubernetes:
+      image: registry.example/agents/support-bot:1
+"""
+
+
+def _rules(kube: ApiServer, ns: str, name: str) -> list[tuple[Any, ...]]:
+    """An HTTPRoute's rules, each as (header matches, backends, filter types, sessionPersistence)."""
+    out = []
+    for rule in kube.objects(ns, "HTTPRoute")[name]["spec"]["rules"]:
+        [match] = rule["matches"]
+        assert match["path"] == {"type": "PathPrefix", "value": f"/agents/{name}"}
+        out.append(
+            (
+                [(h["type"], h["name"], h["value"]) for h in match.get("headers", [])],
+                [(b["name"], b["weight"]) for b in rule["backendRefs"]],
+                [f["type"] for f in rule.get("filters", [])],
+                rule.get("sessionPersistence"),
+            )
+        )
+    return out
+
+
+def test_cli_header_routes_and_affinity_are_httproute_rules_and_a_second_plan_is_empty(
+    kube: ApiServer, ns: str, tmp_path: Path, agentctl: Any
+) -> None:
+    root = repo_with(tmp_path, ROUTED_BOT, "support-bot.yaml")
+    bot = root / "agents" / "support_bot"
+    (bot / "config-stable.yaml").write_text(
+        (bot / "config.yaml").read_text().replace("Hi, this", "Hello, this")
+    )
+    k8s = ["--target", "kubernetes", "--kubeconfig", kube.kubeconfig(), "--namespace", ns]
+    manifests = str(root / "manifests")
+    first = agentctl("apply", manifests, *k8s, "--ready-timeout", "0")
+    assert first.code == 0, first.err
+    kube.mark_available(ns)
+
+    # The standard channel's CRD has no sessionPersistence: the plan says so, and still applies.
+    planned = agentctl("plan", manifests, *k8s)
+    assert planned.code == 0, planned.err
+    assert (
+        "affinity not enforced: the cluster's HTTPRoute CRD has no sessionPersistence"
+    ) in planned.out
+    second = agentctl("apply", manifests, *k8s, "--ready-timeout", "0")
+    assert second.code == 0, second.err
+    canary = [("Exact", "x-agent-version", "canary")]
+    alice = [("Exact", "x-tester", "alice")]
+    assert _rules(kube, ns, "support-bot") == [
+        (canary, [("support-bot-v2", 1)], ["URLRewrite"], None),
+        (alice, [("support-bot-v1", 1)], ["URLRewrite"], None),
+        (
+            [],
+            [("support-bot-v1", 90), ("support-bot-v2", 10)],
+            ["URLRewrite", "RequestMirror"],
+            None,
+        ),
+    ]
+    route = kube.objects(ns, "HTTPRoute")["support-bot"]
+    assert route["metadata"]["annotations"]["agentctl.io/affinity"] == "header=x-session-id,cookie="
+    clean = agentctl("plan", manifests, *k8s, "--detailed-exitcode")
+    assert clean.code == 0, clean.out + clean.err
+
+    # A hand edit of a header rule is drift: planned, and put back by the next apply.
+    route["spec"]["rules"][1]["matches"][0]["headers"][0]["value"] = "mallory"
+    kube.request(
+        "PUT", f"/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes/support-bot", route
+    )
+    drift = agentctl("plan", manifests, *k8s, "--detailed-exitcode")
+    assert drift.code == 2, drift.out + drift.err
+    assert "the header routes or affinity differ" in drift.out
+    fixed = agentctl("apply", manifests, *k8s, "--ready-timeout", "0")
+    assert fixed.code == 0, fixed.err
+    assert _rules(kube, ns, "support-bot")[1][0] == alice
+    again = agentctl("plan", manifests, *k8s, "--detailed-exitcode")
+    assert again.code == 0, again.out + again.err
+
+
+@pytest.fixture(scope="module")
+def experimental() -> Iterator[ApiServer]:
+    """An API server with Gateway API's experimental channel CRDs (HTTPRoute rules have
+    sessionPersistence there), from the same module as the standard ones."""
+    from tests.support.kube_apiserver import install_crds, tool
+
+    with api_server(gateway_api=False) as server:
+        standard = Path(tool("gateway-crds", "AGENTCTL_GATEWAY_CRDS"))
+        install_crds(server, str(standard.parent / "experimental"))
+        yield server
+
+
+def test_affinity_is_session_persistence_where_the_crd_has_it(
+    experimental: ApiServer, tmp_path: Path
+) -> None:
+    kube, ns = experimental, f"x{next(_names)}"
+    kube.create_namespace(ns)
+    root, reg = _routed_bot(kube, ns, tmp_path)
+    routed = CANARY + (
+        "    routes:\n      - {header: x-agent-version, value: canary, alias: challenger}\n"
+        "    affinity: {header: x-session-id, cookie: sid}\n"
+    )
+    (root / "config.yaml").write_text("greeting: hello\n")
+    (root / "bot.yaml").write_text(routed)
+    run(root, reg, serving(kube, ns, root))
+    kube.mark_available(ns)
+    done = run(root, reg, serving(kube, ns, root))
+    assert not done.changeset.waiting
+    sticky = {"sessionName": "x-session-id", "type": "Header"}
+    assert _rules(kube, ns, "bot") == [
+        ([("Exact", "x-agent-version", "canary")], [("bot-v2", 1)], ["URLRewrite"], None),
+        ([], [("bot-v1", 80), ("bot-v2", 20)], ["URLRewrite", "RequestMirror"], sticky),
+    ]
+    srv = serving(kube, ns, root)
+    assert srv.verify_weight("bot", {1: 80, 2: 20})
+    assert run(root, reg, srv, apply=False).plan.changes == ()
+
+    # sessionPersistence removed by hand: drift, put back.
+    route = kube.objects(ns, "HTTPRoute")["bot"]
+    del route["spec"]["rules"][-1]["sessionPersistence"]
+    kube.request("PUT", f"/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes/bot", route)
+    drift = run(root, reg, serving(kube, ns, root), apply=False)
+    assert [c.reason for c in drift.plan.changes] == [
+        "the route: its HTTPRoute's sessionPersistence is not what its affinity asks for"
+    ]
+    [preview] = drift.previews
+    assert preview.note == (
+        "affinity: sessionPersistence by header x-session-id; cookie sid is not used (an "
+        "HTTPRoute rule has one sessionPersistence)"
+    )
+    run(root, reg, serving(kube, ns, root))
+    assert _rules(kube, ns, "bot")[-1][3] == sticky
+    assert run(root, reg, serving(kube, ns, root), apply=False).plan.changes == ()
+
+    # Affinity and header routes go: the route is one rule again.
+    (root / "bot.yaml").write_text(CANARY)
+    run(root, reg, serving(kube, ns, root))
+    assert [r[0] for r in _rules(kube, ns, "bot")] == [[]]
+    assert _rules(kube, ns, "bot")[0][3] is None
+    assert run(root, reg, serving(kube, ns, root), apply=False).plan.changes == ()

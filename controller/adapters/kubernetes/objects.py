@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.adapters.kubernetes.api import KubeApi, NotFound
+from controller.adapters.kubernetes.api import Forbidden, KubeApi, NotFound
 from controller.core.errors import BackendError, NotReady, PermanentBackendError
 from controller.core.plan import kube_objects as ko
 from controller.ports import Clock, SystemClock
@@ -30,15 +30,23 @@ _PATHS = {
     "HTTPRoute": "/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes",
 }
 _GATEWAYS = "/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/gateways/{name}"
+#: The HTTPRoute CRD: whether its rules have sessionPersistence (Gateway API's experimental
+#: channel) decides whether affinity can be written.
+HTTPROUTE_CRD = "httproutes.gateway.networking.k8s.io"
+_CRD = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/" + HTTPROUTE_CRD
 
 
 @dataclass
 class Route:
-    """An agent's split as one route object carries it (or as it was last written)."""
+    """An agent's route as one route object carries it (or as it was last written): its split,
+    its shadow, its header routes (header, value, version) and its affinity ((header, cookie);
+    None: off). Only an HTTPRoute carries the last two."""
 
     model: str
     weights: dict[int, int]
     shadow: tuple[int, int] | None = None
+    headers: tuple[tuple[str, str, int], ...] = ()
+    affinity: tuple[str | None, str | None] | None = None
 
 
 def managed(obj: Mapping[str, Any]) -> bool:
@@ -51,7 +59,8 @@ class Cluster:
     """One namespace's objects that agentctl manages, as last read (:meth:`remember`) or
     written. ``routes`` holds, per route kind (``HTTPRoute``, ``Service``), each agent's split as
     that kind of object carries it. ``gateway_api`` says whether the cluster serves the Gateway
-    API (None until observed)."""
+    API (None until observed); :meth:`session_persistence` whether its HTTPRoutes can carry
+    affinity (read once per observation, when first asked)."""
 
     def __init__(
         self,
@@ -73,6 +82,42 @@ class Cluster:
         self.routes: dict[str, dict[str, Route]] = {"HTTPRoute": {}, "Service": {}}
         self.gateway_api: bool | None = None
         self.gateways_seen: set[tuple[str, str]] = set()
+        self.persistence: tuple[bool, str] | None = None  # session_persistence(), once read
+
+    def forget(self) -> None:
+        """What is read once per observation: read again after the next."""
+        self.gateways_seen = set()  # a Gateway may have gone since the last observation
+        self.persistence = None  # the CRDs may have been upgraded
+
+    def session_persistence(self) -> tuple[bool, str]:
+        """Whether the cluster's HTTPRoute CRD has ``sessionPersistence`` in its rules (its
+        ``v1`` schema), and if not, why: one GET of the CRD per observation. A CRD agentctl may
+        not read (RBAC) counts as without it."""
+        if self.persistence is not None:
+            return self.persistence
+        try:
+            crd = self.api.request("GET", _CRD)
+        except NotFound:
+            found = (False, "the cluster has no HTTPRoute CRD")
+        except Forbidden:
+            found = (
+                False,
+                f"agentctl may not read the CustomResourceDefinition {HTTPROUTE_CRD} (RBAC: get "
+                "customresourcedefinitions in apiextensions.k8s.io) to know whether HTTPRoutes "
+                "have sessionPersistence",
+            )
+        else:
+            found = (
+                (True, "")
+                if _has_persistence(crd)
+                else (
+                    False,
+                    "the cluster's HTTPRoute CRD has no sessionPersistence (Gateway API's standard "
+                    "channel; it is in the experimental channel)",
+                )
+            )
+        self.persistence = found
+        return found
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -231,3 +276,20 @@ class Cluster:
         except BackendError as exc:
             raise self.naming(exc, agent, "HTTPRoute", ko.route_name(agent)) from exc
         self.gateways_seen.add(key)
+
+
+def _has_persistence(crd: Mapping[str, Any]) -> bool:
+    """Whether a CRD's ``v1`` schema has ``spec.rules[].sessionPersistence``."""
+    for version in crd.get("spec", {}).get("versions") or []:
+        if version.get("name") != "v1":
+            continue
+        schema = version.get("schema", {}).get("openAPIV3Schema", {})
+        rule = (
+            schema.get("properties", {})
+            .get("spec", {})
+            .get("properties", {})
+            .get("rules", {})
+            .get("items", {})
+        )
+        return "sessionPersistence" in (rule.get("properties") or {})
+    return False

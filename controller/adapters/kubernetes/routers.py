@@ -1,15 +1,17 @@
 """The two ways agentctl routes an agent's traffic on Kubernetes: two TrafficRouters.
 
 :class:`GatewayRouter` writes a Gateway API HTTPRoute per agent: weighted ``backendRefs`` over
-the versions' Services carry the split, a ``RequestMirror`` filter the shadow.
+the versions' Services carry the split, a ``RequestMirror`` filter the shadow, rules with a header
+match before that one the header routes, and its ``sessionPersistence`` the affinity (where the
+cluster's CRD has the field).
 
 :class:`ServiceRouter` (where the cluster serves no Gateway API, or the manifest asks for it)
 writes one Service per agent over all its versions' pods, the split approximated by replica
 counts. A new version starts at its share of the current split (none, if it has no traffic
 yet); a traffic change first scales up the versions that gain replicas and waits for their
 Deployments to be Available, then records the split on the Service, then scales down the rest.
-Kubernetes sends a pod its share once that pod is Ready. There is no mirroring: a shadow is a
-clear error.
+Kubernetes sends a pod its share once that pod is Ready. There is no mirroring, no header route
+and no affinity: each is a clear error.
 
 Each implements :class:`~controller.ports.TrafficRouter`, ``verify_weight`` included (Argo
 Rollouts' verify step: the route read back from the API server says what was set). Moving an
@@ -18,7 +20,8 @@ agent from one router to the other deletes the route object of the one it leaves
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from controller.adapters.kubernetes.objects import PENDING, Cluster, Route
@@ -87,14 +90,22 @@ class _Router:
         self.cluster.delete(agent, *key, dry_run=True)
         return [ObjectPreview(agent, key[0], key[1], self.cluster.namespace, "delete", live, None)]
 
-    def preview_unknown(self, agent: str) -> ObjectPreview:
-        """The route object, when the split names a version this apply registers: no dry run."""
+    def preview_unknown(
+        self, agent: str, affinity: tuple[str | None, str | None] | None = None
+    ) -> ObjectPreview:
+        """The route object, when the route names a version this apply registers: no dry run.
+        ``affinity``: what the route will ask for."""
         kind, name = self.route_object(agent)
         before = self.cluster.live.get((kind, name))
         action = "update" if before else "create"
+        note = "; ".join(filter(None, (PENDING, self.affinity_note(affinity))))
         return ObjectPreview(
-            agent, kind, name, self.cluster.namespace, action, before, None, note=PENDING
+            agent, kind, name, self.cluster.namespace, action, before, None, note=note
         )
+
+    def affinity_note(self, affinity: tuple[str | None, str | None] | None) -> str:
+        """What a plan says of the route's affinity ("": nothing)."""
+        return ""
 
 
 class GatewayRouter(_Router):
@@ -102,62 +113,114 @@ class GatewayRouter(_Router):
 
     kind = "HTTPRoute"
 
+    def _persistence(self, route: Route) -> tuple[bool, str]:
+        """Whether the route's affinity can be its sessionPersistence (the CRD is read only for
+        a route with affinity)."""
+        return (False, "") if route.affinity is None else self.cluster.session_persistence()
+
     def _write(self, agent: str, route: Route, dry_run: bool = False) -> Any:
         settings = self.settings_of(agent)
         self.cluster.check_gateway(agent, settings)
         obj = ko.route(
-            self.cluster.namespace, agent, route.model, route.weights, route.shadow, settings
+            self.cluster.namespace,
+            agent,
+            route.model,
+            route.weights,
+            route.shadow,
+            settings,
+            route.headers,
+            route.affinity,
+            self._persistence(route)[0],
         )
         return self.cluster.apply(agent, obj, dry_run)
 
     def set_weights(self, agent: str, model: str, weights: Mapping[int, int]) -> None:
         old = self.current(agent)
-        route = Route(model, dict(weights), old.shadow if old else None)
+        route = (
+            replace(old, model=model, weights=dict(weights))
+            if old is not None
+            else Route(model, dict(weights))
+        )
         self._write(agent, route)
         self._drop_other(agent)
         self._record(agent, route)
 
     def verify_weight(self, agent: str, weights: Mapping[int, int]) -> bool:
         """Read the HTTPRoute back: its backendRefs' weights must be these, over the versions'
-        Services, in its one rule."""
+        Services, in its default rule (the one without header matches)."""
         obj = self.cluster.get(agent, *self.route_object(agent))
-        rules = (obj or {}).get("spec", {}).get("rules") or []
-        if len(rules) != 1:
+        rule = ko.default_rule(obj or {})
+        if rule is None:
             return False
         found: dict[str, int] = {}
-        for ref in rules[0].get("backendRefs") or []:
+        for ref in rule.get("backendRefs") or []:
             name = str(ref.get("name", ""))
             found[name] = found.get(name, 0) + int(ref.get("weight", 1))
         return found == {ko.object_name(agent, v): w for v, w in weights.items()}
 
+    def _no_route(self, agent: str, what: str) -> PermanentBackendError:
+        return PermanentBackendError(
+            f"agent {agent}: no HTTPRoute to {what} on; set its traffic first",
+            target=f"HTTPRoute {self.cluster.namespace}/{ko.route_name(agent)}",
+        )
+
     def set_mirror(self, agent: str, shadow: tuple[int, int] | None) -> None:
         old = self.current(agent)
         if old is None:
-            raise PermanentBackendError(
-                f"agent {agent}: no HTTPRoute to mirror on; set its traffic first",
-                target=f"HTTPRoute {self.cluster.namespace}/{ko.route_name(agent)}",
-            )
-        route = Route(old.model, old.weights, shadow)
+            raise self._no_route(agent, "mirror")
+        route = replace(old, shadow=shadow)
+        self._write(agent, route)
+        self._record(agent, route)
+
+    def set_routing(
+        self,
+        agent: str,
+        headers: Sequence[tuple[str, str, int]],
+        affinity: tuple[str | None, str | None] | None,
+    ) -> None:
+        """Header routes as rules before the weighted one; affinity as its sessionPersistence
+        where the cluster's CRD has it (recorded in an annotation either way)."""
+        old = self.current(agent)
+        if old is None:
+            if not headers and affinity is None:
+                return
+            raise self._no_route(agent, "route headers")
+        route = replace(old, headers=tuple(headers), affinity=affinity)
         self._write(agent, route)
         self._record(agent, route)
 
     def check_mirror(self, agent: str) -> None:
         """An HTTPRoute can mirror."""
 
+    def check_routing(self, agent: str) -> None:
+        """An HTTPRoute can route by header (and keep affinity, where its CRD allows)."""
+
     def preview(self, agent: str, route: Route) -> list[ObjectPreview]:
-        """The HTTPRoute as a dry run would write it, and the agent Service it replaces."""
+        """The HTTPRoute as a dry run would write it, and the agent Service it replaces; its
+        note says when its affinity cannot be kept as asked."""
         name = ko.route_name(agent)
         before = self.cluster.live.get(("HTTPRoute", name))
         after = self._write(agent, route, dry_run=True)
         action = "update" if before else "create"
+        note = self.affinity_note(route.affinity)
         out = [
-            ObjectPreview(agent, "HTTPRoute", name, self.cluster.namespace, action, before, after)
+            ObjectPreview(
+                agent, "HTTPRoute", name, self.cluster.namespace, action, before, after, note
+            )
         ]
         return out + self.preview_leftover(agent)
 
-    def preview_unknown(self, agent: str) -> ObjectPreview:
+    def preview_unknown(
+        self, agent: str, affinity: tuple[str | None, str | None] | None = None
+    ) -> ObjectPreview:
         self.cluster.check_gateway(agent, self.settings_of(agent))
-        return super().preview_unknown(agent)
+        return super().preview_unknown(agent, affinity)
+
+    def affinity_note(self, affinity: tuple[str | None, str | None] | None) -> str:
+        """Whether the Gateway can keep the affinity as asked (the CRD is read only for one)."""
+        if affinity is None:
+            return ""
+        return ko.affinity_note(affinity, self.cluster.session_persistence())
 
 
 class ServiceRouter(_Router):
@@ -230,16 +293,41 @@ class ServiceRouter(_Router):
     def check_mirror(self, agent: str) -> None:
         raise self.no_mirror(agent)
 
-    def no_mirror(self, agent: str) -> PermanentBackendError:
-        why = (
+    def set_routing(
+        self,
+        agent: str,
+        headers: Sequence[tuple[str, str, int]],
+        affinity: tuple[str | None, str | None] | None,
+    ) -> None:
+        """Nothing to clear; anything to set is an error: one Service cannot route by header."""
+        if headers or affinity is not None:
+            raise self.no_routing(agent)
+
+    def check_routing(self, agent: str) -> None:
+        raise self.no_routing(agent)
+
+    def _why(self) -> str:
+        return (
             "the cluster serves no Gateway API"
             if self.cluster.gateway_api is False
             else "its router is service"
         )
+
+    def no_mirror(self, agent: str) -> PermanentBackendError:
         name = f"{self.cluster.namespace}/{ko.agent_service_name(agent)}"
         return PermanentBackendError(
-            f"agent {agent}: Service {name}: {why}, and a Service cannot mirror traffic: "
+            f"agent {agent}: Service {name}: {self._why()}, and a Service cannot mirror traffic: "
             "spec.serving.shadow needs router gateway (the Gateway API's RequestMirror filter)",
+            target=f"Service {name}",
+        )
+
+    def no_routing(self, agent: str) -> PermanentBackendError:
+        name = f"{self.cluster.namespace}/{ko.agent_service_name(agent)}"
+        return PermanentBackendError(
+            f"agent {agent}: Service {name}: {self._why()}, and a Service cannot route by header "
+            "nor keep a conversation on one version: spec.serving.routes, spec.serving.affinity "
+            "and spec.rollout.headerRoute need router gateway (HTTPRoute header matches and "
+            "sessionPersistence)",
             target=f"Service {name}",
         )
 
@@ -258,6 +346,8 @@ class ServiceRouter(_Router):
         write them, and the HTTPRoute it replaces."""
         if route.shadow is not None:
             raise self.no_mirror(agent)
+        if route.headers or route.affinity is not None:
+            raise self.no_routing(agent)
         c = self.cluster
         settings = self.settings_of(agent)
         shares = ko.replica_shares(settings.replicas, route.weights)

@@ -3,10 +3,11 @@
 Implements :class:`~controller.ports.ServingTarget`. This adapter only observes and writes.
 Observation is one LIST per kind in the namespace, by the ``app.kubernetes.io/managed-by=agentctl``
 label selector, and reports what each object says of itself
-(:class:`~controller.core.state.cluster.ClusterState`); whether that is what the manifests ask
-for now is decided in the core (:mod:`controller.core.plan.kube_outdated`), not here. Writes
-(:mod:`controller.adapters.kubernetes.objects`) render objects from each agent's settings, looked
-up through the one ``settings_of`` given at construction, and only when writing.
+(:class:`~controller.core.state.cluster.ClusterState`), plus one GET of the HTTPRoute CRD when
+an HTTPRoute asks for affinity (whether its rules have ``sessionPersistence``); whether that is
+what the manifests ask for now is decided in the core (:mod:`controller.core.plan.kube_outdated`),
+not here. Writes (:mod:`controller.adapters.kubernetes.objects`) render objects from each agent's
+settings, looked up through the one ``settings_of`` given at construction, and only when writing.
 
 A version's Deployment must be Available before any traffic moves to it: ``start_version``
 waits up to ``wait`` seconds, then raises :class:`~controller.core.errors.NotReady`.
@@ -21,6 +22,7 @@ Gateway API, else the service router.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from controller.adapters.kubernetes.api import (
@@ -38,6 +40,7 @@ from controller.core.plan.changes import (
     Action,
     Change,
     Kind,
+    RoutingState,
     ServerState,
     ShadowState,
     TrafficSplit,
@@ -114,7 +117,7 @@ class KubernetesServing:
 
     def observe(self) -> ServingSnapshot:
         c = self.cluster
-        c.gateways_seen = set()  # a Gateway may have gone since the last observation
+        c.forget()  # a Gateway may have gone, the CRDs changed, since the last observation
         try:
             self.api.request("GET", f"/api/v1/namespaces/{self.namespace}")
         except NotFound as exc:
@@ -204,14 +207,22 @@ class KubernetesServing:
         agents: dict[str, AgentServing] = {}
         readings: dict[str, tuple[LiveRoute | None, LiveRoute | None]] = {}
         self.cluster.routes = {kind: {} for kind in _ROUTE_KINDS}
+        # Whether an HTTPRoute's affinity can be its sessionPersistence: read only if one asks.
+        persistence = None
+        if any(ko.AFFINITY_ANNOTATION in _annotations(r) for r in http_routes.values()):
+            persistence = self.cluster.session_persistence()[0]
         for agent in sorted(set(http_routes) | set(agent_svcs)):
-            http = _http_route(http_routes.get(agent), service_versions)
+            http = _http_route(http_routes.get(agent), service_versions, bool(persistence))
             svc_route = _agent_service(agent_svcs.get(agent))
             readings[agent] = (http, svc_route)
             for kind, found in (("HTTPRoute", http), ("Service", svc_route)):
                 if found is not None:
                     self.cluster.routes[kind][agent] = Route(
-                        found.object.model, dict(found.weights or {}), found.shadow
+                        found.object.model,
+                        dict(found.weights or {}),
+                        found.shadow,
+                        found.headers,
+                        found.affinity,
                     )
             # As the cluster has it: the HTTPRoute's split where there is one. The planner
             # reads the split from the object the agent's router uses.
@@ -223,6 +234,8 @@ class KubernetesServing:
                 versions=versions.pop(agent, {}),
                 weights=dict(shown.weights or {}),
                 shadow=shown.shadow,
+                headers=shown.headers,
+                affinity=shown.affinity,
             )
         for agent, served in versions.items():
             agents[agent] = AgentServing(agent=agent, model=models[agent], versions=served)
@@ -238,6 +251,7 @@ class KubernetesServing:
                 )
                 for agent in sorted(agents)
             },
+            session_persistence=persistence,
         )
         return ServingSnapshot(
             agents=agents,
@@ -289,6 +303,14 @@ class KubernetesServing:
     def set_mirror(self, agent: str, shadow: tuple[int, int] | None) -> None:
         self.router_for(agent).set_mirror(agent, shadow)
 
+    def set_routing(
+        self,
+        agent: str,
+        headers: Sequence[tuple[str, str, int]],
+        affinity: tuple[str | None, str | None] | None,
+    ) -> None:
+        self.router_for(agent).set_routing(agent, headers, affinity)
+
     def remove_route(self, agent: str) -> None:
         self.router_for(agent).remove_route(agent)
 
@@ -300,20 +322,28 @@ class KubernetesServing:
         Gateway, an object the API server's validation refuses), naming agent and object."""
         out: list[ObjectPreview] = []
         routes: dict[str, Route] = {}
+        # Agents whose route names a version this apply registers (no dry run: said once, last),
+        # and the affinity routes changes ask for (what the route's note speaks of).
+        pending: dict[str, KubeRouter] = {}
+        asked: dict[str, tuple[str | None, str | None] | None] = {}
         for c in changes:
             if c.kind is Kind.SERVED_VERSION:
                 out += self._preview_served(c)
                 continue
-            if c.kind not in (Kind.TRAFFIC, Kind.SHADOW):
+            if c.kind not in (Kind.TRAFFIC, Kind.SHADOW, Kind.ROUTES):
                 continue
             router = self.router_for(c.agent)
             old = routes.get(c.agent) or router.current(c.agent)
-            route = Route(c.model, dict(old.weights) if old else {}, old.shadow if old else None)
+            route = (
+                replace(old, model=c.model, weights=dict(old.weights))
+                if old is not None
+                else Route(c.model, {})
+            )
             if c.kind is Kind.TRAFFIC and c.action is not Action.DELETE:
                 split = c.after_as(TrafficSplit)
                 numbered = {t: p for t, p in split.weights if isinstance(t, int)}
                 if len(numbered) < len(split.weights):
-                    out.append(router.preview_unknown(c.agent))
+                    pending.setdefault(c.agent, router)
                     routes.pop(c.agent, None)
                     continue
                 route.weights = numbered
@@ -321,11 +351,24 @@ class KubernetesServing:
                 router.check_mirror(c.agent)
                 shadow = c.after_as(ShadowState)
                 if not isinstance(shadow.target, int):
-                    out.append(router.preview_unknown(c.agent))
+                    pending.setdefault(c.agent, router)
                     continue
                 route.shadow = (shadow.target, shadow.percent)
             elif c.kind is Kind.SHADOW:
                 route.shadow = None
+            elif c.kind is Kind.ROUTES and c.action is not Action.DELETE:
+                router.check_routing(c.agent)
+                routing = c.after_as(RoutingState)
+                asked[c.agent] = routing.affinity
+                if routing.pending:
+                    pending.setdefault(c.agent, router)
+                    continue
+                route.headers = tuple(
+                    (h, v, t) for h, v, t in routing.headers if isinstance(t, int)
+                )
+                route.affinity = routing.affinity
+            elif c.kind is Kind.ROUTES:
+                route.headers, route.affinity = (), None
             else:  # the route goes: whichever route objects it has
                 for kind in _ROUTE_KINDS:
                     obj_key = (kind, router.object_name(kind, c.agent))
@@ -336,10 +379,14 @@ class KubernetesServing:
             routes[c.agent] = route
         for agent, route in routes.items():
             router = self.router_for(agent)
-            if not route.weights:  # a shadow over traffic that names a pending version
-                out.append(router.preview_unknown(agent))
+            if not route.weights or agent in pending:  # (e.g. a shadow over pending traffic)
+                pending.setdefault(agent, router)
             else:
                 out += router.preview(agent, route)
+        for agent, router in pending.items():
+            current = routes.get(agent) or router.current(agent)
+            affinity = asked.get(agent, current.affinity if current is not None else None)
+            out.append(router.preview_unknown(agent, affinity))
         return out
 
     def _preview_delete(self, c: Change, kind: str, name: str) -> ObjectPreview:
@@ -403,12 +450,21 @@ def _live(obj: Mapping[str, Any]) -> LiveObject:
     )
 
 
-def _http_route(obj: Mapping[str, Any] | None, services: Mapping[str, int]) -> LiveRoute | None:
-    """An HTTPRoute and the split it carries, its Services mapped to versions by ``services``."""
+def _annotations(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    return obj.get("metadata", {}).get("annotations") or {}
+
+
+def _http_route(
+    obj: Mapping[str, Any] | None, services: Mapping[str, int], persistence: bool
+) -> LiveRoute | None:
+    """An HTTPRoute and what it carries (split, shadow, header routes, affinity), its Services
+    mapped to versions by ``services``; ``persistence``: whether its CRD has sessionPersistence."""
     if obj is None:
         return None
-    weights, shadow, known = ko.route_state(obj, services)
-    return LiveRoute(_live(obj), weights, shadow, known)
+    found = ko.route_state(obj, services, persistence)
+    return LiveRoute(
+        _live(obj), found.weights, found.shadow, found.odd, found.headers, found.affinity
+    )
 
 
 def _agent_service(obj: Mapping[str, Any] | None) -> LiveRoute | None:

@@ -184,6 +184,9 @@ class Desired:
     #: The environment this desired state is (:func:`controller.core.environment.overlay.in_environment`);
     #: None: the manifests as written.
     environment: str | None = None
+    #: The model server's source, run on Kubernetes as ``python -c <source>`` (given by the
+    #: shell that loads the manifests: agentctl's own agent server); "": ``mlflow models serve``.
+    server_script: str = ""
 
     @property
     def kubernetes_defaults(self) -> KubernetesServing | None:

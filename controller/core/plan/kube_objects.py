@@ -2,7 +2,10 @@
 
 Per served version a Deployment (the MLflow model server for ``models:/<model>/<version>``) and a
 Service; per agent a Gateway API HTTPRoute whose weighted ``backendRefs`` carry the traffic split
-and whose ``RequestMirror`` filter carries the shadow. Everything carries the ownership labels
+and whose ``RequestMirror`` filter carries the shadow; header routes are rules of their own before
+that one (a header match wins over the weights), and conversation affinity is the weighted rule's
+``sessionPersistence`` where the cluster's CRD has it (:func:`affinity_note` says when it cannot
+be). Everything carries the ownership labels
 (``app.kubernetes.io/managed-by: agentctl``, agent, version) that observation selects on, and a
 ``agentctl.io/spec-digest`` annotation: the digest of the object as agentctl rendered it, so that a
 re-plan tells "as configured" from "the manifest changed" without a request per object. An
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,6 +34,7 @@ from controller.core.manifest.schema import GatewayRef, KubernetesServing
 from controller.core.state.observed import experiment_name
 
 __all__ = [
+    "AFFINITY_ANNOTATION",
     "AGENT_LABEL",
     "DEFAULT_IMAGE",
     "DIGEST_ANNOTATION",
@@ -42,11 +46,14 @@ __all__ = [
     "VERSION_LABEL",
     "WEIGHTS_ANNOTATION",
     "WRITTEN_BY_ANNOTATION",
+    "RouteReading",
     "Settings",
+    "affinity_note",
     "agent_service",
     "agent_service_name",
     "agent_service_state",
     "availability",
+    "default_rule",
     "deployment",
     "digest",
     "object_name",
@@ -57,6 +64,7 @@ __all__ = [
     "route_state",
     "router_kind",
     "service",
+    "session_persistence",
     "settings_of",
     "split_note",
     "written",
@@ -70,6 +78,9 @@ MODEL_ANNOTATION = "agentctl.io/model"
 DIGEST_ANNOTATION = "agentctl.io/spec-digest"
 WEIGHTS_ANNOTATION = "agentctl.io/weights"
 WRITTEN_BY_ANNOTATION = "agentctl.io/written-by"
+#: An HTTPRoute's conversation affinity as asked for (``header=<name>,cookie=<name>``, either
+#: empty): what is read back as the affinity, sessionPersistence or not.
+AFFINITY_ANNOTATION = "agentctl.io/affinity"
 #: Annotations that are no part of what an object is: its digest leaves them out.
 _UNDIGESTED = frozenset({DIGEST_ANNOTATION, WRITTEN_BY_ANNOTATION})
 #: The label selector of everything agentctl writes: one LIST per kind finds it all.
@@ -96,6 +107,8 @@ class Settings:
     #: ``gateway`` (an HTTPRoute), ``service`` (one Service, split by replicas) or ``auto``
     #: (gateway where the cluster serves the Gateway API, else service).
     router: str = "auto"
+    #: The model server's Python source, run as ``python -c``; "": ``mlflow models serve``.
+    server_script: str = ""
 
 
 def resolve_settings(
@@ -148,7 +161,7 @@ def settings_of(desired: Desired) -> Callable[[str], Settings]:
     workspace = env.manifest.spec.workspace if env is not None else None
 
     def resolved(kube: KubernetesServing | None) -> Settings:
-        s = resolve_settings(kube, defaults)
+        s = replace(resolve_settings(kube, defaults), server_script=desired.server_script)
         if workspace is None:
             return s
         # Model servers load models:/ from the environment's MLflow workspace.
@@ -246,20 +259,23 @@ def deployment(
             # Its traces go to the agent's experiment, where rollout gates read them.
             env.append({"name": "MLFLOW_EXPERIMENT_NAME", "value": experiment_name(model)})
     env += [{"name": k, "value": v} for k, v in sorted(s.env.items())]
+    uri = f"models:/{model}/{version}"
+    if s.server_script:
+        # agentctl's agent server (streaming, OpenAI's /v1/responses, short error bodies, the
+        # version's own provenance on traces), as local serving runs it; its source is given
+        # whole, so the image needs only MLflow.
+        command = ["python", "-c", s.server_script]
+        args = ["--model-uri", uri, "--host", "0.0.0.0", "--port", str(SERVER_PORT),
+                "--agent", agent, "--version", str(version)]  # fmt: skip
+    else:
+        command = ["mlflow", "models", "serve"]
+        args = ["--model-uri", uri, "--host", "0.0.0.0", "--port", str(SERVER_PORT),
+                "--env-manager", "local"]  # fmt: skip
     container: dict[str, Any] = {
         "name": "model-server",
         "image": s.image,
-        "command": ["mlflow", "models", "serve"],
-        "args": [
-            "--model-uri",
-            f"models:/{model}/{version}",
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(SERVER_PORT),
-            "--env-manager",
-            "local",
-        ],
+        "command": command,
+        "args": args,
         "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": "/ping", "port": "http"}, "periodSeconds": 5},
         "livenessProbe": {
@@ -386,6 +402,81 @@ def agent_service_state(obj: Mapping[str, Any]) -> dict[int, int] | None:
     return weights
 
 
+#: Conversation affinity: the (header, cookie) that may carry a conversation id; both None: only
+#: the request body would (which a Gateway cannot read).
+Affinity = tuple[str | None, str | None]
+#: Header routes: (header, value, version), tried in order before the weights.
+Headers = tuple[tuple[str, str, int], ...]
+
+_ODD_SERVICES = "its HTTPRoute routes to Services agentctl does not serve"
+_ODD_RULES = "its HTTPRoute has rules agentctl did not write"
+_ODD_PERSISTENCE = "its HTTPRoute's sessionPersistence is not what its affinity asks for"
+
+
+def session_persistence(affinity: Affinity | None) -> dict[str, str] | None:
+    """The weighted rule's ``sessionPersistence`` (Gateway API GEP-1619) for an affinity: type
+    ``Header`` named by its header if it has one, else type ``Cookie`` named by its cookie; None
+    when it is off or names neither (a Gateway cannot read a conversation id from a body)."""
+    if affinity is None:
+        return None
+    header, cookie = affinity
+    if header is not None:
+        return {"sessionName": header.lower(), "type": "Header"}
+    if cookie is not None:
+        return {"sessionName": cookie, "type": "Cookie"}
+    return None
+
+
+def affinity_note(affinity: Affinity | None, persistence: tuple[bool, str]) -> str:
+    """What the plan says of an HTTPRoute whose affinity the Gateway cannot keep as asked;
+    ``persistence`` is whether the cluster's HTTPRoute CRD has ``sessionPersistence``, and if
+    not, why ("" when there is nothing to say)."""
+    if affinity is None:
+        return ""
+    if session_persistence(affinity) is None:
+        return (
+            "affinity not enforced: a Gateway cannot read a conversation id from a request's "
+            "JSON body (context.conversation_id); give spec.serving.affinity a header or a "
+            "cookie; requests are split by weight"
+        )
+    supported, why = persistence
+    if not supported:
+        return (
+            f"affinity not enforced: {why}; the HTTPRoute carries no sessionPersistence and "
+            "requests are split by weight"
+        )
+    header, cookie = affinity
+    if header is not None and cookie is not None:
+        return (
+            f"affinity: sessionPersistence by header {header.lower()}; cookie {cookie} is not "
+            "used (an HTTPRoute rule has one sessionPersistence)"
+        )
+    return ""
+
+
+def _affinity_text(affinity: Affinity) -> str:
+    return f"header={(affinity[0] or '').lower()},cookie={affinity[1] or ''}"
+
+
+def _affinity_of(text: str) -> Affinity | None:
+    """The affinity an annotation records; None if garbled."""
+    parts = dict(part.partition("=")[::2] for part in text.split(","))
+    if set(parts) != {"header", "cookie"}:
+        return None
+    return (parts["header"] or None, parts["cookie"] or None)
+
+
+def _prefix(agent: str) -> dict[str, Any]:
+    return {"path": {"type": "PathPrefix", "value": f"/agents/{agent}"}}
+
+
+def _rewrite() -> dict[str, Any]:
+    return {
+        "type": "URLRewrite",
+        "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}},
+    }
+
+
 def route(
     namespace: str,
     agent: str,
@@ -393,20 +484,24 @@ def route(
     weights: Mapping[int, int],
     shadow: tuple[int, int] | None,
     s: Settings,
+    headers: Sequence[tuple[str, str, int]] = (),
+    affinity: Affinity | None = None,
+    persistence: bool = False,
 ) -> dict[str, Any]:
-    """The agent's HTTPRoute: ``/agents/<agent>/...`` on the Gateway, rewritten to ``/...``,
-    split by weight over the versions' Services, with the shadow as a RequestMirror filter."""
+    """The agent's HTTPRoute: ``/agents/<agent>/...`` on the Gateway, rewritten to ``/...``.
+
+    One rule per header route, in order (the path and an exact header match, to that version's
+    Service alone), then the default rule: split by weight over the versions' Services, with the
+    shadow as a RequestMirror filter and, where the cluster's CRD has it (``persistence``), the
+    affinity as its ``sessionPersistence``. Gateway API gives the rule with more header matches
+    precedence among equal path matches, so a header route wins over the weights. The affinity
+    asked for is recorded in the ``agentctl.io/affinity`` annotation either way."""
     parent: dict[str, Any] = {"name": s.gateway.name}
     if s.gateway.namespace is not None:
         parent["namespace"] = s.gateway.namespace
     if s.gateway.section_name is not None:
         parent["sectionName"] = s.gateway.section_name
-    filters: list[dict[str, Any]] = [
-        {
-            "type": "URLRewrite",
-            "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}},
-        }
-    ]
+    filters: list[dict[str, Any]] = [_rewrite()]
     if shadow is not None:
         filters.append(
             {
@@ -420,52 +515,132 @@ def route(
     spec: dict[str, Any] = {"parentRefs": [parent]}
     if s.hostnames:
         spec["hostnames"] = list(s.hostnames)
-    spec["rules"] = [
+    rules: list[dict[str, Any]] = [
         {
-            "matches": [{"path": {"type": "PathPrefix", "value": f"/agents/{agent}"}}],
-            "filters": filters,
-            "backendRefs": [
-                {"name": object_name(agent, v), "port": SERVICE_PORT, "weight": weights[v]}
-                for v in sorted(weights)
+            "matches": [
+                {**_prefix(agent), "headers": [{"type": "Exact", "name": h.lower(), "value": v}]}
             ],
+            "filters": [_rewrite()],
+            "backendRefs": [{"name": object_name(agent, n), "port": SERVICE_PORT}],
         }
+        for h, v, n in headers
     ]
+    default: dict[str, Any] = {
+        "matches": [_prefix(agent)],
+        "filters": filters,
+        "backendRefs": [
+            {"name": object_name(agent, v), "port": SERVICE_PORT, "weight": weights[v]}
+            for v in sorted(weights)
+        ],
+    }
+    sticky = session_persistence(affinity) if persistence else None
+    if sticky is not None:
+        default["sessionPersistence"] = sticky
+    spec["rules"] = [*rules, default]
+    meta = _metadata(route_name(agent), namespace, agent, None, model)
+    if affinity is not None:
+        meta["annotations"][AFFINITY_ANNOTATION] = _affinity_text(affinity)
     return _stamped(
         {
             "apiVersion": "gateway.networking.k8s.io/v1",
             "kind": "HTTPRoute",
-            "metadata": _metadata(route_name(agent), namespace, agent, None, model),
+            "metadata": meta,
             "spec": spec,
         }
     )
 
 
+def _has_headers(rule: Mapping[str, Any]) -> bool:
+    return any(m.get("headers") for m in rule.get("matches") or [])
+
+
+def default_rule(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """An HTTPRoute's default rule: its one rule without header matches (None: it has none, or
+    more than one)."""
+    rules = obj.get("spec", {}).get("rules") or []
+    defaults = [r for r in rules if not _has_headers(r)]
+    return defaults[0] if len(defaults) == 1 else None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteReading:
+    """What an HTTPRoute carries, read back: the default rule's split and shadow, the header
+    routes (header lower-cased, value, version) in rule order, the affinity; and ``odd``, why it
+    is not as agentctl writes routes ("": it is)."""
+
+    weights: dict[int, int] = field(default_factory=dict)
+    shadow: tuple[int, int] | None = None
+    headers: Headers = ()
+    affinity: Affinity | None = None
+    odd: str = ""
+
+
+def _from_persistence(found: Any) -> Affinity | None:
+    """The affinity a sessionPersistence stands for, without agentctl's annotation."""
+    if not isinstance(found, Mapping):
+        return None
+    name = str(found.get("sessionName") or "") or None
+    if found.get("type") == "Header":
+        return (name.lower() if name else None, None)
+    return (None, name)
+
+
 def route_state(
-    obj: Mapping[str, Any], versions: Mapping[str, int]
-) -> tuple[dict[int, int], tuple[int, int] | None, bool]:
-    """The (weights, shadow) an HTTPRoute carries, its Services mapped to versions by
-    ``versions`` (Service name -> version); and whether every name it routes to is known."""
+    obj: Mapping[str, Any], versions: Mapping[str, int], persistence: bool = False
+) -> RouteReading:
+    """What an HTTPRoute carries, its Services mapped to versions by ``versions`` (Service name
+    -> version); ``persistence``: whether the cluster's CRD has ``sessionPersistence`` (then the
+    default rule must carry the one its affinity asks for)."""
+    odd: list[str] = []
+    headers: list[tuple[str, str, int]] = []
+    rules = obj.get("spec", {}).get("rules") or []
+    for rule in rules:
+        if not _has_headers(rule):
+            continue
+        matches, refs = rule.get("matches") or [], rule.get("backendRefs") or []
+        found = (matches[0].get("headers") or []) if len(matches) == 1 else []
+        if len(found) != 1 or len(refs) != 1 or found[0].get("type", "Exact") != "Exact":
+            odd.append(_ODD_RULES)
+            continue
+        number = versions.get(str(refs[0].get("name", "")))
+        if number is None:
+            odd.append(_ODD_SERVICES)
+            continue
+        match = found[0]
+        headers.append((str(match.get("name", "")).lower(), str(match.get("value", "")), number))
+    default = default_rule(obj)
+    if default is None:
+        odd.append(_ODD_RULES)
+        default = {}
     weights: dict[int, int] = {}
     shadow: tuple[int, int] | None = None
-    known = True
-    rules = obj.get("spec", {}).get("rules") or []
-    for rule in rules[:1]:
-        for ref in rule.get("backendRefs") or []:
-            number = versions.get(ref.get("name", ""))
-            if number is None:
-                known = False
-                continue
-            weights[number] = weights.get(number, 0) + int(ref.get("weight", 1))
-        for f in rule.get("filters") or []:
-            mirror = f.get("requestMirror") if f.get("type") == "RequestMirror" else None
-            if mirror is None:
-                continue
-            number = versions.get(mirror.get("backendRef", {}).get("name", ""))
-            if number is None:
-                known = False
-                continue
-            shadow = (number, int(mirror.get("percent", 100)))
-    return weights, shadow, known and len(rules) == 1
+    for ref in default.get("backendRefs") or []:
+        number = versions.get(ref.get("name", ""))
+        if number is None:
+            odd.append(_ODD_SERVICES)
+            continue
+        weights[number] = weights.get(number, 0) + int(ref.get("weight", 1))
+    for f in default.get("filters") or []:
+        mirror = f.get("requestMirror") if f.get("type") == "RequestMirror" else None
+        if mirror is None:
+            continue
+        number = versions.get(mirror.get("backendRef", {}).get("name", ""))
+        if number is None:
+            odd.append(_ODD_SERVICES)
+            continue
+        shadow = (number, int(mirror.get("percent", 100)))
+    live = default.get("sessionPersistence")
+    text = (obj.get("metadata", {}).get("annotations") or {}).get(AFFINITY_ANNOTATION)
+    asked = _affinity_of(text) if text is not None else None
+    if asked is None:  # none recorded: what a sessionPersistence set by hand stands for
+        affinity = _from_persistence(live)
+        if text is not None:
+            odd.append(f"its {AFFINITY_ANNOTATION} annotation cannot be read")
+    else:
+        affinity = asked
+        if live != (session_persistence(asked) if persistence else None):
+            odd.append(_ODD_PERSISTENCE)
+    return RouteReading(weights, shadow, tuple(headers), affinity, odd[0] if odd else "")
 
 
 def availability(obj: Mapping[str, Any]) -> tuple[bool, str]:

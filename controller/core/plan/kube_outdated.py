@@ -3,7 +3,9 @@
 The Kubernetes adapter reports the objects it read (:class:`~controller.core.state.cluster.ClusterState`);
 this module renders the objects the desired settings ask for (:mod:`controller.core.plan.kube_objects`)
 and compares: a spec digest that differs, replicas or images changed by hand, a missing object, a
-route on the other router's object, a replica split that no longer matches the weights. The
+route on the other router's object, a replica split that no longer matches the weights, an
+HTTPRoute whose rules are not as agentctl writes them. The route's split, shadow, header routes
+and affinity are read from the object the agent's router uses, for the planner to compare. The
 planner calls :func:`mark_outdated` before it plans a Kubernetes target's serving; what it finds
 becomes the ``outdated`` / ``route_outdated`` reasons that :mod:`controller.core.plan.serving`
 turns into changes.
@@ -58,26 +60,29 @@ def _agent(
         else:
             why = why or outdated(svc, ko.service(ns, agent, server.model, number))
         versions[number] = replace(server, outdated=why)
-    route = _route(ns, agent, router, live, s)
-    if route is None:
+    found = _route(ns, agent, router, live, s, bool(cluster.session_persistence))
+    if found is None:
         return replace(served, versions=versions)
-    model, weights, shadow, why = route
+    route, why = found
     return replace(
         served,
-        model=served.model if served.versions else model,
+        model=served.model if served.versions else route.object.model,
         versions=versions,
-        weights=weights,
-        shadow=shadow,
+        weights=dict(route.weights or {}),
+        shadow=route.shadow,
+        headers=route.headers,
+        affinity=route.affinity,
         route_outdated=why,
     )
 
 
 def _route(
-    ns: str, agent: str, router: str, live: LiveAgent, s: ko.Settings
-) -> tuple[str, dict[int, int], tuple[int, int] | None, str] | None:
-    """An agent's split as its route object carries it (the HTTPRoute for router gateway, its
+    ns: str, agent: str, router: str, live: LiveAgent, s: ko.Settings, persistence: bool
+) -> tuple[LiveRoute, str] | None:
+    """An agent's route as its route object carries it (the HTTPRoute for router gateway, its
     own Service for router service, the other one while the router changes), and why that
-    object is not what agentctl would write now."""
+    object is not what agentctl would write now. ``persistence``: whether the cluster's
+    HTTPRoute CRD has sessionPersistence (an HTTPRoute with affinity is rendered with it)."""
     http, svc = live.http_route, live.agent_service
     mine, other = (http, svc) if router == "gateway" else (svc, http)
     found: LiveRoute | None = mine or other
@@ -87,7 +92,7 @@ def _route(
     weights = dict(found.weights or {})
     shadow = found.shadow
     if found is http:
-        why = "" if found.known else "its HTTPRoute routes to Services agentctl does not serve"
+        why = found.odd
     else:
         why = "" if found.weights is not None else f"its Service has no {ko.WEIGHTS_ANNOTATION}"
     if mine is None:
@@ -97,7 +102,9 @@ def _route(
         }[router]
     elif not why:
         want = (
-            ko.route(ns, agent, model, weights, shadow, s)
+            ko.route(
+                ns, agent, model, weights, shadow, s, found.headers, found.affinity, persistence
+            )
             if router == "gateway"
             else ko.agent_service(ns, agent, model, weights)
         )
@@ -113,7 +120,7 @@ def _route(
                 break
     if not why and mine is not None and other is not None:
         why = f"its {'Service' if router == 'gateway' else 'HTTPRoute'} is left over"
-    return model, weights, shadow, why
+    return found, why
 
 
 def outdated(live: LiveObject, want: Mapping[str, Any], replicas: bool = True) -> str:

@@ -28,17 +28,27 @@ class LiveObject:
 
 @dataclass(frozen=True, slots=True)
 class LiveRoute:
-    """An agent's route object, and the split it carries: its HTTPRoute (router gateway) or its
-    own Service (router service).
+    """An agent's route object, and what it carries: its HTTPRoute (router gateway) or its own
+    Service (router service).
 
     ``weights`` is None when the split cannot be read (a Service without its weights
-    annotation); ``known`` is False when an HTTPRoute names a Service agentctl does not serve,
-    or has other than one rule."""
+    annotation). An HTTPRoute also carries header routes (``headers``: (header, value, version)
+    in rule order) and conversation affinity (``affinity``: (header, cookie); None: off), which
+    a Service cannot. ``odd`` says why an HTTPRoute is not as agentctl writes routes (it names a
+    Service agentctl does not serve, its rules are of another shape, its sessionPersistence is
+    not what its affinity asks for); empty: it is."""
 
     object: LiveObject
     weights: Mapping[int, int] | None = field(default_factory=dict)
     shadow: tuple[int, int] | None = None
-    known: bool = True
+    odd: str = ""
+    headers: tuple[tuple[str, str, int], ...] = ()
+    affinity: tuple[str | None, str | None] | None = None
+
+    @property
+    def known(self) -> bool:
+        """Whether the route is as agentctl writes routes (nothing ``odd``)."""
+        return not self.odd
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +65,11 @@ class LiveAgent:
 @dataclass(frozen=True, slots=True)
 class ClusterState:
     """The namespace agentctl serves in, whether the cluster serves the Gateway API, and every
-    agent's live objects."""
+    agent's live objects. ``session_persistence`` says whether the cluster's HTTPRoute CRD has
+    ``sessionPersistence`` in its rules (Gateway API's experimental channel); None: not read,
+    since no HTTPRoute asks for affinity."""
 
     namespace: str
     gateway_api: bool
     agents: Mapping[str, LiveAgent] = field(default_factory=dict)
+    session_persistence: bool | None = None

@@ -137,6 +137,23 @@ def test_router_service_with_a_shadow_is_a_manifest_error(tmp_path: Path) -> Non
     assert "router service cannot mirror traffic" in err.message
 
 
+def test_router_service_with_header_routes_or_affinity_is_a_manifest_error(
+    tmp_path: Path,
+) -> None:
+    manifest = GOOD + (
+        "    routes:\n      - {header: x-a, value: b, alias: champion}\n"
+        "    affinity: {header: x-session-id}\n"
+        "    kubernetes:\n      router: service\n"
+    )
+    errors = errors_of(write_repo(tmp_path, manifest))
+    assert [(e.field, e.location.line if e.location else 0) for e in errors] == [
+        ("spec.serving.routes", 17),
+        ("spec.serving.affinity", 19),
+    ]
+    assert "cannot express header routes" in errors[0].message
+    assert "router gateway" in errors[1].message
+
+
 def _dep(**status: Any) -> dict[str, Any]:
     return {"metadata": {"generation": 2}, "spec": {"replicas": 2}, "status": status}
 
@@ -244,3 +261,215 @@ def test_the_written_by_annotation_is_no_part_of_the_digest() -> None:
     # The same object written by another agentctl has the same digest: nothing rolls.
     assert ko.digest(stamped) == ko.digest(ko.written(dep, "agentctl 10.0"))
     assert ko.digest(stamped) == annotations[ko.DIGEST_ANNOTATION]
+
+
+# -- the HTTPRoute: header routes before the weights, affinity as sessionPersistence ----------
+
+VERSIONS = {"bot-v1": 1, "bot-v2": 2}
+HEADERS = (("X-Agent-Version", "canary", 2), ("x-tester", "alice", 1))
+PREFIX = {"path": {"type": "PathPrefix", "value": "/agents/bot"}}
+REWRITE = {
+    "type": "URLRewrite",
+    "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}},
+}
+
+
+def _route(affinity: Any = None, persistence: bool = False) -> dict[str, Any]:
+    return ko.route(
+        "ns", "bot", "bot", {1: 80, 2: 20}, (2, 10), ko.Settings(), HEADERS, affinity, persistence
+    )
+
+
+def test_header_routes_are_rules_before_the_weighted_one_in_manifest_order() -> None:
+    rules = _route()["spec"]["rules"]
+    assert rules[:2] == [
+        {
+            "matches": [
+                {
+                    **PREFIX,
+                    "headers": [{"type": "Exact", "name": "x-agent-version", "value": "canary"}],
+                }
+            ],
+            "filters": [REWRITE],
+            "backendRefs": [{"name": "bot-v2", "port": 80}],
+        },
+        {
+            "matches": [
+                {**PREFIX, "headers": [{"type": "Exact", "name": "x-tester", "value": "alice"}]}
+            ],
+            "filters": [REWRITE],
+            "backendRefs": [{"name": "bot-v1", "port": 80}],
+        },
+    ]
+    default = rules[2]
+    assert default["matches"] == [PREFIX]
+    assert [f["type"] for f in default["filters"]] == ["URLRewrite", "RequestMirror"]
+    assert [(b["name"], b["weight"]) for b in default["backendRefs"]] == [
+        ("bot-v1", 80),
+        ("bot-v2", 20),
+    ]
+    assert "sessionPersistence" not in default
+    assert ko.AFFINITY_ANNOTATION not in _route()["metadata"]["annotations"]
+    assert ko.default_rule(_route()) == default
+    # without header routes: the one rule of before, and the same digest
+    plain = ko.route("ns", "bot", "bot", {1: 100}, None, ko.Settings())
+    assert len(plain["spec"]["rules"]) == 1 and ko.default_rule(plain) is not None
+
+
+@pytest.mark.parametrize(
+    ("affinity", "persistence", "sticky"),
+    [
+        (("x-session-id", None), True, {"sessionName": "x-session-id", "type": "Header"}),
+        (("x-session-id", "sid"), True, {"sessionName": "x-session-id", "type": "Header"}),
+        ((None, "sid"), True, {"sessionName": "sid", "type": "Cookie"}),
+        ((None, None), True, None),  # only the body would carry it: a Gateway cannot read it
+        (("x-session-id", None), False, None),  # the CRD has no sessionPersistence
+        (None, True, None),
+    ],
+)
+def test_session_persistence_is_written_only_where_the_crd_has_it(
+    affinity: Any, persistence: bool, sticky: dict[str, str] | None
+) -> None:
+    obj = _route(affinity, persistence)
+    rules = obj["spec"]["rules"]
+    assert rules[-1].get("sessionPersistence") == sticky
+    assert all("sessionPersistence" not in r for r in rules[:-1])
+    recorded = obj["metadata"]["annotations"].get(ko.AFFINITY_ANNOTATION)
+    assert recorded == (
+        None if affinity is None else f"header={affinity[0] or ''},cookie={affinity[1] or ''}"
+    )
+
+
+@pytest.mark.parametrize("persistence", [True, False])
+@pytest.mark.parametrize("affinity", [("x-session-id", "sid"), (None, "sid"), (None, None), None])
+def test_an_httproute_reads_back_as_it_was_rendered(affinity: Any, persistence: bool) -> None:
+    obj = _route(affinity, persistence)
+    found = ko.route_state(obj, VERSIONS, persistence)
+    assert found == ko.RouteReading(
+        {1: 80, 2: 20},
+        (2, 10),
+        (("x-agent-version", "canary", 2), ("x-tester", "alice", 1)),
+        affinity,
+        "",
+    )
+    again = ko.route(
+        "ns", "bot", "bot", found.weights, found.shadow, ko.Settings(), found.headers,
+        found.affinity, persistence,
+    )  # fmt: skip
+    assert again == obj  # the same object, so the same digest: no perpetual diff
+
+
+def _edited(edit: Any, affinity: Any = ("x-session-id", None)) -> ko.RouteReading:
+    obj = _route(affinity, persistence=True)
+    edit(obj["spec"]["rules"], obj["metadata"]["annotations"])
+    return ko.route_state(obj, VERSIONS, persistence=True)
+
+
+def test_a_hand_edited_httproute_reads_back_as_drift() -> None:
+    def value(rules: Any, _: Any) -> None:
+        rules[0]["matches"][0]["headers"][0]["value"] = "edited"
+
+    found = _edited(value)
+    assert found.headers[0] == ("x-agent-version", "edited", 2) and found.odd == ""
+
+    def removed(rules: Any, _: Any) -> None:
+        del rules[1]
+
+    assert _edited(removed).headers == (("x-agent-version", "canary", 2),)
+
+    def sticky(rules: Any, _: Any) -> None:
+        rules[-1]["sessionPersistence"]["sessionName"] = "x-other"
+
+    assert _edited(sticky).odd == (
+        "its HTTPRoute's sessionPersistence is not what its affinity asks for"
+    )
+
+    def foreign(rules: Any, _: Any) -> None:
+        rules[0]["backendRefs"][0]["name"] = "theirs"
+
+    found = _edited(foreign)
+    assert found.odd == "its HTTPRoute routes to Services agentctl does not serve"
+    assert found.headers == (("x-tester", "alice", 1),)
+
+    def two_defaults(rules: Any, _: Any) -> None:
+        rules.append(dict(rules[-1]))
+
+    assert _edited(two_defaults).odd == "its HTTPRoute has rules agentctl did not write"
+
+    def two_headers(rules: Any, _: Any) -> None:
+        rules[0]["matches"][0]["headers"].append({"type": "Exact", "name": "b", "value": "c"})
+
+    assert _edited(two_headers).odd == "its HTTPRoute has rules agentctl did not write"
+
+    # sessionPersistence added by hand to a route without affinity: read as the affinity it
+    # stands for (the manifest asks for none: the next apply removes it)
+    def added(rules: Any, annotations: Any) -> None:
+        rules[-1]["sessionPersistence"] = {"sessionName": "SID", "type": "Cookie"}
+
+    found = _edited(added, affinity=None)
+    assert (found.affinity, found.odd) == ((None, "SID"), "")
+
+
+def test_verify_finds_the_default_rule_among_header_rules() -> None:
+    obj = _route()
+    assert ko.default_rule(obj) == obj["spec"]["rules"][-1]
+    obj["spec"]["rules"] = obj["spec"]["rules"][:2]  # header rules only
+    assert ko.default_rule(obj) is None
+
+
+@pytest.mark.parametrize(
+    ("affinity", "persistence", "note"),
+    [
+        (None, (False, "no CRD"), ""),
+        (("x-session-id", None), (True, ""), ""),
+        (
+            ("x-session-id", None),
+            (False, "the cluster's HTTPRoute CRD has no sessionPersistence"),
+            "affinity not enforced: the cluster's HTTPRoute CRD has no sessionPersistence; the "
+            "HTTPRoute carries no sessionPersistence and requests are split by weight",
+        ),
+        (
+            (None, None),
+            (True, ""),
+            "affinity not enforced: a Gateway cannot read a conversation id from a request's "
+            "JSON body (context.conversation_id); give spec.serving.affinity a header or a "
+            "cookie; requests are split by weight",
+        ),
+        (
+            ("x-session-id", "sid"),
+            (True, ""),
+            "affinity: sessionPersistence by header x-session-id; cookie sid is not used (an "
+            "HTTPRoute rule has one sessionPersistence)",
+        ),
+    ],
+)
+def test_the_plan_says_when_affinity_cannot_be_kept(
+    affinity: Any, persistence: tuple[bool, str], note: str
+) -> None:
+    assert ko.affinity_note(affinity, persistence) == note
+
+
+def test_the_model_server_is_the_agent_server_given_whole_when_the_shell_gives_it() -> None:
+    """agentctl's shells load manifests with the agent server's source (sources.with_server):
+    the pod runs it with ``python -c``; without it, ``mlflow models serve``."""
+    from controller.app.sources import with_server
+    from controller.core.manifest.desired import Desired
+    from controller.core.plan.kube_objects import settings_of
+
+    desired = with_server(Desired(()))
+    assert "def main" in desired.server_script
+    assert "import controller" not in desired.server_script
+    assert "from controller" not in desired.server_script
+    s = settings_of(desired)("bot")
+    dep = ko.deployment("ns", "bot", "bot-model", 3, s)
+    [container] = dep["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-c", desired.server_script]
+    assert container["args"] == [
+        "--model-uri", "models:/bot-model/3", "--host", "0.0.0.0", "--port", "8080",
+        "--agent", "bot", "--version", "3",
+    ]  # fmt: skip
+    plain = ko.deployment("ns", "bot", "bot-model", 3, ko.Settings())
+    assert plain["spec"]["template"]["spec"]["containers"][0]["command"] == [
+        "mlflow", "models", "serve",
+    ]  # fmt: skip
+    assert ko.digest(dep) != ko.digest(plain)

@@ -176,6 +176,63 @@ def test_a_route_to_services_agentctl_does_not_serve_is_outdated() -> None:
     state = cluster_state(snapshot)
     bot = state.agents["bot"]
     assert bot.http_route is not None
-    unknown = replace(bot, http_route=replace(bot.http_route, known=False))
+    odd = "its HTTPRoute routes to Services agentctl does not serve"
+    unknown = replace(bot, http_route=replace(bot.http_route, odd=odd))
+    assert not unknown.http_route.known
     snapshot = replace(snapshot, cluster=replace(state, agents={"bot": unknown}))
-    assert why(snapshot, GATEWAY)[1] == "its HTTPRoute routes to Services agentctl does not serve"
+    assert why(snapshot, GATEWAY)[1] == odd
+
+
+# -- header routes and affinity: read back from the HTTPRoute, compared as rendered -----------
+
+HEADERS = (("x-agent-version", "canary", 2), ("x-tester", "alice", 1))
+
+
+def routed(
+    obj: Mapping[str, Any], weights: dict[int, int], persistence: bool | None
+) -> ServingSnapshot:
+    """Agent ``bot`` routed by ``obj`` (an HTTPRoute as the API server has it), read back as the
+    adapter reads it; ``persistence``: whether the cluster's CRD has sessionPersistence (None:
+    not read)."""
+    snapshot = cluster(GATEWAY, weights)
+    state = cluster_state(snapshot)
+    found = ko.route_state(obj, {f"bot-v{v}": v for v in weights}, bool(persistence))
+    http = LiveRoute(
+        live_route(obj), found.weights, found.shadow, found.odd, found.headers, found.affinity
+    )
+    bot = replace(state.agents["bot"], http_route=http)
+    return replace(
+        snapshot,
+        cluster=replace(state, agents={"bot": bot}, session_persistence=persistence),
+    )
+
+
+@pytest.mark.parametrize("persistence", [True, False])
+@pytest.mark.parametrize("affinity", [("x-session-id", None), (None, "sid"), (None, None), None])
+def test_a_route_with_header_routes_and_affinity_as_written_is_not_outdated(
+    persistence: bool, affinity: tuple[str | None, str | None] | None
+) -> None:
+    weights = {1: 80, 2: 20}
+    obj = ko.route(NS, "bot", "bot", weights, (2, 10), GATEWAY, HEADERS, affinity, persistence)
+    agent = mark_outdated(routed(obj, weights, persistence), lambda name: GATEWAY).agents["bot"]
+    assert agent.route_outdated == ""
+    assert (agent.headers, agent.affinity, agent.shadow) == (HEADERS, affinity, (2, 10))
+
+
+def test_a_route_written_before_the_crd_had_session_persistence_is_outdated() -> None:
+    weights = {1: 100}
+    before = ko.route(NS, "bot", "bot", weights, None, GATEWAY, (), ("x-session-id", None))
+    agent = mark_outdated(routed(before, weights, True), lambda name: GATEWAY).agents["bot"]
+    assert agent.route_outdated == (
+        "its HTTPRoute's sessionPersistence is not what its affinity asks for"
+    )
+    assert agent.affinity == ("x-session-id", None)  # as asked: the route is written again
+
+
+def test_a_header_route_edited_by_hand_is_read_as_it_is_now() -> None:
+    weights = {1: 80, 2: 20}
+    obj = ko.route(NS, "bot", "bot", weights, None, GATEWAY, HEADERS)
+    obj["spec"]["rules"][0]["matches"][0]["headers"][0]["value"] = "edited"
+    agent = mark_outdated(routed(obj, weights, None), lambda name: GATEWAY).agents["bot"]
+    assert agent.headers == (("x-agent-version", "edited", 2), HEADERS[1])
+    assert agent.route_outdated == "its HTTPRoute differs from what the manifest asks for"
