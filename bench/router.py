@@ -10,6 +10,11 @@ the same request straight to the model server and through the router:
 - throughput: 32 concurrent clients, in rounds alternating direct and routed (requests/s, p50,
   p99); through the router >= 90 % of direct.
 
+- time to first byte of a streamed answer (``"stream": true``: the ResponsesAgent's
+  ``predict_stream`` events as server-sent events): one client, alternating direct and routed
+  (p50, p99 of the first chunk's arrival, and of the last); the router's added p50 is the goal
+  (<= 1 ms), and its streamed answers must carry the same events as direct ones.
+
 Printed as measured / goal / ratio. Not a pass/fail test: run it with `make bench-router` or
 `.venv/bin/python bench/router.py [--requests N]`.
 """
@@ -96,6 +101,35 @@ async def paired(direct: str, router: str, total: int) -> tuple[list[float], lis
     return out[direct], out[router]
 
 
+async def first_bytes(
+    direct: str, router: str, total: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """One client, alternating direct and routed streamed requests: per URL, the seconds to the
+    first chunk ("first") and to the end ("last"); every streamed answer is checked to be
+    server-sent events ending in ``data: [DONE]``, the same events direct and routed."""
+    payload = json.dumps({**BODY, "stream": True}).encode()
+    headers = {"Content-Type": "application/json"}
+    out: dict[str, dict[str, list[float]]] = {
+        u: {"first": [], "last": []} for u in (direct, router)
+    }
+    bodies: dict[str, bytes] = {}
+    async with aiohttp.ClientSession() as http:
+        for i in range(total * 2):
+            url = direct if i % 2 == 0 else router
+            start = time.perf_counter()
+            async with http.post(url, data=payload, headers=headers) as resp:
+                assert resp.status == 200, resp.status
+                assert resp.headers["Content-Type"].startswith("text/event-stream")
+                first = await resp.content.readany()
+                out[url]["first"].append(time.perf_counter() - start)
+                body = first + await resp.content.read()
+                out[url]["last"].append(time.perf_counter() - start)
+            assert body.rstrip().endswith(b"data: [DONE]"), body[-200:]
+            bodies.setdefault(url, body)
+    assert bodies[direct] == bodies[router], "the router changed the streamed events"
+    return out[direct], out[router]
+
+
 def summary(latencies: list[float], wall: float) -> dict[str, float]:
     return {
         "p50_ms": pct(latencies, 50) * 1000,
@@ -133,6 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=3000, help="per measurement")
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--streams", type=int, default=500, help="streamed requests each way")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="agentctl-bench-"))
@@ -148,12 +183,15 @@ def main() -> None:
         router_url = f"{state['router']}/agents/support-bot/invocations"
 
         print(f"machine: {os.cpu_count()} cores; {args.requests} requests per measurement")
-        print("model server: mlflow models serve (1 uvicorn worker), tracing to sqlite")
+        print("model server: agentctl's agent server (MLflow's scoring server + streaming, 1 "
+              "uvicorn worker), tracing to sqlite")  # fmt: skip
         asyncio.run(paired(direct_url, router_url, 100))  # warm-up
         d, r = asyncio.run(paired(direct_url, router_url, args.requests // 2))
         # One client: its rate is the inverse of its latency, each measured on its own requests.
         one_direct, one_router = summary(d, sum(d)), summary(r, sum(r))
         many_direct, many_router = rounds(direct_url, router_url, args.clients, args.requests)
+        asyncio.run(first_bytes(direct_url, router_url, 50))  # warm-up
+        s_direct, s_router = asyncio.run(first_bytes(direct_url, router_url, args.streams))
     finally:
         try:
             agentctl(work, "down")
@@ -190,6 +228,18 @@ def main() -> None:
         f"{share:10.2f} {'>= 0.90':>8} {share / 0.9:7.2f}"
     )
     print(f"{f'(p50 added at {args.clients} clients, ms)':44} {added_32:10.2f}")
+
+    print(f"\n{'streamed, 1 client':24} {'first p50':>10} {'first p99':>10} {'last p50':>9}")
+    for name, got in (("direct", s_direct), ("router", s_router)):
+        print(
+            f"{name:24} {pct(got['first'], 50) * 1000:10.2f} {pct(got['first'], 99) * 1000:10.2f} "
+            f"{pct(got['last'], 50) * 1000:9.2f}"
+        )
+    ttfb = (pct(s_router["first"], 50) - pct(s_direct["first"], 50)) * 1000
+    print(
+        f"{'time to first byte added by the router (ms)':44} {ttfb:10.2f} {'<= 1':>8} "
+        f"{ttfb / 1.0:7.2f}"
+    )
 
 
 if __name__ == "__main__":
