@@ -366,14 +366,23 @@ def _check_settings(
                 "(the Gateway API's RequestMirror filter)",
                 agent.name,
             )
-        for key, what in (("routes", "header routes"), ("affinity", "conversation affinity")):
-            if (
-                settings.router == "service"
-                and getattr(serving, key)
-                and not b.validated.affects(("spec", "serving", key))
-            ):
+        rollout = agent.manifest.spec.rollout
+        asked = (
+            (("spec", "serving", "routes"), "header routes", bool(serving.routes)),
+            (
+                ("spec", "serving", "affinity"),
+                "conversation affinity",
+                serving.affinity is not None,
+            ),
+            (
+                ("spec", "rollout", "headerRoute"),
+                "a rollout's header route",
+                rollout is not None and rollout.header_route is not None,
+            ),
+        )
+        for path, what, given in asked:
+            if settings.router == "service" and given and not b.validated.affects(path):
                 ok = False
-                path = ("spec", "serving", key)
                 whence = "" if own and own.router else f" (router service from {DEFAULTS_KIND})"
                 out.error(
                     agent.location(path),

@@ -74,6 +74,22 @@ class Slow(ResponsesAgent):
 mlflow.models.set_model(Slow())
 """
 
+#: A ResponsesAgent with predict only (as the example summarizer): "stream": true still answers.
+PLAIN = """
+import mlflow
+from mlflow.pyfunc import ResponsesAgent
+from mlflow.types.responses import ResponsesAgentResponse
+
+
+class Plain(ResponsesAgent):
+    def predict(self, request):
+        item = self.create_text_output_item(text="all at once", id="p1")
+        return ResponsesAgentResponse(output=[item], custom_outputs={"k": "v"})
+
+
+mlflow.models.set_model(Plain())
+"""
+
 DOUBLE = """
 import mlflow
 
@@ -178,11 +194,13 @@ def registered(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFac
     """The three models, logged and registered once for the module (names of their own)."""
     work = tmp_path_factory.mktemp("agents")
     suffix = uuid.uuid4().hex[:6]
-    names = {"bot": f"as-bot-{suffix}", "slow": f"as-slow-{suffix}", "double": f"as-double-{suffix}"}  # fmt: skip
+    names = {"bot": f"as-bot-{suffix}", "slow": f"as-slow-{suffix}", "double": f"as-double-{suffix}",
+             "plain": f"as-plain-{suffix}"}  # fmt: skip
     shutil.copy(BOT / "agent.py", work / "bot.py")
     (work / "bot.yaml").write_text((BOT / "config.yaml").read_text() + 'fail_on: "explode"\n')
     (work / "slow.py").write_text(SLOW)
     (work / "double.py").write_text(DOUBLE)
+    (work / "plain.py").write_text(PLAIN)
     specs = [
         {
             "name": names["bot"],
@@ -192,6 +210,7 @@ def registered(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFac
         },
         {"name": names["slow"], "code": str(work / "slow.py"), "ask": QUESTION},
         {"name": names["double"], "code": str(work / "double.py")},
+        {"name": names["plain"], "code": str(work / "plain.py")},
     ]
     for spec in specs:
         spec["experiment"] = f"/agentctl/{spec['name']}"
@@ -346,8 +365,10 @@ def test_a_stream_that_fails_midway_ends_with_an_error_event_and_no_traceback(sl
     ]  # fmt: skip
     assert "delta" in events[0][2]
     events = sse(slow, "/v1/responses", {"model": "m", "input": "explode", "stream": True})
-    name, data = events[-1][1], events[-1][2]
+    name, data = events[-2][1], events[-2][2]
     assert name == "error" and data["type"] == "error" and data["code"] == "server_error"
+    name, data = events[-1][1], events[-1][2]
+    assert name == "response.failed" and data["response"]["status"] == "failed"
     assert "Traceback" not in json.dumps([e[2] for e in events])
     assert "RuntimeError: injected fault mid-stream" in slow.output()
 
@@ -478,3 +499,72 @@ def test_an_agent_that_fails_to_load_never_listens_and_the_supervisor_names_its_
     said = agent_failure(server.output())
     assert said is not None and said.startswith("slow.py:"), server.output()[-3000:]
     assert "ConnectionError: the vector store" in said and "agent_server" not in said, said
+
+
+def test_an_agent_without_predict_stream_streams_its_predict_answer(
+    registered: Registered, tmp_path: Path
+) -> None:
+    """As `mlflow models serve` answered "stream": true with predict's output: one event per
+    output item, and OpenAI's stream, custom outputs kept on the non-streamed response."""
+    from openai import OpenAI
+
+    server = agent_server(registered, "plain", tmp_path, "-m")
+    try:
+        events = sse(server, "/invocations", {**QUESTION, "stream": True})
+        assert [d["type"] for _, _, d in events[:-1]] == ["response.output_item.done"]
+        assert events[0][2]["item"]["content"][0]["text"] == "all at once"
+        assert events[-1][2] == "[DONE]"
+        client = OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+        with client.responses.stream(model="plain", input="hi") as stream:
+            final = stream.get_final_response()
+        assert final.output_text == "all at once"
+        answer = client.responses.create(model="plain", input="hi")
+        assert answer.model_extra is not None and answer.model_extra["custom_outputs"] == {"k": "v"}
+    finally:
+        server.stop()
+
+
+def test_through_the_router_each_event_arrives_as_it_is_produced(slow: Server) -> None:
+    """The real router (as the daemon runs it) in front of the real server of the slow agent:
+    each streamed event reaches the caller when the agent yields it, not when the next does."""
+    import aiohttp
+    from aiohttp import web
+
+    from controller.adapters.local.router import Router
+    from controller.adapters.local.routing import Route
+    from controller.adapters.local.supervisor import ModelServer
+
+    async def run() -> list[tuple[float, dict[str, Any]]]:
+        async with aiohttp.ClientSession() as session:
+            served = ModelServer("slow", "slow", 1, env={}, log_path=Path(os.devnull),
+                                 session=session, port=slow.port)  # fmt: skip
+            served.ready = True
+            router = Router({"slow": {1: served}})
+            router.set_route("slow", Route.of({1: 100}))
+            runner = web.AppRunner(router.app(), access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            url = f"http://127.0.0.1:{runner.addresses[0][1]}/agents/slow/invocations"
+            out: list[tuple[float, dict[str, Any]]] = []
+            try:
+                async with session.post(url, json={**QUESTION, "stream": True}) as resp:
+                    assert resp.status == 200 and resp.headers["X-Agentctl-Version"] == "1"
+                    buffer = b""
+                    async for chunk in resp.content.iter_any():
+                        buffer += chunk
+                        while b"\n\n" in buffer:
+                            block, buffer = buffer.split(b"\n\n", 1)
+                            data = block.decode().removeprefix("data: ")
+                            if data != "[DONE]":
+                                out.append((time.time(), json.loads(data)))
+            finally:
+                await runner.cleanup()
+            return out
+
+    events = asyncio.run(run())
+    deltas = [(at, d) for at, d in events if "delta" in d]
+    assert len(deltas) == 5
+    lags = [at - d["custom_outputs"]["produced"] for at, d in deltas]
+    assert all(-0.05 < lag < 0.2 for lag in lags), lags
+    assert deltas[-1][0] - deltas[0][0] > 1.0

@@ -52,6 +52,9 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
+#: What Kubernetes Deployments record of this server (``agentctl.io/model-server``): raise it
+#: when a change must reach running pods; other changes of this file roll no pod by themselves.
+SERVER_VERSION = "1"
 #: Version tags as controller.core.state.observed names them (copied: nothing is imported here).
 COMMIT_TAG = "agentctl.io/commit"
 DIGEST_TAG = "agentctl.io/source-digest"
@@ -108,7 +111,7 @@ def safe_error(
     the stack trace mlflow put in it, for the log."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     v1 = path.startswith("/v1/")
     ours = isinstance(data, dict) and ("error" if v1 else "request_id") in data
@@ -129,7 +132,7 @@ def wants_stream(content_type: str | None, body: bytes) -> bool:
         return False
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to read
         return False
     return isinstance(data, dict) and data.get("stream") is True
 
@@ -266,7 +269,15 @@ class ResponsesStream(InvocationsStream):
 
     def _done(self, index: int, item: Any) -> list[Event]:
         self.done[index] = item = openai_item(item)
-        return [self._event("response.output_item.done", output_index=index, item=item)]
+        out = []
+        key = next((k for k, i in self.index.items() if i == index), "")
+        if key in self.text:  # the text part this server opened: closed before its item
+            text = output_text([item]) or self.text[key]
+            ids = {"item_id": key, "output_index": index, "content_index": 0}
+            part = {"type": "output_text", "text": text, "annotations": []}
+            out += [self._event("response.output_text.done", **ids, text=text, logprobs=[]),
+                    self._event("response.content_part.done", **ids, part=part)]  # fmt: skip
+        return [*out, self._event("response.output_item.done", output_index=index, item=item)]
 
     def start(self) -> list[Any]:
         response = response_object(*self.ids, [], "in_progress")
@@ -315,7 +326,12 @@ class ResponsesStream(InvocationsStream):
         return [*out, self._event("response.completed", response=response)]
 
     def fail(self, message: str) -> list[Any]:
-        return [self._event("error", code="server_error", message=short(message), param=None)]
+        said = short(message)
+        output = [self.done.get(i, self.added[i]) for i in sorted(self.added)]
+        response = response_object(*self.ids, output, "failed")
+        response["error"] = {"code": "server_error", "message": said}
+        return [self._event("error", code="server_error", message=said, param=None),
+                self._event("response.failed", response=response)]  # fmt: skip
 
     def frame(self, event: Any) -> str:
         return sse(event, event["type"])
@@ -387,6 +403,14 @@ async def in_thread(make: Callable[[], Iterator[Any]]) -> AsyncIterator[Any]:
         stop.set()
 
 
+def as_events(answer: Any) -> Iterator[Event]:
+    """A ResponsesAgent's whole answer as the events a stream of it ends with: each output
+    item done."""
+    answer = answer if isinstance(answer, Mapping) else dict(answer)
+    for item in answer.get("output") or []:
+        yield {"type": "response.output_item.done", "item": item}
+
+
 def is_responses_agent(model: Any) -> bool:
     from mlflow.pyfunc.model import ResponsesAgent
 
@@ -398,7 +422,7 @@ def is_responses_agent(model: Any) -> bool:
     return isinstance(raw, ResponsesAgent) or task == "agent/v1/responses"
 
 
-def build_app(model: Any, agent: str, version: str) -> Any:
+def build_app(model: Any, agent: str, version: str, aliases: bool = True) -> Any:
     """mlflow's scoring server app for ``model``, with streams on /invocations and /v1/*."""
     import pydantic
     from fastapi import Request
@@ -415,10 +439,13 @@ def build_app(model: Any, agent: str, version: str) -> Any:
     def failure(exc: BaseException, rid: str, v1: bool) -> tuple[int, str]:
         """The status and message of the agent's exception, logged with its traceback."""
         log(f"{agent} version {version} failed", rid, exc)
+        # Its first line only ("1 validation error for ResponsesAgentRequest"), and MLflow's
+        # error code: nothing of the values or internals the agent's own code may carry.
         if isinstance(exc, pydantic.ValidationError):
-            return 400, str(exc)
+            return 400, str(exc).splitlines()[0]
         if isinstance(exc, MlflowException):
-            return exc.get_http_status_code(), exc.message  # type: ignore[no-untyped-call]
+            status = exc.get_http_status_code()  # type: ignore[no-untyped-call]
+            return status, f"the agent raised MlflowException ({exc.error_code})"
         return (500 if v1 else 400), f"the agent raised {type(exc).__name__}"
 
     def error(v1: bool, rid: str, status: int, message: str, param: str | None = None) -> Response:
@@ -432,6 +459,16 @@ def build_app(model: Any, agent: str, version: str) -> Any:
             first = [await anext(events)]
         except StopAsyncIteration:
             first = []
+        except NotImplementedError:
+            # An agent without predict_stream: its predict's answer, one event per output item
+            # (as `mlflow models serve` answered "stream": true with predict's output).
+            events = in_thread(lambda: as_events(model.predict(payload)))
+            try:
+                first = [await anext(events)]
+            except StopAsyncIteration:
+                first = []
+            except Exception as exc:
+                return error(v1, rid, *failure(exc, rid, v1))
         except Exception as exc:
             return error(v1, rid, *failure(exc, rid, v1))
 
@@ -469,8 +506,9 @@ def build_app(model: Any, agent: str, version: str) -> Any:
             body = json.loads(await request.body())
             payload = agent_request(body, chat)
             ResponsesAgentRequest(**payload)
-        except ValueError as exc:  # not JSON, or pydantic's ValidationError
-            return error(True, rid, 400, f"invalid request: {exc}")
+        except (ValueError, RecursionError) as exc:  # not JSON, or pydantic's ValidationError
+            said = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return error(True, rid, 400, f"invalid request: {said}")
         except BadRequest as exc:
             return error(True, rid, 400, exc.message, exc.param)
         name = body["model"] if isinstance(body.get("model"), str) and body["model"] else agent
@@ -487,9 +525,11 @@ def build_app(model: Any, agent: str, version: str) -> Any:
         if chat:
             return JSONResponse(chat_completion(answer_id, created, name, output))
         usage = result.get("usage")
-        return JSONResponse(response_object(answer_id, created, name, output, "completed", usage))
+        answer = response_object(answer_id, created, name, output, "completed", usage)
+        if result.get("custom_outputs") is not None:  # the SDK keeps it in model_extra
+            answer["custom_outputs"] = result["custom_outputs"]
+        return JSONResponse(answer)
 
-    @app.get("/agentctl/aliases/{alias}")  # type: ignore[untyped-decorator]
     async def alias_version(alias: str) -> Response:
         """The version an alias of this version's registered model names now (the local router
         pins OpenAI's ``model: <agent>@<alias>`` with it): 200 ``{"version"}``, 404 if none."""
@@ -504,6 +544,9 @@ def build_app(model: Any, agent: str, version: str) -> Any:
         if named is None:
             return JSONResponse({"message": f"no alias '{alias}'"}, 404)
         return JSONResponse({"version": named})
+
+    if aliases:  # for the local router only: a server on 127.0.0.1, not one behind a Gateway
+        app.get("/agentctl/aliases/{alias}")(alias_version)
 
     @app.post("/v1/responses")  # type: ignore[untyped-decorator]
     async def responses(request: Request) -> Response:
@@ -656,14 +699,21 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     metadata = provenance(args.model_uri, version_tags(*found.groups()) if found else {})
 
+    context = getattr(mlflow.tracing, "context", None)
+    if context is None:  # an MLflow older than 3.x's tracing.context (a custom image)
+        log("this MLflow has no mlflow.tracing.context: traces keep MLflow's own provenance")
+
     def trace_context(rid: str) -> Any:
-        return mlflow.tracing.context(metadata={**metadata, REQUEST_ID_KEY: rid})
+        if context is None:
+            return contextlib.nullcontext()
+        return context(metadata={**metadata, REQUEST_ID_KEY: rid})
 
     kind = "a ResponsesAgent" if is_responses_agent(model) else "a pyfunc model"
     where = f"http://{args.host}:{args.port}"
     log(f"serving {args.model_uri} ({kind}; agent {agent}, version {version}) on {where}")
     log(f"its traces' metadata: {json.dumps(metadata)}")
-    app = Guard(build_app(model, agent, version), agent, version, trace_context)
+    loopback = args.host in ("127.0.0.1", "::1", "localhost")
+    app = Guard(build_app(model, agent, version, loopback), agent, version, trace_context)
     serve(app, args.host, args.port)
 
 

@@ -68,10 +68,11 @@ NO_VERSION = 0
 #: so it never mixes with a real agent's counts.
 UNKNOWN_AGENT = "_unknown"
 MAX_MIRRORS = 256
+MAX_BODY = 64 << 20  # the largest request body the router takes
 # Hop-by-hop headers (RFC 9110 7.6.1) and those aiohttp sets itself.
 _SKIP_REQUEST = {"host", "connection", "keep-alive", "transfer-encoding", "te", "upgrade",
                  "proxy-connection", "content-length"}  # fmt: skip
-_SKIP_RESPONSE = _SKIP_REQUEST | {"date", "server"}
+_SKIP_RESPONSE = _SKIP_REQUEST | {"date", "server", "x-request-id"}  # the router sets its own
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -126,7 +127,8 @@ class Router:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application()
+        # Long conversations and images in a request: up to MAX_BODY, not aiohttp's 1 MiB.
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[_openai_errors])
         app.router.add_post("/agents/{agent}/invocations", self.invocations)
         app.router.add_post(
             "/agents/{agent}/v1/{endpoint:responses|chat/completions}", self.agent_openai
@@ -244,19 +246,9 @@ class Router:
             return self._unrouted(agent, 404, f"agent '{agent}' is not served", api, "model")
         if body is None:
             body = await request.read()
-        # The route and readiness as they are once the body is in, not as they were when the
-        # request began: a weight change during a slow upload must not send it to a stopped server.
-        route = self.routes.get(agent)
-        if route is None:
-            return self._unrouted(agent, 404, f"agent '{agent}' is not served", api, "model")
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _SKIP_REQUEST}
-        rid = request_id(request.headers, uuid.uuid4().hex)
-        headers["X-Request-Id"] = rid
-        servers = self.servers.get(agent, {})
-        ready = self._ready(agent)
-        pinned: int | None = None
+        pinned: int | None = ref.version if ref is not None else None
         if ref is not None and ref.alias is not None:
-            try:
+            try:  # before the route is read: it may change while the registry is asked
                 pinned = await self._alias(agent, ref.alias)
             except LookupError as exc:
                 return self._unrouted(agent, 503, str(exc), api)
@@ -264,8 +256,18 @@ class Router:
                 return self._unrouted(
                     agent, 404, f"agent '{agent}' has no alias '{ref.alias}'", api, "model"
                 )
-        elif ref is not None:
-            pinned = ref.version
+        # The route and readiness as they are once the body is in (and an alias read), not as
+        # they were when the request began: a weight change during a slow upload must not send
+        # it to a stopped server.
+        route = self.routes.get(agent)
+        if route is None:
+            return self._unrouted(agent, 404, f"agent '{agent}' is not served", api, "model")
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() not in _SKIP_REQUEST and k.lower() != "x-request-id"}  # fmt: skip
+        rid = request_id(request.headers, uuid.uuid4().hex)
+        headers["X-Request-Id"] = rid
+        servers = self.servers.get(agent, {})
+        ready = self._ready(agent)
         if pinned is not None and pinned not in servers:
             return self._unrouted(
                 agent, 404, f"version {pinned} of agent '{agent}' is not served", api, "model"
@@ -279,8 +281,9 @@ class Router:
             except BadRequest as exc:
                 return self._unrouted(agent, 400, str(exc), api, exc.param)
         mirror = route.mirror(random.random(), ready)
-        if mirror is not None:
-            self._mirror(agent, servers[mirror], path, body, headers)
+        shadow = servers.get(mirror) if mirror is not None else None
+        if shadow is not None:
+            self._mirror(agent, shadow, path, body, headers)
         tried: set[int] = set()
         while True:
             live = ready - tried
@@ -299,7 +302,7 @@ class Router:
                 )
                 return self._unrouted(agent, 503, message, api)
             try:
-                return await self._forward(request, agent, server, path, body, headers, rid)
+                return await self._forward(request, agent, server, path, body, headers, rid, api)
             except aiohttp.ClientConnectorError:
                 # Never reached the server: mark it down and try another ready version.
                 server.mark_down()
@@ -314,6 +317,7 @@ class Router:
         body: bytes,
         headers: Mapping[str, str],
         rid: str,
+        api: str = "",
     ) -> web.StreamResponse:
         assert self._session is not None
         server.in_flight += 1
@@ -366,8 +370,11 @@ class Router:
                 code = "504" if isinstance(exc, TimeoutError) else "502"
                 raise
             code = "504" if isinstance(exc, TimeoutError) else "502"
-            failed = _error(
-                int(code), f"version {server.version} of '{agent}' failed to answer: {exc}"
+            said = f"version {server.version} of '{agent}' failed to answer: {exc}"
+            failed = (
+                web.json_response(openai_error(int(code), said), status=int(code))
+                if api == "openai"
+                else _error(int(code), said)
             )
             failed.headers["X-Request-Id"] = rid
             return failed
@@ -437,13 +444,29 @@ def _label(version: int) -> str:
     return "none" if version == NO_VERSION else str(version)
 
 
+@web.middleware
+async def _openai_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """aiohttp's own refusals (no such path, wrong method, a body over MAX_BODY) on OpenAI's
+    paths, in OpenAI's error shape."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPException as exc:
+        path = request.path
+        if exc.status < 400 or not (path.startswith("/v1/") or "/v1/" in path):
+            raise
+        said = exc.text if exc.text and exc.status != 404 else f"no {request.method} {path}"
+        code = "not_found" if exc.status == 404 else None
+        return web.json_response(openai_error(exc.status, said, None, code), status=exc.status)
+
+
 def _json_object(body: bytes, strict: bool = True) -> Mapping[str, Any]:
     """The body as a JSON object; not one: BadRequest (``strict``) or an empty mapping."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON (nor UTF-8), or nested too deep to read
         if strict:
-            raise BadRequest("the body is not JSON") from None
+            raise BadRequest("the body is not JSON, or is nested too deep") from None
         return {}
     if not isinstance(data, dict):
         if strict:
@@ -459,7 +482,7 @@ def _without_trace(data: bytes, agent: str, version: int, rid: str) -> bytes:
         return data
     try:
         found = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         found = None
     message = "the agent failed to answer"
     if isinstance(found, dict):

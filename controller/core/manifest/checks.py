@@ -36,6 +36,8 @@ __all__ = [
     "something_to_manage",
 ]
 
+#: Header routes an agent may have, its rollout's included: an HTTPRoute has at most 16 rules.
+MAX_HEADER_ROUTES = 15
 SOURCE: FieldPath = ("spec", "source")
 VERSIONS: FieldPath = ("spec", "versions")
 ALIASES: FieldPath = ("spec", "aliases")
@@ -200,6 +202,16 @@ def check_manifest(m: AgentManifest) -> list[Problem]:
                     )
                 )
             matches.setdefault(match, i)
+        rollout_route = spec.rollout is not None and spec.rollout.header_route is not None
+        if len(spec.serving.routes) + rollout_route > MAX_HEADER_ROUTES:
+            problems.append(
+                Problem(
+                    ("spec", "serving", "routes"),
+                    f"at most {MAX_HEADER_ROUTES} header routes, the rollout's headerRoute "
+                    "included (an HTTPRoute has at most 16 rules, one of them the weighted one)",
+                    (),
+                )
+            )
         affinity = spec.serving.affinity
         if affinity is not None and affinity.header is not None:
             for i, route in enumerate(spec.serving.routes):

@@ -529,9 +529,9 @@ class Serving(_Model):
     )
     routes: list[HeaderRoute] = Field(
         default_factory=list,
-        max_length=16,
+        max_length=15,
         description="Header routes, tried in order before the weights: a request matching one "
-        "goes to its version (at most 16).",
+        "goes to its version (at most 15, a rollout's headerRoute included).",
     )
     affinity: Affinity | None = Field(
         default=None,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -42,6 +43,7 @@ __all__ = [
     "MANAGED_BY",
     "MODEL_ANNOTATION",
     "SELECTOR",
+    "SERVER_ANNOTATION",
     "SERVER_PORT",
     "VERSION_LABEL",
     "WEIGHTS_ANNOTATION",
@@ -78,6 +80,8 @@ MODEL_ANNOTATION = "agentctl.io/model"
 DIGEST_ANNOTATION = "agentctl.io/spec-digest"
 WEIGHTS_ANNOTATION = "agentctl.io/weights"
 WRITTEN_BY_ANNOTATION = "agentctl.io/written-by"
+#: On a model server's pod template: which server it runs (``agent-server/<SERVER_VERSION>``).
+SERVER_ANNOTATION = "agentctl.io/model-server"
 #: An HTTPRoute's conversation affinity as asked for (``header=<name>,cookie=<name>``, either
 #: empty): what is read back as the affinity, sessionPersistence or not.
 AFFINITY_ANNOTATION = "agentctl.io/affinity"
@@ -216,8 +220,33 @@ def digest(obj: Mapping[str, Any]) -> str:
     annotations = {k: v for k, v in meta.get("annotations", {}).items() if k not in _UNDIGESTED}
     body = {**obj, "metadata": {**meta, "annotations": annotations}}
     if obj.get("kind") == "Deployment":
-        body["spec"] = {k: v for k, v in obj.get("spec", {}).items() if k != "replicas"}
+        spec = {k: v for k, v in obj.get("spec", {}).items() if k != "replicas"}
+        body["spec"] = _without_script(spec)
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _without_script(spec: dict[str, Any]) -> dict[str, Any]:
+    """A Deployment's spec with the agent server's source left out of its containers' commands:
+    the pod template's ``agentctl.io/model-server`` annotation (the server's SERVER_VERSION)
+    stands for it, so another agentctl with the same server rolls nothing."""
+    template = spec.get("template") or {}
+    pod = template.get("spec") or {}
+    containers = pod.get("containers") or []
+    if not any((c.get("command") or [])[:2] == ["python", "-c"] for c in containers):
+        return spec
+    plain = [
+        {**c, "command": ["python", "-c", "<agent server>"]}
+        if (c.get("command") or [])[:2] == ["python", "-c"]
+        else c
+        for c in containers
+    ]
+    return {**spec, "template": {**template, "spec": {**pod, "containers": plain}}}
+
+
+def server_version(script: str) -> str:
+    """The ``SERVER_VERSION`` an agent server's source declares ("" if none)."""
+    found = re.search(r'^SERVER_VERSION = "([^"]*)"$', script, re.MULTILINE)
+    return found.group(1) if found else ""
 
 
 def written(obj: Mapping[str, Any], by: str) -> dict[str, Any]:
@@ -295,6 +324,11 @@ def deployment(
             if v
         }
     selector = {AGENT_LABEL: agent, VERSION_LABEL: str(version)}
+    pod_meta: dict[str, Any] = {"labels": _labels(agent, version)}
+    if s.server_script:
+        pod_meta["annotations"] = {
+            SERVER_ANNOTATION: f"agent-server/{server_version(s.server_script)}"
+        }
     return _stamped(
         {
             "apiVersion": "apps/v1",
@@ -303,10 +337,7 @@ def deployment(
             "spec": {
                 "replicas": s.replicas if replicas is None else replicas,
                 "selector": {"matchLabels": selector},
-                "template": {
-                    "metadata": {"labels": _labels(agent, version)},
-                    "spec": {"containers": [container]},
-                },
+                "template": {"metadata": pod_meta, "spec": {"containers": [container]}},
             },
         }
     )

@@ -221,7 +221,10 @@ def test_deltas_and_a_done_item_become_openai_s_events() -> None:
     kinds = [e["type"] for e in events]
     assert kinds == ["response.created", "response.in_progress", "response.output_item.added",
                      "response.content_part.added", *["response.output_text.delta"] * 2,
+                     "response.output_text.done", "response.content_part.done",
                      "response.output_item.done", "response.completed"]  # fmt: skip
+    text_done = next(e for e in events if e["type"] == "response.output_text.done")
+    assert text_done["text"] == "Hi there." and text_done["output_index"] == 0
     final = check_responses_stream(events)
     assert final.output_text == "Hi there." and final.id == "resp_1"
     assert (
@@ -262,14 +265,20 @@ def test_items_told_only_when_done_are_added_first_and_kept_in_order() -> None:
     assert added[1]["content"] == [] and added[1]["status"] == "in_progress"
 
 
-def test_a_failure_in_a_stream_is_one_error_event_without_a_traceback() -> None:
+def test_a_failure_in_a_stream_is_an_error_then_a_failed_response_without_a_traceback() -> None:
     stream = s.ResponsesStream("resp_1", "m", 1)
     events = stream.start() + stream.feed(deltas("a")[0])
-    (error,) = stream.fail(f"the agent raised ValueError\n{TRACE}")
+    error, failed = stream.fail(f"the agent raised ValueError\n{TRACE}")
     STREAM_EVENT.validate_python(error)
+    STREAM_EVENT.validate_python(failed)
     assert error == {"type": "error", "code": "server_error", "param": None,
                      "message": "the agent raised ValueError", "sequence_number": len(events)}  # fmt: skip
     assert stream.frame(error) == f"event: error\ndata: {json.dumps(error)}\n\n"
+    assert failed["type"] == "response.failed" and failed["sequence_number"] == len(events) + 1
+    assert failed["response"]["status"] == "failed"
+    assert failed["response"]["error"] == {"code": "server_error",
+                                           "message": "the agent raised ValueError"}  # fmt: skip
+    assert "Traceback" not in json.dumps(failed)
 
 
 def test_invocations_stream_events_as_they_are_then_done() -> None:

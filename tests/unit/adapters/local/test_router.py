@@ -5,6 +5,7 @@ refused connection, shadow copies and error metrics. Real model servers: test_lo
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 import uuid
@@ -362,7 +363,7 @@ async def _with_openai_router(
     handlers = await _openai_upstreams([v for v, _ in route.weights])
     servers_up = {}
     for v, h in handlers.items():
-        app = web.Application()
+        app = web.Application(client_max_size=8 << 20)  # uvicorn has no limit of its own
         for path in ("/invocations", "/v1/responses", "/v1/chat/completions"):
             app.router.add_post(path, h)
         servers_up[v] = TestServer(app, host="127.0.0.1")
@@ -507,3 +508,26 @@ def test_an_error_body_with_a_stack_trace_is_cut_short() -> None:
             assert got["message"] == "Encountered an unexpected error"
 
     _run(lambda: _with_router({1: raising}, Route.of({1: 100}), check))
+
+
+def test_what_the_router_refuses_on_openai_paths_is_openai_shaped_never_a_500() -> None:
+    async def check(_router: Router, base: str) -> None:
+        async with aiohttp.ClientSession() as http:
+            deep = b"[" * 100_000
+            for method, path, data, status in (
+                ("POST", "/v1/responses", deep, 400),
+                ("POST", "/agents/bot/v1/responses", b"{}", 200),
+                ("GET", "/v1/responses", None, 405),
+                ("POST", "/v1/embeddings", b"{}", 404),
+            ):
+                async with http.request(method, f"{base}{path}", data=data) as resp:
+                    assert resp.status == status, (path, await resp.text())
+                    if status != 200:
+                        got = await resp.json()
+                        assert set(got["error"]) == {"message", "type", "param", "code"}, got
+            big = json.dumps({"model": "bot", "input": "x" * (2 << 20)}).encode()
+            async with http.post(f"{base}/v1/responses", data=big) as resp:
+                assert resp.status == 200  # over aiohttp's 1 MiB default, under MAX_BODY
+                assert resp.headers.getall("X-Request-Id") == [resp.headers["X-Request-Id"]]
+
+    _run(lambda: _with_openai_router(Route.of({1: 100}, affinity=Affinity()), check))

@@ -3,6 +3,7 @@ of router service, digests, and kstatus readiness."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -473,3 +474,35 @@ def test_the_model_server_is_the_agent_server_given_whole_when_the_shell_gives_i
         "mlflow", "models", "serve",
     ]  # fmt: skip
     assert ko.digest(dep) != ko.digest(plain)
+    # Another agentctl whose server differs only in its text rolls nothing; a new
+    # SERVER_VERSION does.
+    assert dep["spec"]["template"]["metadata"]["annotations"] == {
+        ko.SERVER_ANNOTATION: f"agent-server/{ko.server_version(desired.server_script)}"
+    }
+    assert ko.server_version(desired.server_script)
+    edited = replace(s, server_script=s.server_script + "\n# a comment\n")
+    assert ko.digest(ko.deployment("ns", "bot", "bot-model", 3, edited)) == ko.digest(dep)
+    bumped = replace(
+        s, server_script=s.server_script.replace('SERVER_VERSION = "', 'SERVER_VERSION = "9')
+    )
+    assert ko.digest(ko.deployment("ns", "bot", "bot-model", 3, bumped)) != ko.digest(dep)
+
+
+def test_a_rollout_header_route_under_router_service_and_too_many_routes_are_errors(
+    tmp_path: Path,
+) -> None:
+    from tests.support.manifests import ROLLOUT
+
+    header = "    headerRoute: {header: x-agent-version, value: canary}\n"
+    manifest = GOOD + "    kubernetes:\n      router: service\n" + ROLLOUT + header
+    errors = errors_of(write_repo(tmp_path, manifest))
+    assert [e.field for e in errors] == ["spec.rollout.headerRoute"], [str(e) for e in errors]
+    assert "router gateway" in errors[0].message
+
+    routes = "    routes:\n" + "".join(
+        f"      - {{header: x-user, value: u{i}, alias: champion}}\n" for i in range(15)
+    )
+    (tmp_path / "bot.yaml").write_text(GOOD + routes + ROLLOUT + header)
+    errors = errors_of(tmp_path)
+    assert [e.field for e in errors] == ["spec.serving.routes"], [str(e) for e in errors]
+    assert "at most 15 header routes" in errors[0].message
