@@ -218,7 +218,9 @@ class VersionEntry(_Model):
         return data
 
 
-class _Target(_Model):
+class _VersionOrAlias(_Model):
+    """A version by number (or 'current'), or by alias: exactly one of them."""
+
     version: VersionRef | None = Field(
         default=None,
         description="A version declared in spec.versions (or 'current'); give this or alias.",
@@ -226,10 +228,9 @@ class _Target(_Model):
     alias: AliasName | None = Field(
         default=None, description="An alias declared in spec.aliases; give this or version."
     )
-    percent: Percent = Field(description="The share of requests, 0 to 100.")
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> _Target:
+    def _exactly_one(self) -> _VersionOrAlias:
         if (self.version is None) == (self.alias is None):
             raise ValueError("give exactly one of 'version' or 'alias'")
         return self
@@ -237,6 +238,10 @@ class _Target(_Model):
     @property
     def ref(self) -> str:
         return f"alias {self.alias}" if self.alias is not None else f"version {self.version}"
+
+
+class _Target(_VersionOrAlias):
+    percent: Percent = Field(description="The share of requests, 0 to 100.")
 
 
 class TrafficTarget(_Target):
@@ -269,27 +274,10 @@ class HeaderMatch(_Model):
     value: HeaderValue = Field(description="The header's value, matched exactly.")
 
 
-class HeaderRoute(HeaderMatch):
+class HeaderRoute(HeaderMatch, _VersionOrAlias):
     """Requests matching a header go to a named version whatever the weights (Argo Rollouts'
     setHeaderRoute): a tester's user id, or ``x-agent-version: canary``. The version is served
     even at 0 % of the split."""
-
-    version: VersionRef | None = Field(
-        default=None, description="A version declared in spec.versions (or 'current'); or alias."
-    )
-    alias: AliasName | None = Field(
-        default=None, description="An alias declared in spec.aliases; give this or version."
-    )
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> HeaderRoute:
-        if (self.version is None) == (self.alias is None):
-            raise ValueError("give exactly one of 'version' or 'alias'")
-        return self
-
-    @property
-    def ref(self) -> str:
-        return f"alias {self.alias}" if self.alias is not None else f"version {self.version}"
 
 
 class Affinity(_Model):
